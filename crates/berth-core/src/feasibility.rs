@@ -1,0 +1,126 @@
+//! Stage 1, feasibility: may this request run on this worker at all, and right now?
+//!
+//! The same rules serve the planner and every committer (the planner and the committer must
+//! agree, or a plan is rejected forever). Static rules look only at attributes that do not
+//! change while a batch is planned (pool, GPU type, preemptibility); [`check`] adds the
+//! worker's status and free capacity.
+
+use crate::{ContainerRequest, GpuType, PoolAttributes, Resources, Worker, WorkerStatus};
+
+/// Why a request may not go to a worker (or pool).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Infeasible {
+    /// The request names a pool selector and this is another pool.
+    #[error("the request selects pool {wanted}, the worker is in pool {actual}")]
+    OtherPool {
+        /// The pool the request selects.
+        wanted: String,
+        /// The worker's pool.
+        actual: String,
+    },
+    /// The pool only takes requests that select it, and this request does not.
+    #[error("pool {0} requires a pool selector")]
+    SelectorRequired(String),
+    /// A non-preemptible request and a preemptible worker.
+    #[error("the worker is preemptible and the request is not")]
+    Preemptible,
+    /// A CPU-only request and a GPU worker.
+    #[error("CPU-only requests never go to GPU workers")]
+    GpuWorkerForCpuRequest,
+    /// A GPU request and a worker without GPUs.
+    #[error("the request needs GPUs and the worker has none")]
+    NoGpus,
+    /// The worker's GPU type is not in the request's preference list.
+    #[error("GPU type {0} is not one the request accepts")]
+    GpuTypeNotAccepted(GpuType),
+    /// The worker is draining or disabled.
+    #[error("the worker is {0} and takes no new containers")]
+    NotAcceptingWork(WorkerStatus),
+    /// The request is larger than the worker's total capacity.
+    #[error("the request needs {needed}, the worker has {total} in all")]
+    LargerThanWorker {
+        /// What the request needs.
+        needed: Resources,
+        /// The worker's total capacity.
+        total: Resources,
+    },
+    /// The worker's free capacity is too small right now.
+    #[error("the request needs {needed}, the worker has {free} free")]
+    NoRoom {
+        /// What the request needs.
+        needed: Resources,
+        /// The worker's free capacity.
+        free: Resources,
+    },
+}
+
+/// The static rules, on a pool's attributes and GPU type (so they serve for workers and for
+/// pools an autoscaler could grow). On success, returns the GPU type's rank in the request's
+/// preference list (0 for CPU-only requests).
+pub fn check_static(
+    attributes: &PoolAttributes,
+    gpu_type: Option<&GpuType>,
+    request: &ContainerRequest,
+) -> Result<usize, Infeasible> {
+    check_pool(attributes, request)?;
+    if attributes.preemptible && !request.preemptible {
+        return Err(Infeasible::Preemptible);
+    }
+    check_gpu(gpu_type, request)
+}
+
+fn check_pool(attributes: &PoolAttributes, request: &ContainerRequest) -> Result<(), Infeasible> {
+    match &request.pool_selector {
+        Some(wanted) if *wanted != attributes.pool => Err(Infeasible::OtherPool {
+            wanted: wanted.to_string(),
+            actual: attributes.pool.to_string(),
+        }),
+        None if attributes.requires_pool_selector => {
+            Err(Infeasible::SelectorRequired(attributes.pool.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_gpu(gpu_type: Option<&GpuType>, request: &ContainerRequest) -> Result<usize, Infeasible> {
+    match (gpu_type, request.wants_gpus()) {
+        (None, false) => Ok(0),
+        (Some(_), false) => Err(Infeasible::GpuWorkerForCpuRequest),
+        (None, true) => Err(Infeasible::NoGpus),
+        (Some(ty), true) => request
+            .gpu
+            .rank(ty)
+            .ok_or_else(|| Infeasible::GpuTypeNotAccepted(ty.clone())),
+    }
+}
+
+/// The worker's GPU type as the static rules see it: `None` for a worker without GPUs.
+pub fn worker_gpu_type(worker: &Worker) -> Option<&GpuType> {
+    worker.gpu_type.as_ref().filter(|_| worker.total.gpu_count > 0)
+}
+
+/// Every rule, against the given free capacity (the worker's own, or a working copy of it).
+/// On success, returns the GPU type's rank in the request's preference list.
+pub fn check(
+    worker: &Worker,
+    free: &Resources,
+    request: &ContainerRequest,
+) -> Result<usize, Infeasible> {
+    let rank = check_static(&worker.pool, worker_gpu_type(worker), request)?;
+    if !worker.status.accepts_work() {
+        return Err(Infeasible::NotAcceptingWork(worker.status));
+    }
+    if !request.resources.fits_in(&worker.total) {
+        return Err(Infeasible::LargerThanWorker {
+            needed: request.resources,
+            total: worker.total,
+        });
+    }
+    if !request.resources.fits_in(free) {
+        return Err(Infeasible::NoRoom {
+            needed: request.resources,
+            free: *free,
+        });
+    }
+    Ok(rank)
+}

@@ -1,0 +1,37 @@
+//! # berth-core
+//!
+//! The pure placement core of berth: domain types, feasibility, scoring and batch planning.
+//! It does no I/O and depends on neither tokio nor redis; plans are values.
+//!
+//! ## Layout
+//! - [`ids`]: validated identifiers (container, worker, pool), safe inside Redis keys.
+//! - [`resources`]: CPU millicores, memory MiB and GPU count, with checked arithmetic.
+//! - [`gpu`]: GPU types and a request's preference list.
+//! - [`worker`]: workers, their status, pools and placement policies.
+//! - [`request`]: container requests and their validation.
+//! - [`feasibility`]: stage 1, may a request run on a worker.
+//! - [`scoring`]: stages 2 and 3, the score of a worker for a request and the rendezvous
+//!   tie-break.
+//! - [`planner`]: stage 4, [`plan`] a batch against a snapshot.
+//! - [`plan`](mod@plan): the plan's types; [`verify_plan`] checks its post-conditions.
+
+pub mod feasibility;
+pub mod gpu;
+pub mod ids;
+mod index;
+pub mod plan;
+pub mod planner;
+pub mod request;
+pub mod resources;
+pub mod scoring;
+mod verify;
+pub mod worker;
+
+pub use gpu::{GpuPreference, GpuType, GpuTypeError};
+pub use ids::{ContainerId, IdError, PoolName, WorkerId};
+pub use plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
+pub use planner::{plan, plan_with, planning_order};
+pub use request::{ContainerRequest, Payload, RequestError};
+pub use resources::Resources;
+pub use verify::verify_plan;
+pub use worker::{PlacementPolicy, Pool, PoolAttributes, Worker, WorkerStatus};

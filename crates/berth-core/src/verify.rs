@@ -1,0 +1,61 @@
+//! The planner's post-conditions, as a function that tests and debug builds call.
+
+use crate::plan::{Plan, Snapshot};
+use crate::{ContainerRequest, Resources, Worker, feasibility};
+use std::collections::HashMap;
+
+/// Checks a plan against its inputs and returns the first broken post-condition:
+/// every request placed or explained exactly once; every placement on a known worker at the
+/// snapshot's version, feasible there, and carrying the request's id and resources; no
+/// worker's free capacity going below zero.
+pub fn verify_plan(
+    snapshot: &Snapshot,
+    requests: &[ContainerRequest],
+    plan: &Plan,
+) -> Result<(), String> {
+    let mut seen = vec![0u32; requests.len()];
+    let by_id: HashMap<&str, &Worker> = snapshot
+        .workers
+        .iter()
+        .map(|w| (w.id.as_str(), w))
+        .collect();
+    for group in &plan.workers {
+        let worker = by_id
+            .get(group.worker.as_str())
+            .ok_or_else(|| format!("plan names unknown worker {}", group.worker))?;
+        if group.base_version != worker.version {
+            return Err(format!("worker {} has a stale base version", worker.id));
+        }
+        let mut free = worker.free;
+        for placement in &group.placements {
+            let request = requests
+                .get(placement.request)
+                .ok_or_else(|| format!("placement of unknown request {}", placement.request))?;
+            count(&mut seen, placement.request)?;
+            if request.id != placement.container || request.resources != placement.resources {
+                return Err(format!("placement {} does not match its request", request.id));
+            }
+            feasibility::check(worker, &free, request)
+                .map_err(|why| format!("{} on {}: {why}", request.id, worker.id))?;
+            free = free.checked_sub(request.resources).unwrap_or(Resources::ZERO);
+        }
+    }
+    for unplaced in &plan.unplaced {
+        count(&mut seen, unplaced.request)?;
+    }
+    match seen.iter().position(|&n| n != 1) {
+        Some(missing) => Err(format!("request {missing} is neither placed nor explained")),
+        None => Ok(()),
+    }
+}
+
+fn count(seen: &mut [u32], index: usize) -> Result<(), String> {
+    let slot = seen
+        .get_mut(index)
+        .ok_or_else(|| format!("unknown request index {index}"))?;
+    *slot += 1;
+    if *slot > 1 {
+        return Err(format!("request {index} appears twice in the plan"));
+    }
+    Ok(())
+}

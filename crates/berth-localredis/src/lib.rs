@@ -1,0 +1,1 @@
+//! Local redis-server processes for tests and benchmarks.

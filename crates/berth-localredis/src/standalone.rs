@@ -1,0 +1,93 @@
+//! A standalone redis-server.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::LocalRedisError;
+use crate::process::{Mode, ServerProcess};
+use crate::resp::{self, Value};
+
+/// How long [`LocalRedis::start`] waits for the server to answer PING.
+pub const STANDALONE_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A standalone `redis-server` on a free port of 127.0.0.1, in its own
+/// temporary directory, with persistence off (`--save '' --appendonly no`).
+///
+/// Dropping it kills the server (SIGKILL, then waits for it) and removes
+/// the directory.
+///
+/// ```
+/// let redis = berth_localredis::LocalRedis::start()?;
+/// assert_eq!(redis.url(), format!("redis://127.0.0.1:{}/", redis.port()));
+/// # Ok::<(), berth_localredis::LocalRedisError>(())
+/// ```
+#[derive(Debug)]
+pub struct LocalRedis {
+    // Field order matters: the process is dropped (killed) before the
+    // directory it works in is removed.
+    process: ServerProcess,
+    dir: TempDir,
+}
+
+impl LocalRedis {
+    /// Starts the server and waits (up to [`STANDALONE_START_TIMEOUT`]) until
+    /// it answers PING.
+    ///
+    /// # Errors
+    ///
+    /// [`LocalRedisError::RedisServerNotFound`] if `redis-server` is not on
+    /// `PATH`; otherwise an error saying why the server did not start, with
+    /// the tail of its log.
+    pub fn start() -> Result<LocalRedis, LocalRedisError> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-localredis-")
+            .tempdir()
+            .map_err(|source| LocalRedisError::TempDir {
+                what: "a temporary directory",
+                source,
+            })?;
+        let process = ServerProcess::start(dir.path(), Mode::Standalone, STANDALONE_START_TIMEOUT)?;
+        Ok(LocalRedis { process, dir })
+    }
+
+    /// The TCP port the server listens on (on 127.0.0.1).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.process.port()
+    }
+
+    /// The connection URL, `redis://127.0.0.1:PORT/`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port())
+    }
+
+    /// The operating system's process id of the server.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The server's working directory (removed on drop).
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The last lines of the server's log, for diagnosing test failures.
+    #[must_use]
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
+    }
+
+    /// Sends one command and returns the reply; see [`resp::command`].
+    ///
+    /// # Errors
+    ///
+    /// See [`resp::command`].
+    pub fn command(&self, args: &[&str]) -> Result<Value, LocalRedisError> {
+        resp::command(self.port(), args)
+    }
+}
