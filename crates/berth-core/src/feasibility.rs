@@ -96,7 +96,10 @@ fn check_gpu(gpu_type: Option<&GpuType>, request: &ContainerRequest) -> Result<u
 
 /// The worker's GPU type as the static rules see it: `None` for a worker without GPUs.
 pub fn worker_gpu_type(worker: &Worker) -> Option<&GpuType> {
-    worker.gpu_type.as_ref().filter(|_| worker.total.gpu_count > 0)
+    worker
+        .gpu_type
+        .as_ref()
+        .filter(|_| worker.total.gpu_count > 0)
 }
 
 /// Every rule, against the given free capacity (the worker's own, or a working copy of it).

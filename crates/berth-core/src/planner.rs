@@ -7,7 +7,7 @@
 use crate::feasibility::check_static;
 use crate::index::{self, Bucket};
 use crate::plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
-use crate::scoring::{GroupScore, affinity, fit_score, room, start_offset};
+use crate::scoring::{GroupScore, affinity_with_seed, fit_score, request_seed, room, start_offset};
 use crate::{ContainerRequest, Resources};
 use std::cmp::Reverse;
 
@@ -133,7 +133,10 @@ impl<'a> Planner<'a> {
             let Some(&first) = bucket.workers.first() else {
                 continue;
             };
-            out.push((GroupScore::of(&self.snapshot.workers[first], rank), position));
+            out.push((
+                GroupScore::of(&self.snapshot.workers[first], rank),
+                position,
+            ));
         }
         out
     }
@@ -147,12 +150,22 @@ impl<'a> Planner<'a> {
             .collect();
         let len: usize = members.iter().map(|m| m.len()).sum();
         let exact = len <= self.options.max_candidates;
-        let start = if exact { 0 } else { start_offset(&request.id, len) };
+        let start = if exact {
+            0
+        } else {
+            start_offset(&request.id, len)
+        };
         let mut best: Option<((u64, u64), usize)> = None;
         let mut feasible = 0;
+        let seed = request_seed(&request.id);
         for step in 0..len {
-            let worker = member_at(&members, (start + step) % len);
-            let Some(key) = self.rank(worker, request) else {
+            let position = if start + step < len {
+                start + step
+            } else {
+                start + step - len
+            };
+            let worker = member_at(&members, position);
+            let Some(key) = self.rank(worker, request, seed) else {
                 continue;
             };
             feasible += 1;
@@ -167,11 +180,11 @@ impl<'a> Planner<'a> {
     }
 
     /// (policy fit, affinity) of a worker for the request, or `None` if it has no room.
-    fn rank(&self, worker: usize, request: &ContainerRequest) -> Option<(u64, u64)> {
+    fn rank(&self, worker: usize, request: &ContainerRequest, seed: u64) -> Option<(u64, u64)> {
         let spec = &self.snapshot.workers[worker];
         let left = self.free[worker].checked_sub(request.resources)?;
         let fit = fit_score(spec.pool.policy, room(&left, &spec.total));
-        Some((fit, affinity(&request.id, &spec.id)))
+        Some((fit, affinity_with_seed(seed, &spec.id)))
     }
 
     /// Why no worker took the request: nothing matches, it never fits, or no room now.
@@ -187,7 +200,10 @@ impl<'a> Planner<'a> {
             }
         }
         for pool in &self.snapshot.pools {
-            let gpu = pool.gpu_type.as_ref().filter(|_| pool.worker_size.gpu_count > 0);
+            let gpu = pool
+                .gpu_type
+                .as_ref()
+                .filter(|_| pool.worker_size.gpu_count > 0);
             if check_static(&pool.attributes, gpu, request).is_ok() {
                 matched = true;
                 if demand.fits_in(&pool.worker_size) {

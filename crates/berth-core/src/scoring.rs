@@ -53,8 +53,13 @@ pub fn room(free: &Resources, total: &Resources) -> u64 {
         if total == 0 {
             ROOM_SCALE
         } else {
-            let scaled = u128::from(free) * u128::from(ROOM_SCALE) / u128::from(total);
-            u64::try_from(scaled).unwrap_or(ROOM_SCALE)
+            match free.checked_mul(ROOM_SCALE) {
+                Some(scaled) => scaled / total,
+                None => {
+                    let scaled = u128::from(free) * u128::from(ROOM_SCALE) / u128::from(total);
+                    u64::try_from(scaled).unwrap_or(ROOM_SCALE)
+                }
+            }
         }
     };
     part(free.cpu_millicores, total.cpu_millicores)
@@ -73,7 +78,16 @@ pub fn fit_score(policy: PlacementPolicy, room_after: u64) -> u64 {
 /// Rendezvous (highest random weight) hash of a request and a worker, with xxh3: stable
 /// across processes, machines and versions.
 pub fn affinity(request: &ContainerId, worker: &WorkerId) -> u64 {
-    let seed = xxh3_64(request.as_str().as_bytes());
+    affinity_with_seed(request_seed(request), worker)
+}
+
+/// The per-request part of [`affinity`], to hoist out of a loop over workers.
+pub fn request_seed(request: &ContainerId) -> u64 {
+    xxh3_64(request.as_str().as_bytes())
+}
+
+/// [`affinity`] given [`request_seed`] of the request.
+pub fn affinity_with_seed(seed: u64, worker: &WorkerId) -> u64 {
     xxh3_64_with_seed(worker.as_str().as_bytes(), seed)
 }
 
@@ -87,6 +101,7 @@ pub fn start_offset(request: &ContainerId, len: usize) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
@@ -112,6 +127,9 @@ mod tests {
         assert_eq!(affinity(&r, &a), affinity(&r, &a));
         assert_ne!(affinity(&r, &a), affinity(&r, &b));
         // A fixed value: replicas built from other versions must agree.
-        assert_eq!(affinity(&r, &a), affinity(&ContainerId::new("req-1").unwrap(), &a));
+        assert_eq!(
+            affinity(&r, &a),
+            affinity(&ContainerId::new("req-1").unwrap(), &a)
+        );
     }
 }

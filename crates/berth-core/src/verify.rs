@@ -19,6 +19,9 @@ pub fn verify_plan(
         .iter()
         .map(|w| (w.id.as_str(), w))
         .collect();
+    // Free capacity left on each worker by the groups checked so far: a plan that names one
+    // worker in two groups must not get the worker's free capacity twice.
+    let mut left: HashMap<&str, Resources> = HashMap::new();
     for group in &plan.workers {
         let worker = by_id
             .get(group.worker.as_str())
@@ -26,18 +29,23 @@ pub fn verify_plan(
         if group.base_version != worker.version {
             return Err(format!("worker {} has a stale base version", worker.id));
         }
-        let mut free = worker.free;
+        let free = left.entry(worker.id.as_str()).or_insert(worker.free);
         for placement in &group.placements {
             let request = requests
                 .get(placement.request)
                 .ok_or_else(|| format!("placement of unknown request {}", placement.request))?;
             count(&mut seen, placement.request)?;
             if request.id != placement.container || request.resources != placement.resources {
-                return Err(format!("placement {} does not match its request", request.id));
+                return Err(format!(
+                    "placement {} does not match its request",
+                    request.id
+                ));
             }
-            feasibility::check(worker, &free, request)
+            feasibility::check(worker, free, request)
                 .map_err(|why| format!("{} on {}: {why}", request.id, worker.id))?;
-            free = free.checked_sub(request.resources).unwrap_or(Resources::ZERO);
+            *free = free
+                .checked_sub(request.resources)
+                .unwrap_or(Resources::ZERO);
         }
     }
     for unplaced in &plan.unplaced {
