@@ -50,7 +50,9 @@ pub enum LocalRedisError {
     },
 
     /// No free TCP port could be reserved on 127.0.0.1.
-    #[error("could not find a free TCP port on 127.0.0.1: {0}; check that the loopback interface is up")]
+    #[error(
+        "could not find a free TCP port on 127.0.0.1: {0}; check that the loopback interface is up"
+    )]
     FreePort(#[source] io::Error),
 
     /// redis-server kept losing the race for the free ports it was given.
@@ -139,7 +141,9 @@ pub enum LocalRedisError {
     },
 
     /// Talking to a server over TCP failed.
-    #[error("I/O error talking to redis on 127.0.0.1:{port}: {source}; is the server still running?")]
+    #[error(
+        "I/O error talking to redis on 127.0.0.1:{port}: {source}; is the server still running?"
+    )]
     Io {
         /// The server's port.
         port: u16,

@@ -101,7 +101,6 @@ impl ServerProcess {
     /// Polls until the server answers PING, exits, or `timeout` passes.
     fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, LocalRedisError> {
         let start = Instant::now();
-        let mut last_problem = String::from("not tried yet");
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
@@ -116,13 +115,19 @@ impl ServerProcess {
                     });
                 }
                 Ok(None) => {}
-                Err(e) => last_problem = format!("could not check the process: {e}"),
+                Err(source) => {
+                    self.kill();
+                    return Err(LocalRedisError::Spawn {
+                        program: "redis-server",
+                        source,
+                    });
+                }
             }
-            match resp::command(self.port, &["PING"]) {
+            let last_problem = match resp::command(self.port, &["PING"]) {
                 Ok(Value::Simple(s)) if s == "PONG" => return Ok(Ready::Yes),
-                Ok(other) => last_problem = format!("PING answered {other:?}"),
-                Err(e) => last_problem = e.to_string(),
-            }
+                Ok(other) => format!("PING answered {other:?}"),
+                Err(e) => e.to_string(),
+            };
             if start.elapsed() >= timeout {
                 let log_tail = self.log_tail();
                 self.kill();
@@ -178,7 +183,10 @@ fn spawn(dir: &Path, log_path: &Path, mode: Mode, ports: &[u16]) -> Result<Child
             .arg("--cluster-node-timeout")
             .arg(node_timeout.as_millis().to_string())
             .arg("--cluster-port")
-            .arg(ports[1].to_string());
+            .arg(ports[1].to_string())
+            // Replicas sync right away instead of after the default 5 s
+            // wait for more replicas to join the same diskless transfer.
+            .args(["--repl-diskless-sync-delay", "0"]);
     }
     // The child stays in our process group on purpose: if the test process
     // is killed (nextest's timeout kills the whole group, Ctrl-C signals the

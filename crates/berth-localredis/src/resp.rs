@@ -11,7 +11,7 @@
 //! and arrays (and the null array). It is meant for small administrative
 //! replies, not for data-heavy use.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -229,6 +229,7 @@ fn read_value(r: &mut impl BufRead, depth: usize) -> Result<Value, ReadError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -265,15 +266,18 @@ mod tests {
 
     #[test]
     fn parses_nested_arrays() {
-        let v = parse(b"*2\r\n*3\r\n:0\r\n:5460\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n+x\r\n")
-            .unwrap();
+        let v =
+            parse(b"*2\r\n*3\r\n:0\r\n:5460\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n+x\r\n").unwrap();
         assert_eq!(
             v,
             Value::Array(vec![
                 Value::Array(vec![
                     Value::Integer(0),
                     Value::Integer(5460),
-                    Value::Array(vec![Value::Bulk(b"127.0.0.1".to_vec()), Value::Integer(7000)]),
+                    Value::Array(vec![
+                        Value::Bulk(b"127.0.0.1".to_vec()),
+                        Value::Integer(7000)
+                    ]),
                 ]),
                 Value::Simple("x".into()),
             ])
@@ -286,7 +290,10 @@ mod tests {
         assert!(matches!(parse(b"?what\r\n"), Err(ReadError::Protocol(_))));
         assert!(matches!(parse(b":abc\r\n"), Err(ReadError::Protocol(_))));
         assert!(matches!(parse(b"+no crlf\n"), Err(ReadError::Protocol(_))));
-        assert!(matches!(parse(b"$3\r\nabcd\r\n"), Err(ReadError::Protocol(_))));
+        assert!(matches!(
+            parse(b"$3\r\nabcd\r\n"),
+            Err(ReadError::Protocol(_))
+        ));
         assert!(matches!(parse(b"$-2\r\n"), Err(ReadError::Protocol(_))));
         assert!(matches!(parse(b""), Err(ReadError::Io(_))));
         assert!(matches!(parse(b"$10\r\nabc"), Err(ReadError::Io(_))));
