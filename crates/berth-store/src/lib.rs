@@ -1,1 +1,43 @@
-//! placeholder
+//! # berth-store
+//!
+//! The scheduler's shared state behind one async trait, [`Store`], with two
+//! implementations that pass one contract test suite:
+//! - [`MemoryStore`]: the embedded default, for one process and no Redis;
+//! - [`RedisStore`]: Redis standalone or Cluster, for many scheduler replicas. Each worker's
+//!   commit is one Lua script on keys that share the worker's hash tag, and the scripts of
+//!   a batch go out in one pipelined round trip. No lock is taken on that path.
+//!
+//! ## Layout
+//! - [`store`]: the [`Store`] trait and its guarantees.
+//! - [`model`]: the values crossing the boundary.
+//! - [`memory`]: the in-memory store.
+//! - [`redis`](mod@redis): the Redis store, its key schema and Lua scripts.
+//! - [`stats`]: round trips, commands, scripts, lock counts.
+//! - [`lifecycle`]: the container record's state machine.
+//! - [`check`]: the invariant check both stores share.
+//! - [`error`]: [`StoreError`].
+
+pub mod check;
+pub mod error;
+pub mod latency;
+pub mod lifecycle;
+pub mod memory;
+pub mod model;
+pub mod redis;
+pub mod stats;
+pub mod store;
+
+pub use error::{Result, StoreError};
+pub use latency::DelayedStore;
+pub use memory::MemoryStore;
+pub use model::*;
+pub use redis::RedisStore;
+pub use stats::{StatsSnapshot, StoreStats};
+pub use store::{SettleItem, Store, StoreConfig};
+
+/// Milliseconds since the Unix epoch, by the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

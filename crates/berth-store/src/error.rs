@@ -1,0 +1,60 @@
+//! The store's error type.
+
+use crate::ContainerState;
+use berth_core::{ContainerId, WorkerId};
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The worker is not registered.
+    #[error("worker {0} is not registered")]
+    UnknownWorker(WorkerId),
+    /// The container is not known.
+    #[error("container {0} is not known")]
+    UnknownContainer(ContainerId),
+    /// A registration would shrink a worker below what is already reserved on it.
+    #[error(
+        "worker {worker}: the new total {total} is below the {reserved} already reserved; drain the worker first"
+    )]
+    BelowReserved {
+        /// The worker.
+        worker: WorkerId,
+        /// The total asked for.
+        total: String,
+        /// What its containers hold.
+        reserved: String,
+    },
+    /// A container record cannot make the asked move (states only move forward, and only
+    /// the worker and attempt that hold a container may report on it).
+    #[error("container {container}: cannot move from {from} ({why})")]
+    InvalidTransition {
+        /// The container.
+        container: ContainerId,
+        /// Its current state.
+        from: ContainerState,
+        /// What was refused and why.
+        why: String,
+    },
+    /// An argument was malformed; nothing was written.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A record read back from the store is corrupt.
+    #[error("corrupt record {key}: field {field}: {problem}")]
+    Corrupt {
+        /// The key (or entity) read.
+        key: String,
+        /// The field that is missing or malformed.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Redis answered with an error or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A value could not be encoded or decoded as JSON.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Shorthand for results of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,653 @@
+//! [`DelayedStore`]: a [`Store`] wrapper that adds a simulated network round-trip time to
+//! every store call, and counts calls and round trips per operation. The benchmark uses it
+//! to compare the commit strategies as they would behave against a remote Redis (the
+//! seed's Redis operations took 5-10 ms each; on loopback a round trip takes tens of
+//! microseconds, which flatters strategies that make many round trips).
+//!
+//! ## What is delayed
+//! Each call is delayed by `rtt` times the number of round trips it makes on a standalone
+//! Redis ([`Op::round_trips`]): half of one `rtt` before the call goes to the wrapped store
+//! (the request travelling), the rest after it returns (the reply travelling, and any
+//! further round trips of the call). So a lock taken by one caller is held, as seen from
+//! the others, from the middle of its round trip on, as on a real network. The table:
+//!
+//! | operation | round trips | why |
+//! |---|---|---|
+//! | `workers` | 2 | the index (SMEMBERS), then every worker hash in one pipeline |
+//! | `register_worker` | 1 | index and registration script pipelined together |
+//! | `commit` | 1 | one pipeline of one script per group (0 when there is no group) |
+//! | `submit`, `settle` | 1 | one script for the whole batch (0 when empty) |
+//! | `claim` | 1 | one script; a blocking wait is not delayed beyond this one `rtt` (0 when `max` is 0) |
+//! | `assignments` | 1 | one script; a blocking wait is not delayed beyond this one `rtt` |
+//! | `check` | 1 | a diagnostic; its real round trips (several) are not modelled |
+//! | every other call | 1 | one command or one script |
+//! | `stats` | 0 | local counters |
+//!
+//! The wrapper counts every call and every simulated round trip whatever `rtt` is (with a
+//! zero `rtt` it only counts), and sums the delay it asked for and the delay it actually
+//! slept, so a report can say how much of a run was simulated network. Concurrent calls
+//! are delayed concurrently; the sums add them up, so they can exceed the wall-clock time.
+//!
+//! ## Precision
+//! tokio's timer has a resolution of one millisecond, too coarse for sub-millisecond delays.
+//! A non-zero `rtt` starts one timer thread per wrapper that wakes each delayed call at its
+//! deadline (a condition variable with a timeout: typically 50-100 us late on Linux); the
+//! thread ends when the wrapper is dropped. The actual sleep is measured
+//! ([`DelaySnapshot::slept`]), so the overshoot can be reported.
+
+use crate::model::*;
+use crate::{Result, SettleItem, Store, StoreStats};
+use async_trait::async_trait;
+use berth_core::{ContainerId, ContainerRequest, Worker, WorkerId, WorkerStatus};
+use parking_lot::{Condvar, Mutex};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// One operation of the [`Store`] trait, as [`DelayedStore`] counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// [`Store::register_worker`].
+    RegisterWorker,
+    /// [`Store::heartbeat`].
+    Heartbeat,
+    /// [`Store::set_worker_status`].
+    SetWorkerStatus,
+    /// [`Store::worker`].
+    Worker,
+    /// [`Store::workers`].
+    Workers,
+    /// [`Store::commit`].
+    Commit,
+    /// [`Store::lock_worker`].
+    LockWorker,
+    /// [`Store::commit_locked`].
+    CommitLocked,
+    /// [`Store::unlock_worker`].
+    UnlockWorker,
+    /// [`Store::release`].
+    Release,
+    /// [`Store::assignments`].
+    Assignments,
+    /// [`Store::ack_assignment`].
+    AckAssignment,
+    /// [`Store::submit`].
+    Submit,
+    /// [`Store::container`].
+    Container,
+    /// [`Store::transition`].
+    Transition,
+    /// [`Store::claim`].
+    Claim,
+    /// [`Store::settle`].
+    Settle,
+    /// [`Store::promote_due`].
+    PromoteDue,
+    /// [`Store::backlog_len`].
+    BacklogLen,
+    /// [`Store::check`].
+    Check,
+}
+
+/// The number of [`Op`]s.
+const OPS: usize = 20;
+
+impl Op {
+    /// Every operation, in declaration order.
+    pub const ALL: [Op; OPS] = [
+        Op::RegisterWorker,
+        Op::Heartbeat,
+        Op::SetWorkerStatus,
+        Op::Worker,
+        Op::Workers,
+        Op::Commit,
+        Op::LockWorker,
+        Op::CommitLocked,
+        Op::UnlockWorker,
+        Op::Release,
+        Op::Assignments,
+        Op::AckAssignment,
+        Op::Submit,
+        Op::Container,
+        Op::Transition,
+        Op::Claim,
+        Op::Settle,
+        Op::PromoteDue,
+        Op::BacklogLen,
+        Op::Check,
+    ];
+
+    /// The trait method's name, e.g. `lock_worker`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::RegisterWorker => "register_worker",
+            Op::Heartbeat => "heartbeat",
+            Op::SetWorkerStatus => "set_worker_status",
+            Op::Worker => "worker",
+            Op::Workers => "workers",
+            Op::Commit => "commit",
+            Op::LockWorker => "lock_worker",
+            Op::CommitLocked => "commit_locked",
+            Op::UnlockWorker => "unlock_worker",
+            Op::Release => "release",
+            Op::Assignments => "assignments",
+            Op::AckAssignment => "ack_assignment",
+            Op::Submit => "submit",
+            Op::Container => "container",
+            Op::Transition => "transition",
+            Op::Claim => "claim",
+            Op::Settle => "settle",
+            Op::PromoteDue => "promote_due",
+            Op::BacklogLen => "backlog_len",
+            Op::Check => "check",
+        }
+    }
+
+    /// The round trips one non-empty call makes on a standalone Redis, as simulated (see
+    /// the module documentation): 2 for [`Op::Workers`], 1 for every other operation.
+    pub fn round_trips(self) -> u64 {
+        match self {
+            Op::Workers => 2,
+            _ => 1,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A copy of a [`DelayedStore`]'s counters at one moment; subtract two to measure an
+/// interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelaySnapshot {
+    calls: [u64; OPS],
+    trips: [u64; OPS],
+    /// Simulated round trips, all operations together.
+    pub round_trips: u64,
+    /// The delay asked for: simulated round trips times `rtt`, summed over calls.
+    pub simulated: Duration,
+    /// The delay actually slept, summed over calls (the timer wakes a little late).
+    pub slept: Duration,
+}
+
+impl Default for DelaySnapshot {
+    fn default() -> Self {
+        DelaySnapshot {
+            calls: [0; OPS],
+            trips: [0; OPS],
+            round_trips: 0,
+            simulated: Duration::ZERO,
+            slept: Duration::ZERO,
+        }
+    }
+}
+
+impl DelaySnapshot {
+    /// Calls of `op`.
+    pub fn calls(&self, op: Op) -> u64 {
+        self.calls[op.index()]
+    }
+
+    /// Simulated round trips of `op` (calls times [`Op::round_trips`], empty calls
+    /// excluded).
+    pub fn round_trips_of(&self, op: Op) -> u64 {
+        self.trips[op.index()]
+    }
+
+    /// The counts of `self` and `other` together (e.g. of several replicas' stores).
+    pub fn plus(&self, other: &DelaySnapshot) -> DelaySnapshot {
+        let mut out = DelaySnapshot {
+            round_trips: self.round_trips.saturating_add(other.round_trips),
+            simulated: self.simulated.saturating_add(other.simulated),
+            slept: self.slept.saturating_add(other.slept),
+            ..DelaySnapshot::default()
+        };
+        for i in 0..OPS {
+            out.calls[i] = self.calls[i].saturating_add(other.calls[i]);
+            out.trips[i] = self.trips[i].saturating_add(other.trips[i]);
+        }
+        out
+    }
+
+    /// The counts between `earlier` and `self`.
+    pub fn since(&self, earlier: &DelaySnapshot) -> DelaySnapshot {
+        let mut out = DelaySnapshot {
+            round_trips: self.round_trips.saturating_sub(earlier.round_trips),
+            simulated: self.simulated.saturating_sub(earlier.simulated),
+            slept: self.slept.saturating_sub(earlier.slept),
+            ..DelaySnapshot::default()
+        };
+        for i in 0..OPS {
+            out.calls[i] = self.calls[i].saturating_sub(earlier.calls[i]);
+            out.trips[i] = self.trips[i].saturating_sub(earlier.trips[i]);
+        }
+        out
+    }
+}
+
+/// Live counters of a [`DelayedStore`].
+#[derive(Debug, Default)]
+struct Counters {
+    calls: [AtomicU64; OPS],
+    trips: [AtomicU64; OPS],
+    round_trips: AtomicU64,
+    simulated_ns: AtomicU64,
+    slept_ns: AtomicU64,
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A [`Store`] that delegates every call to `inner` and delays it by a simulated network
+/// round-trip time per round trip the call makes on Redis (see the module documentation
+/// for the table and what is counted).
+pub struct DelayedStore<S: ?Sized> {
+    inner: Arc<S>,
+    rtt: Duration,
+    counters: Counters,
+    timer: Option<Timer>,
+}
+
+impl<S: ?Sized> std::fmt::Debug for DelayedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelayedStore")
+            .field("rtt", &self.rtt)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store + ?Sized> DelayedStore<S> {
+    /// Wraps `inner`, adding `rtt` per round trip (a zero `rtt` only counts).
+    pub fn new(inner: Arc<S>, rtt: Duration) -> DelayedStore<S> {
+        DelayedStore {
+            inner,
+            rtt,
+            counters: Counters::default(),
+            timer: (!rtt.is_zero()).then(Timer::start),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<S> {
+        &self.inner
+    }
+
+    /// The simulated round-trip time.
+    pub fn rtt(&self) -> Duration {
+        self.rtt
+    }
+
+    /// The counters now.
+    pub fn delays(&self) -> DelaySnapshot {
+        let c = &self.counters;
+        let mut out = DelaySnapshot {
+            round_trips: c.round_trips.load(Ordering::Relaxed),
+            simulated: Duration::from_nanos(c.simulated_ns.load(Ordering::Relaxed)),
+            slept: Duration::from_nanos(c.slept_ns.load(Ordering::Relaxed)),
+            ..DelaySnapshot::default()
+        };
+        for i in 0..OPS {
+            out.calls[i] = c.calls[i].load(Ordering::Relaxed);
+            out.trips[i] = c.trips[i].load(Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Runs `call` as operation `op` making `trips` round trips: counts it, and delays it
+    /// by half an `rtt` before and the rest after.
+    async fn around<T>(&self, op: Op, trips: u64, call: impl Future<Output = T>) -> T {
+        let c = &self.counters;
+        c.calls[op.index()].fetch_add(1, Ordering::Relaxed);
+        c.trips[op.index()].fetch_add(trips, Ordering::Relaxed);
+        c.round_trips.fetch_add(trips, Ordering::Relaxed);
+        let total = self
+            .rtt
+            .saturating_mul(u32::try_from(trips).unwrap_or(u32::MAX));
+        let Some(timer) = self.timer.as_ref().filter(|_| !total.is_zero()) else {
+            return call.await;
+        };
+        c.simulated_ns.fetch_add(nanos(total), Ordering::Relaxed);
+        let before = self.rtt / 2;
+        self.sleep(timer, before).await;
+        let out = call.await;
+        self.sleep(timer, total.saturating_sub(before)).await;
+        out
+    }
+
+    async fn sleep(&self, timer: &Timer, duration: Duration) {
+        if duration.is_zero() {
+            return;
+        }
+        let started = Instant::now();
+        timer.sleep_until(started + duration).await;
+        self.counters
+            .slept_ns
+            .fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
+    }
+
+    /// One round trip unless the call is empty.
+    fn trips(op: Op, empty: bool) -> u64 {
+        if empty { 0 } else { op.round_trips() }
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Store for DelayedStore<S> {
+    async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
+        let op = Op::RegisterWorker;
+        self.around(
+            op,
+            op.round_trips(),
+            self.inner.register_worker(registration),
+        )
+        .await
+    }
+
+    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
+        let op = Op::Heartbeat;
+        self.around(op, op.round_trips(), self.inner.heartbeat(worker, now_ms))
+            .await
+    }
+
+    async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
+        let op = Op::SetWorkerStatus;
+        self.around(
+            op,
+            op.round_trips(),
+            self.inner.set_worker_status(worker, status),
+        )
+        .await
+    }
+
+    async fn worker(&self, worker: &WorkerId) -> Result<Option<Worker>> {
+        let op = Op::Worker;
+        self.around(op, op.round_trips(), self.inner.worker(worker))
+            .await
+    }
+
+    async fn workers(&self) -> Result<Vec<Worker>> {
+        let op = Op::Workers;
+        self.around(op, op.round_trips(), self.inner.workers())
+            .await
+    }
+
+    async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
+        let op = Op::Commit;
+        self.around(
+            op,
+            Self::trips(op, groups.is_empty()),
+            self.inner.commit(groups),
+        )
+        .await
+    }
+
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
+        let op = Op::LockWorker;
+        self.around(op, op.round_trips(), self.inner.lock_worker(worker, ttl))
+            .await
+    }
+
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
+        expected_version: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome> {
+        let op = Op::CommitLocked;
+        let call = self.inner.commit_locked(lock, expected_version, group);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
+        let op = Op::UnlockWorker;
+        self.around(op, op.round_trips(), self.inner.unlock_worker(lock))
+            .await
+    }
+
+    async fn release(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: Option<&AttemptId>,
+    ) -> Result<ReleaseOutcome> {
+        let op = Op::Release;
+        let call = self.inner.release(worker, container, attempt);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn assignments(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Assignment>> {
+        let op = Op::Assignments;
+        let call = self.inner.assignments(worker, max, wait);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()> {
+        let op = Op::AckAssignment;
+        let call = self.inner.ack_assignment(worker, delivery);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
+        let op = Op::Submit;
+        let trips = Self::trips(op, requests.is_empty());
+        self.around(op, trips, self.inner.submit(requests)).await
+    }
+
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        let op = Op::Container;
+        self.around(op, op.round_trips(), self.inner.container(id))
+            .await
+    }
+
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord> {
+        let op = Op::Transition;
+        self.around(op, op.round_trips(), self.inner.transition(id, transition))
+            .await
+    }
+
+    async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>> {
+        let op = Op::Claim;
+        let trips = Self::trips(op, max == 0);
+        self.around(op, trips, self.inner.claim(consumer, max, wait))
+            .await
+    }
+
+    async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>> {
+        let op = Op::Settle;
+        let trips = Self::trips(op, items.is_empty());
+        self.around(op, trips, self.inner.settle(items)).await
+    }
+
+    async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize> {
+        let op = Op::PromoteDue;
+        self.around(op, op.round_trips(), self.inner.promote_due(now_ms, max))
+            .await
+    }
+
+    async fn backlog_len(&self) -> Result<u64> {
+        let op = Op::BacklogLen;
+        self.around(op, op.round_trips(), self.inner.backlog_len())
+            .await
+    }
+
+    async fn check(&self) -> Result<Vec<Violation>> {
+        let op = Op::Check;
+        self.around(op, op.round_trips(), self.inner.check()).await
+    }
+
+    fn stats(&self) -> &StoreStats {
+        self.inner.stats()
+    }
+}
+
+/// One pending wake-up: ordered by deadline, then by arrival.
+struct Due {
+    at: Instant,
+    seq: u64,
+    done: oneshot::Sender<()>,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+#[derive(Default)]
+struct TimerState {
+    queue: BinaryHeap<Reverse<Due>>,
+    seq: u64,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct TimerShared {
+    state: Mutex<TimerState>,
+    wake: Condvar,
+}
+
+/// A thread that wakes async sleepers at their deadlines with sub-millisecond precision.
+/// Dropping it stops the thread; sleepers still waiting then return at once.
+struct Timer {
+    shared: Arc<TimerShared>,
+}
+
+impl Timer {
+    fn start() -> Timer {
+        let shared = Arc::new(TimerShared::default());
+        let thread_shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("berth-delay-timer".to_owned())
+            .spawn(move || run_timer(&thread_shared));
+        if let Err(error) = spawned {
+            // Without the thread, sleepers return at once: no delay rather than a hang.
+            tracing::error!(%error, "could not start the delay timer thread; no delay is added");
+            shared.state.lock().closed = true;
+        }
+        Timer { shared }
+    }
+
+    async fn sleep_until(&self, at: Instant) {
+        let (done, wait) = oneshot::channel();
+        {
+            let mut state = self.shared.state.lock();
+            if state.closed {
+                return;
+            }
+            state.seq += 1;
+            let seq = state.seq;
+            state.queue.push(Reverse(Due { at, seq, done }));
+        }
+        self.shared.wake.notify_one();
+        // An error means the timer stopped: return at once.
+        let _ = wait.await;
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.shared.state.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn run_timer(shared: &TimerShared) {
+    let mut state = shared.state.lock();
+    while !state.closed {
+        let now = Instant::now();
+        while state.queue.peek().is_some_and(|Reverse(due)| due.at <= now) {
+            if let Some(Reverse(due)) = state.queue.pop() {
+                let _ = due.done.send(());
+            }
+        }
+        match state.queue.peek().map(|Reverse(due)| due.at) {
+            Some(at) => {
+                shared.wake.wait_until(&mut state, at);
+            }
+            None => shared.wake.wait(&mut state),
+        }
+    }
+    // Wake everyone still waiting.
+    state.queue.clear();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn a_zero_rtt_only_counts() {
+        let store = DelayedStore::new(Arc::new(MemoryStore::default()), Duration::ZERO);
+        store.workers().await.unwrap();
+        store.backlog_len().await.unwrap();
+        store.commit(&[]).await.unwrap();
+        let d = store.delays();
+        assert_eq!(d.calls(Op::Workers), 1);
+        assert_eq!(d.calls(Op::Commit), 1);
+        assert_eq!(d.round_trips_of(Op::Workers), 2);
+        assert_eq!(d.round_trips_of(Op::Commit), 0);
+        assert_eq!(d.round_trips, 3);
+        assert_eq!(d.simulated, Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn each_round_trip_is_delayed_by_the_rtt() {
+        let rtt = Duration::from_millis(2);
+        let store = DelayedStore::new(Arc::new(MemoryStore::default()), rtt);
+        let started = Instant::now();
+        store.workers().await.unwrap();
+        let elapsed = started.elapsed();
+        assert!(elapsed >= 2 * rtt, "{elapsed:?}");
+        let d = store.delays();
+        assert_eq!(d.simulated, 2 * rtt);
+        assert!(d.slept >= 2 * rtt);
+        let earlier = d;
+        store.backlog_len().await.unwrap();
+        let d = store.delays().since(&earlier);
+        assert_eq!((d.round_trips, d.simulated), (1, rtt));
+    }
+
+    #[tokio::test]
+    async fn concurrent_delays_overlap() {
+        let rtt = Duration::from_millis(20);
+        let store = DelayedStore::new(Arc::new(MemoryStore::default()), rtt);
+        let started = Instant::now();
+        let calls = (0..50).map(|_| store.backlog_len());
+        futures::future::try_join_all(calls).await.unwrap();
+        let elapsed = started.elapsed();
+        assert!(elapsed >= rtt && elapsed < 10 * rtt, "{elapsed:?}");
+        assert_eq!(store.delays().simulated, 50 * rtt);
+    }
+}

@@ -1,0 +1,118 @@
+//! The container record's state machine: which [`Transition`] is allowed from which state.
+//! The memory store applies it directly; the Redis store's `transition` script mirrors it.
+
+use crate::{ContainerRecord, ContainerState, Transition};
+
+/// Applies `transition` to `record` at `now_ms`, or says why it is refused. Repeating a
+/// transition that already happened (same worker and attempt) succeeds and changes nothing.
+pub fn apply(
+    record: &mut ContainerRecord,
+    transition: &Transition,
+    now_ms: u64,
+) -> Result<(), String> {
+    use ContainerState as S;
+    match transition {
+        Transition::Scheduled { worker, attempt } => match record.state {
+            S::Pending => {
+                record.state = S::Scheduled;
+                record.worker = Some(worker.clone());
+                record.attempt = Some(attempt.clone());
+                record.scheduled_at_ms = Some(now_ms);
+                record.reason = None;
+                Ok(())
+            }
+            S::Scheduled | S::Running if holds(record, worker, attempt) => Ok(()),
+            _ => Err(format!(
+                "it is {} by another worker or attempt",
+                record.state
+            )),
+        },
+        Transition::Running { worker, attempt } => {
+            if !holds(record, worker, attempt) {
+                return Err(format!(
+                    "worker {worker} attempt {attempt} does not hold it"
+                ));
+            }
+            match record.state {
+                S::Scheduled => {
+                    record.state = S::Running;
+                    record.started_at_ms = Some(now_ms);
+                    Ok(())
+                }
+                S::Running => Ok(()),
+                other => Err(format!(
+                    "only a scheduled container can start, it is {other}"
+                )),
+            }
+        }
+        Transition::Exited {
+            worker,
+            attempt,
+            exit_code,
+        } => {
+            if !holds(record, worker, attempt) {
+                return Err(format!(
+                    "worker {worker} attempt {attempt} does not hold it"
+                ));
+            }
+            match record.state {
+                S::Running => {
+                    record.state = S::Exited;
+                    record.exit_code = Some(*exit_code);
+                    record.finished_at_ms = Some(now_ms);
+                    Ok(())
+                }
+                S::Exited if record.exit_code == Some(*exit_code) => Ok(()),
+                other => Err(format!("only a running container can exit, it is {other}")),
+            }
+        }
+        Transition::Failed { reason } => match record.state {
+            S::Failed => Ok(()),
+            state if state.is_terminal() => Err(format!("it already ended as {state}")),
+            _ => finish(record, S::Failed, reason, now_ms),
+        },
+        Transition::Lost { reason } => match record.state {
+            S::Lost => Ok(()),
+            S::Scheduled | S::Running => finish(record, S::Lost, reason, now_ms),
+            other => Err(format!(
+                "only a scheduled or running container can be lost, it is {other}"
+            )),
+        },
+    }
+}
+
+fn holds(
+    record: &ContainerRecord,
+    worker: &berth_core::WorkerId,
+    attempt: &crate::AttemptId,
+) -> bool {
+    record.worker.as_ref() == Some(worker) && record.attempt.as_ref() == Some(attempt)
+}
+
+fn finish(
+    record: &mut ContainerRecord,
+    state: ContainerState,
+    reason: &str,
+    now_ms: u64,
+) -> Result<(), String> {
+    record.state = state;
+    record.reason = Some(reason.to_owned());
+    record.finished_at_ms = Some(now_ms);
+    Ok(())
+}
+
+/// A fresh pending record for an accepted request.
+pub fn pending(request: berth_core::ContainerRequest) -> ContainerRecord {
+    ContainerRecord {
+        request,
+        state: ContainerState::Pending,
+        worker: None,
+        attempt: None,
+        scheduled_at_ms: None,
+        started_at_ms: None,
+        finished_at_ms: None,
+        exit_code: None,
+        reason: None,
+        deferrals: 0,
+    }
+}

@@ -1,0 +1,396 @@
+//! The embedded in-memory store: one process, no Redis. All state sits behind one mutex,
+//! so every operation is atomic; waiting readers are woken through [`Notify`] instead of
+//! polling. Time-outs use tokio's clock, so tests can pause time.
+
+mod intake;
+mod state;
+
+use crate::check::{self, Dump};
+use crate::lifecycle;
+use crate::model::*;
+use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
+use async_trait::async_trait;
+use berth_core::{ContainerId, ContainerRequest, Worker, WorkerId, WorkerStatus};
+use parking_lot::Mutex;
+use state::{State, WorkerEntry, sum};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// The embedded store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    config: StoreConfig,
+    stats: StoreStats,
+    /// Woken when requests enter the intake.
+    intake_ready: Notify,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(StoreConfig::default())
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with these timings.
+    pub fn new(config: StoreConfig) -> MemoryStore {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            config,
+            stats: StoreStats::default(),
+            intake_ready: Notify::new(),
+        }
+    }
+
+    /// Runs `op` under the lock, counting it as one round trip of `commands` commands.
+    fn with<T>(&self, commands: u64, op: impl FnOnce(&mut State) -> T) -> T {
+        self.stats.round_trip(commands, 0);
+        op(&mut self.state.lock())
+    }
+
+    fn worker_ready(&self, worker: &WorkerId) -> Result<Arc<Notify>> {
+        Ok(self.state.lock().entry(worker)?.ready.clone())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
+        self.with(1, |state| register(state, registration))
+    }
+
+    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
+        self.with(1, |state| {
+            state.entry_mut(worker)?.heartbeat_ms = now_ms;
+            Ok(())
+        })
+    }
+
+    async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
+        self.with(1, |state| {
+            let entry = state.entry_mut(worker)?;
+            entry.worker.status = status;
+            entry.worker.version += 1;
+            Ok(entry.worker.clone())
+        })
+    }
+
+    async fn worker(&self, worker: &WorkerId) -> Result<Option<Worker>> {
+        self.stats.worker_reads(1);
+        self.with(1, |state| {
+            Ok(state.workers.get(worker).map(|e| e.worker.clone()))
+        })
+    }
+
+    async fn workers(&self) -> Result<Vec<Worker>> {
+        let workers: Vec<Worker> = self.with(1, |state| {
+            state.workers.values().map(|e| e.worker.clone()).collect()
+        });
+        self.stats.worker_reads(workers.len() as u64);
+        Ok(workers)
+    }
+
+    async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
+        validate_groups(groups)?;
+        self.with(groups.len() as u64, |state| {
+            groups.iter().map(|g| state.commit_group(g)).collect()
+        })
+    }
+
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
+        let token = self.with(1, |state| -> Result<Option<String>> {
+            let entry = state.entry_mut(worker)?;
+            let now = Instant::now();
+            if entry.lock.as_ref().is_some_and(|(_, until)| *until > now) {
+                return Ok(None);
+            }
+            let token = AttemptId::random().0;
+            entry.lock = Some((token.clone(), now + ttl));
+            Ok(Some(token))
+        })?;
+        self.stats.lock_attempt(token.is_some());
+        Ok(token.map(|token| LockToken {
+            worker: worker.clone(),
+            token,
+        }))
+    }
+
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
+        expected_version: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome> {
+        validate_groups(std::slice::from_ref(group))?;
+        if group.worker != lock.worker {
+            return Err(StoreError::InvalidArgument(format!(
+                "the lock is for worker {}, the group for {}",
+                lock.worker, group.worker
+            )));
+        }
+        self.with(1, |state| {
+            let Some(entry) = state.workers.get(&group.worker) else {
+                return state.commit_group(group);
+            };
+            if let Some(rejection) = lock_rejection(entry, lock, expected_version) {
+                return Ok(CommitOutcome::Rejected {
+                    rejection,
+                    worker: Some(entry.worker.clone()),
+                });
+            }
+            state.commit_group(group)
+        })
+    }
+
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
+        self.with(1, |state| {
+            let entry = state.entry_mut(&lock.worker)?;
+            let held = entry
+                .lock
+                .as_ref()
+                .is_some_and(|(token, until)| *token == lock.token && *until > Instant::now());
+            if held {
+                entry.lock = None;
+            }
+            Ok(held)
+        })
+    }
+
+    async fn release(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: Option<&AttemptId>,
+    ) -> Result<ReleaseOutcome> {
+        self.with(1, |state| state.release(worker, container, attempt))
+    }
+
+    async fn assignments(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Assignment>> {
+        let deadline = Instant::now() + wait;
+        let ready = self.worker_ready(worker)?;
+        loop {
+            let notified = ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let batch = self.with(1, |state| {
+                take_deliveries(state.entry_mut(worker)?, max, self.config.redelivery)
+            })?;
+            if !batch.is_empty() || Instant::now() >= deadline {
+                return Ok(batch);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()> {
+        let seq: u64 = delivery.parse().map_err(|_| {
+            StoreError::InvalidArgument(format!("delivery id {delivery:?} is not one of ours"))
+        })?;
+        self.with(1, |state| {
+            state.entry_mut(worker)?.queue.remove(&seq);
+            Ok(())
+        })
+    }
+
+    async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
+        let outcomes = self.with(1, |state| intake::submit(state, requests));
+        self.intake_ready.notify_waiters();
+        Ok(outcomes)
+    }
+
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        self.with(1, |state| Ok(state.records.get(id).cloned()))
+    }
+
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord> {
+        self.with(1, |state| {
+            let record = state
+                .records
+                .get_mut(id)
+                .ok_or_else(|| StoreError::UnknownContainer(id.clone()))?;
+            let from = record.state;
+            let mut next = record.clone();
+            lifecycle::apply(&mut next, transition, crate::now_ms()).map_err(|why| {
+                StoreError::InvalidTransition {
+                    container: id.clone(),
+                    from,
+                    why,
+                }
+            })?;
+            *record = next.clone();
+            Ok(next)
+        })
+    }
+
+    async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>> {
+        let _ = consumer;
+        let deadline = Instant::now() + wait;
+        loop {
+            let notified = self.intake_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let claims = self.with(1, |state| {
+                intake::claim(state, max, self.config.claim_visibility)
+            });
+            if !claims.is_empty() || Instant::now() >= deadline {
+                return Ok(claims);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>> {
+        self.with(1, |state| {
+            Ok(items
+                .iter()
+                .map(|item| intake::settle(state, item))
+                .collect())
+        })
+    }
+
+    async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize> {
+        let moved = self.with(1, |state| intake::promote_due(state, now_ms, max));
+        if moved > 0 {
+            self.intake_ready.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    async fn backlog_len(&self) -> Result<u64> {
+        self.with(1, |state| Ok(state.backlog.len() as u64))
+    }
+
+    async fn check(&self) -> Result<Vec<Violation>> {
+        let dump = self.with(1, |state| Dump {
+            workers: state
+                .workers
+                .values()
+                .map(|e| (e.worker.clone(), e.owned.values().cloned().collect()))
+                .collect(),
+            records: state.records.values().cloned().collect(),
+            unreadable: Vec::new(),
+        });
+        Ok(check::violations(&dump))
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+}
+
+fn register(state: &mut State, registration: &WorkerRegistration) -> Result<Worker> {
+    if let Some(entry) = state.workers.get_mut(&registration.id) {
+        let reserved = sum(entry.owned.values().map(|o| o.resources))?;
+        let free =
+            registration
+                .total
+                .checked_sub(reserved)
+                .ok_or_else(|| StoreError::BelowReserved {
+                    worker: registration.id.clone(),
+                    total: registration.total.to_string(),
+                    reserved: reserved.to_string(),
+                })?;
+        let worker = &mut entry.worker;
+        worker.pool = registration.pool.clone();
+        worker.status = registration.status;
+        worker.total = registration.total;
+        worker.free = free;
+        worker.gpu_type = registration.gpu_type.clone();
+        worker.version += 1;
+        return Ok(worker.clone());
+    }
+    let worker = Worker {
+        id: registration.id.clone(),
+        pool: registration.pool.clone(),
+        status: registration.status,
+        total: registration.total,
+        free: registration.total,
+        gpu_type: registration.gpu_type.clone(),
+        version: 1,
+    };
+    state.workers.insert(
+        worker.id.clone(),
+        WorkerEntry {
+            worker: worker.clone(),
+            owned: Default::default(),
+            queue: Default::default(),
+            lock: None,
+            heartbeat_ms: crate::now_ms(),
+            ready: Arc::new(Notify::new()),
+        },
+    );
+    Ok(worker)
+}
+
+/// Why a locked commit is refused before it is tried, if it is.
+fn lock_rejection(entry: &WorkerEntry, lock: &LockToken, expected: u64) -> Option<Rejection> {
+    let held = entry
+        .lock
+        .as_ref()
+        .is_some_and(|(token, until)| *token == lock.token && *until > Instant::now());
+    if !held {
+        Some(Rejection::LockLost)
+    } else if entry.worker.version != expected {
+        Some(Rejection::VersionConflict)
+    } else {
+        None
+    }
+}
+
+/// Checks every group before anything is applied: no reservation may be empty, and no
+/// group's sum may overflow.
+pub(crate) fn validate_groups(groups: &[CommitGroup]) -> Result<()> {
+    for group in groups {
+        sum(group.reservations.iter().map(|r| r.resources))?;
+        for reservation in &group.reservations {
+            if reservation.resources.is_zero() {
+                return Err(StoreError::InvalidArgument(format!(
+                    "container {} reserves nothing",
+                    reservation.container
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Up to `max` deliveries of a worker, in queue order: those never delivered and those
+/// delivered longer than `redelivery` ago without an acknowledgement. Marks them delivered.
+fn take_deliveries(
+    entry: &mut WorkerEntry,
+    max: usize,
+    redelivery: Duration,
+) -> Result<Vec<Assignment>> {
+    let now = Instant::now();
+    let due = |d: &state::Delivery| match d.delivered_at {
+        None => true,
+        Some(at) => now.duration_since(at) >= redelivery,
+    };
+    let mut out = Vec::new();
+    for delivery in entry.queue.values_mut() {
+        if out.len() >= max {
+            break;
+        }
+        if due(delivery) {
+            delivery.delivered_at = Some(now);
+            out.push(delivery.assignment.clone());
+        }
+    }
+    Ok(out)
+}

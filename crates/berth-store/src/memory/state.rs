@@ -1,0 +1,214 @@
+//! The in-memory store's data and its pure operations. Every function here runs under the
+//! store's one mutex, so each is atomic by construction.
+
+use crate::check::OwnedEntry;
+use crate::model::*;
+use crate::{Result, StoreError};
+use berth_core::{ContainerId, Resources, Worker, WorkerId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// One queued assignment and when it was last delivered.
+#[derive(Debug, Clone)]
+pub(super) struct Delivery {
+    pub assignment: Assignment,
+    pub delivered_at: Option<Instant>,
+}
+
+/// A worker with its ownership table, assignment queue and lock.
+#[derive(Debug)]
+pub(super) struct WorkerEntry {
+    pub worker: Worker,
+    pub owned: BTreeMap<ContainerId, OwnedEntry>,
+    pub queue: BTreeMap<u64, Delivery>,
+    pub lock: Option<(String, Instant)>,
+    pub heartbeat_ms: u64,
+    /// Woken when an assignment is queued.
+    pub ready: Arc<Notify>,
+}
+
+/// An accepted request waiting in the intake.
+#[derive(Debug, Clone)]
+pub(super) struct IntakeEntry {
+    pub container: ContainerId,
+    pub claimed: Option<Instant>,
+}
+
+/// All of the in-memory store's data.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub workers: BTreeMap<WorkerId, WorkerEntry>,
+    pub records: HashMap<ContainerId, ContainerRecord>,
+    pub intake: BTreeMap<u64, IntakeEntry>,
+    /// Deferred containers by due time; `backlog_due` indexes it by container, so a
+    /// container is in the backlog at most once (like a Redis sorted set).
+    pub backlog: BTreeSet<(u64, ContainerId)>,
+    pub backlog_due: HashMap<ContainerId, u64>,
+    /// The last sequence number handed out (intake entries and deliveries).
+    pub seq: u64,
+}
+
+impl State {
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Puts a container in the backlog, due at `due_ms`, replacing an earlier entry.
+    pub fn defer(&mut self, container: &ContainerId, due_ms: u64) {
+        if let Some(old) = self.backlog_due.insert(container.clone(), due_ms) {
+            self.backlog.remove(&(old, container.clone()));
+        }
+        self.backlog.insert((due_ms, container.clone()));
+    }
+
+    /// Takes a container out of the backlog.
+    pub fn undefer(&mut self, key: &(u64, ContainerId)) {
+        self.backlog.remove(key);
+        self.backlog_due.remove(&key.1);
+    }
+
+    pub fn entry(&self, id: &WorkerId) -> Result<&WorkerEntry> {
+        self.workers
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownWorker(id.clone()))
+    }
+
+    pub fn entry_mut(&mut self, id: &WorkerId) -> Result<&mut WorkerEntry> {
+        self.workers
+            .get_mut(id)
+            .ok_or_else(|| StoreError::UnknownWorker(id.clone()))
+    }
+
+    /// Applies one commit group to its worker, all or nothing.
+    pub fn commit_group(&mut self, group: &CommitGroup) -> Result<CommitOutcome> {
+        let Some(entry) = self.workers.get(&group.worker) else {
+            return Ok(rejected(Rejection::UnknownWorker, None));
+        };
+        let (fresh, already_owned) = split_owned(entry, group);
+        let needed = sum(fresh.iter().map(|r| r.resources))?;
+        if !entry.worker.status.accepts_work() {
+            return Ok(rejected(
+                Rejection::NotAcceptingWork,
+                Some(entry.worker.clone()),
+            ));
+        }
+        let Some(left) = entry.worker.free.checked_sub(needed) else {
+            return Ok(rejected(Rejection::NoRoom, Some(entry.worker.clone())));
+        };
+        let first_seq = self.seq + 1;
+        self.seq += fresh.len() as u64;
+        let entry = self.entry_mut(&group.worker)?;
+        entry.worker.free = left;
+        entry.worker.version += 1;
+        for (offset, reservation) in fresh.into_iter().enumerate() {
+            own_and_queue(entry, reservation, first_seq + offset as u64);
+        }
+        entry.ready.notify_waiters();
+        Ok(CommitOutcome::Committed {
+            worker: entry.worker.clone(),
+            already_owned,
+        })
+    }
+
+    /// Gives a container's capacity back to its worker if it owns it (under `attempt`).
+    pub fn release(
+        &mut self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: Option<&AttemptId>,
+    ) -> Result<ReleaseOutcome> {
+        let entry = self.entry_mut(worker)?;
+        let Some(owned) = entry.owned.get(container) else {
+            return Ok(ReleaseOutcome::NotOwned);
+        };
+        if attempt.is_some_and(|a| *a != owned.attempt) {
+            return Ok(ReleaseOutcome::NotOwned);
+        }
+        let resources = owned.resources;
+        let free = entry
+            .worker
+            .free
+            .checked_add(resources)
+            .filter(|free| free.fits_in(&entry.worker.total))
+            .ok_or_else(|| corrupt_capacity(&entry.worker))?;
+        entry.owned.remove(container);
+        entry.worker.free = free;
+        entry.worker.version += 1;
+        Ok(ReleaseOutcome::Released {
+            resources,
+            worker: entry.worker.clone(),
+        })
+    }
+}
+
+fn rejected(rejection: Rejection, worker: Option<Worker>) -> CommitOutcome {
+    CommitOutcome::Rejected { rejection, worker }
+}
+
+/// Splits a group into reservations the worker does not own yet and those it owns already.
+fn split_owned<'g>(
+    entry: &WorkerEntry,
+    group: &'g CommitGroup,
+) -> (Vec<&'g Reservation>, Vec<(ContainerId, AttemptId)>) {
+    let mut fresh = Vec::new();
+    let mut already = Vec::new();
+    let mut seen = BTreeSet::new();
+    for reservation in &group.reservations {
+        if let Some(owned) = entry.owned.get(&reservation.container) {
+            already.push((reservation.container.clone(), owned.attempt.clone()));
+        } else if seen.insert(&reservation.container) {
+            fresh.push(reservation);
+        }
+    }
+    (fresh, already)
+}
+
+fn own_and_queue(entry: &mut WorkerEntry, reservation: &Reservation, seq: u64) {
+    entry.owned.insert(
+        reservation.container.clone(),
+        OwnedEntry {
+            container: reservation.container.clone(),
+            attempt: reservation.attempt.clone(),
+            resources: reservation.resources,
+        },
+    );
+    let assignment = Assignment {
+        delivery: seq.to_string(),
+        container: reservation.container.clone(),
+        attempt: reservation.attempt.clone(),
+        resources: reservation.resources,
+        payload: reservation.payload.clone(),
+    };
+    entry.queue.insert(
+        seq,
+        Delivery {
+            assignment,
+            delivered_at: None,
+        },
+    );
+}
+
+/// The sum of some resources, or an error on overflow.
+pub(super) fn sum(parts: impl Iterator<Item = Resources>) -> Result<Resources> {
+    let mut total = Resources::ZERO;
+    for part in parts {
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| StoreError::InvalidArgument("resources overflow".to_owned()))?;
+    }
+    Ok(total)
+}
+
+fn corrupt_capacity(worker: &Worker) -> StoreError {
+    StoreError::Corrupt {
+        key: worker.id.to_string(),
+        field: "free".to_owned(),
+        problem: format!(
+            "releasing would raise free ({}) above total ({})",
+            worker.free, worker.total
+        ),
+    }
+}

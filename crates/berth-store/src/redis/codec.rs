@@ -1,0 +1,427 @@
+//! Encoding and decoding of the stored hashes: workers, ownership entries, container
+//! records and assignment entries (see [`super::keys`] for their fields).
+//!
+//! Decoding never panics and never trusts stored data: a missing or malformed field is a
+//! [`StoreError::Corrupt`] naming the key and the field.
+
+use crate::check::OwnedEntry;
+use crate::model::{Assignment, AttemptId, ContainerRecord, ContainerState, WorkerRegistration};
+use crate::{Result, StoreError};
+use berth_core::{
+    ContainerId, ContainerRequest, GpuType, Payload, PlacementPolicy, PoolAttributes, PoolName,
+    Resources, Worker, WorkerId, WorkerStatus,
+};
+use std::collections::HashMap;
+use std::str::FromStr;
+
+/// The largest integer a Lua script handles exactly (2^53 - 1): the scripts keep every
+/// quantity at or below it. Times (ms since the epoch) are capped to it, which is about
+/// the year 287,000.
+pub const MAX_LUA_INT: u64 = (1 << 53) - 1;
+
+/// A hash as read from Redis: field -> value.
+pub type Fields = HashMap<String, String>;
+
+/// The fields of a stored hash, looked up with errors that name the key.
+struct Hash<'a> {
+    key: &'a str,
+    fields: &'a Fields,
+}
+
+impl<'a> Hash<'a> {
+    fn text(&self, field: &str) -> Result<&'a str> {
+        self.fields
+            .get(field)
+            .map(String::as_str)
+            .ok_or_else(|| corrupt(self.key, field, "is missing"))
+    }
+
+    /// The field parsed with `FromStr`, or `Corrupt` saying what it is not.
+    fn parse<T: FromStr>(&self, field: &str, what: &str) -> Result<T> {
+        let text = self.text(field)?;
+        text.parse()
+            .map_err(|_| corrupt(self.key, field, &format!("{text:?} is not {what}")))
+    }
+
+    fn uint(&self, field: &str) -> Result<u64> {
+        self.parse(field, "a non-negative integer")
+    }
+
+    fn flag(&self, field: &str) -> Result<bool> {
+        match self.text(field)? {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            other => Err(corrupt(
+                self.key,
+                field,
+                &format!("{other:?} is not 0 or 1"),
+            )),
+        }
+    }
+
+    /// An optional field: absent or empty is `None`.
+    fn optional(&self, field: &str) -> Option<&'a str> {
+        self.fields
+            .get(field)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn optional_parse<T: FromStr>(&self, field: &str, what: &str) -> Result<Option<T>> {
+        self.optional(field)
+            .map(|text| {
+                text.parse()
+                    .map_err(|_| corrupt(self.key, field, &format!("{text:?} is not {what}")))
+            })
+            .transpose()
+    }
+
+    fn resources(&self, prefix: &str) -> Result<Resources> {
+        Ok(Resources {
+            cpu_millicores: self.uint(&format!("{prefix}_cpu"))?,
+            memory_mib: self.uint(&format!("{prefix}_mem"))?,
+            gpu_count: self.parse(&format!("{prefix}_gpu"), "a GPU count")?,
+        })
+    }
+}
+
+/// A [`StoreError::Corrupt`] for `key` and `field`.
+pub fn corrupt(key: &str, field: &str, problem: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_owned(),
+        field: field.to_owned(),
+        problem: problem.to_owned(),
+    }
+}
+
+/// Decodes the hash stored at `key` for worker `id`.
+pub fn decode_worker(key: &str, id: &WorkerId, fields: &Fields) -> Result<Worker> {
+    let hash = Hash { key, fields };
+    let pool = PoolAttributes {
+        pool: hash.parse::<PoolName>("pool", "a pool name")?,
+        priority: hash.parse("priority", "a 32-bit integer")?,
+        preemptible: hash.flag("preemptible")?,
+        requires_pool_selector: hash.flag("requires_pool_selector")?,
+        policy: hash.parse::<PlacementPolicy>("policy", "spread or pack")?,
+    };
+    let gpu_type = hash
+        .optional("gpu_type")
+        .map(|name| {
+            GpuType::from_str(name).map_err(|e| corrupt(key, "gpu_type", &format!("{name:?}: {e}")))
+        })
+        .transpose()?;
+    if !fields.contains_key("gpu_type") {
+        return Err(corrupt(key, "gpu_type", "is missing"));
+    }
+    Ok(Worker {
+        id: id.clone(),
+        pool,
+        status: hash.parse::<WorkerStatus>(
+            "status",
+            "a worker status (available, pending, draining, disabled)",
+        )?,
+        total: hash.resources("total")?,
+        free: hash.resources("free")?,
+        gpu_type,
+        version: hash.uint("version")?,
+    })
+}
+
+/// The script arguments of a registration, in register.lua's order (without `now`).
+pub fn registration_args(registration: &WorkerRegistration) -> Result<Vec<String>> {
+    let total = checked_resources(&registration.total, "total")?;
+    let pool = &registration.pool;
+    let flag = |b: bool| if b { "1" } else { "0" }.to_owned();
+    let mut args = vec![
+        pool.pool.to_string(),
+        pool.priority.to_string(),
+        flag(pool.preemptible),
+        flag(pool.requires_pool_selector),
+        pool.policy.as_str().to_owned(),
+        registration.status.as_str().to_owned(),
+    ];
+    args.extend(total);
+    args.push(
+        registration
+            .gpu_type
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string),
+    );
+    Ok(args)
+}
+
+/// `cpu`, `mem`, `gpu` as decimal strings, refusing quantities a Lua script cannot hold
+/// exactly.
+pub fn checked_resources(resources: &Resources, what: &str) -> Result<[String; 3]> {
+    if resources.cpu_millicores > MAX_LUA_INT || resources.memory_mib > MAX_LUA_INT {
+        return Err(StoreError::InvalidArgument(format!(
+            "{what} {resources} is above the store's limit of {MAX_LUA_INT} per quantity"
+        )));
+    }
+    Ok([
+        resources.cpu_millicores.to_string(),
+        resources.memory_mib.to_string(),
+        resources.gpu_count.to_string(),
+    ])
+}
+
+/// Decodes one ownership entry `attempt cpu mem gpu` of the owned hash at `key`.
+pub fn decode_owned(key: &str, container: &str, value: &str) -> Result<OwnedEntry> {
+    let bad = |problem: &str| corrupt(key, container, problem);
+    let container = ContainerId::new(container).map_err(|e| bad(&e.to_string()))?;
+    let parts: Vec<&str> = value.split(' ').collect();
+    let [attempt, cpu, mem, gpu] = parts.as_slice() else {
+        return Err(bad(&format!("{value:?} is not \"attempt cpu mem gpu\"")));
+    };
+    let number = |text: &str| {
+        text.parse::<u64>().map_err(|_| {
+            bad(&format!(
+                "{value:?}: {text:?} is not a non-negative integer"
+            ))
+        })
+    };
+    let gpu_count = u32::try_from(number(gpu)?)
+        .map_err(|_| bad(&format!("{value:?}: the GPU count is too large")))?;
+    if attempt.is_empty() {
+        return Err(bad(&format!("{value:?} has an empty attempt")));
+    }
+    Ok(OwnedEntry {
+        container,
+        attempt: AttemptId((*attempt).to_owned()),
+        resources: Resources::new(number(cpu)?, number(mem)?, gpu_count),
+    })
+}
+
+/// Decodes the container record stored at `key`.
+pub fn decode_record(key: &str, fields: &Fields) -> Result<ContainerRecord> {
+    let hash = Hash { key, fields };
+    let request_json = hash.text("request")?;
+    let request: ContainerRequest = serde_json::from_str(request_json)
+        .map_err(|e| corrupt(key, "request", &format!("is not a request: {e}")))?;
+    let state_text = hash.text("state")?;
+    let state = ContainerState::parse(state_text)
+        .ok_or_else(|| corrupt(key, "state", &format!("{state_text:?} is not a state")))?;
+    let worker = hash
+        .optional("worker")
+        .map(|w| WorkerId::new(w).map_err(|e| corrupt(key, "worker", &e.to_string())))
+        .transpose()?;
+    Ok(ContainerRecord {
+        request,
+        state,
+        worker,
+        attempt: hash.optional("attempt").map(|a| AttemptId(a.to_owned())),
+        scheduled_at_ms: hash.optional_parse("scheduled_ms", "a time in ms")?,
+        started_at_ms: hash.optional_parse("started_ms", "a time in ms")?,
+        finished_at_ms: hash.optional_parse("finished_ms", "a time in ms")?,
+        exit_code: hash.optional_parse("exit_code", "an exit code")?,
+        reason: hash.optional("reason").map(str::to_owned),
+        deferrals: hash
+            .optional_parse("deferrals", "a deferral count")?
+            .unwrap_or(0),
+    })
+}
+
+/// Decodes one entry `delivery` of the assignment stream at `key`.
+pub fn decode_assignment(key: &str, delivery: &str, fields: &Fields) -> Result<Assignment> {
+    let hash = Hash { key, fields };
+    let field = |name: &str| format!("{delivery}.{name}");
+    let container = ContainerId::new(hash.text("container")?)
+        .map_err(|e| corrupt(key, &field("container"), &e.to_string()))?;
+    let payload: Payload = serde_json::from_str(hash.text("payload")?)
+        .map_err(|e| corrupt(key, &field("payload"), &format!("is not a payload: {e}")))?;
+    Ok(Assignment {
+        delivery: delivery.to_owned(),
+        container,
+        attempt: AttemptId(hash.text("attempt")?.to_owned()),
+        resources: Resources::new(
+            hash.uint("cpu")?,
+            hash.uint("mem")?,
+            hash.parse("gpu", "a GPU count")?,
+        ),
+        payload,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    const KEY: &str = "berth:{w:w1}:worker";
+
+    fn worker_fields() -> Fields {
+        [
+            ("pool", "gpu-a"),
+            ("priority", "-3"),
+            ("preemptible", "1"),
+            ("requires_pool_selector", "0"),
+            ("policy", "pack"),
+            ("status", "available"),
+            ("total_cpu", "8000"),
+            ("total_mem", "32768"),
+            ("total_gpu", "4"),
+            ("free_cpu", "6000"),
+            ("free_mem", "30000"),
+            ("free_gpu", "3"),
+            ("gpu_type", "a100-80"),
+            ("version", "7"),
+            ("heartbeat_ms", "123"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn decode(fields: &Fields) -> Result<Worker> {
+        decode_worker(KEY, &WorkerId::new("w1").unwrap(), fields)
+    }
+
+    fn corrupt_field(result: Result<Worker>) -> (String, String, String) {
+        match result {
+            Err(StoreError::Corrupt {
+                key,
+                field,
+                problem,
+            }) => (key, field, problem),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_a_worker() {
+        let worker = decode(&worker_fields()).unwrap();
+        assert_eq!(worker.pool.priority, -3);
+        assert!(worker.pool.preemptible);
+        assert_eq!(worker.pool.policy, PlacementPolicy::Pack);
+        assert_eq!(worker.total, Resources::new(8000, 32768, 4));
+        assert_eq!(worker.free, Resources::new(6000, 30000, 3));
+        assert_eq!(worker.gpu_type, Some(GpuType::A100_80));
+        assert_eq!(worker.version, 7);
+    }
+
+    #[test]
+    fn no_gpu_type_is_an_empty_string() {
+        let mut fields = worker_fields();
+        fields.insert("gpu_type".into(), String::new());
+        assert_eq!(decode(&fields).unwrap().gpu_type, None);
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let mut fields = worker_fields();
+        fields.remove("free_mem");
+        let (key, field, problem) = corrupt_field(decode(&fields));
+        assert_eq!((key.as_str(), field.as_str()), (KEY, "free_mem"));
+        assert!(problem.contains("missing"), "{problem}");
+        let mut fields = worker_fields();
+        fields.remove("gpu_type");
+        assert_eq!(corrupt_field(decode(&fields)).1, "gpu_type");
+    }
+
+    #[test]
+    fn a_non_numeric_field_is_named() {
+        let mut fields = worker_fields();
+        fields.insert("free_cpu".into(), "abc".into());
+        let (key, field, problem) = corrupt_field(decode(&fields));
+        assert_eq!((key.as_str(), field.as_str()), (KEY, "free_cpu"));
+        assert!(problem.contains("abc"), "{problem}");
+        let mut fields = worker_fields();
+        fields.insert("version".into(), "-1".into());
+        assert_eq!(corrupt_field(decode(&fields)).1, "version");
+        let mut fields = worker_fields();
+        fields.insert("total_gpu".into(), "99999999999".into());
+        assert_eq!(corrupt_field(decode(&fields)).1, "total_gpu");
+    }
+
+    #[test]
+    fn a_bad_status_is_named() {
+        let mut fields = worker_fields();
+        fields.insert("status".into(), "sleeping".into());
+        let (_, field, problem) = corrupt_field(decode(&fields));
+        assert_eq!(field, "status");
+        assert!(problem.contains("sleeping"), "{problem}");
+    }
+
+    #[test]
+    fn a_bad_gpu_type_is_named() {
+        let mut fields = worker_fields();
+        fields.insert("gpu_type".into(), "a100 80".into());
+        let (_, field, problem) = corrupt_field(decode(&fields));
+        assert_eq!(field, "gpu_type");
+        assert!(problem.contains("a100 80"), "{problem}");
+    }
+
+    #[test]
+    fn bad_flags_and_policies_are_named() {
+        let mut fields = worker_fields();
+        fields.insert("preemptible".into(), "yes".into());
+        assert_eq!(corrupt_field(decode(&fields)).1, "preemptible");
+        let mut fields = worker_fields();
+        fields.insert("policy".into(), "random".into());
+        assert_eq!(corrupt_field(decode(&fields)).1, "policy");
+        let mut fields = worker_fields();
+        fields.insert("pool".into(), "a{b}".into());
+        assert_eq!(corrupt_field(decode(&fields)).1, "pool");
+    }
+
+    #[test]
+    fn registration_round_trips_through_the_codec() {
+        let registration = WorkerRegistration {
+            id: WorkerId::new("w1").unwrap(),
+            pool: PoolAttributes {
+                pool: PoolName::new("p").unwrap(),
+                priority: 5,
+                preemptible: false,
+                requires_pool_selector: true,
+                policy: PlacementPolicy::Spread,
+            },
+            status: WorkerStatus::Pending,
+            total: Resources::new(1000, 2048, 0),
+            gpu_type: None,
+        };
+        let args = registration_args(&registration).unwrap();
+        assert_eq!(
+            args,
+            [
+                "p", "5", "0", "1", "spread", "pending", "1000", "2048", "0", ""
+            ]
+        );
+        let too_big = WorkerRegistration {
+            total: Resources::new(MAX_LUA_INT + 1, 1, 0),
+            ..registration
+        };
+        assert!(matches!(
+            registration_args(&too_big),
+            Err(StoreError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn decodes_ownership_entries() {
+        let key = "berth:{w:w1}:owned";
+        let entry = decode_owned(key, "c1", "a1 500 256 1").unwrap();
+        assert_eq!(entry.attempt, AttemptId("a1".into()));
+        assert_eq!(entry.resources, Resources::new(500, 256, 1));
+        for bad in ["a1 500 256", "a1 x 256 1", " 1 2 3", "a1 1 2 99999999999"] {
+            match decode_owned(key, "c1", bad) {
+                Err(StoreError::Corrupt { key: k, field, .. }) => {
+                    assert_eq!((k.as_str(), field.as_str()), (key, "c1"));
+                }
+                other => panic!("{bad:?}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_with_a_bad_request_is_named() {
+        let key = "berth:{q}:c:c1";
+        let fields: Fields = [("request", "{not json"), ("state", "pending")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        match decode_record(key, &fields) {
+            Err(StoreError::Corrupt { field, .. }) => assert_eq!(field, "request"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}

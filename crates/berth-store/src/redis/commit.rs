@@ -1,0 +1,138 @@
+//! Commits: one `commit.lua` call per group, all groups in one pipelined round trip (on
+//! cluster: one pipeline per worker slot, all at once); the locked variant for one group.
+
+use super::codec::checked_resources;
+use super::reply::{self, expect_text, part, tagged, unexpected};
+use super::scripts::{SCRIPTS, ScriptCall};
+use super::store::{Call, RedisStore};
+use crate::model::*;
+use crate::{Result, StoreError};
+use berth_core::{ContainerId, WorkerId};
+use redis::Value;
+
+/// How a group is committed: lock-free, or under a lock at an expected version.
+enum Mode<'a> {
+    Free,
+    Locked { lock: &'a LockToken, expected: u64 },
+}
+
+impl RedisStore {
+    /// See [`crate::Store::commit`]. An error for any group (a transport error, corrupt
+    /// stored data) fails the call; groups that did commit stay committed, and a retry
+    /// reports their containers as already owned.
+    pub(super) async fn commit_groups(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
+        validate(groups)?;
+        let calls = groups
+            .iter()
+            .map(|g| self.commit_call(g, &Mode::Free).map(Call::Script))
+            .collect::<Result<Vec<_>>>()?;
+        let replies = self.run(calls).await?;
+        groups
+            .iter()
+            .zip(replies)
+            .map(|(group, value)| self.decode_commit(&group.worker, value?))
+            .collect()
+    }
+
+    /// See [`crate::Store::commit_locked`].
+    pub(super) async fn commit_under_lock(
+        &self,
+        lock: &LockToken,
+        expected: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome> {
+        validate(std::slice::from_ref(group))?;
+        if group.worker != lock.worker {
+            return Err(StoreError::InvalidArgument(format!(
+                "the lock is for worker {}, the group for {}",
+                lock.worker, group.worker
+            )));
+        }
+        let call = self.commit_call(group, &Mode::Locked { lock, expected })?;
+        let value = self.script(call).await?;
+        self.decode_commit(&group.worker, value)
+    }
+
+    fn commit_call(&self, group: &CommitGroup, mode: &Mode<'_>) -> Result<ScriptCall> {
+        let mut keys = self.worker_keys(&group.worker);
+        let mut args = Vec::with_capacity(4 + 6 * group.reservations.len());
+        match mode {
+            Mode::Free => args.extend(["free".to_owned(), String::new(), String::new()]),
+            Mode::Locked { lock, expected } => {
+                keys.push(self.keys.lock(&group.worker));
+                args.extend([
+                    "locked".to_owned(),
+                    lock.token.clone(),
+                    expected.to_string(),
+                ]);
+            }
+        }
+        args.push(group.reservations.len().to_string());
+        for r in &group.reservations {
+            let [cpu, mem, gpu] = checked_resources(&r.resources, "a reservation")?;
+            args.extend([r.container.to_string(), r.attempt.0.clone(), cpu, mem, gpu]);
+            args.push(serde_json::to_string(&r.payload)?);
+        }
+        Ok(ScriptCall::new(&SCRIPTS.commit, keys, args))
+    }
+
+    fn decode_commit(&self, worker: &WorkerId, value: Value) -> Result<CommitOutcome> {
+        let (tag, mut parts) = tagged(value)?;
+        let rejection = match tag.as_str() {
+            "ok" => {
+                return Ok(CommitOutcome::Committed {
+                    worker: self.decode_worker_reply(worker, part(&mut parts, 0, "worker")?)?,
+                    already_owned: already_owned(part(&mut parts, 1, "already owned")?)?,
+                });
+            }
+            "unknown" => {
+                return Ok(CommitOutcome::Rejected {
+                    rejection: Rejection::UnknownWorker,
+                    worker: None,
+                });
+            }
+            "not_accepting" => Rejection::NotAcceptingWork,
+            "no_room" => Rejection::NoRoom,
+            "version_conflict" => Rejection::VersionConflict,
+            "lock_lost" => Rejection::LockLost,
+            _ => return Err(unexpected("commit", &Value::Array(parts))),
+        };
+        Ok(CommitOutcome::Rejected {
+            rejection,
+            worker: Some(self.decode_worker_reply(worker, part(&mut parts, 0, "worker")?)?),
+        })
+    }
+}
+
+/// The flat `container, attempt, ...` list of a commit reply.
+fn already_owned(value: Value) -> Result<Vec<(ContainerId, AttemptId)>> {
+    let items = reply::items(value)?;
+    items
+        .chunks(2)
+        .map(|pair| match pair {
+            [container, attempt] => {
+                let container = expect_text("a container id", container)?;
+                let container = ContainerId::new(&container)
+                    .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+                Ok((container, AttemptId(expect_text("an attempt", attempt)?)))
+            }
+            _ => Err(unexpected("a container and its attempt", &Value::Nil)),
+        })
+        .collect()
+}
+
+/// What both stores refuse before anything is sent (see the memory store's
+/// `validate_groups`), plus attempts the ownership entry format cannot hold.
+fn validate(groups: &[CommitGroup]) -> Result<()> {
+    crate::memory::validate_groups(groups)?;
+    for reservation in groups.iter().flat_map(|g| &g.reservations) {
+        let attempt = &reservation.attempt.0;
+        if attempt.is_empty() || attempt.chars().any(char::is_whitespace) {
+            return Err(StoreError::InvalidArgument(format!(
+                "container {}: attempt {attempt:?} must be non-empty, without whitespace",
+                reservation.container
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! Container records and the intake: submit, read, transition, claim, settle, and the
+//! delayed-retry backlog. Every key here carries the `{q}` hash tag, so each script runs
+//! on one slot.
+
+use super::codec::{self, MAX_LUA_INT, decode_record};
+use super::queue::{is_entry_id, stream_entries};
+use super::reply::{self, expect_text, part, tagged, unexpected};
+use super::scripts::{SCRIPTS, ScriptCall};
+use super::store::{MAX_BATCH, RedisStore, millis};
+use crate::model::*;
+use crate::{Result, SettleItem, StoreError};
+use berth_core::{ContainerId, ContainerRequest, WorkerId};
+use redis::Value;
+use std::time::Duration;
+
+/// A claimable entry as the claim and screen scripts report it.
+struct RawClaim {
+    entry: String,
+    id: String,
+    request: String,
+}
+
+impl RedisStore {
+    /// See [`crate::Store::submit`]: the whole batch is one script call.
+    pub(super) async fn submit_requests(
+        &self,
+        requests: &[ContainerRequest],
+    ) -> Result<Vec<SubmitOutcome>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut keys = vec![self.keys.intake(), self.keys.containers()];
+        let mut args = Vec::with_capacity(2 * requests.len());
+        for request in requests {
+            keys.push(self.keys.record(&request.id));
+            args.push(request.id.to_string());
+            args.push(serde_json::to_string(request)?);
+        }
+        let call = ScriptCall::new(&SCRIPTS.submit, keys, args);
+        let outcomes = reply::items(self.script(call).await?)?;
+        if outcomes.len() != requests.len() {
+            return Err(unexpected(
+                "one outcome per request",
+                &Value::Array(outcomes),
+            ));
+        }
+        requests
+            .iter()
+            .zip(outcomes)
+            .map(|(request, value)| {
+                let text = expect_text("a submit outcome", &value)?;
+                if text == "accepted" {
+                    return Ok(SubmitOutcome::Accepted);
+                }
+                self.parse_state(&request.id, &text)
+                    .map(SubmitOutcome::Duplicate)
+            })
+            .collect()
+    }
+
+    fn parse_state(&self, id: &ContainerId, text: &str) -> Result<ContainerState> {
+        ContainerState::parse(text).ok_or_else(|| {
+            codec::corrupt(
+                &self.keys.record(id),
+                "state",
+                &format!("{text:?} is not a state"),
+            )
+        })
+    }
+
+    /// See [`crate::Store::container`]: one HGETALL.
+    pub(super) async fn read_container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        let key = self.keys.record(id);
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&key);
+        let fields = reply::fields(self.command(&key, cmd).await?)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        decode_record(&key, &fields).map(Some)
+    }
+
+    /// See [`crate::Store::transition`].
+    pub(super) async fn move_container(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord> {
+        let key = self.keys.record(id);
+        let call = ScriptCall::new(
+            &SCRIPTS.transition,
+            vec![key.clone()],
+            transition_args(transition),
+        );
+        let (tag, mut parts) = tagged(self.script(call).await?)?;
+        match tag.as_str() {
+            "ok" => decode_record(&key, &reply::fields(part(&mut parts, 0, "record")?)?),
+            "unknown" => Err(StoreError::UnknownContainer(id.clone())),
+            "refused" => {
+                let state = expect_text("a state", &part(&mut parts, 0, "state")?)?;
+                let why = expect_text("a reason", &part(&mut parts, 1, "why")?)?;
+                Err(StoreError::InvalidTransition {
+                    container: id.clone(),
+                    from: self.parse_state(id, &state)?,
+                    why,
+                })
+            }
+            _ => Err(unexpected("transition", &Value::Array(parts))),
+        }
+    }
+
+    /// See [`crate::Store::claim`]: one script call reclaims stale entries and reads new
+    /// ones; when that finds nothing and `wait` is not zero, a blocking XREADGROUP on a
+    /// dedicated connection waits, and a second script screens what it returns.
+    pub(super) async fn claim_requests(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claim>> {
+        if consumer.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "the consumer name must not be empty".to_owned(),
+            ));
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let max = max.min(MAX_BATCH);
+        let call = ScriptCall::new(
+            &SCRIPTS.claim,
+            vec![self.keys.intake()],
+            vec![
+                self.keys.record_prefix(),
+                consumer.to_owned(),
+                self.config.claim_visibility.as_millis().to_string(),
+                max.to_string(),
+            ],
+        );
+        let raw = self.screened(self.script(call).await?)?;
+        if !raw.is_empty() || wait.is_zero() {
+            return self.to_claims(raw).await;
+        }
+        let entries = self.wait_for_intake(consumer, max, wait).await?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![self.keys.record_prefix()];
+        args.extend(entries);
+        let call = ScriptCall::new(&SCRIPTS.screen, vec![self.keys.intake()], args);
+        let raw = self.screened(self.script(call).await?)?;
+        self.to_claims(raw).await
+    }
+
+    /// Blocks for new intake entries; returns their ids.
+    async fn wait_for_intake(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<String>> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg("engine")
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(millis(wait))
+            .arg("STREAMS")
+            .arg(self.keys.intake())
+            .arg(">");
+        let value = reply::ok(self.blocking(cmd, wait).await?)?;
+        stream_entries(value)?
+            .into_iter()
+            .map(|entry| {
+                let mut pair = reply::items(entry)?;
+                expect_text("an entry id", &part(&mut pair, 0, "entry id")?)
+            })
+            .collect()
+    }
+
+    /// The claims of a claim or screen reply `{claims, bad}`; bad entries (already dropped
+    /// by the script) are logged.
+    fn screened(&self, value: Value) -> Result<Vec<RawClaim>> {
+        let mut halves = reply::items(value)?;
+        let claims = reply::items(part(&mut halves, 0, "claims")?)?;
+        for bad in reply::items(part(&mut halves, 1, "bad entries")?)? {
+            let parts: Vec<String> = reply::items(bad)?
+                .iter()
+                .map(|v| reply::text(v).unwrap_or_default())
+                .collect();
+            tracing::error!(entry = ?parts.first(), container = ?parts.get(1), problem = ?parts.get(2), "dropped an intake entry that cannot be claimed");
+        }
+        claims
+            .into_iter()
+            .map(|claim| {
+                let mut parts = reply::items(claim)?;
+                Ok(RawClaim {
+                    entry: expect_text("an entry id", &part(&mut parts, 0, "entry")?)?,
+                    id: expect_text("a container id", &part(&mut parts, 1, "id")?)?,
+                    request: expect_text("a request", &part(&mut parts, 2, "request")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Parses the claimed requests, each with a fresh attempt. A request that does not
+    /// parse (or whose id differs from the record's) cannot be placed: its record is
+    /// failed with the reason, and its entry settled.
+    async fn to_claims(&self, raw: Vec<RawClaim>) -> Result<Vec<Claim>> {
+        let mut claims = Vec::with_capacity(raw.len());
+        let mut unusable = Vec::new();
+        for r in raw {
+            match parse_claimed(&r) {
+                Ok(request) => claims.push(Claim {
+                    entry: r.entry,
+                    request,
+                    attempt: AttemptId::random(),
+                }),
+                Err(problem) => {
+                    tracing::error!(entry = %r.entry, container = %r.id, %problem, "failing a queued request that cannot be read");
+                    if let Ok(container) = ContainerId::new(&r.id) {
+                        unusable.push(SettleItem {
+                            entry: r.entry,
+                            container,
+                            settlement: Settlement::Failed {
+                                reason: format!("the stored request cannot be read: {problem}"),
+                            },
+                        });
+                    }
+                }
+            }
+        }
+        if !unusable.is_empty() {
+            self.settle_claims(&unusable).await?;
+        }
+        Ok(claims)
+    }
+
+    /// See [`crate::Store::settle`]: all items in one script call, each atomic.
+    pub(super) async fn settle_claims(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut keys = vec![self.keys.intake(), self.keys.backlog()];
+        let mut args = vec![crate::now_ms().to_string()];
+        for item in items {
+            if !is_entry_id(&item.entry) {
+                return Err(StoreError::InvalidArgument(format!(
+                    "intake entry {:?} is not one of ours",
+                    item.entry
+                )));
+            }
+            keys.push(self.keys.record(&item.container));
+            args.extend(settle_args(item));
+        }
+        let call = ScriptCall::new(&SCRIPTS.settle, keys, args);
+        let outcomes = reply::items(self.script(call).await?)?;
+        if outcomes.len() != items.len() {
+            return Err(unexpected("one outcome per item", &Value::Array(outcomes)));
+        }
+        items
+            .iter()
+            .zip(outcomes)
+            .map(|(item, value)| self.decode_settled(&item.container, value))
+            .collect()
+    }
+
+    fn decode_settled(&self, id: &ContainerId, value: Value) -> Result<SettleOutcome> {
+        let (tag, mut parts) = tagged(value)?;
+        match tag.as_str() {
+            "done" => Ok(SettleOutcome::Done),
+            "superseded" => {
+                let mut text = |i: usize, what: &str| -> Result<String> {
+                    expect_text(what, &part(&mut parts, i, what)?)
+                };
+                let state = self.parse_state(id, &text(0, "state")?)?;
+                let worker = text(1, "worker")?;
+                let attempt = text(2, "attempt")?;
+                let holder = if worker.is_empty() || attempt.is_empty() {
+                    None
+                } else {
+                    let worker = WorkerId::new(&worker).map_err(|e| {
+                        codec::corrupt(&self.keys.record(id), "worker", &e.to_string())
+                    })?;
+                    Some((worker, AttemptId(attempt)))
+                };
+                Ok(SettleOutcome::Superseded { state, holder })
+            }
+            _ => Err(unexpected("settle", &Value::Array(parts))),
+        }
+    }
+
+    /// See [`crate::Store::promote_due`].
+    pub(super) async fn promote(&self, now_ms: u64, max: usize) -> Result<usize> {
+        let call = ScriptCall::new(
+            &SCRIPTS.promote,
+            vec![self.keys.intake(), self.keys.backlog()],
+            vec![
+                now_ms.min(MAX_LUA_INT).to_string(),
+                max.min(MAX_BATCH).to_string(),
+            ],
+        );
+        let value = self.script(call).await?;
+        match value {
+            Value::Int(n) => usize::try_from(n).map_err(|_| unexpected("a count", &value)),
+            other => Err(unexpected("a count", &other)),
+        }
+    }
+
+    /// See [`crate::Store::backlog_len`]: ZCARD.
+    pub(super) async fn count_backlog(&self) -> Result<u64> {
+        let key = self.keys.backlog();
+        let mut cmd = redis::cmd("ZCARD");
+        cmd.arg(&key);
+        let value = self.command(&key, cmd).await?;
+        match value {
+            Value::Int(n) => u64::try_from(n).map_err(|_| unexpected("a count", &value)),
+            other => Err(unexpected("a count", &other)),
+        }
+    }
+}
+
+fn parse_claimed(raw: &RawClaim) -> std::result::Result<ContainerRequest, String> {
+    let request: ContainerRequest =
+        serde_json::from_str(&raw.request).map_err(|e| format!("invalid request JSON: {e}"))?;
+    if request.id.as_str() != raw.id {
+        return Err(format!(
+            "the request's id {} is not the record's {}",
+            request.id, raw.id
+        ));
+    }
+    Ok(request)
+}
+
+/// transition.lua's arguments: kind, worker, attempt, exit code, reason, now.
+fn transition_args(transition: &Transition) -> Vec<String> {
+    let now = crate::now_ms().to_string();
+    let (kind, worker, attempt, code, reason) = match transition {
+        Transition::Scheduled { worker, attempt } => {
+            ("scheduled", Some(worker), Some(attempt), None, "")
+        }
+        Transition::Running { worker, attempt } => {
+            ("running", Some(worker), Some(attempt), None, "")
+        }
+        Transition::Exited {
+            worker,
+            attempt,
+            exit_code,
+        } => ("exited", Some(worker), Some(attempt), Some(*exit_code), ""),
+        Transition::Failed { reason } => ("failed", None, None, None, reason.as_str()),
+        Transition::Lost { reason } => ("lost", None, None, None, reason.as_str()),
+    };
+    vec![
+        kind.to_owned(),
+        worker.map_or_else(String::new, ToString::to_string),
+        attempt.map_or_else(String::new, |a| a.0.clone()),
+        code.map_or_else(String::new, |c| c.to_string()),
+        reason.to_owned(),
+        now,
+    ]
+}
+
+/// settle.lua's five arguments of one item.
+fn settle_args(item: &SettleItem) -> [String; 5] {
+    let (kind, a, b) = match &item.settlement {
+        Settlement::Scheduled { worker, attempt } => {
+            ("scheduled", worker.to_string(), attempt.0.clone())
+        }
+        Settlement::Deferred {
+            not_before_ms,
+            reason,
+        } => (
+            "deferred",
+            (*not_before_ms).min(MAX_LUA_INT).to_string(),
+            reason.clone(),
+        ),
+        Settlement::Failed { reason } => ("failed", reason.clone(), String::new()),
+    };
+    [
+        item.entry.clone(),
+        item.container.to_string(),
+        kind.to_owned(),
+        a,
+        b,
+    ]
+}

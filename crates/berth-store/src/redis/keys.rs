@@ -1,0 +1,173 @@
+//! The Redis key schema.
+//!
+//! Every key starts with the configured prefix `P` (`berth` by default,
+//! [`crate::StoreConfig::prefix`]). Keys that one atomic script touches share one hash tag
+//! (`{...}`), so each script runs on one hash slot and works unchanged on Redis Cluster.
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `P:workers` | SET | the ids of registered workers (the index); its own slot |
+//! | `P:{w:ID}:worker` | HASH | worker `ID`: `pool`, `priority`, `preemptible` (0/1), `requires_pool_selector` (0/1), `policy`, `status`, `total_cpu`, `total_mem`, `total_gpu`, `free_cpu`, `free_mem`, `free_gpu`, `gpu_type` (`""` for none), `version`, `heartbeat_ms` |
+//! | `P:{w:ID}:owned` | HASH | container id -> `attempt cpu mem gpu`: what the worker owns, and what a release credits back |
+//! | `P:{w:ID}:assign` | STREAM | the worker's assignments (fields `container`, `attempt`, `cpu`, `mem`, `gpu`, `payload` JSON); consumer group `agent`, consumer = the worker id; acknowledged entries are deleted |
+//! | `P:{w:ID}:lock` | STRING | the worker's lock for the lock-based path: a random token, `SET NX PX`, released by compare-and-delete |
+//! | `P:{q}:intake` | STREAM | accepted requests waiting for placement (field `id`); consumer group `engine`, consumer = the scheduler replica; settled entries are deleted |
+//! | `P:{q}:backlog` | ZSET | deferred container ids, score = not-before in ms |
+//! | `P:{q}:containers` | SET | every container id ever accepted (what [`crate::Store::check`] walks) |
+//! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`; absent fields are `None` |
+//!
+//! Everything one worker's commit, release, registration or delivery touches carries
+//! `{w:ID}`; everything submit, claim, settle, promote and transition touch carries `{q}`.
+//! The claim and screen scripts derive record keys (`P:{q}:c:` + id) inside Lua instead of
+//! declaring them in `KEYS`; that is allowed only because those keys share the `{q}` tag
+//! of the declared intake key, which the scripts verify.
+//!
+//! An intake entry carries only the container id: the request is read from the record (one
+//! copy, the source of truth).
+
+use crate::{Result, StoreError};
+use berth_core::{ContainerId, WorkerId};
+
+/// The hash tag of the intake's keys.
+const INTAKE_TAG: &str = "{q}";
+
+/// Builds every key of one store from its prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`. The prefix must be non-empty and free of braces (they would
+    /// change the hash tags) and whitespace.
+    pub fn new(prefix: &str) -> Result<Keys> {
+        let bad = |c: char| c == '{' || c == '}' || c.is_whitespace() || c.is_control();
+        if prefix.is_empty() || prefix.chars().any(bad) {
+            return Err(StoreError::InvalidArgument(format!(
+                "key prefix {prefix:?} must be non-empty, without braces or whitespace"
+            )));
+        }
+        Ok(Keys {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `P:workers`, the set of registered worker ids.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
+    /// `P:{w:ID}:worker`, the worker's hash.
+    pub fn worker(&self, id: &WorkerId) -> String {
+        self.worker_key(id, "worker")
+    }
+
+    /// `P:{w:ID}:owned`, what the worker owns.
+    pub fn owned(&self, id: &WorkerId) -> String {
+        self.worker_key(id, "owned")
+    }
+
+    /// `P:{w:ID}:assign`, the worker's assignment stream.
+    pub fn assign(&self, id: &WorkerId) -> String {
+        self.worker_key(id, "assign")
+    }
+
+    /// `P:{w:ID}:lock`, the worker's lock.
+    pub fn lock(&self, id: &WorkerId) -> String {
+        self.worker_key(id, "lock")
+    }
+
+    /// `P:{q}:intake`, the stream of requests waiting for placement.
+    pub fn intake(&self) -> String {
+        format!("{}:{INTAKE_TAG}:intake", self.prefix)
+    }
+
+    /// `P:{q}:backlog`, deferred requests by not-before time.
+    pub fn backlog(&self) -> String {
+        format!("{}:{INTAKE_TAG}:backlog", self.prefix)
+    }
+
+    /// `P:{q}:containers`, every accepted container id.
+    pub fn containers(&self) -> String {
+        format!("{}:{INTAKE_TAG}:containers", self.prefix)
+    }
+
+    /// `P:{q}:c:ID`, a container record.
+    pub fn record(&self, id: &ContainerId) -> String {
+        format!("{}{id}", self.record_prefix())
+    }
+
+    /// `P:{q}:c:`, what every record key starts with.
+    pub fn record_prefix(&self) -> String {
+        format!("{}:{INTAKE_TAG}:c:", self.prefix)
+    }
+
+    fn worker_key(&self, id: &WorkerId, what: &str) -> String {
+        format!("{}:{{w:{id}}}:{what}", self.prefix)
+    }
+}
+
+/// The part of `key` that decides its cluster slot: the first non-empty `{...}`, else the
+/// whole key. Keys with the same route share a slot.
+pub fn route(key: &str) -> &str {
+    key.find('{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.find('}')
+                .filter(|&close| close > 0)
+                .map(|close| &rest[..close])
+        })
+        .unwrap_or(key)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_keys_share_the_worker_tag() {
+        let keys = Keys::new("berth").unwrap();
+        let id = WorkerId::new("w-1").unwrap();
+        assert_eq!(keys.worker(&id), "berth:{w:w-1}:worker");
+        assert_eq!(keys.owned(&id), "berth:{w:w-1}:owned");
+        assert_eq!(keys.assign(&id), "berth:{w:w-1}:assign");
+        assert_eq!(keys.lock(&id), "berth:{w:w-1}:lock");
+        for key in [keys.owned(&id), keys.assign(&id), keys.lock(&id)] {
+            assert_eq!(route(&key), route(&keys.worker(&id)));
+        }
+        assert_eq!(route(&keys.worker(&id)), "w:w-1");
+    }
+
+    #[test]
+    fn intake_keys_share_one_tag() {
+        let keys = Keys::new("t1").unwrap();
+        let c = ContainerId::new("c-9").unwrap();
+        assert_eq!(keys.record(&c), "t1:{q}:c:c-9");
+        for key in [keys.backlog(), keys.containers(), keys.record(&c)] {
+            assert_eq!(route(&key), "q");
+        }
+        assert_eq!(route(&keys.intake()), "q");
+        assert_eq!(route(&keys.workers()), "t1:workers");
+    }
+
+    #[test]
+    fn refuses_prefixes_that_break_hash_tags() {
+        assert!(Keys::new("").is_err());
+        assert!(Keys::new("a{b").is_err());
+        assert!(Keys::new("a}b").is_err());
+        assert!(Keys::new("a b").is_err());
+    }
+
+    #[test]
+    fn route_follows_the_cluster_rule() {
+        assert_eq!(route("{}x"), "{}x");
+        assert_eq!(route("a{b}c{d}"), "b");
+        assert_eq!(route("plain"), "plain");
+    }
+}

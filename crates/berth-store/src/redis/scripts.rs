@@ -1,0 +1,225 @@
+//! The Lua scripts (files under `scripts/`, each with a header stating its KEYS, ARGV,
+//! reply and guarantee) and script calls.
+//!
+//! Each script is its body prefixed with the shared helpers (`lib.lua`, plus `worker_lib.lua`
+//! or `intake_lib.lua`), concatenated at build time. Calls go out as EVALSHA; when a server
+//! answers NOSCRIPT (its script cache was flushed by a restart, a failover or SCRIPT FLUSH)
+//! the call is sent again as EVAL with the body, which also caches it on that server.
+
+use redis::Cmd;
+use std::sync::LazyLock;
+
+macro_rules! worker_script {
+    ($file:literal) => {
+        concat!(
+            include_str!("scripts/lib.lua"),
+            "\n",
+            include_str!("scripts/worker_lib.lua"),
+            "\n",
+            include_str!(concat!("scripts/", $file))
+        )
+    };
+}
+
+macro_rules! intake_script {
+    ($file:literal) => {
+        concat!(
+            include_str!("scripts/lib.lua"),
+            "\n",
+            include_str!("scripts/intake_lib.lua"),
+            "\n",
+            include_str!(concat!("scripts/", $file))
+        )
+    };
+}
+
+/// One Lua script: its name, its full body and the body's SHA1.
+#[derive(Debug)]
+pub struct LuaScript {
+    /// The script's file name, for logs.
+    pub name: &'static str,
+    body: &'static str,
+    sha: String,
+}
+
+impl LuaScript {
+    fn new(name: &'static str, body: &'static str) -> LuaScript {
+        LuaScript {
+            name,
+            body,
+            sha: redis::Script::new(body).get_hash().to_owned(),
+        }
+    }
+
+    /// The script's SHA1, as EVALSHA wants it.
+    pub fn sha(&self) -> &str {
+        &self.sha
+    }
+
+    /// `SCRIPT LOAD` of this script.
+    pub fn load_cmd(&self) -> Cmd {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(self.body);
+        cmd
+    }
+}
+
+/// Every script of the Redis store.
+#[derive(Debug)]
+pub struct Scripts {
+    /// Commits a group on a worker, lock-free (`free`) or under its lock (`locked`).
+    pub commit: LuaScript,
+    /// Gives a container's capacity back.
+    pub release: LuaScript,
+    /// Registers or updates a worker.
+    pub register: LuaScript,
+    /// Records a heartbeat.
+    pub heartbeat: LuaScript,
+    /// Sets a worker's status.
+    pub set_status: LuaScript,
+    /// Takes a worker's lock.
+    pub lock: LuaScript,
+    /// Releases a worker's lock.
+    pub unlock: LuaScript,
+    /// Takes a worker's next assignments.
+    pub deliver: LuaScript,
+    /// Acknowledges an assignment.
+    pub ack: LuaScript,
+    /// Accepts requests.
+    pub submit: LuaScript,
+    /// Moves a container record forward.
+    pub transition: LuaScript,
+    /// Settles claimed intake entries.
+    pub settle: LuaScript,
+    /// Claims intake entries without blocking.
+    pub claim: LuaScript,
+    /// Screens entries claimed by a blocking read.
+    pub screen: LuaScript,
+    /// Moves due backlog entries to the intake.
+    pub promote: LuaScript,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            commit: LuaScript::new("commit.lua", worker_script!("commit.lua")),
+            release: LuaScript::new("release.lua", worker_script!("release.lua")),
+            register: LuaScript::new("register.lua", worker_script!("register.lua")),
+            heartbeat: LuaScript::new("heartbeat.lua", worker_script!("heartbeat.lua")),
+            set_status: LuaScript::new("set_status.lua", worker_script!("set_status.lua")),
+            lock: LuaScript::new("lock.lua", worker_script!("lock.lua")),
+            unlock: LuaScript::new("unlock.lua", worker_script!("unlock.lua")),
+            deliver: LuaScript::new("deliver.lua", worker_script!("deliver.lua")),
+            ack: LuaScript::new("ack.lua", worker_script!("ack.lua")),
+            submit: LuaScript::new("submit.lua", intake_script!("submit.lua")),
+            transition: LuaScript::new("transition.lua", intake_script!("transition.lua")),
+            settle: LuaScript::new("settle.lua", intake_script!("settle.lua")),
+            claim: LuaScript::new("claim.lua", intake_script!("claim.lua")),
+            screen: LuaScript::new("screen.lua", intake_script!("screen.lua")),
+            promote: LuaScript::new("promote.lua", intake_script!("promote.lua")),
+        }
+    }
+
+    /// Every script, for loading.
+    pub fn all(&self) -> [&LuaScript; 15] {
+        [
+            &self.commit,
+            &self.release,
+            &self.register,
+            &self.heartbeat,
+            &self.set_status,
+            &self.lock,
+            &self.unlock,
+            &self.deliver,
+            &self.ack,
+            &self.submit,
+            &self.transition,
+            &self.settle,
+            &self.claim,
+            &self.screen,
+            &self.promote,
+        ]
+    }
+}
+
+/// The scripts, built once per process.
+pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(Scripts::new);
+
+/// One call of a script with its keys and arguments.
+#[derive(Debug, Clone)]
+pub struct ScriptCall {
+    script: &'static LuaScript,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl ScriptCall {
+    /// A call of `script` on `keys` (all in one hash slot) with `args`.
+    pub fn new(script: &'static LuaScript, keys: Vec<String>, args: Vec<String>) -> ScriptCall {
+        ScriptCall { script, keys, args }
+    }
+
+    /// The name of the script called.
+    pub fn script_name(&self) -> &'static str {
+        self.script.name
+    }
+
+    /// The first key: where the call is routed.
+    pub fn first_key(&self) -> &str {
+        self.keys.first().map_or("", String::as_str)
+    }
+
+    /// The call as EVALSHA.
+    pub fn evalsha(&self) -> Cmd {
+        self.command("EVALSHA", self.script.sha())
+    }
+
+    /// The call as EVAL with the script's body (the fallback after NOSCRIPT).
+    pub fn eval(&self) -> Cmd {
+        self.command("EVAL", self.script.body)
+    }
+
+    fn command(&self, name: &str, script: &str) -> Cmd {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_has_the_helpers_and_a_distinct_hash() {
+        let mut hashes: Vec<&str> = SCRIPTS.all().iter().map(|s| s.sha()).collect();
+        for script in SCRIPTS.all() {
+            assert!(
+                script.body.contains("local function uint"),
+                "{}",
+                script.name
+            );
+            assert_eq!(script.sha().len(), 40);
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        assert_eq!(hashes.len(), SCRIPTS.all().len());
+    }
+
+    #[test]
+    fn a_call_packs_keys_then_arguments() {
+        let call = ScriptCall::new(
+            &SCRIPTS.heartbeat,
+            vec!["k1".into()],
+            vec!["a1".into(), "a2".into()],
+        );
+        let packed = String::from_utf8(call.evalsha().get_packed_command()).unwrap();
+        assert!(packed.contains(SCRIPTS.heartbeat.sha()));
+        assert!(packed.find("k1").unwrap() < packed.find("a1").unwrap());
+        assert_eq!(call.first_key(), "k1");
+    }
+}

@@ -1,0 +1,21 @@
+-- berth: set a worker's status.
+--
+-- KEYS: 1 worker hash `P:{w:ID}:worker`.
+-- ARGV: 1 status: available, pending, draining or disabled.
+-- Reply: {'unknown'} | {'ok', worker} (the worker hash after the change).
+-- Guarantee: atomic; sets the status and bumps the version.
+
+local statuses = { available = true, pending = true, draining = true, disabled = true }
+if #ARGV ~= 1 or not statuses[ARGV[1]] then
+  return invalid('status ' .. tostring(ARGV[1]))
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return { 'unknown' }
+end
+local stored = redis.call('HGET', KEYS[1], 'version')
+local version = uint(stored)
+if version == nil then
+  return corrupt(KEYS[1], 'version', 'is not a non-negative integer: ' .. tostring(stored))
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', str(version + 1))
+return { 'ok', worker_fields(KEYS[1]) }

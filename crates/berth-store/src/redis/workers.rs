@@ -1,0 +1,233 @@
+//! Workers: registration, heartbeats, status, reads, the per-worker lock, and release.
+
+use super::codec::{self, MAX_LUA_INT, decode_worker};
+use super::reply::{self, expect_text, part, tagged, unexpected};
+use super::scripts::{SCRIPTS, ScriptCall};
+use super::store::{Call, RedisStore, millis};
+use crate::model::*;
+use crate::{Result, StoreError};
+use berth_core::{ContainerId, Resources, Worker, WorkerId, WorkerStatus};
+use redis::Value;
+use std::time::Duration;
+
+impl RedisStore {
+    /// The worker's three keys that its scripts take: worker, owned, assign.
+    pub(super) fn worker_keys(&self, id: &WorkerId) -> Vec<String> {
+        vec![
+            self.keys.worker(id),
+            self.keys.owned(id),
+            self.keys.assign(id),
+        ]
+    }
+
+    /// Decodes a worker hash reply of worker `id`.
+    pub(super) fn decode_worker_reply(&self, id: &WorkerId, value: Value) -> Result<Worker> {
+        decode_worker(&self.keys.worker(id), id, &reply::fields(value)?)
+    }
+
+    /// See [`crate::Store::register_worker`]. The id goes into the index first (another
+    /// slot), in the same round trip as the registration script.
+    pub(super) async fn register(&self, registration: &WorkerRegistration) -> Result<Worker> {
+        let id = &registration.id;
+        let mut args = codec::registration_args(registration)?;
+        args.push(crate::now_ms().to_string());
+        let mut index = redis::cmd("SADD");
+        index.arg(self.keys.workers()).arg(id.as_str());
+        let calls = vec![
+            Call::command(self.keys.workers(), index),
+            Call::Script(ScriptCall::new(
+                &SCRIPTS.register,
+                self.worker_keys(id),
+                args,
+            )),
+        ];
+        let mut replies = self.run(calls).await?.into_iter();
+        replies
+            .next()
+            .unwrap_or_else(|| Err(unexpected("the index reply", &Value::Nil)))?;
+        let value = replies
+            .next()
+            .unwrap_or_else(|| Err(unexpected("the register reply", &Value::Nil)))?;
+        let (tag, mut parts) = tagged(value)?;
+        match tag.as_str() {
+            "ok" => self.decode_worker_reply(id, part(&mut parts, 0, "worker")?),
+            "below_reserved" => Err(StoreError::BelowReserved {
+                worker: id.clone(),
+                total: registration.total.to_string(),
+                reserved: resources_reply(&mut parts, 0)?.to_string(),
+            }),
+            _ => Err(unexpected("register", &Value::Array(parts))),
+        }
+    }
+
+    /// See [`crate::Store::heartbeat`].
+    pub(super) async fn beat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
+        let call = ScriptCall::new(
+            &SCRIPTS.heartbeat,
+            vec![self.keys.worker(worker)],
+            vec![now_ms.min(MAX_LUA_INT).to_string()],
+        );
+        let (tag, parts) = tagged(self.script(call).await?)?;
+        match tag.as_str() {
+            "ok" => Ok(()),
+            "unknown" => Err(StoreError::UnknownWorker(worker.clone())),
+            _ => Err(unexpected("heartbeat", &Value::Array(parts))),
+        }
+    }
+
+    /// See [`crate::Store::set_worker_status`].
+    pub(super) async fn set_status(
+        &self,
+        worker: &WorkerId,
+        status: WorkerStatus,
+    ) -> Result<Worker> {
+        let call = ScriptCall::new(
+            &SCRIPTS.set_status,
+            vec![self.keys.worker(worker)],
+            vec![status.as_str().to_owned()],
+        );
+        let (tag, mut parts) = tagged(self.script(call).await?)?;
+        match tag.as_str() {
+            "ok" => self.decode_worker_reply(worker, part(&mut parts, 0, "worker")?),
+            "unknown" => Err(StoreError::UnknownWorker(worker.clone())),
+            _ => Err(unexpected("set_status", &Value::Array(parts))),
+        }
+    }
+
+    /// See [`crate::Store::worker`]: one HGETALL.
+    pub(super) async fn read_worker(&self, worker: &WorkerId) -> Result<Option<Worker>> {
+        let key = self.keys.worker(worker);
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&key);
+        let fields = reply::fields(self.command(&key, cmd).await?)?;
+        self.stats.worker_reads(1);
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        decode_worker(&key, worker, &fields).map(Some)
+    }
+
+    /// The registered worker ids, from the index (one round trip).
+    pub(super) async fn worker_ids(&self) -> Result<Vec<WorkerId>> {
+        let key = self.keys.workers();
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(&key);
+        let members = reply::items(self.command(&key, cmd).await?)?;
+        let mut ids = members
+            .iter()
+            .map(|m| {
+                let text = expect_text("a worker id", m)?;
+                WorkerId::new(&text).map_err(|e| codec::corrupt(&key, &text, &e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// See [`crate::Store::workers`]: the index, then every worker hash in one pipelined
+    /// round trip (on cluster: one pipeline per slot, all at once). Ids in the index without
+    /// a hash (a registration that failed after indexing) are skipped.
+    pub(super) async fn read_workers(&self) -> Result<Vec<Worker>> {
+        let ids = self.worker_ids().await?;
+        let calls = ids
+            .iter()
+            .map(|id| {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(self.keys.worker(id));
+                Call::command(self.keys.worker(id), cmd)
+            })
+            .collect();
+        let replies = self.run(calls).await?;
+        self.stats.worker_reads(ids.len() as u64);
+        let mut workers = Vec::with_capacity(ids.len());
+        for (id, value) in ids.iter().zip(replies) {
+            let fields = reply::fields(value?)?;
+            if !fields.is_empty() {
+                workers.push(decode_worker(&self.keys.worker(id), id, &fields)?);
+            }
+        }
+        Ok(workers)
+    }
+
+    /// See [`crate::Store::lock_worker`].
+    pub(super) async fn lock(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
+        let token = format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let call = ScriptCall::new(
+            &SCRIPTS.lock,
+            vec![self.keys.worker(worker), self.keys.lock(worker)],
+            vec![token.clone(), millis(ttl).to_string()],
+        );
+        let (tag, parts) = tagged(self.script(call).await?)?;
+        let acquired = match tag.as_str() {
+            "ok" => true,
+            "held" => false,
+            "unknown" => return Err(StoreError::UnknownWorker(worker.clone())),
+            _ => return Err(unexpected("lock", &Value::Array(parts))),
+        };
+        self.stats.lock_attempt(acquired);
+        Ok(acquired.then(|| LockToken {
+            worker: worker.clone(),
+            token,
+        }))
+    }
+
+    /// See [`crate::Store::unlock_worker`].
+    pub(super) async fn unlock(&self, lock: &LockToken) -> Result<bool> {
+        let worker = &lock.worker;
+        let call = ScriptCall::new(
+            &SCRIPTS.unlock,
+            vec![self.keys.worker(worker), self.keys.lock(worker)],
+            vec![lock.token.clone()],
+        );
+        let (tag, parts) = tagged(self.script(call).await?)?;
+        match tag.as_str() {
+            "released" => Ok(true),
+            "not_held" => Ok(false),
+            "unknown" => Err(StoreError::UnknownWorker(worker.clone())),
+            _ => Err(unexpected("unlock", &Value::Array(parts))),
+        }
+    }
+
+    /// See [`crate::Store::release`].
+    pub(super) async fn release_container(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: Option<&AttemptId>,
+    ) -> Result<ReleaseOutcome> {
+        let attempt = attempt.map_or_else(String::new, |a| a.0.clone());
+        let call = ScriptCall::new(
+            &SCRIPTS.release,
+            vec![self.keys.worker(worker), self.keys.owned(worker)],
+            vec![container.to_string(), attempt],
+        );
+        let (tag, mut parts) = tagged(self.script(call).await?)?;
+        match tag.as_str() {
+            "released" => Ok(ReleaseOutcome::Released {
+                resources: resources_reply(&mut parts, 0)?,
+                worker: self.decode_worker_reply(worker, part(&mut parts, 3, "worker")?)?,
+            }),
+            "not_owned" => Ok(ReleaseOutcome::NotOwned),
+            "unknown" => Err(StoreError::UnknownWorker(worker.clone())),
+            _ => Err(unexpected("release", &Value::Array(parts))),
+        }
+    }
+}
+
+/// Three reply parts `cpu, mem, gpu` from `at`.
+fn resources_reply(parts: &mut [Value], at: usize) -> Result<Resources> {
+    let mut number = |i: usize| -> Result<u64> {
+        let value = part(parts, at + i, "a quantity")?;
+        let text = expect_text("a quantity", &value)?;
+        text.parse().map_err(|_| unexpected("a quantity", &value))
+    };
+    let cpu = number(0)?;
+    let mem = number(1)?;
+    let gpu = number(2)?;
+    let gpu = u32::try_from(gpu).map_err(|_| unexpected("a GPU count", &Value::Int(0)))?;
+    Ok(Resources::new(cpu, mem, gpu))
+}

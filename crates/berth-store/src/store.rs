@@ -1,0 +1,170 @@
+//! The one state-store contract, implemented by [`crate::MemoryStore`] and
+//! [`crate::RedisStore`] and checked by one contract test suite.
+//!
+//! Every operation states what it guarantees. "Atomic" means that no other client of the
+//! same store can observe a partial effect, and that a failure leaves nothing written.
+
+use crate::model::*;
+use crate::{Result, StoreStats};
+use async_trait::async_trait;
+use berth_core::{ContainerId, ContainerRequest, Worker, WorkerId, WorkerStatus};
+use std::time::Duration;
+
+/// Timing settings shared by both stores.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Prefix of every Redis key (`berth` by default). Ignored by the memory store.
+    pub prefix: String,
+    /// A claimed intake entry not settled for this long is given to another claimer.
+    pub claim_visibility: Duration,
+    /// An assignment not acknowledged for this long is delivered again.
+    pub redelivery: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            prefix: "berth".to_owned(),
+            claim_visibility: Duration::from_secs(30),
+            redelivery: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One settlement of a claimed intake entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettleItem {
+    /// The claim's intake entry.
+    pub entry: String,
+    /// The claimed container.
+    pub container: ContainerId,
+    /// How it leaves the intake.
+    pub settlement: Settlement,
+}
+
+/// The scheduler's shared state.
+#[async_trait]
+pub trait Store: Send + Sync {
+    // ----- workers -----
+
+    /// Registers a worker, or updates a registered one (idempotent upsert). Capacity that is
+    /// already reserved is kept: free becomes `total - reserved`. Atomic; bumps the version.
+    /// Fails with [`crate::StoreError::BelowReserved`] if `total` is below what is reserved.
+    async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker>;
+
+    /// Records that the worker is alive at `now_ms`.
+    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()>;
+
+    /// Sets a worker's status (e.g. draining or disabled). Atomic; bumps the version.
+    async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker>;
+
+    /// One worker, or `None` if it is not registered. One round trip.
+    async fn worker(&self, worker: &WorkerId) -> Result<Option<Worker>>;
+
+    /// Every registered worker. On Redis: one pipelined round trip after reading the index.
+    async fn workers(&self) -> Result<Vec<Worker>>;
+
+    // ----- lock-free commits -----
+
+    /// Commits each group on its worker, atomically and independently of the other groups:
+    /// either every reservation of a group is held (capacity subtracted, version bumped,
+    /// each container recorded as owned by the worker under its attempt and appended to the
+    /// worker's assignment queue) or nothing is. Status and capacity are checked inside the
+    /// atomic step. Idempotent per container: a container the worker already owns is not
+    /// reserved again (it is reported in `already_owned`). Outcomes come back in the order of
+    /// `groups`. On Redis: one script per group, all in one pipelined round trip, no lock.
+    async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>>;
+
+    // ----- the lock-based path (the seed's older strategies) -----
+
+    /// Tries once to take the worker's lock for `ttl`: `None` if someone else holds it
+    /// (counted as a collision). The lock expires by itself.
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>>;
+
+    /// Commits one group under a lock: like [`Store::commit`], and additionally rejected
+    /// with `LockLost` unless the lock is still held with this token, and with
+    /// `VersionConflict` unless the worker's version is `expected_version`.
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
+        expected_version: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome>;
+
+    /// Releases the lock if it is still held with this token; `false` if it was not.
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool>;
+
+    // ----- release -----
+
+    /// Gives a container's capacity back to its worker. Idempotent: releasing twice, or
+    /// releasing a container the worker does not own (or owns under another attempt, when
+    /// `attempt` is given), changes nothing. Atomic.
+    async fn release(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: Option<&AttemptId>,
+    ) -> Result<ReleaseOutcome>;
+
+    // ----- assignment queues -----
+
+    /// The next assignments of a worker, in commit order, at most `max`: first those
+    /// delivered before and not acknowledged within the redelivery timeout, then new ones.
+    /// Waits up to `wait` for one to arrive instead of polling.
+    async fn assignments(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Assignment>>;
+
+    /// Acknowledges a delivery: it will not be delivered again.
+    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()>;
+
+    // ----- container records and intake -----
+
+    /// Accepts requests: each new one is recorded as pending and queued for placement in
+    /// one atomic step, before this returns. A request whose id is known already changes
+    /// nothing and is reported as a duplicate.
+    async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>>;
+
+    /// A container's record, or `None` if unknown.
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>>;
+
+    /// Moves a record forward (see [`Transition`]); refused with
+    /// [`crate::StoreError::InvalidTransition`] otherwise. Atomic.
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord>;
+
+    /// Claims up to `max` queued requests for `consumer`, waiting up to `wait` for one.
+    /// Entries claimed by another consumer and not settled within the visibility timeout
+    /// are claimed again (the other replica is presumed dead); those whose record is no
+    /// longer pending are acknowledged and skipped. Each claim gets a fresh attempt id.
+    async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>>;
+
+    /// Settles claims, each atomically: the record moves (to scheduled or failed, or stays
+    /// pending and goes to the backlog) and the intake entry is acknowledged. A record that
+    /// has moved on already is reported as superseded.
+    async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>>;
+
+    /// Moves up to `max` backlog entries due at `now_ms` back to the intake, earliest due
+    /// first (the planner orders each batch by priority). Returns how many moved. Atomic.
+    async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize>;
+
+    /// The number of requests waiting in the backlog.
+    async fn backlog_len(&self) -> Result<u64>;
+
+    // ----- invariants and instrumentation -----
+
+    /// Checks every invariant over the whole store and returns what is broken: for every
+    /// worker free + owned == total and free <= total; every container owned at most once;
+    /// every scheduled or running container owned by its recorded worker under its recorded
+    /// attempt; no terminal container still owned. Unreadable records are violations too.
+    async fn check(&self) -> Result<Vec<Violation>>;
+
+    /// This client's counters.
+    fn stats(&self) -> &StoreStats;
+}

@@ -1,0 +1,1044 @@
+//! The one contract every `Store` must keep. Each case is an async fn taking a `connect`
+//! function: `connect(config)` returns a client of the store named by `config.prefix`;
+//! calling it twice with the same prefix gives two clients of the same data (as two
+//! scheduler replicas would have). `contract_tests!(connect)` turns every case into a test.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use berth_core::*;
+use berth_store::*;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Expands to one `#[tokio::test]` per contract case, each calling the case with `$connect`.
+#[macro_export]
+macro_rules! contract_tests {
+    ($connect:path) => {
+        $crate::contract_tests!(@cases $connect;
+            register_upserts_and_keeps_reservations,
+            unknown_workers_are_reported,
+            snapshot_lists_every_worker,
+            commit_is_all_or_nothing,
+            commit_checks_status_inside_the_atomic_step,
+            groups_commit_independently,
+            commit_is_idempotent_per_container,
+            release_is_idempotent,
+            lock_path_counts_and_fences,
+            assignments_arrive_in_order_and_are_redelivered_until_acked,
+            assignments_wait_without_polling,
+            submit_is_idempotent_per_id,
+            records_only_move_forward,
+            claim_settle_and_backlog,
+            unsettled_claims_are_reclaimed_after_the_visibility_timeout,
+            a_second_placement_is_superseded,
+            concurrent_commits_never_overbook,
+            two_clients_never_overbook,
+            check_finds_nothing_on_a_healthy_store
+        );
+    };
+    (@cases $connect:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                contract::$case($connect).await;
+            }
+        )*
+    };
+}
+
+/// A fresh store namespace for one case.
+fn config(case: &str) -> StoreConfig {
+    StoreConfig {
+        prefix: format!("t{}:{case}", rand::random::<u32>()),
+        claim_visibility: Duration::from_millis(300),
+        redelivery: Duration::from_millis(300),
+    }
+}
+
+async fn open<C, F>(connect: &C, case: &str) -> Arc<dyn Store>
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    connect(config(case)).await
+}
+
+fn wid(id: &str) -> WorkerId {
+    WorkerId::new(id).unwrap()
+}
+
+fn cid(id: &str) -> ContainerId {
+    ContainerId::new(id).unwrap()
+}
+
+fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
+    WorkerRegistration {
+        id: wid(id),
+        pool: PoolAttributes {
+            pool: PoolName::new("default").unwrap(),
+            priority: 0,
+            preemptible: false,
+            requires_pool_selector: false,
+            policy: PlacementPolicy::Spread,
+        },
+        status: WorkerStatus::Available,
+        total: Resources::new(cpu, mem, 0),
+        gpu_type: None,
+    }
+}
+
+fn reservation(container: &str, cpu: u64, mem: u64) -> Reservation {
+    Reservation {
+        container: cid(container),
+        attempt: AttemptId(format!("a-{container}")),
+        resources: Resources::new(cpu, mem, 0),
+        payload: Payload {
+            image: None,
+            command: vec!["echo".into(), container.into()],
+            env: Default::default(),
+        },
+    }
+}
+
+fn group(worker: &str, reservations: Vec<Reservation>) -> CommitGroup {
+    CommitGroup {
+        worker: wid(worker),
+        reservations,
+    }
+}
+
+fn request(id: &str, cpu: u64) -> ContainerRequest {
+    ContainerRequest {
+        id: cid(id),
+        tenant: "t".into(),
+        resources: Resources::new(cpu, 256, 0),
+        gpu: GpuPreference::Any,
+        pool_selector: None,
+        preemptible: false,
+        priority: 0,
+        submitted_at_ms: 1,
+        payload: Payload::default(),
+    }
+}
+
+async fn free(store: &dyn Store, worker: &str) -> Resources {
+    store.worker(&wid(worker)).await.unwrap().unwrap().free
+}
+
+async fn assert_clean(store: &dyn Store) {
+    let violations = store.check().await.unwrap();
+    assert!(violations.is_empty(), "violations: {violations:?}");
+}
+
+fn committed(outcome: &CommitOutcome) -> bool {
+    matches!(outcome, CommitOutcome::Committed { .. })
+}
+
+// ----- workers -----
+
+pub async fn register_upserts_and_keeps_reservations<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "register").await;
+    let first = store
+        .register_worker(&registration("w1", 4000, 8192))
+        .await
+        .unwrap();
+    assert_eq!(first.free, Resources::new(4000, 8192, 0));
+    let out = store
+        .commit(&[group("w1", vec![reservation("c1", 1000, 1024)])])
+        .await
+        .unwrap();
+    assert!(committed(&out[0]));
+    let grown = store
+        .register_worker(&registration("w1", 8000, 16384))
+        .await
+        .unwrap();
+    assert_eq!(grown.total, Resources::new(8000, 16384, 0));
+    assert_eq!(
+        grown.free,
+        Resources::new(7000, 15360, 0),
+        "reservations survive"
+    );
+    assert!(grown.version > first.version);
+    let again = store
+        .register_worker(&registration("w1", 8000, 16384))
+        .await
+        .unwrap();
+    assert_eq!(again.free, grown.free, "re-registering is idempotent");
+    let shrink = store.register_worker(&registration("w1", 500, 16384)).await;
+    assert!(
+        matches!(shrink, Err(StoreError::BelowReserved { .. })),
+        "{shrink:?}"
+    );
+    assert_eq!(free(&*store, "w1").await, Resources::new(7000, 15360, 0));
+    assert_clean(&*store).await;
+}
+
+pub async fn unknown_workers_are_reported<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "unknown").await;
+    assert!(store.worker(&wid("ghost")).await.unwrap().is_none());
+    let heartbeat = store.heartbeat(&wid("ghost"), 1).await;
+    assert!(
+        matches!(heartbeat, Err(StoreError::UnknownWorker(_))),
+        "{heartbeat:?}"
+    );
+    let status = store
+        .set_worker_status(&wid("ghost"), WorkerStatus::Draining)
+        .await;
+    assert!(
+        matches!(status, Err(StoreError::UnknownWorker(_))),
+        "{status:?}"
+    );
+    let out = store
+        .commit(&[group("ghost", vec![reservation("c1", 1, 1)])])
+        .await
+        .unwrap();
+    assert_eq!(
+        out[0],
+        CommitOutcome::Rejected {
+            rejection: Rejection::UnknownWorker,
+            worker: None
+        }
+    );
+    store
+        .register_worker(&registration("w1", 1000, 1000))
+        .await
+        .unwrap();
+    store.heartbeat(&wid("w1"), 5).await.unwrap();
+}
+
+pub async fn snapshot_lists_every_worker<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "snapshot").await;
+    for i in 0..12 {
+        store
+            .register_worker(&registration(&format!("w{i}"), 1000 + i, 2048))
+            .await
+            .unwrap();
+    }
+    let mut workers = store.workers().await.unwrap();
+    workers.sort_by_key(|w| w.total.cpu_millicores);
+    assert_eq!(workers.len(), 12);
+    for (i, worker) in workers.iter().enumerate() {
+        assert_eq!(worker.id, wid(&format!("w{i}")));
+        assert_eq!(worker.total, Resources::new(1000 + i as u64, 2048, 0));
+        assert_eq!(worker.free, worker.total);
+        assert_eq!(worker.status, WorkerStatus::Available);
+        assert_eq!(worker.pool.pool.as_str(), "default");
+    }
+}
+
+// ----- commits -----
+
+pub async fn commit_is_all_or_nothing<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "allornothing").await;
+    let before = store
+        .register_worker(&registration("w1", 2000, 4096))
+        .await
+        .unwrap();
+    let too_big = group(
+        "w1",
+        vec![reservation("a", 1000, 1024), reservation("b", 1500, 1024)],
+    );
+    let out = store.commit(&[too_big]).await.unwrap();
+    match &out[0] {
+        CommitOutcome::Rejected {
+            rejection: Rejection::NoRoom,
+            worker: Some(worker),
+        } => assert_eq!(
+            worker.free, before.free,
+            "the rejection carries the current state"
+        ),
+        other => panic!("expected NoRoom, got {other:?}"),
+    }
+    assert_eq!(free(&*store, "w1").await, before.free, "nothing reserved");
+    let none = store
+        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "nothing queued: {none:?}");
+
+    let fits = group(
+        "w1",
+        vec![reservation("a", 1000, 1024), reservation("b", 1000, 1024)],
+    );
+    let out = store.commit(&[fits]).await.unwrap();
+    let CommitOutcome::Committed {
+        worker,
+        already_owned,
+    } = &out[0]
+    else {
+        panic!("expected a commit, got {:?}", out[0]);
+    };
+    assert!(already_owned.is_empty());
+    assert_eq!(worker.free, Resources::new(0, 2048, 0), "exact fit");
+    assert!(worker.version > before.version);
+    assert_eq!(free(&*store, "w1").await, worker.free);
+    assert_clean(&*store).await;
+}
+
+pub async fn commit_checks_status_inside_the_atomic_step<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "status").await;
+    store
+        .register_worker(&registration("w1", 2000, 4096))
+        .await
+        .unwrap();
+    for status in [WorkerStatus::Draining, WorkerStatus::Disabled] {
+        store.set_worker_status(&wid("w1"), status).await.unwrap();
+        let out = store
+            .commit(&[group("w1", vec![reservation("a", 1, 1)])])
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out[0], CommitOutcome::Rejected { rejection: Rejection::NotAcceptingWork, worker: Some(w) } if w.status == status),
+            "{status}: {out:?}"
+        );
+    }
+    store
+        .set_worker_status(&wid("w1"), WorkerStatus::Pending)
+        .await
+        .unwrap();
+    let out = store
+        .commit(&[group("w1", vec![reservation("a", 1, 1)])])
+        .await
+        .unwrap();
+    assert!(committed(&out[0]), "pending workers take work: {out:?}");
+    assert_clean(&*store).await;
+}
+
+pub async fn groups_commit_independently<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "independent").await;
+    store
+        .register_worker(&registration("w1", 1000, 1024))
+        .await
+        .unwrap();
+    store
+        .register_worker(&registration("w2", 1000, 1024))
+        .await
+        .unwrap();
+    let groups = [
+        group("w1", vec![reservation("a", 2000, 1)]),
+        group("w2", vec![reservation("b", 1000, 1)]),
+        group("nope", vec![reservation("c", 1, 1)]),
+    ];
+    let out = store.commit(&groups).await.unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(matches!(
+        out[0],
+        CommitOutcome::Rejected {
+            rejection: Rejection::NoRoom,
+            ..
+        }
+    ));
+    assert!(committed(&out[1]));
+    assert!(matches!(
+        out[2],
+        CommitOutcome::Rejected {
+            rejection: Rejection::UnknownWorker,
+            ..
+        }
+    ));
+    assert_eq!(free(&*store, "w1").await, Resources::new(1000, 1024, 0));
+    assert_eq!(free(&*store, "w2").await, Resources::new(0, 1023, 0));
+    assert_clean(&*store).await;
+}
+
+pub async fn commit_is_idempotent_per_container<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "idempotent").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let g = group(
+        "w1",
+        vec![reservation("a", 1000, 1024), reservation("b", 1000, 1024)],
+    );
+    let first = store.commit(std::slice::from_ref(&g)).await.unwrap();
+    assert!(committed(&first[0]));
+    // The reply was "lost": the caller commits the same thing again.
+    let second = store.commit(std::slice::from_ref(&g)).await.unwrap();
+    let CommitOutcome::Committed {
+        worker,
+        already_owned,
+    } = &second[0]
+    else {
+        panic!("a retried commit succeeds: {second:?}");
+    };
+    assert_eq!(worker.free, Resources::new(2000, 2048, 0), "reserved once");
+    let mut owned: Vec<_> = already_owned
+        .iter()
+        .map(|(c, a)| (c.as_str(), a.0.as_str()))
+        .collect();
+    owned.sort();
+    assert_eq!(owned, vec![("a", "a-a"), ("b", "a-b")]);
+    let delivered = store
+        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 2, "queued once: {delivered:?}");
+    assert_clean(&*store).await;
+}
+
+pub async fn release_is_idempotent<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "release").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store
+        .commit(&[group("w1", vec![reservation("a", 1000, 1024)])])
+        .await
+        .unwrap();
+    let wrong = AttemptId("someone-else".into());
+    let stale = store
+        .release(&wid("w1"), &cid("a"), Some(&wrong))
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        ReleaseOutcome::NotOwned,
+        "another attempt's release changes nothing"
+    );
+    let right = AttemptId("a-a".into());
+    let first = store
+        .release(&wid("w1"), &cid("a"), Some(&right))
+        .await
+        .unwrap();
+    let ReleaseOutcome::Released { resources, worker } = first else {
+        panic!("expected a release, got {first:?}");
+    };
+    assert_eq!(resources, Resources::new(1000, 1024, 0));
+    assert_eq!(worker.free, worker.total);
+    let twice = store.release(&wid("w1"), &cid("a"), None).await.unwrap();
+    assert_eq!(
+        twice,
+        ReleaseOutcome::NotOwned,
+        "a repeated release credits once"
+    );
+    let never = store.release(&wid("w1"), &cid("zzz"), None).await.unwrap();
+    assert_eq!(never, ReleaseOutcome::NotOwned);
+    assert_eq!(free(&*store, "w1").await, Resources::new(4000, 4096, 0));
+    assert_clean(&*store).await;
+}
+
+pub async fn lock_path_counts_and_fences<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "locks").await;
+    let worker = store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let before = store.stats().snapshot();
+    let ttl = Duration::from_secs(10);
+    let lock = store
+        .lock_worker(&wid("w1"), ttl)
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert!(
+        store.lock_worker(&wid("w1"), ttl).await.unwrap().is_none(),
+        "held"
+    );
+    let counted = store.stats().snapshot().since(&before);
+    assert_eq!((counted.lock_acquisitions, counted.lock_collisions), (1, 1));
+
+    let g = group("w1", vec![reservation("a", 1000, 1024)]);
+    let stale = store
+        .commit_locked(&lock, worker.version + 7, &g)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            stale,
+            CommitOutcome::Rejected {
+                rejection: Rejection::VersionConflict,
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+    let ok = store
+        .commit_locked(&lock, worker.version, &g)
+        .await
+        .unwrap();
+    assert!(committed(&ok), "{ok:?}");
+    assert!(store.unlock_worker(&lock).await.unwrap());
+    assert!(
+        !store.unlock_worker(&lock).await.unwrap(),
+        "released only once"
+    );
+    let now = store.worker(&wid("w1")).await.unwrap().unwrap();
+    let lost = store
+        .commit_locked(
+            &lock,
+            now.version,
+            &group("w1", vec![reservation("b", 1, 1)]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            lost,
+            CommitOutcome::Rejected {
+                rejection: Rejection::LockLost,
+                ..
+            }
+        ),
+        "{lost:?}"
+    );
+    let short = store
+        .lock_worker(&wid("w1"), Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let next = store.lock_worker(&wid("w1"), ttl).await.unwrap();
+    assert!(next.is_some(), "an expired lock can be taken");
+    assert!(
+        !store.unlock_worker(&short).await.unwrap(),
+        "the old token no longer unlocks"
+    );
+    assert_clean(&*store).await;
+}
+
+// ----- assignment queues -----
+
+pub async fn assignments_arrive_in_order_and_are_redelivered_until_acked<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "queue").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store
+        .commit(&[group(
+            "w1",
+            vec![reservation("a", 1, 1), reservation("b", 1, 1)],
+        )])
+        .await
+        .unwrap();
+    store
+        .commit(&[group("w1", vec![reservation("c", 1, 1)])])
+        .await
+        .unwrap();
+    let got = store
+        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    let names: Vec<&str> = got.iter().map(|a| a.container.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(got[0].payload.command, ["echo", "a"]);
+    assert_eq!(got[0].attempt, AttemptId("a-a".into()));
+    assert_eq!(got[0].resources, Resources::new(1, 1, 0));
+    let again = store
+        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        again.is_empty(),
+        "not redelivered before the timeout: {again:?}"
+    );
+    store
+        .ack_assignment(&wid("w1"), &got[0].delivery)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let redelivered = store
+        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    let names: Vec<&str> = redelivered.iter().map(|a| a.container.as_str()).collect();
+    assert_eq!(names, ["b", "c"], "unacknowledged deliveries come again");
+}
+
+pub async fn assignments_wait_without_polling<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "wait").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .assignments(&wid("w1"), 10, Duration::from_secs(20))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = store.stats().snapshot();
+    store
+        .commit(&[group("w1", vec![reservation("a", 1, 1)])])
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(15), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), 1, "woken by the commit");
+    assert_eq!(got[0].container, cid("a"));
+    let spent = store.stats().snapshot().since(&before);
+    assert!(spent.round_trips <= 4, "no polling loop: {spent:?}");
+}
+
+// ----- records and intake -----
+
+pub async fn submit_is_idempotent_per_id<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "submit").await;
+    let out = store
+        .submit(&[request("r1", 100), request("r2", 100)])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![SubmitOutcome::Accepted, SubmitOutcome::Accepted]);
+    let again = store.submit(&[request("r1", 999)]).await.unwrap();
+    assert_eq!(
+        again,
+        vec![SubmitOutcome::Duplicate(ContainerState::Pending)]
+    );
+    let record = store.container(&cid("r1")).await.unwrap().unwrap();
+    assert_eq!(record.state, ContainerState::Pending);
+    assert_eq!(
+        record.request.resources.cpu_millicores, 100,
+        "the first submit wins"
+    );
+    let claims = store.claim("e1", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(claims.len(), 2, "queued once each: {claims:?}");
+    assert!(store.container(&cid("nope")).await.unwrap().is_none());
+}
+
+pub async fn records_only_move_forward<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "records").await;
+    store.submit(&[request("r1", 100)]).await.unwrap();
+    let (w1, a1) = (wid("w1"), AttemptId("x1".into()));
+    let refused =
+        |r: Result<ContainerRecord>| matches!(r, Err(StoreError::InvalidTransition { .. }));
+    let id = cid("r1");
+    let running = Transition::Running {
+        worker: w1.clone(),
+        attempt: a1.clone(),
+    };
+    assert!(
+        refused(store.transition(&id, &running).await),
+        "not scheduled yet"
+    );
+    let scheduled = Transition::Scheduled {
+        worker: w1.clone(),
+        attempt: a1.clone(),
+    };
+    let record = store.transition(&id, &scheduled).await.unwrap();
+    assert_eq!(
+        (record.state, record.worker.clone()),
+        (ContainerState::Scheduled, Some(w1.clone()))
+    );
+    assert!(record.scheduled_at_ms.is_some());
+    store.transition(&id, &scheduled).await.unwrap();
+    let other = Transition::Scheduled {
+        worker: wid("w2"),
+        attempt: AttemptId("x2".into()),
+    };
+    assert!(refused(store.transition(&id, &other).await), "one holder");
+    let impostor = Transition::Running {
+        worker: wid("w2"),
+        attempt: a1.clone(),
+    };
+    assert!(
+        refused(store.transition(&id, &impostor).await),
+        "only the holder reports"
+    );
+    store.transition(&id, &running).await.unwrap();
+    let exited = Transition::Exited {
+        worker: w1.clone(),
+        attempt: a1.clone(),
+        exit_code: 3,
+    };
+    let record = store.transition(&id, &exited).await.unwrap();
+    assert_eq!(
+        (record.state, record.exit_code),
+        (ContainerState::Exited, Some(3))
+    );
+    let fail = Transition::Failed {
+        reason: "late".into(),
+    };
+    assert!(
+        refused(store.transition(&id, &fail).await),
+        "terminal states stay"
+    );
+    let unknown = store.transition(&cid("ghost"), &fail).await;
+    assert!(
+        matches!(unknown, Err(StoreError::UnknownContainer(_))),
+        "{unknown:?}"
+    );
+}
+
+pub async fn claim_settle_and_backlog<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "claims").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store
+        .submit(&[request("r1", 100), request("r2", 100), request("r3", 100)])
+        .await
+        .unwrap();
+    let claims = store.claim("e1", 10, Duration::ZERO).await.unwrap();
+    let ids: Vec<&str> = claims.iter().map(|c| c.request.id.as_str()).collect();
+    assert_eq!(ids, ["r1", "r2", "r3"], "in submit order");
+    assert_ne!(claims[0].attempt, claims[1].attempt);
+    assert!(
+        store
+            .claim("e2", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed"
+    );
+
+    let c1 = &claims[0];
+    let res = Reservation {
+        container: c1.request.id.clone(),
+        attempt: c1.attempt.clone(),
+        resources: c1.request.resources,
+        payload: c1.request.payload.clone(),
+    };
+    store.commit(&[group("w1", vec![res])]).await.unwrap();
+    let items = [
+        SettleItem {
+            entry: c1.entry.clone(),
+            container: c1.request.id.clone(),
+            settlement: Settlement::Scheduled {
+                worker: wid("w1"),
+                attempt: c1.attempt.clone(),
+            },
+        },
+        SettleItem {
+            entry: claims[1].entry.clone(),
+            container: claims[1].request.id.clone(),
+            settlement: Settlement::Deferred {
+                not_before_ms: 1_000,
+                reason: "no room".into(),
+            },
+        },
+        SettleItem {
+            entry: claims[2].entry.clone(),
+            container: claims[2].request.id.clone(),
+            settlement: Settlement::Failed {
+                reason: "never fits".into(),
+            },
+        },
+    ];
+    let out = store.settle(&items).await.unwrap();
+    assert_eq!(out, vec![SettleOutcome::Done; 3]);
+    let r1 = store.container(&cid("r1")).await.unwrap().unwrap();
+    assert_eq!(
+        (r1.state, r1.attempt.clone()),
+        (ContainerState::Scheduled, Some(c1.attempt.clone()))
+    );
+    let r2 = store.container(&cid("r2")).await.unwrap().unwrap();
+    assert_eq!(
+        (r2.state, r2.deferrals, r2.reason.as_deref()),
+        (ContainerState::Pending, 1, Some("no room"))
+    );
+    let r3 = store.container(&cid("r3")).await.unwrap().unwrap();
+    assert_eq!(
+        (r3.state, r3.reason.as_deref()),
+        (ContainerState::Failed, Some("never fits"))
+    );
+    assert_eq!(store.backlog_len().await.unwrap(), 1);
+
+    assert_eq!(store.promote_due(999, 10).await.unwrap(), 0, "not due yet");
+    assert_eq!(store.promote_due(1_000, 10).await.unwrap(), 1);
+    assert_eq!(store.backlog_len().await.unwrap(), 0);
+    let retry = store.claim("e1", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].request.id, cid("r2"));
+    assert_ne!(retry[0].attempt, claims[1].attempt, "a new attempt");
+    assert_clean(&*store).await;
+}
+
+pub async fn unsettled_claims_are_reclaimed_after_the_visibility_timeout<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "visibility").await;
+    store
+        .submit(&[request("r1", 100), request("r2", 100)])
+        .await
+        .unwrap();
+    let first = store
+        .claim("dead-replica", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    // r2 ends while its claimer is gone; only r1 is worth reclaiming.
+    store
+        .transition(
+            &cid("r2"),
+            &Transition::Failed {
+                reason: "cancelled".into(),
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let taken = store.claim("survivor", 10, Duration::ZERO).await.unwrap();
+    let ids: Vec<&str> = taken.iter().map(|c| c.request.id.as_str()).collect();
+    assert_eq!(ids, ["r1"]);
+    assert_ne!(taken[0].attempt, first[0].attempt);
+}
+
+pub async fn a_second_placement_is_superseded<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "supersede").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store
+        .register_worker(&registration("w2", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("r1", 100)]).await.unwrap();
+    let slow = store
+        .claim("slow", 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let fast = store
+        .claim("fast", 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    for (claim, worker) in [(&fast, "w2"), (&slow, "w1")] {
+        let res = Reservation {
+            container: claim.request.id.clone(),
+            attempt: claim.attempt.clone(),
+            resources: claim.request.resources,
+            payload: Payload::default(),
+        };
+        store.commit(&[group(worker, vec![res])]).await.unwrap();
+    }
+    let settle = |claim: &Claim, worker: &str| SettleItem {
+        entry: claim.entry.clone(),
+        container: claim.request.id.clone(),
+        settlement: Settlement::Scheduled {
+            worker: wid(worker),
+            attempt: claim.attempt.clone(),
+        },
+    };
+    let won = store.settle(&[settle(&fast, "w2")]).await.unwrap();
+    assert_eq!(won, vec![SettleOutcome::Done]);
+    let lost = store.settle(&[settle(&slow, "w1")]).await.unwrap();
+    assert_eq!(
+        lost,
+        vec![SettleOutcome::Superseded {
+            state: ContainerState::Scheduled,
+            holder: Some((wid("w2"), fast.attempt.clone()))
+        }]
+    );
+    // The loser undoes its own reservation; the winner's stays.
+    store
+        .release(&wid("w1"), &cid("r1"), Some(&slow.attempt))
+        .await
+        .unwrap();
+    assert_eq!(free(&*store, "w1").await, Resources::new(4000, 4096, 0));
+    assert_eq!(free(&*store, "w2").await, Resources::new(3900, 3840, 0));
+    assert_clean(&*store).await;
+}
+
+// ----- concurrency -----
+
+/// Many tasks commit competing groups onto the same few workers and release some of what
+/// they took; at the end nothing is overbooked and the invariant check is clean.
+async fn hammer(stores: Vec<Arc<dyn Store>>, tasks: usize, rounds: usize) {
+    let workers = ["h0", "h1", "h2"];
+    for w in workers {
+        stores[0]
+            .register_worker(&registration(w, 10_000, 10_000))
+            .await
+            .unwrap();
+    }
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let store = stores[task % stores.len()].clone();
+        handles.push(tokio::spawn(async move {
+            let mut held = 0u64;
+            for round in 0..rounds {
+                let worker = workers[(task + round) % workers.len()];
+                let name = format!("t{task}-r{round}");
+                let size = 300 + ((task * 7 + round * 13) % 900) as u64;
+                let g = group(
+                    worker,
+                    vec![
+                        reservation(&format!("{name}-a"), size, size),
+                        reservation(&format!("{name}-b"), size, 1),
+                    ],
+                );
+                let out = store.commit(&[g]).await.unwrap();
+                if committed(&out[0]) && round % 3 == 0 {
+                    let id = cid(&format!("{name}-a"));
+                    let released = store.release(&wid(worker), &id, None).await.unwrap();
+                    assert!(matches!(released, ReleaseOutcome::Released { .. }));
+                } else if committed(&out[0]) {
+                    held += 1;
+                }
+                if let Some(w) = out[0].worker() {
+                    assert!(w.free.fits_in(&w.total), "free above total: {w:?}");
+                }
+            }
+            held
+        }));
+    }
+    let mut committed_groups = 0;
+    for handle in handles {
+        committed_groups += handle.await.unwrap();
+    }
+    assert!(committed_groups > 0, "some commits must succeed");
+    let violations = stores[0].check().await.unwrap();
+    assert!(violations.is_empty(), "violations: {violations:?}");
+    for w in workers {
+        let worker = stores[0].worker(&wid(w)).await.unwrap().unwrap();
+        assert!(worker.free.fits_in(&worker.total));
+    }
+}
+
+pub async fn concurrent_commits_never_overbook<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "hammer").await;
+    hammer(vec![store], 16, 250).await;
+}
+
+pub async fn two_clients_never_overbook<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let cfg = config("two-clients");
+    let first = connect(cfg.clone()).await;
+    let second = connect(cfg).await;
+    hammer(vec![first, second], 16, 150).await;
+}
+
+pub async fn check_finds_nothing_on_a_healthy_store<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "healthy").await;
+    assert_clean(&*store).await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("r1", 100)]).await.unwrap();
+    let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
+    let res = Reservation {
+        container: claim.request.id.clone(),
+        attempt: claim.attempt.clone(),
+        resources: claim.request.resources,
+        payload: Payload::default(),
+    };
+    store.commit(&[group("w1", vec![res])]).await.unwrap();
+    let item = SettleItem {
+        entry: claim.entry.clone(),
+        container: claim.request.id.clone(),
+        settlement: Settlement::Scheduled {
+            worker: wid("w1"),
+            attempt: claim.attempt.clone(),
+        },
+    };
+    store.settle(&[item]).await.unwrap();
+    let (w1, a) = (wid("w1"), claim.attempt.clone());
+    store
+        .transition(
+            &cid("r1"),
+            &Transition::Running {
+                worker: w1.clone(),
+                attempt: a.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_clean(&*store).await;
+    store
+        .transition(
+            &cid("r1"),
+            &Transition::Exited {
+                worker: w1.clone(),
+                attempt: a.clone(),
+                exit_code: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let leak = store.check().await.unwrap();
+    assert_eq!(
+        leak.len(),
+        1,
+        "an exited container still owned is a leak: {leak:?}"
+    );
+    assert!(leak[0].detail.contains("leaked"), "{leak:?}");
+    store.release(&w1, &cid("r1"), Some(&a)).await.unwrap();
+    assert_clean(&*store).await;
+}

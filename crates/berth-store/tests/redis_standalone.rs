@@ -1,0 +1,479 @@
+//! The contract suite against `RedisStore` on a standalone redis-server, plus tests of what
+//! only Redis has: corrupt stored data, a flushed script cache, round-trip counts, blocking
+//! reads on dedicated connections. They start a local redis-server and fail (never skip)
+//! when it is missing.
+
+#![allow(clippy::unwrap_used)]
+
+mod contract;
+
+use berth_core::*;
+use berth_localredis::LocalRedis;
+use berth_store::*;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// The server the tests of this binary share: started on first use, and killed when the
+/// last test runtime holding it ends (a plain static would never be dropped and would leak
+/// the process).
+fn shared_redis() -> Arc<LocalRedis> {
+    static SHARED: Mutex<Weak<LocalRedis>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(redis) = slot.upgrade() {
+        return redis;
+    }
+    let redis = Arc::new(LocalRedis::start().unwrap_or_else(|e| panic!("{e}")));
+    *slot = Arc::downgrade(&redis);
+    redis
+}
+
+/// Keeps the server alive until the current test's runtime shuts down.
+fn hold_for_this_test(redis: Arc<LocalRedis>) {
+    tokio::spawn(async move {
+        let _held = redis;
+        std::future::pending::<()>().await;
+    });
+}
+
+/// A new client of the store named by `config.prefix` on the shared server.
+async fn connect(config: StoreConfig) -> Arc<dyn Store> {
+    Arc::new(client(config).await)
+}
+
+async fn client(config: StoreConfig) -> RedisStore {
+    let redis = shared_redis();
+    let store = RedisStore::connect(&redis.url(), config).await.unwrap();
+    hold_for_this_test(redis);
+    store
+}
+
+contract_tests!(connect);
+
+// ----- Redis-specific tests -----
+
+fn config(case: &str) -> StoreConfig {
+    StoreConfig {
+        prefix: format!("rs{}:{case}", rand::random::<u32>()),
+        claim_visibility: Duration::from_millis(300),
+        redelivery: Duration::from_millis(300),
+    }
+}
+
+fn raw(args: &[&str]) -> berth_localredis::resp::Value {
+    shared_redis().command(args).unwrap()
+}
+
+fn wid(id: &str) -> WorkerId {
+    WorkerId::new(id).unwrap()
+}
+
+fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
+    WorkerRegistration {
+        id: wid(id),
+        pool: PoolAttributes {
+            pool: PoolName::new("default").unwrap(),
+            priority: 0,
+            preemptible: false,
+            requires_pool_selector: false,
+            policy: PlacementPolicy::Spread,
+        },
+        status: WorkerStatus::Available,
+        total: Resources::new(cpu, mem, 0),
+        gpu_type: None,
+    }
+}
+
+fn reservation(container: &str, cpu: u64) -> Reservation {
+    Reservation {
+        container: ContainerId::new(container).unwrap(),
+        attempt: AttemptId(format!("a-{container}")),
+        resources: Resources::new(cpu, 16, 0),
+        payload: Payload::default(),
+    }
+}
+
+fn request(id: &str) -> ContainerRequest {
+    ContainerRequest {
+        id: ContainerId::new(id).unwrap(),
+        tenant: "t".into(),
+        resources: Resources::new(100, 64, 0),
+        gpu: GpuPreference::Any,
+        pool_selector: None,
+        preemptible: false,
+        priority: 0,
+        submitted_at_ms: 1,
+        payload: Payload::default(),
+    }
+}
+
+fn assert_corrupt<T: std::fmt::Debug>(result: Result<T>, want_key: &str, want_field: &str) {
+    match result {
+        Err(StoreError::Corrupt { key, field, .. }) => {
+            assert_eq!((key.as_str(), field.as_str()), (want_key, want_field));
+        }
+        other => panic!("expected Corrupt({want_key}, {want_field}), got {other:?}"),
+    }
+}
+
+fn integer(value: berth_localredis::resp::Value) -> i64 {
+    value.as_integer().unwrap()
+}
+
+#[tokio::test]
+async fn corrupt_worker_fields_are_named_and_never_panic() {
+    let store = client(config("corrupt-worker")).await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let key = store.keys().worker(&wid("w1"));
+
+    raw(&["HSET", &key, "free_cpu", "abc"]);
+    assert_corrupt(store.worker(&wid("w1")).await, &key, "free_cpu");
+    assert_corrupt(store.workers().await, &key, "free_cpu");
+    let violations = store.check().await.unwrap();
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.subject == key && v.detail.contains("free_cpu")),
+        "{violations:?}"
+    );
+    // The commit script reads the same field and refuses before writing anything.
+    let out = store
+        .commit(&[CommitGroup {
+            worker: wid("w1"),
+            reservations: vec![reservation("c1", 10)],
+        }])
+        .await;
+    assert_corrupt(out, &key, "free_cpu");
+    assert_eq!(integer(raw(&["HLEN", &store.keys().owned(&wid("w1"))])), 0);
+    assert_eq!(integer(raw(&["XLEN", &store.keys().assign(&wid("w1"))])), 0);
+
+    raw(&["HSET", &key, "free_cpu", "4000"]);
+    raw(&["HDEL", &key, "total_mem"]);
+    assert_corrupt(store.worker(&wid("w1")).await, &key, "total_mem");
+    raw(&["HSET", &key, "total_mem", "4096", "status", "asleep"]);
+    assert_corrupt(store.worker(&wid("w1")).await, &key, "status");
+    raw(&[
+        "HSET",
+        &key,
+        "status",
+        "available",
+        "gpu_type",
+        "no such gpu",
+    ]);
+    assert_corrupt(store.worker(&wid("w1")).await, &key, "gpu_type");
+    raw(&["HSET", &key, "gpu_type", ""]);
+    assert!(store.check().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn corrupt_records_and_ownership_are_reported_by_check() {
+    let store = client(config("corrupt-records")).await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("r1")]).await.unwrap();
+    let record = store.keys().record(&ContainerId::new("r1").unwrap());
+    raw(&["HSET", &record, "state", "dancing"]);
+    assert_corrupt(
+        store.container(&ContainerId::new("r1").unwrap()).await,
+        &record,
+        "state",
+    );
+    let owned = store.keys().owned(&wid("w1"));
+    raw(&["HSET", &owned, "c9", "not an entry"]);
+    let violations = store.check().await.unwrap();
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.subject == record && v.detail.contains("state")),
+        "{violations:?}"
+    );
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.subject == owned && v.detail.contains("c9")),
+        "{violations:?}"
+    );
+    // Releasing the unreadable entry is refused, and changes nothing.
+    let release = store
+        .release(&wid("w1"), &ContainerId::new("c9").unwrap(), None)
+        .await;
+    assert_corrupt(release, &owned, "c9");
+    assert_eq!(
+        store.worker(&wid("w1")).await.unwrap().unwrap().free,
+        Resources::new(4000, 4096, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_release_that_would_overflow_total_writes_nothing() {
+    let store = client(config("overflow")).await;
+    store
+        .register_worker(&registration("w1", 1000, 1000))
+        .await
+        .unwrap();
+    store
+        .commit(&[CommitGroup {
+            worker: wid("w1"),
+            reservations: vec![reservation("c1", 500)],
+        }])
+        .await
+        .unwrap();
+    let key = store.keys().worker(&wid("w1"));
+    raw(&["HSET", &key, "free_cpu", "900"]);
+    let out = store
+        .release(&wid("w1"), &ContainerId::new("c1").unwrap(), None)
+        .await;
+    assert_corrupt(out, &key, "free");
+    assert_eq!(
+        integer(raw(&["HLEN", &store.keys().owned(&wid("w1"))])),
+        1,
+        "still owned"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_queued_requests_are_failed_not_claimed() {
+    let store = client(config("bad-request")).await;
+    store.submit(&[request("r1"), request("r2")]).await.unwrap();
+    let record = store.keys().record(&ContainerId::new("r1").unwrap());
+    raw(&["HSET", &record, "request", "{not json"]);
+    let claims = store.claim("e1", 10, Duration::ZERO).await.unwrap();
+    let ids: Vec<&str> = claims.iter().map(|c| c.request.id.as_str()).collect();
+    assert_eq!(ids, ["r2"]);
+    let state = raw(&["HGET", &record, "state"]);
+    assert_eq!(state.as_text(), Some("failed"));
+    let reason = raw(&["HGET", &record, "reason"]);
+    assert!(
+        reason.as_text().unwrap().contains("cannot be read"),
+        "{reason:?}"
+    );
+    // Its intake entry was settled: only r2's is left.
+    assert_eq!(integer(raw(&["XLEN", &store.keys().intake()])), 1);
+}
+
+#[tokio::test]
+async fn a_flushed_script_cache_is_reloaded() {
+    let store = client(config("noscript")).await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    raw(&["SCRIPT", "FLUSH"]);
+    let before = store.stats().snapshot();
+    let out = store
+        .commit(&[CommitGroup {
+            worker: wid("w1"),
+            reservations: vec![reservation("c1", 10)],
+        }])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], CommitOutcome::Committed { .. }), "{out:?}");
+    let spent = store.stats().snapshot().since(&before);
+    assert_eq!(spent.round_trips, 2, "EVALSHA, then EVAL: {spent:?}");
+    // EVAL cached the script again: the next call is one round trip.
+    let before = store.stats().snapshot();
+    store.heartbeat(&wid("w1"), 1).await.unwrap();
+    store
+        .commit(&[CommitGroup {
+            worker: wid("w1"),
+            reservations: vec![reservation("c2", 10)],
+        }])
+        .await
+        .unwrap();
+    let spent = store.stats().snapshot().since(&before);
+    assert!(spent.round_trips <= 3, "{spent:?}");
+    assert!(store.check().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_commit_is_one_round_trip() {
+    let store = client(config("one-trip")).await;
+    for w in 0..20 {
+        store
+            .register_worker(&registration(&format!("w{w}"), 100_000, 100_000))
+            .await
+            .unwrap();
+    }
+    let groups: Vec<CommitGroup> = (0..20)
+        .map(|w| CommitGroup {
+            worker: wid(&format!("w{w}")),
+            reservations: (0..5)
+                .map(|c| reservation(&format!("c{w}-{c}"), 100))
+                .collect(),
+        })
+        .collect();
+    let before = store.stats().snapshot();
+    let out = store.commit(&groups).await.unwrap();
+    let spent = store.stats().snapshot().since(&before);
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, CommitOutcome::Committed { .. }))
+    );
+    assert_eq!(
+        (spent.round_trips, spent.script_calls, spent.commands),
+        (1, 20, 20),
+        "{spent:?}"
+    );
+    assert!(store.check().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_snapshot_is_two_round_trips() {
+    let store = client(config("snapshot")).await;
+    for w in 0..40 {
+        store
+            .register_worker(&registration(&format!("w{w:02}"), 1000, 1000))
+            .await
+            .unwrap();
+    }
+    let before = store.stats().snapshot();
+    let workers = store.workers().await.unwrap();
+    let spent = store.stats().snapshot().since(&before);
+    assert_eq!(workers.len(), 40);
+    assert_eq!(
+        (spent.round_trips, spent.worker_reads),
+        (2, 40),
+        "{spent:?}"
+    );
+}
+
+#[tokio::test]
+async fn blocking_reads_do_not_stall_the_shared_connection() {
+    let store = Arc::new(client(config("blocking")).await);
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let waiters = [
+        {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .claim("e1", 10, Duration::from_secs(3))
+                    .await
+                    .map(|c| c.len())
+            })
+        },
+        {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .assignments(&wid("w1"), 10, Duration::from_secs(3))
+                    .await
+                    .map(|a| a.len())
+            })
+        },
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        store.worker(&wid("w1")).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "reads waited for the blocked ones: {:?}",
+        started.elapsed()
+    );
+    store.submit(&[request("r1")]).await.unwrap();
+    store
+        .commit(&[CommitGroup {
+            worker: wid("w1"),
+            reservations: vec![reservation("c1", 10)],
+        }])
+        .await
+        .unwrap();
+    for waiter in waiters {
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, 1, "woken by the write");
+    }
+    // A wait that sees nothing returns empty after about its wait.
+    let started = Instant::now();
+    let none = store
+        .claim("e1", 10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn oversized_quantities_are_refused_before_anything_is_written() {
+    let store = client(config("oversized")).await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let mut big = reservation("c1", 10);
+    big.resources.memory_mib = 1 << 60;
+    let out = store
+        .commit(&[CommitGroup {
+            worker: wid("w1"),
+            reservations: vec![big],
+        }])
+        .await;
+    assert!(
+        matches!(out, Err(StoreError::InvalidArgument(_))),
+        "{out:?}"
+    );
+    let huge = registration("w2", 1 << 60, 1);
+    let out = store.register_worker(&huge).await;
+    assert!(
+        matches!(out, Err(StoreError::InvalidArgument(_))),
+        "{out:?}"
+    );
+    assert!(store.check().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_prefixes_are_refused() {
+    let redis = shared_redis();
+    let config = StoreConfig {
+        prefix: "a{b}".into(),
+        ..StoreConfig::default()
+    };
+    let out = RedisStore::connect(&redis.url(), config).await;
+    assert!(
+        matches!(out, Err(StoreError::InvalidArgument(_))),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn usize_max_means_everything() {
+    let store = client(config("everything")).await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("r1"), request("r2")]).await.unwrap();
+    let claims = store.claim("e1", usize::MAX, Duration::ZERO).await.unwrap();
+    assert_eq!(claims.len(), 2);
+    assert_eq!(
+        store.promote_due(u64::MAX >> 12, usize::MAX).await.unwrap(),
+        0
+    );
+    store
+        .commit(&[CommitGroup {
+            worker: wid("w1"),
+            reservations: vec![reservation("c1", 10)],
+        }])
+        .await
+        .unwrap();
+    let got = store
+        .assignments(&wid("w1"), usize::MAX, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+}
