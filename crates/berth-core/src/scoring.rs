@@ -49,17 +49,12 @@ pub const ROOM_SCALE: u64 = 1_000_000;
 /// The room `free` leaves on a worker of capacity `total`, as the smallest free fraction over
 /// the resources the worker has, scaled to [`ROOM_SCALE`].
 pub fn room(free: &Resources, total: &Resources) -> u64 {
-    let part = |free: u64, total: u64| {
-        if total == 0 {
-            ROOM_SCALE
-        } else {
-            match free.checked_mul(ROOM_SCALE) {
-                Some(scaled) => scaled / total,
-                None => {
-                    let scaled = u128::from(free) * u128::from(ROOM_SCALE) / u128::from(total);
-                    u64::try_from(scaled).unwrap_or(ROOM_SCALE)
-                }
-            }
+    let part = |free: u64, total: u64| match free.checked_mul(ROOM_SCALE) {
+        _ if total == 0 => ROOM_SCALE,
+        Some(scaled) => scaled.checked_div(total).unwrap_or(ROOM_SCALE),
+        None => {
+            let scaled = u128::from(free) * u128::from(ROOM_SCALE) / u128::from(total);
+            u64::try_from(scaled).unwrap_or(ROOM_SCALE)
         }
     };
     part(free.cpu_millicores, total.cpu_millicores)

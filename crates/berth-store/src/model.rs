@@ -294,6 +294,10 @@ pub struct Claim {
     pub request: ContainerRequest,
     /// A fresh attempt id for this claim.
     pub attempt: AttemptId,
+    /// True when the entry was claimed before and not settled in time (its claimer is
+    /// presumed dead): a reservation made by that claimer may exist, see
+    /// [`crate::Store::owners`].
+    pub redelivered: bool,
 }
 
 /// How a claimed request leaves the intake.

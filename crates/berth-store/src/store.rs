@@ -154,6 +154,12 @@ pub trait Store: Send + Sync {
     /// first (the planner orders each batch by priority). Returns how many moved. Atomic.
     async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize>;
 
+    /// Every worker that owns `container`, with the attempt it owns it under. Used to adopt
+    /// a reservation made by a claimer that died between its commit and its settlement.
+    /// Scans every worker (on Redis: the index, then one pipelined read per worker), so it is
+    /// for recovery, not for the hot path.
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>>;
+
     /// The number of requests waiting in the backlog.
     async fn backlog_len(&self) -> Result<u64>;
 

@@ -55,11 +55,13 @@ pub(super) fn claim(state: &mut State, max: usize, visibility: Duration) -> Vec<
         let record = state.records.get(&entry.container);
         match record {
             Some(record) if record.state == ContainerState::Pending => {
+                let redelivered = entry.claimed.is_some();
                 entry.claimed = Some(now);
                 claims.push(Claim {
                     entry: seq.to_string(),
                     request: record.request.clone(),
                     attempt: AttemptId::random(),
+                    redelivered,
                 });
             }
             _ => stale.push(seq),

@@ -272,6 +272,20 @@ impl Store for MemoryStore {
         Ok(moved)
     }
 
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
+        self.with(1, |state| {
+            Ok(state
+                .workers
+                .values()
+                .filter_map(|e| {
+                    e.owned
+                        .get(container)
+                        .map(|o| (e.worker.id.clone(), o.attempt.clone()))
+                })
+                .collect())
+        })
+    }
+
     async fn backlog_len(&self) -> Result<u64> {
         self.with(1, |state| Ok(state.backlog.len() as u64))
     }

@@ -18,6 +18,7 @@ struct RawClaim {
     entry: String,
     id: String,
     request: String,
+    redelivered: bool,
 }
 
 impl RedisStore {
@@ -200,6 +201,8 @@ impl RedisStore {
                     entry: expect_text("an entry id", &part(&mut parts, 0, "entry")?)?,
                     id: expect_text("a container id", &part(&mut parts, 1, "id")?)?,
                     request: expect_text("a request", &part(&mut parts, 2, "request")?)?,
+                    redelivered: expect_text("a flag", &part(&mut parts, 3, "redelivered")?)?
+                        == "1",
                 })
             })
             .collect()
@@ -217,6 +220,7 @@ impl RedisStore {
                     entry: r.entry,
                     request,
                     attempt: AttemptId::random(),
+                    redelivered: r.redelivered,
                 }),
                 Err(problem) => {
                     tracing::error!(entry = %r.entry, container = %r.id, %problem, "failing a queued request that cannot be read");

@@ -367,6 +367,10 @@ impl Store for RedisStore {
         self.promote(now_ms, max).await
     }
 
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
+        self.container_owners(container).await
+    }
+
     async fn backlog_len(&self) -> Result<u64> {
         self.count_backlog().await
     }

@@ -149,6 +149,32 @@ impl RedisStore {
         Ok(workers)
     }
 
+    /// See [`crate::Store::owners`]: the index, then one `HGET` of the container in every
+    /// worker's ownership hash, all in one pipelined round trip.
+    pub(super) async fn container_owners(
+        &self,
+        container: &ContainerId,
+    ) -> Result<Vec<(WorkerId, AttemptId)>> {
+        let ids = self.worker_ids().await?;
+        let calls = ids
+            .iter()
+            .map(|id| {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(self.keys.owned(id)).arg(container.as_str());
+                Call::command(self.keys.owned(id), cmd)
+            })
+            .collect();
+        let replies = self.run(calls).await?;
+        let mut owners = Vec::new();
+        for (id, value) in ids.into_iter().zip(replies) {
+            if let Some(entry) = reply::text(&value?) {
+                let owned = codec::decode_owned(&self.keys.owned(&id), container.as_str(), &entry)?;
+                owners.push((id, owned.attempt));
+            }
+        }
+        Ok(owners)
+    }
+
     /// See [`crate::Store::lock_worker`].
     pub(super) async fn lock(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
         let token = format!(

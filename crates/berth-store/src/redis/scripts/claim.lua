@@ -2,7 +2,8 @@
 --
 -- KEYS: 1 intake stream `P:{q}:intake`.
 -- ARGV: 1 record key prefix `P:{q}:c:`, 2 consumer, 3 claim visibility in ms, 4 max (>= 1).
--- Reply: {claims, bad}: claims = {{entry, id, request JSON ('' if missing)}, ...}, first
+-- Reply: {claims, bad}: claims = {{entry, id, request JSON ('' if missing), redelivered
+--        ('1' for entries claimed before, else '0')}, ...}, first
 --        entries reclaimed from consumers that did not settle them within the visibility
 --        timeout (XAUTOCLAIM), then new ones (XREADGROUP), at most max; bad = {{entry, id,
 --        problem}, ...} entries dropped because they cannot be claimed.
@@ -30,7 +31,7 @@ local reclaimed = redis.call('XAUTOCLAIM', intake, 'engine', consumer, ARGV[3], 
   'COUNT', ARGV[4])
 for _, entry in ipairs(reclaimed[2]) do
   if entry and entry[2] then
-    screen(intake, prefix, entry[1], entry[2], claims, bad)
+    screen(intake, prefix, entry[1], entry[2], claims, bad, '1')
   end
 end
 -- New entries; stale ones are dropped, so read again (a bounded number of times) to fill up.
@@ -44,7 +45,7 @@ for _ = 1, 10 do
     break
   end
   for _, entry in ipairs(fresh[1][2]) do
-    screen(intake, prefix, entry[1], entry[2], claims, bad)
+    screen(intake, prefix, entry[1], entry[2], claims, bad, '0')
   end
 end
 return { claims, bad }

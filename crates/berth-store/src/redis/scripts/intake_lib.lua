@@ -65,7 +65,8 @@ end
 -- Screens one claimed intake entry: a pending record becomes a claim {entry, id, request};
 -- an entry without an id, or whose record cannot be read, is dropped and reported in bad
 -- {entry, id, problem}; an entry whose record is missing or no longer pending is dropped.
-local function screen(intake, prefix, entry, fields, claims, bad)
+-- `redelivered` ('1' or '0') says whether the entry was claimed before (XAUTOCLAIM).
+local function screen(intake, prefix, entry, fields, claims, bad, redelivered)
   local id
   for i = 1, #fields, 2 do
     if fields[i] == 'id' then
@@ -84,7 +85,7 @@ local function screen(intake, prefix, entry, fields, claims, bad)
     return
   end
   if record[1] == 'pending' then
-    claims[#claims + 1] = { entry, id, record[2] or '' }
+    claims[#claims + 1] = { entry, id, record[2] or '', redelivered }
   else
     drop_entry(intake, entry)
   end

@@ -21,7 +21,7 @@ local claims, bad = {}, {}
 for i = 2, #ARGV do
   local found = redis.call('XRANGE', intake, ARGV[i], ARGV[i])
   if found[1] then
-    screen(intake, prefix, ARGV[i], found[1][2], claims, bad)
+    screen(intake, prefix, ARGV[i], found[1][2], claims, bad, '0')
   else
     redis.call('XACK', intake, 'engine', ARGV[i])
   end

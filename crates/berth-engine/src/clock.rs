@@ -1,0 +1,33 @@
+//! The engine's clock: wall-clock milliseconds that advance with tokio's clock, so tests can
+//! pause and advance time while timestamps stay comparable with the store's.
+
+use tokio::time::Instant;
+
+/// Milliseconds since the Unix epoch, advancing with tokio's (pausable) clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base_ms: u64,
+    base: Instant,
+}
+
+impl Clock {
+    /// A clock that reads the system time now and advances with tokio's clock from here.
+    pub fn new() -> Clock {
+        Clock {
+            base_ms: berth_store::now_ms(),
+            base: Instant::now(),
+        }
+    }
+
+    /// The current time in ms since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        let elapsed = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.base_ms.saturating_add(elapsed)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}

@@ -1,0 +1,139 @@
+//! Engine configuration: the commit strategy and the knobs of batching, caching, retries
+//! and deadlines. Switching strategy is a configuration change and nothing else.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How a planned batch is committed to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The seed's "before": each request on its own task reads every worker, picks the best,
+    /// locks it, reads it again, compares versions, writes and unlocks.
+    Serial,
+    /// The seed's "after": the worker cache and a batch plan, then one lock per touched
+    /// worker (read once, apply all, write once, unlock), then cache invalidation.
+    BatchLock,
+    /// berth's default: the batch plan committed with one lock-free script per worker, all
+    /// in one pipelined round trip; the cache updated from the replies.
+    #[default]
+    BatchScript,
+}
+
+impl Strategy {
+    /// Every strategy, in the seed's order.
+    pub const ALL: [Strategy; 3] = [Strategy::Serial, Strategy::BatchLock, Strategy::BatchScript];
+
+    /// The strategy's name in configuration: `serial`, `batch-lock`, `batch-script`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Serial => "serial",
+            Strategy::BatchLock => "batch-lock",
+            Strategy::BatchScript => "batch-script",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no strategy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown commit strategy {0:?}; expected serial, batch-lock or batch-script")]
+pub struct StrategyError(pub String);
+
+impl FromStr for Strategy {
+    type Err = StrategyError;
+    fn from_str(s: &str) -> Result<Self, StrategyError> {
+        Strategy::ALL
+            .into_iter()
+            .find(|strategy| strategy.as_str() == s)
+            .ok_or_else(|| StrategyError(s.to_owned()))
+    }
+}
+
+/// Everything an engine replica can be tuned with.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The commit strategy.
+    pub strategy: Strategy,
+    /// This replica's name as an intake consumer; unique per replica.
+    pub replica: String,
+    /// The most requests planned and committed in one batch.
+    pub max_batch: usize,
+    /// How long to wait for more requests before planning a non-full batch (zero: none).
+    pub linger: Duration,
+    /// The worker cache is reloaded whole when older than this (a backstop: commits keep it
+    /// fresh in between).
+    pub cache_ttl: Duration,
+    /// How often a rejected group's requests are replanned at once before they go to the
+    /// backlog.
+    pub max_conflict_retries: u32,
+    /// The first delay of a request that found no room; doubled per deferral.
+    pub backoff_base: Duration,
+    /// The longest delay between retries of a request that found no room.
+    pub backoff_cap: Duration,
+    /// A request waiting longer than this fails with "timed out waiting for capacity".
+    pub deadline: Duration,
+    /// How long a worker lock lives (lock-based strategies).
+    pub lock_ttl: Duration,
+    /// How long a lock-based strategy keeps retrying a busy lock before giving up on it.
+    pub lock_wait: Duration,
+    /// How often the backlog is checked for due requests.
+    pub promote_every: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            strategy: Strategy::default(),
+            replica: "engine-0".to_owned(),
+            max_batch: 512,
+            linger: Duration::ZERO,
+            cache_ttl: Duration::from_secs(5),
+            max_conflict_retries: 3,
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(10),
+            deadline: Duration::from_secs(600),
+            lock_ttl: Duration::from_secs(5),
+            lock_wait: Duration::from_secs(10),
+            promote_every: Duration::from_millis(50),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The delay before the next retry of a request deferred `deferrals` times before.
+    pub fn backoff(&self, deferrals: u32) -> Duration {
+        let factor = 1u32.checked_shl(deferrals.min(20)).unwrap_or(u32::MAX);
+        self.backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_cap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_parse_by_name() {
+        for strategy in Strategy::ALL {
+            assert_eq!(strategy.as_str().parse(), Ok(strategy));
+        }
+        assert!("fast".parse::<Strategy>().is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = EngineConfig::default();
+        assert_eq!(config.backoff(0), Duration::from_millis(100));
+        assert_eq!(config.backoff(3), Duration::from_millis(800));
+        assert_eq!(config.backoff(40), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,464 @@
+//! The engine replica: takes requests from the store's durable intake in micro-batches,
+//! runs the configured commit strategy on each batch, and settles every claim: placed,
+//! replanned after a lost race, deferred to the backlog with capped exponential backoff, or
+//! failed with a reason. While one batch commits, the next accumulates in the intake.
+
+use crate::cache::WorkerCache;
+use crate::clock::Clock;
+use crate::stats::{Counter, EngineStats};
+use crate::strategy::{self, BatchOutcome, Ctx};
+use crate::ticket::{Outcome, Ticket};
+use crate::{EngineConfig, EngineError};
+use berth_core::{ContainerId, ContainerRequest, Pool, UnplacedReason};
+use berth_store::{Claim, SettleItem, SettleOutcome, Settlement, Store, SubmitOutcome};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long one claim call waits for requests when the engine is idle.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// The message of a request that waited past the deadline.
+pub const TIMED_OUT: &str = "timed out waiting for capacity";
+
+/// State shared by the engine's handle and its loop.
+struct Shared {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    pools: Vec<Pool>,
+    stats: Arc<EngineStats>,
+    clock: Clock,
+    /// Submitters waiting for an outcome decided by this replica.
+    waiters: Mutex<HashMap<ContainerId, Vec<oneshot::Sender<Outcome>>>>,
+}
+
+/// A running engine replica. Dropping it does not stop the loop: call [`Engine::shutdown`].
+pub struct Engine {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Engine {
+    /// Starts a replica on `store` with `config`, planning against the workers in the store
+    /// and the `pools` an autoscaler could grow.
+    pub fn start(store: Arc<dyn Store>, config: EngineConfig, pools: Vec<Pool>) -> Engine {
+        let shared = Arc::new(Shared {
+            stats: Arc::new(EngineStats::new(config.strategy)),
+            store,
+            config,
+            pools,
+            clock: Clock::new(),
+            waiters: Mutex::new(HashMap::new()),
+        });
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(shared.clone(), cancel.clone()));
+        Engine {
+            shared,
+            cancel,
+            task,
+        }
+    }
+
+    /// Accepts one request: returns once it is durably recorded, with a ticket that resolves
+    /// when it is placed or has failed. A known id is not submitted again; its ticket follows
+    /// the existing request.
+    pub async fn submit(&self, request: ContainerRequest) -> Result<Ticket, EngineError> {
+        Ok(self.submit_many(vec![request]).await?.remove(0))
+    }
+
+    /// Accepts many requests in one store operation; see [`Engine::submit`].
+    pub async fn submit_many(
+        &self,
+        requests: Vec<ContainerRequest>,
+    ) -> Result<Vec<Ticket>, EngineError> {
+        for request in &requests {
+            request.validate().map_err(|source| EngineError::Invalid {
+                id: request.id.to_string(),
+                source,
+            })?;
+        }
+        let tickets: Vec<Ticket> = requests.iter().map(|r| self.ticket(&r.id)).collect();
+        let outcomes = match self.shared.store.submit(&requests).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                let mut waiters = self.shared.waiters.lock();
+                for request in &requests {
+                    waiters.remove(&request.id);
+                }
+                return Err(error.into());
+            }
+        };
+        for (request, outcome) in requests.iter().zip(outcomes) {
+            if let SubmitOutcome::Duplicate(state) = outcome {
+                tracing::debug!(id = %request.id, %state, "duplicate submit");
+            }
+        }
+        Ok(tickets)
+    }
+
+    fn ticket(&self, id: &ContainerId) -> Ticket {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .waiters
+            .lock()
+            .entry(id.clone())
+            .or_default()
+            .push(tx);
+        Ticket {
+            id: id.clone(),
+            local: rx,
+            store: self.shared.store.clone(),
+        }
+    }
+
+    /// This replica's counters.
+    pub fn stats(&self) -> Arc<EngineStats> {
+        self.shared.stats.clone()
+    }
+
+    /// The store this replica runs on.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// The engine's clock (ms since the epoch, advancing with tokio's clock).
+    pub fn now_ms(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+
+    /// Stops the loop after its current batch. Claims it held and did not settle are
+    /// claimed again by another replica after the visibility timeout.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "engine loop ended abnormally");
+        }
+    }
+
+    /// Stops the loop at once, mid-batch if it is in one (as a crash would).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+/// The engine loop.
+async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut cache = WorkerCache::new(shared.config.cache_ttl, shared.stats.clone());
+    let mut carry: Vec<(Claim, u32)> = Vec::new();
+    let mut last_promote = tokio::time::Instant::now();
+    while !cancel.is_cancelled() {
+        if last_promote.elapsed() >= shared.config.promote_every {
+            promote(&shared).await;
+            last_promote = tokio::time::Instant::now();
+        }
+        let batch = tokio::select! {
+            () = cancel.cancelled() => break,
+            batch = next_batch(&shared, &mut carry) => batch,
+        };
+        match batch {
+            Ok(batch) if batch.is_empty() => {}
+            Ok(batch) => {
+                if let Err(error) = process(&shared, &mut cache, batch, &mut carry).await {
+                    tracing::warn!(%error, "batch failed; its claims will be retried");
+                    cache.expire();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // A store that never waits (the memory store) must not starve the other
+                // tasks of this thread: submitters, tickets, other replicas.
+                tokio::task::yield_now().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "claiming from the intake failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn promote(shared: &Shared) {
+    let now = shared.clock.now_ms();
+    match shared
+        .store
+        .promote_due(now, shared.config.max_batch * 4)
+        .await
+    {
+        Ok(moved) if moved > 0 => tracing::debug!(moved, "backlog entries due again"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "promoting due backlog entries failed"),
+    }
+    if let Ok(depth) = shared.store.backlog_len().await {
+        metrics::gauge!("berth_backlog_depth").set(depth as f64);
+    }
+}
+
+/// The carried-over claims plus new ones from the intake, one claim per container.
+async fn next_batch(
+    shared: &Shared,
+    carry: &mut Vec<(Claim, u32)>,
+) -> berth_store::Result<Vec<(Claim, u32)>> {
+    let room = shared.config.max_batch.saturating_sub(carry.len());
+    let wait = if carry.is_empty() {
+        IDLE_WAIT
+    } else {
+        Duration::ZERO
+    };
+    let mut fresh = shared
+        .store
+        .claim(&shared.config.replica, room, wait)
+        .await?;
+    if !shared.config.linger.is_zero() && fresh.len() < room && !fresh.is_empty() {
+        tokio::time::sleep(shared.config.linger).await;
+        let more = room - fresh.len();
+        fresh.extend(
+            shared
+                .store
+                .claim(&shared.config.replica, more, Duration::ZERO)
+                .await?,
+        );
+    }
+    let mut batch = std::mem::take(carry);
+    batch.extend(fresh.into_iter().map(|claim| (claim, 0)));
+    let mut seen = HashSet::new();
+    batch.retain(|(claim, _)| seen.insert(claim.request.id.clone()));
+    Ok(batch)
+}
+
+/// Plans, commits and settles one batch.
+async fn process(
+    shared: &Shared,
+    cache: &mut WorkerCache,
+    batch: Vec<(Claim, u32)>,
+    carry: &mut Vec<(Claim, u32)>,
+) -> berth_store::Result<()> {
+    let now = shared.clock.now_ms();
+    let (expired, live): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|(claim, _)| waited(claim, now) > shared.config.deadline);
+    let mut settle = Settle::default();
+    let live = adopt_orphans(shared, live, &mut settle).await?;
+    let (claims, retries): (Vec<Claim>, Vec<u32>) = live.into_iter().unzip();
+    shared.stats.add(Counter::Batches, 1);
+    metrics::histogram!("berth_batch_size", "strategy" => shared.config.strategy.as_str())
+        .record(claims.len() as f64);
+    let ctx = Ctx {
+        store: &*shared.store,
+        config: &shared.config,
+        cache,
+        stats: &shared.stats,
+        pools: &shared.pools,
+    };
+    let before = shared.store.stats().snapshot();
+    let outcome = strategy::run(shared.config.strategy, ctx, &claims).await?;
+    record_store_cost(shared, &before);
+    for (claim, _) in &expired {
+        settle.fail(claim, TIMED_OUT.to_owned());
+    }
+    sort(shared, now, &claims, &retries, outcome, &mut settle, carry);
+    apply(shared, &claims_of(&claims, &expired), settle, now).await
+}
+
+/// A redelivered claim's previous claimer may have died between its commit and its
+/// settlement, leaving a reservation that nobody settles. Such a reservation is adopted
+/// (settled as the placement) instead of placing the request a second time; any further
+/// holders are released. Returns the claims that still need placing.
+async fn adopt_orphans(
+    shared: &Shared,
+    live: Vec<(Claim, u32)>,
+    settle: &mut Settle,
+) -> berth_store::Result<Vec<(Claim, u32)>> {
+    let mut rest = Vec::with_capacity(live.len());
+    for (claim, retries) in live {
+        if !claim.redelivered {
+            rest.push((claim, retries));
+            continue;
+        }
+        let mut owners = shared.store.owners(&claim.request.id).await?;
+        owners.sort();
+        let Some((worker, attempt)) = owners.first().cloned() else {
+            rest.push((claim, retries));
+            continue;
+        };
+        for (extra, extra_attempt) in &owners[1..] {
+            shared
+                .store
+                .release(extra, &claim.request.id, Some(extra_attempt))
+                .await?;
+        }
+        tracing::info!(container = %claim.request.id, %worker, "adopting a reservation left by a dead claimer");
+        settle.scheduled(&claim, worker, attempt);
+    }
+    Ok(rest)
+}
+
+fn claims_of(claims: &[Claim], expired: &[(Claim, u32)]) -> Vec<Claim> {
+    claims
+        .iter()
+        .cloned()
+        .chain(expired.iter().map(|(c, _)| c.clone()))
+        .collect()
+}
+
+fn waited(claim: &Claim, now_ms: u64) -> Duration {
+    Duration::from_millis(now_ms.saturating_sub(claim.request.submitted_at_ms))
+}
+
+fn record_store_cost(shared: &Shared, before: &berth_store::StatsSnapshot) {
+    let spent = shared.store.stats().snapshot().since(before);
+    let strategy = shared.config.strategy.as_str();
+    metrics::histogram!("berth_batch_round_trips", "strategy" => strategy)
+        .record(spent.round_trips as f64);
+    metrics::histogram!("berth_batch_commands", "strategy" => strategy)
+        .record(spent.commands as f64);
+}
+
+/// The settlements of one batch, and the outcomes to tell local submitters.
+#[derive(Default)]
+struct Settle {
+    items: Vec<SettleItem>,
+    /// The placement each scheduled item stands for (worker, attempt), by item index.
+    placements: HashMap<usize, (berth_core::WorkerId, berth_store::AttemptId)>,
+}
+
+impl Settle {
+    fn push(&mut self, claim: &Claim, settlement: Settlement) {
+        self.items.push(SettleItem {
+            entry: claim.entry.clone(),
+            container: claim.request.id.clone(),
+            settlement,
+        });
+    }
+
+    fn scheduled(
+        &mut self,
+        claim: &Claim,
+        worker: berth_core::WorkerId,
+        attempt: berth_store::AttemptId,
+    ) {
+        self.placements
+            .insert(self.items.len(), (worker.clone(), attempt.clone()));
+        self.push(claim, Settlement::Scheduled { worker, attempt });
+    }
+
+    fn fail(&mut self, claim: &Claim, reason: String) {
+        self.push(claim, Settlement::Failed { reason });
+    }
+}
+
+/// Turns a strategy's outcome into settlements and carried-over claims.
+fn sort(
+    shared: &Shared,
+    now: u64,
+    claims: &[Claim],
+    retries: &[u32],
+    outcome: BatchOutcome,
+    settle: &mut Settle,
+    carry: &mut Vec<(Claim, u32)>,
+) {
+    for placed in outcome.placed {
+        settle.scheduled(&claims[placed.claim], placed.worker, placed.attempt);
+    }
+    for index in outcome.conflicts {
+        let claim = &claims[index];
+        if retries[index] < shared.config.max_conflict_retries {
+            carry.push((claim.clone(), retries[index] + 1));
+        } else {
+            defer(
+                shared,
+                now,
+                claim,
+                "lost every commit race; retrying later",
+                settle,
+            );
+        }
+    }
+    for (index, reason) in outcome.unplaced {
+        let claim = &claims[index];
+        match reason {
+            UnplacedReason::NoRoomNow => defer(shared, now, claim, &reason.to_string(), settle),
+            other => settle.fail(claim, other.to_string()),
+        }
+    }
+}
+
+/// Sends a claim to the backlog. The delay doubles with the time already waited (capped
+/// exponential backoff without a per-request counter).
+fn defer(shared: &Shared, now: u64, claim: &Claim, reason: &str, settle: &mut Settle) {
+    let waited = waited(claim, now);
+    let config = &shared.config;
+    let delay = waited.clamp(config.backoff_base, config.backoff_cap);
+    let not_before_ms = now.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+    settle.push(
+        claim,
+        Settlement::Deferred {
+            not_before_ms,
+            reason: reason.to_owned(),
+        },
+    );
+}
+
+/// Settles the batch in the store, undoes placements another replica beat us to, and tells
+/// local submitters.
+async fn apply(
+    shared: &Shared,
+    claims: &[Claim],
+    settle: Settle,
+    now: u64,
+) -> berth_store::Result<()> {
+    if settle.items.is_empty() {
+        return Ok(());
+    }
+    let outcomes = shared.store.settle(&settle.items).await?;
+    let by_id: HashMap<&ContainerId, &Claim> = claims.iter().map(|c| (&c.request.id, c)).collect();
+    for (index, (item, outcome)) in settle.items.iter().zip(outcomes).enumerate() {
+        let ours = settle.placements.get(&index);
+        match outcome {
+            SettleOutcome::Done => report(shared, item, by_id.get(&item.container).copied(), now),
+            SettleOutcome::Superseded { holder, .. } => {
+                if let Some((worker, attempt)) = ours.filter(|ours| holder.as_ref() != Some(ours)) {
+                    shared.stats.add(Counter::Superseded, 1);
+                    shared
+                        .store
+                        .release(worker, &item.container, Some(attempt))
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts a settled item and tells its local submitters, if any.
+fn report(shared: &Shared, item: &SettleItem, claim: Option<&Claim>, now: u64) {
+    let outcome = match &item.settlement {
+        Settlement::Scheduled { worker, .. } => {
+            shared.stats.add(Counter::Placed, 1);
+            if let Some(claim) = claim {
+                let latency = waited(claim, now).as_secs_f64();
+                metrics::histogram!("berth_placement_latency_seconds", "strategy" => shared.config.strategy.as_str())
+                    .record(latency);
+            }
+            Outcome::Placed {
+                worker: worker.clone(),
+            }
+        }
+        Settlement::Failed { reason } => {
+            shared.stats.add(Counter::Failed, 1);
+            Outcome::Failed {
+                reason: reason.clone(),
+            }
+        }
+        Settlement::Deferred { .. } => {
+            shared.stats.add(Counter::Deferred, 1);
+            return;
+        }
+    };
+    let waiters = shared.waiters.lock().remove(&item.container);
+    for waiter in waiters.into_iter().flatten() {
+        let _ = waiter.send(outcome.clone());
+    }
+}
