@@ -14,6 +14,7 @@
 //! | operation | round trips | why |
 //! |---|---|---|
 //! | `workers` | 2 | the index (SMEMBERS), then every worker hash in one pipeline |
+//! | `owners` | 2 | the index, then one read per worker's ownership hash in one pipeline |
 //! | `register_worker` | 1 | index and registration script pipelined together |
 //! | `commit` | 1 | one pipeline of one script per group (0 when there is no group) |
 //! | `submit`, `settle` | 1 | one script for the whole batch (0 when empty) |
@@ -31,8 +32,9 @@
 //! ## Precision
 //! tokio's timer has a resolution of one millisecond, too coarse for sub-millisecond delays.
 //! A non-zero `rtt` starts one timer thread per wrapper that wakes each delayed call at its
-//! deadline (a condition variable with a timeout: typically 50-100 us late on Linux); the
-//! thread ends when the wrapper is dropped. The actual sleep is measured
+//! deadline (a condition variable with a timeout, the thread's timer slack narrowed to 1 ns
+//! on Linux, so it typically wakes tens of microseconds late, plus the time the woken task
+//! waits for a runtime thread); the thread ends when the wrapper is dropped. The actual sleep is measured
 //! ([`DelaySnapshot::slept`]), so the overshoot can be reported.
 
 use crate::model::*;
@@ -87,6 +89,8 @@ pub enum Op {
     Settle,
     /// [`Store::promote_due`].
     PromoteDue,
+    /// [`Store::owners`].
+    Owners,
     /// [`Store::backlog_len`].
     BacklogLen,
     /// [`Store::check`].
@@ -94,7 +98,7 @@ pub enum Op {
 }
 
 /// The number of [`Op`]s.
-const OPS: usize = 20;
+const OPS: usize = 21;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -117,6 +121,7 @@ impl Op {
         Op::Claim,
         Op::Settle,
         Op::PromoteDue,
+        Op::Owners,
         Op::BacklogLen,
         Op::Check,
     ];
@@ -142,16 +147,18 @@ impl Op {
             Op::Claim => "claim",
             Op::Settle => "settle",
             Op::PromoteDue => "promote_due",
+            Op::Owners => "owners",
             Op::BacklogLen => "backlog_len",
             Op::Check => "check",
         }
     }
 
     /// The round trips one non-empty call makes on a standalone Redis, as simulated (see
-    /// the module documentation): 2 for [`Op::Workers`], 1 for every other operation.
+    /// the module documentation): 2 for [`Op::Workers`] and [`Op::Owners`], 1 for every
+    /// other operation.
     pub fn round_trips(self) -> u64 {
         match self {
-            Op::Workers => 2,
+            Op::Workers | Op::Owners => 2,
             _ => 1,
         }
     }
@@ -480,6 +487,12 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
             .await
     }
 
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
+        let op = Op::Owners;
+        self.around(op, op.round_trips(), self.inner.owners(container))
+            .await
+    }
+
     async fn backlog_len(&self) -> Result<u64> {
         let op = Op::BacklogLen;
         self.around(op, op.round_trips(), self.inner.backlog_len())
@@ -582,6 +595,9 @@ impl Drop for Timer {
 }
 
 fn run_timer(shared: &TimerShared) {
+    // Linux lets a thread narrow its own timer slack (50 us by default), which makes its
+    // timed waits wake closer to their deadlines. Best effort: elsewhere it fails, harmlessly.
+    let _ = std::fs::write("/proc/thread-self/timerslack_ns", "1");
     let mut state = shared.state.lock();
     while !state.closed {
         let now = Instant::now();
