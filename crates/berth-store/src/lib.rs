@@ -35,6 +35,16 @@ pub use redis::RedisStore;
 pub use stats::{StatsSnapshot, StoreStats};
 pub use store::{SettleItem, Store, StoreConfig};
 
+/// Validates requests before a store writes any of them.
+pub(crate) fn validate_requests(requests: &[berth_core::ContainerRequest]) -> Result<()> {
+    for request in requests {
+        request.validate().map_err(|error| {
+            StoreError::InvalidArgument(format!("request {}: {error}", request.id))
+        })?;
+    }
+    Ok(())
+}
+
 /// Milliseconds since the Unix epoch, by the system clock.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -71,8 +71,12 @@ pub trait Store: Send + Sync {
     /// each container recorded as owned by the worker under its attempt and appended to the
     /// worker's assignment queue) or nothing is. Status and capacity are checked inside the
     /// atomic step. Idempotent per container: a container the worker already owns is not
-    /// reserved again (it is reported in `already_owned`). Outcomes come back in the order of
-    /// `groups`. On Redis: one script per group, all in one pipelined round trip, no lock.
+    /// reserved again (it is reported in `already_owned`); a group whose containers are all
+    /// owned already is `Committed` without any write, whatever the worker's status.
+    /// Outcomes come back in the order of `groups`. On Redis: one script per group, all in
+    /// one pipelined round trip, no lock. If the call fails (a connection error, corrupt
+    /// data in one group), groups that did commit stay committed: a retry reports them as
+    /// `already_owned`.
     async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>>;
 
     // ----- the lock-based path (the seed's older strategies) -----
@@ -98,7 +102,9 @@ pub trait Store: Send + Sync {
 
     /// Gives a container's capacity back to its worker. Idempotent: releasing twice, or
     /// releasing a container the worker does not own (or owns under another attempt, when
-    /// `attempt` is given), changes nothing. Atomic.
+    /// `attempt` is given), changes nothing. Atomic. Fails with
+    /// [`crate::StoreError::UnknownWorker`] for an unregistered worker (as do the lock and
+    /// assignment operations).
     async fn release(
         &self,
         worker: &WorkerId,
@@ -125,7 +131,9 @@ pub trait Store: Send + Sync {
 
     /// Accepts requests: each new one is recorded as pending and queued for placement in
     /// one atomic step, before this returns. A request whose id is known already changes
-    /// nothing and is reported as a duplicate.
+    /// nothing and is reported as a duplicate. Every request is validated first
+    /// ([`berth_core::ContainerRequest::validate`]); one invalid request fails the whole call
+    /// with [`crate::StoreError::InvalidArgument`] and nothing is written.
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>>;
 
     /// A container's record, or `None` if unknown.
@@ -147,7 +155,9 @@ pub trait Store: Send + Sync {
 
     /// Settles claims, each atomically: the record moves (to scheduled or failed, or stays
     /// pending and goes to the backlog) and the intake entry is acknowledged. A record that
-    /// has moved on already is reported as superseded.
+    /// has moved on already is reported as superseded (a missing record as superseded by
+    /// `Failed` with no holder). A malformed entry id fails the whole call with
+    /// [`crate::StoreError::InvalidArgument`] before anything is written.
     async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>>;
 
     /// Moves up to `max` backlog entries due at `now_ms` back to the intake, earliest due

@@ -203,6 +203,7 @@ impl Store for MemoryStore {
     }
 
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
+        crate::validate_requests(requests)?;
         let outcomes = self.with(1, |state| intake::submit(state, requests));
         self.intake_ready.notify_waiters();
         Ok(outcomes)
@@ -256,6 +257,12 @@ impl Store for MemoryStore {
     }
 
     async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>> {
+        if let Some(bad) = items.iter().find(|i| i.entry.parse::<u64>().is_err()) {
+            return Err(StoreError::InvalidArgument(format!(
+                "intake entry {:?} is not one of ours",
+                bad.entry
+            )));
+        }
         self.with(1, |state| {
             Ok(items
                 .iter()

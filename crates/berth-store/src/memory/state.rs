@@ -89,6 +89,13 @@ impl State {
         };
         let (fresh, already_owned) = split_owned(entry, group);
         let needed = sum(fresh.iter().map(|r| r.resources))?;
+        if fresh.is_empty() {
+            // A retry of a commit that already happened: nothing to write.
+            return Ok(CommitOutcome::Committed {
+                worker: entry.worker.clone(),
+                already_owned,
+            });
+        }
         if !entry.worker.status.accepts_work() {
             return Ok(rejected(
                 Rejection::NotAcceptingWork,

@@ -27,6 +27,7 @@ impl RedisStore {
         &self,
         requests: &[ContainerRequest],
     ) -> Result<Vec<SubmitOutcome>> {
+        crate::validate_requests(requests)?;
         if requests.is_empty() {
             return Ok(Vec::new());
         }

@@ -34,7 +34,10 @@ macro_rules! contract_tests {
             a_second_placement_is_superseded,
             concurrent_commits_never_overbook,
             two_clients_never_overbook,
-            check_finds_nothing_on_a_healthy_store
+            check_finds_nothing_on_a_healthy_store,
+            a_retried_commit_succeeds_after_the_worker_drained,
+            invalid_requests_write_nothing,
+            owners_lists_every_holder
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -1041,4 +1044,112 @@ where
     assert!(leak[0].detail.contains("leaked"), "{leak:?}");
     store.release(&w1, &cid("r1"), Some(&a)).await.unwrap();
     assert_clean(&*store).await;
+}
+
+pub async fn a_retried_commit_succeeds_after_the_worker_drained<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "retry-drained").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let g = group("w1", vec![reservation("a", 1000, 1024)]);
+    store.commit(std::slice::from_ref(&g)).await.unwrap();
+    let drained = store
+        .set_worker_status(&wid("w1"), WorkerStatus::Draining)
+        .await
+        .unwrap();
+    let retry = store.commit(std::slice::from_ref(&g)).await.unwrap();
+    let CommitOutcome::Committed {
+        worker,
+        already_owned,
+    } = &retry[0]
+    else {
+        panic!("a retry of a commit that happened is a success: {retry:?}");
+    };
+    assert_eq!(already_owned.len(), 1);
+    assert_eq!(worker.version, drained.version, "a no-op writes nothing");
+    let mixed = group(
+        "w1",
+        vec![reservation("a", 1000, 1024), reservation("b", 1, 1)],
+    );
+    let out = store.commit(&[mixed]).await.unwrap();
+    assert!(
+        matches!(
+            out[0],
+            CommitOutcome::Rejected {
+                rejection: Rejection::NotAcceptingWork,
+                ..
+            }
+        ),
+        "new work is still refused: {out:?}"
+    );
+    assert_clean(&*store).await;
+}
+
+pub async fn invalid_requests_write_nothing<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "invalid").await;
+    let mut zero = request("zero", 100);
+    zero.resources.memory_mib = 0;
+    let refused = store.submit(&[request("ok", 100), zero]).await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    assert!(
+        store.container(&cid("ok")).await.unwrap().is_none(),
+        "nothing written"
+    );
+    let bad_entry = SettleItem {
+        entry: "not-an-entry".into(),
+        container: cid("ok"),
+        settlement: Settlement::Failed { reason: "x".into() },
+    };
+    let refused = store.settle(&[bad_entry]).await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidArgument(_))),
+        "{refused:?}"
+    );
+}
+
+pub async fn owners_lists_every_holder<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "owners").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store
+        .register_worker(&registration("w2", 4000, 4096))
+        .await
+        .unwrap();
+    assert!(store.owners(&cid("a")).await.unwrap().is_empty());
+    let mut second = reservation("a", 1, 1);
+    second.attempt = AttemptId("other".into());
+    store
+        .commit(&[
+            group("w1", vec![reservation("a", 1, 1)]),
+            group("w2", vec![second]),
+        ])
+        .await
+        .unwrap();
+    let mut owners = store.owners(&cid("a")).await.unwrap();
+    owners.sort();
+    assert_eq!(
+        owners,
+        vec![
+            (wid("w1"), AttemptId("a-a".into())),
+            (wid("w2"), AttemptId("other".into()))
+        ]
+    );
 }

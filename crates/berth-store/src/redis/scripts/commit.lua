@@ -10,8 +10,10 @@
 --        already lists {container, attempt, ...} the worker owned before (not reserved again)
 --        and outcome is 'lock_lost', 'version_conflict', 'not_accepting' or 'no_room'.
 -- Guarantee: all or nothing. The checks run in this order: worker exists, (locked: the lock
---   holds the token, the version is the expected one), status is available or pending,
---   the containers not owned yet fit the free capacity. Then free capacity is subtracted,
+--   holds the token, the version is the expected one); if every container is owned already
+--   (a retried commit) the reply is 'ok' and nothing is written, not even the version;
+--   otherwise the status is available or pending and the containers not owned yet fit the
+--   free capacity. Then free capacity is subtracted,
 --   the version bumped, each new container recorded in the owned hash as
 --   `attempt cpu mem gpu` and appended to the assignment stream. A container listed twice
 --   is reserved once. Malformed arguments or stored data: an error reply, nothing written.
@@ -82,10 +84,6 @@ if mode == 'locked' then
     return { 'version_conflict', worker.flat }
   end
 end
-if status ~= 'available' and status ~= 'pending' then
-  return { 'not_accepting', worker.flat }
-end
-
 -- 3. Split into already owned (an idempotent retry) and new reservations.
 local containers = {}
 for i, r in ipairs(reservations) do
@@ -107,6 +105,13 @@ for i, r in ipairs(reservations) do
     fresh[#fresh + 1] = r
     cpu, mem, gpu = cpu + r.cpu, mem + r.mem, gpu + r.gpu
   end
+end
+if #fresh == 0 then
+  -- A retry of a commit that already happened: nothing to write, whatever the status.
+  return { 'ok', worker.flat, already }
+end
+if status ~= 'available' and status ~= 'pending' then
+  return { 'not_accepting', worker.flat }
 end
 if cpu > cap.free_cpu or mem > cap.free_mem or gpu > cap.free_gpu then
   return { 'no_room', worker.flat }
