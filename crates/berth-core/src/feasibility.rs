@@ -127,3 +127,33 @@ pub fn check(
     }
     Ok(rank)
 }
+
+/// The pool that should grow for a request that found no room: among the pools whose
+/// workers (or configured shape) pass the static rules, the one with the highest priority,
+/// then the best GPU rank, then the name. Returns the pool and its GPU type.
+pub fn demand_target(
+    snapshot: &crate::Snapshot,
+    request: &ContainerRequest,
+) -> Option<(crate::PoolName, Option<GpuType>)> {
+    let from_workers = snapshot
+        .workers
+        .iter()
+        .map(|w| (&w.pool, worker_gpu_type(w)));
+    let from_pools = snapshot.pools.iter().map(|p| {
+        let gpu = p.gpu_type.as_ref().filter(|_| p.worker_size.gpu_count > 0);
+        (&p.attributes, gpu)
+    });
+    from_workers
+        .chain(from_pools)
+        .filter_map(|(attributes, gpu)| {
+            let rank = check_static(attributes, gpu, request).ok()?;
+            Some((
+                std::cmp::Reverse(attributes.priority),
+                rank,
+                &attributes.pool,
+                gpu,
+            ))
+        })
+        .min()
+        .map(|(_, _, pool, gpu)| (pool.clone(), gpu.cloned()))
+}

@@ -1085,3 +1085,48 @@ fn verify_plan_rejects_broken_plans() {
     });
     assert!(verify_plan(&snapshot, &batch, &explained_twice).is_err());
 }
+
+#[test]
+fn demand_goes_to_the_best_matching_pool() {
+    use berth_core::feasibility::demand_target;
+    let mut low = PoolAttributes {
+        pool: PoolName::new("low").unwrap(),
+        priority: 1,
+        preemptible: false,
+        requires_pool_selector: false,
+        policy: PlacementPolicy::Spread,
+    };
+    let high = PoolAttributes {
+        pool: PoolName::new("high").unwrap(),
+        priority: 5,
+        ..low.clone()
+    };
+    let snapshot = Snapshot {
+        workers: Vec::new(),
+        pools: vec![
+            Pool {
+                attributes: low.clone(),
+                gpu_type: None,
+                worker_size: Resources::new(4000, 4096, 0),
+            },
+            Pool {
+                attributes: high.clone(),
+                gpu_type: None,
+                worker_size: Resources::new(4000, 4096, 0),
+            },
+        ],
+    };
+    let request: ContainerRequest = serde_json::from_value(serde_json::json!({
+        "id": "r1", "tenant": "t", "submitted_at_ms": 1,
+        "resources": {"cpu_millicores": 100, "memory_mib": 100, "gpu_count": 0}
+    }))
+    .unwrap();
+    assert_eq!(
+        demand_target(&snapshot, &request),
+        Some((high.pool.clone(), None))
+    );
+    low.requires_pool_selector = true;
+    let mut selective = request.clone();
+    selective.pool_selector = Some(PoolName::new("nowhere").unwrap());
+    assert_eq!(demand_target(&snapshot, &selective), None);
+}

@@ -86,6 +86,11 @@ pub struct EngineConfig {
     pub lock_wait: Duration,
     /// How often the backlog is checked for due requests.
     pub promote_every: Duration,
+    /// How often the unmet demand is read, exported and (with a pool controller) acted on.
+    pub provision_every: Duration,
+    /// How long a recorded intent to provision a pool holds off other replicas (and this
+    /// one) from provisioning that pool again: about the time a new worker takes to join.
+    pub provision_ttl: Duration,
 }
 
 impl Default for EngineConfig {
@@ -103,6 +108,8 @@ impl Default for EngineConfig {
             lock_ttl: Duration::from_secs(5),
             lock_wait: Duration::from_secs(10),
             promote_every: Duration::from_millis(50),
+            provision_every: Duration::from_secs(5),
+            provision_ttl: Duration::from_secs(120),
         }
     }
 }

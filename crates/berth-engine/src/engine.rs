@@ -5,11 +5,13 @@
 
 use crate::cache::WorkerCache;
 use crate::clock::Clock;
+use crate::provision::{self, PoolController};
 use crate::stats::{Counter, EngineStats};
 use crate::strategy::{self, BatchOutcome, Ctx};
 use crate::ticket::{Outcome, Ticket};
 use crate::{EngineConfig, EngineError};
-use berth_core::{ContainerId, ContainerRequest, Pool, UnplacedReason};
+use berth_core::feasibility::demand_target;
+use berth_core::{ContainerId, ContainerRequest, Pool, Snapshot, UnplacedReason};
 use berth_store::{Claim, SettleItem, SettleOutcome, Settlement, Store, SubmitOutcome};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -30,6 +32,8 @@ struct Shared {
     store: Arc<dyn Store>,
     config: EngineConfig,
     pools: Vec<Pool>,
+    /// Grows pools for unmet demand, if configured.
+    controller: Option<Arc<dyn PoolController>>,
     stats: Arc<EngineStats>,
     clock: Clock,
     /// Submitters waiting for an outcome decided by this replica.
@@ -47,11 +51,22 @@ impl Engine {
     /// Starts a replica on `store` with `config`, planning against the workers in the store
     /// and the `pools` an autoscaler could grow.
     pub fn start(store: Arc<dyn Store>, config: EngineConfig, pools: Vec<Pool>) -> Engine {
+        Engine::start_with_controller(store, config, pools, None)
+    }
+
+    /// Starts a replica that also asks `controller` to grow pools for unmet demand.
+    pub fn start_with_controller(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        pools: Vec<Pool>,
+        controller: Option<Arc<dyn PoolController>>,
+    ) -> Engine {
         let shared = Arc::new(Shared {
             stats: Arc::new(EngineStats::new(config.strategy)),
             store,
             config,
             pools,
+            controller,
             clock: Clock::new(),
             waiters: Mutex::new(HashMap::new()),
         });
@@ -151,10 +166,15 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut cache = WorkerCache::new(shared.config.cache_ttl, shared.stats.clone());
     let mut carry: Vec<(Claim, u32)> = Vec::new();
     let mut last_promote = tokio::time::Instant::now();
+    let mut last_provision = tokio::time::Instant::now();
     while !cancel.is_cancelled() {
         if last_promote.elapsed() >= shared.config.promote_every {
             promote(&shared).await;
             last_promote = tokio::time::Instant::now();
+        }
+        if last_provision.elapsed() >= shared.config.provision_every {
+            provision(&shared).await;
+            last_provision = tokio::time::Instant::now();
         }
         let batch = tokio::select! {
             () = cancel.cancelled() => break,
@@ -193,6 +213,21 @@ async fn promote(shared: &Shared) {
     }
     if let Ok(depth) = shared.store.backlog_len().await {
         metrics::gauge!("berth_backlog_depth").set(depth as f64);
+    }
+}
+
+async fn provision(shared: &Shared) {
+    let controller = shared.controller.as_deref();
+    let (config, pools) = (&shared.config, &shared.pools);
+    let result = provision::run_once(
+        &*shared.store,
+        pools,
+        controller,
+        &config.replica,
+        config.provision_ttl,
+    );
+    if let Err(error) = result.await {
+        tracing::warn!(%error, "reading the unmet demand failed");
     }
 }
 
@@ -259,6 +294,7 @@ async fn process(
         settle.fail(claim, TIMED_OUT.to_owned());
     }
     sort(shared, now, &claims, &retries, outcome, &mut settle, carry);
+    target_demand(shared, cache, &claims, &mut settle).await?;
     apply(shared, &claims_of(&claims, &expired), settle, now).await
 }
 
@@ -397,8 +433,41 @@ fn defer(shared: &Shared, now: u64, claim: &Claim, reason: &str, settle: &mut Se
         Settlement::Deferred {
             not_before_ms,
             reason: reason.to_owned(),
+            pool: None,
+            gpu_type: None,
         },
     );
+}
+
+/// Names, for every deferred request, the pool that would have to grow for it (the unmet
+/// demand an autoscaler reads). Reads the fleet from the cache.
+async fn target_demand(
+    shared: &Shared,
+    cache: &mut WorkerCache,
+    claims: &[Claim],
+    settle: &mut Settle,
+) -> berth_store::Result<()> {
+    let deferred = |item: &SettleItem| matches!(item.settlement, Settlement::Deferred { .. });
+    if !settle.items.iter().any(deferred) {
+        return Ok(());
+    }
+    let snapshot = Snapshot {
+        workers: cache.snapshot(&*shared.store).await?,
+        pools: shared.pools.clone(),
+    };
+    let requests: HashMap<&ContainerId, &ContainerRequest> =
+        claims.iter().map(|c| (&c.request.id, &c.request)).collect();
+    for item in &mut settle.items {
+        let Settlement::Deferred { pool, gpu_type, .. } = &mut item.settlement else {
+            continue;
+        };
+        if let Some(request) = requests.get(&item.container) {
+            let target = demand_target(&snapshot, request);
+            *gpu_type = target.as_ref().and_then(|(_, gpu)| gpu.clone());
+            *pool = target.map(|(name, _)| name);
+        }
+    }
+    Ok(())
 }
 
 /// Settles the batch in the store, undoes placements another replica beat us to, and tells

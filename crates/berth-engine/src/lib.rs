@@ -7,6 +7,7 @@
 //! - [`config`]: [`EngineConfig`] and the commit [`Strategy`] (`serial`, `batch-lock`,
 //!   `batch-script`).
 //! - [`engine`]: the replica loop: claim a micro-batch, plan, commit, settle.
+//! - [`provision`]: unmet demand, and the [`PoolController`] an autoscaler implements.
 //! - [`cache`]: the worker cache (TTL backstop, write-through, per-worker invalidation).
 //! - `strategy`: the three commit strategies.
 //! - [`ticket`]: what a submitter waits on.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 mod error;
+pub mod provision;
 pub mod stats;
 mod strategy;
 pub mod ticket;
@@ -25,5 +27,6 @@ pub mod ticket;
 pub use config::{EngineConfig, Strategy, StrategyError};
 pub use engine::{Engine, TIMED_OUT};
 pub use error::EngineError;
+pub use provision::PoolController;
 pub use stats::{EngineStats, EngineStatsSnapshot};
 pub use ticket::{Outcome, Ticket};

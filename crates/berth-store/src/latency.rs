@@ -40,7 +40,7 @@
 use crate::model::*;
 use crate::{Result, SettleItem, Store, StoreStats};
 use async_trait::async_trait;
-use berth_core::{ContainerId, ContainerRequest, Worker, WorkerId, WorkerStatus};
+use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
 use parking_lot::{Condvar, Mutex};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -91,6 +91,10 @@ pub enum Op {
     PromoteDue,
     /// [`Store::owners`].
     Owners,
+    /// [`Store::unmet_demand`].
+    UnmetDemand,
+    /// [`Store::claim_provisioning`].
+    ClaimProvisioning,
     /// [`Store::backlog_len`].
     BacklogLen,
     /// [`Store::check`].
@@ -98,7 +102,7 @@ pub enum Op {
 }
 
 /// The number of [`Op`]s.
-const OPS: usize = 21;
+const OPS: usize = 23;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -122,6 +126,8 @@ impl Op {
         Op::Settle,
         Op::PromoteDue,
         Op::Owners,
+        Op::UnmetDemand,
+        Op::ClaimProvisioning,
         Op::BacklogLen,
         Op::Check,
     ];
@@ -148,6 +154,8 @@ impl Op {
             Op::Settle => "settle",
             Op::PromoteDue => "promote_due",
             Op::Owners => "owners",
+            Op::UnmetDemand => "unmet_demand",
+            Op::ClaimProvisioning => "claim_provisioning",
             Op::BacklogLen => "backlog_len",
             Op::Check => "check",
         }
@@ -491,6 +499,23 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         let op = Op::Owners;
         self.around(op, op.round_trips(), self.inner.owners(container))
             .await
+    }
+
+    async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
+        let op = Op::UnmetDemand;
+        self.around(op, op.round_trips(), self.inner.unmet_demand())
+            .await
+    }
+
+    async fn claim_provisioning(
+        &self,
+        pool: &PoolName,
+        intent: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let op = Op::ClaimProvisioning;
+        let call = self.inner.claim_provisioning(pool, intent, ttl);
+        self.around(op, op.round_trips(), call).await
     }
 
     async fn backlog_len(&self) -> Result<u64> {

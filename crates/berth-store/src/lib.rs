@@ -15,7 +15,7 @@
 //! - [`stats`]: round trips, commands, scripts, lock counts.
 //! - [`lifecycle`]: the container record's state machine.
 //! - [`check`]: the invariant check both stores share.
-//! - [`error`]: [`StoreError`].
+//! - [`error`](mod@error): the error type, [`StoreError`].
 
 pub mod check;
 pub mod error;

@@ -2,10 +2,11 @@
 //! outcomes, assignments, container records, intake claims and invariant violations.
 
 use berth_core::{
-    ContainerId, ContainerRequest, GpuType, Payload, PoolAttributes, Resources, Worker, WorkerId,
-    WorkerStatus,
+    ContainerId, ContainerRequest, GpuType, Payload, PoolAttributes, PoolName, Resources, Worker,
+    WorkerId, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// What a worker says about itself when it (re-)registers.
@@ -316,6 +317,10 @@ pub enum Settlement {
         not_before_ms: u64,
         /// Why it waits.
         reason: String,
+        /// The pool that would have to grow for it (counted in the unmet demand), if any.
+        pool: Option<PoolName>,
+        /// That pool's GPU type, if it has GPUs.
+        gpu_type: Option<GpuType>,
     },
     /// It can never be placed: the record becomes Failed.
     Failed {
@@ -352,4 +357,40 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.subject, self.detail)
     }
+}
+
+/// The demand that waits for room in one pool: what an autoscaler would have to add.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolDemand {
+    /// The pool (`None`: requests that no pool matches closely enough to grow).
+    pub pool: Option<PoolName>,
+    /// How many requests wait.
+    pub requests: u64,
+    /// Their CPU, memory and GPUs, summed.
+    pub resources: Resources,
+    /// Their GPUs by GPU type.
+    pub gpus_by_type: BTreeMap<String, u64>,
+}
+
+/// Sums waiting requests into demand per pool, sorted by pool name.
+pub fn aggregate_demand<'a>(
+    waiting: impl IntoIterator<Item = (Option<&'a PoolName>, Option<&'a GpuType>, Resources)>,
+) -> Vec<PoolDemand> {
+    let mut by_pool: BTreeMap<Option<PoolName>, PoolDemand> = BTreeMap::new();
+    for (pool, gpu_type, resources) in waiting {
+        let demand = by_pool.entry(pool.cloned()).or_insert_with(|| PoolDemand {
+            pool: pool.cloned(),
+            ..PoolDemand::default()
+        });
+        demand.requests += 1;
+        demand.resources = demand
+            .resources
+            .checked_add(resources)
+            .unwrap_or(demand.resources);
+        if resources.gpu_count > 0 {
+            let name = gpu_type.map_or("any".to_owned(), |t| t.to_string());
+            *demand.gpus_by_type.entry(name).or_insert(0) += u64::from(resources.gpu_count);
+        }
+    }
+    by_pool.into_values().collect()
 }

@@ -7,7 +7,7 @@
 use crate::model::*;
 use crate::{Result, StoreStats};
 use async_trait::async_trait;
-use berth_core::{ContainerId, ContainerRequest, Worker, WorkerId, WorkerStatus};
+use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
 use std::time::Duration;
 
 /// Timing settings shared by both stores.
@@ -169,6 +169,20 @@ pub trait Store: Send + Sync {
     /// Scans every worker (on Redis: the index, then one pipelined read per worker), so it is
     /// for recovery, not for the hot path.
     async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>>;
+
+    /// The unmet demand: the requests waiting in the backlog for room, summed per pool that
+    /// would have to grow (as given when they were deferred).
+    async fn unmet_demand(&self) -> Result<Vec<PoolDemand>>;
+
+    /// Records the intent to provision workers for `pool` unless an intent is recorded
+    /// already and not older than `ttl`: `true` if this caller may provision. Two replicas
+    /// never both get `true` for the same pool within `ttl`. Atomic.
+    async fn claim_provisioning(
+        &self,
+        pool: &PoolName,
+        intent: &str,
+        ttl: Duration,
+    ) -> Result<bool>;
 
     /// The number of requests waiting in the backlog.
     async fn backlog_len(&self) -> Result<u64>;

@@ -127,6 +127,8 @@ impl Store for Gate {
     forward!(claim ['life1] (consumer: &'life1 str, max: usize, wait: Duration) -> Result<Vec<Claim>>);
     forward!(promote_due [] (now_ms: u64, max: usize) -> Result<usize>);
     forward!(owners ['life1] (container: &'life1 ContainerId) -> Result<Vec<(WorkerId, AttemptId)>>);
+    forward!(unmet_demand [] () -> Result<Vec<PoolDemand>>);
+    forward!(claim_provisioning ['life1, 'life2] (pool: &'life1 PoolName, intent: &'life2 str, ttl: Duration) -> Result<bool>);
     forward!(backlog_len [] () -> Result<u64>);
     forward!(check [] () -> Result<Vec<Violation>>);
 

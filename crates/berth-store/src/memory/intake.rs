@@ -78,6 +78,7 @@ pub(super) fn settle(state: &mut State, item: &SettleItem) -> SettleOutcome {
     if let Ok(seq) = item.entry.parse::<u64>() {
         state.intake.remove(&seq);
     }
+    state.demand.remove(&item.container);
     let Some(record) = state.records.get_mut(&item.container) else {
         return SettleOutcome::Superseded {
             state: ContainerState::Failed,
@@ -103,6 +104,8 @@ pub(super) fn settle(state: &mut State, item: &SettleItem) -> SettleOutcome {
         Settlement::Deferred {
             not_before_ms,
             reason,
+            pool,
+            gpu_type,
         } => {
             if record.state != ContainerState::Pending {
                 return superseded(record);
@@ -110,6 +113,9 @@ pub(super) fn settle(state: &mut State, item: &SettleItem) -> SettleOutcome {
             record.deferrals += 1;
             record.reason = Some(reason.clone());
             state.defer(&item.container, *not_before_ms);
+            state
+                .demand
+                .insert(item.container.clone(), (pool.clone(), gpu_type.clone()));
             SettleOutcome::Done
         }
         Settlement::Failed { reason } => {

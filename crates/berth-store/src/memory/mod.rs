@@ -10,7 +10,7 @@ use crate::lifecycle;
 use crate::model::*;
 use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
 use async_trait::async_trait;
-use berth_core::{ContainerId, ContainerRequest, Worker, WorkerId, WorkerStatus};
+use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
 use parking_lot::Mutex;
 use state::{State, WorkerEntry, sum};
 use std::sync::Arc;
@@ -290,6 +290,31 @@ impl Store for MemoryStore {
                         .map(|o| (e.worker.id.clone(), o.attempt.clone()))
                 })
                 .collect())
+        })
+    }
+
+    async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
+        self.with(1, |state| Ok(state.unmet_demand()))
+    }
+
+    async fn claim_provisioning(
+        &self,
+        pool: &PoolName,
+        intent: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        tracing::debug!(%pool, intent, "provisioning intent");
+        self.with(1, |state| {
+            let now = Instant::now();
+            if state
+                .provisioning
+                .get(pool)
+                .is_some_and(|until| *until > now)
+            {
+                return Ok(false);
+            }
+            state.provisioning.insert(pool.clone(), now + ttl);
+            Ok(true)
         })
     }
 

@@ -4,7 +4,7 @@
 use crate::check::OwnedEntry;
 use crate::model::*;
 use crate::{Result, StoreError};
-use berth_core::{ContainerId, Resources, Worker, WorkerId};
+use berth_core::{ContainerId, GpuType, PoolName, Resources, Worker, WorkerId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -46,6 +46,10 @@ pub(super) struct State {
     /// container is in the backlog at most once (like a Redis sorted set).
     pub backlog: BTreeSet<(u64, ContainerId)>,
     pub backlog_due: HashMap<ContainerId, u64>,
+    /// The pool (and its GPU type) each deferred container waits for.
+    pub demand: HashMap<ContainerId, (Option<PoolName>, Option<GpuType>)>,
+    /// Recorded provisioning intents by pool, with their expiry.
+    pub provisioning: HashMap<PoolName, Instant>,
     /// The last sequence number handed out (intake entries and deliveries).
     pub seq: u64,
 }
@@ -68,6 +72,15 @@ impl State {
     pub fn undefer(&mut self, key: &(u64, ContainerId)) {
         self.backlog.remove(key);
         self.backlog_due.remove(&key.1);
+    }
+
+    /// The unmet demand of the backlog.
+    pub fn unmet_demand(&self) -> Vec<PoolDemand> {
+        aggregate_demand(self.backlog.iter().filter_map(|(_, id)| {
+            let record = self.records.get(id)?;
+            let (pool, gpu) = self.demand.get(id)?;
+            Some((pool.as_ref(), gpu.as_ref(), record.request.resources))
+        }))
     }
 
     pub fn entry(&self, id: &WorkerId) -> Result<&WorkerEntry> {

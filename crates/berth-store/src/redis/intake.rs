@@ -9,7 +9,7 @@ use super::scripts::{SCRIPTS, ScriptCall};
 use super::store::{MAX_BATCH, RedisStore, millis};
 use crate::model::*;
 use crate::{Result, SettleItem, StoreError};
-use berth_core::{ContainerId, ContainerRequest, WorkerId};
+use berth_core::{ContainerId, ContainerRequest, GpuType, PoolName, Resources, WorkerId};
 use redis::Value;
 use std::time::Duration;
 
@@ -314,6 +314,51 @@ impl RedisStore {
         }
     }
 
+    /// See [`crate::Store::unmet_demand`]: one read-only script over the backlog.
+    pub(super) async fn read_demand(&self) -> Result<Vec<PoolDemand>> {
+        let backlog = self.keys.backlog();
+        let call = ScriptCall::new(
+            &SCRIPTS.demand,
+            vec![backlog.clone()],
+            vec![self.keys.record_prefix()],
+        );
+        let mut waiting = Vec::new();
+        for entry in reply::items(self.script(call).await?)? {
+            let parts: Vec<String> = reply::items(entry)?
+                .iter()
+                .map(|v| reply::text(v).unwrap_or_default())
+                .collect();
+            match parts.as_slice() {
+                [bad, id, problem] if bad == "bad" => {
+                    tracing::warn!(container = %id, %problem, "unreadable backlog record");
+                }
+                [pool, gpu, cpu, mem, gpus] => {
+                    waiting.push(decode_demand(&backlog, pool, gpu, cpu, mem, gpus)?)
+                }
+                _ => return Err(unexpected("a demand entry", &Value::Nil)),
+            }
+        }
+        Ok(aggregate_demand(
+            waiting.iter().map(|(p, g, r)| (p.as_ref(), g.as_ref(), *r)),
+        ))
+    }
+
+    /// See [`crate::Store::claim_provisioning`]: `SET NX PX` on the pool's intent key.
+    pub(super) async fn provisioning_intent(
+        &self,
+        pool: &PoolName,
+        intent: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let key = self.keys.provisioning(pool);
+        let ttl_ms = u64::try_from(ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_LUA_INT);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(intent).arg("NX").arg("PX").arg(ttl_ms);
+        Ok(matches!(self.command(&key, cmd).await?, Value::Okay))
+    }
+
     /// See [`crate::Store::backlog_len`]: ZCARD.
     pub(super) async fn count_backlog(&self) -> Result<u64> {
         let key = self.keys.backlog();
@@ -367,21 +412,30 @@ fn transition_args(transition: &Transition) -> Vec<String> {
     ]
 }
 
-/// settle.lua's five arguments of one item.
-fn settle_args(item: &SettleItem) -> [String; 5] {
-    let (kind, a, b) = match &item.settlement {
-        Settlement::Scheduled { worker, attempt } => {
-            ("scheduled", worker.to_string(), attempt.0.clone())
-        }
+/// settle.lua's seven arguments of one item.
+fn settle_args(item: &SettleItem) -> [String; 7] {
+    let none = String::new;
+    let (kind, a, b, c, d) = match &item.settlement {
+        Settlement::Scheduled { worker, attempt } => (
+            "scheduled",
+            worker.to_string(),
+            attempt.0.clone(),
+            none(),
+            none(),
+        ),
         Settlement::Deferred {
             not_before_ms,
             reason,
+            pool,
+            gpu_type,
         } => (
             "deferred",
             (*not_before_ms).min(MAX_LUA_INT).to_string(),
             reason.clone(),
+            pool.as_ref().map_or_else(none, ToString::to_string),
+            gpu_type.as_ref().map_or_else(none, ToString::to_string),
         ),
-        Settlement::Failed { reason } => ("failed", reason.clone(), String::new()),
+        Settlement::Failed { reason } => ("failed", reason.clone(), none(), none(), none()),
     };
     [
         item.entry.clone(),
@@ -389,5 +443,45 @@ fn settle_args(item: &SettleItem) -> [String; 5] {
         kind.to_owned(),
         a,
         b,
+        c,
+        d,
     ]
+}
+
+/// One waiting container of demand.lua's reply: (pool, GPU type, resources).
+type Waiting = (Option<PoolName>, Option<GpuType>, Resources);
+
+fn decode_demand(
+    key: &str,
+    pool: &str,
+    gpu: &str,
+    cpu: &str,
+    mem: &str,
+    gpus: &str,
+) -> Result<Waiting> {
+    let bad = |field: &str, problem: String| StoreError::Corrupt {
+        key: key.to_owned(),
+        field: field.to_owned(),
+        problem,
+    };
+    let pool = (!pool.is_empty())
+        .then(|| PoolName::new(pool).map_err(|e| bad("demand_pool", e.to_string())))
+        .transpose()?;
+    let gpu = (!gpu.is_empty())
+        .then(|| {
+            gpu.parse::<GpuType>()
+                .map_err(|e| bad("demand_gpu", e.to_string()))
+        })
+        .transpose()?;
+    let number = |field: &str, text: &str| {
+        text.parse::<u64>()
+            .map_err(|e| bad(field, format!("{text:?}: {e}")))
+    };
+    let gpu_count =
+        u32::try_from(number("gpu_count", gpus)?).map_err(|e| bad("gpu_count", e.to_string()))?;
+    Ok((
+        pool,
+        gpu,
+        Resources::new(number("cpu", cpu)?, number("mem", mem)?, gpu_count),
+    ))
 }

@@ -14,7 +14,8 @@
 //! | `P:{q}:intake` | STREAM | accepted requests waiting for placement (field `id`); consumer group `engine`, consumer = the scheduler replica; settled entries are deleted |
 //! | `P:{q}:backlog` | ZSET | deferred container ids, score = not-before in ms |
 //! | `P:{q}:containers` | SET | every container id ever accepted (what [`crate::Store::check`] walks) |
-//! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`; absent fields are `None` |
+//! | `P:{q}:provision:POOL` | STRING | the intent to provision workers for a pool (`SET NX PX`): one replica provisions per TTL |
+//! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for); absent fields are `None` |
 //!
 //! Everything one worker's commit, release, registration or delivery touches carries
 //! `{w:ID}`; everything submit, claim, settle, promote and transition touch carries `{q}`.
@@ -26,7 +27,7 @@
 //! copy, the source of truth).
 
 use crate::{Result, StoreError};
-use berth_core::{ContainerId, WorkerId};
+use berth_core::{ContainerId, PoolName, WorkerId};
 
 /// The hash tag of the intake's keys.
 const INTAKE_TAG: &str = "{q}";
@@ -100,6 +101,11 @@ impl Keys {
     /// `P:{q}:c:ID`, a container record.
     pub fn record(&self, id: &ContainerId) -> String {
         format!("{}{id}", self.record_prefix())
+    }
+
+    /// `P:{q}:provision:POOL`, the recorded intent to provision workers for a pool.
+    pub fn provisioning(&self, pool: &PoolName) -> String {
+        format!("{}:{INTAKE_TAG}:provision:{pool}", self.prefix)
     }
 
     /// `P:{q}:c:`, what every record key starts with.

@@ -97,6 +97,8 @@ pub struct Scripts {
     pub screen: LuaScript,
     /// Moves due backlog entries to the intake.
     pub promote: LuaScript,
+    /// Reads the unmet demand of the backlog.
+    pub demand: LuaScript,
 }
 
 impl Scripts {
@@ -117,11 +119,12 @@ impl Scripts {
             claim: LuaScript::new("claim.lua", intake_script!("claim.lua")),
             screen: LuaScript::new("screen.lua", intake_script!("screen.lua")),
             promote: LuaScript::new("promote.lua", intake_script!("promote.lua")),
+            demand: LuaScript::new("demand.lua", intake_script!("demand.lua")),
         }
     }
 
     /// Every script, for loading.
-    pub fn all(&self) -> [&LuaScript; 15] {
+    pub fn all(&self) -> [&LuaScript; 16] {
         [
             &self.commit,
             &self.release,
@@ -138,6 +141,7 @@ impl Scripts {
             &self.claim,
             &self.screen,
             &self.promote,
+            &self.demand,
         ]
     }
 }

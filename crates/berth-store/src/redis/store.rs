@@ -9,7 +9,7 @@ use super::scripts::{SCRIPTS, ScriptCall};
 use crate::model::*;
 use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
 use async_trait::async_trait;
-use berth_core::{ContainerId, ContainerRequest, Worker, WorkerId, WorkerStatus};
+use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
 use redis::{Cmd, RedisError, Value};
 use std::time::Duration;
 
@@ -369,6 +369,19 @@ impl Store for RedisStore {
 
     async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
         self.container_owners(container).await
+    }
+
+    async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
+        self.read_demand().await
+    }
+
+    async fn claim_provisioning(
+        &self,
+        pool: &PoolName,
+        intent: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.provisioning_intent(pool, intent, ttl).await
     }
 
     async fn backlog_len(&self) -> Result<u64> {

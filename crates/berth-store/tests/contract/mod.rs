@@ -37,7 +37,9 @@ macro_rules! contract_tests {
             check_finds_nothing_on_a_healthy_store,
             a_retried_commit_succeeds_after_the_worker_drained,
             invalid_requests_write_nothing,
-            owners_lists_every_holder
+            owners_lists_every_holder,
+            unmet_demand_sums_the_backlog_per_pool,
+            one_provisioning_intent_per_pool_and_ttl
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -773,6 +775,8 @@ where
             settlement: Settlement::Deferred {
                 not_before_ms: 1_000,
                 reason: "no room".into(),
+                pool: Some(PoolName::new("default").unwrap()),
+                gpu_type: None,
             },
         },
         SettleItem {
@@ -1151,5 +1155,107 @@ where
             (wid("w1"), AttemptId("a-a".into())),
             (wid("w2"), AttemptId("other".into()))
         ]
+    );
+}
+
+pub async fn unmet_demand_sums_the_backlog_per_pool<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "demand").await;
+    assert!(store.unmet_demand().await.unwrap().is_empty());
+    let mut gpu = request("g1", 500);
+    gpu.resources.gpu_count = 2;
+    store
+        .submit(&[
+            request("r1", 100),
+            request("r2", 300),
+            gpu,
+            request("r3", 7),
+        ])
+        .await
+        .unwrap();
+    let claims = store.claim("e", 10, Duration::ZERO).await.unwrap();
+    let (cpu_pool, gpu_pool) = (PoolName::new("cpu").unwrap(), PoolName::new("gpu").unwrap());
+    let items: Vec<SettleItem> = claims
+        .iter()
+        .map(|c| {
+            let (pool, gpu_type) = match c.request.id.as_str() {
+                "g1" => (Some(gpu_pool.clone()), Some(GpuType::H100)),
+                "r3" => (None, None),
+                _ => (Some(cpu_pool.clone()), None),
+            };
+            SettleItem {
+                entry: c.entry.clone(),
+                container: c.request.id.clone(),
+                settlement: Settlement::Deferred {
+                    not_before_ms: 5_000,
+                    reason: "no room".into(),
+                    pool,
+                    gpu_type,
+                },
+            }
+        })
+        .collect();
+    store.settle(&items).await.unwrap();
+    let demand = store.unmet_demand().await.unwrap();
+    let by_pool = |name: Option<&PoolName>| {
+        demand
+            .iter()
+            .find(|d| d.pool.as_ref() == name)
+            .cloned()
+            .unwrap()
+    };
+    let cpu = by_pool(Some(&cpu_pool));
+    assert_eq!(
+        (cpu.requests, cpu.resources),
+        (2, Resources::new(400, 512, 0))
+    );
+    let gpus = by_pool(Some(&gpu_pool));
+    assert_eq!(gpus.gpus_by_type.get("H100"), Some(&2));
+    assert_eq!(by_pool(None).requests, 1);
+    assert_eq!(demand.len(), 3);
+    // Once due again and placed elsewhere, a request no longer counts.
+    store.promote_due(5_000, 10).await.unwrap();
+    assert!(
+        store.unmet_demand().await.unwrap().is_empty(),
+        "promoted requests are being retried"
+    );
+}
+
+pub async fn one_provisioning_intent_per_pool_and_ttl<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let cfg = config("provision");
+    let (a, b) = (connect(cfg.clone()).await, connect(cfg).await);
+    let pool = PoolName::new("gpu").unwrap();
+    let ttl = Duration::from_millis(300);
+    assert!(
+        a.claim_provisioning(&pool, "a: 2 workers", ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.claim_provisioning(&pool, "b: 2 workers", ttl)
+            .await
+            .unwrap(),
+        "one replica provisions"
+    );
+    let other = PoolName::new("cpu").unwrap();
+    assert!(
+        b.claim_provisioning(&other, "b: 1 worker", ttl)
+            .await
+            .unwrap(),
+        "pools are independent"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(
+        b.claim_provisioning(&pool, "b: 2 workers", ttl)
+            .await
+            .unwrap(),
+        "the intent expires"
     );
 }

@@ -2,30 +2,31 @@
 --
 -- KEYS: 1 intake stream `P:{q}:intake`, 2 backlog zset `P:{q}:backlog`, then one record
 --       hash `P:{q}:c:ID` per item.
--- ARGV: 1 now, ms since the epoch; then per item five: intake entry id, container id, kind,
---       a, b, where for kind `scheduled` a = worker, b = attempt; for `deferred`
---       a = not before (ms), b = reason; for `failed` a = reason, b = ''.
+-- ARGV: 1 now, ms since the epoch; then per item seven: intake entry id, container id, kind,
+--       a, b, c, d, where for kind `scheduled` a = worker, b = attempt; for `deferred`
+--       a = not before (ms), b = reason, c = the pool to grow ('' for none), d = its GPU
+--       type ('' for none); for `failed` a = reason. Unused ones are ''.
 -- Reply: per item {'done'} or {'superseded', state, worker, attempt} (worker and attempt
 --        '' when the record holds none; state 'failed' for a missing record).
 -- Guarantee: each item atomically, in order: scheduled moves a pending record to scheduled
 --   (already scheduled or running by the same worker and attempt: done); deferred keeps a
 --   pending record pending, adds it to the backlog at not-before, counts the deferral and
---   records the reason; failed ends a pending record as failed. A record that moved on is
+--   records the reason and the pool it waits for (`demand_pool`, `demand_gpu`); failed ends a pending record as failed. A record that moved on is
 --   reported as superseded. The entry is acknowledged and deleted from the intake either way.
 --   Arguments and every record are checked before the first write.
 
 local intake, backlog = KEYS[1], KEYS[2]
 local now = uint(ARGV[1])
 local n = #KEYS - 2
-if now == nil or n < 0 or #ARGV ~= 1 + 5 * n then
-  return invalid('settle takes one record key and five arguments per item')
+if now == nil or n < 0 or #ARGV ~= 1 + 7 * n then
+  return invalid('settle takes one record key and seven arguments per item')
 end
 local items = {}
 for i = 1, n do
-  local at = 1 + (i - 1) * 5
+  local at = 1 + (i - 1) * 7
   local item = {
     key = KEYS[2 + i], entry = ARGV[at + 1], container = ARGV[at + 2], kind = ARGV[at + 3],
-    a = ARGV[at + 4], b = ARGV[at + 5],
+    a = ARGV[at + 4], b = ARGV[at + 5], c = ARGV[at + 6], d = ARGV[at + 7],
   }
   if not is_entry_id(item.entry) or item.container == '' then
     return invalid('item ' .. i .. ': entry id or container')
@@ -77,7 +78,8 @@ for i, item in ipairs(items) do
     if item.kind == 'deferred' then
       redis.call('ZADD', backlog, str(item.not_before), item.container)
       redis.call('HINCRBY', item.key, 'deferrals', 1)
-      redis.call('HSET', item.key, 'reason', item.b)
+      redis.call('HSET', item.key, 'reason', item.b, 'demand_pool', item.c,
+        'demand_gpu', item.d)
     else
       finish(item.key, record, 'failed', item.a, now)
     end
