@@ -17,6 +17,8 @@ pub enum WorkerStatus {
     Draining,
     /// Switched off by an operator; takes no new containers.
     Disabled,
+    /// Missed its heartbeats for too long: presumed dead; its work was given back.
+    Lost,
 }
 
 impl WorkerStatus {
@@ -32,6 +34,7 @@ impl WorkerStatus {
             WorkerStatus::Pending => "pending",
             WorkerStatus::Draining => "draining",
             WorkerStatus::Disabled => "disabled",
+            WorkerStatus::Lost => "lost",
         }
     }
 }
@@ -44,7 +47,7 @@ impl fmt::Display for WorkerStatus {
 
 /// A string that is not a worker status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown worker status {0:?}; expected available, pending, draining or disabled")]
+#[error("unknown worker status {0:?}; expected available, pending, draining, disabled or lost")]
 pub struct WorkerStatusError(pub String);
 
 impl FromStr for WorkerStatus {
@@ -55,6 +58,7 @@ impl FromStr for WorkerStatus {
             "pending" => Ok(WorkerStatus::Pending),
             "draining" => Ok(WorkerStatus::Draining),
             "disabled" => Ok(WorkerStatus::Disabled),
+            "lost" => Ok(WorkerStatus::Lost),
             other => Err(WorkerStatusError(other.to_owned())),
         }
     }

@@ -24,6 +24,14 @@ pub enum StoreError {
         /// What its containers hold.
         reserved: String,
     },
+    /// A worker cannot be removed while it owns containers.
+    #[error("worker {worker} still owns {count} containers; drain it and wait for them to end")]
+    StillOwns {
+        /// The worker.
+        worker: WorkerId,
+        /// How many containers it owns.
+        count: usize,
+    },
     /// A container record cannot make the asked move (states only move forward, and only
     /// the worker and attempt that hold a container may report on it).
     #[error("container {container}: cannot move from {from} ({why})")]

@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | `workers` | 2 | the index (SMEMBERS), then every worker hash in one pipeline |
 //! | `owners` | 2 | the index, then one read per worker's ownership hash in one pipeline |
+//! | `heartbeats`, `containers` | 2 | an index, then the records in one pipeline (modelled) |
 //! | `register_worker` | 1 | index and registration script pipelined together |
 //! | `commit` | 1 | one pipeline of one script per group (0 when there is no group) |
 //! | `submit`, `settle` | 1 | one script for the whole batch (0 when empty) |
@@ -95,6 +96,24 @@ pub enum Op {
     UnmetDemand,
     /// [`Store::claim_provisioning`].
     ClaimProvisioning,
+    /// [`Store::heartbeats`].
+    Heartbeats,
+    /// [`Store::deregister_worker`].
+    DeregisterWorker,
+    /// [`Store::containers`].
+    Containers,
+    /// [`Store::append_logs`].
+    AppendLogs,
+    /// [`Store::logs`].
+    Logs,
+    /// [`Store::cancel`].
+    Cancel,
+    /// [`Store::cancel_requested`].
+    CancelRequested,
+    /// [`Store::reclaim`].
+    Reclaim,
+    /// [`Store::owned`].
+    Owned,
     /// [`Store::backlog_len`].
     BacklogLen,
     /// [`Store::check`].
@@ -102,7 +121,7 @@ pub enum Op {
 }
 
 /// The number of [`Op`]s.
-const OPS: usize = 23;
+const OPS: usize = 32;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -128,6 +147,15 @@ impl Op {
         Op::Owners,
         Op::UnmetDemand,
         Op::ClaimProvisioning,
+        Op::Heartbeats,
+        Op::DeregisterWorker,
+        Op::Containers,
+        Op::AppendLogs,
+        Op::Logs,
+        Op::Cancel,
+        Op::CancelRequested,
+        Op::Reclaim,
+        Op::Owned,
         Op::BacklogLen,
         Op::Check,
     ];
@@ -156,17 +184,26 @@ impl Op {
             Op::Owners => "owners",
             Op::UnmetDemand => "unmet_demand",
             Op::ClaimProvisioning => "claim_provisioning",
+            Op::Heartbeats => "heartbeats",
+            Op::DeregisterWorker => "deregister_worker",
+            Op::Containers => "containers",
+            Op::AppendLogs => "append_logs",
+            Op::Logs => "logs",
+            Op::Cancel => "cancel",
+            Op::CancelRequested => "cancel_requested",
+            Op::Reclaim => "reclaim",
+            Op::Owned => "owned",
             Op::BacklogLen => "backlog_len",
             Op::Check => "check",
         }
     }
 
     /// The round trips one non-empty call makes on a standalone Redis, as simulated (see
-    /// the module documentation): 2 for [`Op::Workers`] and [`Op::Owners`], 1 for every
-    /// other operation.
+    /// the module documentation): 2 for [`Op::Workers`], [`Op::Owners`], [`Op::Heartbeats`]
+    /// and [`Op::Containers`], 1 for every other operation.
     pub fn round_trips(self) -> u64 {
         match self {
-            Op::Workers | Op::Owners => 2,
+            Op::Workers | Op::Owners | Op::Heartbeats | Op::Containers => 2,
             _ => 1,
         }
     }
@@ -516,6 +553,75 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         let op = Op::ClaimProvisioning;
         let call = self.inner.claim_provisioning(pool, intent, ttl);
         self.around(op, op.round_trips(), call).await
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
+        let op = Op::Heartbeats;
+        self.around(op, op.round_trips(), self.inner.heartbeats())
+            .await
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
+        let op = Op::DeregisterWorker;
+        self.around(op, op.round_trips(), self.inner.deregister_worker(worker))
+            .await
+    }
+
+    async fn containers(
+        &self,
+        state: Option<ContainerState>,
+        limit: usize,
+    ) -> Result<Vec<ContainerRecord>> {
+        let op = Op::Containers;
+        self.around(op, op.round_trips(), self.inner.containers(state, limit))
+            .await
+    }
+
+    async fn append_logs(
+        &self,
+        container: &ContainerId,
+        lines: &[String],
+        keep: usize,
+    ) -> Result<()> {
+        let op = Op::AppendLogs;
+        let call = self.inner.append_logs(container, lines, keep);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
+        let op = Op::Logs;
+        self.around(op, op.round_trips(), self.inner.logs(container))
+            .await
+    }
+
+    async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {
+        let op = Op::Cancel;
+        self.around(op, op.round_trips(), self.inner.cancel(container))
+            .await
+    }
+
+    async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>> {
+        let op = Op::CancelRequested;
+        let call = self.inner.cancel_requested(containers);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        let op = Op::Reclaim;
+        let call = self.inner.reclaim(worker, container, attempt, reason);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>> {
+        let op = Op::Owned;
+        self.around(op, op.round_trips(), self.inner.owned(worker))
+            .await
     }
 
     async fn backlog_len(&self) -> Result<u64> {

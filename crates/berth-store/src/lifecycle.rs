@@ -114,5 +114,50 @@ pub fn pending(request: berth_core::ContainerRequest) -> ContainerRecord {
         exit_code: None,
         reason: None,
         deferrals: 0,
+        cancel_requested: false,
+    }
+}
+
+/// Gives back a container held by `worker` and `attempt` whose worker died: a scheduled
+/// one goes back to pending (a new attempt will place it), a running one becomes lost.
+/// `None` when the record is not held by them (nothing to do but release the reservation).
+pub fn reclaim(
+    record: &mut ContainerRecord,
+    worker: &berth_core::WorkerId,
+    attempt: &crate::AttemptId,
+    reason: &str,
+    now_ms: u64,
+) -> Option<crate::ReclaimOutcome> {
+    if !holds(record, worker, attempt) {
+        return None;
+    }
+    match record.state {
+        ContainerState::Scheduled => {
+            record.state = ContainerState::Pending;
+            record.worker = None;
+            record.attempt = None;
+            record.scheduled_at_ms = None;
+            record.reason = Some(reason.to_owned());
+            Some(crate::ReclaimOutcome::Requeued)
+        }
+        ContainerState::Running => {
+            finish(record, ContainerState::Lost, reason, now_ms).ok()?;
+            Some(crate::ReclaimOutcome::Lost)
+        }
+        _ => None,
+    }
+}
+
+/// Applies a cancellation: a pending container fails with reason `cancelled`; a scheduled
+/// or running one is flagged for its worker; an ended one is left alone.
+pub fn cancel(record: &mut ContainerRecord, now_ms: u64) {
+    match record.state {
+        ContainerState::Pending => {
+            record.state = ContainerState::Failed;
+            record.reason = Some("cancelled".to_owned());
+            record.finished_at_ms = Some(now_ms);
+        }
+        ContainerState::Scheduled | ContainerState::Running => record.cancel_requested = true,
+        _ => {}
     }
 }

@@ -236,6 +236,9 @@ pub struct ContainerRecord {
     pub reason: Option<String>,
     /// How many times it was put back in the backlog for lack of room.
     pub deferrals: u32,
+    /// A cancellation was asked for; its worker stops it.
+    #[serde(default)]
+    pub cancel_requested: bool,
 }
 
 /// A forward move of a container record.
@@ -342,6 +345,19 @@ pub enum SettleOutcome {
         /// The worker and attempt that hold it, if any.
         holder: Option<(WorkerId, AttemptId)>,
     },
+}
+
+/// What [`crate::Store::reclaim`] did with a dead worker's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReclaimOutcome {
+    /// It had not started: it is pending again and back in the intake.
+    Requeued,
+    /// It was running: it is lost.
+    Lost,
+    /// The record was not held by that worker and attempt any more; only the reservation
+    /// was released.
+    Released,
 }
 
 /// One broken invariant found by [`crate::Store::check`].

@@ -187,6 +187,60 @@ pub trait Store: Send + Sync {
     /// The number of requests waiting in the backlog.
     async fn backlog_len(&self) -> Result<u64>;
 
+    // ----- the service: liveness, listing, logs, cancellation, dead workers -----
+
+    /// Every registered worker with its last heartbeat (ms since the epoch).
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>>;
+
+    /// Removes a worker that owns nothing (a drained worker leaving). Fails with
+    /// [`crate::StoreError::StillOwns`] while it owns containers. Removing an unknown worker
+    /// does nothing.
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()>;
+
+    /// Up to `limit` container records, only those in `state` if given, sorted by
+    /// submission time, newest first. Reads at most a bounded number of records on Redis
+    /// (the listing is for people, not for bookkeeping).
+    async fn containers(
+        &self,
+        state: Option<ContainerState>,
+        limit: usize,
+    ) -> Result<Vec<ContainerRecord>>;
+
+    /// Appends output lines to a container's log, keeping the last `keep` lines.
+    async fn append_logs(
+        &self,
+        container: &ContainerId,
+        lines: &[String],
+        keep: usize,
+    ) -> Result<()>;
+
+    /// The kept output lines of a container (empty if none).
+    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>>;
+
+    /// Asks for a container to stop. A pending one fails at once with reason `cancelled`; a
+    /// scheduled or running one is flagged (`cancel_requested`), and its worker stops it and
+    /// reports; an ended one is left as it is. Returns the record. Idempotent.
+    async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord>;
+
+    /// Which of `containers` have a cancellation asked for (a worker's question about the
+    /// containers it runs).
+    async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>>;
+
+    /// Gives back one container of a dead worker, once: if the record is held by `worker`
+    /// and `attempt`, a scheduled container goes back to pending and the intake, a running one
+    /// becomes lost (reason `reason`); then the worker's reservation is released. Repeating
+    /// it changes nothing more (the capacity is reclaimed exactly once).
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome>;
+
+    /// The containers a worker owns, with their attempts and resources.
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>>;
+
     // ----- invariants and instrumentation -----
 
     /// Checks every invariant over the whole store and returns what is broken: for every

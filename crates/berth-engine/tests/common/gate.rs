@@ -2,21 +2,14 @@
 //! batch (before its commit, or after its commit and before its settlement), so a test can
 //! stop the replica exactly there with `Engine::abort`, as a crash would, or let it go on
 //! later, as after a long pause; it can also fail settlements, as a lost connection would.
-//!
-//! The `Store` trait is declared with `async_trait`, which this crate cannot use in its
-//! tests (it is not a dependency), so the methods are written out as `async_trait` expands
-//! them.
 
+use async_trait::async_trait;
 use berth_core::*;
 use berth_store::*;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
-
-type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where a [`Gate`] holds the replica that uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,102 +84,153 @@ impl Gate {
     }
 }
 
-/// Forwards one method to the inner store. The lifetimes name the elided lifetimes of the
-/// reference arguments, in order, as `async_trait` does.
-macro_rules! forward {
-    ($name:ident [$($lt:lifetime),*] ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        fn $name<'life0, $($lt,)* 'async_trait>(&'life0 self, $($arg: $ty),*) -> Fut<'async_trait, $ret>
-        where
-            'life0: 'async_trait,
-            $($lt: 'async_trait,)*
-            Self: 'async_trait,
-        {
-            self.inner.$name($($arg),*)
-        }
-    };
-}
-
+#[async_trait]
 impl Store for Gate {
-    forward!(register_worker ['life1] (registration: &'life1 WorkerRegistration) -> Result<Worker>);
-    forward!(heartbeat ['life1] (worker: &'life1 WorkerId, now_ms: u64) -> Result<()>);
-    forward!(set_worker_status ['life1] (worker: &'life1 WorkerId, status: WorkerStatus) -> Result<Worker>);
-    forward!(worker ['life1] (worker: &'life1 WorkerId) -> Result<Option<Worker>>);
-    forward!(workers [] () -> Result<Vec<Worker>>);
-    forward!(lock_worker ['life1] (worker: &'life1 WorkerId, ttl: Duration) -> Result<Option<LockToken>>);
-    forward!(unlock_worker ['life1] (lock: &'life1 LockToken) -> Result<bool>);
-    forward!(release ['life1, 'life2, 'life3] (
-        worker: &'life1 WorkerId,
-        container: &'life2 ContainerId,
-        attempt: Option<&'life3 AttemptId>
-    ) -> Result<ReleaseOutcome>);
-    forward!(assignments ['life1] (worker: &'life1 WorkerId, max: usize, wait: Duration) -> Result<Vec<Assignment>>);
-    forward!(ack_assignment ['life1, 'life2] (worker: &'life1 WorkerId, delivery: &'life2 str) -> Result<()>);
-    forward!(submit ['life1] (requests: &'life1 [ContainerRequest]) -> Result<Vec<SubmitOutcome>>);
-    forward!(container ['life1] (id: &'life1 ContainerId) -> Result<Option<ContainerRecord>>);
-    forward!(transition ['life1, 'life2] (id: &'life1 ContainerId, transition: &'life2 Transition) -> Result<ContainerRecord>);
-    forward!(claim ['life1] (consumer: &'life1 str, max: usize, wait: Duration) -> Result<Vec<Claim>>);
-    forward!(promote_due [] (now_ms: u64, max: usize) -> Result<usize>);
-    forward!(owners ['life1] (container: &'life1 ContainerId) -> Result<Vec<(WorkerId, AttemptId)>>);
-    forward!(unmet_demand [] () -> Result<Vec<PoolDemand>>);
-    forward!(claim_provisioning ['life1, 'life2] (pool: &'life1 PoolName, intent: &'life2 str, ttl: Duration) -> Result<bool>);
-    forward!(backlog_len [] () -> Result<u64>);
-    forward!(check [] () -> Result<Vec<Violation>>);
-
-    fn commit<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        groups: &'life1 [CommitGroup],
-    ) -> Fut<'async_trait, Result<Vec<CommitOutcome>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.pass(HoldAt::Commit).await;
-            self.inner.commit(groups).await
-        })
+    async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
+        self.inner.register_worker(registration).await
     }
-
-    fn commit_locked<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        lock: &'life1 LockToken,
+    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
+        self.inner.heartbeat(worker, now_ms).await
+    }
+    async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
+        self.inner.set_worker_status(worker, status).await
+    }
+    async fn worker(&self, worker: &WorkerId) -> Result<Option<Worker>> {
+        self.inner.worker(worker).await
+    }
+    async fn workers(&self) -> Result<Vec<Worker>> {
+        self.inner.workers().await
+    }
+    async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
+        self.pass(HoldAt::Commit).await;
+        self.inner.commit(groups).await
+    }
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
+        self.inner.lock_worker(worker, ttl).await
+    }
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
         expected_version: u64,
-        group: &'life2 CommitGroup,
-    ) -> Fut<'async_trait, Result<CommitOutcome>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.pass(HoldAt::Commit).await;
-            self.inner
-                .commit_locked(lock, expected_version, group)
-                .await
-        })
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome> {
+        self.pass(HoldAt::Commit).await;
+        self.inner
+            .commit_locked(lock, expected_version, group)
+            .await
     }
-
-    fn settle<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        items: &'life1 [SettleItem],
-    ) -> Fut<'async_trait, Result<Vec<SettleOutcome>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.pass(HoldAt::Settle).await;
-            if self.settle_fails() {
-                return Err(StoreError::InvalidArgument(
-                    "injected failure: the settlement never reached the store".to_owned(),
-                ));
-            }
-            self.inner.settle(items).await
-        })
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
+        self.inner.unlock_worker(lock).await
     }
-
+    async fn release(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: Option<&AttemptId>,
+    ) -> Result<ReleaseOutcome> {
+        self.inner.release(worker, container, attempt).await
+    }
+    async fn assignments(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Assignment>> {
+        self.inner.assignments(worker, max, wait).await
+    }
+    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()> {
+        self.inner.ack_assignment(worker, delivery).await
+    }
+    async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
+        self.inner.submit(requests).await
+    }
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        self.inner.container(id).await
+    }
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord> {
+        self.inner.transition(id, transition).await
+    }
+    async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>> {
+        self.inner.claim(consumer, max, wait).await
+    }
+    async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>> {
+        self.pass(HoldAt::Settle).await;
+        if self.settle_fails() {
+            return Err(StoreError::InvalidArgument(
+                "injected failure: the settlement never reached the store".to_owned(),
+            ));
+        }
+        self.inner.settle(items).await
+    }
+    async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize> {
+        self.inner.promote_due(now_ms, max).await
+    }
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
+        self.inner.owners(container).await
+    }
+    async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
+        self.inner.unmet_demand().await
+    }
+    async fn claim_provisioning(
+        &self,
+        pool: &PoolName,
+        intent: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.inner.claim_provisioning(pool, intent, ttl).await
+    }
+    async fn backlog_len(&self) -> Result<u64> {
+        self.inner.backlog_len().await
+    }
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
+        self.inner.heartbeats().await
+    }
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
+        self.inner.deregister_worker(worker).await
+    }
+    async fn containers(
+        &self,
+        state: Option<ContainerState>,
+        limit: usize,
+    ) -> Result<Vec<ContainerRecord>> {
+        self.inner.containers(state, limit).await
+    }
+    async fn append_logs(
+        &self,
+        container: &ContainerId,
+        lines: &[String],
+        keep: usize,
+    ) -> Result<()> {
+        self.inner.append_logs(container, lines, keep).await
+    }
+    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
+        self.inner.logs(container).await
+    }
+    async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {
+        self.inner.cancel(container).await
+    }
+    async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>> {
+        self.inner.cancel_requested(containers).await
+    }
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        self.inner.reclaim(worker, container, attempt, reason).await
+    }
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_store::check::OwnedEntry>> {
+        self.inner.owned(worker).await
+    }
+    async fn check(&self) -> Result<Vec<Violation>> {
+        self.inner.check().await
+    }
     fn stats(&self) -> &StoreStats {
         self.inner.stats()
     }

@@ -26,11 +26,16 @@ pub(super) fn submit(state: &mut State, requests: &[ContainerRequest]) -> Vec<Su
 }
 
 fn enqueue(state: &mut State, request: &ContainerRequest) {
+    enqueue_id(state, &request.id);
+}
+
+/// Appends a container to the intake.
+pub(super) fn enqueue_id(state: &mut State, container: &berth_core::ContainerId) {
     let seq = state.next_seq();
     state.intake.insert(
         seq,
         IntakeEntry {
-            container: request.id.clone(),
+            container: container.clone(),
             claimed: None,
         },
     );

@@ -3,6 +3,7 @@
 //! polling. Time-outs use tokio's clock, so tests can pause time.
 
 mod intake;
+mod service;
 mod state;
 
 use crate::check::{self, Dump};
@@ -320,6 +321,80 @@ impl Store for MemoryStore {
 
     async fn backlog_len(&self) -> Result<u64> {
         self.with(1, |state| Ok(state.backlog.len() as u64))
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
+        self.with(1, |state| {
+            Ok(state
+                .workers
+                .values()
+                .map(|e| (e.worker.id.clone(), e.heartbeat_ms))
+                .collect())
+        })
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
+        self.with(1, |state| service::deregister(state, worker))
+    }
+
+    async fn containers(
+        &self,
+        state: Option<ContainerState>,
+        limit: usize,
+    ) -> Result<Vec<ContainerRecord>> {
+        self.with(1, |s| Ok(service::containers(s, state, limit)))
+    }
+
+    async fn append_logs(
+        &self,
+        container: &ContainerId,
+        lines: &[String],
+        keep: usize,
+    ) -> Result<()> {
+        self.with(1, |state| {
+            service::append_logs(state, container, lines, keep);
+            Ok(())
+        })
+    }
+
+    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
+        self.with(1, |state| {
+            Ok(state.logs.get(container).cloned().unwrap_or_default())
+        })
+    }
+
+    async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {
+        self.with(1, |state| service::cancel(state, container))
+    }
+
+    async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>> {
+        self.with(1, |state| {
+            Ok(containers
+                .iter()
+                .filter(|id| state.records.get(*id).is_some_and(|r| r.cancel_requested))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        let outcome = self.with(1, |state| {
+            service::reclaim(state, worker, container, attempt, reason)
+        })?;
+        if outcome == ReclaimOutcome::Requeued {
+            self.intake_ready.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>> {
+        self.with(1, |state| service::owned(state, worker))
     }
 
     async fn check(&self) -> Result<Vec<Violation>> {

@@ -48,6 +48,8 @@ pub(super) struct State {
     pub backlog_due: HashMap<ContainerId, u64>,
     /// The pool (and its GPU type) each deferred container waits for.
     pub demand: HashMap<ContainerId, (Option<PoolName>, Option<GpuType>)>,
+    /// The kept output lines of each container.
+    pub logs: HashMap<ContainerId, Vec<String>>,
     /// Recorded provisioning intents by pool, with their expiry.
     pub provisioning: HashMap<PoolName, Instant>,
     /// The last sequence number handed out (intake entries and deliveries).

@@ -218,6 +218,7 @@ pub fn decode_record(key: &str, fields: &Fields) -> Result<ContainerRecord> {
         deferrals: hash
             .optional_parse("deferrals", "a deferral count")?
             .unwrap_or(0),
+        cancel_requested: hash.optional("cancel") == Some("1"),
     })
 }
 

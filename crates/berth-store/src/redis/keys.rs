@@ -14,8 +14,9 @@
 //! | `P:{q}:intake` | STREAM | accepted requests waiting for placement (field `id`); consumer group `engine`, consumer = the scheduler replica; settled entries are deleted |
 //! | `P:{q}:backlog` | ZSET | deferred container ids, score = not-before in ms |
 //! | `P:{q}:containers` | SET | every container id ever accepted (what [`crate::Store::check`] walks) |
+//! | `P:{q}:logs:ID` | LIST | the last output lines of a container (RPUSH, LTRIM) |
 //! | `P:{q}:provision:POOL` | STRING | the intent to provision workers for a pool (`SET NX PX`): one replica provisions per TTL |
-//! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for); absent fields are `None` |
+//! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for), `cancel` (1 when a cancellation was asked for); absent fields are `None` |
 //!
 //! Everything one worker's commit, release, registration or delivery touches carries
 //! `{w:ID}`; everything submit, claim, settle, promote and transition touch carries `{q}`.
@@ -101,6 +102,11 @@ impl Keys {
     /// `P:{q}:c:ID`, a container record.
     pub fn record(&self, id: &ContainerId) -> String {
         format!("{}{id}", self.record_prefix())
+    }
+
+    /// `P:{q}:logs:ID`, the kept output lines of a container.
+    pub fn logs(&self, id: &ContainerId) -> String {
+        format!("{}:{INTAKE_TAG}:logs:{id}", self.prefix)
     }
 
     /// `P:{q}:provision:POOL`, the recorded intent to provision workers for a pool.

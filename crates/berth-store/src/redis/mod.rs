@@ -29,6 +29,7 @@ pub mod keys;
 mod queue;
 mod reply;
 mod scripts;
+mod service;
 mod store;
 mod workers;
 

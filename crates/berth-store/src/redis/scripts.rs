@@ -99,6 +99,12 @@ pub struct Scripts {
     pub promote: LuaScript,
     /// Reads the unmet demand of the backlog.
     pub demand: LuaScript,
+    /// Gives back a dead worker's container.
+    pub reclaim: LuaScript,
+    /// Asks for a container to stop.
+    pub cancel: LuaScript,
+    /// Removes a worker that owns nothing.
+    pub deregister: LuaScript,
 }
 
 impl Scripts {
@@ -120,11 +126,14 @@ impl Scripts {
             screen: LuaScript::new("screen.lua", intake_script!("screen.lua")),
             promote: LuaScript::new("promote.lua", intake_script!("promote.lua")),
             demand: LuaScript::new("demand.lua", intake_script!("demand.lua")),
+            reclaim: LuaScript::new("reclaim.lua", intake_script!("reclaim.lua")),
+            cancel: LuaScript::new("cancel.lua", intake_script!("cancel.lua")),
+            deregister: LuaScript::new("deregister.lua", worker_script!("deregister.lua")),
         }
     }
 
     /// Every script, for loading.
-    pub fn all(&self) -> [&LuaScript; 16] {
+    pub fn all(&self) -> [&LuaScript; 19] {
         [
             &self.commit,
             &self.release,
@@ -142,6 +151,9 @@ impl Scripts {
             &self.screen,
             &self.promote,
             &self.demand,
+            &self.reclaim,
+            &self.cancel,
+            &self.deregister,
         ]
     }
 }

@@ -388,6 +388,58 @@ impl Store for RedisStore {
         self.count_backlog().await
     }
 
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
+        self.read_heartbeats().await
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
+        self.remove_worker(worker).await
+    }
+
+    async fn containers(
+        &self,
+        state: Option<ContainerState>,
+        limit: usize,
+    ) -> Result<Vec<ContainerRecord>> {
+        self.list_containers(state, limit).await
+    }
+
+    async fn append_logs(
+        &self,
+        container: &ContainerId,
+        lines: &[String],
+        keep: usize,
+    ) -> Result<()> {
+        self.push_logs(container, lines, keep).await
+    }
+
+    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
+        self.read_logs(container).await
+    }
+
+    async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {
+        self.cancel_container(container).await
+    }
+
+    async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>> {
+        self.cancellations(containers).await
+    }
+
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        self.reclaim_container(worker, container, attempt, reason)
+            .await
+    }
+
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>> {
+        self.owned_by(worker).await
+    }
+
     async fn check(&self) -> Result<Vec<Violation>> {
         self.check_invariants().await
     }

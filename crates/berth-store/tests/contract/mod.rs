@@ -39,7 +39,11 @@ macro_rules! contract_tests {
             invalid_requests_write_nothing,
             owners_lists_every_holder,
             unmet_demand_sums_the_backlog_per_pool,
-            one_provisioning_intent_per_pool_and_ttl
+            one_provisioning_intent_per_pool_and_ttl,
+            heartbeats_and_deregistration,
+            listing_and_logs,
+            cancellation_fails_pending_and_flags_placed,
+            a_dead_workers_containers_are_reclaimed_once
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -1258,4 +1262,225 @@ where
             .unwrap(),
         "the intent expires"
     );
+}
+
+/// Submits, claims, commits on `worker` and settles one request: returns its attempt.
+async fn place(store: &dyn Store, id: &str, worker: &str) -> AttemptId {
+    store.submit(&[request(id, 100)]).await.unwrap();
+    let claim = store
+        .claim("e", 100, Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.request.id.as_str() == id)
+        .unwrap();
+    let res = Reservation {
+        container: claim.request.id.clone(),
+        attempt: claim.attempt.clone(),
+        resources: claim.request.resources,
+        payload: Payload::default(),
+    };
+    let out = store.commit(&[group(worker, vec![res])]).await.unwrap();
+    assert!(committed(&out[0]), "{out:?}");
+    let item = SettleItem {
+        entry: claim.entry.clone(),
+        container: claim.request.id.clone(),
+        settlement: Settlement::Scheduled {
+            worker: wid(worker),
+            attempt: claim.attempt.clone(),
+        },
+    };
+    assert_eq!(
+        store.settle(&[item]).await.unwrap(),
+        vec![SettleOutcome::Done]
+    );
+    claim.attempt
+}
+
+pub async fn heartbeats_and_deregistration<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "liveness").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store
+        .register_worker(&registration("w2", 4000, 4096))
+        .await
+        .unwrap();
+    store.heartbeat(&wid("w1"), 42).await.unwrap();
+    let mut beats = store.heartbeats().await.unwrap();
+    beats.sort();
+    assert_eq!(beats[0], (wid("w1"), 42));
+    assert_eq!(beats.len(), 2);
+    let attempt = place(&*store, "r1", "w2").await;
+    let busy = store.deregister_worker(&wid("w2")).await;
+    assert!(
+        matches!(busy, Err(StoreError::StillOwns { count: 1, .. })),
+        "{busy:?}"
+    );
+    store
+        .release(&wid("w2"), &cid("r1"), Some(&attempt))
+        .await
+        .unwrap();
+    store.deregister_worker(&wid("w2")).await.unwrap();
+    store.deregister_worker(&wid("w2")).await.unwrap();
+    assert!(store.worker(&wid("w2")).await.unwrap().is_none());
+    assert_eq!(store.workers().await.unwrap().len(), 1);
+}
+
+pub async fn listing_and_logs<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "listing").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let mut newer = request("new", 100);
+    newer.submitted_at_ms = 50;
+    store.submit(&[request("old", 100), newer]).await.unwrap();
+    place(&*store, "placed", "w1").await;
+    let all = store.containers(None, 10).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.request.id.as_str()).collect();
+    assert_eq!(ids[0], "new", "newest first: {ids:?}");
+    assert_eq!(all.len(), 3);
+    let scheduled = store
+        .containers(Some(ContainerState::Scheduled), 10)
+        .await
+        .unwrap();
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(store.containers(None, 1).await.unwrap().len(), 1);
+
+    assert!(store.logs(&cid("placed")).await.unwrap().is_empty());
+    let lines: Vec<String> = (0..8).map(|i| format!("line {i}")).collect();
+    store
+        .append_logs(&cid("placed"), &lines[..5], 6)
+        .await
+        .unwrap();
+    store
+        .append_logs(&cid("placed"), &lines[5..], 6)
+        .await
+        .unwrap();
+    let kept = store.logs(&cid("placed")).await.unwrap();
+    assert_eq!(kept, lines[2..].to_vec(), "the last lines are kept");
+}
+
+pub async fn cancellation_fails_pending_and_flags_placed<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "cancel").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("waiting", 100)]).await.unwrap();
+    let cancelled = store.cancel(&cid("waiting")).await.unwrap();
+    assert_eq!(
+        (cancelled.state, cancelled.reason.as_deref()),
+        (ContainerState::Failed, Some("cancelled"))
+    );
+    assert!(
+        store
+            .claim("e", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no longer placed"
+    );
+    place(&*store, "placed", "w1").await;
+    let flagged = store.cancel(&cid("placed")).await.unwrap();
+    assert_eq!(
+        (flagged.state, flagged.cancel_requested),
+        (ContainerState::Scheduled, true)
+    );
+    let asked = store
+        .cancel_requested(&[cid("placed"), cid("waiting"), cid("ghost")])
+        .await
+        .unwrap();
+    assert_eq!(asked, vec![cid("placed")]);
+    let unknown = store.cancel(&cid("ghost")).await;
+    assert!(
+        matches!(unknown, Err(StoreError::UnknownContainer(_))),
+        "{unknown:?}"
+    );
+}
+
+pub async fn a_dead_workers_containers_are_reclaimed_once<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "reclaim").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let unstarted = place(&*store, "unstarted", "w1").await;
+    let running = place(&*store, "running", "w1").await;
+    let w1 = wid("w1");
+    store
+        .transition(
+            &cid("running"),
+            &Transition::Running {
+                worker: w1.clone(),
+                attempt: running.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut owned: Vec<String> = store
+        .owned(&w1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.container.to_string())
+        .collect();
+    owned.sort();
+    assert_eq!(owned, ["running", "unstarted"]);
+    store
+        .set_worker_status(&w1, WorkerStatus::Lost)
+        .await
+        .unwrap();
+    let why = "worker w1 missed its heartbeats";
+    let first = store
+        .reclaim(&w1, &cid("unstarted"), &unstarted, why)
+        .await
+        .unwrap();
+    assert_eq!(first, ReclaimOutcome::Requeued);
+    let second = store
+        .reclaim(&w1, &cid("running"), &running, why)
+        .await
+        .unwrap();
+    assert_eq!(second, ReclaimOutcome::Lost);
+    for (id, attempt) in [("unstarted", &unstarted), ("running", &running)] {
+        let again = store.reclaim(&w1, &cid(id), attempt, why).await.unwrap();
+        assert_eq!(again, ReclaimOutcome::Released, "a repeat changes nothing");
+    }
+    assert_eq!(
+        free(&*store, "w1").await,
+        Resources::new(4000, 4096, 0),
+        "reclaimed exactly once"
+    );
+    let requeued = store.container(&cid("unstarted")).await.unwrap().unwrap();
+    assert_eq!(
+        (requeued.state, requeued.worker.clone()),
+        (ContainerState::Pending, None)
+    );
+    let lost = store.container(&cid("running")).await.unwrap().unwrap();
+    assert_eq!(
+        (lost.state, lost.reason.as_deref()),
+        (ContainerState::Lost, Some(why))
+    );
+    let retry = store.claim("e2", 10, Duration::ZERO).await.unwrap();
+    let ids: Vec<&str> = retry.iter().map(|c| c.request.id.as_str()).collect();
+    assert_eq!(ids, ["unstarted"], "the unstarted one is placed again");
+    assert_clean(&*store).await;
 }

@@ -16,7 +16,8 @@ if #ARGV ~= 11 then
   return invalid('register takes 11 arguments, got ' .. #ARGV)
 end
 local policies = { spread = true, pack = true }
-local statuses = { available = true, pending = true, draining = true, disabled = true }
+local statuses = { available = true, pending = true, draining = true, disabled = true,
+  lost = true }
 local bools = { ['0'] = true, ['1'] = true }
 local total = { cpu = uint(ARGV[7]), mem = uint(ARGV[8]), gpu = uint(ARGV[9]) }
 local now = uint(ARGV[11])

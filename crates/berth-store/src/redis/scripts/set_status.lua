@@ -1,11 +1,12 @@
 -- berth: set a worker's status.
 --
 -- KEYS: 1 worker hash `P:{w:ID}:worker`.
--- ARGV: 1 status: available, pending, draining or disabled.
+-- ARGV: 1 status: available, pending, draining, disabled or lost.
 -- Reply: {'unknown'} | {'ok', worker} (the worker hash after the change).
 -- Guarantee: atomic; sets the status and bumps the version.
 
-local statuses = { available = true, pending = true, draining = true, disabled = true }
+local statuses = { available = true, pending = true, draining = true, disabled = true,
+  lost = true }
 if #ARGV ~= 1 or not statuses[ARGV[1]] then
   return invalid('status ' .. tostring(ARGV[1]))
 end

@@ -3,7 +3,8 @@
 local CAPACITY_FIELDS = {
   'total_cpu', 'total_mem', 'total_gpu', 'free_cpu', 'free_mem', 'free_gpu', 'version',
 }
-local STATUSES = { available = true, pending = true, draining = true, disabled = true }
+local STATUSES = { available = true, pending = true, draining = true, disabled = true,
+  lost = true }
 -- Fields per HMGET / HSET call: keeps unpack() far below Lua's stack limit.
 local CHUNK = 500
 

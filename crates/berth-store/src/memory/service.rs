@@ -1,0 +1,85 @@
+//! The in-memory store's service operations: liveness, listing, logs, cancellation and
+//! dead workers. Each runs under the store's one mutex.
+
+use super::intake;
+use super::state::State;
+use crate::check::OwnedEntry;
+use crate::lifecycle;
+use crate::model::*;
+use crate::{Result, StoreError};
+use berth_core::{ContainerId, WorkerId};
+
+pub(super) fn deregister(state: &mut State, worker: &WorkerId) -> Result<()> {
+    let Some(entry) = state.workers.get(worker) else {
+        return Ok(());
+    };
+    if !entry.owned.is_empty() {
+        return Err(StoreError::StillOwns {
+            worker: worker.clone(),
+            count: entry.owned.len(),
+        });
+    }
+    state.workers.remove(worker);
+    Ok(())
+}
+
+pub(super) fn containers(
+    state: &State,
+    wanted: Option<ContainerState>,
+    limit: usize,
+) -> Vec<ContainerRecord> {
+    let mut records: Vec<ContainerRecord> = state
+        .records
+        .values()
+        .filter(|r| wanted.is_none_or(|s| r.state == s))
+        .cloned()
+        .collect();
+    records.sort_by(|a, b| {
+        (b.request.submitted_at_ms, &b.request.id).cmp(&(a.request.submitted_at_ms, &a.request.id))
+    });
+    records.truncate(limit);
+    records
+}
+
+pub(super) fn append_logs(
+    state: &mut State,
+    container: &ContainerId,
+    lines: &[String],
+    keep: usize,
+) {
+    let log = state.logs.entry(container.clone()).or_default();
+    log.extend(lines.iter().cloned());
+    let excess = log.len().saturating_sub(keep);
+    log.drain(..excess);
+}
+
+pub(super) fn cancel(state: &mut State, container: &ContainerId) -> Result<ContainerRecord> {
+    let record = state
+        .records
+        .get_mut(container)
+        .ok_or_else(|| StoreError::UnknownContainer(container.clone()))?;
+    lifecycle::cancel(record, crate::now_ms());
+    Ok(record.clone())
+}
+
+pub(super) fn reclaim(
+    state: &mut State,
+    worker: &WorkerId,
+    container: &ContainerId,
+    attempt: &AttemptId,
+    reason: &str,
+) -> Result<ReclaimOutcome> {
+    let outcome = match state.records.get_mut(container) {
+        Some(record) => lifecycle::reclaim(record, worker, attempt, reason, crate::now_ms()),
+        None => None,
+    };
+    if outcome == Some(ReclaimOutcome::Requeued) {
+        intake::enqueue_id(state, container);
+    }
+    state.release(worker, container, Some(attempt))?;
+    Ok(outcome.unwrap_or(ReclaimOutcome::Released))
+}
+
+pub(super) fn owned(state: &State, worker: &WorkerId) -> Result<Vec<OwnedEntry>> {
+    Ok(state.entry(worker)?.owned.values().cloned().collect())
+}
