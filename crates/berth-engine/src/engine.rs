@@ -293,7 +293,10 @@ async fn process(
     for (claim, _) in &expired {
         settle.fail(claim, TIMED_OUT.to_owned());
     }
-    sort(shared, now, &claims, &retries, outcome, &mut settle, carry);
+    let hopeless_once = sort(shared, now, &claims, &retries, outcome, &mut settle, carry);
+    if hopeless_once {
+        cache.expire();
+    }
     target_demand(shared, cache, &claims, &mut settle).await?;
     apply(shared, &claims_of(&claims, &expired), settle, now).await
 }
@@ -385,7 +388,10 @@ impl Settle {
     }
 }
 
-/// Turns a strategy's outcome into settlements and carried-over claims.
+/// Turns a strategy's outcome into settlements and carried-over claims. Returns true when
+/// a request looked hopeless for the first time: it is carried over to be judged once more
+/// against a fresh snapshot, and the cache must be reloaded.
+#[must_use]
 fn sort(
     shared: &Shared,
     now: u64,
@@ -394,7 +400,8 @@ fn sort(
     outcome: BatchOutcome,
     settle: &mut Settle,
     carry: &mut Vec<(Claim, u32)>,
-) {
+) -> bool {
+    let mut refresh = false;
     for placed in outcome.placed {
         settle.scheduled(&claims[placed.claim], placed.worker, placed.attempt);
     }
@@ -416,9 +423,17 @@ fn sort(
         let claim = &claims[index];
         match reason {
             UnplacedReason::NoRoomNow => defer(shared, now, claim, &reason.to_string(), settle),
+            UnplacedReason::Invalid(_) => settle.fail(claim, reason.to_string()),
+            // Hopeless against this snapshot; the snapshot may predate a registration, so
+            // look once more against a fresh one before failing for good.
+            _ if retries[index] == 0 => {
+                carry.push((claim.clone(), 1));
+                refresh = true;
+            }
             other => settle.fail(claim, other.to_string()),
         }
     }
+    refresh
 }
 
 /// Sends a claim to the backlog. The delay doubles with the time already waited (capped

@@ -77,6 +77,9 @@ pub enum Rejection {
     NotAcceptingWork,
     /// The group does not fit the worker's free capacity.
     NoRoom,
+    /// A container of the group is owned by the worker under another attempt (a placement
+    /// being given back, or one to adopt): the group is not a retry of that commit.
+    OwnedByAnotherAttempt,
     /// Lock-based path only: the worker's version moved since it was read.
     VersionConflict,
     /// Lock-based path only: the caller does not hold the worker's lock (it expired).

@@ -70,9 +70,11 @@ pub trait Store: Send + Sync {
     /// either every reservation of a group is held (capacity subtracted, version bumped,
     /// each container recorded as owned by the worker under its attempt and appended to the
     /// worker's assignment queue) or nothing is. Status and capacity are checked inside the
-    /// atomic step. Idempotent per container: a container the worker already owns is not
-    /// reserved again (it is reported in `already_owned`); a group whose containers are all
-    /// owned already is `Committed` without any write, whatever the worker's status.
+    /// atomic step. Idempotent per container and attempt: a container the worker already
+    /// owns under the same attempt is not reserved again (it is reported in
+    /// `already_owned`); a group whose containers are all owned already is `Committed`
+    /// without any write, whatever the worker's status. A container owned under another
+    /// attempt rejects the group (`OwnedByAnotherAttempt`).
     /// Outcomes come back in the order of `groups`. On Redis: one script per group, all in
     /// one pipelined round trip, no lock. If the call fails (a connection error, corrupt
     /// data in one group), groups that did commit stay committed: a retry reports them as

@@ -102,7 +102,12 @@ impl State {
         let Some(entry) = self.workers.get(&group.worker) else {
             return Ok(rejected(Rejection::UnknownWorker, None));
         };
-        let (fresh, already_owned) = split_owned(entry, group);
+        let Some((fresh, already_owned)) = split_owned(entry, group) else {
+            return Ok(rejected(
+                Rejection::OwnedByAnotherAttempt,
+                Some(entry.worker.clone()),
+            ));
+        };
         let needed = sum(fresh.iter().map(|r| r.resources))?;
         if fresh.is_empty() {
             // A retry of a commit that already happened: nothing to write.
@@ -170,22 +175,24 @@ fn rejected(rejection: Rejection, worker: Option<Worker>) -> CommitOutcome {
     CommitOutcome::Rejected { rejection, worker }
 }
 
-/// Splits a group into reservations the worker does not own yet and those it owns already.
-fn split_owned<'g>(
-    entry: &WorkerEntry,
-    group: &'g CommitGroup,
-) -> (Vec<&'g Reservation>, Vec<(ContainerId, AttemptId)>) {
+/// Splits a group into reservations the worker does not own yet and those it owns already
+/// under the same attempt; `None` if it owns one under another attempt.
+type Split<'g> = (Vec<&'g Reservation>, Vec<(ContainerId, AttemptId)>);
+fn split_owned<'g>(entry: &WorkerEntry, group: &'g CommitGroup) -> Option<Split<'g>> {
     let mut fresh = Vec::new();
     let mut already = Vec::new();
     let mut seen = BTreeSet::new();
     for reservation in &group.reservations {
         if let Some(owned) = entry.owned.get(&reservation.container) {
+            if owned.attempt != reservation.attempt {
+                return None;
+            }
             already.push((reservation.container.clone(), owned.attempt.clone()));
         } else if seen.insert(&reservation.container) {
             fresh.push(reservation);
         }
     }
-    (fresh, already)
+    Some((fresh, already))
 }
 
 fn own_and_queue(entry: &mut WorkerEntry, reservation: &Reservation, seq: u64) {

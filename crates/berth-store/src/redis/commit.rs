@@ -93,6 +93,7 @@ impl RedisStore {
             }
             "not_accepting" => Rejection::NotAcceptingWork,
             "no_room" => Rejection::NoRoom,
+            "owned_elsewhere" => Rejection::OwnedByAnotherAttempt,
             "version_conflict" => Rejection::VersionConflict,
             "lock_lost" => Rejection::LockLost,
             _ => return Err(unexpected("commit", &Value::Array(parts))),

@@ -43,7 +43,8 @@ macro_rules! contract_tests {
             heartbeats_and_deregistration,
             listing_and_logs,
             cancellation_fails_pending_and_flags_placed,
-            a_dead_workers_containers_are_reclaimed_once
+            a_dead_workers_containers_are_reclaimed_once,
+            another_attempt_is_not_a_retry
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -1482,5 +1483,44 @@ where
     let retry = store.claim("e2", 10, Duration::ZERO).await.unwrap();
     let ids: Vec<&str> = retry.iter().map(|c| c.request.id.as_str()).collect();
     assert_eq!(ids, ["unstarted"], "the unstarted one is placed again");
+    assert_clean(&*store).await;
+}
+
+pub async fn another_attempt_is_not_a_retry<C, F>(connect: C)
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    let store = open(&connect, "other-attempt").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store
+        .commit(&[group("w1", vec![reservation("a", 1000, 1024)])])
+        .await
+        .unwrap();
+    let before = store.worker(&wid("w1")).await.unwrap().unwrap();
+    let mut other = reservation("a", 1000, 1024);
+    other.attempt = AttemptId("newer".into());
+    let out = store
+        .commit(&[group("w1", vec![other, reservation("b", 1, 1)])])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out[0],
+            CommitOutcome::Rejected {
+                rejection: Rejection::OwnedByAnotherAttempt,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        store.worker(&wid("w1")).await.unwrap().unwrap(),
+        before,
+        "nothing written"
+    );
     assert_clean(&*store).await;
 }

@@ -8,10 +8,12 @@
 -- Reply: {'unknown'} when the worker is not registered; else {outcome, worker} or
 --        {'ok', worker, already}, where worker is the worker hash (HGETALL) after the call,
 --        already lists {container, attempt, ...} the worker owned before (not reserved again)
---        and outcome is 'lock_lost', 'version_conflict', 'not_accepting' or 'no_room'.
+--        and outcome is 'lock_lost', 'version_conflict', 'owned_elsewhere' (a container is
+--        owned under another attempt), 'not_accepting' or 'no_room'.
 -- Guarantee: all or nothing. The checks run in this order: worker exists, (locked: the lock
 --   holds the token, the version is the expected one); if every container is owned already
---   (a retried commit) the reply is 'ok' and nothing is written, not even the version;
+--   under the same attempt (a retried commit) the reply is 'ok' and nothing is written, not
+--   even the version; a container owned under another attempt rejects the group;
 --   otherwise the status is available or pending and the containers not owned yet fit the
 --   free capacity. Then free capacity is subtracted,
 --   the version bumped, each new container recorded in the owned hash as
@@ -97,6 +99,10 @@ for i, r in ipairs(reservations) do
     local entry = parse_owned(owned[i])
     if entry == nil then
       return corrupt(owned_key, r.container, owned_problem(owned[i]))
+    end
+    if entry.attempt ~= r.attempt then
+      -- Held under another attempt (about to be released or adopted): not a retry.
+      return { 'owned_elsewhere', worker.flat }
     end
     already[#already + 1] = r.container
     already[#already + 1] = entry.attempt
