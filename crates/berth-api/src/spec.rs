@@ -1,0 +1,551 @@
+//! What a client submits: [`ContainerSpec`], its GPU part [`GpuSpec`], and the validation
+//! that turns it into a [`berth_core::ContainerRequest`].
+
+use crate::error::ApiError;
+use berth_core::request::MAX_GPU_COUNT;
+use berth_core::{
+    ContainerId, ContainerRequest, GpuPreference, GpuType, Payload, PoolName, RequestError,
+    Resources,
+};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use utoipa::ToSchema;
+
+/// The reserved environment variable that carries a container's timeout to its worker:
+/// `timeout_secs` of a [`ContainerSpec`] is stored in the payload's environment under this
+/// key (in seconds, as decimal digits), and the worker kills the container once it has run
+/// that long. A spec may not set it in `env` itself.
+pub const TIMEOUT_ENV: &str = "BERTH_TIMEOUT_SECS";
+
+/// The longest timeout accepted: 30 days.
+pub const MAX_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+
+/// The most arguments a command may have.
+pub const MAX_COMMAND_ARGS: usize = 4096;
+
+/// The most environment variables a container may have.
+pub const MAX_ENV_VARS: usize = 1024;
+
+/// The longest tenant name, image reference or environment variable name, in bytes.
+pub const MAX_NAME_LEN: usize = 512;
+
+/// The timeout carried in a payload's environment under [`TIMEOUT_ENV`], if any.
+pub fn timeout_secs(payload: &Payload) -> Option<u64> {
+    payload.env.get(TIMEOUT_ENV)?.parse().ok()
+}
+
+/// Which GPU types a container accepts: the string `"any"`, or a list of type names in
+/// order of preference (`["A100-80", "A100-40"]`; names are case-insensitive and may be
+/// known ones such as T4, L4, A10G, A100-40, A100-80, H100, H200, L40S, A6000, RTX4090, or
+/// any other name of letters, digits, `-`, `_` and `.`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum GpuTypes {
+    /// Any type will do.
+    #[default]
+    Any,
+    /// Only these types, the first preferred (validated by
+    /// [`ContainerSpec::into_request`]).
+    List(Vec<String>),
+}
+
+impl Serialize for GpuTypes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            GpuTypes::Any => serializer.serialize_str("any"),
+            GpuTypes::List(types) => types.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GpuTypes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TypesVisitor;
+        impl<'de> Visitor<'de> for TypesVisitor {
+            type Value = GpuTypes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"any\" or a list of GPU type names")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<GpuTypes, E> {
+                if value.eq_ignore_ascii_case("any") {
+                    Ok(GpuTypes::Any)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(value), &self))
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<GpuTypes, A::Error> {
+                let mut types = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    types.push(name);
+                }
+                Ok(GpuTypes::List(types))
+            }
+        }
+        deserializer.deserialize_any(TypesVisitor)
+    }
+}
+
+impl utoipa::PartialSchema for GpuTypes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["any"]))
+                    .description(Some("any GPU type will do")),
+            )
+            .item(
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some("acceptable GPU types, the first preferred")),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for GpuTypes {}
+
+/// The GPUs a container needs: `{"count": 2, "types": ["A100-80", "A100-40"]}` or
+/// `{"count": 1, "types": "any"}` (`types` defaults to `"any"`). All of a container's GPUs
+/// are of its worker's one type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    /// How many GPUs, at least 1 (omit `gpu` for a CPU-only container).
+    pub count: u32,
+    /// Which types are acceptable.
+    #[serde(default)]
+    #[schema(inline)]
+    pub types: GpuTypes,
+}
+
+fn default_tenant() -> String {
+    "default".to_owned()
+}
+
+/// A container to run: the body of `POST /v1/containers` and an element of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// The container's id (ASCII letters, digits, `.`, `_`, `-`, `:`; at most 128 bytes).
+    /// Supplying it makes the submit idempotent: submitting the same id again writes nothing
+    /// and answers with the existing container's state. Generated (`c-` and 16 hex digits)
+    /// when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Who asks, for accounting (same alphabet as ids).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// CPU in millicores (1000 = one core), at least 1.
+    pub cpu_millicores: u64,
+    /// Memory in MiB, at least 1.
+    pub memory_mib: u64,
+    /// The GPUs it needs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuSpec>,
+    /// Run only on workers of this pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: i32,
+    /// May run on preemptible workers.
+    #[serde(default)]
+    pub preemptible: bool,
+    /// The container image, if the worker's runtime uses images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The command and its arguments; not empty.
+    pub command: Vec<String>,
+    /// Environment variables. [`TIMEOUT_ENV`] is reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The worker kills the container after this many seconds (1 to 30 days); carried to the
+    /// worker in the environment under [`TIMEOUT_ENV`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+impl ContainerSpec {
+    /// A spec with the given size and command, and every other field at its default.
+    pub fn new(cpu_millicores: u64, memory_mib: u64, command: Vec<String>) -> ContainerSpec {
+        ContainerSpec {
+            id: None,
+            tenant: default_tenant(),
+            cpu_millicores,
+            memory_mib,
+            gpu: None,
+            pool: None,
+            priority: 0,
+            preemptible: false,
+            image: None,
+            command,
+            env: BTreeMap::new(),
+            timeout_secs: None,
+        }
+    }
+
+    /// Validates the spec and builds the request the store accepts, submitted at `now_ms`,
+    /// with `generated_id` when the spec has no id. Every error names the field at fault.
+    pub fn into_request(
+        self,
+        now_ms: u64,
+        generated_id: ContainerId,
+    ) -> Result<ContainerRequest, ApiError> {
+        let id = match &self.id {
+            Some(id) => {
+                ContainerId::new(id.as_str()).map_err(|e| ApiError::invalid("id", e.to_string()))?
+            }
+            None => generated_id,
+        };
+        check_name("tenant", &self.tenant)?;
+        let pool_selector = match &self.pool {
+            Some(pool) => Some(
+                PoolName::new(pool.as_str())
+                    .map_err(|e| ApiError::invalid("pool", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let (gpu_count, gpu) = gpu_preference(self.gpu.as_ref())?;
+        let payload = payload(self.image, self.command, self.env, self.timeout_secs)?;
+        let request = ContainerRequest {
+            id,
+            tenant: self.tenant,
+            resources: Resources::new(self.cpu_millicores, self.memory_mib, gpu_count),
+            gpu,
+            pool_selector,
+            preemptible: self.preemptible,
+            priority: self.priority,
+            submitted_at_ms: now_ms,
+            payload,
+        };
+        request.validate().map_err(request_error)?;
+        Ok(request)
+    }
+}
+
+/// Checks a tenant-like name: the id alphabet, not empty, at most 128 bytes.
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    // The id rules are the ones every name in berth follows.
+    ContainerId::new(value)
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid(field, e.to_string().replace("container id", field)))
+}
+
+fn gpu_preference(gpu: Option<&GpuSpec>) -> Result<(u32, GpuPreference), ApiError> {
+    let Some(gpu) = gpu else {
+        return Ok((0, GpuPreference::Any));
+    };
+    if gpu.count == 0 {
+        return Err(ApiError::invalid(
+            "gpu.count",
+            "must be at least 1; omit gpu for a CPU-only container",
+        ));
+    }
+    if gpu.count > MAX_GPU_COUNT {
+        return Err(ApiError::invalid(
+            "gpu.count",
+            format!("{} is above the limit of {MAX_GPU_COUNT}", gpu.count),
+        ));
+    }
+    let preference = match &gpu.types {
+        GpuTypes::Any => GpuPreference::Any,
+        GpuTypes::List(names) if names.is_empty() => {
+            return Err(ApiError::invalid(
+                "gpu.types",
+                "the list of GPU types is empty; list at least one type, or use \"any\"",
+            ));
+        }
+        GpuTypes::List(names) => GpuPreference::Types(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| parse_gpu_type(&format!("gpu.types[{i}]"), name))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    Ok((gpu.count, preference))
+}
+
+/// Parses a GPU type name, naming `field` on error.
+pub fn parse_gpu_type(field: &str, name: &str) -> Result<GpuType, ApiError> {
+    name.parse()
+        .map_err(|e: berth_core::GpuTypeError| ApiError::invalid(field, e.to_string()))
+}
+
+fn payload(
+    image: Option<String>,
+    command: Vec<String>,
+    mut env: BTreeMap<String, String>,
+    timeout: Option<u64>,
+) -> Result<Payload, ApiError> {
+    if let Some(image) = &image {
+        let bad = image.is_empty()
+            || image.len() > MAX_NAME_LEN
+            || image.chars().any(|c| c.is_whitespace() || c.is_control());
+        if bad {
+            return Err(ApiError::invalid(
+                "image",
+                format!("must be 1 to {MAX_NAME_LEN} bytes without spaces or control characters"),
+            ));
+        }
+    }
+    if command.first().is_none_or(String::is_empty) {
+        return Err(ApiError::invalid(
+            "command",
+            "must name a program: give a non-empty list whose first element is not empty",
+        ));
+    }
+    if command.len() > MAX_COMMAND_ARGS {
+        return Err(ApiError::invalid(
+            "command",
+            format!(
+                "has {} arguments; the limit is {MAX_COMMAND_ARGS}",
+                command.len()
+            ),
+        ));
+    }
+    if let Some(i) = command.iter().position(|arg| arg.contains('\0')) {
+        return Err(ApiError::invalid(
+            format!("command[{i}]"),
+            "must not contain NUL characters",
+        ));
+    }
+    if env.len() > MAX_ENV_VARS {
+        return Err(ApiError::invalid(
+            "env",
+            format!("has {} variables; the limit is {MAX_ENV_VARS}", env.len()),
+        ));
+    }
+    for (name, value) in &env {
+        check_env_name(name)?;
+        if value.contains('\0') {
+            return Err(ApiError::invalid(
+                format!("env.{name}"),
+                "must not contain NUL characters",
+            ));
+        }
+    }
+    if let Some(secs) = timeout {
+        if secs == 0 || secs > MAX_TIMEOUT_SECS {
+            return Err(ApiError::invalid(
+                "timeout_secs",
+                format!("must be between 1 and {MAX_TIMEOUT_SECS} (30 days), got {secs}"),
+            ));
+        }
+        env.insert(TIMEOUT_ENV.to_owned(), secs.to_string());
+    }
+    Ok(Payload {
+        image,
+        command,
+        env,
+    })
+}
+
+fn check_env_name(name: &str) -> Result<(), ApiError> {
+    if name == TIMEOUT_ENV {
+        return Err(ApiError::invalid(
+            format!("env.{name}"),
+            format!("{TIMEOUT_ENV} is reserved; set timeout_secs instead"),
+        ));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !first_ok || !rest_ok || name.len() > MAX_NAME_LEN {
+        let shown: String = name.chars().take(64).collect();
+        return Err(ApiError::invalid(
+            format!("env.{shown}"),
+            "environment variable names are letters, digits and '_', not starting with a digit",
+        ));
+    }
+    Ok(())
+}
+
+/// Maps the core's validation error to the spec's field names.
+fn request_error(error: RequestError) -> ApiError {
+    let field = match &error {
+        RequestError::ZeroSized { field } | RequestError::TooLarge { field, .. } => match *field {
+            "gpu_count" => "gpu.count",
+            other => other,
+        },
+        RequestError::TypesWithoutCount | RequestError::EmptyTypeList => "gpu.types",
+    };
+    let message = match &error {
+        RequestError::ZeroSized { field } => {
+            format!(
+                "must be at least 1 (a container must request some {})",
+                unit(field)
+            )
+        }
+        RequestError::TooLarge { value, limit, .. } => {
+            format!("{value} is above the limit of {limit}")
+        }
+        other => other.to_string(),
+    };
+    ApiError::invalid(field, message)
+}
+
+fn unit(field: &str) -> &'static str {
+    match field {
+        "cpu_millicores" => "CPU",
+        "memory_mib" => "memory",
+        _ => "resources",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    fn generated() -> ContainerId {
+        ContainerId::new("gen-1").unwrap()
+    }
+
+    fn spec(json: &str) -> ContainerSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_minimal_spec_takes_the_defaults() {
+        let request = spec(r#"{"cpu_millicores": 500, "memory_mib": 256, "command": ["true"]}"#)
+            .into_request(7, generated())
+            .unwrap();
+        assert_eq!(request.id.as_str(), "gen-1");
+        assert_eq!(request.tenant, "default");
+        assert_eq!(request.resources, Resources::new(500, 256, 0));
+        assert_eq!(request.submitted_at_ms, 7);
+        assert_eq!(request.payload.command, vec!["true".to_owned()]);
+    }
+
+    #[test]
+    fn gpus_by_list_or_any() {
+        let request = spec(
+            r#"{"id": "x", "cpu_millicores": 1, "memory_mib": 1, "command": ["a"],
+                "gpu": {"count": 2, "types": ["a10g", "A100-40"]}}"#,
+        )
+        .into_request(0, generated())
+        .unwrap();
+        assert_eq!(request.id.as_str(), "x");
+        assert_eq!(request.resources.gpu_count, 2);
+        assert_eq!(
+            request.gpu,
+            GpuPreference::Types(vec![GpuType::A10G, GpuType::A100_40])
+        );
+        let any = spec(
+            r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 1, "types": "any"}}"#,
+        );
+        assert_eq!(any.gpu.as_ref().unwrap().types, GpuTypes::Any);
+        let omitted = spec(
+            r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 1}}"#,
+        );
+        assert_eq!(omitted.gpu.as_ref().unwrap().types, GpuTypes::Any);
+        let text = serde_json::to_string(&any).unwrap();
+        assert!(text.contains(r#""types":"any""#), "{text}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                r#""cpu_millicores": 0, "memory_mib": 1, "command": ["a"]"#,
+                "cpu_millicores",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 0, "command": ["a"]"#,
+                "memory_mib",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1099511627777, "command": ["a"]"#,
+                "memory_mib",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": []"#,
+                "command",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": [""]"#,
+                "command",
+            ),
+            (
+                r#""id": "a{b}", "cpu_millicores": 1, "memory_mib": 1, "command": ["a"]"#,
+                "id",
+            ),
+            (
+                r#""pool": "p q", "cpu_millicores": 1, "memory_mib": 1, "command": ["a"]"#,
+                "pool",
+            ),
+            (
+                r#""tenant": "", "cpu_millicores": 1, "memory_mib": 1, "command": ["a"]"#,
+                "tenant",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 1, "types": ["A100 40"]}"#,
+                "gpu.types[0]",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 0}"#,
+                "gpu.count",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 1, "types": []}"#,
+                "gpu.types",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 100000}"#,
+                "gpu.count",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "env": {"BERTH_TIMEOUT_SECS": "1"}"#,
+                "env.BERTH_TIMEOUT_SECS",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "env": {"1X": "1"}"#,
+                "env.1X",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "timeout_secs": 0"#,
+                "timeout_secs",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "image": "a b""#,
+                "image",
+            ),
+        ];
+        for (body, field) in cases {
+            let error = spec(&format!("{{{body}}}"))
+                .into_request(0, generated())
+                .unwrap_err();
+            assert_eq!(error.field.as_deref(), Some(field), "{body}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_timeout_travels_in_the_environment() {
+        let mut spec = ContainerSpec::new(1, 1, vec!["sleep".into(), "9".into()]);
+        spec.timeout_secs = Some(60);
+        let request = spec.into_request(0, generated()).unwrap();
+        assert_eq!(
+            request.payload.env.get(TIMEOUT_ENV).map(String::as_str),
+            Some("60")
+        );
+        assert_eq!(timeout_secs(&request.payload), Some(60));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_gpu_shapes_are_refused() {
+        let unknown: Result<ContainerSpec, _> = serde_json::from_str(
+            r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "cpus": 2}"#,
+        );
+        assert!(unknown.is_err());
+        let bad_types: Result<ContainerSpec, _> = serde_json::from_str(
+            r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 1, "types": "some"}}"#,
+        );
+        assert!(bad_types.is_err());
+    }
+}

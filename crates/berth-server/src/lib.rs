@@ -1,0 +1,228 @@
+//! # berth-server
+//!
+//! The HTTP service around one engine replica: clients submit, list, cancel and read
+//! containers; worker agents register, heartbeat, long-poll their assignments and report;
+//! operators drain workers and read the demand, the invariant check, the OpenAPI document
+//! and the metrics. A reaper declares workers that miss their heartbeats lost and gives
+//! their containers back.
+//!
+//! - [`serve`]: runs the service on a listener until a shutdown signal (with the reaper).
+//! - [`router`]: the axum router alone, for embedding.
+//! - [`AppState`], [`ServerConfig`]: what the handlers share, and the settings.
+//! - [`reap_once`], [`spawn_reaper`]: the dead-worker reaper.
+//! - [`install_metrics`]: the process's Prometheus recorder (installed once).
+//! - [`ApiDoc`]: the OpenAPI document, served at `/openapi.json`.
+//!
+//! Every error is an [`berth_api::ErrorBody`] with the status of its code: malformed input
+//! is a 400 naming the field, an oversize body a 413, a request that could never be placed
+//! a 422 (nothing written), never a 5xx. Store failures are 500 with a generic message; the
+//! detail goes to the log.
+//!
+//! Submits go to the store directly (one atomic step records and queues them); the engine
+//! replica claims them from there. (Going through [`berth_engine::Engine::submit`] would
+//! leave a waiter behind for every request another replica settles.)
+
+mod containers;
+mod error;
+mod extract;
+mod ops;
+mod reaper;
+mod state;
+mod workers;
+
+pub use error::HttpError;
+pub use reaper::{ReapReport, reap_once, spawn_reaper};
+pub use state::{AppState, ServerConfig};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+/// The OpenAPI document of the whole API.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "berth",
+        description = "berth's HTTP API: submit containers, follow them, run the fleet. Every error is an ErrorBody {code, message, field}."
+    ),
+    paths(
+        containers::submit,
+        containers::submit_batch,
+        containers::get,
+        containers::list,
+        containers::cancel,
+        containers::logs,
+        containers::report,
+        workers::list,
+        workers::register,
+        workers::drain,
+        workers::disable,
+        workers::enable,
+        workers::deregister,
+        workers::heartbeat,
+        workers::assignments,
+        workers::ack,
+        workers::release,
+        ops::demand,
+        ops::check,
+        ops::openapi,
+        ops::metrics,
+        ops::healthz,
+        ops::readyz,
+    ),
+    components(schemas(
+        berth_api::ContainerSpec,
+        berth_api::GpuSpec,
+        berth_api::SubmitResponse,
+        berth_api::BatchSubmit,
+        berth_api::BatchSubmitResponse,
+        berth_api::ContainerView,
+        berth_api::ContainerList,
+        berth_api::LogsView,
+        berth_api::WorkerView,
+        berth_api::WorkerList,
+        berth_api::RegisterWorker,
+        berth_api::WorkerGpu,
+        berth_api::HeartbeatRequest,
+        berth_api::HeartbeatResponse,
+        berth_api::AssignmentView,
+        berth_api::AssignmentList,
+        berth_api::ReleaseRequest,
+        berth_api::ReleaseResponse,
+        berth_api::ReportedState,
+        berth_api::StatusReport,
+        berth_api::ResourcesView,
+        berth_api::PoolDemandView,
+        berth_api::DemandView,
+        berth_api::ViolationView,
+        berth_api::CheckView,
+        berth_api::Health,
+        berth_api::ErrorBody,
+        berth_api::ErrorCode,
+    )),
+    tags(
+        (name = "containers", description = "Submit and follow containers"),
+        (name = "workers", description = "The fleet, for operators"),
+        (name = "worker protocol", description = "What worker agents call"),
+        (name = "operations", description = "Demand, invariants, documentation, metrics, health"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Installs the process's Prometheus recorder the first time it is called and returns its
+/// handle every time. If another recorder was installed already (not through this
+/// function), returns the handle of a detached recorder and logs a warning: berth's series
+/// then go to that other recorder.
+pub fn install_metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => handle,
+            Err(error) => {
+                tracing::warn!(%error, "a metrics recorder is installed already; /metrics will not show berth's series");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        })
+        .clone()
+}
+
+/// The service's routes, with the body limit, request tracing, panic catching and request
+/// metrics.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/containers",
+            post(containers::submit).get(containers::list),
+        )
+        .route(
+            "/v1/containers/batch",
+            post(containers::submit_batch).get(containers::get_named_batch),
+        )
+        .route("/v1/containers/{id}", get(containers::get))
+        .route("/v1/containers/{id}/cancel", post(containers::cancel))
+        .route("/v1/containers/{id}/logs", get(containers::logs))
+        .route("/v1/containers/{id}/status", post(containers::report))
+        .route("/v1/workers", get(workers::list).post(workers::register))
+        .route(
+            "/v1/workers/{id}",
+            axum::routing::delete(workers::deregister),
+        )
+        .route("/v1/workers/{id}/drain", post(workers::drain))
+        .route("/v1/workers/{id}/disable", post(workers::disable))
+        .route("/v1/workers/{id}/enable", post(workers::enable))
+        .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
+        .route("/v1/workers/{id}/assignments", get(workers::assignments))
+        .route(
+            "/v1/workers/{id}/assignments/{delivery}/ack",
+            post(workers::ack),
+        )
+        .route("/v1/workers/{id}/release", post(workers::release))
+        .route("/v1/demand", get(ops::demand))
+        .route("/v1/check", get(ops::check))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(track))
+        .layer(CatchPanicLayer::custom(ops::panicked))
+        .layer(TraceLayer::new_for_http())
+        .with_state(Arc::new(state))
+}
+
+/// Counts every request by route, method and status, and times it.
+async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = tokio::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("berth_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("berth_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves the API on `listener` until `shutdown` completes, with the reaper running. On
+/// shutdown, long-polls return at once (empty) and requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let reaper = spawn_reaper(state.clone());
+    let token = state.shutdown.clone();
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "berth server listening");
+    }
+    let app = router(state);
+    let on_signal = token.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            on_signal.cancel();
+        })
+        .await;
+    token.cancel();
+    if let Err(error) = reaper.await
+        && !error.is_cancelled()
+    {
+        tracing::error!(%error, "the reaper ended abnormally");
+    }
+    result
+}

@@ -1,0 +1,321 @@
+//! The worker endpoints: the operators' (list, drain, disable, enable, remove) and the
+//! worker agents' protocol (register, heartbeat, long-poll assignments, acknowledge,
+//! release).
+
+use crate::error::HttpError;
+use crate::extract::{JsonBody, PathParams, QueryParams, worker_id};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use berth_api::types::check_attempt;
+use berth_api::{
+    AssignmentList, AssignmentView, ErrorBody, HeartbeatRequest, HeartbeatResponse, RegisterWorker,
+    ReleaseRequest, ReleaseResponse, WorkerList, WorkerView,
+};
+use berth_core::{WorkerId, WorkerStatus};
+use berth_store::ReleaseOutcome;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The most assignments one long-poll returns.
+pub const MAX_ASSIGNMENTS: u64 = 1000;
+/// The most running containers one heartbeat may list.
+pub const MAX_RUNNING: usize = 100_000;
+/// The longest delivery id accepted.
+pub const MAX_DELIVERY_LEN: usize = 64;
+
+type Shared = State<Arc<AppState>>;
+
+/// Every registered worker with its last heartbeat.
+#[utoipa::path(
+    get, path = "/v1/workers", tag = "workers",
+    responses((status = 200, body = WorkerList))
+)]
+pub async fn list(State(state): Shared) -> Result<Json<WorkerList>, HttpError> {
+    let beats: HashMap<WorkerId, u64> = state.store.heartbeats().await?.into_iter().collect();
+    let mut workers = state.store.workers().await?;
+    workers.sort_by(|a, b| a.id.cmp(&b.id));
+    let now = state.now_ms();
+    Ok(Json(WorkerList {
+        workers: workers
+            .iter()
+            .map(|w| WorkerView::new(w, beats.get(&w.id).copied(), now))
+            .collect(),
+    }))
+}
+
+/// Registers a worker, or updates a registered one. A drained or disabled worker keeps its
+/// status. Counts as a heartbeat.
+#[utoipa::path(
+    post, path = "/v1/workers", tag = "worker protocol",
+    request_body = RegisterWorker,
+    responses(
+        (status = 200, description = "Registered", body = WorkerView),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 409, description = "The new capacity is below what is reserved on it", body = ErrorBody),
+    )
+)]
+pub async fn register(
+    State(state): Shared,
+    JsonBody(register): JsonBody<RegisterWorker>,
+) -> Result<Json<WorkerView>, HttpError> {
+    let mut registration = register.resolve(&state.pools)?;
+    if let Some(existing) = state.store.worker(&registration.id).await?
+        && matches!(
+            existing.status,
+            WorkerStatus::Draining | WorkerStatus::Disabled
+        )
+    {
+        registration.status = existing.status;
+    }
+    let worker = state.store.register_worker(&registration).await?;
+    let now = state.now_ms();
+    state.store.heartbeat(&worker.id, now).await?;
+    state.fleet.invalidate();
+    tracing::info!(worker = %worker.id, pool = %worker.pool.pool, total = %worker.total, "worker registered");
+    metrics::counter!("berth_workers_registered_total").increment(1);
+    Ok(Json(WorkerView::new(&worker, Some(now), now)))
+}
+
+async fn set_status(
+    state: &AppState,
+    id: &str,
+    status: WorkerStatus,
+) -> Result<Json<WorkerView>, HttpError> {
+    let id = worker_id(id)?;
+    let worker = state.store.set_worker_status(&id, status).await?;
+    state.fleet.invalidate();
+    tracing::info!(worker = %id, %status, "worker status set");
+    let beats = state.store.heartbeats().await?;
+    let last = beats.iter().find(|(w, _)| *w == id).map(|(_, at)| *at);
+    Ok(Json(WorkerView::new(&worker, last, state.now_ms())))
+}
+
+/// The worker takes no new containers; those it runs finish.
+#[utoipa::path(
+    post, path = "/v1/workers/{id}/drain", tag = "workers",
+    params(("id" = String, Path, description = "The worker's id")),
+    responses(
+        (status = 200, body = WorkerView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    )
+)]
+pub async fn drain(
+    State(state): Shared,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<WorkerView>, HttpError> {
+    set_status(&state, &id, WorkerStatus::Draining).await
+}
+
+/// The worker takes no new containers (switched off by an operator).
+#[utoipa::path(
+    post, path = "/v1/workers/{id}/disable", tag = "workers",
+    params(("id" = String, Path, description = "The worker's id")),
+    responses(
+        (status = 200, body = WorkerView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    )
+)]
+pub async fn disable(
+    State(state): Shared,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<WorkerView>, HttpError> {
+    set_status(&state, &id, WorkerStatus::Disabled).await
+}
+
+/// The worker takes containers again.
+#[utoipa::path(
+    post, path = "/v1/workers/{id}/enable", tag = "workers",
+    params(("id" = String, Path, description = "The worker's id")),
+    responses(
+        (status = 200, body = WorkerView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    )
+)]
+pub async fn enable(
+    State(state): Shared,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<WorkerView>, HttpError> {
+    set_status(&state, &id, WorkerStatus::Available).await
+}
+
+/// Removes a worker that owns nothing (drain it and wait for its containers to end first).
+#[utoipa::path(
+    delete, path = "/v1/workers/{id}", tag = "workers",
+    params(("id" = String, Path, description = "The worker's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+        (status = 409, description = "It still owns containers", body = ErrorBody),
+    )
+)]
+pub async fn deregister(
+    State(state): Shared,
+    PathParams(id): PathParams<String>,
+) -> Result<StatusCode, HttpError> {
+    let id = worker_id(&id)?;
+    if state.store.worker(&id).await?.is_none() {
+        return Err(HttpError::not_found(format!(
+            "worker {id} is not registered"
+        )));
+    }
+    state.store.deregister_worker(&id).await?;
+    state.fleet.invalidate();
+    tracing::info!(worker = %id, "worker removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The worker is alive; answers which of its running containers to stop, and its status
+/// (`lost`: register again).
+#[utoipa::path(
+    post, path = "/v1/workers/{id}/heartbeat", tag = "worker protocol",
+    params(("id" = String, Path, description = "The worker's id")),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, body = HeartbeatResponse),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 404, description = "Unknown worker: register first", body = ErrorBody),
+    )
+)]
+pub async fn heartbeat(
+    State(state): Shared,
+    PathParams(id): PathParams<String>,
+    JsonBody(beat): JsonBody<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, HttpError> {
+    let id = worker_id(&id)?;
+    if beat.running.len() > MAX_RUNNING {
+        return Err(HttpError::invalid(
+            "running",
+            format!(
+                "lists {} containers; the limit is {MAX_RUNNING}",
+                beat.running.len()
+            ),
+        ));
+    }
+    state.store.heartbeat(&id, state.now_ms()).await?;
+    let cancel = if beat.running.is_empty() {
+        Vec::new()
+    } else {
+        state.store.cancel_requested(&beat.running).await?
+    };
+    let status = state
+        .store
+        .worker(&id)
+        .await?
+        .map(|w| w.status)
+        .ok_or_else(|| HttpError::not_found(format!("worker {id} is not registered")))?;
+    Ok(Json(HeartbeatResponse { cancel, status }))
+}
+
+/// The worker's next assignments, waiting up to `wait_ms` (capped by the server) for one
+/// to arrive. Unacknowledged deliveries come again after the redelivery timeout.
+#[utoipa::path(
+    get, path = "/v1/workers/{id}/assignments", tag = "worker protocol",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("max" = Option<u64>, Query, description = "At most this many (default 16, 1 to 1000)"),
+        ("wait_ms" = Option<u64>, Query, description = "Wait up to this long for one (default 0; capped by the server, 30 s by default)"),
+    ),
+    responses(
+        (status = 200, body = AssignmentList),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    )
+)]
+pub async fn assignments(
+    State(state): Shared,
+    PathParams(id): PathParams<String>,
+    query: QueryParams,
+) -> Result<Json<AssignmentList>, HttpError> {
+    let id = worker_id(&id)?;
+    query.only(&["max", "wait_ms"])?;
+    let max = query.number("max", 16, 1, MAX_ASSIGNMENTS)?;
+    let wait_ms = query.number("wait_ms", 0, 0, u64::MAX)?;
+    let wait = Duration::from_millis(wait_ms).min(state.config.long_poll_max);
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let delivered = tokio::select! {
+        delivered = state.store.assignments(&id, max, wait) => delivered?,
+        () = state.shutdown.cancelled() => Vec::new(),
+    };
+    Ok(Json(AssignmentList {
+        assignments: delivered.iter().map(AssignmentView::from).collect(),
+    }))
+}
+
+/// Acknowledges a delivery: it will not come again.
+#[utoipa::path(
+    post, path = "/v1/workers/{id}/assignments/{delivery}/ack", tag = "worker protocol",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("delivery" = String, Path, description = "The delivery's id"),
+    ),
+    responses(
+        (status = 204, description = "Acknowledged"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    )
+)]
+pub async fn ack(
+    State(state): Shared,
+    PathParams((id, delivery)): PathParams<(String, String)>,
+) -> Result<StatusCode, HttpError> {
+    let id = worker_id(&id)?;
+    let ok = !delivery.is_empty()
+        && delivery.len() <= MAX_DELIVERY_LEN
+        && delivery
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !ok {
+        return Err(HttpError::invalid(
+            "delivery",
+            format!("a delivery id is 1 to {MAX_DELIVERY_LEN} ASCII letters, digits or '-'"),
+        ));
+    }
+    state.store.ack_assignment(&id, &delivery).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Gives back a reservation the worker will not run (its container's record names another
+/// worker or attempt). Idempotent.
+#[utoipa::path(
+    post, path = "/v1/workers/{id}/release", tag = "worker protocol",
+    params(("id" = String, Path, description = "The worker's id")),
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, body = ReleaseResponse),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+        (status = 409, description = "The container's record is held by this worker and attempt: report its status instead", body = ErrorBody),
+    )
+)]
+pub async fn release(
+    State(state): Shared,
+    PathParams(id): PathParams<String>,
+    JsonBody(release): JsonBody<ReleaseRequest>,
+) -> Result<Json<ReleaseResponse>, HttpError> {
+    let id = worker_id(&id)?;
+    check_attempt("attempt", &release.attempt)?;
+    if let Some(record) = state.store.container(&release.container).await?
+        && !record.state.is_terminal()
+        && record.worker.as_ref() == Some(&id)
+        && record.attempt.as_ref() == Some(&release.attempt)
+    {
+        return Err(HttpError::conflict(format!(
+            "container {} is {} and held by this worker and attempt; report its status (exited or failed) instead of releasing it",
+            release.container, record.state
+        )));
+    }
+    let outcome = state
+        .store
+        .release(&id, &release.container, Some(&release.attempt))
+        .await?;
+    Ok(Json(ReleaseResponse {
+        released: matches!(outcome, ReleaseOutcome::Released { .. }),
+    }))
+}

@@ -1,0 +1,756 @@
+//! The API end to end, in process: a server on loopback around an engine on the memory
+//! store, driven through the typed client.
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+mod common;
+
+use berth_api::{
+    ContainerSpec, ErrorCode, GpuSpec, GpuTypes, HeartbeatRequest, ReleaseRequest, ReportedState,
+    StatusReport,
+};
+use berth_core::{ContainerId, WorkerStatus};
+use berth_server::reap_once;
+use berth_store::{AttemptId, ContainerState};
+use common::Server;
+use std::time::{Duration, Instant};
+
+fn spec(id: Option<&str>, cpu: u64, memory: u64) -> ContainerSpec {
+    let mut spec = ContainerSpec::new(cpu, memory, vec!["echo".into(), "hi".into()]);
+    spec.id = id.map(str::to_owned);
+    spec
+}
+
+fn cid(id: &str) -> ContainerId {
+    ContainerId::new(id).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_get_list_cancel_and_logs() {
+    let server = Server::start().await;
+    let client = &server.client;
+
+    // No worker yet: the `cpu` pool could grow, so the request waits (pending).
+    let one = client.submit(&spec(None, 500, 256)).await.unwrap();
+    assert_eq!(one.state, ContainerState::Pending);
+    assert!(!one.duplicate);
+    assert!(one.id.as_str().starts_with("c-"), "{}", one.id);
+
+    let batch = client
+        .submit_batch(&[
+            spec(Some("b-1"), 100, 100),
+            spec(Some("b-2"), 100, 100),
+            spec(None, 100, 100),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(batch.results.len(), 3);
+    assert_eq!(batch.results[0].id.as_str(), "b-1");
+    assert_eq!(batch.results[1].id.as_str(), "b-2");
+    assert!(batch.results.iter().all(|r| !r.duplicate));
+
+    // Idempotent resubmits, alone and in a batch.
+    let first = client.submit(&spec(Some("job-1"), 100, 100)).await.unwrap();
+    assert!(!first.duplicate);
+    let again = client.submit(&spec(Some("job-1"), 100, 100)).await.unwrap();
+    assert!(again.duplicate);
+    let (status, _, _) = server
+        .post(
+            "/v1/containers",
+            r#"{"id": "job-1", "cpu_millicores": 100, "memory_mib": 100, "command": ["x"]}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "a duplicate answers 200");
+    let mixed = client
+        .submit_batch(&[spec(Some("job-1"), 100, 100), spec(Some("job-2"), 100, 100)])
+        .await
+        .unwrap();
+    assert!(mixed.results[0].duplicate && !mixed.results[1].duplicate);
+    assert_eq!(server.container_count().await, 6);
+
+    let view = client.container(&one.id).await.unwrap();
+    assert_eq!(view.id, one.id);
+    assert_eq!(view.resources.cpu_millicores, 500);
+    assert_eq!(view.command, vec!["echo".to_owned(), "hi".to_owned()]);
+    assert_eq!(view.tenant, "default");
+
+    let all = client.containers(None, None).await.unwrap();
+    assert_eq!(all.len(), 6);
+    let two = client.containers(None, Some(2)).await.unwrap();
+    assert_eq!(two.len(), 2);
+    let pending = client
+        .containers(Some(ContainerState::Pending), None)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 6);
+
+    let cancelled = client.cancel(&cid("b-1")).await.unwrap();
+    assert_eq!(cancelled.state, ContainerState::Failed);
+    assert_eq!(cancelled.reason.as_deref(), Some("cancelled"));
+    let failed = client
+        .containers(Some(ContainerState::Failed), None)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+
+    let logs = client.logs(&one.id).await.unwrap();
+    assert_eq!(logs.id, one.id);
+    assert!(logs.lines.is_empty());
+
+    // An id that is also a route segment still reads back.
+    client.submit(&spec(Some("batch"), 100, 100)).await.unwrap();
+    assert_eq!(
+        client.container(&cid("batch")).await.unwrap().id.as_str(),
+        "batch"
+    );
+    assert!(client.logs(&cid("batch")).await.unwrap().lines.is_empty());
+    assert_eq!(
+        client.cancel(&cid("batch")).await.unwrap().state,
+        ContainerState::Failed
+    );
+
+    let missing = client.container(&cid("nope")).await.unwrap_err();
+    assert_eq!(missing.status(), Some(404));
+    assert_eq!(missing.body().unwrap().code, ErrorCode::NotFound);
+
+    // Workers: list and drain.
+    let w1 = server.register("w1", 4000, 8192).await;
+    let workers = client.workers().await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].id, w1);
+    assert_eq!(workers[0].status, WorkerStatus::Available);
+    assert!(workers[0].last_heartbeat_ms.is_some());
+    let drained = client.drain(&w1).await.unwrap();
+    assert_eq!(drained.status, WorkerStatus::Draining);
+    // A drained worker that registers again stays drained.
+    server.register("w1", 4000, 8192).await;
+    assert_eq!(
+        client.workers().await.unwrap()[0].status,
+        WorkerStatus::Draining
+    );
+    let disabled = client.disable(&w1).await.unwrap();
+    assert_eq!(disabled.status, WorkerStatus::Disabled);
+    let enabled = client.enable(&w1).await.unwrap();
+    assert_eq!(enabled.status, WorkerStatus::Available);
+
+    assert!(client.check().await.unwrap().violations.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_a_container_through_the_api() {
+    let server = Server::start().await;
+    let client = &server.client;
+    let w1 = server.register("w1", 4000, 8192).await;
+    let beat = client
+        .heartbeat(&w1, &HeartbeatRequest::default())
+        .await
+        .unwrap();
+    assert!(beat.cancel.is_empty());
+    assert_eq!(beat.status, WorkerStatus::Available);
+
+    let mut job = spec(Some("run-1"), 1000, 1024);
+    job.timeout_secs = Some(60);
+    job.env.insert("GREETING".into(), "hello".into());
+    let submitted = client.submit(&job).await.unwrap();
+    assert!(!submitted.duplicate);
+
+    // The long-poll returns as soon as the container is placed.
+    let started = Instant::now();
+    let delivered = client
+        .assignments(&w1, 8, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(delivered.len(), 1);
+    let assignment = &delivered[0];
+    assert_eq!(assignment.container.as_str(), "run-1");
+    assert_eq!(assignment.timeout_secs, Some(60));
+    assert_eq!(
+        assignment.env.get("GREETING").map(String::as_str),
+        Some("hello")
+    );
+    assert!(!assignment.env.contains_key(berth_api::TIMEOUT_ENV));
+    assert_eq!(assignment.command, vec!["echo".to_owned(), "hi".to_owned()]);
+    client.ack(&w1, &assignment.delivery).await.unwrap();
+
+    let scheduled = server.wait_for(&cid("run-1"), "scheduled").await;
+    assert_eq!(scheduled.worker.as_ref(), Some(&w1));
+    let report = |state, exit_code, logs: Vec<String>| StatusReport {
+        worker: w1.clone(),
+        attempt: assignment.attempt.clone(),
+        state,
+        exit_code,
+        reason: None,
+        logs,
+    };
+    let running = client
+        .report(&cid("run-1"), &report(ReportedState::Running, None, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(running.state, ContainerState::Running);
+    let busy = &client.workers().await.unwrap()[0];
+    assert_eq!(busy.free.cpu_millicores, 3000);
+
+    // A stale attempt is refused and changes nothing.
+    let mut stale = report(ReportedState::Exited, Some(0), vec![]);
+    stale.attempt = AttemptId("deadbeef".into());
+    let refused = client.report(&cid("run-1"), &stale).await.unwrap_err();
+    assert_eq!(refused.status(), Some(409), "{refused}");
+    assert_eq!(client.workers().await.unwrap()[0].free.cpu_millicores, 3000);
+
+    let lines = vec!["hello".to_owned(), "world".to_owned()];
+    let exited = client
+        .report(
+            &cid("run-1"),
+            &report(ReportedState::Exited, Some(0), lines.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(exited.state, ContainerState::Exited);
+    assert_eq!(exited.exit_code, Some(0));
+    // Reporting again is harmless.
+    client
+        .report(
+            &cid("run-1"),
+            &report(ReportedState::Exited, Some(0), vec![]),
+        )
+        .await
+        .unwrap();
+
+    let worker = &client.workers().await.unwrap()[0];
+    assert_eq!(worker.free, worker.total, "the capacity is back");
+    assert_eq!(client.logs(&cid("run-1")).await.unwrap().lines, lines);
+    assert!(server.store.check().await.unwrap().is_empty());
+    assert!(client.check().await.unwrap().violations.is_empty());
+
+    // Cancelling a running container: the heartbeat says to stop it, the worker reports.
+    client
+        .submit(&spec(Some("run-2"), 1000, 1024))
+        .await
+        .unwrap();
+    let delivered = client
+        .assignments(&w1, 8, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1);
+    let attempt = delivered[0].attempt.clone();
+    let start = StatusReport {
+        worker: w1.clone(),
+        attempt: attempt.clone(),
+        state: ReportedState::Running,
+        exit_code: None,
+        reason: None,
+        logs: vec!["starting".into()],
+    };
+    server.wait_for(&cid("run-2"), "scheduled").await;
+    client.report(&cid("run-2"), &start).await.unwrap();
+    let flagged = client.cancel(&cid("run-2")).await.unwrap();
+    assert!(flagged.cancel_requested);
+    assert_eq!(flagged.state, ContainerState::Running);
+    let beat = client
+        .heartbeat(
+            &w1,
+            &HeartbeatRequest {
+                running: vec![cid("run-2")],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(beat.cancel, vec![cid("run-2")]);
+    let stopped = client
+        .report(
+            &cid("run-2"),
+            &StatusReport {
+                worker: w1.clone(),
+                attempt,
+                state: ReportedState::Failed,
+                exit_code: None,
+                reason: Some("cancelled".into()),
+                logs: vec!["killed".into()],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stopped.state, ContainerState::Failed);
+    assert_eq!(stopped.reason.as_deref(), Some("cancelled"));
+    assert_eq!(
+        client.logs(&cid("run-2")).await.unwrap().lines,
+        vec!["starting".to_owned(), "killed".to_owned()]
+    );
+    let worker = &client.workers().await.unwrap()[0];
+    assert_eq!(worker.free, worker.total);
+    assert!(server.store.check().await.unwrap().is_empty());
+
+    // A drained worker that owns nothing can leave; one that owns something cannot.
+    client
+        .submit(&spec(Some("run-3"), 1000, 1024))
+        .await
+        .unwrap();
+    server.wait_for(&cid("run-3"), "scheduled").await;
+    client.drain(&w1).await.unwrap();
+    let busy = client.deregister(&w1).await.unwrap_err();
+    assert_eq!(busy.status(), Some(409), "{busy}");
+    let delivered = client
+        .assignments(&w1, 8, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let run3 = delivered
+        .iter()
+        .find(|a| a.container.as_str() == "run-3")
+        .unwrap();
+    // Releasing what the record says this worker holds is refused: report instead.
+    let release = ReleaseRequest {
+        container: cid("run-3"),
+        attempt: run3.attempt.clone(),
+    };
+    assert_eq!(
+        client.release(&w1, &release).await.unwrap_err().status(),
+        Some(409)
+    );
+    client
+        .report(
+            &cid("run-3"),
+            &StatusReport {
+                worker: w1.clone(),
+                attempt: run3.attempt.clone(),
+                state: ReportedState::Failed,
+                exit_code: None,
+                reason: Some("image not found".into()),
+                logs: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    client.deregister(&w1).await.unwrap();
+    assert!(client.workers().await.unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_long_poll_waits_without_spinning() {
+    // The engine runs on a store of its own, so the server's store counts only the
+    // server's calls; the reservation is committed by hand.
+    let server = Server::start_with(common::config(), true).await;
+    let client = &server.client;
+    let w1 = server.register("w1", 4000, 8192).await;
+
+    let before = server.store.stats().snapshot();
+    let started = Instant::now();
+    let delivered = client
+        .assignments(&w1, 8, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    let spent = server.store.stats().snapshot().since(&before);
+    assert!(delivered.is_empty());
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert!(spent.round_trips <= 3, "{spent:?}");
+
+    // A reservation committed while the worker waits is delivered at once.
+    let poll = {
+        let client = client.clone();
+        let w1 = w1.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let delivered = client
+                .assignments(&w1, 8, Duration::from_secs(10))
+                .await
+                .unwrap();
+            (delivered, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let group = berth_store::CommitGroup {
+        worker: w1.clone(),
+        reservations: vec![berth_store::Reservation {
+            container: cid("direct-1"),
+            attempt: AttemptId("a1".into()),
+            resources: berth_core::Resources::new(100, 100, 0),
+            payload: berth_core::Payload::default(),
+        }],
+    };
+    server.store.commit(&[group]).await.unwrap();
+    let (delivered, waited) = poll.await.unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_is_capped_by_the_server() {
+    let config = berth_server::ServerConfig {
+        long_poll_max: Duration::from_millis(200),
+        ..common::config()
+    };
+    let server = Server::start_with(config, true).await;
+    let w1 = server.register("w1", 4000, 8192).await;
+    let started = Instant::now();
+    let delivered = server
+        .client
+        .assignments(&w1, 8, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(delivered.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_gpus_are_refused_at_once() {
+    let server = Server::start().await;
+    let mut huge = spec(Some("huge"), 1000, 1024);
+    huge.gpu = Some(GpuSpec {
+        count: 10_000,
+        types: GpuTypes::Any,
+    });
+    let started = Instant::now();
+    let error = server.client.submit(&huge).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(error.status(), Some(422), "{error}");
+    assert_eq!(error.body().unwrap().code, ErrorCode::Unplaceable);
+    assert!(error.body().unwrap().message.contains("never"), "{error}");
+
+    // A GPU type no pool or worker has: no pool matches.
+    let mut odd = spec(Some("odd"), 1000, 1024);
+    odd.gpu = Some(GpuSpec {
+        count: 1,
+        types: GpuTypes::List(vec!["MI300X".into()]),
+    });
+    let error = server.client.submit(&odd).await.unwrap_err();
+    assert_eq!(error.status(), Some(422), "{error}");
+
+    // In a batch, the field names the element; nothing of the batch is written.
+    let error = server
+        .client
+        .submit_batch(&[spec(Some("fine"), 100, 100), huge.clone()])
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), Some(422));
+    assert_eq!(
+        error.body().unwrap().field.as_deref(),
+        Some("containers[1]")
+    );
+
+    assert_eq!(server.container_count().await, 0);
+    assert_eq!(server.store.backlog_len().await.unwrap(), 0);
+    // A modest GPU request fits the `gpu` pool and waits for it.
+    let mut fits = spec(Some("fits"), 1000, 1024);
+    fits.gpu = Some(GpuSpec {
+        count: 8,
+        types: GpuTypes::List(vec!["A100-80".into()]),
+    });
+    assert_eq!(
+        server.client.submit(&fits).await.unwrap().state,
+        ContainerState::Pending
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_gives_back_a_dead_workers_containers() {
+    let server = Server::start().await;
+    let client = &server.client;
+    let w1 = server.register("w1", 4000, 8192).await;
+    client
+        .submit(&spec(Some("sched-1"), 1000, 1024))
+        .await
+        .unwrap();
+    client
+        .submit(&spec(Some("run-1"), 1000, 1024))
+        .await
+        .unwrap();
+    server.wait_for(&cid("sched-1"), "scheduled").await;
+    let running = server.wait_for(&cid("run-1"), "scheduled").await;
+    client
+        .report(
+            &cid("run-1"),
+            &StatusReport {
+                worker: w1.clone(),
+                attempt: running.attempt.clone().unwrap(),
+                state: ReportedState::Running,
+                exit_code: None,
+                reason: None,
+                logs: vec![],
+            },
+        )
+        .await
+        .unwrap();
+
+    // Within the timeout nothing happens.
+    let now = server.state.now_ms();
+    let quiet = reap_once(&server.state, now).await.unwrap();
+    assert!(quiet.lost_workers.is_empty());
+
+    // The worker stops heartbeating: a tick past the timeout reclaims.
+    let later = now + 60_000;
+    let report = reap_once(&server.state, later).await.unwrap();
+    assert_eq!(report.lost_workers, vec![w1.clone()]);
+    assert_eq!(report.requeued, 1);
+    assert_eq!(report.lost_containers, 1);
+
+    let sched = client.container(&cid("sched-1")).await.unwrap();
+    assert_eq!(sched.state, ContainerState::Pending, "requeued");
+    assert_eq!(sched.worker, None);
+    let lost = client.container(&cid("run-1")).await.unwrap();
+    assert_eq!(lost.state, ContainerState::Lost);
+    assert!(
+        lost.reason
+            .as_deref()
+            .unwrap()
+            .contains("missed its heartbeats")
+    );
+    let worker = &client.workers().await.unwrap()[0];
+    assert_eq!(worker.status, WorkerStatus::Lost);
+    assert_eq!(worker.free, worker.total, "reclaimed");
+    assert!(server.store.check().await.unwrap().is_empty());
+
+    // Again: nothing more (reclaimed exactly once).
+    let again = reap_once(&server.state, later).await.unwrap();
+    assert_eq!(again, berth_server::ReapReport::default());
+    let worker = &client.workers().await.unwrap()[0];
+    assert_eq!(worker.free, worker.total);
+
+    // The dead worker's late report is refused; its heartbeat tells it it is lost.
+    let late = client
+        .report(
+            &cid("run-1"),
+            &StatusReport {
+                worker: w1.clone(),
+                attempt: running.attempt.clone().unwrap(),
+                state: ReportedState::Exited,
+                exit_code: Some(0),
+                reason: None,
+                logs: vec![],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(late.status(), Some(409), "{late}");
+    let late_start = client
+        .report(
+            &cid("run-1"),
+            &StatusReport {
+                worker: w1.clone(),
+                attempt: running.attempt.clone().unwrap(),
+                state: ReportedState::Running,
+                exit_code: None,
+                reason: None,
+                logs: vec![],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(late_start.status(), Some(409), "{late_start}");
+    let beat = client
+        .heartbeat(&w1, &HeartbeatRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(beat.status, WorkerStatus::Lost);
+
+    // It registers again and the requeued container is placed on it anew.
+    server.register("w1", 4000, 8192).await;
+    let placed = server.wait_for(&cid("sched-1"), "scheduled").await;
+    assert_ne!(placed.attempt, sched.attempt);
+    assert!(server.store.check().await.unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_repairs_a_half_done_tick() {
+    let server = Server::start().await;
+    let w1 = server.register("w1", 4000, 8192).await;
+    server
+        .client
+        .submit(&spec(Some("s-1"), 1000, 1024))
+        .await
+        .unwrap();
+    server.wait_for(&cid("s-1"), "scheduled").await;
+    // A tick that died right after declaring the worker lost.
+    server
+        .store
+        .set_worker_status(&w1, WorkerStatus::Lost)
+        .await
+        .unwrap();
+    let report = reap_once(&server.state, server.state.now_ms())
+        .await
+        .unwrap();
+    assert!(report.lost_workers.is_empty());
+    assert_eq!(report.requeued, 1);
+    assert!(server.store.owned(&w1).await.unwrap().is_empty());
+    assert!(server.store.check().await.unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_metrics_and_health() {
+    let server = Server::start().await;
+    let client = &server.client;
+    client.submit(&spec(None, 100, 100)).await.unwrap();
+
+    let document = client.openapi().await.unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    for path in [
+        "/v1/containers",
+        "/v1/containers/batch",
+        "/v1/containers/{id}",
+        "/v1/containers/{id}/cancel",
+        "/v1/containers/{id}/logs",
+        "/v1/containers/{id}/status",
+        "/v1/workers",
+        "/v1/workers/{id}",
+        "/v1/workers/{id}/drain",
+        "/v1/workers/{id}/disable",
+        "/v1/workers/{id}/enable",
+        "/v1/workers/{id}/heartbeat",
+        "/v1/workers/{id}/assignments",
+        "/v1/workers/{id}/assignments/{delivery}/ack",
+        "/v1/workers/{id}/release",
+        "/v1/demand",
+        "/v1/check",
+        "/openapi.json",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the document");
+    }
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.contains_key("ContainerSpec") && schemas.contains_key("ErrorBody"));
+
+    let metrics = client.metrics().await.unwrap();
+    assert!(metrics.contains("berth_"), "{metrics}");
+    assert!(metrics.contains("berth_api_submits_total"), "{metrics}");
+
+    assert_eq!(client.healthz().await.unwrap().status, "ok");
+    assert_eq!(client.readyz().await.unwrap().status, "ready");
+    let demand = client.demand().await.unwrap();
+    assert!(demand.pools.len() <= 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_reservations_are_adopted_or_released() {
+    // No engine on this store: the test plays the scheduler replica that died between its
+    // commit and its settlement.
+    let server = Server::start_with(common::config(), true).await;
+    let client = &server.client;
+    let w1 = server.register("w1", 4000, 8192).await;
+    let w2 = server.register("w2", 4000, 8192).await;
+    let reserve =
+        |worker: &berth_core::WorkerId, id: &str, attempt: &str| berth_store::CommitGroup {
+            worker: worker.clone(),
+            reservations: vec![berth_store::Reservation {
+                container: cid(id),
+                attempt: AttemptId(attempt.into()),
+                resources: berth_core::Resources::new(1000, 1024, 0),
+                payload: berth_core::Payload::default(),
+            }],
+        };
+
+    // A pending record whose reservation the worker holds: the worker may run it.
+    client
+        .submit(&spec(Some("orph-1"), 1000, 1024))
+        .await
+        .unwrap();
+    server
+        .store
+        .commit(&[reserve(&w1, "orph-1", "a1")])
+        .await
+        .unwrap();
+    let report = |state, exit_code| StatusReport {
+        worker: w1.clone(),
+        attempt: AttemptId("a1".into()),
+        state,
+        exit_code,
+        reason: None,
+        logs: vec![],
+    };
+    let running = client
+        .report(&cid("orph-1"), &report(ReportedState::Running, None))
+        .await
+        .unwrap();
+    assert_eq!(running.state, ContainerState::Running);
+    assert_eq!(running.worker.as_ref(), Some(&w1));
+    client
+        .report(&cid("orph-1"), &report(ReportedState::Exited, Some(3)))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.container(&cid("orph-1")).await.unwrap().exit_code,
+        Some(3)
+    );
+
+    // A worker without the reservation cannot claim a pending record.
+    client
+        .submit(&spec(Some("orph-2"), 1000, 1024))
+        .await
+        .unwrap();
+    let mut stranger = report(ReportedState::Running, None);
+    stranger.worker = w2.clone();
+    assert_eq!(
+        client
+            .report(&cid("orph-2"), &stranger)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(409)
+    );
+
+    // A reservation whose record names another holder is released by its worker.
+    server
+        .store
+        .commit(&[reserve(&w1, "orph-2", "real")])
+        .await
+        .unwrap();
+    server
+        .store
+        .commit(&[reserve(&w2, "orph-2", "x1")])
+        .await
+        .unwrap();
+    server
+        .store
+        .transition(
+            &cid("orph-2"),
+            &berth_store::Transition::Scheduled {
+                worker: w1.clone(),
+                attempt: AttemptId("real".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let released = client
+        .release(
+            &w2,
+            &ReleaseRequest {
+                container: cid("orph-2"),
+                attempt: AttemptId("x1".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(released.released);
+    let again = client
+        .release(
+            &w2,
+            &ReleaseRequest {
+                container: cid("orph-2"),
+                attempt: AttemptId("x1".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!again.released, "idempotent");
+    let workers = client.workers().await.unwrap();
+    let w2_view = workers.iter().find(|w| w.id == w2).unwrap();
+    assert_eq!(w2_view.free, w2_view.total);
+    assert!(server.store.check().await.unwrap().is_empty());
+    server.stop().await;
+}
