@@ -1,0 +1,122 @@
+//! `berth bench` end to end on the embedded store: the seed scenario with one repetition
+//! writes JSON with the required fields, and every strategy places all 100 requests. No
+//! timing is asserted.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+use std::process::Command;
+
+const REQUIRED: [&str; 18] = [
+    "scenario",
+    "strategy",
+    "rtt_ms",
+    "workers",
+    "containers",
+    "repetitions",
+    "p50_ms",
+    "min_ms",
+    "max_ms",
+    "round_trips",
+    "redis_reads",
+    "lock_acquisitions",
+    "lock_collisions",
+    "version_conflicts",
+    "cache_hit_rate",
+    "per_worker_min",
+    "per_worker_max",
+    "placements_per_sec",
+];
+
+fn berth() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+}
+
+#[test]
+fn the_seed_scenario_on_the_memory_store_writes_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.json");
+    let output = berth()
+        .args([
+            "bench",
+            "--store",
+            "memory",
+            "--repetitions",
+            "1",
+            "--rtt-ms",
+            "0",
+        ])
+        .arg("--json")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "berth bench failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Seed scenario"), "{stdout}");
+    assert!(stdout.contains("seed before"), "{stdout}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["store"]["kind"], "memory");
+    assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(json["machine"]["memory_bytes"].is_u64());
+    let runs = json["runs"].as_array().unwrap();
+    // 3 strategies x 3 fleet sizes x 1 rtt.
+    assert_eq!(runs.len(), 9);
+    for run in runs {
+        for field in REQUIRED {
+            assert!(!run[field].is_null(), "run misses {field}: {run}");
+        }
+        assert_eq!(run["scenario"], "seed");
+        assert_eq!(run["containers"], 100);
+        assert_eq!(run["repetitions"], 1);
+        assert_eq!(run["placed"], 100.0, "{run}");
+        assert_eq!(run["all_placed"], true, "{run}");
+        assert!(run["per_worker_max"].as_f64().unwrap() >= run["per_worker_min"].as_f64().unwrap());
+    }
+    for strategy in ["serial", "batch-lock", "batch-script"] {
+        let fleets: Vec<u64> = runs
+            .iter()
+            .filter(|r| r["strategy"] == strategy)
+            .map(|r| r["workers"].as_u64().unwrap())
+            .collect();
+        assert_eq!(fleets, [10, 20, 40], "{strategy}");
+    }
+    let script = runs
+        .iter()
+        .find(|r| r["strategy"] == "batch-script")
+        .unwrap();
+    assert_eq!(script["lock_acquisitions"], 0.0);
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_reason() {
+    for (args, expected) in [
+        (
+            &["--rtt-ms", "-1"][..],
+            "--rtt-ms must be between 0 and 1000",
+        ),
+        (
+            &["--rtt-ms", "5000"][..],
+            "--rtt-ms must be between 0 and 1000",
+        ),
+        (
+            &["--repetitions", "0"][..],
+            "--repetitions must be between 1 and 10000",
+        ),
+        (&["--scenario", "nope"][..], "invalid value 'nope'"),
+        (
+            &["--store", "memory", "--redis", "redis://127.0.0.1:1/"][..],
+            "--redis cannot be combined",
+        ),
+    ] {
+        let output = berth().arg("bench").args(args).output().unwrap();
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
