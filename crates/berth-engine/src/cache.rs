@@ -1,12 +1,12 @@
 //! The worker cache: an in-memory snapshot of the fleet. Reloaded whole when older than its
 //! TTL (a backstop), updated write-through from every commit reply (which carries the
 //! worker's new state), and invalidated per worker when a commit is rejected without one.
-//! In the steady state planning reads it without waiting on I/O.
+//! In the steady state planning borrows it without waiting on I/O and without copying it.
 
 use crate::stats::{Counter, EngineStats};
-use berth_core::{Worker, WorkerId};
+use berth_core::{Pool, Snapshot, Worker, WorkerId};
 use berth_store::{Result, Store};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -15,18 +15,26 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct WorkerCache {
     ttl: Duration,
-    workers: BTreeMap<WorkerId, Worker>,
+    /// The fleet and the configured pools, ready to plan against.
+    snapshot: Snapshot,
+    /// Where each worker sits in `snapshot.workers`.
+    position: HashMap<WorkerId, usize>,
     loaded_at: Option<Instant>,
     stale: BTreeSet<WorkerId>,
     stats: Arc<EngineStats>,
 }
 
 impl WorkerCache {
-    /// An empty cache that reloads when older than `ttl` and counts into `stats`.
-    pub fn new(ttl: Duration, stats: Arc<EngineStats>) -> WorkerCache {
+    /// An empty cache of a fleet that may grow `pools`, reloading when older than `ttl` and
+    /// counting into `stats`.
+    pub fn new(ttl: Duration, pools: Vec<Pool>, stats: Arc<EngineStats>) -> WorkerCache {
         WorkerCache {
             ttl,
-            workers: BTreeMap::new(),
+            snapshot: Snapshot {
+                workers: Vec::new(),
+                pools,
+            },
+            position: HashMap::new(),
             loaded_at: None,
             stale: BTreeSet::new(),
             stats,
@@ -35,7 +43,7 @@ impl WorkerCache {
 
     /// The fleet, reading the store only if the cache is expired or has stale workers.
     /// Counts a hit when no read was needed, a miss otherwise.
-    pub async fn snapshot(&mut self, store: &dyn Store) -> Result<Vec<Worker>> {
+    pub async fn snapshot(&mut self, store: &dyn Store) -> Result<&Snapshot> {
         let expired = self.loaded_at.is_none_or(|at| at.elapsed() >= self.ttl);
         if expired {
             self.reload(store).await?;
@@ -44,13 +52,13 @@ impl WorkerCache {
         } else {
             self.count(true);
         }
-        Ok(self.workers.values().cloned().collect())
+        Ok(&self.snapshot)
     }
 
     async fn reload(&mut self, store: &dyn Store) -> Result<()> {
         self.count(false);
-        let workers = store.workers().await?;
-        self.workers = workers.into_iter().map(|w| (w.id.clone(), w)).collect();
+        self.snapshot.workers = store.workers().await?;
+        self.reindex();
         self.loaded_at = Some(Instant::now());
         self.stale.clear();
         Ok(())
@@ -61,23 +69,50 @@ impl WorkerCache {
         self.count(false);
         let stale: Vec<WorkerId> = std::mem::take(&mut self.stale).into_iter().collect();
         let reads = futures::future::join_all(stale.iter().map(|id| store.worker(id))).await;
+        let mut gone = Vec::new();
         for (id, read) in stale.into_iter().zip(reads) {
             match read? {
-                Some(worker) => self.workers.insert(id, worker),
-                None => self.workers.remove(&id),
-            };
+                Some(worker) => self.put(worker),
+                None => gone.push(id),
+            }
+        }
+        if !gone.is_empty() {
+            self.snapshot.workers.retain(|w| !gone.contains(&w.id));
+            self.reindex();
         }
         Ok(())
     }
 
+    fn reindex(&mut self) {
+        self.position = self
+            .snapshot
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.id.clone(), i))
+            .collect();
+    }
+
+    /// Inserts or replaces a worker.
+    fn put(&mut self, worker: Worker) {
+        match self.position.get(&worker.id) {
+            Some(&at) => self.snapshot.workers[at] = worker,
+            None => {
+                self.position
+                    .insert(worker.id.clone(), self.snapshot.workers.len());
+                self.snapshot.workers.push(worker);
+            }
+        }
+    }
+
     /// Takes a worker state read back from the store, unless the cache has a newer one.
     pub fn apply(&mut self, worker: &Worker) {
-        let newer = self
-            .workers
+        let cached = self
+            .position
             .get(&worker.id)
-            .is_none_or(|cached| cached.version <= worker.version);
-        if newer {
-            self.workers.insert(worker.id.clone(), worker.clone());
+            .map(|&at| &self.snapshot.workers[at]);
+        if cached.is_none_or(|cached| cached.version <= worker.version) {
+            self.put(worker.clone());
             self.stale.remove(&worker.id);
         }
     }

@@ -8,12 +8,11 @@ use crate::clock::Clock;
 use crate::provision::{self, PoolController};
 use crate::stats::{Counter, EngineStats};
 use crate::strategy::{self, BatchOutcome, Ctx};
-use crate::ticket::{Outcome, Ticket};
+use crate::ticket::{Outcome, Ticket, Waiters};
 use crate::{EngineConfig, EngineError};
 use berth_core::feasibility::demand_target;
-use berth_core::{ContainerId, ContainerRequest, Pool, Snapshot, UnplacedReason};
+use berth_core::{ContainerId, ContainerRequest, Pool, UnplacedReason};
 use berth_store::{Claim, SettleItem, SettleOutcome, Settlement, Store, SubmitOutcome};
-use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +36,7 @@ struct Shared {
     stats: Arc<EngineStats>,
     clock: Clock,
     /// Submitters waiting for an outcome decided by this replica.
-    waiters: Mutex<HashMap<ContainerId, Vec<oneshot::Sender<Outcome>>>>,
+    waiters: Arc<Waiters>,
 }
 
 /// A running engine replica. Dropping it does not stop the loop: call [`Engine::shutdown`].
@@ -68,7 +67,7 @@ impl Engine {
             pools,
             controller,
             clock: Clock::new(),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: Arc::new(Waiters::default()),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(shared.clone(), cancel.clone()));
@@ -97,17 +96,9 @@ impl Engine {
                 source,
             })?;
         }
+        // Tickets first, so no outcome can slip by; on an error they withdraw as they drop.
         let tickets: Vec<Ticket> = requests.iter().map(|r| self.ticket(&r.id)).collect();
-        let outcomes = match self.shared.store.submit(&requests).await {
-            Ok(outcomes) => outcomes,
-            Err(error) => {
-                let mut waiters = self.shared.waiters.lock();
-                for request in &requests {
-                    waiters.remove(&request.id);
-                }
-                return Err(error.into());
-            }
-        };
+        let outcomes = self.shared.store.submit(&requests).await?;
         for (request, outcome) in requests.iter().zip(outcomes) {
             if let SubmitOutcome::Duplicate(state) = outcome {
                 tracing::debug!(id = %request.id, %state, "duplicate submit");
@@ -128,7 +119,13 @@ impl Engine {
             id: id.clone(),
             local: rx,
             store: self.shared.store.clone(),
+            waiters: self.shared.waiters.clone(),
         }
+    }
+
+    /// How many submitters of this replica wait for an outcome (tickets not dropped yet).
+    pub fn waiting_submitters(&self) -> usize {
+        self.shared.waiters.lock().values().map(Vec::len).sum()
     }
 
     /// This replica's counters.
@@ -163,7 +160,11 @@ impl Engine {
 
 /// The engine loop.
 async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
-    let mut cache = WorkerCache::new(shared.config.cache_ttl, shared.stats.clone());
+    let mut cache = WorkerCache::new(
+        shared.config.cache_ttl,
+        shared.pools.clone(),
+        shared.stats.clone(),
+    );
     let mut carry: Vec<(Claim, u32)> = Vec::new();
     let mut last_promote = tokio::time::Instant::now();
     let mut last_provision = tokio::time::Instant::now();
@@ -466,10 +467,7 @@ async fn target_demand(
     if !settle.items.iter().any(deferred) {
         return Ok(());
     }
-    let snapshot = Snapshot {
-        workers: cache.snapshot(&*shared.store).await?,
-        pools: shared.pools.clone(),
-    };
+    let snapshot = cache.snapshot(&*shared.store).await?;
     let requests: HashMap<&ContainerId, &ContainerRequest> =
         claims.iter().map(|c| (&c.request.id, &c.request)).collect();
     for item in &mut settle.items {
@@ -477,7 +475,7 @@ async fn target_demand(
             continue;
         };
         if let Some(request) = requests.get(&item.container) {
-            let target = demand_target(&snapshot, request);
+            let target = demand_target(snapshot, request);
             *gpu_type = target.as_ref().and_then(|(_, gpu)| gpu.clone());
             *pool = target.map(|(name, _)| name);
         }

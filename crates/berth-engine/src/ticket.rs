@@ -2,6 +2,7 @@
 
 use berth_core::{ContainerId, WorkerId};
 use berth_store::{ContainerState, Store};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -24,11 +25,29 @@ pub enum Outcome {
 /// How often a ticket also checks the store, to learn of placements made by other replicas.
 const RECHECK: Duration = Duration::from_millis(250);
 
-/// A claim on the outcome of one submitted request.
+/// Submitters waiting for outcomes decided by one engine replica, by container.
+pub(crate) type Waiters = parking_lot::Mutex<HashMap<ContainerId, Vec<oneshot::Sender<Outcome>>>>;
+
+/// A claim on the outcome of one submitted request. Dropping it withdraws its waiter, so an
+/// outcome decided by another replica leaves nothing behind in this one.
 pub struct Ticket {
     pub(crate) id: ContainerId,
     pub(crate) local: oneshot::Receiver<Outcome>,
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) waiters: Arc<Waiters>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.local.close();
+        let mut waiters = self.waiters.lock();
+        if let Some(senders) = waiters.get_mut(&self.id) {
+            senders.retain(|sender| !sender.is_closed());
+            if senders.is_empty() {
+                waiters.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Ticket {

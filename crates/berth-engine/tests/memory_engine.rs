@@ -77,3 +77,22 @@ async fn duplicate_submissions_are_placed_once() {
 async fn batch_script_packs_the_seed_workload() {
     scenarios::batch_script_packs_the_seed_workload(&Backend::Memory).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_tickets_leave_no_waiters_behind() {
+    use berth_engine::{Engine, EngineConfig};
+    use berth_store::{MemoryStore, Store};
+    use common::request;
+    use std::sync::Arc;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    // No workers: the request waits, so only the dropped ticket could remove its waiter.
+    let engine = Engine::start(store.clone(), EngineConfig::default(), Vec::new());
+    let ticket = engine
+        .submit(request("lonely", 1000, 0, engine.now_ms()))
+        .await
+        .unwrap();
+    assert_eq!(engine.waiting_submitters(), 1);
+    drop(ticket);
+    assert_eq!(engine.waiting_submitters(), 0);
+    engine.shutdown().await;
+}

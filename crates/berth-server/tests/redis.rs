@@ -112,16 +112,11 @@ async fn a_worker_runs_a_container_on_redis() {
     server.stop().await;
 }
 
-/// Ignored: fails about half the time on the Redis store (not on the memory store) with the
-/// violation "s-1: scheduled on worker w1 (attempt A) but that worker does not own it".
-/// `RedisStore::reclaim` requeues the record (one script on `{q}`) before it releases the
-/// reservation (another script on `{w:ID}`); in between the engine claims the requeued
-/// request, plans it on the lost worker (its cache still says available), and `commit.lua`
-/// answers "already owned, committed whatever the status" with the old attempt, which the
-/// engine settles as the placement; then reclaim's release removes the ownership. Run with
-/// `cargo test -p berth-server --test redis -- --ignored` once the store is fixed.
+/// Regression: `reclaim` requeues the record before it releases the reservation; in between
+/// the engine may plan the requeued request on the lost worker from a stale cache. The commit
+/// must not take the old attempt's ownership for a retry (it is rejected as owned under
+/// another attempt), or the record would end scheduled on a worker that does not own it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "race in RedisStore::reclaim (requeue before release) with commit's already-owned path; see the doc comment"]
 async fn the_reaper_reclaims_on_redis() {
     let redis = redis();
     let server = server(&redis, "reap").await;

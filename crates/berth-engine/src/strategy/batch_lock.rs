@@ -6,16 +6,12 @@
 use super::batch_script::absorb;
 use super::locking::commit_under_lock;
 use super::{BatchOutcome, Ctx, commit_group, requests};
-use berth_core::{Snapshot, plan};
+use berth_core::plan;
 use berth_store::{Claim, Result};
 use futures::future::join_all;
 
 pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
-    let snapshot = Snapshot {
-        workers: ctx.cache.snapshot(ctx.store).await?,
-        pools: ctx.pools.to_vec(),
-    };
-    let plan = plan(&snapshot, &requests(claims));
+    let plan = plan(ctx.cache.snapshot(ctx.store).await?, &requests(claims));
     let commits =
         plan.workers.iter().map(|worker_plan| {
             let group = commit_group(worker_plan, claims);

@@ -5,15 +5,11 @@
 use super::{BatchOutcome, Ctx, Placed, commit_group, requests};
 use crate::cache::WorkerCache;
 use crate::stats::{Counter, EngineStats};
-use berth_core::{Snapshot, WorkerPlan, plan};
+use berth_core::{WorkerPlan, plan};
 use berth_store::{Claim, CommitOutcome, Result};
 
 pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
-    let snapshot = Snapshot {
-        workers: ctx.cache.snapshot(ctx.store).await?,
-        pools: ctx.pools.to_vec(),
-    };
-    let plan = plan(&snapshot, &requests(claims));
+    let plan = plan(ctx.cache.snapshot(ctx.store).await?, &requests(claims));
     let groups: Vec<_> = plan
         .workers
         .iter()
