@@ -1,6 +1,8 @@
 //! `berth`: the container scheduler's one binary.
 
 mod cmd;
+mod config;
+mod units;
 
 use clap::{Parser, Subcommand};
 
@@ -11,6 +13,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: cmd::client::Connection,
 }
 
 #[derive(Debug, Subcommand)]
@@ -22,10 +26,35 @@ enum Command {
     /// every commit strategy on one store and prints the seed's table with berth's numbers;
     /// `--scenario sustained` and `--scenario c1m` run at scale.
     Bench(Box<cmd::bench::BenchArgs>),
+    /// Runs an engine replica and the HTTP API (embedded store by default, or --redis).
+    Server(cmd::server::ServerArgs),
+    /// Submits a container: `berth run --cpu 500m --memory 512Mi -- echo hello`.
+    Run(cmd::client::RunArgs),
+    /// Lists containers.
+    Ps(cmd::client::PsArgs),
+    /// Lists workers.
+    Workers,
+    /// Prints a container's kept output.
+    Logs {
+        /// The container's id.
+        id: String,
+    },
+    /// Cancels a container.
+    Cancel {
+        /// The container's id.
+        id: String,
+    },
+    /// Shows the unmet demand per pool.
+    Demand,
+    /// Drains a worker: it takes no new containers.
+    Drain {
+        /// The worker's id.
+        id: String,
+    },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
@@ -33,8 +62,29 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Demo(args) => cmd::demo::run(args).await,
-        Command::Bench(args) => cmd::bench::run(*args).await,
+    let code = match dispatch(Cli::parse()).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Runs the subcommand; returns the process's exit code.
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let connection = &cli.connection;
+    match cli.command {
+        Command::Demo(args) => cmd::demo::run(args).await.map(|()| 0),
+        Command::Bench(args) => cmd::bench::run(*args).await.map(|()| 0),
+        Command::Server(args) => cmd::server::run(args).await.map(|()| 0),
+        Command::Run(args) => cmd::client::run(connection, args).await,
+        Command::Ps(args) => cmd::client::ps(connection, args).await,
+        Command::Workers => cmd::client::workers(connection).await,
+        Command::Logs { id } => cmd::client::logs(connection, &id).await,
+        Command::Cancel { id } => cmd::client::cancel(connection, &id).await,
+        Command::Demand => cmd::client::demand(connection).await,
+        Command::Drain { id } => cmd::client::drain(connection, &id).await,
     }
 }

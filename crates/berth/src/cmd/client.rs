@@ -1,0 +1,331 @@
+//! The client subcommands: `run`, `ps`, `workers`, `logs`, `cancel`, `demand`, `drain`.
+//! Each finds the server through `--server`, else `BERTH_SERVER`, else
+//! http://127.0.0.1:7700; tables for people, `--json` for scripts.
+
+use crate::units::{parse_cpu, parse_gpu, parse_memory};
+use anyhow::{Context, bail};
+use berth_api::{Client, ContainerSpec, ContainerView, GpuSpec, GpuTypes};
+use berth_core::{ContainerId, GpuPreference, WorkerId};
+use berth_store::ContainerState;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where the server is, and how to print.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "BERTH_SERVER",
+        default_value = "http://127.0.0.1:7700",
+        global = true
+    )]
+    pub server: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Connection {
+    fn client(&self) -> anyhow::Result<Client> {
+        Client::new(&self.server).with_context(|| format!("server URL {:?}", self.server))
+    }
+}
+
+/// Arguments of `berth run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// CPU, as Kubernetes writes it: 500m, 2, 0.5.
+    #[arg(long, default_value = "500m")]
+    pub cpu: String,
+    /// Memory: 512Mi, 4Gi, 1G.
+    #[arg(long, default_value = "512Mi")]
+    pub memory: String,
+    /// GPUs: `A10G,A100-40:1` (these types, in order of preference, one GPU) or `any:2`.
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Run only in this pool.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// May run on preemptible workers.
+    #[arg(long)]
+    pub preemptible: bool,
+    /// Environment variable `K=V` (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Your id for the container (a retried run with the same id is not run twice).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Kill the container after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Wait until it has ended; print its output and exit with its exit code.
+    #[arg(long)]
+    pub wait: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Builds the submit body from the flags, with clear errors.
+pub fn spec(args: &RunArgs) -> anyhow::Result<ContainerSpec> {
+    let mut spec = ContainerSpec::new(
+        parse_cpu(&args.cpu)?,
+        parse_memory(&args.memory)?,
+        args.command.clone(),
+    );
+    spec.id = args.id.clone();
+    spec.pool = args.pool.clone();
+    spec.priority = args.priority;
+    spec.preemptible = args.preemptible;
+    spec.timeout_secs = args.timeout;
+    if let Some(gpu) = &args.gpu {
+        let (preference, count) = parse_gpu(gpu)?;
+        let types = match preference {
+            GpuPreference::Any => GpuTypes::Any,
+            GpuPreference::Types(types) => {
+                GpuTypes::List(types.iter().map(ToString::to_string).collect())
+            }
+        };
+        spec.gpu = Some(GpuSpec { count, types });
+    }
+    spec.env = parse_env(&args.env)?;
+    Ok(spec)
+}
+
+fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => bail!("--env {pair:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// `berth run`: submits one container; with `--wait`, follows it to its end.
+pub async fn run(connection: &Connection, args: RunArgs) -> anyhow::Result<i32> {
+    let client = connection.client()?;
+    let submitted = client.submit(&spec(&args)?).await?;
+    if !args.wait {
+        print(connection, &submitted, |s| println!("{} {}", s.id, s.state))?;
+        return Ok(0);
+    }
+    let view = wait_for_end(&client, &submitted.id).await?;
+    let logs = client.logs(&view.id).await?;
+    if connection.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"container": view, "logs": logs.lines})
+            )?
+        );
+    } else {
+        for line in &logs.lines {
+            println!("{line}");
+        }
+        eprintln!(
+            "{} {} on {}{}",
+            view.id,
+            view.state,
+            show(view.worker.as_ref()),
+            ending(&view)
+        );
+    }
+    Ok(match view.state {
+        ContainerState::Exited => view.exit_code.unwrap_or(0),
+        _ => 1,
+    })
+}
+
+fn ending(view: &ContainerView) -> String {
+    match (view.exit_code, &view.reason) {
+        (Some(code), _) => format!(", exit code {code}"),
+        (None, Some(reason)) => format!(": {reason}"),
+        _ => String::new(),
+    }
+}
+
+async fn wait_for_end(client: &Client, id: &ContainerId) -> anyhow::Result<ContainerView> {
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let view = client.container(id).await?;
+        if matches!(
+            view.state,
+            ContainerState::Exited | ContainerState::Failed | ContainerState::Lost
+        ) {
+            return Ok(view);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Arguments of `berth ps`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PsArgs {
+    /// Only containers in this state: pending, scheduled, running, exited, failed, lost.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many (newest first).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+/// `berth ps`.
+pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
+    let state = match &args.state {
+        None => None,
+        Some(text) => Some(ContainerState::parse(text).with_context(|| {
+            format!(
+                "--state {text:?}: expected pending, scheduled, running, exited, failed or lost"
+            )
+        })?),
+    };
+    let list = connection
+        .client()?
+        .containers(state, Some(args.limit))
+        .await?;
+    print(connection, &list, |list| {
+        let mut table = table([
+            "id", "state", "worker", "cpu", "memory", "gpu", "exit", "reason", "command",
+        ]);
+        for c in list {
+            table.add_row([
+                c.id.to_string(),
+                c.state.to_string(),
+                show(c.worker.as_ref()),
+                format!("{}m", c.resources.cpu_millicores),
+                format!("{}Mi", c.resources.memory_mib),
+                c.resources.gpu_count.to_string(),
+                c.exit_code.map_or(String::new(), |e| e.to_string()),
+                c.reason.clone().unwrap_or_default(),
+                c.command.join(" "),
+            ]);
+        }
+        println!("{table}");
+    })?;
+    Ok(0)
+}
+
+/// `berth workers`.
+pub async fn workers(connection: &Connection) -> anyhow::Result<i32> {
+    let workers = connection.client()?.workers().await?;
+    print(connection, &workers, |workers| {
+        let mut table = table([
+            "id",
+            "pool",
+            "status",
+            "cpu free/total",
+            "memory free/total",
+            "gpus",
+            "heartbeat",
+        ]);
+        for w in workers {
+            table.add_row([
+                w.id.to_string(),
+                w.pool.to_string(),
+                w.status.to_string(),
+                format!("{}m/{}m", w.free.cpu_millicores, w.total.cpu_millicores),
+                format!("{}Mi/{}Mi", w.free.memory_mib, w.total.memory_mib),
+                format!(
+                    "{}/{} {}",
+                    w.free.gpu_count,
+                    w.total.gpu_count,
+                    w.gpu_type.clone().unwrap_or_default()
+                ),
+                w.heartbeat_age_ms.map_or("never".to_owned(), |ms| {
+                    format!("{:.1}s ago", ms as f64 / 1e3)
+                }),
+            ]);
+        }
+        println!("{table}");
+    })?;
+    Ok(0)
+}
+
+/// `berth logs ID`.
+pub async fn logs(connection: &Connection, id: &str) -> anyhow::Result<i32> {
+    let id = ContainerId::new(id)?;
+    let logs = connection.client()?.logs(&id).await?;
+    print(connection, &logs, |logs| {
+        logs.lines.iter().for_each(|line| println!("{line}"))
+    })?;
+    Ok(0)
+}
+
+/// `berth cancel ID`.
+pub async fn cancel(connection: &Connection, id: &str) -> anyhow::Result<i32> {
+    let id = ContainerId::new(id)?;
+    let view = connection.client()?.cancel(&id).await?;
+    print(connection, &view, |v| {
+        let note = if v.cancel_requested {
+            " (its worker is stopping it)"
+        } else {
+            ""
+        };
+        println!("{} {}{note}", v.id, v.state);
+    })?;
+    Ok(0)
+}
+
+/// `berth demand`.
+pub async fn demand(connection: &Connection) -> anyhow::Result<i32> {
+    let demand = connection.client()?.demand().await?;
+    print(connection, &demand, |demand| {
+        let mut table = table(["pool", "requests", "cpu", "memory", "gpus by type"]);
+        for d in &demand.pools {
+            let gpus: Vec<String> = d
+                .gpus_by_type
+                .iter()
+                .map(|(t, n)| format!("{t}:{n}"))
+                .collect();
+            table.add_row([
+                d.pool.clone().unwrap_or_else(|| "(none)".to_owned()),
+                d.requests.to_string(),
+                format!("{}m", d.resources.cpu_millicores),
+                format!("{}Mi", d.resources.memory_mib),
+                gpus.join(" "),
+            ]);
+        }
+        println!("{table}");
+    })?;
+    Ok(0)
+}
+
+/// `berth drain WORKER`.
+pub async fn drain(connection: &Connection, id: &str) -> anyhow::Result<i32> {
+    let id = WorkerId::new(id)?;
+    let view = connection.client()?.drain(&id).await?;
+    print(connection, &view, |v| println!("{} {}", v.id, v.status))?;
+    Ok(0)
+}
+
+fn print<T: Serialize>(
+    connection: &Connection,
+    value: &T,
+    human: impl FnOnce(&T),
+) -> anyhow::Result<()> {
+    if connection.json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        human(value);
+    }
+    Ok(())
+}
+
+fn table<const N: usize>(header: [&str; N]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(header);
+    table
+}
+
+fn show<T: ToString>(value: Option<&T>) -> String {
+    value.map_or("-".to_owned(), ToString::to_string)
+}

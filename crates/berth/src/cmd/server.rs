@@ -1,0 +1,198 @@
+//! `berth server`: one engine replica plus the HTTP API, on the embedded store (the
+//! default) or on Redis (standalone, or Cluster when several URLs are given).
+
+use crate::config::FileConfig;
+use anyhow::{Context, bail};
+use berth_core::Pool;
+use berth_engine::{Engine, EngineConfig, Strategy};
+use berth_server::{AppState, ServerConfig};
+use berth_store::{MemoryStore, RedisStore, Store, StoreConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `berth server`. Flags override environment variables, which override the
+/// configuration file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// A TOML configuration file (pools, store, engine; unknown keys are errors).
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The address the API listens on.
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<String>,
+    /// Redis URL; give it several times for a Redis Cluster's seed nodes. Without it the
+    /// embedded in-memory store is used.
+    #[arg(long = "redis", env = "BERTH_REDIS", value_delimiter = ',')]
+    pub redis: Vec<String>,
+    /// The prefix of every Redis key.
+    #[arg(long, env = "BERTH_PREFIX")]
+    pub prefix: Option<String>,
+    /// Commit strategy: serial, batch-lock or batch-script.
+    #[arg(long, env = "BERTH_STRATEGY")]
+    pub strategy: Option<Strategy>,
+    /// This replica's name (unique per replica sharing one store).
+    #[arg(long, env = "BERTH_REPLICA")]
+    pub replica: Option<String>,
+    /// Seconds without a heartbeat after which a worker is declared lost.
+    #[arg(long, env = "BERTH_HEARTBEAT_TIMEOUT")]
+    pub heartbeat_timeout: Option<u64>,
+}
+
+/// Everything `berth server` runs with, resolved from flags, environment and file.
+pub struct Resolved {
+    /// Where to listen.
+    pub listen: String,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The engine configuration.
+    pub engine: EngineConfig,
+    /// The configured pools.
+    pub pools: Vec<Pool>,
+    /// The HTTP service's configuration.
+    pub server: ServerConfig,
+    /// A line saying which store this is.
+    pub store_name: String,
+}
+
+/// Resolves the configuration and connects to the store.
+pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let pools = file.pools()?;
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:7700".to_owned());
+    let strategy = match (&args.strategy, &file.engine.strategy) {
+        (Some(s), _) => *s,
+        (None, Some(text)) => text
+            .parse()
+            .context("engine.strategy in the configuration file")?,
+        (None, None) => Strategy::default(),
+    };
+    let mut engine = EngineConfig {
+        strategy,
+        replica: args.replica.clone().unwrap_or_else(default_replica),
+        ..EngineConfig::default()
+    };
+    if let Some(max) = file.engine.max_batch {
+        if max == 0 || max > 100_000 {
+            bail!("engine.max_batch must be between 1 and 100000 (got {max})");
+        }
+        engine.max_batch = max;
+    }
+    if let Some(secs) = file.engine.deadline_secs {
+        engine.deadline = Duration::from_secs(secs);
+    }
+    let mut server = ServerConfig::default();
+    if let Some(secs) = args
+        .heartbeat_timeout
+        .or(file.workers.heartbeat_timeout_secs)
+    {
+        if secs == 0 {
+            bail!("the heartbeat timeout must be at least 1 second");
+        }
+        server.heartbeat_timeout = Duration::from_secs(secs);
+    }
+    let urls = if args.redis.is_empty() {
+        file.store.redis.clone()
+    } else {
+        args.redis.clone()
+    };
+    let prefix = args.prefix.clone().or(file.store.prefix.clone());
+    let (store, store_name) = connect(&urls, prefix).await?;
+    Ok(Resolved {
+        listen,
+        store,
+        engine,
+        pools,
+        server,
+        store_name,
+    })
+}
+
+fn default_replica() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn connect(
+    urls: &[String],
+    prefix: Option<String>,
+) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    let mut config = StoreConfig::default();
+    if let Some(prefix) = prefix {
+        config.prefix = prefix;
+    }
+    if urls.is_empty() {
+        return Ok((
+            Arc::new(MemoryStore::new(config)),
+            "embedded in-memory store".to_owned(),
+        ));
+    }
+    let store = RedisStore::connect_any(urls, config)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", urls.join(", ")))?;
+    let kind = if store.is_cluster() {
+        "Redis Cluster"
+    } else {
+        "Redis"
+    };
+    Ok((Arc::new(store), format!("{kind} at {}", urls.join(", "))))
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let resolved = resolve(&args).await?;
+    let listener = tokio::net::TcpListener::bind(&resolved.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} (is another server running there?)",
+                resolved.listen
+            )
+        })?;
+    let address = listener.local_addr()?;
+    let engine = Arc::new(Engine::start(
+        resolved.store.clone(),
+        resolved.engine.clone(),
+        resolved.pools.clone(),
+    ));
+    let state = AppState::new(resolved.store, engine, resolved.pools, resolved.server);
+    eprintln!(
+        "berth server on http://{address} ({}, strategy {})",
+        resolved.store_name, resolved.engine.strategy
+    );
+    berth_server::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,256 @@
+//! `berth server`'s configuration file (TOML). Unknown keys are errors; every value is
+//! checked, and an error names the key and says what would be right. Flags and environment
+//! variables override the file (see `berth server --help`).
+
+use crate::units::{parse_cpu, parse_memory};
+use berth_core::{GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The address the API listens on, e.g. `127.0.0.1:7700`.
+    pub listen: Option<String>,
+    /// Where the state lives.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// Engine tuning.
+    #[serde(default)]
+    pub engine: EngineSection,
+    /// Liveness of workers.
+    #[serde(default)]
+    pub workers: WorkersSection,
+    /// The pools workers join and an autoscaler grows.
+    #[serde(default)]
+    pub pools: Vec<PoolSection>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Redis URLs: none for the embedded store, one for standalone Redis, several for a
+    /// Redis Cluster (its seed nodes).
+    #[serde(default)]
+    pub redis: Vec<String>,
+    /// The prefix of every Redis key.
+    pub prefix: Option<String>,
+}
+
+/// `[engine]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// `serial`, `batch-lock` or `batch-script`.
+    pub strategy: Option<String>,
+    /// The largest batch.
+    pub max_batch: Option<usize>,
+    /// How long a request may wait for room, in seconds.
+    pub deadline_secs: Option<u64>,
+}
+
+/// `[workers]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersSection {
+    /// A worker silent for this long is declared lost, in seconds.
+    pub heartbeat_timeout_secs: Option<u64>,
+}
+
+/// One `[[pools]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// The pool's name.
+    pub name: String,
+    /// The GPU type of its workers.
+    pub gpu_type: Option<String>,
+    /// Higher is preferred.
+    #[serde(default)]
+    pub priority: i32,
+    /// Its workers may be reclaimed.
+    #[serde(default)]
+    pub preemptible: bool,
+    /// Only requests that select it go there.
+    #[serde(default)]
+    pub requires_selector: bool,
+    /// `spread` or `pack`.
+    pub policy: Option<String>,
+    /// The size of one worker an autoscaler would add.
+    pub worker_size: Option<WorkerSize>,
+}
+
+/// A worker's size in the file: `{ cpu = "16", memory = "64Gi", gpus = 8 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSize {
+    /// CPU, as `16` or `16000m`.
+    pub cpu: String,
+    /// Memory, as `64Gi`.
+    pub memory: String,
+    /// GPUs.
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The path.
+        path: String,
+        /// What toml said (it names the key and the line).
+        message: String,
+    },
+    /// A value is out of its domain.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `pools[1].policy`.
+        key: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+}
+
+impl FileConfig {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        FileConfig::parse(&text, &shown)
+    }
+
+    /// Parses and checks TOML text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
+        let config: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.pools()?;
+        Ok(config)
+    }
+
+    /// The pools, checked.
+    pub fn pools(&self) -> Result<Vec<Pool>, ConfigError> {
+        self.pools
+            .iter()
+            .enumerate()
+            .map(|(i, section)| section.to_pool(&format!("pools[{i}]")))
+            .collect()
+    }
+}
+
+impl PoolSection {
+    fn to_pool(&self, key: &str) -> Result<Pool, ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            key: format!("{key}.{field}"),
+            message,
+        };
+        let name = PoolName::new(&self.name).map_err(|e| invalid("name", e.to_string()))?;
+        let policy = match &self.policy {
+            None => PlacementPolicy::Spread,
+            Some(text) => text
+                .parse()
+                .map_err(|e| invalid("policy", format!("{e}")))?,
+        };
+        let gpu_type = self
+            .gpu_type
+            .as_deref()
+            .map(str::parse::<GpuType>)
+            .transpose()
+            .map_err(|e| invalid("gpu_type", e.to_string()))?;
+        let worker_size = match &self.worker_size {
+            None => Resources::ZERO,
+            Some(size) => Resources::new(
+                parse_cpu(&size.cpu).map_err(|e| invalid("worker_size.cpu", e.to_string()))?,
+                parse_memory(&size.memory)
+                    .map_err(|e| invalid("worker_size.memory", e.to_string()))?,
+                size.gpus,
+            ),
+        };
+        if worker_size.gpu_count > 0 && gpu_type.is_none() {
+            return Err(invalid(
+                "gpu_type",
+                "worker_size has GPUs, so the pool needs a gpu_type".into(),
+            ));
+        }
+        Ok(Pool {
+            attributes: PoolAttributes {
+                pool: name,
+                priority: self.priority,
+                preemptible: self.preemptible,
+                requires_pool_selector: self.requires_selector,
+                policy,
+            },
+            gpu_type,
+            worker_size,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+listen = "127.0.0.1:7700"
+[store]
+redis = ["redis://127.0.0.1:6379/"]
+[engine]
+strategy = "batch-script"
+[[pools]]
+name = "gpu"
+gpu_type = "a100-80"
+priority = 10
+requires_selector = true
+policy = "pack"
+worker_size = { cpu = "32", memory = "256Gi", gpus = 8 }
+"#;
+
+    #[test]
+    fn a_full_file_parses() {
+        let config = FileConfig::parse(EXAMPLE, "example").unwrap();
+        let pools = config.pools().unwrap();
+        assert_eq!(pools[0].gpu_type, Some(GpuType::A100_80));
+        assert_eq!(pools[0].worker_size, Resources::new(32_000, 262_144, 8));
+        assert_eq!(pools[0].attributes.policy, PlacementPolicy::Pack);
+        assert!(pools[0].attributes.requires_pool_selector);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let error = FileConfig::parse("listen = \"x\"\nlisten_port = 1\n", "f").unwrap_err();
+        assert!(error.to_string().contains("listen_port"), "{error}");
+        let error = FileConfig::parse("[[pools]]\nname = \"a\"\ncolour = 1\n", "f").unwrap_err();
+        assert!(error.to_string().contains("colour"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let error =
+            FileConfig::parse("[[pools]]\nname = \"a\"\npolicy = \"random\"\n", "f").unwrap_err();
+        assert!(error.to_string().starts_with("pools[0].policy"), "{error}");
+        let error = FileConfig::parse("[[pools]]\nname = \"a b\"\n", "f").unwrap_err();
+        assert!(error.to_string().starts_with("pools[0].name"), "{error}");
+        let gpus =
+            "[[pools]]\nname = \"a\"\nworker_size = { cpu = \"1\", memory = \"1Gi\", gpus = 2 }\n";
+        let error = FileConfig::parse(gpus, "f").unwrap_err();
+        assert!(error.to_string().contains("gpu_type"), "{error}");
+    }
+}

@@ -1,0 +1,143 @@
+//! Quantities as Kubernetes users write them: CPU as `500m` or `2` (cores, decimals allowed),
+//! memory as `512Mi`, `4Gi`, `1G`, `1000M` or plain bytes; GPUs as `TYPE[,TYPE...]:COUNT`
+//! or `any:COUNT`.
+
+use berth_core::{GpuPreference, GpuType};
+
+/// A quantity that does not parse, with what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {input:?}: {problem}")]
+pub struct UnitError {
+    /// Which quantity.
+    pub what: &'static str,
+    /// The input.
+    pub input: String,
+    /// What is wrong and what would be right.
+    pub problem: String,
+}
+
+fn error(what: &'static str, input: &str, problem: &str) -> UnitError {
+    UnitError {
+        what,
+        input: input.to_owned(),
+        problem: problem.to_owned(),
+    }
+}
+
+/// CPU in millicores: `500m` is 500, `2` is 2000, `0.5` is 500.
+pub fn parse_cpu(input: &str) -> Result<u64, UnitError> {
+    let text = input.trim();
+    let bad = |problem: &str| error("cpu", input, problem);
+    if let Some(milli) = text.strip_suffix('m') {
+        return milli
+            .parse::<u64>()
+            .map_err(|_| bad("expected whole millicores such as 500m, or cores such as 2 or 0.5"));
+    }
+    let cores: f64 = text
+        .parse()
+        .map_err(|_| bad("expected millicores such as 500m, or cores such as 2 or 0.5"))?;
+    if !cores.is_finite() || !(0.0..=1_048_576.0).contains(&cores) {
+        return Err(bad("must be between 0 and 1048576 cores"));
+    }
+    let milli = (cores * 1000.0).round();
+    if (milli - cores * 1000.0).abs() > 1e-6 {
+        return Err(bad("finer than one millicore"));
+    }
+    Ok(milli as u64)
+}
+
+/// Memory in MiB: `512Mi`, `4Gi`, `1Ti`, `1G` (10^9 bytes), `1000M`, `1024Ki`, or bytes.
+/// Rounded up to whole MiB.
+pub fn parse_memory(input: &str) -> Result<u64, UnitError> {
+    let text = input.trim();
+    let bad = |problem: &str| error("memory", input, problem);
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: u128 = number
+        .parse()
+        .map_err(|_| bad("expected a whole number with a unit such as 512Mi or 4Gi"))?;
+    let unit: u128 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        _ => {
+            return Err(bad(
+                "unknown unit; use Ki, Mi, Gi, Ti, K, M, G, T or plain bytes",
+            ));
+        }
+    };
+    let bytes = number.checked_mul(unit).ok_or_else(|| bad("too large"))?;
+    u64::try_from(bytes.div_ceil(1 << 20)).map_err(|_| bad("too large"))
+}
+
+/// A GPU demand: `A10G,A100-40:1` (these types, preferred in order, one GPU) or `any:2`.
+pub fn parse_gpu(input: &str) -> Result<(GpuPreference, u32), UnitError> {
+    let bad = |problem: &str| error("gpu", input, problem);
+    let (types, count) = input
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected TYPE[,TYPE...]:COUNT or any:COUNT, e.g. A10G:1"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| bad("the count after ':' must be a whole number"))?;
+    if count == 0 {
+        return Err(bad("the count must be at least 1"));
+    }
+    if types.trim().eq_ignore_ascii_case("any") {
+        return Ok((GpuPreference::Any, count));
+    }
+    let parsed = types
+        .split(',')
+        .map(|t| t.parse::<GpuType>().map_err(|e| bad(&e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((GpuPreference::Types(parsed), count))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_parses_millicores_and_cores() {
+        assert_eq!(parse_cpu("500m"), Ok(500));
+        assert_eq!(parse_cpu("2"), Ok(2000));
+        assert_eq!(parse_cpu("0.25"), Ok(250));
+        assert!(parse_cpu("1.0005").is_err());
+        assert!(parse_cpu("-1").is_err());
+        assert!(parse_cpu("lots").unwrap_err().to_string().contains("500m"));
+    }
+
+    #[test]
+    fn memory_parses_binary_and_decimal_units() {
+        assert_eq!(parse_memory("512Mi"), Ok(512));
+        assert_eq!(parse_memory("4Gi"), Ok(4096));
+        assert_eq!(parse_memory("1G"), Ok(954));
+        assert_eq!(parse_memory("1048576"), Ok(1));
+        assert_eq!(parse_memory("1"), Ok(1), "rounded up");
+        assert!(parse_memory("4GB").unwrap_err().to_string().contains("Gi"));
+        assert!(parse_memory("99999999999999999999Ti").is_err());
+    }
+
+    #[test]
+    fn gpu_parses_preferences_and_any() {
+        let (pref, n) = parse_gpu("A10G,A100-40:1").unwrap();
+        assert_eq!(
+            pref,
+            GpuPreference::Types(vec![GpuType::A10G, GpuType::A100_40])
+        );
+        assert_eq!(n, 1);
+        assert_eq!(parse_gpu("any:2"), Ok((GpuPreference::Any, 2)));
+        assert!(parse_gpu("A10G").is_err());
+        assert!(parse_gpu("A10G:0").is_err());
+        assert!(parse_gpu("A 10G:1").is_err());
+    }
+}
