@@ -28,6 +28,10 @@ enum Command {
     Bench(Box<cmd::bench::BenchArgs>),
     /// Runs an engine replica and the HTTP API (embedded store by default, or --redis).
     Server(cmd::server::ServerArgs),
+    /// The agent on a worker machine: registers, runs its containers, drains on SIGTERM.
+    Worker(cmd::worker::WorkerArgs),
+    /// The embedded default in one command: a server and local workers on 127.0.0.1:7700.
+    Up(cmd::up::UpArgs),
     /// Submits a container: `berth run --cpu 500m --memory 512Mi -- echo hello`.
     Run(cmd::client::RunArgs),
     /// Lists containers.
@@ -79,6 +83,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(args) => cmd::demo::run(args).await.map(|()| 0),
         Command::Bench(args) => cmd::bench::run(*args).await.map(|()| 0),
         Command::Server(args) => cmd::server::run(args).await.map(|()| 0),
+        Command::Worker(args) => cmd::worker::run(args, &connection.server).await.map(|()| 0),
+        Command::Up(args) => cmd::up::run(args).await.map(|()| 0),
         Command::Run(args) => cmd::client::run(connection, args).await,
         Command::Ps(args) => cmd::client::ps(connection, args).await,
         Command::Workers => cmd::client::workers(connection).await,

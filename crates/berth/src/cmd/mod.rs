@@ -4,3 +4,5 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod server;
+pub mod up;
+pub mod worker;

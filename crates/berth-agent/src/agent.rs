@@ -1,0 +1,342 @@
+//! The agent loop: register, heartbeat, long-poll for assignments, supervise containers,
+//! drain on shutdown, deregister.
+//!
+//! Shutdown protocol (the shared state's fields that take part say so in their docs):
+//! 1. `shutdown` fires: the long-poll is dropped and deliveries not yet reported RUNNING
+//!    are neither run nor acknowledged (the server hands them back).
+//! 2. Running containers get [`AgentConfig::grace`] to end on their own.
+//! 3. Then what is left is stopped and reported FAILED ("worker shutting down"); those
+//!    reports get [`AgentConfig::report_timeout`], after which `abandon` fires.
+//! 4. The heartbeat stops, and the worker deregisters (retried while the server still
+//!    sees containers on it).
+
+mod container;
+
+use crate::config::AgentConfig;
+use crate::control::{Control, ControlError, Delivery, Registration};
+use crate::error::AgentError;
+use crate::retry::{Backoff, GaveUp, retry};
+use crate::runtime::ContainerRuntime;
+use berth_core::{ContainerId, WorkerId};
+use berth_store::AttemptId;
+use container::StopSignal;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// An empty long-poll answer sooner than this (or than half the wait) counts as one that
+/// did not wait.
+const QUICK_EMPTY_POLL: Duration = Duration::from_secs(1);
+/// How long the drain waits for tasks after it gave up on their reports.
+const ABANDON_WAIT: Duration = Duration::from_secs(5);
+
+/// A worker agent, ready to run.
+pub struct Agent {
+    config: AgentConfig,
+    registration: Registration,
+    control: Arc<dyn Control>,
+    runtime: Arc<dyn ContainerRuntime>,
+}
+
+impl Agent {
+    /// Checks the configuration and resolves the capacity to register (detecting what is
+    /// not configured).
+    pub fn new(
+        config: AgentConfig,
+        control: Arc<dyn Control>,
+        runtime: Arc<dyn ContainerRuntime>,
+    ) -> Result<Agent, AgentError> {
+        config.validate()?;
+        let (total, gpu_type) = config.capacity.resolve()?;
+        let registration = Registration {
+            worker: config.worker_id.clone(),
+            pool: config.pool.clone(),
+            total,
+            gpu_type,
+        };
+        Ok(Agent {
+            config,
+            registration,
+            control,
+            runtime,
+        })
+    }
+
+    /// What the agent registers.
+    pub fn registration(&self) -> &Registration {
+        &self.registration
+    }
+
+    /// Runs until `shutdown` fires, then drains and deregisters. Fails only if the work
+    /// directory cannot be created or the server refuses the registration; an unavailable
+    /// server is waited for.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        let work_dir = &self.config.work_dir;
+        tokio::fs::create_dir_all(work_dir)
+            .await
+            .map_err(|source| AgentError::WorkDir {
+                path: work_dir.display().to_string(),
+                source,
+            })?;
+        let inner = Arc::new(Inner {
+            worker: self.config.worker_id.clone(),
+            config: self.config,
+            registration: self.registration,
+            control: self.control,
+            runtime: self.runtime,
+            active: Mutex::new(BTreeMap::new()),
+            tasks: TaskTracker::new(),
+            shutdown,
+            abandon: CancellationToken::new(),
+        });
+        if !inner.register().await? {
+            tracing::info!("shut down before the worker could register");
+            return Ok(());
+        }
+        let heartbeat_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(inner.clone().heartbeat_loop(heartbeat_stop.clone()));
+        inner.clone().poll_loop().await;
+        inner.drain().await;
+        heartbeat_stop.cancel();
+        if let Err(err) = heartbeat.await {
+            tracing::error!(error = %err, "the heartbeat task failed");
+        }
+        inner.deregister().await;
+        Ok(())
+    }
+}
+
+/// What the agent's tasks share.
+pub(crate) struct Inner {
+    worker: WorkerId,
+    config: AgentConfig,
+    registration: Registration,
+    control: Arc<dyn Control>,
+    runtime: Arc<dyn ContainerRuntime>,
+    /// Containers from their RUNNING report until their final report, with the signal that
+    /// stops them. Heartbeats report their ids; cancellations and the drain reach them here.
+    active: Mutex<BTreeMap<(ContainerId, AttemptId), Arc<StopSignal>>>,
+    /// One task per delivery taken. Shutdown: closed, then waited for by the drain.
+    tasks: TaskTracker,
+    /// Shutdown: fires when the agent stops taking work; the long-poll and the RUNNING
+    /// reports of deliveries not yet started stop at once.
+    shutdown: CancellationToken,
+    /// Shutdown: fires when the drain gives up on the final reports and acks in flight.
+    abandon: CancellationToken,
+}
+
+impl Inner {
+    /// Registers, retrying while the server is unavailable; false if shut down first.
+    async fn register(&self) -> Result<bool, AgentError> {
+        let call = || self.control.register(&self.registration);
+        match retry("register", self.config.retry, &self.shutdown, call).await {
+            Ok(()) => {
+                let r = &self.registration;
+                tracing::info!(worker = %r.worker, pool = %r.pool, total = %r.total,
+                    gpu_type = ?r.gpu_type, "worker registered");
+                Ok(true)
+            }
+            Err(GaveUp::Stopped) => Ok(false),
+            Err(GaveUp::Refused(source)) => Err(AgentError::RegistrationRefused {
+                worker: self.worker.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Registers again after the server forgot the worker (it restarted without its state).
+    async fn reregister(&self) {
+        tracing::warn!(worker = %self.worker, "the server does not know this worker; registering again");
+        if let Err(err) = self.register().await {
+            tracing::error!(error = %err, "registering again failed");
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.config.heartbeat_every);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let running = self.running_ids();
+            let result = tokio::select! {
+                () = stop.cancelled() => return,
+                result = self.control.heartbeat(&self.worker, &running) => result,
+            };
+            match result {
+                Ok(reply) => {
+                    if failing {
+                        tracing::info!("heartbeats go through again");
+                    }
+                    failing = false;
+                    if reply.lost {
+                        self.lost().await;
+                    } else {
+                        self.cancel(&reply.cancel);
+                    }
+                }
+                Err(ControlError::NotFound(_)) => self.reregister().await,
+                Err(err) => {
+                    crate::metrics::server_error();
+                    if !failing {
+                        tracing::warn!(error = %err, "heartbeat failed; retrying every beat");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    }
+
+    /// The ids of the active containers, once each.
+    fn running_ids(&self) -> Vec<ContainerId> {
+        let mut ids: Vec<ContainerId> = self.active.lock().keys().map(|(c, _)| c.clone()).collect();
+        ids.dedup();
+        ids
+    }
+
+    /// Stops the active containers the server asked to cancel.
+    fn cancel(&self, containers: &[ContainerId]) {
+        for container in containers {
+            let stops: Vec<Arc<StopSignal>> = {
+                let active = self.active.lock();
+                let mine = active.iter().filter(|((c, _), _)| c == container);
+                mine.map(|(_, stop)| stop.clone()).collect()
+            };
+            if stops.is_empty() {
+                tracing::debug!(%container, "cancellation of a container that does not run here");
+            }
+            for stop in stops {
+                if stop.request(container::StopReason::Cancelled) {
+                    tracing::info!(%container, "cancellation asked for; stopping the container");
+                }
+            }
+        }
+    }
+
+    /// The server declared the worker lost and gave its containers back: stops them all
+    /// (their reports will be refused as stale) and registers again.
+    async fn lost(&self) {
+        let stops: Vec<Arc<StopSignal>> = self.active.lock().values().cloned().collect();
+        tracing::warn!(worker = %self.worker, running = stops.len(),
+            "the server declared this worker lost; stopping its containers and registering again");
+        for stop in stops {
+            stop.request(container::StopReason::WorkerLost);
+        }
+        if let Err(err) = self.register().await {
+            tracing::error!(error = %err, "registering again failed");
+        }
+    }
+
+    async fn poll_loop(self: Arc<Self>) {
+        let config = &self.config;
+        let mut backoff = Backoff::new(config.retry);
+        loop {
+            let asked = Instant::now();
+            let call = self
+                .control
+                .assignments(&self.worker, config.poll_max, config.poll_wait);
+            let result = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                result = call => result,
+            };
+            // An empty answer that comes back at once (a server that does not wait, or one
+            // shutting down) would turn the long-poll into a busy poll: back off instead.
+            let quick = asked.elapsed() < (config.poll_wait / 2).min(QUICK_EMPTY_POLL);
+            let pause = match result {
+                Ok(deliveries) if deliveries.is_empty() => {
+                    if !quick {
+                        backoff.reset();
+                    }
+                    quick
+                }
+                Ok(deliveries) => {
+                    backoff.reset();
+                    deliveries.into_iter().for_each(|d| self.accept(d));
+                    false
+                }
+                Err(ControlError::NotFound(_)) => {
+                    self.reregister().await;
+                    true
+                }
+                Err(err) => {
+                    crate::metrics::server_error();
+                    tracing::warn!(error = %err, "polling for assignments failed; retrying");
+                    true
+                }
+            };
+            if pause && !backoff.sleep(&self.shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Takes a delivery on: runs it in its own task, unless the agent is shutting down.
+    fn accept(self: &Arc<Self>, delivery: Delivery) {
+        if self.shutdown.is_cancelled() {
+            tracing::debug!(delivery = %delivery.id, container = %delivery.container,
+                "shutting down: delivery left unacknowledged");
+            return;
+        }
+        self.tasks.spawn(self.clone().run_delivery(delivery));
+    }
+
+    async fn drain(&self) {
+        self.tasks.close();
+        let active = self.active.lock().len();
+        tracing::info!(active, grace = ?self.config.grace, "shutting down: draining");
+        if timeout(self.config.grace, self.tasks.wait()).await.is_ok() {
+            return;
+        }
+        let stops: Vec<Arc<StopSignal>> = self.active.lock().values().cloned().collect();
+        tracing::warn!(
+            left = stops.len(),
+            "grace period over: stopping the containers left"
+        );
+        for stop in stops {
+            stop.request(container::StopReason::ShuttingDown);
+        }
+        if timeout(self.config.report_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("final reports still not through: giving up on them");
+            self.abandon.cancel();
+            let _ = timeout(ABANDON_WAIT, self.tasks.wait()).await;
+        }
+    }
+
+    async fn deregister(&self) {
+        let mut backoff = Backoff::new(self.config.retry);
+        let never = CancellationToken::new();
+        for attempt in 1..=self.config.deregister_attempts {
+            match self.control.deregister(&self.worker).await {
+                Ok(()) => {
+                    tracing::info!(worker = %self.worker, "worker deregistered");
+                    return;
+                }
+                Err(ControlError::NotFound(_)) => {
+                    tracing::info!(worker = %self.worker, "worker already gone");
+                    return;
+                }
+                Err(err @ (ControlError::Conflict(_) | ControlError::Unavailable(_))) => {
+                    tracing::info!(attempt, error = %err, "cannot deregister yet; retrying");
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "the server refused to deregister the worker");
+                    return;
+                }
+            }
+            if attempt < self.config.deregister_attempts {
+                backoff.sleep(&never).await;
+            }
+        }
+        tracing::warn!(worker = %self.worker, "gave up deregistering; the server reclaims the worker when its heartbeat expires");
+    }
+}

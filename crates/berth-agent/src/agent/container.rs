@@ -1,0 +1,412 @@
+//! One delivery's life on the agent: report RUNNING, start, acknowledge, supervise (sending
+//! new output lines now and then), report the end.
+
+use super::Inner;
+use crate::control::{ControlError, Delivery, ReportedState, StatusReport};
+use crate::retry::{GaveUp, retry};
+use crate::runtime::{ContainerHandle, ContainerSpec, Exit};
+use berth_core::ContainerId;
+use berth_store::AttemptId;
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio_util::sync::CancellationToken;
+
+/// How long a periodic log report may take; it is tried again at the next flush.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a line costs in a report beyond its bytes (quotes, comma), for the size budget.
+const LINE_OVERHEAD: usize = 4;
+
+/// Why the agent stops a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// The server asked for its cancellation.
+    Cancelled,
+    /// The agent is shutting down and the grace period is over.
+    ShuttingDown,
+    /// The server declared the worker lost and gave its containers back.
+    WorkerLost,
+    /// The server says the record is not held by this worker and attempt any more.
+    Superseded,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StopReason::Cancelled => "cancelled",
+            StopReason::ShuttingDown => "worker shutting down",
+            StopReason::WorkerLost => "worker declared lost by the server",
+            StopReason::Superseded => "held by another worker or attempt",
+        })
+    }
+}
+
+/// Asks one container to stop; the first reason given is kept.
+#[derive(Debug, Default)]
+pub(crate) struct StopSignal {
+    token: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl StopSignal {
+    /// Asks for a stop; true if this is the first request.
+    pub(crate) fn request(&self, reason: StopReason) -> bool {
+        let first = {
+            let mut kept = self.reason.lock();
+            let first = kept.is_none();
+            kept.get_or_insert(reason);
+            first
+        };
+        self.token.cancel();
+        first
+    }
+
+    fn reason(&self) -> Option<StopReason> {
+        *self.reason.lock()
+    }
+}
+
+/// How a status report ended.
+enum Reported {
+    /// The server took it.
+    Done,
+    /// The record is not held by this worker and attempt any more (409).
+    Stale(ControlError),
+    /// The server refused it for another reason.
+    Refused(ControlError),
+    /// The stop token fired before it went through.
+    Stopped,
+}
+
+/// Removes a container from the active set when its task ends, however it ends.
+struct ActiveEntry {
+    inner: Arc<Inner>,
+    key: (ContainerId, AttemptId),
+}
+
+impl Drop for ActiveEntry {
+    fn drop(&mut self) {
+        self.inner.active.lock().remove(&self.key);
+    }
+}
+
+/// A started container and how much of its output the server has.
+struct Supervised {
+    handle: Box<dyn ContainerHandle>,
+    /// The sequence number of the first line not sent yet.
+    sent: u64,
+}
+
+impl Inner {
+    /// Runs one delivery to its end. Never fails: every outcome is reported and logged.
+    pub(super) async fn run_delivery(self: Arc<Self>, delivery: Delivery) {
+        let stop = Arc::new(StopSignal::default());
+        let Some(_entry) = self.enter(&delivery, &stop) else {
+            tracing::debug!(container = %delivery.container, "delivered again while it runs here");
+            return self.ack(&delivery).await;
+        };
+        if !self.claim(&delivery).await {
+            return;
+        }
+        if let Some(reason) = stop.reason() {
+            tracing::info!(container = %delivery.container, %reason, "stopped before it started");
+            return self.fail_unstarted(&delivery, reason.to_string()).await;
+        }
+        match self.runtime.start(self.spec(&delivery)).await {
+            Ok(handle) => self.run_started(&delivery, handle, &stop).await,
+            Err(err) => {
+                tracing::warn!(container = %delivery.container, error = %err, "container did not start");
+                self.fail_unstarted(&delivery, err.to_string()).await;
+            }
+        }
+    }
+
+    /// Reports a claimed container that never started FAILED, then acknowledges it.
+    async fn fail_unstarted(&self, delivery: &Delivery, reason: String) {
+        crate::metrics::failed();
+        let failed = ReportedState::Failed { reason };
+        self.report_end(delivery, failed, Vec::new()).await;
+        self.ack(delivery).await;
+    }
+
+    /// Acknowledges the delivery while supervising its started container, then reports how
+    /// it ended with the output lines not sent yet.
+    async fn run_started(
+        &self,
+        delivery: &Delivery,
+        handle: Box<dyn ContainerHandle>,
+        stop: &StopSignal,
+    ) {
+        crate::metrics::started();
+        tracing::info!(container = %delivery.container, attempt = %delivery.attempt, "container started");
+        let mut run = Supervised { handle, sent: 0 };
+        let ((), exit) = tokio::join!(self.ack(delivery), self.supervise(delivery, &mut run, stop));
+        crate::metrics::ended();
+        let state = final_state(&exit, stop.reason());
+        match &state {
+            ReportedState::Exited { .. } => crate::metrics::exited(),
+            _ => crate::metrics::failed(),
+        }
+        tracing::info!(container = %delivery.container, %exit, "container ended");
+        let logs = self.unsent_logs(&run).0;
+        self.report_end(delivery, state, logs).await;
+    }
+
+    /// Marks the delivery's container active; `None` if it already is (a redelivery).
+    fn enter(self: &Arc<Self>, delivery: &Delivery, stop: &Arc<StopSignal>) -> Option<ActiveEntry> {
+        let key = (delivery.container.clone(), delivery.attempt.clone());
+        let mut active = self.active.lock();
+        if active.contains_key(&key) {
+            return None;
+        }
+        active.insert(key.clone(), stop.clone());
+        Some(ActiveEntry {
+            inner: self.clone(),
+            key,
+        })
+    }
+
+    /// Reports RUNNING before starting; true if the container is ours to run. A stale
+    /// delivery's reservation is released and the delivery acknowledged; a delivery whose
+    /// report could not go through before shutdown is left to the server (not acked).
+    async fn claim(&self, delivery: &Delivery) -> bool {
+        let container = &delivery.container;
+        let running = self.report(delivery, ReportedState::Running, Vec::new(), &self.shutdown);
+        match running.await {
+            Reported::Done => return true,
+            Reported::Stale(err) => {
+                crate::metrics::stale();
+                tracing::info!(%container, attempt = %delivery.attempt, error = %err,
+                    "stale delivery: held by another worker or attempt; not run");
+                self.release(delivery).await;
+            }
+            Reported::Refused(err) => {
+                tracing::error!(%container, error = %err, "the server refused the RUNNING report; not run");
+            }
+            Reported::Stopped => {
+                tracing::info!(%container, "shutting down before the container was reported running; left to the server");
+                return false;
+            }
+        }
+        self.ack(delivery).await;
+        false
+    }
+
+    fn spec(&self, delivery: &Delivery) -> ContainerSpec {
+        ContainerSpec {
+            container: delivery.container.clone(),
+            attempt: delivery.attempt.clone(),
+            worker: self.worker.clone(),
+            resources: delivery.resources,
+            payload: delivery.payload.clone(),
+            timeout: delivery.timeout,
+        }
+    }
+
+    /// Waits for the container to end, or stops it when asked; sends its new output lines
+    /// every [`crate::AgentConfig::log_flush_every`] meanwhile.
+    async fn supervise(
+        &self,
+        delivery: &Delivery,
+        run: &mut Supervised,
+        stop: &StopSignal,
+    ) -> Exit {
+        let mut flush = self.config.log_flush_every.map(|every| {
+            let mut ticks = interval_at(Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ticks
+        });
+        loop {
+            let tick = async {
+                match flush.as_mut() {
+                    Some(ticks) => {
+                        ticks.tick().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                exit = run.handle.wait() => return exit,
+                () = stop.token.cancelled() => return run.handle.kill().await,
+                () = tick => self.flush_logs(delivery, run, stop).await,
+            }
+        }
+    }
+
+    /// Sends the output lines the server does not have yet with a RUNNING report (one try;
+    /// what does not go through is sent next time).
+    async fn flush_logs(&self, delivery: &Delivery, run: &mut Supervised, stop: &StopSignal) {
+        let (logs, next) = self.unsent_logs(run);
+        if logs.is_empty() {
+            return;
+        }
+        let report = StatusReport {
+            worker: self.worker.clone(),
+            attempt: delivery.attempt.clone(),
+            state: ReportedState::Running,
+            logs,
+        };
+        let container = &delivery.container;
+        match timeout(FLUSH_TIMEOUT, self.control.report(container, &report)).await {
+            Ok(Ok(())) => run.sent = next,
+            Ok(Err(err @ ControlError::Conflict(_))) => {
+                tracing::warn!(%container, error = %err, "the record moved on; stopping the container");
+                stop.request(StopReason::Superseded);
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(%container, error = %err, "log report failed; sent again later")
+            }
+            Err(_) => tracing::debug!(%container, "log report timed out; sent again later"),
+        }
+    }
+
+    /// The lines not sent yet, the oldest left out beyond the report size budget, and the
+    /// sequence number that follows them.
+    fn unsent_logs(&self, run: &Supervised) -> (Vec<String>, u64) {
+        let (mut lines, next) = run.handle.logs_since(run.sent);
+        let mut budget = self.config.max_report_log_bytes;
+        let mut keep = 0;
+        for line in lines.iter().rev() {
+            let cost = line.len() + LINE_OVERHEAD;
+            if cost > budget {
+                break;
+            }
+            budget -= cost;
+            keep += 1;
+        }
+        lines.drain(..lines.len() - keep);
+        (lines, next)
+    }
+
+    async fn report(
+        &self,
+        delivery: &Delivery,
+        state: ReportedState,
+        logs: Vec<String>,
+        stop: &CancellationToken,
+    ) -> Reported {
+        let report = StatusReport {
+            worker: self.worker.clone(),
+            attempt: delivery.attempt.clone(),
+            state,
+            logs,
+        };
+        let what = format!("report of container {}", delivery.container);
+        let call = || self.control.report(&delivery.container, &report);
+        match retry(&what, self.config.retry, stop, call).await {
+            Ok(()) => Reported::Done,
+            Err(GaveUp::Refused(err @ ControlError::Conflict(_))) => Reported::Stale(err),
+            Err(GaveUp::Refused(err)) => Reported::Refused(err),
+            Err(GaveUp::Stopped) => Reported::Stopped,
+        }
+    }
+
+    /// Reports EXITED or FAILED (which releases the capacity), until it goes through or
+    /// the drain gives up. If the server refuses the report with its logs, it is sent again
+    /// without them: the capacity matters more than the output.
+    async fn report_end(&self, delivery: &Delivery, state: ReportedState, logs: Vec<String>) {
+        let container = &delivery.container;
+        let with_logs = !logs.is_empty();
+        let mut outcome = self
+            .report(delivery, state.clone(), logs, &self.abandon)
+            .await;
+        if let (Reported::Refused(err), true) = (&outcome, with_logs) {
+            tracing::warn!(%container, error = %err, "final status refused with its logs; sending it without");
+            outcome = self
+                .report(delivery, state, Vec::new(), &self.abandon)
+                .await;
+        }
+        match outcome {
+            Reported::Done => tracing::debug!(%container, "final status reported"),
+            Reported::Stale(err) => {
+                tracing::warn!(%container, error = %err, "final status refused: the record moved on")
+            }
+            Reported::Refused(err) => {
+                tracing::error!(%container, error = %err, "the server refused the final status")
+            }
+            Reported::Stopped => tracing::error!(%container, "gave up reporting the final status"),
+        }
+    }
+
+    /// Gives back the reservation of a delivery this worker will not run.
+    async fn release(&self, delivery: &Delivery) {
+        let (container, attempt) = (&delivery.container, &delivery.attempt);
+        let what = format!("release of container {container}");
+        let call = || self.control.release(&self.worker, container, attempt);
+        match retry(&what, self.config.retry, &self.abandon, call).await {
+            Ok(released) => tracing::debug!(%container, %attempt, released, "reservation released"),
+            Err(GaveUp::Refused(err)) => {
+                tracing::warn!(%container, error = %err, "the server refused the release")
+            }
+            Err(GaveUp::Stopped) => tracing::warn!(%container, "gave up releasing the reservation"),
+        }
+    }
+
+    /// Acknowledges a delivery, retrying while the server is unavailable. A failed ack is
+    /// harmless: the delivery comes again and is recognised.
+    async fn ack(&self, delivery: &Delivery) {
+        let what = format!("ack of delivery {}", delivery.id);
+        let call = || self.control.ack(&self.worker, &delivery.id);
+        match retry(&what, self.config.retry, &self.abandon, call).await {
+            Ok(()) => {}
+            Err(GaveUp::Refused(err)) => {
+                tracing::warn!(delivery = %delivery.id, error = %err, "the server refused the ack")
+            }
+            Err(GaveUp::Stopped) => {
+                tracing::warn!(delivery = %delivery.id, "gave up acknowledging the delivery")
+            }
+        }
+    }
+}
+
+/// What to report for a container that ended this way.
+fn final_state(exit: &Exit, stop: Option<StopReason>) -> ReportedState {
+    let failed = |reason: String| ReportedState::Failed { reason };
+    match exit {
+        Exit::Exited { code } => ReportedState::Exited { exit_code: *code },
+        Exit::Killed => failed(stop.unwrap_or(StopReason::Cancelled).to_string()),
+        other => failed(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_stop_reason_wins() {
+        let stop = StopSignal::default();
+        assert!(stop.request(StopReason::Cancelled));
+        assert!(!stop.request(StopReason::ShuttingDown));
+        assert_eq!(stop.reason(), Some(StopReason::Cancelled));
+        assert!(stop.token.is_cancelled());
+    }
+
+    #[test]
+    fn final_states_say_why() {
+        let exited = final_state(&Exit::Exited { code: 3 }, None);
+        assert_eq!(exited, ReportedState::Exited { exit_code: 3 });
+        let reason = |exit: Exit, stop| match final_state(&exit, stop) {
+            ReportedState::Failed { reason } => reason,
+            other => panic!("not failed: {other:?}"),
+        };
+        assert_eq!(
+            reason(Exit::Killed, Some(StopReason::Cancelled)),
+            "cancelled"
+        );
+        assert_eq!(
+            reason(Exit::Killed, Some(StopReason::ShuttingDown)),
+            "worker shutting down"
+        );
+        let timed_out = Exit::TimedOut {
+            after: Duration::from_secs(2),
+        };
+        assert_eq!(reason(timed_out, None), "timed out after 2 s");
+        assert_eq!(
+            reason(Exit::Signalled { signal: 9 }, None),
+            "killed by signal 9"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The agent's configuration, and the host capacity it registers.
+
+use crate::error::AgentError;
+use crate::retry::RetryPolicy;
+use crate::runtime::ProcessRuntimeConfig;
+use berth_core::{GpuType, PoolName, Resources, WorkerId};
+use std::path::PathBuf;
+use std::time::Duration;
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+
+/// The capacity a worker registers. Anything left `None` is detected on the host; GPUs are
+/// never detected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapacityConfig {
+    /// CPU in millicores; detected: 1000 per CPU the agent may use.
+    pub cpu_millicores: Option<u64>,
+    /// Memory in MiB; detected: the host's memory, or its cgroup's limit when lower.
+    pub memory_mib: Option<u64>,
+    /// The GPU type, required when `gpu_count` is above 0.
+    pub gpu_type: Option<GpuType>,
+    /// How many GPUs the worker has.
+    pub gpu_count: u32,
+}
+
+impl CapacityConfig {
+    /// The capacity to register and the GPU type: configured values, the rest detected.
+    pub fn resolve(&self) -> Result<(Resources, Option<GpuType>), AgentError> {
+        let gpu_type = match (&self.gpu_type, self.gpu_count) {
+            (None, 0) => None,
+            (Some(ty), n) if n > 0 => Some(ty.clone()),
+            (None, _) => return Err(config_error("gpu_count is set but gpu_type is not")),
+            (Some(_), _) => return Err(config_error("gpu_type is set but gpu_count is 0")),
+        };
+        let host = match (self.cpu_millicores, self.memory_mib) {
+            (Some(cpu), Some(memory)) => Resources::new(cpu, memory, 0),
+            _ => detect_host()?,
+        };
+        let total = Resources::new(
+            self.cpu_millicores.unwrap_or(host.cpu_millicores),
+            self.memory_mib.unwrap_or(host.memory_mib),
+            self.gpu_count,
+        );
+        if total.cpu_millicores == 0 || total.memory_mib == 0 {
+            return Err(config_error(format!(
+                "the capacity {total} has no CPU or memory"
+            )));
+        }
+        Ok((total, gpu_type))
+    }
+}
+
+/// The CPU (1000 millicores per usable CPU) and memory (MiB; the cgroup's limit when lower
+/// than the host's) of this host, without GPUs.
+pub fn detect_host() -> Result<Resources, AgentError> {
+    let refresh = RefreshKind::nothing()
+        .with_cpu(CpuRefreshKind::nothing())
+        .with_memory(MemoryRefreshKind::nothing().with_ram());
+    let system =
+        System::new_with_specifics(refresh).map_err(|err| AgentError::Detect(err.to_string()))?;
+    let mut cpus = system.cpus().len();
+    if let Ok(usable) = std::thread::available_parallelism() {
+        cpus = if cpus == 0 {
+            usable.get()
+        } else {
+            cpus.min(usable.get())
+        };
+    }
+    let mut memory = system.total_memory();
+    if let Some(limits) = system.cgroup_limits()
+        && limits.total_memory > 0
+    {
+        memory = memory.min(limits.total_memory);
+    }
+    let cpu_millicores = u64::try_from(cpus).unwrap_or(u64::MAX / 1000) * 1000;
+    Ok(Resources::new(cpu_millicores, memory / (1024 * 1024), 0))
+}
+
+fn config_error(message: impl Into<String>) -> AgentError {
+    AgentError::Config(message.into())
+}
+
+/// Everything the agent needs to know. [`AgentConfig::new`] fills in the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// The server's base URL, e.g. `http://127.0.0.1:7070`.
+    pub server_url: String,
+    /// This worker's id.
+    pub worker_id: WorkerId,
+    /// The pool it joins.
+    pub pool: PoolName,
+    /// What it registers.
+    pub capacity: CapacityConfig,
+    /// Where containers get their working directories (created if missing).
+    pub work_dir: PathBuf,
+    /// How often it heartbeats (default 1 s).
+    pub heartbeat_every: Duration,
+    /// How long one long-poll for assignments waits on the server (default 20 s).
+    pub poll_wait: Duration,
+    /// At most this many assignments per poll (default 64).
+    pub poll_max: u32,
+    /// On shutdown, how long running containers may go on before they are killed
+    /// (default 30 s).
+    pub grace: Duration,
+    /// On shutdown, how long the final reports of the killed containers may take before
+    /// the agent gives up on them (default 30 s).
+    pub report_timeout: Duration,
+    /// The timeout of a container whose request does not set `BERTH_TIMEOUT_SECS`
+    /// (default 1 hour).
+    pub default_timeout: Duration,
+    /// How long a container may take to stop after SIGTERM before SIGKILL (default 5 s).
+    pub stop_grace: Duration,
+    /// How many lines of output are kept and reported per container (default 1000).
+    pub log_lines: usize,
+    /// How often a running container's new output lines are sent to the server
+    /// (default 5 s; `None`: only with the final status).
+    pub log_flush_every: Option<Duration>,
+    /// The most bytes of output lines one report carries; the oldest lines are left out
+    /// beyond it (default 256 KiB, well under the server's body limit).
+    pub max_report_log_bytes: usize,
+    /// How long one call to the server may take (a long-poll adds its wait; default 10 s).
+    pub call_timeout: Duration,
+    /// Longer output lines are cut to this many bytes (default 16 KiB).
+    pub max_line_bytes: usize,
+    /// How calls to an unavailable server are retried.
+    pub retry: RetryPolicy,
+    /// How many times deregistration is tried while the server still sees containers on
+    /// the worker (default 10).
+    pub deregister_attempts: u32,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults, capacity detected.
+    pub fn new(
+        server_url: impl Into<String>,
+        worker_id: WorkerId,
+        pool: PoolName,
+        work_dir: impl Into<PathBuf>,
+    ) -> AgentConfig {
+        let runtime = ProcessRuntimeConfig::new(PathBuf::new());
+        AgentConfig {
+            server_url: server_url.into(),
+            worker_id,
+            pool,
+            capacity: CapacityConfig::default(),
+            work_dir: work_dir.into(),
+            heartbeat_every: Duration::from_secs(1),
+            poll_wait: Duration::from_secs(20),
+            poll_max: 64,
+            grace: Duration::from_secs(30),
+            report_timeout: Duration::from_secs(30),
+            default_timeout: runtime.default_timeout,
+            stop_grace: runtime.stop_grace,
+            log_lines: runtime.log_lines,
+            log_flush_every: Some(Duration::from_secs(5)),
+            max_report_log_bytes: 256 * 1024,
+            call_timeout: Duration::from_secs(10),
+            max_line_bytes: runtime.max_line_bytes,
+            retry: RetryPolicy::default(),
+            deregister_attempts: 10,
+        }
+    }
+
+    /// The process runtime's part of this configuration.
+    pub fn process_runtime(&self) -> ProcessRuntimeConfig {
+        ProcessRuntimeConfig {
+            work_dir: self.work_dir.clone(),
+            default_timeout: self.default_timeout,
+            stop_grace: self.stop_grace,
+            log_lines: self.log_lines,
+            max_line_bytes: self.max_line_bytes,
+        }
+    }
+
+    /// Checks the values that would make the agent misbehave.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        if self.heartbeat_every.is_zero() {
+            return Err(config_error("heartbeat_every must be above 0"));
+        }
+        if self.log_flush_every.is_some_and(|every| every.is_zero()) {
+            return Err(config_error("log_flush_every must be above 0"));
+        }
+        if self.call_timeout.is_zero() {
+            return Err(config_error("call_timeout must be above 0"));
+        }
+        if self.poll_wait < Duration::from_millis(100) {
+            return Err(config_error(
+                "poll_wait must be at least 100 ms: assignments are long-polled",
+            ));
+        }
+        if self.poll_max == 0 {
+            return Err(config_error("poll_max must be above 0"));
+        }
+        if self.retry.initial.is_zero() || self.retry.max < self.retry.initial {
+            return Err(config_error(
+                "retry.initial must be above 0 and at most retry.max",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_some_cpu_and_memory() {
+        let host = detect_host().unwrap();
+        assert!(host.cpu_millicores >= 1000);
+        assert!(host.memory_mib > 0);
+        assert_eq!(host.gpu_count, 0);
+    }
+
+    #[test]
+    fn configured_values_win_and_gpus_need_a_type() {
+        let mut capacity = CapacityConfig {
+            cpu_millicores: Some(4000),
+            memory_mib: Some(8192),
+            gpu_type: Some(GpuType::H100),
+            gpu_count: 2,
+        };
+        let (total, ty) = capacity.resolve().unwrap();
+        assert_eq!(total, Resources::new(4000, 8192, 2));
+        assert_eq!(ty, Some(GpuType::H100));
+        capacity.gpu_type = None;
+        assert!(matches!(capacity.resolve(), Err(AgentError::Config(_))));
+        capacity.gpu_count = 0;
+        capacity.gpu_type = Some(GpuType::T4);
+        assert!(matches!(capacity.resolve(), Err(AgentError::Config(_))));
+    }
+
+    #[test]
+    fn detection_fills_what_is_not_configured() {
+        let capacity = CapacityConfig {
+            cpu_millicores: Some(1500),
+            ..CapacityConfig::default()
+        };
+        let (total, ty) = capacity.resolve().unwrap();
+        assert_eq!(total.cpu_millicores, 1500);
+        assert!(total.memory_mib > 0);
+        assert_eq!(ty, None);
+    }
+}

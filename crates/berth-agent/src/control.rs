@@ -1,0 +1,163 @@
+//! What the agent needs from the server: the [`Control`] contract, its values and its
+//! errors. [`crate::HttpControl`] implements it over the server's HTTP API; tests and an
+//! in-process server may implement it directly.
+
+use async_trait::async_trait;
+use berth_core::{ContainerId, GpuType, Payload, PoolName, Resources, WorkerId};
+use berth_store::AttemptId;
+use std::time::Duration;
+
+/// What the worker registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The worker's id.
+    pub worker: WorkerId,
+    /// Its pool.
+    pub pool: PoolName,
+    /// Its whole capacity.
+    pub total: Resources,
+    /// Its GPU type, if it has GPUs.
+    pub gpu_type: Option<GpuType>,
+}
+
+/// One assignment delivered to the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The delivery's id; acknowledge it once the container is reported.
+    pub id: String,
+    /// The container.
+    pub container: ContainerId,
+    /// The placement attempt it was reserved under.
+    pub attempt: AttemptId,
+    /// What it reserved.
+    pub resources: Resources,
+    /// What to run.
+    pub payload: Payload,
+    /// Kill it once it has run this long, if its request set a timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// The server's answer to a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Running containers whose cancellation was asked for: stop them.
+    pub cancel: Vec<ContainerId>,
+    /// The server declared the worker lost after it missed heartbeats and gave its
+    /// containers back: stop them all and register again.
+    pub lost: bool,
+}
+
+/// The state a worker reports for a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportedState {
+    /// It is about to start (reported before starting it), or runs on (reported again to
+    /// send new output lines).
+    Running,
+    /// It ended with an exit code.
+    Exited {
+        /// The exit code.
+        exit_code: i32,
+    },
+    /// It could not start, or was stopped.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ReportedState {
+    /// True for the states that end the container (and release its capacity).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, ReportedState::Running)
+    }
+}
+
+/// One status report for a container, by the worker and attempt that hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// The worker.
+    pub worker: WorkerId,
+    /// The attempt it runs under.
+    pub attempt: AttemptId,
+    /// The new state.
+    pub state: ReportedState,
+    /// Output lines the server has not been sent yet (it appends them to the container's
+    /// log).
+    pub logs: Vec<String>,
+}
+
+/// Why a call to the server did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The server refused because the state moved on (HTTP 409): the container is not held
+    /// by this worker and attempt any more, or the worker still owns containers.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The worker or container is unknown to the server (HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The server refused the call itself (another 4xx); sending it again will not help.
+    #[error("refused with status {status}: {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// What the server said.
+        message: String,
+    },
+    /// The server could not be reached, failed (5xx), or answered something unreadable;
+    /// the call may be retried.
+    #[error("server unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ControlError {
+    /// True when the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ControlError::Unavailable(_))
+    }
+}
+
+/// The worker-facing API of the server.
+#[async_trait]
+pub trait Control: Send + Sync {
+    /// Registers (or re-registers) the worker with its capacity.
+    async fn register(&self, registration: &Registration) -> Result<(), ControlError>;
+
+    /// Tells the server which containers run here; learns which to cancel.
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        running: &[ContainerId],
+    ) -> Result<HeartbeatReply, ControlError>;
+
+    /// Waits up to `wait` for at most `max` new or redelivered assignments.
+    async fn assignments(
+        &self,
+        worker: &WorkerId,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, ControlError>;
+
+    /// Acknowledges a delivery so it is not delivered again.
+    async fn ack(&self, worker: &WorkerId, delivery: &str) -> Result<(), ControlError>;
+
+    /// Gives back a reservation the worker will not run because the record is held by
+    /// another worker or attempt; true if capacity was given back (idempotent).
+    async fn release(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+    ) -> Result<bool, ControlError>;
+
+    /// Reports a container's state. [`ControlError::Conflict`] means the record is not
+    /// held by this worker and attempt any more.
+    async fn report(
+        &self,
+        container: &ContainerId,
+        report: &StatusReport,
+    ) -> Result<(), ControlError>;
+
+    /// Removes the worker. [`ControlError::Conflict`] while it still owns containers.
+    async fn deregister(&self, worker: &WorkerId) -> Result<(), ControlError>;
+}

@@ -1,0 +1,40 @@
+//! The agent's error type. Only what stops the agent from starting is an error: once it
+//! runs, trouble with the server or a container is logged and retried, never returned.
+
+use crate::control::ControlError;
+use berth_core::WorkerId;
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A configuration value is invalid.
+    #[error("invalid agent configuration: {0}")]
+    Config(String),
+    /// The host's CPUs and memory could not be read.
+    #[error("cannot detect the host's capacity: {0}; configure CPU and memory instead")]
+    Detect(String),
+    /// The work directory could not be created.
+    #[error("cannot create the work directory {path}: {source}")]
+    WorkDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client for {url}: {message}")]
+    Client {
+        /// The server URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The server refused the worker's registration (not a transient failure).
+    #[error("the server refused to register worker {worker}: {source}")]
+    RegistrationRefused {
+        /// The worker.
+        worker: WorkerId,
+        /// What the server said.
+        source: ControlError,
+    },
+}

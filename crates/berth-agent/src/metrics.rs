@@ -1,0 +1,49 @@
+//! The agent's metrics, recorded through the `metrics` facade (a no-op until the binary
+//! installs a recorder).
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `berth_agent_containers_started_total` | counter | containers whose process started |
+//! | `berth_agent_containers_exited_total` | counter | containers reported EXITED |
+//! | `berth_agent_containers_failed_total` | counter | containers reported FAILED (could not start, timed out, cancelled, killed) |
+//! | `berth_agent_containers_running` | gauge | containers whose process runs now |
+//! | `berth_agent_stale_deliveries_total` | counter | deliveries not run because the server said the record moved on (409) |
+//! | `berth_agent_server_errors_total` | counter | calls to the server that failed and were retried |
+
+/// Containers whose process started.
+pub const STARTED: &str = "berth_agent_containers_started_total";
+/// Containers reported EXITED.
+pub const EXITED: &str = "berth_agent_containers_exited_total";
+/// Containers reported FAILED.
+pub const FAILED: &str = "berth_agent_containers_failed_total";
+/// Containers whose process runs now.
+pub const RUNNING: &str = "berth_agent_containers_running";
+/// Deliveries not run because the record is held by another worker or attempt.
+pub const STALE: &str = "berth_agent_stale_deliveries_total";
+/// Calls to the server that failed and were retried.
+pub const SERVER_ERRORS: &str = "berth_agent_server_errors_total";
+
+pub(crate) fn started() {
+    metrics::counter!(STARTED).increment(1);
+    metrics::gauge!(RUNNING).increment(1.0);
+}
+
+pub(crate) fn ended() {
+    metrics::gauge!(RUNNING).decrement(1.0);
+}
+
+pub(crate) fn exited() {
+    metrics::counter!(EXITED).increment(1);
+}
+
+pub(crate) fn failed() {
+    metrics::counter!(FAILED).increment(1);
+}
+
+pub(crate) fn stale() {
+    metrics::counter!(STALE).increment(1);
+}
+
+pub(crate) fn server_error() {
+    metrics::counter!(SERVER_ERRORS).increment(1);
+}

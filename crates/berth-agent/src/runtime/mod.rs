@@ -1,0 +1,150 @@
+//! How a container is run: the [`ContainerRuntime`] contract and what it returns.
+//!
+//! The agent only talks to this contract, so a runtime that runs OCI bundles (runc) can
+//! replace [`ProcessRuntime`] without touching the agent loop.
+
+mod process;
+
+pub use process::{ProcessRuntime, ProcessRuntimeConfig};
+
+use async_trait::async_trait;
+use berth_core::{ContainerId, Payload, Resources, WorkerId};
+use berth_store::AttemptId;
+use std::fmt;
+use std::time::Duration;
+
+/// The environment variable naming the container's id, set for every container.
+pub const ENV_CONTAINER_ID: &str = "BERTH_CONTAINER_ID";
+/// The environment variable naming the worker that runs the container, set for every container.
+pub const ENV_WORKER_ID: &str = "BERTH_WORKER_ID";
+/// The environment variable a request sets to choose its own timeout, in whole seconds.
+pub const ENV_TIMEOUT_SECS: &str = "BERTH_TIMEOUT_SECS";
+
+/// Everything a runtime needs to start one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// The container.
+    pub container: ContainerId,
+    /// The placement attempt it runs under.
+    pub attempt: AttemptId,
+    /// The worker running it.
+    pub worker: WorkerId,
+    /// What it reserved on the worker.
+    pub resources: Resources,
+    /// What to run: image, command, environment.
+    pub payload: Payload,
+    /// Its timeout, if its request set one; otherwise [`ENV_TIMEOUT_SECS`] in its
+    /// environment, then the runtime's default, apply.
+    pub timeout: Option<Duration>,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Its process exited on its own with this code.
+    Exited {
+        /// The exit code.
+        code: i32,
+    },
+    /// Its process was ended by a signal the agent did not send.
+    Signalled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// It ran past its timeout and was killed.
+    TimedOut {
+        /// The timeout it had.
+        after: Duration,
+    },
+    /// It was stopped through [`ContainerHandle::kill`].
+    Killed,
+    /// The runtime lost track of it (waiting for it failed).
+    Lost {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Exited { code } => write!(f, "exited with code {code}"),
+            Exit::Signalled { signal } => write!(f, "killed by signal {signal}"),
+            Exit::TimedOut { after } => write!(f, "timed out after {} s", after.as_secs_f64()),
+            Exit::Killed => f.write_str("killed"),
+            Exit::Lost { reason } => write!(f, "lost track of the container: {reason}"),
+        }
+    }
+}
+
+/// Why a container could not be started. The message is what the container's record says.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The request has no command to run.
+    #[error("the request has no command to run")]
+    NoCommand,
+    /// The command's program does not exist (or is not on `PATH`).
+    #[error("command not found: {program}")]
+    CommandNotFound {
+        /// The program asked for.
+        program: String,
+    },
+    /// The command's program may not be executed.
+    #[error("permission denied running {program}")]
+    PermissionDenied {
+        /// The program asked for.
+        program: String,
+    },
+    /// The timeout the request asked for is not a positive whole number of seconds.
+    #[error("{ENV_TIMEOUT_SECS}={value:?} is not a positive whole number of seconds")]
+    BadTimeout {
+        /// The value given.
+        value: String,
+    },
+    /// The container's working directory could not be prepared.
+    #[error("cannot prepare the working directory {path}: {source}")]
+    WorkDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Starting the process failed for another reason.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program asked for.
+        program: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Starts containers. Implementations must be usable from many tasks at once.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// Starts a container and returns its handle once it runs.
+    async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError>;
+}
+
+/// One started container. Dropping a handle whose container still runs kills it.
+#[async_trait]
+pub trait ContainerHandle: Send {
+    /// Waits for the container to end, on its own or by its timeout, and cleans up after
+    /// it. Cancel-safe: dropping the future and calling `wait` or `kill` again is fine.
+    /// Once it has ended, every call returns the same [`Exit`].
+    async fn wait(&mut self) -> Exit;
+
+    /// Stops the container (and everything it started), waits for it to end and cleans up
+    /// after it. A container that had already ended keeps its own [`Exit`].
+    async fn kill(&mut self) -> Exit;
+
+    /// The kept lines of its output whose sequence number is `seq` or above (stdout and
+    /// stderr interleaved, oldest first), and the sequence number to ask from next time.
+    /// See [`crate::LogRing::since`].
+    fn logs_since(&self, seq: u64) -> (Vec<String>, u64);
+
+    /// The last lines of its output so far, oldest first.
+    fn logs(&self) -> Vec<String> {
+        self.logs_since(0).0
+    }
+}

@@ -1,0 +1,120 @@
+//! `berth up`: the embedded default in one command: a server on the in-memory store and
+//! local workers (this machine split in N), ready for `berth run`.
+
+use super::server::{ServerArgs, resolve, shutdown_signal};
+use anyhow::Context;
+use berth_agent::{AgentConfig, CancellationToken, CapacityConfig, detect_host, run_agent};
+use berth_api::Client;
+use berth_core::{PoolName, WorkerId};
+use berth_engine::Engine;
+use berth_server::AppState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `berth up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// The address the API listens on.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: String,
+    /// How many local workers share this machine.
+    #[arg(long, default_value_t = 4)]
+    pub workers: u32,
+    /// Where the workers' containers get their working directories.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Runs the server and the workers until SIGINT or SIGTERM; then the workers drain and the
+/// server stops.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.workers == 0 || args.workers > 256 {
+        anyhow::bail!("--workers must be between 1 and 256 (got {})", args.workers);
+    }
+    let server_args = ServerArgs {
+        config: None,
+        listen: Some(args.listen.clone()),
+        redis: Vec::new(),
+        prefix: None,
+        strategy: None,
+        replica: None,
+        heartbeat_timeout: None,
+    };
+    let resolved = resolve(&server_args).await?;
+    let listener = tokio::net::TcpListener::bind(&resolved.listen)
+        .await
+        .with_context(|| format!("listening on {} (is berth already up?)", resolved.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let engine = Arc::new(Engine::start(
+        resolved.store.clone(),
+        resolved.engine.clone(),
+        resolved.pools.clone(),
+    ));
+    let state = AppState::new(resolved.store, engine, resolved.pools, resolved.server);
+    let stop_server = CancellationToken::new();
+    let server_stopped = stop_server.clone();
+    let server = tokio::spawn(berth_server::serve(listener, state, async move {
+        server_stopped.cancelled().await;
+    }));
+    let drain = CancellationToken::new();
+    let agents = start_workers(&args, &url, &drain)?;
+    wait_ready(&url, args.workers).await?;
+    eprintln!(
+        "berth is up on {url} with {} workers (embedded store); try: berth run --wait -- echo hello",
+        args.workers
+    );
+    shutdown_signal().await;
+    eprintln!("draining the workers...");
+    drain.cancel();
+    for agent in agents {
+        if let Ok(Err(error)) = agent.await {
+            eprintln!("a worker stopped with an error: {error}");
+        }
+    }
+    stop_server.cancel();
+    server.await.context("the server task")??;
+    Ok(())
+}
+
+fn start_workers(
+    args: &UpArgs,
+    url: &str,
+    drain: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), berth_agent::AgentError>>>> {
+    let host = detect_host()?;
+    let share = u64::from(args.workers);
+    let root = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("berth-up-{}", std::process::id())));
+    let pool = PoolName::new("default")?;
+    (0..args.workers)
+        .map(|i| {
+            let id = WorkerId::new(format!("local-{i}"))?;
+            let mut config =
+                AgentConfig::new(url, id.clone(), pool.clone(), root.join(id.as_str()));
+            config.capacity = CapacityConfig {
+                cpu_millicores: Some((host.cpu_millicores / share).max(1)),
+                memory_mib: Some((host.memory_mib / share).max(1)),
+                ..CapacityConfig::default()
+            };
+            config.grace = Duration::from_secs(10);
+            Ok(tokio::spawn(run_agent(config, drain.clone())))
+        })
+        .collect()
+}
+
+/// Waits until every local worker has registered.
+async fn wait_ready(url: &str, workers: u32) -> anyhow::Result<()> {
+    let client = Client::new(url)?;
+    for _ in 0..200 {
+        if let Ok(list) = client.workers().await
+            && list.len() >= workers as usize
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the local workers did not register within 10 s")
+}

@@ -1,0 +1,104 @@
+//! `berth worker`: the agent on a machine. It registers this machine's capacity (detected,
+//! or as given), heartbeats, long-polls for its assignments, runs them as processes, reports
+//! their ends with their output, and drains on SIGTERM.
+
+use crate::units::{parse_cpu, parse_memory};
+use anyhow::{Context, bail};
+use berth_agent::{AgentConfig, CancellationToken, CapacityConfig, run_agent};
+use berth_core::{GpuType, PoolName, WorkerId};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `berth worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// This worker's id (default: the host name and the process id).
+    #[arg(long, env = "BERTH_WORKER_ID")]
+    pub id: Option<String>,
+    /// The pool it joins.
+    #[arg(long, env = "BERTH_POOL", default_value = "default")]
+    pub pool: String,
+    /// CPU to offer (default: detected), e.g. 4 or 3500m.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory to offer (default: detected), e.g. 8Gi.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// GPUs: TYPE:COUNT, e.g. A10G:1 (never detected).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Where containers get their working directories.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Seconds running containers may go on after SIGTERM before they are killed.
+    #[arg(long, default_value_t = 30)]
+    pub grace: u64,
+}
+
+/// The agent configuration for these arguments, talking to `server`.
+pub fn config(args: &WorkerArgs, server: &str) -> anyhow::Result<AgentConfig> {
+    let id = match &args.id {
+        Some(id) => WorkerId::new(id.as_str())?,
+        None => WorkerId::new(default_id())?,
+    };
+    let pool = PoolName::new(args.pool.as_str()).context("--pool")?;
+    let work_dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("berth-worker-{id}")));
+    let mut config = AgentConfig::new(server, id, pool, work_dir);
+    config.capacity = capacity(args)?;
+    config.grace = Duration::from_secs(args.grace);
+    Ok(config)
+}
+
+fn default_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{safe}-{}", std::process::id())
+}
+
+fn capacity(args: &WorkerArgs) -> anyhow::Result<CapacityConfig> {
+    let mut capacity = CapacityConfig {
+        cpu_millicores: args.cpu.as_deref().map(parse_cpu).transpose()?,
+        memory_mib: args.memory.as_deref().map(parse_memory).transpose()?,
+        ..CapacityConfig::default()
+    };
+    if let Some(gpu) = &args.gpu {
+        let Some((ty, count)) = gpu.rsplit_once(':') else {
+            bail!("--gpu {gpu:?}: expected TYPE:COUNT, e.g. A10G:1");
+        };
+        capacity.gpu_type = Some(
+            ty.parse::<GpuType>()
+                .with_context(|| format!("--gpu {gpu:?}"))?,
+        );
+        capacity.gpu_count =
+            count.parse().ok().filter(|n| *n > 0).with_context(|| {
+                format!("--gpu {gpu:?}: the count must be a whole number above 0")
+            })?;
+    }
+    Ok(capacity)
+}
+
+/// Runs the agent until SIGINT or SIGTERM, then drains.
+pub async fn run(args: WorkerArgs, server: &str) -> anyhow::Result<()> {
+    let config = config(&args, server)?;
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        super::server::shutdown_signal().await;
+        trigger.cancel();
+    });
+    eprintln!("berth worker {} joining {server}", config.worker_id);
+    run_agent(config, shutdown).await?;
+    Ok(())
+}
