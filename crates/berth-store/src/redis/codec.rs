@@ -94,6 +94,40 @@ pub fn corrupt(key: &str, field: &str, problem: &str) -> StoreError {
     }
 }
 
+/// The worker fields that commit.lua and release.lua reply with, in their order (the
+/// `WORKER_FIELDS` of `scripts/worker_lib.lua`: keep the two in step).
+pub const WORKER_FIELDS: [&str; 14] = [
+    "pool",
+    "priority",
+    "preemptible",
+    "requires_pool_selector",
+    "policy",
+    "status",
+    "total_cpu",
+    "total_mem",
+    "total_gpu",
+    "free_cpu",
+    "free_mem",
+    "free_gpu",
+    "gpu_type",
+    "version",
+];
+
+/// The hash of a positional worker reply: the values of [`WORKER_FIELDS`] in order, `None`
+/// for a missing field (left out, so that decoding names it as missing).
+pub fn worker_state_fields(values: Vec<Option<String>>) -> Option<Fields> {
+    if values.len() != WORKER_FIELDS.len() {
+        return None;
+    }
+    Some(
+        WORKER_FIELDS
+            .iter()
+            .zip(values)
+            .filter_map(|(field, value)| value.map(|v| ((*field).to_owned(), v)))
+            .collect(),
+    )
+}
+
 /// Decodes the hash stored at `key` for worker `id`.
 pub fn decode_worker(key: &str, id: &WorkerId, fields: &Fields) -> Result<Worker> {
     let hash = Hash { key, fields };

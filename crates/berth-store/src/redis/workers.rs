@@ -25,6 +25,26 @@ impl RedisStore {
         decode_worker(&self.keys.worker(id), id, &reply::fields(value)?)
     }
 
+    /// Decodes a positional worker reply of worker `id` (commit.lua, release.lua): the
+    /// values of [`codec::WORKER_FIELDS`] in order, nil for a missing field.
+    pub(super) fn decode_worker_state(&self, id: &WorkerId, value: Value) -> Result<Worker> {
+        let values = reply::items(value)?
+            .into_iter()
+            .map(|v| match v {
+                Value::Nil | Value::Boolean(false) => Ok(None),
+                other => expect_text("a worker field", &other).map(Some),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let count = values.len();
+        let fields = codec::worker_state_fields(values).ok_or_else(|| {
+            unexpected(
+                &format!("{} worker fields, got {count}", codec::WORKER_FIELDS.len()),
+                &Value::Nil,
+            )
+        })?;
+        decode_worker(&self.keys.worker(id), id, &fields)
+    }
+
     /// See [`crate::Store::register_worker`]. The id goes into the index first (another
     /// slot), in the same round trip as the registration script.
     pub(super) async fn register(&self, registration: &WorkerRegistration) -> Result<Worker> {
@@ -235,7 +255,7 @@ impl RedisStore {
         match tag.as_str() {
             "released" => Ok(ReleaseOutcome::Released {
                 resources: resources_reply(&mut parts, 0)?,
-                worker: self.decode_worker_reply(worker, part(&mut parts, 3, "worker")?)?,
+                worker: self.decode_worker_state(worker, part(&mut parts, 3, "worker")?)?,
             }),
             "not_owned" => Ok(ReleaseOutcome::NotOwned),
             "unknown" => Err(StoreError::UnknownWorker(worker.clone())),

@@ -72,4 +72,4 @@ local group_err = ensure_group(assign_key, 'agent')
 if group_err then
   return group_err
 end
-return { 'ok', worker_fields(worker_key) }
+return { 'ok', redis.call('HGETALL', worker_key) }

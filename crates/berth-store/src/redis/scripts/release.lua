@@ -3,7 +3,7 @@
 -- KEYS: 1 worker hash `P:{w:ID}:worker`, 2 owned hash `P:{w:ID}:owned`.
 -- ARGV: 1 container, 2 attempt ('' = whichever attempt owns it).
 -- Reply: {'unknown'} | {'not_owned'} | {'released', cpu, mem, gpu, worker} where worker is
---        the worker hash (HGETALL) after the release.
+--        the worker's state after the release: its WORKER_FIELDS values (worker_lib.lua).
 -- Guarantee: idempotent and atomic. Only a container owned (under `attempt`, if given) is
 --   released: its entry is removed, free credited back and the version bumped. If the
 --   credit would raise free above total, an error reply (corruption) and nothing written.
@@ -13,8 +13,9 @@ local container, attempt = ARGV[1], ARGV[2]
 if #ARGV ~= 2 or container == '' then
   return invalid('release arguments')
 end
-local worker = load_worker(worker_key)
-if worker == nil then
+local worker = redis.call('HMGET', worker_key, unpack(WORKER_FIELDS))
+local cap, err = read_worker(worker_key, worker)
+if cap == nil and err == nil then
   return { 'unknown' }
 end
 local owned = redis.call('HGET', owned_key, container)
@@ -28,7 +29,6 @@ end
 if attempt ~= '' and attempt ~= entry.attempt then
   return { 'not_owned' }
 end
-local cap, err = read_capacity(worker_key, worker)
 if err then
   return err
 end
@@ -36,10 +36,9 @@ local cpu, mem, gpu = cap.free_cpu + entry.cpu, cap.free_mem + entry.mem, cap.fr
 if cpu > cap.total_cpu or mem > cap.total_mem or gpu > cap.total_gpu then
   return corrupt(worker_key, 'free', 'releasing ' .. container .. ' would raise free above total')
 end
-local changes = {
-  free_cpu = str(cpu), free_mem = str(mem), free_gpu = str(gpu), version = str(cap.version + 1),
-}
+worker[W_FREE_CPU], worker[W_FREE_MEM], worker[W_FREE_GPU] = str(cpu), str(mem), str(gpu)
+worker[W_VERSION] = str(cap.version + 1)
 redis.call('HDEL', owned_key, container)
-redis.call('HSET', worker_key, 'free_cpu', changes.free_cpu, 'free_mem', changes.free_mem,
-  'free_gpu', changes.free_gpu, 'version', changes.version)
-return { 'released', str(entry.cpu), str(entry.mem), str(entry.gpu), with_changes(worker, changes) }
+redis.call('HSET', worker_key, 'free_cpu', worker[W_FREE_CPU], 'free_mem', worker[W_FREE_MEM],
+  'free_gpu', worker[W_FREE_GPU], 'version', worker[W_VERSION])
+return { 'released', str(entry.cpu), str(entry.mem), str(entry.gpu), worker }

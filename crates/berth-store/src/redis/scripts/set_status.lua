@@ -19,4 +19,4 @@ if version == nil then
   return corrupt(KEYS[1], 'version', 'is not a non-negative integer: ' .. tostring(stored))
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', str(version + 1))
-return { 'ok', worker_fields(KEYS[1]) }
+return { 'ok', redis.call('HGETALL', KEYS[1]) }

@@ -12,8 +12,9 @@
 --   (already scheduled or running by the same worker and attempt: done); deferred keeps a
 --   pending record pending, adds it to the backlog at not-before, counts the deferral and
 --   records the reason and the pool it waits for (`demand_pool`, `demand_gpu`); failed ends a pending record as failed. A record that moved on is
---   reported as superseded. The entry is acknowledged and deleted from the intake either way.
---   Arguments and every record are checked before the first write.
+--   reported as superseded. The entry is acknowledged and deleted from the intake either way
+--   (all entries of the call at its end, still inside the one atomic step). Arguments and
+--   every record are checked (and read, once) before the first write.
 
 local intake, backlog = KEYS[1], KEYS[2]
 local now = uint(ARGV[1])
@@ -46,50 +47,81 @@ for i = 1, n do
   items[i] = item
 end
 
--- Every record must be readable before anything is written.
-local backlog_type = redis.call('TYPE', backlog).ok
-if backlog_type ~= 'zset' and backlog_type ~= 'none' then
-  return corrupt(backlog, 'type', 'is ' .. backlog_type .. ', not a sorted set')
+-- Every record is read once, and must be readable, before anything is written. The
+-- intake's and the backlog's types are checked once per call.
+local intake_type = redis.call('TYPE', intake).ok
+if intake_type ~= 'stream' and intake_type ~= 'none' then
+  return corrupt(intake, 'type', 'is ' .. intake_type .. ', not a stream')
 end
-for _, item in ipairs(items) do
-  local _, err = read_record(item.key)
-  if err then
-    return err
+-- An item repeating a record shares its table, so that it sees the earlier item's writes.
+local records, by_key, deferring = {}, {}, false
+for i, item in ipairs(items) do
+  deferring = deferring or item.kind == 'deferred'
+  local r = by_key[item.key] and {}
+    or redis.call('HMGET', item.key, 'state', 'worker', 'attempt', 'deferrals', 'reason')
+  if r[1] and not STATES[r[1]] then
+    return corrupt(item.key, 'state', 'is not a container state: ' .. r[1])
   end
-  local deferrals = redis.call('HGET', item.key, 'deferrals')
-  if deferrals and uint(deferrals) == nil then
-    return corrupt(item.key, 'deferrals', 'is not a non-negative integer: ' .. deferrals)
+  if r[4] and uint(r[4]) == nil then
+    return corrupt(item.key, 'deferrals', 'is not a non-negative integer: ' .. r[4])
   end
+  if not by_key[item.key] then
+    by_key[item.key] = { state = r[1], worker = r[2] or '', attempt = r[3] or '',
+      deferrals = uint(r[4] or '0'), reason = r[5] }
+  end
+  records[i] = by_key[item.key]
 end
-local group_err = ensure_group(intake, 'engine')
-if group_err then
-  return group_err
+if deferring then
+  local backlog_type = redis.call('TYPE', backlog).ok
+  if backlog_type ~= 'zset' and backlog_type ~= 'none' then
+    return corrupt(backlog, 'type', 'is ' .. backlog_type .. ', not a sorted set')
+  end
 end
 
-local out = {}
+local out, entries = {}, {}
+local now_text = str(now)
 for i, item in ipairs(items) do
-  local record = read_record(item.key)
+  local record = records[i]
   local done = false
   if not record.state then
     record.state = 'failed'
   elseif item.kind == 'scheduled' then
-    done = schedule(item.key, record, item.a, item.b, now) == nil
+    if record.state == 'pending' then
+      redis.call('HSET', item.key, 'state', 'scheduled', 'worker', item.a, 'attempt', item.b,
+        'scheduled_ms', now_text)
+      if record.reason then
+        redis.call('HDEL', item.key, 'reason')
+      end
+      record.state, record.worker, record.attempt = 'scheduled', item.a, item.b
+      record.reason = nil
+      done = true
+    else
+      done = (record.state == 'scheduled' or record.state == 'running')
+        and holds(record, item.a, item.b)
+    end
   elseif record.state == 'pending' then
     if item.kind == 'deferred' then
       redis.call('ZADD', backlog, str(item.not_before), item.container)
-      redis.call('HINCRBY', item.key, 'deferrals', 1)
-      redis.call('HSET', item.key, 'reason', item.b, 'demand_pool', item.c,
-        'demand_gpu', item.d)
+      record.deferrals = record.deferrals + 1
+      redis.call('HSET', item.key, 'deferrals', str(record.deferrals), 'reason', item.b,
+        'demand_pool', item.c, 'demand_gpu', item.d)
+      record.reason = item.b
     else
       finish(item.key, record, 'failed', item.a, now)
+      record.reason = item.a
     end
     done = true
   end
-  drop_entry(intake, item.entry)
+  entries[i] = item.entry
   if done then
     out[i] = { 'done' }
   else
     out[i] = { 'superseded', record.state, record.worker, record.attempt }
   end
+end
+for from = 1, #entries, 500 do
+  local to = math.min(#entries, from + 499)
+  redis.call('XACK', intake, 'engine', unpack(entries, from, to))
+  redis.call('XDEL', intake, unpack(entries, from, to))
 end
 return out

@@ -24,26 +24,37 @@ for key, want in pairs({ [intake] = 'stream', [ids] = 'set' }) do
     return corrupt(key, 'type', 'is ' .. t .. ', not a ' .. want)
   end
 end
+-- Which records exist, and the state of those that do. Only an existing key can have
+-- another type: its HGET fails then, before anything is written.
+local known = {}
 for i = 1, n do
-  local t = redis.call('TYPE', KEYS[2 + i]).ok
-  if t ~= 'none' and t ~= 'hash' then
-    return corrupt(KEYS[2 + i], 'type', 'is ' .. t .. ', not a hash')
+  local key = KEYS[2 + i]
+  if redis.call('EXISTS', key) == 1 then
+    local state = redis.pcall('HGET', key, 'state')
+    if type(state) == 'table' and state.err then
+      return corrupt(key, 'type', 'is not a hash: ' .. state.err)
+    end
+    known[key] = state or ''
   end
 end
 local group_err = ensure_group(intake, 'engine')
 if group_err then
   return group_err
 end
-local out = {}
+local out, added = {}, {}
 for i = 1, n do
   local key, id = KEYS[2 + i], ARGV[2 * i - 1]
-  if redis.call('EXISTS', key) == 1 then
-    out[i] = redis.call('HGET', key, 'state') or ''
+  if known[key] then
+    out[i] = known[key]
   else
     redis.call('HSET', key, 'request', ARGV[2 * i], 'state', 'pending', 'deferrals', '0')
-    redis.call('SADD', ids, id)
     redis.call('XADD', intake, '*', 'id', id)
+    added[#added + 1] = id
+    known[key] = 'pending'
     out[i] = 'accepted'
   end
+end
+for from = 1, #added, 500 do
+  redis.call('SADD', ids, unpack(added, from, math.min(#added, from + 499)))
 end
 return out

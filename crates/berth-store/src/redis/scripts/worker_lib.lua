@@ -1,66 +1,45 @@
 -- berth: helpers for the scripts on one worker's keys (`P:{w:ID}:*`); prepended after lib.lua.
 
-local CAPACITY_FIELDS = {
-  'total_cpu', 'total_mem', 'total_gpu', 'free_cpu', 'free_mem', 'free_gpu', 'version',
-}
-local STATUSES = { available = true, pending = true, draining = true, disabled = true,
-  lost = true }
+-- The worker fields that commit and release read with one HMGET and reply with, in this
+-- order (codec.rs decodes the same order: keep the two in step).
+local WORKER_FIELDS = { 'pool', 'priority', 'preemptible', 'requires_pool_selector', 'policy',
+  'status', 'total_cpu', 'total_mem', 'total_gpu', 'free_cpu', 'free_mem', 'free_gpu',
+  'gpu_type', 'version' }
+local W_STATUS, W_FREE_CPU, W_FREE_MEM, W_FREE_GPU, W_VERSION = 6, 10, 11, 12, 14
 -- Fields per HMGET / HSET call: keeps unpack() far below Lua's stack limit.
 local CHUNK = 500
 
--- The worker hash read once: {flat = the HGETALL reply, map = field -> value}; nil when
--- the worker is not registered.
-local function load_worker(key)
-  local flat = redis.call('HGETALL', key)
-  if #flat == 0 then
-    return nil
+-- The capacity, version and status of a worker from its WORKER_FIELDS values `w`: a table
+-- with the numbers and the status; nil, nil when the worker is not registered; nil and an
+-- error reply naming the first unreadable field.
+local function read_worker(key, w)
+  if not w[W_STATUS] and not w[W_VERSION] and redis.call('EXISTS', key) == 0 then
+    return nil, nil
   end
-  local map = {}
-  for i = 1, #flat, 2 do
-    map[flat[i]] = flat[i + 1]
-  end
-  return { flat = flat, map = map }
-end
-
--- The worker's capacity and version as numbers, or nil and an error reply naming the field.
-local function read_capacity(key, worker)
-  local out = {}
-  for _, name in ipairs(CAPACITY_FIELDS) do
-    local value = worker.map[name]
-    local n = uint(value)
-    if n == nil then
-      if value == nil then
-        return nil, corrupt(key, name, 'is missing')
+  local cap = {}
+  for i = 7, 14 do
+    if i ~= 13 then
+      local value = w[i]
+      local n = uint(value)
+      if n == nil then
+        if not value then
+          return nil, corrupt(key, WORKER_FIELDS[i], 'is missing')
+        end
+        return nil, corrupt(key, WORKER_FIELDS[i], 'is not a non-negative integer: ' .. value)
       end
-      return nil, corrupt(key, name, 'is not a non-negative integer: ' .. value)
+      cap[WORKER_FIELDS[i]] = n
     end
-    out[name] = n
   end
-  return out, nil
-end
-
--- The worker's status, or nil and an error reply.
-local function read_status(key, worker)
-  local status = worker.map['status']
-  if status == nil then
+  local status = w[W_STATUS]
+  if not status then
     return nil, corrupt(key, 'status', 'is missing')
   end
-  if not STATUSES[status] then
+  if status ~= 'available' and status ~= 'pending' and status ~= 'draining'
+    and status ~= 'disabled' and status ~= 'lost' then
     return nil, corrupt(key, 'status', 'is not a worker status: ' .. status)
   end
-  return status, nil
-end
-
--- What HGETALL returns after HSET of `changes` (field -> value) on fields that exist:
--- the reply every worker script ends with, without reading the hash again.
-local function with_changes(worker, changes)
-  local out = {}
-  for i = 1, #worker.flat, 2 do
-    local field = worker.flat[i]
-    out[i] = field
-    out[i + 1] = changes[field] or worker.flat[i + 1]
-  end
-  return out
+  cap.status = status
+  return cap, nil
 end
 
 -- HSET key with the flat field/value list `list`, in chunks.
@@ -72,6 +51,9 @@ end
 
 -- HMGET key for every field in `fields`, in chunks; the values in order (false if absent).
 local function hmget_all(key, fields)
+  if #fields <= CHUNK then
+    return redis.call('HMGET', key, unpack(fields))
+  end
   local out = {}
   for from = 1, #fields, CHUNK do
     local part = redis.call('HMGET', key, unpack(fields, from, math.min(#fields, from + CHUNK - 1)))
@@ -95,15 +77,6 @@ local function parse_owned(s)
   return entry
 end
 
-local function format_owned(attempt, cpu, mem, gpu)
-  return attempt .. ' ' .. str(cpu) .. ' ' .. str(mem) .. ' ' .. str(gpu)
-end
-
 local function owned_problem(s)
   return 'is not "attempt cpu mem gpu": ' .. s
-end
-
--- The whole worker hash, as HGETALL returns it.
-local function worker_fields(key)
-  return redis.call('HGETALL', key)
 end
