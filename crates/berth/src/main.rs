@@ -13,8 +13,6 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    connection: cmd::client::Connection,
 }
 
 #[derive(Debug, Subcommand)]
@@ -29,29 +27,56 @@ enum Command {
     /// Runs an engine replica and the HTTP API (embedded store by default, or --redis).
     Server(cmd::server::ServerArgs),
     /// The agent on a worker machine: registers, runs its containers, drains on SIGTERM.
-    Worker(cmd::worker::WorkerArgs),
+    Worker {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
+        #[command(flatten)]
+        args: cmd::worker::WorkerArgs,
+    },
     /// The embedded default in one command: a server and local workers on 127.0.0.1:7700.
     Up(cmd::up::UpArgs),
     /// Submits a container: `berth run --cpu 500m --memory 512Mi -- echo hello`.
-    Run(cmd::client::RunArgs),
+    Run {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
+        #[command(flatten)]
+        args: cmd::client::RunArgs,
+    },
     /// Lists containers.
-    Ps(cmd::client::PsArgs),
+    Ps {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
+        #[command(flatten)]
+        args: cmd::client::PsArgs,
+    },
     /// Lists workers.
-    Workers,
+    Workers {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
+    },
     /// Prints a container's kept output.
     Logs {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
         /// The container's id.
         id: String,
     },
     /// Cancels a container.
     Cancel {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
         /// The container's id.
         id: String,
     },
     /// Shows the unmet demand per pool.
-    Demand,
+    Demand {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
+    },
     /// Drains a worker: it takes no new containers.
     Drain {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
         /// The worker's id.
         id: String,
     },
@@ -78,19 +103,30 @@ async fn main() {
 
 /// Runs the subcommand; returns the process's exit code.
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
-    let connection = &cli.connection;
+    use cmd::client;
     match cli.command {
         Command::Demo(args) => cmd::demo::run(args).await.map(|()| 0),
         Command::Bench(args) => cmd::bench::run(*args).await.map(|()| 0),
         Command::Server(args) => cmd::server::run(args).await.map(|()| 0),
-        Command::Worker(args) => cmd::worker::run(args, &connection.server).await.map(|()| 0),
+        Command::Worker { connection, args } => {
+            cmd::worker::run(args, &connection.server).await.map(|()| 0)
+        }
         Command::Up(args) => cmd::up::run(args).await.map(|()| 0),
-        Command::Run(args) => cmd::client::run(connection, args).await,
-        Command::Ps(args) => cmd::client::ps(connection, args).await,
-        Command::Workers => cmd::client::workers(connection).await,
-        Command::Logs { id } => cmd::client::logs(connection, &id).await,
-        Command::Cancel { id } => cmd::client::cancel(connection, &id).await,
-        Command::Demand => cmd::client::demand(connection).await,
-        Command::Drain { id } => cmd::client::drain(connection, &id).await,
+        Command::Run { connection, args } => client::run(&connection, args).await,
+        Command::Ps { connection, args } => client::ps(&connection, args).await,
+        Command::Workers { connection } => client::workers(&connection).await,
+        Command::Logs { connection, id } => client::logs(&connection, &id).await,
+        Command::Cancel { connection, id } => client::cancel(&connection, &id).await,
+        Command::Demand { connection } => client::demand(&connection).await,
+        Command::Drain { connection, id } => client::drain(&connection, &id).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -24,7 +24,7 @@ pub struct Connection {
     )]
     pub server: String,
     /// Print JSON instead of a table.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub json: bool,
 }
 

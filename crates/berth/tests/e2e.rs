@@ -1,0 +1,243 @@
+//! End to end with real processes: `berth server` on Redis with two `berth worker`
+//! processes, and `berth up` alone; `berth run --wait` completes and its output is visible
+//! through `berth logs`; a worker killed with SIGKILL has its containers given back once.
+
+#![allow(clippy::unwrap_used)]
+
+use berth_localredis::LocalRedis;
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(BERTH)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn berth(server: &str, args: &[&str]) -> Output {
+    Command::new(BERTH)
+        .args(args)
+        .env("BERTH_SERVER", server)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn json(server: &str, args: &[&str]) -> serde_json::Value {
+    let out = berth(server, args);
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `probe` until it is true, for at most 60 s (bounds a hang; times nothing).
+fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !probe() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn workers_up(server: &str, n: usize) {
+    eventually("the workers to register", || {
+        let out = berth(server, &["workers", "--json"]);
+        out.status.success()
+            && serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+                .is_ok_and(|w| w.len() >= n)
+    });
+}
+
+fn run_hello(server: &str) {
+    let out = berth(
+        server,
+        &[
+            "run", "--wait", "--cpu", "100m", "--memory", "64Mi", "--id", "hello-1", "--", "echo",
+            "hello",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    let logs = berth(server, &["logs", "hello-1"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "hello");
+    let failed = berth(server, &["run", "--wait", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(failed.status.code(), Some(7), "the exit code comes back");
+}
+
+fn check_clean(server: &str) {
+    let check = reqwest_free_get(server, "/v1/check");
+    assert!(check.contains("\"violations\":[]"), "{check}");
+}
+
+/// A GET without an HTTP client crate: the server speaks plain HTTP/1.1.
+fn reqwest_free_get(server: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let address = server.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn server_on_redis_with_two_worker_processes_runs_a_container() {
+    let redis = LocalRedis::start().unwrap();
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let _server = spawn(&[
+        "server",
+        "--listen",
+        &listen,
+        "--redis",
+        &redis.url(),
+        "--prefix",
+        "e2e",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut workers = Vec::new();
+    for id in ["w-a", "w-b"] {
+        let work = dir.path().join(id);
+        workers.push(spawn(&[
+            "worker",
+            "--server",
+            &server,
+            "--id",
+            id,
+            "--cpu",
+            "1",
+            "--memory",
+            "1Gi",
+            "--work-dir",
+            work.to_str().unwrap(),
+        ]));
+    }
+    workers_up(&server, 2);
+    run_hello(&server);
+    check_clean(&server);
+}
+
+#[test]
+fn berth_up_alone_runs_a_container() {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let _up = spawn(&[
+        "up",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--workers",
+        "2",
+        "--work-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    workers_up(&server, 2);
+    run_hello(&server);
+    check_clean(&server);
+}
+
+#[test]
+fn a_killed_workers_containers_are_lost_and_its_capacity_reclaimed_once() {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let _server = spawn(&[
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--heartbeat-timeout",
+        "2",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut doomed = spawn(&[
+        "worker",
+        "--server",
+        &server,
+        "--id",
+        "doomed",
+        "--cpu",
+        "2",
+        "--memory",
+        "2Gi",
+        "--work-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    workers_up(&server, 1);
+    for i in 0..2 {
+        let id = format!("long-{i}");
+        let out = berth(
+            &server,
+            &[
+                "run", "--id", &id, "--cpu", "500m", "--memory", "256Mi", "--", "sleep", "600",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually("both containers running", || {
+        ["long-0", "long-1"].iter().all(|id| {
+            json(&server, &["ps", "--json", "--state", "running"])
+                .to_string()
+                .contains(id)
+        })
+    });
+    doomed.0.kill().unwrap();
+    doomed.0.wait().unwrap();
+    eventually("the containers to be declared lost", || {
+        let lost = json(&server, &["ps", "--json", "--state", "lost"]).to_string();
+        lost.contains("long-0") && lost.contains("long-1")
+    });
+    let workers = json(&server, &["workers", "--json"]);
+    let worker = &workers[0];
+    assert_eq!(worker["status"], "lost");
+    assert_eq!(
+        worker["free"], worker["total"],
+        "capacity reclaimed, exactly once: {worker}"
+    );
+    check_clean(&server);
+}
