@@ -13,6 +13,7 @@
 //! machine facts), [`seed`], [`load`] (the scale driver) with [`sustained`] and [`c1m`],
 //! [`report`] (tables, JSON, the verdicts on the targets), [`progress`].
 
+pub mod api;
 pub mod c1m;
 pub mod fleet;
 pub mod load;
@@ -36,6 +37,8 @@ pub enum Scenario {
     Sustained,
     /// 10,000 workers, 1,000,000 requests.
     C1m,
+    /// Through the HTTP API: 100 concurrent single submits, and batch submits.
+    Api,
 }
 
 impl Scenario {
@@ -45,6 +48,7 @@ impl Scenario {
             Scenario::Seed => "seed",
             Scenario::Sustained => "sustained",
             Scenario::C1m => "c1m",
+            Scenario::Api => "api",
         }
     }
 }
@@ -203,7 +207,7 @@ impl BenchArgs {
             match scenario {
                 Scenario::Sustained => vec![1, 2, 3, 4],
                 Scenario::C1m => vec![2],
-                Scenario::Seed => vec![1],
+                Scenario::Seed | Scenario::Api => vec![1],
             }
         };
         if replicas.iter().any(|&n| !(1..=16).contains(&n)) {
@@ -211,6 +215,7 @@ impl BenchArgs {
         }
         let (default_workers, default_requests) = match scenario {
             Scenario::C1m => (10_000, 1_000_000),
+            Scenario::Api => (1_000, 20_000),
             _ => (1_000, 100_000),
         };
         let workers = self.workers.unwrap_or(default_workers);
@@ -278,6 +283,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Seed => seed::run(&choice, &settings, &mut report).await,
         Scenario::Sustained => sustained::run(&choice, &settings, &mut report).await,
         Scenario::C1m => c1m::run(&choice, &settings, &mut report).await,
+        Scenario::Api => api::run(&choice, &settings, &mut report).await,
     };
     let shutdown = choice.shutdown().await;
     outcome?;

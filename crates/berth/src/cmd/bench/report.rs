@@ -40,6 +40,9 @@ pub struct BenchReport {
     pub machine: Machine,
     /// One entry per scenario, strategy, rtt, fleet size (and replica count).
     pub runs: Vec<RunResult>,
+    /// The API scenario's results, if it ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api: Vec<super::api::ApiResult>,
     /// The verdicts on the targets.
     pub targets: Vec<Verdict>,
     /// Remarks on the run (store fallback, reduced repetitions, ...).
@@ -53,6 +56,7 @@ impl BenchReport {
             store,
             machine,
             runs: Vec::new(),
+            api: Vec::new(),
             targets: Vec::new(),
             notes: Vec::new(),
         }
