@@ -13,6 +13,7 @@ use crate::{EngineConfig, EngineError};
 use berth_core::feasibility::demand_target;
 use berth_core::{ContainerId, ContainerRequest, Pool, UnplacedReason};
 use berth_store::{Claim, SettleItem, SettleOutcome, Settlement, Store, SubmitOutcome};
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,8 @@ struct Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    task: JoinHandle<()>,
+    /// The loop; taken by the first `stop`.
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -74,7 +76,7 @@ impl Engine {
         Engine {
             shared,
             cancel,
-            task,
+            task: Mutex::new(Some(task)),
         }
     }
 
@@ -146,15 +148,27 @@ impl Engine {
     /// Stops the loop after its current batch. Claims it held and did not settle are
     /// claimed again by another replica after the visibility timeout.
     pub async fn shutdown(self) {
+        self.stop().await;
+    }
+
+    /// Like [`Engine::shutdown`], through a shared reference (an engine behind an `Arc`):
+    /// stops the loop after its current batch and waits for it. Later calls return at once.
+    pub async fn stop(&self) {
         self.cancel.cancel();
-        if let Err(error) = self.task.await {
+        let task = self.task.lock().take();
+        if let Some(Err(error)) = match task {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
             tracing::error!(%error, "engine loop ended abnormally");
         }
     }
 
     /// Stops the loop at once, mid-batch if it is in one (as a crash would).
     pub fn abort(self) {
-        self.task.abort();
+        if let Some(task) = self.task.lock().take() {
+            task.abort();
+        }
     }
 }
 

@@ -83,11 +83,7 @@ impl Running {
     async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.task.await.context("the server task")??;
-        // The server is gone, so this is the engine's last handle.
-        match Arc::try_unwrap(self.engine) {
-            Ok(engine) => engine.shutdown().await,
-            Err(_) => anyhow::bail!("the engine is still shared after the server stopped"),
-        }
+        self.engine.stop().await;
         Ok(())
     }
 }
@@ -102,11 +98,18 @@ fn spec(id: String) -> ContainerSpec {
     spec
 }
 
-/// Submits through `client` and polls until the container is placed.
-async fn submit_and_wait(client: Client, id: String) -> anyhow::Result<()> {
+/// How often a waiting client asks whether its container is placed. The time reported is
+/// the placement time the store recorded, so this only bounds how soon the run ends (and
+/// keeps the polling from loading the server it measures).
+const POLL: Duration = Duration::from_millis(10);
+
+/// Submits through `client`, waits until the container is placed, and returns when it was
+/// placed (ms since the epoch, as the store stamped it at settlement).
+async fn submit_and_wait(client: Client, id: String) -> anyhow::Result<u64> {
     let container = ContainerId::new(id.as_str())?;
     client.submit(&spec(id)).await?;
     loop {
+        tokio::time::sleep(POLL).await;
         let view = client.container(&container).await?;
         if view.state != ContainerState::Pending {
             anyhow::ensure!(
@@ -115,9 +118,10 @@ async fn submit_and_wait(client: Client, id: String) -> anyhow::Result<()> {
                 view.state,
                 view.reason
             );
-            return Ok(());
+            return view.scheduled_at_ms.with_context(|| {
+                format!("{container} is {} without a placement time", view.state)
+            });
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -127,7 +131,7 @@ async fn singles_once(choice: &StoreChoice, round: usize) -> anyhow::Result<Dura
     let clients = (0..SINGLES)
         .map(|_| Client::new(&running.url))
         .collect::<Result<Vec<_>, _>>()?;
-    let started = Instant::now();
+    let started_ms = berth_store::now_ms();
     let waits = clients.into_iter().enumerate().map(|(i, client)| {
         submit_and_wait(
             client,
@@ -137,8 +141,9 @@ async fn singles_once(choice: &StoreChoice, round: usize) -> anyhow::Result<Dura
             ),
         )
     });
-    futures::future::try_join_all(waits).await?;
-    let elapsed = started.elapsed();
+    let placed_at = futures::future::try_join_all(waits).await?;
+    let last = placed_at.into_iter().max().unwrap_or(started_ms);
+    let elapsed = Duration::from_millis(last.saturating_sub(started_ms));
     running.stop().await?;
     choice.cleanup(namespace).await?;
     Ok(elapsed)
