@@ -73,6 +73,14 @@ enum Command {
         #[command(flatten)]
         connection: cmd::client::Connection,
     },
+    /// Verifies the store's invariants (through the server, or on Redis with --redis);
+    /// exits 1 if any is broken.
+    Check {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
+        #[command(flatten)]
+        args: cmd::check::CheckArgs,
+    },
     /// Drains a worker: it takes no new containers.
     Drain {
         #[command(flatten)]
@@ -119,6 +127,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cancel { connection, id } => client::cancel(&connection, &id).await,
         Command::Demand { connection } => client::demand(&connection).await,
         Command::Drain { connection, id } => client::drain(&connection, &id).await,
+        Command::Check { connection, args } => cmd::check::run(&connection, args).await,
     }
 }
 

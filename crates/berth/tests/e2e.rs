@@ -158,6 +158,22 @@ fn server_on_redis_with_two_worker_processes_runs_a_container() {
     workers_up(&server, 2);
     run_hello(&server);
     check_clean(&server);
+    let direct = berth(
+        &server,
+        &["check", "--redis", &redis.url(), "--prefix", "e2e"],
+    );
+    assert_eq!(
+        direct.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&direct.stdout)
+    );
+    let wrong = berth(&server, &["check", "--redis", "redis://127.0.0.1:1/"]);
+    assert_eq!(
+        wrong.status.code(),
+        Some(2),
+        "an unreachable Redis is an error, not a pass"
+    );
 }
 
 #[test]
