@@ -57,6 +57,21 @@ macro_rules! contract_tests {
     };
 }
 
+/// What every case takes: `connect(config)` gives a client of the store named by
+/// `config.prefix`.
+pub trait Connect: Fn(StoreConfig) -> Self::Client {
+    /// The future of a connection.
+    type Client: Future<Output = Arc<dyn Store>>;
+}
+
+impl<C, F> Connect for C
+where
+    C: Fn(StoreConfig) -> F,
+    F: Future<Output = Arc<dyn Store>>,
+{
+    type Client = F;
+}
+
 /// A fresh store namespace for one case.
 fn config(case: &str) -> StoreConfig {
     StoreConfig {
@@ -66,11 +81,7 @@ fn config(case: &str) -> StoreConfig {
     }
 }
 
-async fn open<C, F>(connect: &C, case: &str) -> Arc<dyn Store>
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+async fn open(connect: &impl Connect, case: &str) -> Arc<dyn Store> {
     connect(config(case)).await
 }
 
@@ -147,11 +158,7 @@ fn committed(outcome: &CommitOutcome) -> bool {
 
 // ----- workers -----
 
-pub async fn register_upserts_and_keeps_reservations<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn register_upserts_and_keeps_reservations(connect: impl Connect) {
     let store = open(&connect, "register").await;
     let first = store
         .register_worker(&registration("w1", 4000, 8192))
@@ -188,11 +195,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn unknown_workers_are_reported<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn unknown_workers_are_reported(connect: impl Connect) {
     let store = open(&connect, "unknown").await;
     assert!(store.worker(&wid("ghost")).await.unwrap().is_none());
     let heartbeat = store.heartbeat(&wid("ghost"), 1).await;
@@ -225,11 +228,7 @@ where
     store.heartbeat(&wid("w1"), 5).await.unwrap();
 }
 
-pub async fn snapshot_lists_every_worker<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn snapshot_lists_every_worker(connect: impl Connect) {
     let store = open(&connect, "snapshot").await;
     for i in 0..12 {
         store
@@ -251,11 +250,7 @@ where
 
 // ----- commits -----
 
-pub async fn commit_is_all_or_nothing<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn commit_is_all_or_nothing(connect: impl Connect) {
     let store = open(&connect, "allornothing").await;
     let before = store
         .register_worker(&registration("w1", 2000, 4096))
@@ -302,11 +297,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn commit_checks_status_inside_the_atomic_step<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn commit_checks_status_inside_the_atomic_step(connect: impl Connect) {
     let store = open(&connect, "status").await;
     store
         .register_worker(&registration("w1", 2000, 4096))
@@ -335,11 +326,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn groups_commit_independently<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn groups_commit_independently(connect: impl Connect) {
     let store = open(&connect, "independent").await;
     store
         .register_worker(&registration("w1", 1000, 1024))
@@ -376,11 +363,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn commit_is_idempotent_per_container<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn commit_is_idempotent_per_container(connect: impl Connect) {
     let store = open(&connect, "idempotent").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -416,11 +399,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn release_is_idempotent<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn release_is_idempotent(connect: impl Connect) {
     let store = open(&connect, "release").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -462,11 +441,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn lock_path_counts_and_fences<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn lock_path_counts_and_fences(connect: impl Connect) {
     let store = open(&connect, "locks").await;
     let worker = store
         .register_worker(&registration("w1", 4000, 4096))
@@ -547,11 +522,7 @@ where
 
 // ----- assignment queues -----
 
-pub async fn assignments_arrive_in_order_and_are_redelivered_until_acked<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn assignments_arrive_in_order_and_are_redelivered_until_acked(connect: impl Connect) {
     let store = open(&connect, "queue").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -598,11 +569,7 @@ where
     assert_eq!(names, ["b", "c"], "unacknowledged deliveries come again");
 }
 
-pub async fn assignments_wait_without_polling<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn assignments_wait_without_polling(connect: impl Connect) {
     let store = open(&connect, "wait").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -635,11 +602,7 @@ where
 
 // ----- records and intake -----
 
-pub async fn submit_is_idempotent_per_id<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn submit_is_idempotent_per_id(connect: impl Connect) {
     let store = open(&connect, "submit").await;
     let out = store
         .submit(&[request("r1", 100), request("r2", 100)])
@@ -662,11 +625,7 @@ where
     assert!(store.container(&cid("nope")).await.unwrap().is_none());
 }
 
-pub async fn records_only_move_forward<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn records_only_move_forward(connect: impl Connect) {
     let store = open(&connect, "records").await;
     store.submit(&[request("r1", 100)]).await.unwrap();
     let (w1, a1) = (wid("w1"), AttemptId("x1".into()));
@@ -730,11 +689,7 @@ where
     );
 }
 
-pub async fn claim_settle_and_backlog<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn claim_settle_and_backlog(connect: impl Connect) {
     let store = open(&connect, "claims").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -821,11 +776,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn unsettled_claims_are_reclaimed_after_the_visibility_timeout<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn unsettled_claims_are_reclaimed_after_the_visibility_timeout(connect: impl Connect) {
     let store = open(&connect, "visibility").await;
     store
         .submit(&[request("r1", 100), request("r2", 100)])
@@ -853,11 +804,7 @@ where
     assert_ne!(taken[0].attempt, first[0].attempt);
 }
 
-pub async fn a_second_placement_is_superseded<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn a_second_placement_is_superseded(connect: impl Connect) {
     let store = open(&connect, "supersede").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -972,31 +919,19 @@ async fn hammer(stores: Vec<Arc<dyn Store>>, tasks: usize, rounds: usize) {
     }
 }
 
-pub async fn concurrent_commits_never_overbook<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn concurrent_commits_never_overbook(connect: impl Connect) {
     let store = open(&connect, "hammer").await;
     hammer(vec![store], 16, 250).await;
 }
 
-pub async fn two_clients_never_overbook<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn two_clients_never_overbook(connect: impl Connect) {
     let cfg = config("two-clients");
     let first = connect(cfg.clone()).await;
     let second = connect(cfg).await;
     hammer(vec![first, second], 16, 150).await;
 }
 
-pub async fn check_finds_nothing_on_a_healthy_store<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn check_finds_nothing_on_a_healthy_store(connect: impl Connect) {
     let store = open(&connect, "healthy").await;
     assert_clean(&*store).await;
     store
@@ -1055,11 +990,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn a_retried_commit_succeeds_after_the_worker_drained<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn a_retried_commit_succeeds_after_the_worker_drained(connect: impl Connect) {
     let store = open(&connect, "retry-drained").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -1099,11 +1030,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn invalid_requests_write_nothing<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn invalid_requests_write_nothing(connect: impl Connect) {
     let store = open(&connect, "invalid").await;
     let mut zero = request("zero", 100);
     zero.resources.memory_mib = 0;
@@ -1128,11 +1055,7 @@ where
     );
 }
 
-pub async fn owners_lists_every_holder<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn owners_lists_every_holder(connect: impl Connect) {
     let store = open(&connect, "owners").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -1163,11 +1086,7 @@ where
     );
 }
 
-pub async fn unmet_demand_sums_the_backlog_per_pool<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn unmet_demand_sums_the_backlog_per_pool(connect: impl Connect) {
     let store = open(&connect, "demand").await;
     assert!(store.unmet_demand().await.unwrap().is_empty());
     let mut gpu = request("g1", 500);
@@ -1229,11 +1148,7 @@ where
     );
 }
 
-pub async fn one_provisioning_intent_per_pool_and_ttl<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn one_provisioning_intent_per_pool_and_ttl(connect: impl Connect) {
     let cfg = config("provision");
     let (a, b) = (connect(cfg.clone()).await, connect(cfg).await);
     let pool = PoolName::new("gpu").unwrap();
@@ -1298,11 +1213,7 @@ async fn place(store: &dyn Store, id: &str, worker: &str) -> AttemptId {
     claim.attempt
 }
 
-pub async fn heartbeats_and_deregistration<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn heartbeats_and_deregistration(connect: impl Connect) {
     let store = open(&connect, "liveness").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -1333,11 +1244,7 @@ where
     assert_eq!(store.workers().await.unwrap().len(), 1);
 }
 
-pub async fn listing_and_logs<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn listing_and_logs(connect: impl Connect) {
     let store = open(&connect, "listing").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -1372,11 +1279,7 @@ where
     assert_eq!(kept, lines[2..].to_vec(), "the last lines are kept");
 }
 
-pub async fn cancellation_fails_pending_and_flags_placed<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn cancellation_fails_pending_and_flags_placed(connect: impl Connect) {
     let store = open(&connect, "cancel").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -1414,11 +1317,7 @@ where
     );
 }
 
-pub async fn a_dead_workers_containers_are_reclaimed_once<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn a_dead_workers_containers_are_reclaimed_once(connect: impl Connect) {
     let store = open(&connect, "reclaim").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
@@ -1486,11 +1385,7 @@ where
     assert_clean(&*store).await;
 }
 
-pub async fn another_attempt_is_not_a_retry<C, F>(connect: C)
-where
-    C: Fn(StoreConfig) -> F,
-    F: Future<Output = Arc<dyn Store>>,
-{
+pub async fn another_attempt_is_not_a_retry(connect: impl Connect) {
     let store = open(&connect, "other-attempt").await;
     store
         .register_worker(&registration("w1", 4000, 4096))
