@@ -318,8 +318,10 @@ async fn process(
 
 /// A redelivered claim's previous claimer may have died between its commit and its
 /// settlement, leaving a reservation that nobody settles. Such a reservation is adopted
-/// (settled as the placement) instead of placing the request a second time; any further
-/// holders are released. Returns the claims that still need placing.
+/// (settled as the placement) instead of placing the request a second time. Other holders
+/// are left alone: the record decides, and a holder it does not name is released by its own
+/// superseded settlement or by its worker's agent (which never runs what the record does
+/// not name). Returns the claims that still need placing.
 async fn adopt_orphans(
     shared: &Shared,
     live: Vec<(Claim, u32)>,
@@ -337,12 +339,6 @@ async fn adopt_orphans(
             rest.push((claim, retries));
             continue;
         };
-        for (extra, extra_attempt) in &owners[1..] {
-            shared
-                .store
-                .release(extra, &claim.request.id, Some(extra_attempt))
-                .await?;
-        }
         tracing::info!(container = %claim.request.id, %worker, "adopting a reservation left by a dead claimer");
         settle.scheduled(&claim, worker, attempt);
     }
@@ -517,10 +513,12 @@ async fn apply(
             SettleOutcome::Superseded { holder, .. } => {
                 if let Some((worker, attempt)) = ours.filter(|ours| holder.as_ref() != Some(ours)) {
                     shared.stats.add(Counter::Superseded, 1);
-                    shared
-                        .store
-                        .release(worker, &item.container, Some(attempt))
-                        .await?;
+                    // The batch is settled: a failed release must not skip the rest of it.
+                    // The worker's agent releases the reservation when it gets a 409.
+                    let released = shared.store.release(worker, &item.container, Some(attempt));
+                    if let Err(error) = released.await {
+                        tracing::warn!(%error, container = %item.container, "releasing a superseded reservation failed");
+                    }
                 }
             }
         }

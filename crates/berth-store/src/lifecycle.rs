@@ -13,6 +13,9 @@ pub fn apply(
     use ContainerState as S;
     match transition {
         Transition::Scheduled { worker, attempt } => match record.state {
+            S::Pending if record.revoked_attempts.contains(attempt) => Err(format!(
+                "attempt {attempt} was revoked: its worker was declared lost"
+            )),
             S::Pending => {
                 record.state = S::Scheduled;
                 record.worker = Some(worker.clone());
@@ -115,12 +118,15 @@ pub fn pending(request: berth_core::ContainerRequest) -> ContainerRecord {
         reason: None,
         deferrals: 0,
         cancel_requested: false,
+        revoked_attempts: Vec::new(),
     }
 }
 
 /// Gives back a container held by `worker` and `attempt` whose worker died: a scheduled
-/// one goes back to pending (a new attempt will place it), a running one becomes lost.
-/// `None` when the record is not held by them (nothing to do but release the reservation).
+/// one goes back to pending (a new attempt will place it), a running one becomes lost. On a
+/// pending record the attempt is revoked, so its settlement, if it comes later, cannot
+/// schedule the record on the released reservation. `None` when the record is not held by
+/// them (nothing to do but release the reservation).
 pub fn reclaim(
     record: &mut ContainerRecord,
     worker: &berth_core::WorkerId,
@@ -128,6 +134,12 @@ pub fn reclaim(
     reason: &str,
     now_ms: u64,
 ) -> Option<crate::ReclaimOutcome> {
+    if record.state == ContainerState::Pending {
+        if !record.revoked_attempts.contains(attempt) {
+            record.revoked_attempts.push(attempt.clone());
+        }
+        return None;
+    }
     if !holds(record, worker, attempt) {
         return None;
     }

@@ -242,6 +242,10 @@ pub struct ContainerRecord {
     /// A cancellation was asked for; its worker stops it.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// Attempts whose reservations were given back (their worker was declared lost) while
+    /// the record was still pending: they may never schedule it.
+    #[serde(default)]
+    pub revoked_attempts: Vec<AttemptId>,
 }
 
 /// A forward move of a container record.

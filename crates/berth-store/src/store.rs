@@ -230,8 +230,9 @@ pub trait Store: Send + Sync {
 
     /// Gives back one container of a dead worker, once: if the record is held by `worker`
     /// and `attempt`, a scheduled container goes back to pending and the intake, a running one
-    /// becomes lost (reason `reason`); then the worker's reservation is released. Repeating
-    /// it changes nothing more (the capacity is reclaimed exactly once).
+    /// becomes lost (reason `reason`); on a still-pending record the attempt is revoked (a
+    /// settlement of it arriving later is superseded); then the worker's reservation is
+    /// released. Repeating it changes nothing more (the capacity is reclaimed exactly once).
     async fn reclaim(
         &self,
         worker: &WorkerId,

@@ -79,7 +79,10 @@ impl State {
     /// The unmet demand of the backlog.
     pub fn unmet_demand(&self) -> Vec<PoolDemand> {
         aggregate_demand(self.backlog.iter().filter_map(|(_, id)| {
-            let record = self.records.get(id)?;
+            let record = self
+                .records
+                .get(id)
+                .filter(|r| r.state == ContainerState::Pending)?;
             let (pool, gpu) = self.demand.get(id)?;
             Some((pool.as_ref(), gpu.as_ref(), record.request.resources))
         }))

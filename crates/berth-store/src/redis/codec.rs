@@ -253,6 +253,14 @@ pub fn decode_record(key: &str, fields: &Fields) -> Result<ContainerRecord> {
             .optional_parse("deferrals", "a deferral count")?
             .unwrap_or(0),
         cancel_requested: hash.optional("cancel") == Some("1"),
+        revoked_attempts: hash
+            .optional("revoked")
+            .map(|list| {
+                list.split_whitespace()
+                    .map(|a| AttemptId(a.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 

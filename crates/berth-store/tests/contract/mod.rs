@@ -44,7 +44,8 @@ macro_rules! contract_tests {
             listing_and_logs,
             cancellation_fails_pending_and_flags_placed,
             a_dead_workers_containers_are_reclaimed_once,
-            another_attempt_is_not_a_retry
+            another_attempt_is_not_a_retry,
+            a_reservation_given_back_before_its_settlement_never_schedules
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -1417,5 +1418,61 @@ pub async fn another_attempt_is_not_a_retry(connect: impl Connect) {
         before,
         "nothing written"
     );
+    assert_clean(&*store).await;
+}
+
+pub async fn a_reservation_given_back_before_its_settlement_never_schedules(connect: impl Connect) {
+    let store = open(&connect, "revoke").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("r1", 100)]).await.unwrap();
+    let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
+    let res = Reservation {
+        container: claim.request.id.clone(),
+        attempt: claim.attempt.clone(),
+        resources: claim.request.resources,
+        payload: Payload::default(),
+    };
+    store.commit(&[group("w1", vec![res])]).await.unwrap();
+    // The worker is declared lost between the commit and the settlement.
+    let w1 = wid("w1");
+    let out = store
+        .reclaim(&w1, &cid("r1"), &claim.attempt, "lost")
+        .await
+        .unwrap();
+    assert_eq!(out, ReclaimOutcome::Released);
+    assert_eq!(free(&*store, "w1").await, Resources::new(4000, 4096, 0));
+    let late = SettleItem {
+        entry: claim.entry.clone(),
+        container: claim.request.id.clone(),
+        settlement: Settlement::Scheduled {
+            worker: w1.clone(),
+            attempt: claim.attempt.clone(),
+        },
+    };
+    let settled = store.settle(&[late]).await.unwrap();
+    assert!(
+        matches!(
+            settled[0],
+            SettleOutcome::Superseded {
+                state: ContainerState::Pending,
+                ..
+            }
+        ),
+        "{settled:?}"
+    );
+    let again = Transition::Scheduled {
+        worker: w1.clone(),
+        attempt: claim.attempt.clone(),
+    };
+    assert!(
+        store.transition(&cid("r1"), &again).await.is_err(),
+        "the revoked attempt stays fenced"
+    );
+    let record = store.container(&cid("r1")).await.unwrap().unwrap();
+    assert_eq!(record.state, ContainerState::Pending);
+    assert_eq!(record.revoked_attempts, vec![claim.attempt.clone()]);
     assert_clean(&*store).await;
 }

@@ -19,9 +19,21 @@ local function holds(record, worker, attempt)
   return record.worker == worker and record.attempt == attempt
 end
 
+-- True when `attempt` was revoked on the record (`revoked`: attempts separated by spaces):
+-- a reservation the reaper gave back before its settlement arrived.
+local function revoked(revoked_list, attempt)
+  if type(revoked_list) ~= 'string' or revoked_list == '' then
+    return false -- a missing field reads as false in Lua
+  end
+  return string.find(' ' .. revoked_list .. ' ', ' ' .. attempt .. ' ', 1, true) ~= nil
+end
+
 -- Pending -> Scheduled on worker by attempt; repeating it is a no-op. Returns nil when
 -- done, else why not.
 local function schedule(key, record, worker, attempt, now)
+  if record.state == 'pending' and revoked(redis.call('HGET', key, 'revoked'), attempt) then
+    return 'attempt ' .. attempt .. ' was revoked: its worker was declared lost'
+  end
   if record.state == 'pending' then
     redis.call('HSET', key, 'state', 'scheduled', 'worker', worker, 'attempt', attempt,
       'scheduled_ms', str(now))

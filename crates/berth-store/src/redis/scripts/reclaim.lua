@@ -4,7 +4,9 @@
 -- ARGV: 1 container id, 2 worker, 3 attempt, 4 reason, 5 now (ms since the epoch).
 -- Reply: 'requeued' | 'lost' | 'released' (the record is not held by that worker and
 --        attempt: nothing changed here).
--- Guarantee: atomic. A scheduled record held by the worker and attempt goes back to pending
+-- Guarantee: atomic. A pending record gets the attempt added to `revoked`, so a settlement
+--   of that attempt arriving later is superseded (never scheduled on a released
+--   reservation). A scheduled record held by the worker and attempt goes back to pending
 --   (worker, attempt and scheduled time cleared, the reason recorded) and is appended to the
 --   intake; a running one becomes lost with the reason. The caller then releases the
 --   worker's reservation (another slot); repeating both changes nothing more.
@@ -21,6 +23,14 @@ end
 local record, err = read_record(key)
 if err then
   return err
+end
+if record.state == 'pending' then
+  -- The reservation is being given back before its settlement arrived: fence it off.
+  local list = redis.call('HGET', key, 'revoked')
+  if not revoked(list, attempt) then
+    redis.call('HSET', key, 'revoked', ((list and list ~= '') and (list .. ' ') or '') .. attempt)
+  end
+  return 'released'
 end
 if not holds(record, worker, attempt) then
   return 'released'

@@ -9,6 +9,8 @@
 -- Reply: per item {'done'} or {'superseded', state, worker, attempt} (worker and attempt
 --        '' when the record holds none; state 'failed' for a missing record).
 -- Guarantee: each item atomically, in order: scheduled moves a pending record to scheduled
+--   unless the attempt was revoked (its worker declared lost before the settlement came:
+--   then the item is superseded)
 --   (already scheduled or running by the same worker and attempt: done); deferred keeps a
 --   pending record pending, adds it to the backlog at not-before, counts the deferral and
 --   records the reason and the pool it waits for (`demand_pool`, `demand_gpu`); failed ends a pending record as failed. A record that moved on is
@@ -58,7 +60,8 @@ local records, by_key, deferring = {}, {}, false
 for i, item in ipairs(items) do
   deferring = deferring or item.kind == 'deferred'
   local r = by_key[item.key] and {}
-    or redis.call('HMGET', item.key, 'state', 'worker', 'attempt', 'deferrals', 'reason')
+    or redis.call('HMGET', item.key, 'state', 'worker', 'attempt', 'deferrals', 'reason',
+      'revoked')
   if r[1] and not STATES[r[1]] then
     return corrupt(item.key, 'state', 'is not a container state: ' .. r[1])
   end
@@ -67,7 +70,7 @@ for i, item in ipairs(items) do
   end
   if not by_key[item.key] then
     by_key[item.key] = { state = r[1], worker = r[2] or '', attempt = r[3] or '',
-      deferrals = uint(r[4] or '0'), reason = r[5] }
+      deferrals = uint(r[4] or '0'), reason = r[5], revoked = r[6] }
   end
   records[i] = by_key[item.key]
 end
@@ -86,7 +89,9 @@ for i, item in ipairs(items) do
   if not record.state then
     record.state = 'failed'
   elseif item.kind == 'scheduled' then
-    if record.state == 'pending' then
+    if record.state == 'pending' and revoked(record.revoked, item.b) then
+      done = false
+    elseif record.state == 'pending' then
       redis.call('HSET', item.key, 'state', 'scheduled', 'worker', item.a, 'attempt', item.b,
         'scheduled_ms', now_text)
       if record.reason then
