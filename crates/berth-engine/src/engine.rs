@@ -313,7 +313,7 @@ async fn process(
         cache.expire();
     }
     target_demand(shared, cache, &claims, &mut settle).await?;
-    apply(shared, &claims_of(&claims, &expired), settle, now).await
+    apply(shared, settle, now).await
 }
 
 /// A redelivered claim's previous claimer may have died between its commit and its
@@ -345,14 +345,6 @@ async fn adopt_orphans(
     Ok(rest)
 }
 
-fn claims_of(claims: &[Claim], expired: &[(Claim, u32)]) -> Vec<Claim> {
-    claims
-        .iter()
-        .cloned()
-        .chain(expired.iter().map(|(c, _)| c.clone()))
-        .collect()
-}
-
 fn waited(claim: &Claim, now_ms: u64) -> Duration {
     Duration::from_millis(now_ms.saturating_sub(claim.request.submitted_at_ms))
 }
@@ -370,12 +362,15 @@ fn record_store_cost(shared: &Shared, before: &berth_store::StatsSnapshot) {
 #[derive(Default)]
 struct Settle {
     items: Vec<SettleItem>,
+    /// When each item's request was submitted (ms since the epoch), by item index.
+    submitted_at_ms: Vec<u64>,
     /// The placement each scheduled item stands for (worker, attempt), by item index.
     placements: HashMap<usize, (berth_core::WorkerId, berth_store::AttemptId)>,
 }
 
 impl Settle {
     fn push(&mut self, claim: &Claim, settlement: Settlement) {
+        self.submitted_at_ms.push(claim.request.submitted_at_ms);
         self.items.push(SettleItem {
             entry: claim.entry.clone(),
             container: claim.request.id.clone(),
@@ -495,21 +490,19 @@ async fn target_demand(
 
 /// Settles the batch in the store, undoes placements another replica beat us to, and tells
 /// local submitters.
-async fn apply(
-    shared: &Shared,
-    claims: &[Claim],
-    settle: Settle,
-    now: u64,
-) -> berth_store::Result<()> {
+async fn apply(shared: &Shared, settle: Settle, now: u64) -> berth_store::Result<()> {
     if settle.items.is_empty() {
         return Ok(());
     }
     let outcomes = shared.store.settle(&settle.items).await?;
-    let by_id: HashMap<&ContainerId, &Claim> = claims.iter().map(|c| (&c.request.id, c)).collect();
     for (index, (item, outcome)) in settle.items.iter().zip(outcomes).enumerate() {
         let ours = settle.placements.get(&index);
         match outcome {
-            SettleOutcome::Done => report(shared, item, by_id.get(&item.container).copied(), now),
+            SettleOutcome::Done => {
+                let waited =
+                    Duration::from_millis(now.saturating_sub(settle.submitted_at_ms[index]));
+                report(shared, item, waited)
+            }
             SettleOutcome::Superseded { holder, .. } => {
                 if let Some((worker, attempt)) = ours.filter(|ours| holder.as_ref() != Some(ours)) {
                     shared.stats.add(Counter::Superseded, 1);
@@ -527,15 +520,12 @@ async fn apply(
 }
 
 /// Counts a settled item and tells its local submitters, if any.
-fn report(shared: &Shared, item: &SettleItem, claim: Option<&Claim>, now: u64) {
+fn report(shared: &Shared, item: &SettleItem, waited: Duration) {
     let outcome = match &item.settlement {
         Settlement::Scheduled { worker, .. } => {
             shared.stats.add(Counter::Placed, 1);
-            if let Some(claim) = claim {
-                let latency = waited(claim, now).as_secs_f64();
-                metrics::histogram!("berth_placement_latency_seconds", "strategy" => shared.config.strategy.as_str())
-                    .record(latency);
-            }
+            metrics::histogram!("berth_placement_latency_seconds", "strategy" => shared.config.strategy.as_str())
+                .record(waited.as_secs_f64());
             Outcome::Placed {
                 worker: worker.clone(),
             }
