@@ -13,7 +13,7 @@
 mod container;
 
 use crate::config::AgentConfig;
-use crate::control::{Control, ControlError, Delivery, Registration};
+use crate::control::{Control, ControlError, Delivery, Lease, Registration};
 use crate::error::AgentError;
 use crate::retry::{Backoff, GaveUp, retry};
 use crate::runtime::ContainerRuntime;
@@ -22,7 +22,10 @@ use berth_store::AttemptId;
 use container::StopSignal;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +36,8 @@ use tokio_util::task::TaskTracker;
 const QUICK_EMPTY_POLL: Duration = Duration::from_secs(1);
 /// How long the drain waits for tasks after it gave up on their reports.
 const ABANDON_WAIT: Duration = Duration::from_secs(5);
+/// How many times one call registers again after a stale epoch before it gives up.
+const MAX_RENEWALS: u32 = 3;
 
 /// A worker agent, ready to run.
 pub struct Agent {
@@ -88,12 +93,14 @@ impl Agent {
             registration: self.registration,
             control: self.control,
             runtime: self.runtime,
+            epoch: AtomicU64::new(0),
+            renewing: tokio::sync::Mutex::new(()),
             active: Mutex::new(BTreeMap::new()),
             tasks: TaskTracker::new(),
             shutdown,
             abandon: CancellationToken::new(),
         });
-        if !inner.register().await? {
+        if inner.register().await?.is_none() {
             tracing::info!("shut down before the worker could register");
             return Ok(());
         }
@@ -117,6 +124,10 @@ pub(crate) struct Inner {
     registration: Registration,
     control: Arc<dyn Control>,
     runtime: Arc<dyn ContainerRuntime>,
+    /// The epoch of the latest registration: every call to the server carries it.
+    epoch: AtomicU64,
+    /// Held while registering again, so that calls refused together renew once.
+    renewing: tokio::sync::Mutex<()>,
     /// Containers from their RUNNING report until their final report, with the signal that
     /// stops them. Heartbeats report their ids; cancellations and the drain reach them here.
     active: Mutex<BTreeMap<(ContainerId, AttemptId), Arc<StopSignal>>>,
@@ -130,17 +141,20 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Registers, retrying while the server is unavailable; false if shut down first.
-    async fn register(&self) -> Result<bool, AgentError> {
+    /// Registers, retrying while the server is unavailable, and takes the new epoch; `None`
+    /// if shut down first.
+    async fn register(&self) -> Result<Option<Lease>, AgentError> {
         let call = || self.control.register(&self.registration);
         match retry("register", self.config.retry, &self.shutdown, call).await {
-            Ok(()) => {
+            Ok(lease) => {
+                self.epoch.store(lease.epoch, Ordering::SeqCst);
                 let r = &self.registration;
-                tracing::info!(worker = %r.worker, pool = %r.pool, total = %r.total,
-                    gpu_type = ?r.gpu_type, "worker registered");
-                Ok(true)
+                tracing::info!(worker = %r.worker, epoch = lease.epoch, pool = %r.pool,
+                    total = %r.total, gpu_type = ?r.gpu_type, owned = lease.owned.len(),
+                    "worker registered");
+                Ok(Some(lease))
             }
-            Err(GaveUp::Stopped) => Ok(false),
+            Err(GaveUp::Stopped) => Ok(None),
             Err(GaveUp::Refused(source)) => Err(AgentError::RegistrationRefused {
                 worker: self.worker.clone(),
                 source,
@@ -148,11 +162,86 @@ impl Inner {
         }
     }
 
-    /// Registers again after the server forgot the worker (it restarted without its state).
-    async fn reregister(&self) {
-        tracing::warn!(worker = %self.worker, "the server does not know this worker; registering again");
-        if let Err(err) = self.register().await {
-            tracing::error!(error = %err, "registering again failed");
+    /// The epoch calls carry now.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Registers again after a call under epoch `presented` was refused (a stale epoch: the
+    /// worker was declared lost or registered elsewhere; or the server forgot the worker),
+    /// once for all the calls refused together; then stops every running container the
+    /// registration does not list as owned: its capacity was given back, so running it on
+    /// would overbook this machine.
+    pub(crate) async fn renew(&self, presented: u64, why: &str) {
+        let _one = self.renewing.lock().await;
+        if self.epoch() != presented {
+            return;
+        }
+        tracing::warn!(worker = %self.worker, epoch = presented, why, "registering again");
+        crate::metrics::reregistered();
+        match self.register().await {
+            Ok(Some(lease)) => self.keep_only(&lease.owned),
+            Ok(None) => {}
+            Err(err) => tracing::error!(error = %err, "registering again failed"),
+        }
+    }
+
+    /// Stops the active containers that are not in `owned`.
+    fn keep_only(&self, owned: &[(ContainerId, AttemptId)]) {
+        let owned: HashSet<&(ContainerId, AttemptId)> = owned.iter().collect();
+        let stops: Vec<((ContainerId, AttemptId), Arc<StopSignal>)> = self
+            .active
+            .lock()
+            .iter()
+            .filter(|(key, _)| !owned.contains(key))
+            .map(|(key, stop)| (key.clone(), stop.clone()))
+            .collect();
+        for ((container, attempt), stop) in stops {
+            if stop.request(container::StopReason::WorkerLost) {
+                tracing::warn!(%container, %attempt, "not owned by this worker any more; stopping it");
+            }
+        }
+    }
+
+    /// Stops the active containers the server says this worker does not own.
+    fn stop_unowned(&self, containers: &[ContainerId]) {
+        for container in containers {
+            let stops: Vec<Arc<StopSignal>> = {
+                let active = self.active.lock();
+                let mine = active.iter().filter(|((c, _), _)| c == container);
+                mine.map(|(_, stop)| stop.clone()).collect()
+            };
+            for stop in stops {
+                if stop.request(container::StopReason::WorkerLost) {
+                    tracing::warn!(%container, "the server says this worker does not own it; stopping it");
+                }
+            }
+        }
+    }
+
+    /// Calls `call` with the current epoch under the retry policy; after a stale epoch,
+    /// registers again ([`Inner::renew`]) and calls again with the new one, at most
+    /// [`MAX_RENEWALS`] times.
+    pub(crate) async fn fenced<T, F, Fut>(
+        &self,
+        what: &str,
+        stop: &CancellationToken,
+        call: F,
+    ) -> Result<T, GaveUp>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = Result<T, ControlError>>,
+    {
+        let mut renewals = 0;
+        loop {
+            let epoch = self.epoch();
+            match retry(what, self.config.retry, stop, || call(epoch)).await {
+                Err(GaveUp::Refused(ControlError::StaleEpoch(why))) if renewals < MAX_RENEWALS => {
+                    renewals += 1;
+                    self.renew(epoch, &why).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -166,9 +255,10 @@ impl Inner {
                 _ = ticker.tick() => {}
             }
             let running = self.running_ids();
+            let epoch = self.epoch();
             let result = tokio::select! {
                 () = stop.cancelled() => return,
-                result = self.control.heartbeat(&self.worker, &running) => result,
+                result = self.control.heartbeat(&self.worker, epoch, &running) => result,
             };
             match result {
                 Ok(reply) => {
@@ -177,12 +267,16 @@ impl Inner {
                     }
                     failing = false;
                     if reply.lost {
-                        self.lost().await;
+                        self.renew(epoch, "the server declared this worker lost")
+                            .await;
                     } else {
                         self.cancel(&reply.cancel);
+                        self.stop_unowned(&reply.stop);
                     }
                 }
-                Err(ControlError::NotFound(_)) => self.reregister().await,
+                Err(ControlError::NotFound(why) | ControlError::StaleEpoch(why)) => {
+                    self.renew(epoch, &why).await;
+                }
                 Err(err) => {
                     crate::metrics::server_error();
                     if !failing {
@@ -220,28 +314,15 @@ impl Inner {
         }
     }
 
-    /// The server declared the worker lost and gave its containers back: stops them all
-    /// (their reports will be refused as stale) and registers again.
-    async fn lost(&self) {
-        let stops: Vec<Arc<StopSignal>> = self.active.lock().values().cloned().collect();
-        tracing::warn!(worker = %self.worker, running = stops.len(),
-            "the server declared this worker lost; stopping its containers and registering again");
-        for stop in stops {
-            stop.request(container::StopReason::WorkerLost);
-        }
-        if let Err(err) = self.register().await {
-            tracing::error!(error = %err, "registering again failed");
-        }
-    }
-
     async fn poll_loop(self: Arc<Self>) {
         let config = &self.config;
         let mut backoff = Backoff::new(config.retry);
         loop {
             let asked = Instant::now();
-            let call = self
-                .control
-                .assignments(&self.worker, config.poll_max, config.poll_wait);
+            let epoch = self.epoch();
+            let call =
+                self.control
+                    .assignments(&self.worker, epoch, config.poll_max, config.poll_wait);
             let result = tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 result = call => result,
@@ -261,8 +342,8 @@ impl Inner {
                     deliveries.into_iter().for_each(|d| self.accept(d));
                     false
                 }
-                Err(ControlError::NotFound(_)) => {
-                    self.reregister().await;
+                Err(ControlError::NotFound(why) | ControlError::StaleEpoch(why)) => {
+                    self.renew(epoch, &why).await;
                     true
                 }
                 Err(err) => {

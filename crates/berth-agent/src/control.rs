@@ -20,6 +20,16 @@ pub struct Registration {
     pub gpu_type: Option<GpuType>,
 }
 
+/// What a registration grants: the epoch the worker's calls carry from now on, and the
+/// containers it owns (the only ones it may keep running).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// The worker's epoch; calls under an older one are refused ([`ControlError::StaleEpoch`]).
+    pub epoch: u64,
+    /// The containers the worker owns, with the attempts they are reserved under.
+    pub owned: Vec<(ContainerId, AttemptId)>,
+}
+
 /// One assignment delivered to the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -42,6 +52,8 @@ pub struct Delivery {
 pub struct HeartbeatReply {
     /// Running containers whose cancellation was asked for: stop them.
     pub cancel: Vec<ContainerId>,
+    /// Running containers the worker does not own any more: stop them at once.
+    pub stop: Vec<ContainerId>,
     /// The server declared the worker lost after it missed heartbeats and gave its
     /// containers back: stop them all and register again.
     pub lost: bool,
@@ -79,6 +91,8 @@ pub struct StatusReport {
     pub worker: WorkerId,
     /// The attempt it runs under.
     pub attempt: AttemptId,
+    /// The epoch the worker registered under.
+    pub epoch: u64,
     /// The new state.
     pub state: ReportedState,
     /// Output lines the server has not been sent yet (it appends them to the container's
@@ -93,6 +107,10 @@ pub enum ControlError {
     /// by this worker and attempt any more, or the worker still owns containers.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The call carried a stale epoch (HTTP 409 `stale_epoch`): the worker registered again,
+    /// or the server declared it lost. Register again.
+    #[error("stale epoch: {0}")]
+    StaleEpoch(String),
     /// The worker or container is unknown to the server (HTTP 404).
     #[error("not found: {0}")]
     NotFound(String),
@@ -120,13 +138,14 @@ impl ControlError {
 /// The worker-facing API of the server.
 #[async_trait]
 pub trait Control: Send + Sync {
-    /// Registers (or re-registers) the worker with its capacity.
-    async fn register(&self, registration: &Registration) -> Result<(), ControlError>;
+    /// Registers (or re-registers) the worker with its capacity; starts a new epoch.
+    async fn register(&self, registration: &Registration) -> Result<Lease, ControlError>;
 
-    /// Tells the server which containers run here; learns which to cancel.
+    /// Tells the server which containers run here; learns which to cancel or stop.
     async fn heartbeat(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         running: &[ContainerId],
     ) -> Result<HeartbeatReply, ControlError>;
 
@@ -134,18 +153,20 @@ pub trait Control: Send + Sync {
     async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         max: u32,
         wait: Duration,
     ) -> Result<Vec<Delivery>, ControlError>;
 
     /// Acknowledges a delivery so it is not delivered again.
-    async fn ack(&self, worker: &WorkerId, delivery: &str) -> Result<(), ControlError>;
+    async fn ack(&self, worker: &WorkerId, epoch: u64, delivery: &str) -> Result<(), ControlError>;
 
     /// Gives back a reservation the worker will not run because the record is held by
     /// another worker or attempt; true if capacity was given back (idempotent).
     async fn release(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         container: &ContainerId,
         attempt: &AttemptId,
     ) -> Result<bool, ControlError>;

@@ -2,7 +2,8 @@
 //! [`berth_api::Client`].
 
 use crate::control::{
-    Control, ControlError, Delivery, HeartbeatReply, Registration, ReportedState, StatusReport,
+    Control, ControlError, Delivery, HeartbeatReply, Lease, Registration, ReportedState,
+    StatusReport,
 };
 use async_trait::async_trait;
 use berth_api as api;
@@ -34,7 +35,11 @@ impl HttpControl {
 /// Sorts a client error into what the agent does about it.
 fn classify(err: api::ClientError) -> ControlError {
     let message = err.to_string();
+    let stale = err
+        .body()
+        .is_some_and(|body| body.code == api::ErrorCode::StaleEpoch);
     match err.status() {
+        Some(409) if stale => ControlError::StaleEpoch(message),
         Some(409) => ControlError::Conflict(message),
         Some(404) => ControlError::NotFound(message),
         // A timeout by the server or a proxy, or too many requests: try again.
@@ -70,6 +75,7 @@ fn wire_report(report: &StatusReport) -> api::StatusReport {
     api::StatusReport {
         worker: report.worker.clone(),
         attempt: report.attempt.clone(),
+        epoch: report.epoch,
         state,
         exit_code,
         reason,
@@ -94,7 +100,7 @@ fn delivery(view: api::AssignmentView) -> Delivery {
 
 #[async_trait]
 impl Control for HttpControl {
-    async fn register(&self, registration: &Registration) -> Result<(), ControlError> {
+    async fn register(&self, registration: &Registration) -> Result<Lease, ControlError> {
         let total = registration.total;
         let mut body = api::RegisterWorker::new(
             registration.worker.clone(),
@@ -106,16 +112,25 @@ impl Control for HttpControl {
             count: total.gpu_count,
             gpu_type: ty.to_string(),
         });
-        self.client.register(&body).await.map_err(classify)?;
-        Ok(())
+        let registered = self.client.register(&body).await.map_err(classify)?;
+        Ok(Lease {
+            epoch: registered.worker.epoch,
+            owned: registered
+                .owned
+                .into_iter()
+                .map(|o| (o.container, o.attempt))
+                .collect(),
+        })
     }
 
     async fn heartbeat(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         running: &[ContainerId],
     ) -> Result<HeartbeatReply, ControlError> {
         let beat = api::HeartbeatRequest {
+            epoch,
             running: running.to_vec(),
         };
         let reply = self
@@ -125,6 +140,7 @@ impl Control for HttpControl {
             .map_err(classify)?;
         Ok(HeartbeatReply {
             cancel: reply.cancel,
+            stop: reply.stop,
             lost: reply.status == WorkerStatus::Lost,
         })
     }
@@ -132,29 +148,35 @@ impl Control for HttpControl {
     async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         max: u32,
         wait: Duration,
     ) -> Result<Vec<Delivery>, ControlError> {
         let max = usize::try_from(max).unwrap_or(usize::MAX);
         let views = self
             .client
-            .assignments(worker, max, wait)
+            .assignments(worker, epoch, max, wait)
             .await
             .map_err(classify)?;
         Ok(views.into_iter().map(delivery).collect())
     }
 
-    async fn ack(&self, worker: &WorkerId, delivery: &str) -> Result<(), ControlError> {
-        self.client.ack(worker, delivery).await.map_err(classify)
+    async fn ack(&self, worker: &WorkerId, epoch: u64, delivery: &str) -> Result<(), ControlError> {
+        self.client
+            .ack(worker, epoch, delivery)
+            .await
+            .map_err(classify)
     }
 
     async fn release(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         container: &ContainerId,
         attempt: &AttemptId,
     ) -> Result<bool, ControlError> {
         let release = api::ReleaseRequest {
+            epoch,
             container: container.clone(),
             attempt: attempt.clone(),
         };
@@ -201,6 +223,7 @@ mod tests {
         let report = |state| StatusReport {
             worker: WorkerId::new("w").expect("id"),
             attempt: AttemptId("a".into()),
+            epoch: 1,
             state,
             logs: vec!["x".into()],
         };

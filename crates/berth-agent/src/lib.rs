@@ -32,7 +32,8 @@ pub mod runtime;
 pub use agent::Agent;
 pub use config::{AgentConfig, CapacityConfig, detect_host};
 pub use control::{
-    Control, ControlError, Delivery, HeartbeatReply, Registration, ReportedState, StatusReport,
+    Control, ControlError, Delivery, HeartbeatReply, Lease, Registration, ReportedState,
+    StatusReport,
 };
 pub use error::AgentError;
 pub use http::HttpControl;

@@ -9,6 +9,7 @@
 //! | `berth_agent_containers_running` | gauge | containers whose process runs now |
 //! | `berth_agent_stale_deliveries_total` | counter | deliveries not run because the server said the record moved on (409) |
 //! | `berth_agent_server_errors_total` | counter | calls to the server that failed and were retried |
+//! | `berth_agent_reregistrations_total` | counter | registrations after a stale epoch, a lost status or an unknown worker |
 
 /// Containers whose process started.
 pub const STARTED: &str = "berth_agent_containers_started_total";
@@ -22,6 +23,8 @@ pub const RUNNING: &str = "berth_agent_containers_running";
 pub const STALE: &str = "berth_agent_stale_deliveries_total";
 /// Calls to the server that failed and were retried.
 pub const SERVER_ERRORS: &str = "berth_agent_server_errors_total";
+/// Registrations after a stale epoch, a lost status or an unknown worker.
+pub const REREGISTRATIONS: &str = "berth_agent_reregistrations_total";
 
 pub(crate) fn started() {
     metrics::counter!(STARTED).increment(1);
@@ -42,6 +45,10 @@ pub(crate) fn failed() {
 
 pub(crate) fn stale() {
     metrics::counter!(STALE).increment(1);
+}
+
+pub(crate) fn reregistered() {
+    metrics::counter!(REREGISTRATIONS).increment(1);
 }
 
 pub(crate) fn server_error() {

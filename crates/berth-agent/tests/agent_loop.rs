@@ -332,20 +332,85 @@ async fn a_worker_declared_lost_stops_its_containers_and_registers_again(transpo
             .iter()
             .filter(|e| e.starts_with("register"))
             .count();
-        registrations >= 2 && s.lost.is_empty() && s.last_heartbeat.is_empty()
+        registrations >= 2 && s.lost.is_empty() && s.index_of("conflict failed c-orphan").is_some()
     })
     .await;
-    server.with(|s| {
-        assert!(
-            s.index_of("conflict failed c-orphan").is_some(),
-            "{:?}",
-            s.events
-        );
-    });
+    wait_until(&server, "nothing running", |s| s.last_heartbeat.is_empty()).await;
     assert_eq!(
         server.record("c-orphan").unwrap().state,
         ContainerState::Lost
     );
+    agent.stop().await.unwrap();
+}
+
+/// Fencing: the worker was presumed dead and only one of its two containers was given back
+/// (the other one was still owned when it registered again). It keeps the owned one, stops
+/// the other, and never reports under its old epoch once it registered again.
+async fn a_resurrected_worker_keeps_only_what_it_still_owns(transport: Transport) {
+    let server = Arc::new(FakeServer::new());
+    let agent = start(&server, transport, |_| {}).await;
+    server.assign("w-1", "c-keep", &["sh", "-c", "sleep 2"], &[]);
+    server.assign("w-1", "c-gone", &["sleep", "30"], &[]);
+    wait_until(&server, "both running", |s| {
+        state_is(s, "c-keep", ContainerState::Running)
+            && state_is(s, "c-gone", ContainerState::Running)
+    })
+    .await;
+    let worker = berth_core::WorkerId::new("w-1").unwrap();
+    server.with(|s| {
+        let gone = s
+            .records
+            .iter_mut()
+            .find(|(id, _)| id.as_str() == "c-gone")
+            .unwrap()
+            .1;
+        gone.state = ContainerState::Lost;
+        gone.reason = Some("worker lost".into());
+        *s.epochs.get_mut(&worker).unwrap() += 1;
+    });
+    wait_until(&server, "c-keep exited under the new epoch", |s| {
+        state_is(s, "c-keep", ContainerState::Exited)
+    })
+    .await;
+    wait_until(&server, "c-gone stopped", |s| {
+        s.index_of("conflict failed c-gone").is_some()
+    })
+    .await;
+    server.with(|s| {
+        let registrations = s
+            .events
+            .iter()
+            .filter(|e| e.starts_with("register"))
+            .count();
+        assert_eq!(registrations, 2, "{:?}", s.events);
+        assert!(s.index_of("exited c-keep 0").is_some(), "{:?}", s.events);
+    });
+    agent.stop().await.unwrap();
+}
+
+/// Reconciliation: a heartbeat answer naming a running container the worker does not own
+/// stops it at once.
+async fn a_container_the_worker_does_not_own_is_stopped(transport: Transport) {
+    let server = Arc::new(FakeServer::new());
+    let agent = start(&server, transport, |_| {}).await;
+    server.assign("w-1", "c-moved", &["sleep", "30"], &[]);
+    wait_until(&server, "c-moved running", |s| {
+        state_is(s, "c-moved", ContainerState::Running)
+    })
+    .await;
+    server.with(|s| {
+        let record = s
+            .records
+            .iter_mut()
+            .find(|(id, _)| id.as_str() == "c-moved")
+            .unwrap()
+            .1;
+        record.worker = berth_core::WorkerId::new("w-other").unwrap();
+    });
+    wait_until(&server, "c-moved no longer running here", |s| {
+        s.index_of("conflict failed c-moved").is_some() && s.last_heartbeat.is_empty()
+    })
+    .await;
     agent.stop().await.unwrap();
 }
 
@@ -379,6 +444,8 @@ scenarios!(Memory:
     an_idle_agent_does_not_busy_poll,
     a_server_that_does_not_wait_is_not_busy_polled,
     a_forgotten_worker_registers_again,
+    a_resurrected_worker_keeps_only_what_it_still_owns,
+    a_container_the_worker_does_not_own_is_stopped,
 );
 
 scenarios!(Http:
@@ -395,4 +462,6 @@ scenarios!(Http:
     an_idle_agent_does_not_busy_poll,
     a_server_that_does_not_wait_is_not_busy_polled,
     a_forgotten_worker_registers_again,
+    a_resurrected_worker_keeps_only_what_it_still_owns,
+    a_container_the_worker_does_not_own_is_stopped,
 );

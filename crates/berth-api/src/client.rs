@@ -231,8 +231,18 @@ impl Client {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<(), ClientError> {
+        self.empty_with_query(method, segments, &[], body).await
+    }
+
+    async fn empty_with_query<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
         let url = self.url(segments);
-        self.call(method, url, &[], body, self.timeout).await?;
+        self.call(method, url, query, body, self.timeout).await?;
         Ok(())
     }
 
@@ -352,7 +362,7 @@ impl Client {
     // ----- the worker protocol -----
 
     /// `POST /v1/workers`: registers (or re-registers) a worker.
-    pub async fn register(&self, worker: &RegisterWorker) -> Result<WorkerView, ClientError> {
+    pub async fn register(&self, worker: &RegisterWorker) -> Result<Registered, ClientError> {
         self.json(Method::POST, &["v1", "workers"], &[], Some(worker))
             .await
     }
@@ -372,16 +382,21 @@ impl Client {
         .await
     }
 
-    /// `GET /v1/workers/{id}/assignments?max=&wait_ms=`: up to `max` assignments, waiting up
-    /// to `wait` (capped by the server) for one to arrive.
+    /// `GET /v1/workers/{id}/assignments?epoch=&max=&wait_ms=`: up to `max` assignments,
+    /// waiting up to `wait` (capped by the server) for one to arrive.
     pub async fn assignments(
         &self,
         id: &WorkerId,
+        epoch: u64,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<AssignmentView>, ClientError> {
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-        let query = [("max", max.to_string()), ("wait_ms", wait_ms.to_string())];
+        let query = [
+            ("epoch", epoch.to_string()),
+            ("max", max.to_string()),
+            ("wait_ms", wait_ms.to_string()),
+        ];
         let list: AssignmentList = self
             .json_within::<_, ()>(
                 Method::GET,
@@ -394,11 +409,12 @@ impl Client {
         Ok(list.assignments)
     }
 
-    /// `POST /v1/workers/{id}/assignments/{delivery}/ack`.
-    pub async fn ack(&self, id: &WorkerId, delivery: &str) -> Result<(), ClientError> {
-        self.empty::<()>(
+    /// `POST /v1/workers/{id}/assignments/{delivery}/ack?epoch=`.
+    pub async fn ack(&self, id: &WorkerId, epoch: u64, delivery: &str) -> Result<(), ClientError> {
+        self.empty_with_query::<()>(
             Method::POST,
             &["v1", "workers", id.as_str(), "assignments", delivery, "ack"],
+            &[("epoch", epoch.to_string())],
             None,
         )
         .await

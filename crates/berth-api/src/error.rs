@@ -22,6 +22,10 @@ pub enum ErrorCode {
     /// 409: the state forbids it (a stale attempt reporting, a worker that still owns
     /// containers, a registration below what is reserved).
     Conflict,
+    /// 409: a worker agent's call under a stale epoch (the worker registered again, or was
+    /// declared lost after missing its heartbeats). Register again, and stop the running
+    /// containers the registration does not list as owned.
+    StaleEpoch,
     /// 413: the body is larger than the server accepts.
     PayloadTooLarge,
     /// 415: the body is not declared as JSON.
@@ -47,6 +51,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::StaleEpoch => "stale_epoch",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unplaceable => "unplaceable",
@@ -62,7 +67,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson | ErrorCode::InvalidArgument => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::StaleEpoch => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Unplaceable => 422,

@@ -215,6 +215,9 @@ pub struct WorkerView {
     pub gpu_type: Option<String>,
     /// Bumped by every change of its capacity or status.
     pub version: u64,
+    /// Its lease: bumped by every registration and when it is declared lost. The agent's
+    /// calls carry the epoch it registered under; older ones are refused (`stale_epoch`).
+    pub epoch: u64,
     /// Its last heartbeat (ms since the Unix epoch), if known.
     pub last_heartbeat_ms: Option<u64>,
     /// How long ago that was, in ms.
@@ -236,10 +239,33 @@ impl WorkerView {
             free: worker.free.into(),
             gpu_type: worker.gpu_type.as_ref().map(ToString::to_string),
             version: worker.version,
+            epoch: worker.epoch,
             last_heartbeat_ms,
             heartbeat_age_ms: last_heartbeat_ms.map(|at| now_ms.saturating_sub(at)),
         }
     }
+}
+
+/// One container a worker owns (holds a reservation for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OwnedView {
+    /// The container.
+    #[schema(value_type = String)]
+    pub container: ContainerId,
+    /// The attempt it is reserved under.
+    #[schema(value_type = String)]
+    pub attempt: AttemptId,
+}
+
+/// The answer to a registration: the worker, with the epoch its calls must carry from now
+/// on, and what it owns. A worker that registers again (after a restart, or after it was
+/// declared lost) keeps running exactly the containers listed here and stops any other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Registered {
+    /// The worker as registered; `worker.epoch` is its new lease.
+    pub worker: WorkerView,
+    /// The containers it owns, under their attempts.
+    pub owned: Vec<OwnedView>,
 }
 
 /// A list of workers.
@@ -417,6 +443,8 @@ fn check_capacity(field: &str, value: u64, limit: u64) -> Result<(), ApiError> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
+    /// The epoch the worker registered under (from its registration's `worker.epoch`).
+    pub epoch: u64,
     /// The containers it runs (at most 100,000), to learn which of them to stop.
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
@@ -430,6 +458,12 @@ pub struct HeartbeatResponse {
     /// it `failed` with reason `cancelled`.
     #[schema(value_type = Vec<String>)]
     pub cancel: Vec<ContainerId>,
+    /// Running containers this worker does not own any more (they were given back after
+    /// it was presumed dead, or the store lost them in a failover): stop them at once. They
+    /// hold no capacity here, so running them on would overbook the worker.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub stop: Vec<ContainerId>,
     /// The worker's status. `lost` means the server gave its containers back after it
     /// missed its heartbeats: stop them and register again.
     #[schema(value_type = String, example = "available")]
@@ -489,6 +523,8 @@ pub struct AssignmentList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
+    /// The epoch the worker registered under.
+    pub epoch: u64,
     /// The container.
     #[schema(value_type = String)]
     pub container: ContainerId,
@@ -528,6 +564,8 @@ pub struct StatusReport {
     /// The attempt from the assignment.
     #[schema(value_type = String)]
     pub attempt: AttemptId,
+    /// The epoch the worker registered under.
+    pub epoch: u64,
     /// What happened.
     pub state: ReportedState,
     /// The exit code; required with `exited`.
@@ -704,12 +742,13 @@ mod tests {
     #[test]
     fn status_reports_parse_strictly() {
         let report: StatusReport = serde_json::from_str(
-            r#"{"worker": "w1", "attempt": "a1", "state": "exited", "exit_code": 0}"#,
+            r#"{"worker": "w1", "attempt": "a1", "epoch": 1, "state": "exited", "exit_code": 0}"#,
         )
         .unwrap();
         assert_eq!(report.state, ReportedState::Exited);
-        let bad: Result<StatusReport, _> =
-            serde_json::from_str(r#"{"worker": "w{1}", "attempt": "a1", "state": "exited"}"#);
+        let bad: Result<StatusReport, _> = serde_json::from_str(
+            r#"{"worker": "w{1}", "attempt": "a1", "epoch": 1, "state": "exited"}"#,
+        );
         assert!(bad.is_err());
         let bad: Result<StatusReport, _> =
             serde_json::from_str(r#"{"worker": "w1", "attempt": "a1", "state": "done"}"#);

@@ -36,6 +36,7 @@ fn worker(id: String, pool: PoolAttributes, total: Resources, gpu: Option<GpuTyp
         free: total,
         gpu_type: gpu,
         version: 1,
+        epoch: 1,
     }
 }
 

@@ -137,6 +137,10 @@ pub struct Worker {
     pub gpu_type: Option<GpuType>,
     /// Bumped by every change of capacity or status; read by the lock-based commit paths.
     pub version: u64,
+    /// The worker's lease: bumped by every registration and when the worker is declared
+    /// lost. The agent's calls carry the epoch it registered under, and the store refuses
+    /// those of an older one (fencing a worker that was presumed dead and came back).
+    pub epoch: u64,
 }
 
 impl Worker {

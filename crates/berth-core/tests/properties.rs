@@ -124,6 +124,7 @@ fn fleet() -> impl Strategy<Value = Snapshot> {
                     free,
                     gpu_type: gpu_type(gpu),
                     version: index as u64,
+                    epoch: 1,
                 })
                 .collect();
             let pools = pools

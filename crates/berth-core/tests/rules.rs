@@ -65,6 +65,7 @@ fn worker(id: &str) -> Worker {
         free: total,
         gpu_type: None,
         version: 7,
+        epoch: 1,
     }
 }
 

@@ -508,7 +508,10 @@ async fn apply(shared: &Shared, settle: Settle, now: u64) -> berth_store::Result
                     shared.stats.add(Counter::Superseded, 1);
                     // The batch is settled: a failed release must not skip the rest of it.
                     // The worker's agent releases the reservation when it gets a 409.
-                    let released = shared.store.release(worker, &item.container, Some(attempt));
+                    let released =
+                        shared
+                            .store
+                            .release(worker, &item.container, Some(attempt), None);
                     if let Err(error) = released.await {
                         tracing::warn!(%error, container = %item.container, "releasing a superseded reservation failed");
                     }

@@ -352,8 +352,9 @@ pub async fn report(
             "state exited needs an exit code",
         ));
     }
-    let record = read(&state, &id).await?;
     let (worker, attempt) = (&report.worker, &report.attempt);
+    fence(&state, worker, report.epoch).await?;
+    let record = read(&state, &id).await?;
     let record = match report.state {
         ReportedState::Running => {
             let record = start(&state, &id, record, worker, attempt).await?;
@@ -404,7 +405,11 @@ pub async fn report(
             .await?;
     }
     if report.state != ReportedState::Running && record.state.is_terminal() {
-        state.store.release(worker, &id, Some(attempt)).await?;
+        let epoch = Some(report.epoch);
+        state
+            .store
+            .release(worker, &id, Some(attempt), epoch)
+            .await?;
     }
     Ok(Json(ContainerView::from(&record)))
 }
@@ -443,6 +448,28 @@ async fn start(
         record = state.store.transition(id, &running).await?;
     }
     Ok(record)
+}
+
+/// Refuses a report from a worker that is not registered under `epoch` (409
+/// `stale_epoch`). A read before the report's steps: what fences the record itself is the
+/// attempt, checked atomically by each transition, and the final release is fenced again
+/// atomically.
+async fn fence(state: &AppState, worker: &WorkerId, epoch: u64) -> Result<(), HttpError> {
+    let current = state
+        .store
+        .worker(worker)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("worker {worker} is not registered")))?
+        .epoch;
+    if current != epoch {
+        return Err(berth_store::StoreError::StaleEpoch {
+            worker: worker.clone(),
+            presented: epoch,
+            current,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn holds(record: &ContainerRecord, worker: &WorkerId, attempt: &AttemptId) -> bool {

@@ -78,6 +78,9 @@ impl From<StoreError> for HttpError {
             StoreError::InvalidTransition { .. }
             | StoreError::StillOwns { .. }
             | StoreError::BelowReserved { .. } => HttpError::conflict(error.to_string()),
+            StoreError::StaleEpoch { .. } => {
+                HttpError::new(ErrorCode::StaleEpoch, Some("epoch"), error.to_string())
+            }
             _ => HttpError::internal(error),
         }
     }

@@ -178,6 +178,17 @@ impl QueryParams {
         }
     }
 
+    /// A required integer parameter in `min..=max`.
+    pub fn required(&self, name: &str, min: u64, max: u64) -> Result<u64, HttpError> {
+        if !self.0.contains_key(name) {
+            return Err(HttpError::invalid(
+                name,
+                format!("is required: a whole number from {min} to {max}"),
+            ));
+        }
+        self.number(name, min, min, max)
+    }
+
     /// A raw parameter, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

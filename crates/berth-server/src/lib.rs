@@ -27,6 +27,7 @@ mod error;
 mod extract;
 mod ops;
 mod reaper;
+mod reconcile;
 mod state;
 mod workers;
 

@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use berth_api::types::check_attempt;
 use berth_api::{
-    AssignmentList, AssignmentView, ErrorBody, HeartbeatRequest, HeartbeatResponse, RegisterWorker,
-    ReleaseRequest, ReleaseResponse, WorkerList, WorkerView,
+    AssignmentList, AssignmentView, ErrorBody, HeartbeatRequest, HeartbeatResponse, OwnedView,
+    RegisterWorker, Registered, ReleaseRequest, ReleaseResponse, WorkerList, WorkerView,
 };
 use berth_core::{WorkerId, WorkerStatus};
 use berth_store::ReleaseOutcome;
@@ -47,12 +47,14 @@ pub async fn list(State(state): Shared) -> Result<Json<WorkerList>, HttpError> {
 }
 
 /// Registers a worker, or updates a registered one. A drained or disabled worker keeps its
-/// status. Counts as a heartbeat.
+/// status. Counts as a heartbeat. Every registration starts a new epoch (the answer's
+/// `worker.epoch`), which the worker's later calls carry; it lists what the worker owns,
+/// so a worker that comes back after it was presumed dead knows what it may keep running.
 #[utoipa::path(
     post, path = "/v1/workers", tag = "worker protocol",
     request_body = RegisterWorker,
     responses(
-        (status = 200, description = "Registered", body = WorkerView),
+        (status = 200, description = "Registered", body = Registered),
         (status = 400, description = "Malformed", body = ErrorBody),
         (status = 409, description = "The new capacity is below what is reserved on it", body = ErrorBody),
     )
@@ -60,7 +62,7 @@ pub async fn list(State(state): Shared) -> Result<Json<WorkerList>, HttpError> {
 pub async fn register(
     State(state): Shared,
     JsonBody(register): JsonBody<RegisterWorker>,
-) -> Result<Json<WorkerView>, HttpError> {
+) -> Result<Json<Registered>, HttpError> {
     let mut registration = register.resolve(&state.pools)?;
     if let Some(existing) = state.store.worker(&registration.id).await?
         && matches!(
@@ -72,11 +74,22 @@ pub async fn register(
     }
     let worker = state.store.register_worker(&registration).await?;
     let now = state.now_ms();
-    state.store.heartbeat(&worker.id, now).await?;
+    state.store.heartbeat(&worker.id, None, now).await?;
+    let owned = state.store.owned(&worker.id).await?;
     state.fleet.invalidate();
-    tracing::info!(worker = %worker.id, pool = %worker.pool.pool, total = %worker.total, "worker registered");
+    tracing::info!(worker = %worker.id, epoch = worker.epoch, pool = %worker.pool.pool,
+        total = %worker.total, owned = owned.len(), "worker registered");
     metrics::counter!("berth_workers_registered_total").increment(1);
-    Ok(Json(WorkerView::new(&worker, Some(now), now)))
+    Ok(Json(Registered {
+        worker: WorkerView::new(&worker, Some(now), now),
+        owned: owned
+            .into_iter()
+            .map(|o| OwnedView {
+                container: o.container,
+                attempt: o.attempt,
+            })
+            .collect(),
+    }))
 }
 
 async fn set_status(
@@ -171,8 +184,10 @@ pub async fn deregister(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The worker is alive; answers which of its running containers to stop, and its status
-/// (`lost`: register again).
+/// The worker is alive; answers which of its running containers to stop (cancelled, or not
+/// owned by it any more) and its status. Reconciles the store with what the worker runs
+/// (see `stop` and the reconciliation rules in ARCHITECTURE.md). A stale epoch is refused
+/// with 409 `stale_epoch`: register again.
 #[utoipa::path(
     post, path = "/v1/workers/{id}/heartbeat", tag = "worker protocol",
     params(("id" = String, Path, description = "The worker's id")),
@@ -181,6 +196,7 @@ pub async fn deregister(
         (status = 200, body = HeartbeatResponse),
         (status = 400, description = "Malformed", body = ErrorBody),
         (status = 404, description = "Unknown worker: register first", body = ErrorBody),
+        (status = 409, description = "Stale epoch: register again", body = ErrorBody),
     )
 )]
 pub async fn heartbeat(
@@ -198,19 +214,27 @@ pub async fn heartbeat(
             ),
         ));
     }
-    state.store.heartbeat(&id, state.now_ms()).await?;
+    state
+        .store
+        .heartbeat(&id, Some(beat.epoch), state.now_ms())
+        .await?;
     let cancel = if beat.running.is_empty() {
         Vec::new()
     } else {
         state.store.cancel_requested(&beat.running).await?
     };
+    let reconciled = crate::reconcile::reconcile(&state, &id, &beat.running).await?;
     let status = state
         .store
         .worker(&id)
         .await?
         .map(|w| w.status)
         .ok_or_else(|| HttpError::not_found(format!("worker {id} is not registered")))?;
-    Ok(Json(HeartbeatResponse { cancel, status }))
+    Ok(Json(HeartbeatResponse {
+        cancel,
+        stop: reconciled.stop,
+        status,
+    }))
 }
 
 /// The worker's next assignments, waiting up to `wait_ms` (capped by the server) for one
@@ -219,6 +243,7 @@ pub async fn heartbeat(
     get, path = "/v1/workers/{id}/assignments", tag = "worker protocol",
     params(
         ("id" = String, Path, description = "The worker's id"),
+        ("epoch" = u64, Query, description = "The epoch the worker registered under"),
         ("max" = Option<u64>, Query, description = "At most this many (default 16, 1 to 1000)"),
         ("wait_ms" = Option<u64>, Query, description = "Wait up to this long for one (default 0; capped by the server, 30 s by default)"),
     ),
@@ -226,6 +251,7 @@ pub async fn heartbeat(
         (status = 200, body = AssignmentList),
         (status = 400, description = "Bad parameter", body = ErrorBody),
         (status = 404, description = "Unknown worker", body = ErrorBody),
+        (status = 409, description = "Stale epoch: register again", body = ErrorBody),
     )
 )]
 pub async fn assignments(
@@ -234,13 +260,14 @@ pub async fn assignments(
     query: QueryParams,
 ) -> Result<Json<AssignmentList>, HttpError> {
     let id = worker_id(&id)?;
-    query.only(&["max", "wait_ms"])?;
+    query.only(&["epoch", "max", "wait_ms"])?;
+    let epoch = query.required("epoch", 0, u64::MAX)?;
     let max = query.number("max", 16, 1, MAX_ASSIGNMENTS)?;
     let wait_ms = query.number("wait_ms", 0, 0, u64::MAX)?;
     let wait = Duration::from_millis(wait_ms).min(state.config.long_poll_max);
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     let delivered = tokio::select! {
-        delivered = state.store.assignments(&id, max, wait) => delivered?,
+        delivered = state.store.assignments(&id, Some(epoch), max, wait) => delivered?,
         () = state.shutdown.cancelled() => Vec::new(),
     };
     Ok(Json(AssignmentList {
@@ -254,18 +281,23 @@ pub async fn assignments(
     params(
         ("id" = String, Path, description = "The worker's id"),
         ("delivery" = String, Path, description = "The delivery's id"),
+        ("epoch" = u64, Query, description = "The epoch the worker registered under"),
     ),
     responses(
         (status = 204, description = "Acknowledged"),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 400, description = "Malformed id or epoch", body = ErrorBody),
         (status = 404, description = "Unknown worker", body = ErrorBody),
+        (status = 409, description = "Stale epoch: register again", body = ErrorBody),
     )
 )]
 pub async fn ack(
     State(state): Shared,
     PathParams((id, delivery)): PathParams<(String, String)>,
+    query: QueryParams,
 ) -> Result<StatusCode, HttpError> {
     let id = worker_id(&id)?;
+    query.only(&["epoch"])?;
+    let epoch = query.required("epoch", 0, u64::MAX)?;
     let ok = !delivery.is_empty()
         && delivery.len() <= MAX_DELIVERY_LEN
         && delivery
@@ -277,7 +309,10 @@ pub async fn ack(
             format!("a delivery id is 1 to {MAX_DELIVERY_LEN} ASCII letters, digits or '-'"),
         ));
     }
-    state.store.ack_assignment(&id, &delivery).await?;
+    state
+        .store
+        .ack_assignment(&id, Some(epoch), &delivery)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -291,7 +326,7 @@ pub async fn ack(
         (status = 200, body = ReleaseResponse),
         (status = 400, description = "Malformed", body = ErrorBody),
         (status = 404, description = "Unknown worker", body = ErrorBody),
-        (status = 409, description = "The container's record is held by this worker and attempt: report its status instead", body = ErrorBody),
+        (status = 409, description = "The container's record is held by this worker and attempt: report its status instead; or a stale epoch", body = ErrorBody),
     )
 )]
 pub async fn release(
@@ -313,7 +348,12 @@ pub async fn release(
     }
     let outcome = state
         .store
-        .release(&id, &release.container, Some(&release.attempt))
+        .release(
+            &id,
+            &release.container,
+            Some(&release.attempt),
+            Some(release.epoch),
+        )
         .await?;
     Ok(Json(ReleaseResponse {
         released: matches!(outcome, ReleaseOutcome::Released { .. }),

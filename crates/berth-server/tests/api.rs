@@ -142,7 +142,13 @@ async fn a_worker_runs_a_container_through_the_api() {
     let client = &server.client;
     let w1 = server.register("w1", 4000, 8192).await;
     let beat = client
-        .heartbeat(&w1, &HeartbeatRequest::default())
+        .heartbeat(
+            &w1,
+            &HeartbeatRequest {
+                epoch: 1,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(beat.cancel.is_empty());
@@ -157,7 +163,7 @@ async fn a_worker_runs_a_container_through_the_api() {
     // The long-poll returns as soon as the container is placed.
     let started = Instant::now();
     let delivered = client
-        .assignments(&w1, 8, Duration::from_secs(10))
+        .assignments(&w1, 1, 8, Duration::from_secs(10))
         .await
         .unwrap();
     assert!(
@@ -175,13 +181,14 @@ async fn a_worker_runs_a_container_through_the_api() {
     );
     assert!(!assignment.env.contains_key(berth_api::TIMEOUT_ENV));
     assert_eq!(assignment.command, vec!["echo".to_owned(), "hi".to_owned()]);
-    client.ack(&w1, &assignment.delivery).await.unwrap();
+    client.ack(&w1, 1, &assignment.delivery).await.unwrap();
 
     let scheduled = server.wait_for(&cid("run-1"), "scheduled").await;
     assert_eq!(scheduled.worker.as_ref(), Some(&w1));
     let report = |state, exit_code, logs: Vec<String>| StatusReport {
         worker: w1.clone(),
         attempt: assignment.attempt.clone(),
+        epoch: 1,
         state,
         exit_code,
         reason: None,
@@ -233,7 +240,7 @@ async fn a_worker_runs_a_container_through_the_api() {
         .await
         .unwrap();
     let delivered = client
-        .assignments(&w1, 8, Duration::from_secs(10))
+        .assignments(&w1, 1, 8, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(delivered.len(), 1);
@@ -241,6 +248,7 @@ async fn a_worker_runs_a_container_through_the_api() {
     let start = StatusReport {
         worker: w1.clone(),
         attempt: attempt.clone(),
+        epoch: 1,
         state: ReportedState::Running,
         exit_code: None,
         reason: None,
@@ -255,6 +263,7 @@ async fn a_worker_runs_a_container_through_the_api() {
         .heartbeat(
             &w1,
             &HeartbeatRequest {
+                epoch: 1,
                 running: vec![cid("run-2")],
             },
         )
@@ -267,6 +276,7 @@ async fn a_worker_runs_a_container_through_the_api() {
             &StatusReport {
                 worker: w1.clone(),
                 attempt,
+                epoch: 1,
                 state: ReportedState::Failed,
                 exit_code: None,
                 reason: Some("cancelled".into()),
@@ -295,7 +305,7 @@ async fn a_worker_runs_a_container_through_the_api() {
     let busy = client.deregister(&w1).await.unwrap_err();
     assert_eq!(busy.status(), Some(409), "{busy}");
     let delivered = client
-        .assignments(&w1, 8, Duration::from_secs(1))
+        .assignments(&w1, 1, 8, Duration::from_secs(1))
         .await
         .unwrap();
     let run3 = delivered
@@ -304,6 +314,7 @@ async fn a_worker_runs_a_container_through_the_api() {
         .unwrap();
     // Releasing what the record says this worker holds is refused: report instead.
     let release = ReleaseRequest {
+        epoch: 1,
         container: cid("run-3"),
         attempt: run3.attempt.clone(),
     };
@@ -317,6 +328,7 @@ async fn a_worker_runs_a_container_through_the_api() {
             &StatusReport {
                 worker: w1.clone(),
                 attempt: run3.attempt.clone(),
+                epoch: 1,
                 state: ReportedState::Failed,
                 exit_code: None,
                 reason: Some("image not found".into()),
@@ -341,7 +353,7 @@ async fn the_long_poll_waits_without_spinning() {
     let before = server.store.stats().snapshot();
     let started = Instant::now();
     let delivered = client
-        .assignments(&w1, 8, Duration::from_secs(1))
+        .assignments(&w1, 1, 8, Duration::from_secs(1))
         .await
         .unwrap();
     let waited = started.elapsed();
@@ -357,7 +369,7 @@ async fn the_long_poll_waits_without_spinning() {
         tokio::spawn(async move {
             let started = Instant::now();
             let delivered = client
-                .assignments(&w1, 8, Duration::from_secs(10))
+                .assignments(&w1, 1, 8, Duration::from_secs(10))
                 .await
                 .unwrap();
             (delivered, started.elapsed())
@@ -391,7 +403,7 @@ async fn the_wait_is_capped_by_the_server() {
     let started = Instant::now();
     let delivered = server
         .client
-        .assignments(&w1, 8, Duration::from_secs(20))
+        .assignments(&w1, 1, 8, Duration::from_secs(20))
         .await
         .unwrap();
     assert!(delivered.is_empty());
@@ -475,6 +487,7 @@ async fn the_reaper_gives_back_a_dead_workers_containers() {
             &StatusReport {
                 worker: w1.clone(),
                 attempt: running.attempt.clone().unwrap(),
+                epoch: 1,
                 state: ReportedState::Running,
                 exit_code: None,
                 reason: None,
@@ -525,6 +538,7 @@ async fn the_reaper_gives_back_a_dead_workers_containers() {
             &StatusReport {
                 worker: w1.clone(),
                 attempt: running.attempt.clone().unwrap(),
+                epoch: 1,
                 state: ReportedState::Exited,
                 exit_code: Some(0),
                 reason: None,
@@ -540,6 +554,7 @@ async fn the_reaper_gives_back_a_dead_workers_containers() {
             &StatusReport {
                 worker: w1.clone(),
                 attempt: running.attempt.clone().unwrap(),
+                epoch: 1,
                 state: ReportedState::Running,
                 exit_code: None,
                 reason: None,
@@ -550,10 +565,23 @@ async fn the_reaper_gives_back_a_dead_workers_containers() {
         .unwrap_err();
     assert_eq!(late_start.status(), Some(409), "{late_start}");
     let beat = client
-        .heartbeat(&w1, &HeartbeatRequest::default())
+        .heartbeat(
+            &w1,
+            &HeartbeatRequest {
+                epoch: 1,
+                ..Default::default()
+            },
+        )
         .await
-        .unwrap();
-    assert_eq!(beat.status, WorkerStatus::Lost);
+        .unwrap_err();
+    let code = beat.body().map(|b| b.code);
+    assert_eq!(
+        code,
+        Some(ErrorCode::StaleEpoch),
+        "declared lost: fenced off: {beat}"
+    );
+    let listed = client.workers().await.unwrap();
+    assert_eq!(listed[0].status, WorkerStatus::Lost);
 
     // It registers again and the requeued container is placed on it anew.
     server.register("w1", 4000, 8192).await;
@@ -668,6 +696,7 @@ async fn orphaned_reservations_are_adopted_or_released() {
     let report = |state, exit_code| StatusReport {
         worker: w1.clone(),
         attempt: AttemptId("a1".into()),
+        epoch: 1,
         state,
         exit_code,
         reason: None,
@@ -730,6 +759,7 @@ async fn orphaned_reservations_are_adopted_or_released() {
         .release(
             &w2,
             &ReleaseRequest {
+                epoch: 1,
                 container: cid("orph-2"),
                 attempt: AttemptId("x1".into()),
             },
@@ -741,6 +771,7 @@ async fn orphaned_reservations_are_adopted_or_released() {
         .release(
             &w2,
             &ReleaseRequest {
+                epoch: 1,
                 container: cid("orph-2"),
                 attempt: AttemptId("x1".into()),
             },
@@ -752,5 +783,99 @@ async fn orphaned_reservations_are_adopted_or_released() {
     let w2_view = workers.iter().find(|w| w.id == w2).unwrap();
     assert_eq!(w2_view.free, w2_view.total);
     assert!(server.store.check().await.unwrap().is_empty());
+    server.stop().await;
+}
+
+/// Fencing and heartbeat reconciliation through the API: a registration starts a new epoch
+/// and lists what the worker owns; calls under the old epoch get 409 `stale_epoch` and
+/// change nothing; a heartbeat naming a container the worker does not own is told to stop
+/// it; a reservation whose record ended is released by the next heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_and_heartbeat_reconciliation() {
+    let server = Server::start().await;
+    let client = &server.client;
+    let w1 = server.register("w1", 4000, 8192).await;
+    client.submit(&spec(Some("kept"), 500, 256)).await.unwrap();
+    let kept = server.wait_for(&cid("kept"), "scheduled").await;
+    let pool = berth_core::PoolName::new("cpu").unwrap();
+    let again = client
+        .register(&berth_api::RegisterWorker::new(
+            w1.clone(),
+            &pool,
+            4000,
+            8192,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.worker.epoch, 2);
+    let owned: Vec<(&str, &AttemptId)> = again
+        .owned
+        .iter()
+        .map(|o| (o.container.as_str(), &o.attempt))
+        .collect();
+    assert_eq!(owned, vec![("kept", kept.attempt.as_ref().unwrap())]);
+
+    let stale = client
+        .assignments(&w1, 1, 8, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(stale.body().map(|b| b.code), Some(ErrorCode::StaleEpoch));
+    let stale_release = ReleaseRequest {
+        epoch: 1,
+        container: cid("kept"),
+        attempt: kept.attempt.clone().unwrap(),
+    };
+    let refused = client.release(&w1, &stale_release).await.unwrap_err();
+    assert_eq!(refused.status(), Some(409));
+    let free = client.workers().await.unwrap()[0].free;
+    assert_eq!(
+        free.cpu_millicores, 3500,
+        "a stale release gives nothing back"
+    );
+
+    let beat = client
+        .heartbeat(
+            &w1,
+            &HeartbeatRequest {
+                epoch: 2,
+                running: vec![cid("kept"), cid("stranger")],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        beat.stop,
+        vec![cid("stranger")],
+        "only the unowned one stops"
+    );
+
+    // The record ends behind the worker's back (as a lost final report would leave it):
+    // the next heartbeat that does not list it releases the dead reservation.
+    server
+        .store
+        .transition(
+            &cid("kept"),
+            &berth_store::Transition::Failed {
+                reason: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .heartbeat(
+            &w1,
+            &HeartbeatRequest {
+                epoch: 2,
+                running: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let free = client.workers().await.unwrap()[0].free;
+    assert_eq!(
+        free.cpu_millicores, 4000,
+        "the dead reservation was released"
+    );
+    assert!(client.check().await.unwrap().violations.is_empty());
     server.stop().await;
 }

@@ -54,7 +54,13 @@ async fn a_worker_runs_a_container_on_redis() {
     let client = &server.client;
     let w1 = server.register("w1", 4000, 8192).await;
     client
-        .heartbeat(&w1, &HeartbeatRequest::default())
+        .heartbeat(
+            &w1,
+            &HeartbeatRequest {
+                epoch: 1,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let mut job = ContainerSpec::new(1000, 1024, vec!["true".into()]);
@@ -64,17 +70,18 @@ async fn a_worker_runs_a_container_on_redis() {
 
     let started = Instant::now();
     let delivered = client
-        .assignments(&w1, 8, Duration::from_secs(10))
+        .assignments(&w1, 1, 8, Duration::from_secs(10))
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(delivered.len(), 1);
     let attempt = delivered[0].attempt.clone();
-    client.ack(&w1, &delivered[0].delivery).await.unwrap();
+    client.ack(&w1, 1, &delivered[0].delivery).await.unwrap();
     server.wait_for(&cid("r-1"), "scheduled").await;
     let report = |state, exit_code, logs: Vec<String>| StatusReport {
         worker: w1.clone(),
         attempt: attempt.clone(),
+        epoch: 1,
         state,
         exit_code,
         reason: None,
@@ -102,7 +109,7 @@ async fn a_worker_runs_a_container_on_redis() {
     let before = server.store.stats().snapshot();
     let started = Instant::now();
     let empty = client
-        .assignments(&w1, 8, Duration::from_secs(1))
+        .assignments(&w1, 1, 8, Duration::from_secs(1))
         .await
         .unwrap();
     assert!(empty.is_empty());
@@ -135,6 +142,7 @@ async fn the_reaper_reclaims_on_redis() {
             &StatusReport {
                 worker: w1.clone(),
                 attempt: running.attempt.clone().unwrap(),
+                epoch: 1,
                 state: ReportedState::Running,
                 exit_code: None,
                 reason: None,

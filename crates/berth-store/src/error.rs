@@ -24,6 +24,19 @@ pub enum StoreError {
         /// What its containers hold.
         reserved: String,
     },
+    /// A worker agent's call under an epoch that is not the worker's current one: the worker
+    /// registered again since, or was declared lost. Nothing was written.
+    #[error(
+        "worker {worker}: epoch {presented} is stale (the worker is at epoch {current}: it registered again or was declared lost); register again and stop the containers the registration does not list"
+    )]
+    StaleEpoch {
+        /// The worker.
+        worker: WorkerId,
+        /// The epoch the call carried.
+        presented: u64,
+        /// The worker's current epoch.
+        current: u64,
+    },
     /// A worker cannot be removed while it owns containers.
     #[error("worker {worker} still owns {count} containers; drain it and wait for them to end")]
     StillOwns {

@@ -402,10 +402,10 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         .await
     }
 
-    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
+    async fn heartbeat(&self, worker: &WorkerId, epoch: Option<u64>, now_ms: u64) -> Result<()> {
         let op = Op::Heartbeat;
-        self.around(op, op.round_trips(), self.inner.heartbeat(worker, now_ms))
-            .await
+        let call = self.inner.heartbeat(worker, epoch, now_ms);
+        self.around(op, op.round_trips(), call).await
     }
 
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
@@ -468,26 +468,33 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         worker: &WorkerId,
         container: &ContainerId,
         attempt: Option<&AttemptId>,
+        epoch: Option<u64>,
     ) -> Result<ReleaseOutcome> {
         let op = Op::Release;
-        let call = self.inner.release(worker, container, attempt);
+        let call = self.inner.release(worker, container, attempt, epoch);
         self.around(op, op.round_trips(), call).await
     }
 
     async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: Option<u64>,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Assignment>> {
         let op = Op::Assignments;
-        let call = self.inner.assignments(worker, max, wait);
+        let call = self.inner.assignments(worker, epoch, max, wait);
         self.around(op, op.round_trips(), call).await
     }
 
-    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()> {
+    async fn ack_assignment(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        delivery: &str,
+    ) -> Result<()> {
         let op = Op::AckAssignment;
-        let call = self.inner.ack_assignment(worker, delivery);
+        let call = self.inner.ack_assignment(worker, epoch, delivery);
         self.around(op, op.round_trips(), call).await
     }
 

@@ -48,14 +48,21 @@ pub trait Store: Send + Sync {
     // ----- workers -----
 
     /// Registers a worker, or updates a registered one (idempotent upsert). Capacity that is
-    /// already reserved is kept: free becomes `total - reserved`. Atomic; bumps the version.
+    /// already reserved is kept: free becomes `total - reserved`. Atomic; bumps the version
+    /// and the epoch (a new worker starts at epoch 1): the returned worker's epoch is the
+    /// lease its agent presents from now on, and calls under an older one are refused.
     /// Fails with [`crate::StoreError::BelowReserved`] if `total` is below what is reserved.
     async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker>;
 
-    /// Records that the worker is alive at `now_ms`.
-    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()>;
+    /// Records that the worker is alive at `now_ms`. Fenced: refused with
+    /// [`crate::StoreError::StaleEpoch`] (nothing written) unless `epoch` is the worker's
+    /// current one, so a worker declared lost cannot look alive again without registering.
+    /// `None` skips the fence (the scheduler's or an operator's own call).
+    async fn heartbeat(&self, worker: &WorkerId, epoch: Option<u64>, now_ms: u64) -> Result<()>;
 
     /// Sets a worker's status (e.g. draining or disabled). Atomic; bumps the version.
+    /// Moving a worker to [`WorkerStatus::Lost`] also bumps its epoch, in the same step: every
+    /// later call of the presumed-dead agent is refused until it registers again.
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker>;
 
     /// One worker, or `None` if it is not registered. One round trip.
@@ -102,32 +109,43 @@ pub trait Store: Send + Sync {
 
     // ----- release -----
 
-    /// Gives a container's capacity back to its worker. Idempotent: releasing twice, or
+    /// Gives a container's capacity back to its worker and drops its undelivered or
+    /// unacknowledged assignment, in one atomic step. Idempotent: releasing twice, or
     /// releasing a container the worker does not own (or owns under another attempt, when
-    /// `attempt` is given), changes nothing. Atomic. Fails with
-    /// [`crate::StoreError::UnknownWorker`] for an unregistered worker (as do the lock and
-    /// assignment operations).
+    /// `attempt` is given), changes nothing. With `epoch` (an agent's call) it is fenced:
+    /// refused with [`crate::StoreError::StaleEpoch`], nothing written, unless the worker is
+    /// at that epoch. Fails with [`crate::StoreError::UnknownWorker`] for an unregistered
+    /// worker (as do the lock and assignment operations).
     async fn release(
         &self,
         worker: &WorkerId,
         container: &ContainerId,
         attempt: Option<&AttemptId>,
+        epoch: Option<u64>,
     ) -> Result<ReleaseOutcome>;
 
     // ----- assignment queues -----
 
     /// The next assignments of a worker, in commit order, at most `max`: first those
     /// delivered before and not acknowledged within the redelivery timeout, then new ones.
-    /// Waits up to `wait` for one to arrive instead of polling.
+    /// Waits up to `wait` for one to arrive instead of polling. With `epoch`, fenced like
+    /// [`Store::heartbeat`]: nothing is delivered to an agent of an older epoch.
     async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: Option<u64>,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Assignment>>;
 
-    /// Acknowledges a delivery: it will not be delivered again.
-    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()>;
+    /// Acknowledges a delivery: it will not be delivered again. With `epoch`, fenced like
+    /// [`Store::heartbeat`].
+    async fn ack_assignment(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        delivery: &str,
+    ) -> Result<()>;
 
     // ----- container records and intake -----
 

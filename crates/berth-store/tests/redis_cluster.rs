@@ -311,7 +311,7 @@ async fn commits_continue_after_a_primary_fails_over() {
     let mut held = Vec::with_capacity(done.len());
     for (worker, container) in &done {
         let id = ContainerId::new(container.as_str()).unwrap();
-        let out = store.release(worker, &id, None).await.unwrap();
+        let out = store.release(worker, &id, None, None).await.unwrap();
         held.push(matches!(out, ReleaseOutcome::Released { .. }));
     }
     let lost = held.iter().filter(|h| !**h).count();

@@ -199,7 +199,7 @@ async fn corrupt_records_and_ownership_are_reported_by_check() {
     );
     // Releasing the unreadable entry is refused, and changes nothing.
     let release = store
-        .release(&wid("w1"), &ContainerId::new("c9").unwrap(), None)
+        .release(&wid("w1"), &ContainerId::new("c9").unwrap(), None, None)
         .await;
     assert_corrupt(release, &owned, "c9");
     assert_eq!(
@@ -225,7 +225,7 @@ async fn a_release_that_would_overflow_total_writes_nothing() {
     let key = store.keys().worker(&wid("w1"));
     raw(&["HSET", &key, "free_cpu", "900"]);
     let out = store
-        .release(&wid("w1"), &ContainerId::new("c1").unwrap(), None)
+        .release(&wid("w1"), &ContainerId::new("c1").unwrap(), None, None)
         .await;
     assert_corrupt(out, &key, "free");
     assert_eq!(
@@ -276,7 +276,7 @@ async fn a_flushed_script_cache_is_reloaded() {
     assert_eq!(spent.round_trips, 2, "EVALSHA, then EVAL: {spent:?}");
     // EVAL cached the script again: the next call is one round trip.
     let before = store.stats().snapshot();
-    store.heartbeat(&wid("w1"), 1).await.unwrap();
+    store.heartbeat(&wid("w1"), None, 1).await.unwrap();
     store
         .commit(&[CommitGroup {
             worker: wid("w1"),
@@ -362,7 +362,7 @@ async fn blocking_reads_do_not_stall_the_shared_connection() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .assignments(&wid("w1"), 10, Duration::from_secs(3))
+                    .assignments(&wid("w1"), None, 10, Duration::from_secs(3))
                     .await
                     .map(|a| a.len())
             })
@@ -472,7 +472,7 @@ async fn usize_max_means_everything() {
         .await
         .unwrap();
     let got = store
-        .assignments(&wid("w1"), usize::MAX, Duration::ZERO)
+        .assignments(&wid("w1"), None, usize::MAX, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(got.len(), 1);

@@ -3,7 +3,7 @@
 
 use super::Inner;
 use crate::control::{ControlError, Delivery, ReportedState, StatusReport};
-use crate::retry::{GaveUp, retry};
+use crate::retry::GaveUp;
 use crate::runtime::{ContainerHandle, ContainerSpec, Exit};
 use berth_core::ContainerId;
 use berth_store::AttemptId;
@@ -26,7 +26,8 @@ pub(crate) enum StopReason {
     Cancelled,
     /// The agent is shutting down and the grace period is over.
     ShuttingDown,
-    /// The server declared the worker lost and gave its containers back.
+    /// The worker does not own it any more: the server gave it back after the worker was
+    /// presumed dead (or lost it in a failover).
     WorkerLost,
     /// The server says the record is not held by this worker and attempt any more.
     Superseded,
@@ -37,7 +38,7 @@ impl fmt::Display for StopReason {
         f.write_str(match self {
             StopReason::Cancelled => "cancelled",
             StopReason::ShuttingDown => "worker shutting down",
-            StopReason::WorkerLost => "worker declared lost by the server",
+            StopReason::WorkerLost => "not owned by this worker any more (presumed dead)",
             StopReason::Superseded => "held by another worker or attempt",
         })
     }
@@ -245,13 +246,14 @@ impl Inner {
         let report = StatusReport {
             worker: self.worker.clone(),
             attempt: delivery.attempt.clone(),
+            epoch: self.epoch(),
             state: ReportedState::Running,
             logs,
         };
         let container = &delivery.container;
         match timeout(FLUSH_TIMEOUT, self.control.report(container, &report)).await {
             Ok(Ok(())) => run.sent = next,
-            Ok(Err(err @ ControlError::Conflict(_))) => {
+            Ok(Err(err @ (ControlError::Conflict(_) | ControlError::StaleEpoch(_)))) => {
                 tracing::warn!(%container, error = %err, "the record moved on; stopping the container");
                 stop.request(StopReason::Superseded);
             }
@@ -287,15 +289,18 @@ impl Inner {
         logs: Vec<String>,
         stop: &CancellationToken,
     ) -> Reported {
-        let report = StatusReport {
-            worker: self.worker.clone(),
-            attempt: delivery.attempt.clone(),
-            state,
-            logs,
-        };
         let what = format!("report of container {}", delivery.container);
-        let call = || self.control.report(&delivery.container, &report);
-        match retry(&what, self.config.retry, stop, call).await {
+        let call = |epoch| {
+            let report = StatusReport {
+                worker: self.worker.clone(),
+                attempt: delivery.attempt.clone(),
+                epoch,
+                state: state.clone(),
+                logs: logs.clone(),
+            };
+            async move { self.control.report(&delivery.container, &report).await }
+        };
+        match self.fenced(&what, stop, call).await {
             Ok(()) => Reported::Done,
             Err(GaveUp::Refused(err @ ControlError::Conflict(_))) => Reported::Stale(err),
             Err(GaveUp::Refused(err)) => Reported::Refused(err),
@@ -334,8 +339,11 @@ impl Inner {
     async fn release(&self, delivery: &Delivery) {
         let (container, attempt) = (&delivery.container, &delivery.attempt);
         let what = format!("release of container {container}");
-        let call = || self.control.release(&self.worker, container, attempt);
-        match retry(&what, self.config.retry, &self.abandon, call).await {
+        let call = |epoch| {
+            self.control
+                .release(&self.worker, epoch, container, attempt)
+        };
+        match self.fenced(&what, &self.abandon, call).await {
             Ok(released) => tracing::debug!(%container, %attempt, released, "reservation released"),
             Err(GaveUp::Refused(err)) => {
                 tracing::warn!(%container, error = %err, "the server refused the release")
@@ -348,8 +356,8 @@ impl Inner {
     /// harmless: the delivery comes again and is recognised.
     async fn ack(&self, delivery: &Delivery) {
         let what = format!("ack of delivery {}", delivery.id);
-        let call = || self.control.ack(&self.worker, &delivery.id);
-        match retry(&what, self.config.retry, &self.abandon, call).await {
+        let call = |epoch| self.control.ack(&self.worker, epoch, &delivery.id);
+        match self.fenced(&what, &self.abandon, call).await {
             Ok(()) => {}
             Err(GaveUp::Refused(err)) => {
                 tracing::warn!(delivery = %delivery.id, error = %err, "the server refused the ack")

@@ -4,7 +4,7 @@
 //! deregistration while the worker holds live containers.
 
 use berth_agent::{
-    ControlError, Delivery, HeartbeatReply, Registration, ReportedState, StatusReport,
+    ControlError, Delivery, HeartbeatReply, Lease, Registration, ReportedState, StatusReport,
 };
 use berth_core::{ContainerId, Payload, Resources, WorkerId};
 use berth_store::{AttemptId, ContainerState};
@@ -48,6 +48,8 @@ pub struct State {
     pub ignore_wait: bool,
     /// Workers the server declared lost (until they register again).
     pub lost: BTreeSet<WorkerId>,
+    /// Each worker's current epoch: bumped by registration and by being declared lost.
+    pub epochs: BTreeMap<WorkerId, u64>,
     /// Reservations given back: (container, attempt).
     pub released: Vec<(ContainerId, AttemptId)>,
     next_delivery: u64,
@@ -168,20 +170,30 @@ impl FakeServer {
         })
     }
 
-    pub fn register(&self, registration: &Registration) -> Result<(), ControlError> {
+    pub fn register(&self, registration: &Registration) -> Result<Lease, ControlError> {
         self.gate()?;
-        self.with(|s| {
-            s.events.push(format!("register {}", registration.worker));
-            s.lost.remove(&registration.worker);
-            s.workers
-                .insert(registration.worker.clone(), registration.clone());
-        });
-        Ok(())
+        Ok(self.with(|s| {
+            let worker = &registration.worker;
+            s.events.push(format!("register {worker}"));
+            s.lost.remove(worker);
+            s.workers.insert(worker.clone(), registration.clone());
+            let epoch = s.epochs.entry(worker.clone()).or_default();
+            *epoch += 1;
+            let epoch = *epoch;
+            let owned = s
+                .records
+                .iter()
+                .filter(|(_, r)| &r.worker == worker && !r.state.is_terminal())
+                .map(|(id, r)| (id.clone(), r.attempt.clone()))
+                .collect();
+            Lease { epoch, owned }
+        }))
     }
 
     pub fn heartbeat(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         running: &[ContainerId],
     ) -> Result<HeartbeatReply, ControlError> {
         self.gate()?;
@@ -189,20 +201,28 @@ impl FakeServer {
             if !s.workers.contains_key(worker) {
                 return Err(ControlError::NotFound(format!("worker {worker}")));
             }
+            fence(s, worker, epoch, "heartbeat")?;
             s.heartbeats += 1;
             s.last_heartbeat = running.to_vec();
             let cancel = s
                 .records
                 .iter()
                 .filter(|(id, r)| r.cancel && running.contains(id) && !r.state.is_terminal());
+            let owns = |id: &ContainerId| {
+                s.records
+                    .get(id)
+                    .is_some_and(|r| &r.worker == worker && !r.state.is_terminal())
+            };
             Ok(HeartbeatReply {
                 cancel: cancel.map(|(id, _)| id.clone()).collect(),
+                stop: running.iter().filter(|id| !owns(id)).cloned().collect(),
                 lost: s.lost.contains(worker),
             })
         })
     }
 
-    /// Declares the worker lost, as the server's reaper does: its containers are lost.
+    /// Declares the worker lost, as the server's reaper does: its epoch is bumped (its
+    /// calls are fenced off until it registers again) and its containers are lost.
     pub fn declare_lost(&self, worker: &str) {
         let worker = WorkerId::new(worker).expect("worker id");
         self.with(|s| {
@@ -212,22 +232,25 @@ impl FakeServer {
                     record.reason = Some("worker lost".into());
                 }
             }
+            *s.epochs.entry(worker.clone()).or_default() += 1;
             s.lost.insert(worker);
         });
     }
 
     pub fn release(
         &self,
-        _worker: &WorkerId,
+        worker: &WorkerId,
+        epoch: u64,
         container: &ContainerId,
         attempt: &AttemptId,
     ) -> Result<bool, ControlError> {
         self.gate()?;
         self.with(|s| {
+            fence(s, worker, epoch, "release")?;
             s.events.push(format!("release {container}"));
             s.released.push((container.clone(), attempt.clone()));
-        });
-        Ok(true)
+            Ok(true)
+        })
     }
 
     fn take_deliveries(&self, worker: &WorkerId, max: usize) -> Vec<Delivery> {
@@ -260,6 +283,7 @@ impl FakeServer {
     pub async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         max: u32,
         wait: Duration,
     ) -> Result<Vec<Delivery>, ControlError> {
@@ -271,6 +295,7 @@ impl FakeServer {
         if !known {
             return Err(ControlError::NotFound(format!("worker {worker}")));
         }
+        self.with(|s| fence(s, worker, epoch, "poll"))?;
         let wait = if self.with(|s| s.ignore_wait) {
             Duration::ZERO
         } else {
@@ -286,14 +311,15 @@ impl FakeServer {
         }
     }
 
-    pub fn ack(&self, _worker: &WorkerId, delivery: &str) -> Result<(), ControlError> {
+    pub fn ack(&self, worker: &WorkerId, epoch: u64, delivery: &str) -> Result<(), ControlError> {
         self.gate()?;
         self.with(|s| {
+            fence(s, worker, epoch, "ack")?;
             s.unacked.remove(delivery);
             s.acked.insert(delivery.to_owned());
             s.events.push(format!("ack {delivery}"));
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn report(
@@ -303,6 +329,7 @@ impl FakeServer {
     ) -> Result<(), ControlError> {
         self.gate()?;
         self.with(|s| {
+            fence(s, &report.worker, report.epoch, "report")?;
             let Some(record) = s.records.get_mut(container) else {
                 return Err(ControlError::NotFound(format!("container {container}")));
             };
@@ -368,4 +395,17 @@ impl FakeServer {
             Ok(())
         })
     }
+}
+
+/// Refuses a call under an epoch that is not the worker's current one, as the real store
+/// does, and records it as the event `stale WHAT`.
+fn fence(s: &mut State, worker: &WorkerId, epoch: u64, what: &str) -> Result<(), ControlError> {
+    let current = s.epochs.get(worker).copied().unwrap_or_default();
+    if epoch == current {
+        return Ok(());
+    }
+    s.events.push(format!("stale {what}"));
+    Err(ControlError::StaleEpoch(format!(
+        "worker {worker}: epoch {epoch} is stale (current {current})"
+    )))
 }

@@ -27,6 +27,7 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let (status, code) = match &self.0 {
             ControlError::Conflict(_) => (StatusCode::CONFLICT, api::ErrorCode::Conflict),
+            ControlError::StaleEpoch(_) => (StatusCode::CONFLICT, api::ErrorCode::StaleEpoch),
             ControlError::NotFound(_) => (StatusCode::NOT_FOUND, api::ErrorCode::NotFound),
             ControlError::Refused { .. } => {
                 (StatusCode::BAD_REQUEST, api::ErrorCode::InvalidArgument)
@@ -88,7 +89,7 @@ pub async fn serve(server: Arc<FakeServer>, stop: CancellationToken) -> String {
 async fn register(
     State(server): Shared,
     Json(body): Json<api::RegisterWorker>,
-) -> Result<Json<api::WorkerView>, Failure> {
+) -> Result<Json<api::Registered>, Failure> {
     let pool = PoolName::new(body.pool.as_str()).map_err(|e| bad(e.to_string()))?;
     let gpu_type = match &body.gpu {
         Some(gpu) => Some(
@@ -109,8 +110,8 @@ async fn register(
         total,
         gpu_type: gpu_type.clone(),
     };
-    server.register(&registration)?;
-    Ok(Json(api::WorkerView {
+    let lease = server.register(&registration)?;
+    let worker = api::WorkerView {
         id: body.id,
         pool,
         pool_priority: 0,
@@ -122,9 +123,16 @@ async fn register(
         free: total.into(),
         gpu_type: gpu_type.map(|t| t.to_string()),
         version: 1,
+        epoch: lease.epoch,
         last_heartbeat_ms: None,
         heartbeat_age_ms: None,
-    }))
+    };
+    let owned = lease
+        .owned
+        .into_iter()
+        .map(|(container, attempt)| api::OwnedView { container, attempt })
+        .collect();
+    Ok(Json(api::Registered { worker, owned }))
 }
 
 async fn deregister(State(server): Shared, Path(id): Path<String>) -> Result<StatusCode, Failure> {
@@ -137,7 +145,7 @@ async fn heartbeat(
     Path(id): Path<String>,
     Json(body): Json<api::HeartbeatRequest>,
 ) -> Result<Json<api::HeartbeatResponse>, Failure> {
-    let reply = server.heartbeat(&worker_id(&id)?, &body.running)?;
+    let reply = server.heartbeat(&worker_id(&id)?, body.epoch, &body.running)?;
     let status = if reply.lost {
         WorkerStatus::Lost
     } else {
@@ -145,6 +153,7 @@ async fn heartbeat(
     };
     Ok(Json(api::HeartbeatResponse {
         cancel: reply.cancel,
+        stop: reply.stop,
         status,
     }))
 }
@@ -161,7 +170,14 @@ async fn assignments(
     };
     let max = u32::try_from(number("max", 16)?).map_err(|_| bad("max"))?;
     let wait = Duration::from_millis(number("wait_ms", 0)?).min(Duration::from_secs(30));
-    let deliveries = server.assignments(&worker_id(&id)?, max, wait).await?;
+    let epoch = query
+        .get("epoch")
+        .ok_or_else(|| bad("epoch is required"))?
+        .parse()
+        .map_err(|_| bad("bad epoch"))?;
+    let deliveries = server
+        .assignments(&worker_id(&id)?, epoch, max, wait)
+        .await?;
     let assignments = deliveries
         .into_iter()
         .map(|d| api::AssignmentView {
@@ -181,8 +197,14 @@ async fn assignments(
 async fn ack(
     State(server): Shared,
     Path((id, delivery)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, Failure> {
-    server.ack(&worker_id(&id)?, &delivery)?;
+    let epoch = query
+        .get("epoch")
+        .ok_or_else(|| bad("epoch is required"))?
+        .parse()
+        .map_err(|_| bad("bad epoch"))?;
+    server.ack(&worker_id(&id)?, epoch, &delivery)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -191,7 +213,7 @@ async fn release(
     Path(id): Path<String>,
     Json(body): Json<api::ReleaseRequest>,
 ) -> Result<Json<api::ReleaseResponse>, Failure> {
-    let released = server.release(&worker_id(&id)?, &body.container, &body.attempt)?;
+    let released = server.release(&worker_id(&id)?, body.epoch, &body.container, &body.attempt)?;
     Ok(Json(api::ReleaseResponse { released }))
 }
 
@@ -216,6 +238,7 @@ async fn report(
     let report = StatusReport {
         worker: body.worker,
         attempt: body.attempt,
+        epoch: body.epoch,
         state,
         logs: body.logs,
     };

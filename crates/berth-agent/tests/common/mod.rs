@@ -8,7 +8,7 @@ pub mod http;
 use async_trait::async_trait;
 use berth_agent::{
     Agent, AgentConfig, AgentError, CapacityConfig, Control, ControlError, Delivery,
-    HeartbeatReply, ProcessRuntime, Registration, RetryPolicy, StatusReport,
+    HeartbeatReply, Lease, ProcessRuntime, Registration, RetryPolicy, StatusReport,
 };
 use berth_core::{ContainerId, PoolName, WorkerId};
 use berth_store::AttemptId;
@@ -28,34 +28,37 @@ pub struct MemoryControl(pub Arc<FakeServer>);
 
 #[async_trait]
 impl Control for MemoryControl {
-    async fn register(&self, registration: &Registration) -> Result<(), ControlError> {
+    async fn register(&self, registration: &Registration) -> Result<Lease, ControlError> {
         self.0.register(registration)
     }
     async fn heartbeat(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         running: &[ContainerId],
     ) -> Result<HeartbeatReply, ControlError> {
-        self.0.heartbeat(worker, running)
+        self.0.heartbeat(worker, epoch, running)
     }
     async fn release(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         container: &ContainerId,
         attempt: &AttemptId,
     ) -> Result<bool, ControlError> {
-        self.0.release(worker, container, attempt)
+        self.0.release(worker, epoch, container, attempt)
     }
     async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: u64,
         max: u32,
         wait: Duration,
     ) -> Result<Vec<Delivery>, ControlError> {
-        self.0.assignments(worker, max, wait).await
+        self.0.assignments(worker, epoch, max, wait).await
     }
-    async fn ack(&self, worker: &WorkerId, delivery: &str) -> Result<(), ControlError> {
-        self.0.ack(worker, delivery)
+    async fn ack(&self, worker: &WorkerId, epoch: u64, delivery: &str) -> Result<(), ControlError> {
+        self.0.ack(worker, epoch, delivery)
     }
     async fn report(
         &self,

@@ -89,8 +89,8 @@ impl Store for Gate {
     async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
         self.inner.register_worker(registration).await
     }
-    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
-        self.inner.heartbeat(worker, now_ms).await
+    async fn heartbeat(&self, worker: &WorkerId, epoch: Option<u64>, now_ms: u64) -> Result<()> {
+        self.inner.heartbeat(worker, epoch, now_ms).await
     }
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
         self.inner.set_worker_status(worker, status).await
@@ -127,19 +127,26 @@ impl Store for Gate {
         worker: &WorkerId,
         container: &ContainerId,
         attempt: Option<&AttemptId>,
+        epoch: Option<u64>,
     ) -> Result<ReleaseOutcome> {
-        self.inner.release(worker, container, attempt).await
+        self.inner.release(worker, container, attempt, epoch).await
     }
     async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: Option<u64>,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Assignment>> {
-        self.inner.assignments(worker, max, wait).await
+        self.inner.assignments(worker, epoch, max, wait).await
     }
-    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()> {
-        self.inner.ack_assignment(worker, delivery).await
+    async fn ack_assignment(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        delivery: &str,
+    ) -> Result<()> {
+        self.inner.ack_assignment(worker, epoch, delivery).await
     }
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
         self.inner.submit(requests).await

@@ -350,7 +350,10 @@ pub async fn finish(store: &dyn Store, id: &ContainerId) {
         exit_code: 0,
     };
     store.transition(id, &exited).await.unwrap();
-    let released = store.release(&worker, id, Some(&attempt)).await.unwrap();
+    let released = store
+        .release(&worker, id, Some(&attempt), None)
+        .await
+        .unwrap();
     assert!(
         matches!(released, ReleaseOutcome::Released { .. }),
         "{released:?}"

@@ -690,7 +690,10 @@ async fn assert_one_owner(store: &dyn Store, workers: &[WorkerId], placed: &Cont
     let id = &placed.request.id;
     let mut queued_on = Vec::new();
     for worker in workers {
-        let queued = store.assignments(worker, 10, Duration::ZERO).await.unwrap();
+        let queued = store
+            .assignments(worker, None, 10, Duration::ZERO)
+            .await
+            .unwrap();
         if queued.iter().any(|a| a.container == *id) {
             queued_on.push(worker.to_string());
         }

@@ -63,9 +63,9 @@ impl Store for MemoryStore {
         self.with(1, |state| register(state, registration))
     }
 
-    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
+    async fn heartbeat(&self, worker: &WorkerId, epoch: Option<u64>, now_ms: u64) -> Result<()> {
         self.with(1, |state| {
-            state.entry_mut(worker)?.heartbeat_ms = now_ms;
+            state.fenced_mut(worker, epoch)?.heartbeat_ms = now_ms;
             Ok(())
         })
     }
@@ -73,6 +73,9 @@ impl Store for MemoryStore {
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
         self.with(1, |state| {
             let entry = state.entry_mut(worker)?;
+            if status == WorkerStatus::Lost && entry.worker.status != WorkerStatus::Lost {
+                entry.worker.epoch += 1;
+            }
             entry.worker.status = status;
             entry.worker.version += 1;
             Ok(entry.worker.clone())
@@ -165,13 +168,18 @@ impl Store for MemoryStore {
         worker: &WorkerId,
         container: &ContainerId,
         attempt: Option<&AttemptId>,
+        epoch: Option<u64>,
     ) -> Result<ReleaseOutcome> {
-        self.with(1, |state| state.release(worker, container, attempt))
+        self.with(1, |state| {
+            state.fenced_mut(worker, epoch)?;
+            state.release(worker, container, attempt)
+        })
     }
 
     async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: Option<u64>,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Assignment>> {
@@ -182,7 +190,11 @@ impl Store for MemoryStore {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let batch = self.with(1, |state| {
-                take_deliveries(state.entry_mut(worker)?, max, self.config.redelivery)
+                take_deliveries(
+                    state.fenced_mut(worker, epoch)?,
+                    max,
+                    self.config.redelivery,
+                )
             })?;
             if !batch.is_empty() || Instant::now() >= deadline {
                 return Ok(batch);
@@ -193,12 +205,17 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()> {
+    async fn ack_assignment(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        delivery: &str,
+    ) -> Result<()> {
         let seq: u64 = delivery.parse().map_err(|_| {
             StoreError::InvalidArgument(format!("delivery id {delivery:?} is not one of ours"))
         })?;
         self.with(1, |state| {
-            state.entry_mut(worker)?.queue.remove(&seq);
+            state.fenced_mut(worker, epoch)?.queue.remove(&seq);
             Ok(())
         })
     }
@@ -434,6 +451,7 @@ fn register(state: &mut State, registration: &WorkerRegistration) -> Result<Work
         worker.free = free;
         worker.gpu_type = registration.gpu_type.clone();
         worker.version += 1;
+        worker.epoch += 1;
         return Ok(worker.clone());
     }
     let worker = Worker {
@@ -444,6 +462,7 @@ fn register(state: &mut State, registration: &WorkerRegistration) -> Result<Work
         free: registration.total,
         gpu_type: registration.gpu_type.clone(),
         version: 1,
+        epoch: 1,
     };
     state.workers.insert(
         worker.id.clone(),

@@ -100,6 +100,20 @@ impl State {
             .ok_or_else(|| StoreError::UnknownWorker(id.clone()))
     }
 
+    /// The worker's entry if `epoch` is its current one (or no epoch is given);
+    /// [`StoreError::StaleEpoch`] otherwise.
+    pub fn fenced_mut(&mut self, id: &WorkerId, epoch: Option<u64>) -> Result<&mut WorkerEntry> {
+        let entry = self.entry_mut(id)?;
+        match epoch {
+            Some(presented) if presented != entry.worker.epoch => Err(StoreError::StaleEpoch {
+                worker: id.clone(),
+                presented,
+                current: entry.worker.epoch,
+            }),
+            _ => Ok(entry),
+        }
+    }
+
     /// Applies one commit group to its worker, all or nothing.
     pub fn commit_group(&mut self, group: &CommitGroup) -> Result<CommitOutcome> {
         let Some(entry) = self.workers.get(&group.worker) else {
@@ -164,7 +178,11 @@ impl State {
             .checked_add(resources)
             .filter(|free| free.fits_in(&entry.worker.total))
             .ok_or_else(|| corrupt_capacity(&entry.worker))?;
+        let attempt = owned.attempt.clone();
         entry.owned.remove(container);
+        entry
+            .queue
+            .retain(|_, d| d.assignment.container != *container || d.assignment.attempt != attempt);
         entry.worker.free = free;
         entry.worker.version += 1;
         Ok(ReleaseOutcome::Released {

@@ -96,7 +96,7 @@ pub fn corrupt(key: &str, field: &str, problem: &str) -> StoreError {
 
 /// The worker fields that commit.lua and release.lua reply with, in their order (the
 /// `WORKER_FIELDS` of `scripts/worker_lib.lua`: keep the two in step).
-pub const WORKER_FIELDS: [&str; 14] = [
+pub const WORKER_FIELDS: [&str; 15] = [
     "pool",
     "priority",
     "preemptible",
@@ -111,6 +111,7 @@ pub const WORKER_FIELDS: [&str; 14] = [
     "free_gpu",
     "gpu_type",
     "version",
+    "epoch",
 ];
 
 /// The hash of a positional worker reply: the values of [`WORKER_FIELDS`] in order, `None`
@@ -158,6 +159,7 @@ pub fn decode_worker(key: &str, id: &WorkerId, fields: &Fields) -> Result<Worker
         free: hash.resources("free")?,
         gpu_type,
         version: hash.uint("version")?,
+        epoch: hash.uint("epoch")?,
     })
 }
 
@@ -308,6 +310,7 @@ mod tests {
             ("free_gpu", "3"),
             ("gpu_type", "a100-80"),
             ("version", "7"),
+            ("epoch", "3"),
             ("heartbeat_ms", "123"),
         ]
         .into_iter()

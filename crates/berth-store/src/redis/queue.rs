@@ -8,6 +8,7 @@ use super::codec::decode_assignment;
 use super::reply::{self, expect_text, part, tagged, unexpected};
 use super::scripts::{SCRIPTS, ScriptCall};
 use super::store::{MAX_BATCH, RedisStore, millis};
+use super::workers::{epoch_arg, stale};
 use crate::model::Assignment;
 use crate::{Result, StoreError};
 use berth_core::WorkerId;
@@ -21,6 +22,7 @@ impl RedisStore {
     pub(super) async fn deliver(
         &self,
         worker: &WorkerId,
+        epoch: Option<u64>,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Assignment>> {
@@ -35,12 +37,14 @@ impl RedisStore {
                 worker.to_string(),
                 self.config.redelivery.as_millis().to_string(),
                 max.to_string(),
+                epoch_arg(epoch),
             ],
         );
         let (tag, mut parts) = tagged(self.script(call).await?)?;
         match tag.as_str() {
             "ok" => {}
             "unknown" => return Err(StoreError::UnknownWorker(worker.clone())),
+            "stale" => return Err(stale(worker, epoch, &mut parts)?),
             _ => return Err(unexpected("deliver", &Value::Array(parts))),
         }
         let due = self.decode_entries(worker, part(&mut parts, 0, "entries")?)?;
@@ -93,7 +97,12 @@ impl RedisStore {
     }
 
     /// See [`crate::Store::ack_assignment`].
-    pub(super) async fn ack(&self, worker: &WorkerId, delivery: &str) -> Result<()> {
+    pub(super) async fn ack(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        delivery: &str,
+    ) -> Result<()> {
         if !is_entry_id(delivery) {
             return Err(StoreError::InvalidArgument(format!(
                 "delivery id {delivery:?} is not one of ours"
@@ -102,12 +111,13 @@ impl RedisStore {
         let call = ScriptCall::new(
             &SCRIPTS.ack,
             vec![self.keys.worker(worker), self.keys.assign(worker)],
-            vec![delivery.to_owned()],
+            vec![delivery.to_owned(), epoch_arg(epoch)],
         );
-        let (tag, parts) = tagged(self.script(call).await?)?;
+        let (tag, mut parts) = tagged(self.script(call).await?)?;
         match tag.as_str() {
             "ok" => Ok(()),
             "unknown" => Err(StoreError::UnknownWorker(worker.clone())),
+            "stale" => Err(stale(worker, epoch, &mut parts)?),
             _ => Err(unexpected("ack", &Value::Array(parts))),
         }
     }

@@ -230,12 +230,12 @@ mod tests {
     fn a_call_packs_keys_then_arguments() {
         let call = ScriptCall::new(
             &SCRIPTS.heartbeat,
-            vec!["k1".into()],
-            vec!["a1".into(), "a2".into()],
+            vec!["key-one".into()],
+            vec!["arg-one".into(), "arg-two".into()],
         );
         let packed = String::from_utf8(call.evalsha().get_packed_command()).unwrap();
         assert!(packed.contains(SCRIPTS.heartbeat.sha()));
-        assert!(packed.find("k1").unwrap() < packed.find("a1").unwrap());
-        assert_eq!(call.first_key(), "k1");
+        assert!(packed.find("key-one").unwrap() < packed.find("arg-one").unwrap());
+        assert_eq!(call.first_key(), "key-one");
     }
 }

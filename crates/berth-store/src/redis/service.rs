@@ -215,7 +215,7 @@ impl RedisStore {
             Some("released") => ReclaimOutcome::Released,
             _ => return Err(unexpected("reclaim", &value)),
         };
-        self.release_container(worker, container, Some(attempt))
+        self.release_container(worker, container, Some(attempt), None)
             .await?;
         Ok(outcome)
     }

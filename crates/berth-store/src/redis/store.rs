@@ -280,8 +280,8 @@ impl Store for RedisStore {
         self.register(registration).await
     }
 
-    async fn heartbeat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
-        self.beat(worker, now_ms).await
+    async fn heartbeat(&self, worker: &WorkerId, epoch: Option<u64>, now_ms: u64) -> Result<()> {
+        self.beat(worker, epoch, now_ms).await
     }
 
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
@@ -322,21 +322,29 @@ impl Store for RedisStore {
         worker: &WorkerId,
         container: &ContainerId,
         attempt: Option<&AttemptId>,
+        epoch: Option<u64>,
     ) -> Result<ReleaseOutcome> {
-        self.release_container(worker, container, attempt).await
+        self.release_container(worker, container, attempt, epoch)
+            .await
     }
 
     async fn assignments(
         &self,
         worker: &WorkerId,
+        epoch: Option<u64>,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Assignment>> {
-        self.deliver(worker, max, wait).await
+        self.deliver(worker, epoch, max, wait).await
     }
 
-    async fn ack_assignment(&self, worker: &WorkerId, delivery: &str) -> Result<()> {
-        self.ack(worker, delivery).await
+    async fn ack_assignment(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        delivery: &str,
+    ) -> Result<()> {
+        self.ack(worker, epoch, delivery).await
     }
 
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {

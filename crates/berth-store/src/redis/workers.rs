@@ -81,16 +81,22 @@ impl RedisStore {
     }
 
     /// See [`crate::Store::heartbeat`].
-    pub(super) async fn beat(&self, worker: &WorkerId, now_ms: u64) -> Result<()> {
+    pub(super) async fn beat(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        now_ms: u64,
+    ) -> Result<()> {
         let call = ScriptCall::new(
             &SCRIPTS.heartbeat,
             vec![self.keys.worker(worker)],
-            vec![now_ms.min(MAX_LUA_INT).to_string()],
+            vec![now_ms.min(MAX_LUA_INT).to_string(), epoch_arg(epoch)],
         );
-        let (tag, parts) = tagged(self.script(call).await?)?;
+        let (tag, mut parts) = tagged(self.script(call).await?)?;
         match tag.as_str() {
             "ok" => Ok(()),
             "unknown" => Err(StoreError::UnknownWorker(worker.clone())),
+            "stale" => Err(stale(worker, epoch, &mut parts)?),
             _ => Err(unexpected("heartbeat", &Value::Array(parts))),
         }
     }
@@ -244,12 +250,13 @@ impl RedisStore {
         worker: &WorkerId,
         container: &ContainerId,
         attempt: Option<&AttemptId>,
+        epoch: Option<u64>,
     ) -> Result<ReleaseOutcome> {
         let attempt = attempt.map_or_else(String::new, |a| a.0.clone());
         let call = ScriptCall::new(
             &SCRIPTS.release,
-            vec![self.keys.worker(worker), self.keys.owned(worker)],
-            vec![container.to_string(), attempt],
+            self.worker_keys(worker),
+            vec![container.to_string(), attempt, epoch_arg(epoch)],
         );
         let (tag, mut parts) = tagged(self.script(call).await?)?;
         match tag.as_str() {
@@ -259,9 +266,32 @@ impl RedisStore {
             }),
             "not_owned" => Ok(ReleaseOutcome::NotOwned),
             "unknown" => Err(StoreError::UnknownWorker(worker.clone())),
+            "stale" => Err(stale(worker, epoch, &mut parts)?),
             _ => Err(unexpected("release", &Value::Array(parts))),
         }
     }
+}
+
+/// The script argument of an agent's epoch: `''` when the call is not fenced.
+pub(super) fn epoch_arg(epoch: Option<u64>) -> String {
+    epoch.map_or_else(String::new, |e| e.min(MAX_LUA_INT).to_string())
+}
+
+/// The error of a `{'stale', current}` reply to a call fenced with `epoch`.
+pub(super) fn stale(
+    worker: &WorkerId,
+    epoch: Option<u64>,
+    parts: &mut [Value],
+) -> Result<StoreError> {
+    let value = part(parts, 0, "the current epoch")?;
+    let current = expect_text("an epoch", &value)?
+        .parse()
+        .map_err(|_| unexpected("an epoch", &value))?;
+    Ok(StoreError::StaleEpoch {
+        worker: worker.clone(),
+        presented: epoch.unwrap_or_default(),
+        current,
+    })
 }
 
 /// Three reply parts `cpu, mem, gpu` from `at`.

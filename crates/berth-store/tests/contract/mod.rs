@@ -45,7 +45,9 @@ macro_rules! contract_tests {
             cancellation_fails_pending_and_flags_placed,
             a_dead_workers_containers_are_reclaimed_once,
             another_attempt_is_not_a_retry,
-            a_reservation_given_back_before_its_settlement_never_schedules
+            a_reservation_given_back_before_its_settlement_never_schedules,
+            an_old_epoch_is_fenced_off,
+            a_release_drops_the_undelivered_assignment
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -199,7 +201,7 @@ pub async fn register_upserts_and_keeps_reservations(connect: impl Connect) {
 pub async fn unknown_workers_are_reported(connect: impl Connect) {
     let store = open(&connect, "unknown").await;
     assert!(store.worker(&wid("ghost")).await.unwrap().is_none());
-    let heartbeat = store.heartbeat(&wid("ghost"), 1).await;
+    let heartbeat = store.heartbeat(&wid("ghost"), None, 1).await;
     assert!(
         matches!(heartbeat, Err(StoreError::UnknownWorker(_))),
         "{heartbeat:?}"
@@ -226,7 +228,7 @@ pub async fn unknown_workers_are_reported(connect: impl Connect) {
         .register_worker(&registration("w1", 1000, 1000))
         .await
         .unwrap();
-    store.heartbeat(&wid("w1"), 5).await.unwrap();
+    store.heartbeat(&wid("w1"), None, 5).await.unwrap();
 }
 
 pub async fn snapshot_lists_every_worker(connect: impl Connect) {
@@ -274,7 +276,7 @@ pub async fn commit_is_all_or_nothing(connect: impl Connect) {
     }
     assert_eq!(free(&*store, "w1").await, before.free, "nothing reserved");
     let none = store
-        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .assignments(&wid("w1"), None, 10, Duration::ZERO)
         .await
         .unwrap();
     assert!(none.is_empty(), "nothing queued: {none:?}");
@@ -393,7 +395,7 @@ pub async fn commit_is_idempotent_per_container(connect: impl Connect) {
     owned.sort();
     assert_eq!(owned, vec![("a", "a-a"), ("b", "a-b")]);
     let delivered = store
-        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .assignments(&wid("w1"), None, 10, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(delivered.len(), 2, "queued once: {delivered:?}");
@@ -412,7 +414,7 @@ pub async fn release_is_idempotent(connect: impl Connect) {
         .unwrap();
     let wrong = AttemptId("someone-else".into());
     let stale = store
-        .release(&wid("w1"), &cid("a"), Some(&wrong))
+        .release(&wid("w1"), &cid("a"), Some(&wrong), None)
         .await
         .unwrap();
     assert_eq!(
@@ -422,7 +424,7 @@ pub async fn release_is_idempotent(connect: impl Connect) {
     );
     let right = AttemptId("a-a".into());
     let first = store
-        .release(&wid("w1"), &cid("a"), Some(&right))
+        .release(&wid("w1"), &cid("a"), Some(&right), None)
         .await
         .unwrap();
     let ReleaseOutcome::Released { resources, worker } = first else {
@@ -430,13 +432,19 @@ pub async fn release_is_idempotent(connect: impl Connect) {
     };
     assert_eq!(resources, Resources::new(1000, 1024, 0));
     assert_eq!(worker.free, worker.total);
-    let twice = store.release(&wid("w1"), &cid("a"), None).await.unwrap();
+    let twice = store
+        .release(&wid("w1"), &cid("a"), None, None)
+        .await
+        .unwrap();
     assert_eq!(
         twice,
         ReleaseOutcome::NotOwned,
         "a repeated release credits once"
     );
-    let never = store.release(&wid("w1"), &cid("zzz"), None).await.unwrap();
+    let never = store
+        .release(&wid("w1"), &cid("zzz"), None, None)
+        .await
+        .unwrap();
     assert_eq!(never, ReleaseOutcome::NotOwned);
     assert_eq!(free(&*store, "w1").await, Resources::new(4000, 4096, 0));
     assert_clean(&*store).await;
@@ -541,7 +549,7 @@ pub async fn assignments_arrive_in_order_and_are_redelivered_until_acked(connect
         .await
         .unwrap();
     let got = store
-        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .assignments(&wid("w1"), None, 10, Duration::ZERO)
         .await
         .unwrap();
     let names: Vec<&str> = got.iter().map(|a| a.container.as_str()).collect();
@@ -550,7 +558,7 @@ pub async fn assignments_arrive_in_order_and_are_redelivered_until_acked(connect
     assert_eq!(got[0].attempt, AttemptId("a-a".into()));
     assert_eq!(got[0].resources, Resources::new(1, 1, 0));
     let again = store
-        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .assignments(&wid("w1"), None, 10, Duration::ZERO)
         .await
         .unwrap();
     assert!(
@@ -558,12 +566,12 @@ pub async fn assignments_arrive_in_order_and_are_redelivered_until_acked(connect
         "not redelivered before the timeout: {again:?}"
     );
     store
-        .ack_assignment(&wid("w1"), &got[0].delivery)
+        .ack_assignment(&wid("w1"), None, &got[0].delivery)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(450)).await;
     let redelivered = store
-        .assignments(&wid("w1"), 10, Duration::ZERO)
+        .assignments(&wid("w1"), None, 10, Duration::ZERO)
         .await
         .unwrap();
     let names: Vec<&str> = redelivered.iter().map(|a| a.container.as_str()).collect();
@@ -580,7 +588,7 @@ pub async fn assignments_wait_without_polling(connect: impl Connect) {
         let store = store.clone();
         tokio::spawn(async move {
             store
-                .assignments(&wid("w1"), 10, Duration::from_secs(20))
+                .assignments(&wid("w1"), None, 10, Duration::from_secs(20))
                 .await
         })
     };
@@ -856,7 +864,7 @@ pub async fn a_second_placement_is_superseded(connect: impl Connect) {
     );
     // The loser undoes its own reservation; the winner's stays.
     store
-        .release(&wid("w1"), &cid("r1"), Some(&slow.attempt))
+        .release(&wid("w1"), &cid("r1"), Some(&slow.attempt), None)
         .await
         .unwrap();
     assert_eq!(free(&*store, "w1").await, Resources::new(4000, 4096, 0));
@@ -895,7 +903,7 @@ async fn hammer(stores: Vec<Arc<dyn Store>>, tasks: usize, rounds: usize) {
                 let out = store.commit(&[g]).await.unwrap();
                 if committed(&out[0]) && round % 3 == 0 {
                     let id = cid(&format!("{name}-a"));
-                    let released = store.release(&wid(worker), &id, None).await.unwrap();
+                    let released = store.release(&wid(worker), &id, None, None).await.unwrap();
                     assert!(matches!(released, ReleaseOutcome::Released { .. }));
                 } else if committed(&out[0]) {
                     held += 1;
@@ -987,7 +995,10 @@ pub async fn check_finds_nothing_on_a_healthy_store(connect: impl Connect) {
         "an exited container still owned is a leak: {leak:?}"
     );
     assert!(leak[0].detail.contains("leaked"), "{leak:?}");
-    store.release(&w1, &cid("r1"), Some(&a)).await.unwrap();
+    store
+        .release(&w1, &cid("r1"), Some(&a), None)
+        .await
+        .unwrap();
     assert_clean(&*store).await;
 }
 
@@ -1224,7 +1235,7 @@ pub async fn heartbeats_and_deregistration(connect: impl Connect) {
         .register_worker(&registration("w2", 4000, 4096))
         .await
         .unwrap();
-    store.heartbeat(&wid("w1"), 42).await.unwrap();
+    store.heartbeat(&wid("w1"), None, 42).await.unwrap();
     let mut beats = store.heartbeats().await.unwrap();
     beats.sort();
     assert_eq!(beats[0], (wid("w1"), 42));
@@ -1236,7 +1247,7 @@ pub async fn heartbeats_and_deregistration(connect: impl Connect) {
         "{busy:?}"
     );
     store
-        .release(&wid("w2"), &cid("r1"), Some(&attempt))
+        .release(&wid("w2"), &cid("r1"), Some(&attempt), None)
         .await
         .unwrap();
     store.deregister_worker(&wid("w2")).await.unwrap();
@@ -1474,5 +1485,124 @@ pub async fn a_reservation_given_back_before_its_settlement_never_schedules(conn
     let record = store.container(&cid("r1")).await.unwrap().unwrap();
     assert_eq!(record.state, ContainerState::Pending);
     assert_eq!(record.revoked_attempts, vec![claim.attempt.clone()]);
+    assert_clean(&*store).await;
+}
+
+/// The epoch of a stale-epoch error, or a panic naming what came instead.
+fn stale_current<T: std::fmt::Debug>(result: Result<T>) -> u64 {
+    match result {
+        Err(StoreError::StaleEpoch { current, .. }) => current,
+        other => panic!("expected a stale epoch, got {other:?}"),
+    }
+}
+
+pub async fn an_old_epoch_is_fenced_off(connect: impl Connect) {
+    let store = open(&connect, "fencing").await;
+    let first = store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let old = first.epoch;
+    store.heartbeat(&wid("w1"), Some(old), 10).await.unwrap();
+    store
+        .commit(&[group("w1", vec![reservation("a", 1000, 1024)])])
+        .await
+        .unwrap();
+    let again = store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    assert_eq!(again.epoch, old + 1, "a registration starts a new epoch");
+    let w1 = wid("w1");
+    assert_eq!(
+        stale_current(store.heartbeat(&w1, Some(old), 20).await),
+        old + 1
+    );
+    let beats = store.heartbeats().await.unwrap();
+    assert_eq!(beats[0].1, 10, "a stale heartbeat writes nothing");
+    let polled = store.assignments(&w1, Some(old), 10, Duration::ZERO).await;
+    assert_eq!(stale_current(polled), old + 1);
+    let released = store.release(&w1, &cid("a"), None, Some(old)).await;
+    assert_eq!(stale_current(released), old + 1);
+    assert_eq!(
+        free(&*store, "w1").await,
+        Resources::new(3000, 3072, 0),
+        "a stale release gives nothing back"
+    );
+    let delivered = store
+        .assignments(&w1, Some(old + 1), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1, "the current epoch is served");
+    let acked = store
+        .ack_assignment(&w1, Some(old), &delivered[0].delivery)
+        .await;
+    assert_eq!(stale_current(acked), old + 1);
+    let lost = store
+        .set_worker_status(&w1, WorkerStatus::Lost)
+        .await
+        .unwrap();
+    assert_eq!(
+        lost.epoch,
+        old + 2,
+        "declaring a worker lost fences its agent off"
+    );
+    let beat = store.heartbeat(&w1, Some(old + 1), 30).await;
+    assert_eq!(stale_current(beat), old + 2);
+    let still = store
+        .set_worker_status(&w1, WorkerStatus::Lost)
+        .await
+        .unwrap();
+    assert_eq!(
+        still.epoch,
+        old + 2,
+        "only the move into lost bumps the epoch"
+    );
+    let released = store
+        .release(&w1, &cid("a"), None, Some(old + 2))
+        .await
+        .unwrap();
+    assert!(matches!(released, ReleaseOutcome::Released { .. }));
+    assert_clean(&*store).await;
+}
+
+pub async fn a_release_drops_the_undelivered_assignment(connect: impl Connect) {
+    let store = open(&connect, "release-drops").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store
+        .commit(&[group(
+            "w1",
+            vec![reservation("a", 1000, 1024), reservation("b", 1000, 1024)],
+        )])
+        .await
+        .unwrap();
+    let delivered = store
+        .assignments(&wid("w1"), None, 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered[0].container,
+        cid("a"),
+        "a is delivered, not acknowledged"
+    );
+    for container in ["a", "b"] {
+        let released = store
+            .release(&wid("w1"), &cid(container), None, None)
+            .await
+            .unwrap();
+        assert!(matches!(released, ReleaseOutcome::Released { .. }));
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let left = store
+        .assignments(&wid("w1"), None, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "no delivery outlives its reservation: {left:?}"
+    );
     assert_clean(&*store).await;
 }

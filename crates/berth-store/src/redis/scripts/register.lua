@@ -7,7 +7,8 @@
 -- Reply: {'ok', worker} (the worker hash after the call) |
 --        {'below_reserved', cpu, mem, gpu} (what is reserved, above the new total).
 -- Guarantee: atomic. Free becomes total minus what the owned hash holds; the version is
---   bumped (a new worker starts at 1, its heartbeat at now); the assignment stream and its
+--   bumped and so is the epoch, the agent's lease (a new worker starts at version 1 and
+--   epoch 1, its heartbeat at now); the assignment stream and its
 --   consumer group `agent` are created if missing. The caller adds the id to the index
 --   `P:workers` (another slot) before calling this.
 
@@ -44,16 +45,20 @@ if reserved.cpu > total.cpu or reserved.mem > total.mem or reserved.gpu > total.
 end
 
 local exists = redis.call('EXISTS', worker_key) == 1
-local version = 0
+local version, epoch = 0, 0
 local heartbeat = ARGV[11]
 if exists then
-  local stored = redis.call('HMGET', worker_key, 'version', 'heartbeat_ms')
+  local stored = redis.call('HMGET', worker_key, 'version', 'heartbeat_ms', 'epoch')
   version = uint(stored[1])
   if version == nil then
     return corrupt(worker_key, 'version', 'is not a non-negative integer: ' .. tostring(stored[1]))
   end
   if stored[2] then
     heartbeat = stored[2]
+  end
+  epoch = uint(stored[3] or '0')
+  if epoch == nil then
+    return corrupt(worker_key, 'epoch', 'is not a non-negative integer: ' .. tostring(stored[3]))
   end
 end
 local stream_type = redis.call('TYPE', assign_key).ok
@@ -67,7 +72,7 @@ redis.call('HSET', worker_key,
   'total_cpu', str(total.cpu), 'total_mem', str(total.mem), 'total_gpu', str(total.gpu),
   'free_cpu', str(total.cpu - reserved.cpu), 'free_mem', str(total.mem - reserved.mem),
   'free_gpu', str(total.gpu - reserved.gpu), 'gpu_type', ARGV[10],
-  'version', str(version + 1), 'heartbeat_ms', heartbeat)
+  'version', str(version + 1), 'epoch', str(epoch + 1), 'heartbeat_ms', heartbeat)
 local group_err = ensure_group(assign_key, 'agent')
 if group_err then
   return group_err

@@ -1,22 +1,31 @@
 -- berth: give a container's capacity back to its worker.
 --
--- KEYS: 1 worker hash `P:{w:ID}:worker`, 2 owned hash `P:{w:ID}:owned`.
--- ARGV: 1 container, 2 attempt ('' = whichever attempt owns it).
--- Reply: {'unknown'} | {'not_owned'} | {'released', cpu, mem, gpu, worker} where worker is
---        the worker's state after the release: its WORKER_FIELDS values (worker_lib.lua).
--- Guarantee: idempotent and atomic. Only a container owned (under `attempt`, if given) is
---   released: its entry is removed, free credited back and the version bumped. If the
---   credit would raise free above total, an error reply (corruption) and nothing written.
+-- KEYS: 1 worker hash `P:{w:ID}:worker`, 2 owned hash `P:{w:ID}:owned`,
+--       3 assignment stream `P:{w:ID}:assign`.
+-- ARGV: 1 container, 2 attempt ('' = whichever attempt owns it), 3 the agent's epoch
+--       ('' = not fenced: the scheduler's own release).
+-- Reply: {'unknown'} | {'stale', current epoch} | {'not_owned'} |
+--        {'released', cpu, mem, gpu, worker} where worker is the worker's state after the
+--        release: its WORKER_FIELDS values (worker_lib.lua).
+-- Guarantee: idempotent and atomic; fenced: nothing is written under a stale epoch. Only a
+--   container owned (under `attempt`, if given) is released: its entry is removed, its
+--   assignment entries (undelivered or unacknowledged) are dropped, free credited back and
+--   the version bumped. If the credit would raise free above total, an error reply
+--   (corruption) and nothing written.
 
-local worker_key, owned_key = KEYS[1], KEYS[2]
+local worker_key, owned_key, assign_key = KEYS[1], KEYS[2], KEYS[3]
 local container, attempt = ARGV[1], ARGV[2]
-if #ARGV ~= 2 or container == '' then
+if #ARGV ~= 3 or container == '' then
   return invalid('release arguments')
 end
 local worker = redis.call('HMGET', worker_key, unpack(WORKER_FIELDS))
 local cap, err = read_worker(worker_key, worker)
 if cap == nil and err == nil then
   return { 'unknown' }
+end
+local stale = stale_epoch(worker_key, ARGV[3])
+if stale then
+  return stale
 end
 local owned = redis.call('HGET', owned_key, container)
 if not owned then
@@ -39,6 +48,7 @@ end
 worker[W_FREE_CPU], worker[W_FREE_MEM], worker[W_FREE_GPU] = str(cpu), str(mem), str(gpu)
 worker[W_VERSION] = str(cap.version + 1)
 redis.call('HDEL', owned_key, container)
+drop_assignments(assign_key, container, entry.attempt)
 redis.call('HSET', worker_key, 'free_cpu', worker[W_FREE_CPU], 'free_mem', worker[W_FREE_MEM],
   'free_gpu', worker[W_FREE_GPU], 'version', worker[W_VERSION])
 return { 'released', str(entry.cpu), str(entry.mem), str(entry.gpu), worker }

@@ -4,7 +4,7 @@
 -- order (codec.rs decodes the same order: keep the two in step).
 local WORKER_FIELDS = { 'pool', 'priority', 'preemptible', 'requires_pool_selector', 'policy',
   'status', 'total_cpu', 'total_mem', 'total_gpu', 'free_cpu', 'free_mem', 'free_gpu',
-  'gpu_type', 'version' }
+  'gpu_type', 'version', 'epoch' }
 local W_STATUS, W_FREE_CPU, W_FREE_MEM, W_FREE_GPU, W_VERSION = 6, 10, 11, 12, 14
 -- Fields per HMGET / HSET call: keeps unpack() far below Lua's stack limit.
 local CHUNK = 500
@@ -40,6 +40,42 @@ local function read_worker(key, w)
   end
   cap.status = status
   return cap, nil
+end
+
+-- The fence of a worker agent's call: nil when `given` is '' (the call is not an agent's)
+-- or is the worker's current epoch; otherwise the reply {'stale', current epoch}.
+local function stale_epoch(worker_key, given)
+  if given == '' then
+    return nil
+  end
+  local current = redis.call('HGET', worker_key, 'epoch') or '0'
+  if current ~= given then
+    return { 'stale', current }
+  end
+  return nil
+end
+
+-- Acknowledges and deletes the entries of the assignment stream `assign_key` for
+-- `container` under `attempt`: a released reservation leaves no delivery behind. The
+-- stream holds only unacknowledged entries, so the scan is short.
+local function drop_assignments(assign_key, container, attempt)
+  if redis.call('EXISTS', assign_key) == 0 then
+    return
+  end
+  for _, entry in ipairs(redis.call('XRANGE', assign_key, '-', '+')) do
+    local fields, c, a = entry[2], nil, nil
+    for i = 1, #fields, 2 do
+      if fields[i] == 'container' then
+        c = fields[i + 1]
+      elseif fields[i] == 'attempt' then
+        a = fields[i + 1]
+      end
+    end
+    if c == container and a == attempt then
+      redis.pcall('XACK', assign_key, 'agent', entry[1])
+      redis.call('XDEL', assign_key, entry[1])
+    end
+  end
 end
 
 -- HSET key with the flat field/value list `list`, in chunks.

@@ -1,0 +1,81 @@
+//! Heartbeat reconciliation: what a worker says it runs against what the store says it
+//! owns, corrected only in the directions that can never overbook a worker.
+//!
+//! - A container the worker runs but does not own (it was given back after the worker was
+//!   presumed dead, or a Redis failover lost the reservation) holds no capacity there: the
+//!   worker is told to stop it. It is never re-reserved.
+//! - A reservation the worker holds for a container it does not run, whose record has
+//!   ended, is gone, or is held by another worker or attempt, is dead: it is released
+//!   (conditionally on its attempt, so a newer reservation is never touched). A record still
+//!   pending, scheduled or running on this worker and attempt is left alone: its delivery
+//!   or its report may be in flight.
+
+use crate::state::AppState;
+use berth_core::{ContainerId, WorkerId};
+use berth_store::{ContainerState, ReleaseOutcome};
+use std::collections::HashSet;
+
+/// The most dead-reservation candidates one heartbeat looks at (one record read each).
+pub const MAX_CANDIDATES: usize = 64;
+
+/// What one reconciliation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Running containers the worker does not own: it must stop them.
+    pub stop: Vec<ContainerId>,
+    /// Dead reservations released.
+    pub released: usize,
+}
+
+/// Reconciles `worker`, which says it runs `running`.
+pub async fn reconcile(
+    state: &AppState,
+    worker: &WorkerId,
+    running: &[ContainerId],
+) -> berth_store::Result<Reconciled> {
+    let owned = state.store.owned(worker).await?;
+    let owned_ids: HashSet<&ContainerId> = owned.iter().map(|o| &o.container).collect();
+    let running_ids: HashSet<&ContainerId> = running.iter().collect();
+    let mut result = Reconciled {
+        stop: running
+            .iter()
+            .filter(|c| !owned_ids.contains(c))
+            .cloned()
+            .collect(),
+        released: 0,
+    };
+    let candidates = owned
+        .iter()
+        .filter(|o| !running_ids.contains(&o.container))
+        .take(MAX_CANDIDATES);
+    for entry in candidates {
+        let record = state.store.container(&entry.container).await?;
+        let dead = match &record {
+            None => true,
+            Some(r) if r.state.is_terminal() => true,
+            Some(r) if r.state == ContainerState::Pending => false,
+            Some(r) => {
+                r.worker.as_ref() != Some(worker) || r.attempt.as_ref() != Some(&entry.attempt)
+            }
+        };
+        if !dead {
+            continue;
+        }
+        let outcome = state
+            .store
+            .release(worker, &entry.container, Some(&entry.attempt), None)
+            .await?;
+        if matches!(outcome, ReleaseOutcome::Released { .. }) {
+            tracing::warn!(%worker, container = %entry.container, attempt = %entry.attempt,
+                "released a dead reservation found by heartbeat reconciliation");
+            metrics::counter!("berth_reconciled_total", "action" => "release").increment(1);
+            state.fleet.invalidate();
+            result.released += 1;
+        }
+    }
+    for container in &result.stop {
+        tracing::warn!(%worker, %container, "the worker runs a container it does not own; telling it to stop");
+        metrics::counter!("berth_reconciled_total", "action" => "stop").increment(1);
+    }
+    Ok(result)
+}
