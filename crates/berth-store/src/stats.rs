@@ -13,6 +13,7 @@ pub struct StoreStats {
     worker_reads: AtomicU64,
     lock_acquisitions: AtomicU64,
     lock_collisions: AtomicU64,
+    unreplicated: AtomicU64,
 }
 
 /// A copy of the counters at one moment; subtract two to measure an interval.
@@ -30,6 +31,9 @@ pub struct StatsSnapshot {
     pub lock_acquisitions: u64,
     /// Attempts to take a worker lock that found it held.
     pub lock_collisions: u64,
+    /// Commit waits (`WAIT`, see [`crate::StoreConfig::replica_acks`]) that timed out before
+    /// enough replicas had the commits.
+    pub unreplicated: u64,
 }
 
 impl StatsSnapshot {
@@ -44,11 +48,18 @@ impl StatsSnapshot {
                 .lock_acquisitions
                 .saturating_sub(earlier.lock_acquisitions),
             lock_collisions: self.lock_collisions.saturating_sub(earlier.lock_collisions),
+            unreplicated: self.unreplicated.saturating_sub(earlier.unreplicated),
         }
     }
 }
 
 impl StoreStats {
+    /// Records a commit wait that timed out before enough replicas had the commits.
+    pub fn unreplicated(&self) {
+        self.unreplicated.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("berth_store_unreplicated_commits_total").increment(1);
+    }
+
     /// Records one round trip carrying `commands` commands, of which `scripts` are scripts.
     pub fn round_trip(&self, commands: u64, scripts: u64) {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
@@ -85,6 +96,7 @@ impl StoreStats {
             worker_reads: self.worker_reads.load(Ordering::Relaxed),
             lock_acquisitions: self.lock_acquisitions.load(Ordering::Relaxed),
             lock_collisions: self.lock_collisions.load(Ordering::Relaxed),
+            unreplicated: self.unreplicated.load(Ordering::Relaxed),
         }
     }
 }

@@ -19,6 +19,17 @@ pub struct StoreConfig {
     pub claim_visibility: Duration,
     /// An assignment not acknowledged for this long is delivered again.
     pub redelivery: Duration,
+    /// Redis only: after each batch of commits, wait (`WAIT`) until this many replicas of
+    /// each written primary have the commits, at most `replica_timeout`, before the batch
+    /// is settled. 0 (the default) does not wait. Replication is asynchronous, so a failover
+    /// can drop a commit the primary acknowledged; waiting for a replica closes that window
+    /// for the commit that matters most (a settlement naming a reservation that a failover
+    /// dropped would leave a scheduled record that no worker owns). A batch whose wait
+    /// times out is still settled (the commit did happen), counted in
+    /// `berth_store_unreplicated_commits_total` and logged.
+    pub replica_acks: u32,
+    /// How long one `WAIT` may take (see `replica_acks`).
+    pub replica_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -27,6 +38,8 @@ impl Default for StoreConfig {
             prefix: "berth".to_owned(),
             claim_visibility: Duration::from_secs(30),
             redelivery: Duration::from_secs(30),
+            replica_acks: 0,
+            replica_timeout: Duration::from_millis(500),
         }
     }
 }

@@ -60,6 +60,7 @@ fn config(case: &str) -> StoreConfig {
         prefix: format!("rc{}:{case}", rand::random::<u32>()),
         claim_visibility: Duration::from_millis(300),
         redelivery: Duration::from_millis(300),
+        ..StoreConfig::default()
     }
 }
 
@@ -325,4 +326,49 @@ async fn commits_continue_after_a_primary_fails_over() {
         violations.is_empty(),
         "violations after failover: {violations:?}"
     );
+}
+
+/// With `replica_acks`, a batch's commits and one WAIT per written slot still go out in one
+/// round trip, and each primary's replica has them before the call returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_can_wait_for_a_replica_in_the_same_round_trip() {
+    let store = client(StoreConfig {
+        replica_acks: 1,
+        replica_timeout: Duration::from_secs(10),
+        ..config("wait")
+    })
+    .await;
+    let ids: Vec<WorkerId> = (0..8).map(|w| wid(&format!("w{w}"))).collect();
+    for id in &ids {
+        store
+            .register_worker(&registration(id, 100_000))
+            .await
+            .unwrap();
+    }
+    let groups: Vec<CommitGroup> = ids
+        .iter()
+        .map(|id| CommitGroup {
+            worker: id.clone(),
+            reservations: vec![reservation(&format!("{id}-c"))],
+        })
+        .collect();
+    let before = store.stats().snapshot();
+    let out = store.commit(&groups).await.unwrap();
+    let spent = store.stats().snapshot().since(&before);
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, CommitOutcome::Committed { .. })),
+        "{out:?}"
+    );
+    assert_eq!(
+        (
+            spent.round_trips,
+            spent.script_calls,
+            spent.commands,
+            spent.unreplicated
+        ),
+        (1, 8, 16, 0),
+        "8 commits and 8 waits (one per worker slot) in one round trip: {spent:?}"
+    );
+    assert!(store.check().await.unwrap().is_empty());
 }

@@ -56,6 +56,7 @@ fn config(case: &str) -> StoreConfig {
         prefix: format!("rs{}:{case}", rand::random::<u32>()),
         claim_visibility: Duration::from_millis(300),
         redelivery: Duration::from_millis(300),
+        ..StoreConfig::default()
     }
 }
 
@@ -476,4 +477,33 @@ async fn usize_max_means_everything() {
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
+}
+
+/// A commit wait that cannot be met (no replica) does not undo or fail the commit: it is
+/// counted as unreplicated and the batch goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_wait_without_replicas_times_out_and_is_counted() {
+    let store = client(StoreConfig {
+        replica_acks: 1,
+        replica_timeout: Duration::from_millis(20),
+        ..config("wait")
+    })
+    .await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let group = CommitGroup {
+        worker: wid("w1"),
+        reservations: vec![reservation("a", 1000)],
+    };
+    let before = store.stats().snapshot();
+    let out = store.commit(&[group]).await.unwrap();
+    let spent = store.stats().snapshot().since(&before);
+    assert!(matches!(out[0], CommitOutcome::Committed { .. }), "{out:?}");
+    assert_eq!(
+        (spent.round_trips, spent.commands, spent.unreplicated),
+        (1, 2, 1)
+    );
+    assert!(store.check().await.unwrap().is_empty());
 }

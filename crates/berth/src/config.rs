@@ -37,6 +37,11 @@ pub struct StoreSection {
     pub redis: Vec<String>,
     /// The prefix of every Redis key.
     pub prefix: Option<String>,
+    /// Redis: wait for this many replicas to have each batch's commits before settling it
+    /// (`WAIT`; 0, the default, does not wait).
+    pub replica_acks: Option<u32>,
+    /// Redis: how long one such wait may take, in milliseconds (default 500).
+    pub replica_timeout_ms: Option<u64>,
 }
 
 /// `[engine]`.

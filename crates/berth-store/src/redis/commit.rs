@@ -22,16 +22,67 @@ impl RedisStore {
     /// reports their containers as already owned.
     pub(super) async fn commit_groups(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
         validate(groups)?;
-        let calls = groups
+        let mut calls = groups
             .iter()
             .map(|g| self.commit_call(g, &Mode::Free).map(Call::Script))
             .collect::<Result<Vec<_>>>()?;
-        let replies = self.run(calls).await?;
+        let waits = self.replica_waits(groups);
+        let waited = waits.len();
+        calls.extend(waits);
+        let mut replies = self.run(calls).await?;
+        let wait_replies = replies.split_off(groups.len());
+        self.judge_waits(wait_replies, waited);
         groups
             .iter()
             .zip(replies)
             .map(|(group, value)| self.decode_commit(&group.worker, value?))
             .collect()
+    }
+
+    /// One `WAIT` per slot route the groups write to, when replica acknowledgements are
+    /// asked for ([`crate::StoreConfig::replica_acks`]): sent in the same round trip, each
+    /// behind its slot's commits in that slot's pipeline, so it goes to the primary that
+    /// took them.
+    fn replica_waits(&self, groups: &[CommitGroup]) -> Vec<Call> {
+        let acks = self.config.replica_acks;
+        if acks == 0 {
+            return Vec::new();
+        }
+        let timeout = self.config.replica_timeout.as_millis().max(1);
+        let mut routes = std::collections::BTreeMap::new();
+        for group in groups {
+            let key = self.keys.worker(&group.worker);
+            let route = super::keys::route(&key).to_owned();
+            routes.entry(route).or_insert(key);
+        }
+        if !self.is_cluster() {
+            routes = routes.into_iter().take(1).collect();
+        }
+        routes
+            .into_values()
+            .map(|key| {
+                let mut wait = redis::cmd("WAIT");
+                wait.arg(acks).arg(timeout.to_string());
+                Call::command(key, wait)
+            })
+            .collect()
+    }
+
+    /// Counts and logs the waits that did not get their replicas in time.
+    fn judge_waits(&self, replies: Vec<Result<Value>>, waited: usize) {
+        let wanted = i64::from(self.config.replica_acks);
+        for reply in replies.into_iter().take(waited) {
+            let short = match reply {
+                Ok(Value::Int(got)) if got >= wanted => None,
+                Ok(other) => Some(format!("{other:?}")),
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(got) = short {
+                self.stats.unreplicated();
+                tracing::warn!(wanted, %got, timeout = ?self.config.replica_timeout,
+                    "commits were not acknowledged by enough replicas in time; a failover now could drop them");
+            }
+        }
     }
 
     /// See [`crate::Store::commit_locked`].

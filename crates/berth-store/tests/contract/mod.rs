@@ -81,6 +81,7 @@ fn config(case: &str) -> StoreConfig {
         prefix: format!("t{}:{case}", rand::random::<u32>()),
         claim_visibility: Duration::from_millis(300),
         redelivery: Duration::from_millis(300),
+        ..StoreConfig::default()
     }
 }
 

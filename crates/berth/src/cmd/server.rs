@@ -34,6 +34,10 @@ pub struct ServerArgs {
     /// This replica's name (unique per replica sharing one store).
     #[arg(long, env = "BERTH_REPLICA")]
     pub replica: Option<String>,
+    /// Redis: replicas that must have each batch's commits before it is settled (WAIT);
+    /// 0 does not wait.
+    #[arg(long, env = "BERTH_REPLICA_ACKS")]
+    pub replica_acks: Option<u32>,
     /// Seconds without a heartbeat after which a worker is declared lost.
     #[arg(long, env = "BERTH_HEARTBEAT_TIMEOUT")]
     pub heartbeat_timeout: Option<u64>,
@@ -103,8 +107,23 @@ pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
     } else {
         args.redis.clone()
     };
-    let prefix = args.prefix.clone().or(file.store.prefix.clone());
-    let (store, store_name) = connect(&urls, prefix).await?;
+    let mut config = StoreConfig::default();
+    if let Some(prefix) = args.prefix.clone().or(file.store.prefix.clone()) {
+        config.prefix = prefix;
+    }
+    if let Some(acks) = args.replica_acks.or(file.store.replica_acks) {
+        config.replica_acks = acks;
+    }
+    if let Some(ms) = file.store.replica_timeout_ms {
+        if ms == 0 {
+            bail!("store.replica_timeout_ms must be at least 1");
+        }
+        config.replica_timeout = Duration::from_millis(ms);
+    }
+    if config.replica_acks > 0 && urls.is_empty() {
+        bail!("replica acknowledgements need Redis (--redis); the embedded store has no replicas");
+    }
+    let (store, store_name) = connect(&urls, config).await?;
     Ok(Resolved {
         listen,
         store,
@@ -120,14 +139,7 @@ fn default_replica() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn connect(
-    urls: &[String],
-    prefix: Option<String>,
-) -> anyhow::Result<(Arc<dyn Store>, String)> {
-    let mut config = StoreConfig::default();
-    if let Some(prefix) = prefix {
-        config.prefix = prefix;
-    }
+async fn connect(urls: &[String], config: StoreConfig) -> anyhow::Result<(Arc<dyn Store>, String)> {
     if urls.is_empty() {
         return Ok((
             Arc::new(MemoryStore::new(config)),

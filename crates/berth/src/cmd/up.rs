@@ -39,6 +39,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         prefix: None,
         strategy: None,
         replica: None,
+        replica_acks: None,
         heartbeat_timeout: None,
     };
     let resolved = resolve(&server_args).await?;

@@ -273,6 +273,7 @@ fn add_stats(a: &StatsSnapshot, b: &StatsSnapshot) -> StatsSnapshot {
         worker_reads: a.worker_reads + b.worker_reads,
         lock_acquisitions: a.lock_acquisitions + b.lock_acquisitions,
         lock_collisions: a.lock_collisions + b.lock_collisions,
+        unreplicated: a.unreplicated + b.unreplicated,
     }
 }
 

@@ -76,6 +76,10 @@ pub struct BenchArgs {
     /// writes under fresh key prefixes `bench-<pid>-<n>` and deletes them afterwards.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// With --redis: every batch's commits wait for this many replicas (Redis WAIT) before
+    /// the batch is settled, to measure what that durability costs.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "redis")]
+    replica_acks: u32,
     /// Simulated network round-trip time added to every store round trip, in ms
     /// (0 to 1000; a comma-separated list runs each). Default: 0,1 for seed, 0 otherwise.
     #[arg(
@@ -266,7 +270,9 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 /// Runs the bench.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    let choice = store_choice::StoreChoice::choose(args.store, args.redis.clone()).await?;
+    let choice = store_choice::StoreChoice::choose(args.store, args.redis.clone())
+        .await?
+        .with_replica_acks(args.replica_acks);
     let machine = fleet::Machine::detect();
     println!(
         "berth bench --scenario {}: store {}; machine {} cores, {:.1} GiB",

@@ -53,6 +53,7 @@ pub struct StoreChoice {
     info: StoreInfo,
     note: Option<String>,
     next: AtomicU64,
+    replica_acks: u32,
 }
 
 /// One fresh, empty namespace: what one run's stores share.
@@ -107,7 +108,14 @@ impl StoreChoice {
             },
             note,
             next: AtomicU64::new(0),
+            replica_acks: 0,
         }
+    }
+
+    /// Redis commits wait for `acks` replicas ([`StoreConfig::replica_acks`]).
+    pub fn with_replica_acks(mut self, acks: u32) -> Self {
+        self.replica_acks = acks;
+        self
     }
 
     async fn redis(url: String, managed: Option<LocalRedis>) -> anyhow::Result<Self> {
@@ -152,6 +160,7 @@ impl StoreChoice {
             },
             note: None,
             next: AtomicU64::new(0),
+            replica_acks: 0,
         })
     }
 
@@ -182,7 +191,11 @@ impl StoreChoice {
         match (&self.backend, &namespace.memory) {
             (Backend::Memory, Some(store)) => Ok(store.clone()),
             (Backend::Redis { url, .. }, _) => {
-                let store = RedisStore::connect(url, config(&namespace.prefix))
+                let config = StoreConfig {
+                    replica_acks: self.replica_acks,
+                    ..config(&namespace.prefix)
+                };
+                let store = RedisStore::connect(url, config)
                     .await
                     .with_context(|| format!("connecting the Redis store at {url}"))?;
                 Ok(Arc::new(store))
