@@ -251,11 +251,25 @@ async fn commit_with_retry(store: &RedisStore, worker: &WorkerId, container: &st
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commits_continue_after_a_primary_fails_over() {
+/// One acknowledged commit of the failover runs: on which worker, which container, and
+/// whether every replica wait of its call was met.
+struct Acknowledged {
+    worker: WorkerId,
+    container: String,
+    replicated: bool,
+}
+
+/// Commits on four workers of one primary while that primary is killed and its replica
+/// takes over; returns every acknowledged commit with whether it is still held afterwards.
+async fn commit_through_a_failover(case: &str, replica_acks: u32) -> Vec<(Acknowledged, bool)> {
     let mut cluster = LocalCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let config = StoreConfig {
+        replica_acks,
+        replica_timeout: Duration::from_secs(2),
+        ..config(case)
+    };
     let store = Arc::new(
-        RedisStore::connect_cluster(&cluster.urls(), config("failover"))
+        RedisStore::connect_cluster(&cluster.urls(), config)
             .await
             .unwrap(),
     );
@@ -278,8 +292,14 @@ async fn commits_continue_after_a_primary_fails_over() {
             while !stop.load(Ordering::Relaxed) {
                 let worker = &ids[i % ids.len()];
                 let container = format!("c{i}");
+                let before = store.stats().snapshot();
                 failures += commit_with_retry(&store, worker, &container).await;
-                done.push((worker.clone(), container));
+                let spent = store.stats().snapshot().since(&before);
+                done.push(Acknowledged {
+                    worker: worker.clone(),
+                    container,
+                    replicated: replica_acks > 0 && spent.unreplicated == 0,
+                });
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -307,24 +327,53 @@ async fn commits_continue_after_a_primary_fails_over() {
     );
     assert!(done.len() > 20, "commits went on: {}", done.len());
 
-    // Replication is asynchronous: a commit acknowledged just before the kill may be lost.
-    // Those acknowledged after the failover are held.
     let mut held = Vec::with_capacity(done.len());
-    for (worker, container) in &done {
-        let id = ContainerId::new(container.as_str()).unwrap();
-        let out = store.release(worker, &id, None, None).await.unwrap();
-        held.push(matches!(out, ReleaseOutcome::Released { .. }));
+    for ack in done {
+        let id = ContainerId::new(ack.container.as_str()).unwrap();
+        let out = store.release(&ack.worker, &id, None, None).await.unwrap();
+        let kept = matches!(out, ReleaseOutcome::Released { .. });
+        held.push((ack, kept));
     }
-    let lost = held.iter().filter(|h| !**h).count();
-    eprintln!("{lost} acknowledged commits lost in the failover");
-    assert!(
-        held.iter().rev().take(10).all(|h| *h),
-        "commits made after the failover are held"
-    );
+    let lost = held.iter().filter(|(_, kept)| !kept).count();
+    eprintln!("{lost} acknowledged commits lost in the failover (replica_acks {replica_acks})");
     let violations = store.check().await.unwrap();
     assert!(
         violations.is_empty(),
         "violations after failover: {violations:?}"
+    );
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_continue_after_a_primary_fails_over() {
+    let held = commit_through_a_failover("failover", 0).await;
+    // Replication is asynchronous: a commit acknowledged just before the kill may be lost.
+    // Those acknowledged after the failover are held.
+    assert!(
+        held.iter().rev().take(10).all(|(_, kept)| *kept),
+        "commits made after the failover are held"
+    );
+}
+
+/// With `replica_acks = 1`, a commit whose wait was met is on the replica that the failover
+/// promotes: no such commit is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_a_replica_acknowledged_survive_a_failover() {
+    let held = commit_through_a_failover("failover-wait", 1).await;
+    let replicated: Vec<_> = held.iter().filter(|(ack, _)| ack.replicated).collect();
+    assert!(
+        replicated.len() > 20,
+        "most waits were met: {}",
+        replicated.len()
+    );
+    let lost: Vec<&str> = replicated
+        .iter()
+        .filter(|(_, kept)| !kept)
+        .map(|(ack, _)| ack.container.as_str())
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "replicated commits lost in the failover: {lost:?}"
     );
 }
 
