@@ -109,6 +109,14 @@ impl Engine {
         Ok(tickets)
     }
 
+    /// A ticket for a request submitted elsewhere (e.g. straight to the store): it resolves
+    /// at once when this replica settles the request, and otherwise when a read of the store
+    /// finds it placed or failed (see [`Ticket::outcome`]). Take it before reading the
+    /// record, so that no outcome slips by between the read and the wait.
+    pub fn watch(&self, id: &ContainerId) -> Ticket {
+        self.ticket(id)
+    }
+
     fn ticket(&self, id: &ContainerId) -> Ticket {
         let (tx, rx) = oneshot::channel();
         self.shared
