@@ -277,6 +277,24 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/containers/{id}?wait_ms=`: the container once it has left `pending`, or as
+    /// it is after `wait` (capped by the server).
+    pub async fn container_when_settled(
+        &self,
+        id: &ContainerId,
+        wait: Duration,
+    ) -> Result<ContainerView, ClientError> {
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.json_within::<_, ()>(
+            Method::GET,
+            &["v1", "containers", id.as_str()],
+            &[("wait_ms", wait_ms.to_string())],
+            None,
+            self.timeout.saturating_add(wait),
+        )
+        .await
+    }
+
     /// `GET /v1/containers?state=&limit=`: the newest containers, optionally in one state.
     pub async fn containers(
         &self,

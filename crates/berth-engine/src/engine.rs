@@ -109,6 +109,14 @@ impl Engine {
         Ok(tickets)
     }
 
+    /// A ticket for a request submitted elsewhere (e.g. straight to the store): it resolves
+    /// at once when this replica settles the request, and otherwise when a read of the store
+    /// finds it placed or failed (see [`Ticket::outcome`]). Take it before reading the
+    /// record, so that no outcome slips by between the read and the wait.
+    pub fn watch(&self, id: &ContainerId) -> Ticket {
+        self.ticket(id)
+    }
+
     fn ticket(&self, id: &ContainerId) -> Ticket {
         let (tx, rx) = oneshot::channel();
         self.shared
@@ -172,7 +180,13 @@ impl Engine {
     }
 }
 
-/// The engine loop.
+/// A batch's settlement, sent while the next batch is claimed.
+type Settling = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The engine loop. A batch's settlement goes out together with the claim of the next
+/// batch (they touch different requests), so a batch costs two sequential round trips
+/// (claim and settle together, then the commit) instead of three. On cancellation the
+/// settlement in flight is finished, the claim is not.
 async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut cache = WorkerCache::new(
         shared.config.cache_ttl,
@@ -180,39 +194,92 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         shared.stats.clone(),
     );
     let mut carry: Vec<(Claim, u32)> = Vec::new();
-    let mut last_promote = tokio::time::Instant::now();
-    let mut last_provision = tokio::time::Instant::now();
+    let mut timers = Timers::default();
+    let mut settling: Option<Settling> = None;
     while !cancel.is_cancelled() {
-        if last_promote.elapsed() >= shared.config.promote_every {
-            promote(&shared).await;
-            last_promote = tokio::time::Instant::now();
-        }
-        if last_provision.elapsed() >= shared.config.provision_every {
-            provision(&shared).await;
-            last_provision = tokio::time::Instant::now();
-        }
-        let batch = tokio::select! {
-            () = cancel.cancelled() => break,
-            batch = next_batch(&shared, &mut carry) => batch,
+        let settle = async {
+            if let Some(settling) = settling.take() {
+                settling.await;
+            }
         };
+        let claim = async {
+            tokio::select! {
+                () = cancel.cancelled() => None,
+                batch = housekeep_then_claim(&shared, &mut timers, &mut carry) => Some(batch),
+            }
+        };
+        let ((), batch) = tokio::join!(settle, claim);
         match batch {
-            Ok(batch) if batch.is_empty() => {}
-            Ok(batch) => {
-                if let Err(error) = process(&shared, &mut cache, batch, &mut carry).await {
-                    tracing::warn!(%error, "batch failed; its claims will be retried");
-                    cache.expire();
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            None => break,
+            Some(Ok(batch)) if batch.is_empty() => {}
+            Some(Ok(batch)) => {
+                match process(&shared, &mut cache, batch, &mut carry).await {
+                    Ok(settle) => settling = settle.map(|s| settle_later(&shared, s)),
+                    Err(error) => {
+                        tracing::warn!(%error, "batch failed; its claims will be retried");
+                        cache.expire();
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 // A store that never waits (the memory store) must not starve the other
                 // tasks of this thread: submitters, tickets, other replicas.
                 tokio::task::yield_now().await;
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 tracing::warn!(%error, "claiming from the intake failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
+    if let Some(settling) = settling {
+        settling.await;
+    }
+}
+
+/// When the backlog and the unmet demand were last looked at.
+struct Timers {
+    promoted: tokio::time::Instant,
+    provisioned: tokio::time::Instant,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        let now = tokio::time::Instant::now();
+        Timers {
+            promoted: now,
+            provisioned: now,
+        }
+    }
+}
+
+/// Promotes due backlog entries and reads the unmet demand when they are due, then claims
+/// the next batch.
+async fn housekeep_then_claim(
+    shared: &Shared,
+    timers: &mut Timers,
+    carry: &mut Vec<(Claim, u32)>,
+) -> berth_store::Result<Vec<(Claim, u32)>> {
+    if timers.promoted.elapsed() >= shared.config.promote_every {
+        promote(shared).await;
+        timers.promoted = tokio::time::Instant::now();
+    }
+    if timers.provisioned.elapsed() >= shared.config.provision_every {
+        provision(shared).await;
+        timers.provisioned = tokio::time::Instant::now();
+    }
+    next_batch(shared, carry).await
+}
+
+/// The settlement of a processed batch, as a future of its own (errors are logged: the
+/// claims it did not settle come back after the visibility timeout).
+fn settle_later(shared: &Arc<Shared>, (settle, now): (Settle, u64)) -> Settling {
+    let shared = shared.clone();
+    Box::pin(async move {
+        if let Err(error) = apply(&shared, settle, now).await {
+            tracing::warn!(%error, "settling a batch failed; its claims will be retried");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
 }
 
 async fn promote(shared: &Shared) {
@@ -278,13 +345,14 @@ async fn next_batch(
     Ok(batch)
 }
 
-/// Plans, commits and settles one batch.
+/// Plans and commits one batch; returns its settlement (and the time it was planned at)
+/// for [`apply`], or nothing when there is nothing to settle.
 async fn process(
     shared: &Shared,
     cache: &mut WorkerCache,
     batch: Vec<(Claim, u32)>,
     carry: &mut Vec<(Claim, u32)>,
-) -> berth_store::Result<()> {
+) -> berth_store::Result<Option<(Settle, u64)>> {
     let now = shared.clock.now_ms();
     let (expired, live): (Vec<_>, Vec<_>) = batch
         .into_iter()
@@ -313,7 +381,7 @@ async fn process(
         cache.expire();
     }
     target_demand(shared, cache, &claims, &mut settle).await?;
-    apply(shared, settle, now).await
+    Ok((!settle.items.is_empty()).then_some((settle, now)))
 }
 
 /// A redelivered claim's previous claimer may have died between its commit and its

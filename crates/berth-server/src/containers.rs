@@ -16,6 +16,7 @@ use berth_core::{ContainerId, ContainerRequest, UnplacedReason, WorkerId};
 use berth_store::{AttemptId, ContainerRecord, ContainerState, SubmitOutcome, Transition};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The most containers in one batch submit.
 pub const MAX_BATCH: usize = 10_000;
@@ -201,29 +202,65 @@ fn response(id: &ContainerId, outcome: &SubmitOutcome) -> SubmitResponse {
     }
 }
 
-/// One container.
+/// One container; with `wait_ms`, once it has left `pending` (placed, failed or cancelled)
+/// or after that long (capped by the long-poll limit), whichever comes first: a client
+/// learns of its placement without polling.
 #[utoipa::path(
     get, path = "/v1/containers/{id}", tag = "containers",
-    params(("id" = String, Path, description = "The container's id")),
+    params(
+        ("id" = String, Path, description = "The container's id"),
+        ("wait_ms" = Option<u64>, Query, description = "Wait up to this long (ms) while it is pending"),
+    ),
     responses(
         (status = 200, body = ContainerView),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 400, description = "Malformed id or parameter", body = ErrorBody),
         (status = 404, description = "Unknown container", body = ErrorBody),
     )
 )]
 pub async fn get(
     State(state): Shared,
     PathParams(id): PathParams<String>,
+    query: QueryParams,
 ) -> Result<Json<ContainerView>, HttpError> {
     let id = container_id(&id)?;
-    let record = read(&state, &id).await?;
+    query.only(&["wait_ms"])?;
+    let wait_ms = query.number("wait_ms", 0, 0, u64::MAX)?;
+    let wait = Duration::from_millis(wait_ms).min(state.config.long_poll_max);
+    let record = if wait.is_zero() {
+        read(&state, &id).await?
+    } else {
+        read_when_not_pending(&state, &id, wait).await?
+    };
     Ok(Json(ContainerView::from(&record)))
+}
+
+/// The record once it is no longer pending, or as it is after `wait`. The engine's ticket
+/// is taken before the first read, so a settlement between the read and the wait is not
+/// missed; placements by other replicas are found by the ticket's reads of the store.
+async fn read_when_not_pending(
+    state: &AppState,
+    id: &ContainerId,
+    wait: Duration,
+) -> Result<ContainerRecord, HttpError> {
+    let ticket = state.engine.watch(id);
+    let record = read(state, id).await?;
+    if record.state != ContainerState::Pending {
+        return Ok(record);
+    }
+    tokio::select! {
+        _ = tokio::time::timeout(wait, ticket.outcome()) => {}
+        () = state.shutdown.cancelled() => {}
+    }
+    read(state, id).await
 }
 
 /// `GET /v1/containers/batch`: the container whose id is `batch` (the static batch route
 /// would otherwise shadow it for GET).
-pub async fn get_named_batch(state: Shared) -> Result<Json<ContainerView>, HttpError> {
-    get(state, PathParams("batch".to_owned())).await
+pub async fn get_named_batch(
+    state: Shared,
+    query: QueryParams,
+) -> Result<Json<ContainerView>, HttpError> {
+    get(state, PathParams("batch".to_owned()), query).await
 }
 
 async fn read(state: &AppState, id: &ContainerId) -> Result<ContainerRecord, HttpError> {

@@ -105,18 +105,44 @@ impl AppState {
     }
 }
 
-/// The fleet, read at most once per TTL.
+/// The fleet, read at most once per TTL, and by one caller at a time: concurrent submits
+/// that find it expired wait for one read instead of each reading the whole fleet (a burst
+/// of submits on a cold cache would otherwise read it once per submit).
 #[derive(Debug)]
 pub(crate) struct FleetCache {
     ttl: Duration,
-    cached: Mutex<Option<(Instant, Arc<Snapshot>)>>,
+    cached: Mutex<Cached>,
+    /// Held while the fleet is read; the others wait on it, then take what it read.
+    reading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    /// Bumped by every invalidation: a read that began before one is not kept.
+    generation: u64,
+    /// When it was read, its generation, and the fleet.
+    fleet: Option<(Instant, u64, Arc<Snapshot>)>,
+}
+
+impl Cached {
+    fn fresh(&self, ttl: Duration) -> Option<Arc<Snapshot>> {
+        match &self.fleet {
+            Some((at, generation, snapshot))
+                if *generation == self.generation && at.elapsed() < ttl =>
+            {
+                Some(snapshot.clone())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl FleetCache {
     fn new(ttl: Duration) -> FleetCache {
         FleetCache {
             ttl,
-            cached: Mutex::new(None),
+            cached: Mutex::new(Cached::default()),
+            reading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -125,21 +151,33 @@ impl FleetCache {
         store: &dyn Store,
         pools: &[Pool],
     ) -> berth_store::Result<Arc<Snapshot>> {
-        if let Some((at, snapshot)) = &*self.cached.lock()
-            && at.elapsed() < self.ttl
-        {
-            return Ok(snapshot.clone());
+        if let Some(snapshot) = self.cached.lock().fresh(self.ttl) {
+            return Ok(snapshot);
         }
+        let _reading = self.reading.lock().await;
+        let generation = {
+            let cached = self.cached.lock();
+            if let Some(snapshot) = cached.fresh(self.ttl) {
+                return Ok(snapshot);
+            }
+            cached.generation
+        };
         let snapshot = Arc::new(Snapshot {
             workers: store.workers().await?,
             pools: pools.to_vec(),
         });
-        *self.cached.lock() = Some((Instant::now(), snapshot.clone()));
+        let mut cached = self.cached.lock();
+        if cached.generation == generation {
+            cached.fleet = Some((Instant::now(), generation, snapshot.clone()));
+        }
         Ok(snapshot)
     }
 
-    /// Forgets the cached fleet (a worker registered or changed status).
+    /// Forgets the cached fleet (a worker registered or changed status), including a read
+    /// in flight.
     pub(crate) fn invalidate(&self) {
-        *self.cached.lock() = None;
+        let mut cached = self.cached.lock();
+        cached.generation += 1;
+        cached.fleet = None;
     }
 }

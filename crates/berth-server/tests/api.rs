@@ -879,3 +879,61 @@ async fn fencing_and_heartbeat_reconciliation() {
     assert!(client.check().await.unwrap().violations.is_empty());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waits_for_the_placement_without_polling() {
+    let server = Server::start().await;
+    let client = &server.client;
+    // No worker yet: the request stays pending, and the wait ends after wait_ms.
+    let submitted = client.submit(&spec(Some("w-1"), 100, 100)).await.unwrap();
+    let started = Instant::now();
+    let view = client
+        .container_when_settled(&submitted.id, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(view.state, ContainerState::Pending);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A worker joins while the client waits: the answer comes with the placement.
+    let waiting = {
+        let client = client.clone();
+        let id = submitted.id.clone();
+        tokio::spawn(async move {
+            client
+                .container_when_settled(&id, Duration::from_secs(20))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.register("w1", 4000, 8192).await;
+    let view = waiting.await.unwrap().unwrap();
+    assert_eq!(view.state, ContainerState::Scheduled);
+    assert!(view.worker.is_some() && view.scheduled_at_ms.is_some());
+
+    // Settled already: at once; unknown: 404; a bad wait: 400.
+    let started = Instant::now();
+    let again = client
+        .container_when_settled(&submitted.id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(again.state, ContainerState::Scheduled);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let unknown = client
+        .container_when_settled(&cid("nope"), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), Some(404));
+    let (status, _, _) = server
+        .raw(
+            reqwest::Method::GET,
+            "/v1/containers/w-1?wait_ms=soon",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}

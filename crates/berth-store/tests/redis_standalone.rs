@@ -314,11 +314,48 @@ async fn a_batch_commit_is_one_round_trip() {
         out.iter()
             .all(|o| matches!(o, CommitOutcome::Committed { .. }))
     );
+    // 20 groups fit one commit_many call.
     assert_eq!(
         (spent.round_trips, spent.script_calls, spent.commands),
-        (1, 20, 20),
+        (1, 1, 1),
         "{spent:?}"
     );
+    assert!(store.check().await.unwrap().is_empty());
+
+    // 100 groups of one go out as ceil(100 / 32) calls, still one round trip; groups that
+    // are rejected (no room, unknown worker) leave the others committed, and a retry of the
+    // whole batch reports the committed ones as already owned.
+    for w in 20..120 {
+        store
+            .register_worker(&registration(&format!("w{w}"), 1_000, 1_000))
+            .await
+            .unwrap();
+    }
+    let mut groups: Vec<CommitGroup> = (20..120)
+        .map(|w| CommitGroup {
+            worker: wid(&format!("w{w}")),
+            reservations: vec![reservation(&format!("d{w}"), 100)],
+        })
+        .collect();
+    groups[7].reservations = vec![reservation("too-big", 5_000)];
+    groups[50].worker = wid("nobody");
+    let before = store.stats().snapshot();
+    let out = store.commit(&groups).await.unwrap();
+    let spent = store.stats().snapshot().since(&before);
+    assert_eq!((spent.round_trips, spent.script_calls), (1, 4), "{spent:?}");
+    assert_eq!(out.len(), 100);
+    for (i, outcome) in out.iter().enumerate() {
+        let committed = matches!(outcome, CommitOutcome::Committed { already_owned, .. } if already_owned.is_empty());
+        assert_eq!(committed, i != 7 && i != 50, "group {i}: {outcome:?}");
+    }
+    let again = store.commit(&groups).await.unwrap();
+    for (i, outcome) in again.iter().enumerate() {
+        if let CommitOutcome::Committed { already_owned, .. } = outcome {
+            assert_eq!(already_owned.len(), 1, "group {i}");
+        } else {
+            assert!(i == 7 || i == 50, "group {i}: {outcome:?}");
+        }
+    }
     assert!(store.check().await.unwrap().is_empty());
 }
 

@@ -2,7 +2,7 @@
 //! reply and guarantee) and script calls.
 //!
 //! Each script is its body prefixed with the shared helpers (`lib.lua`, plus `worker_lib.lua`
-//! or `intake_lib.lua`), concatenated at build time. Calls go out as EVALSHA; when a server
+//! or `intake_lib.lua`; the commits also `commit_lib.lua`), concatenated at build time. Calls go out as EVALSHA; when a server
 //! answers NOSCRIPT (its script cache was flushed by a restart, a failover or SCRIPT FLUSH)
 //! the call is sent again as EVAL with the body, which also caches it on that server.
 
@@ -15,6 +15,20 @@ macro_rules! worker_script {
             include_str!("scripts/lib.lua"),
             "\n",
             include_str!("scripts/worker_lib.lua"),
+            "\n",
+            include_str!(concat!("scripts/", $file))
+        )
+    };
+}
+
+macro_rules! commit_script {
+    ($file:literal) => {
+        concat!(
+            include_str!("scripts/lib.lua"),
+            "\n",
+            include_str!("scripts/worker_lib.lua"),
+            "\n",
+            include_str!("scripts/commit_lib.lua"),
             "\n",
             include_str!(concat!("scripts/", $file))
         )
@@ -69,6 +83,8 @@ impl LuaScript {
 pub struct Scripts {
     /// Commits a group on a worker, lock-free (`free`) or under its lock (`locked`).
     pub commit: LuaScript,
+    /// Commits many groups, each on its own worker, lock-free (standalone Redis only).
+    pub commit_many: LuaScript,
     /// Gives a container's capacity back.
     pub release: LuaScript,
     /// Registers or updates a worker.
@@ -110,7 +126,8 @@ pub struct Scripts {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
-            commit: LuaScript::new("commit.lua", worker_script!("commit.lua")),
+            commit: LuaScript::new("commit.lua", commit_script!("commit.lua")),
+            commit_many: LuaScript::new("commit_many.lua", commit_script!("commit_many.lua")),
             release: LuaScript::new("release.lua", worker_script!("release.lua")),
             register: LuaScript::new("register.lua", worker_script!("register.lua")),
             heartbeat: LuaScript::new("heartbeat.lua", worker_script!("heartbeat.lua")),
@@ -133,9 +150,10 @@ impl Scripts {
     }
 
     /// Every script, for loading.
-    pub fn all(&self) -> [&LuaScript; 19] {
+    pub fn all(&self) -> [&LuaScript; 20] {
         [
             &self.commit,
+            &self.commit_many,
             &self.release,
             &self.register,
             &self.heartbeat,

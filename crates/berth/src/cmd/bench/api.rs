@@ -98,10 +98,11 @@ fn spec(id: String) -> ContainerSpec {
     spec
 }
 
-/// How often a waiting client asks whether its container is placed. The time reported is
-/// the placement time the store recorded, so this only bounds how soon the run ends (and
-/// keeps the polling from loading the server it measures).
-const POLL: Duration = Duration::from_millis(10);
+/// How long one wait for a placement may last before the client asks again. The client
+/// learns of the placement by a long-poll (`GET /v1/containers/{id}?wait_ms=`), which the
+/// server answers as soon as its engine settles the request; the time reported is the
+/// placement time the store recorded at settlement.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// Submits through `client`, waits until the container is placed, and returns when it was
 /// placed (ms since the epoch, as the store stamped it at settlement).
@@ -109,8 +110,7 @@ async fn submit_and_wait(client: Client, id: String) -> anyhow::Result<u64> {
     let container = ContainerId::new(id.as_str())?;
     client.submit(&spec(id)).await?;
     loop {
-        tokio::time::sleep(POLL).await;
-        let view = client.container(&container).await?;
+        let view = client.container_when_settled(&container, WAIT).await?;
         if view.state != ContainerState::Pending {
             anyhow::ensure!(
                 view.worker.is_some(),
