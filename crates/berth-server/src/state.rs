@@ -44,6 +44,18 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// How long a worker may stay silent before the invariant check (`GET /v1/check`)
+    /// calls it dead: twice the heartbeat timeout plus twice the reaper interval, so that a
+    /// check sampled while the reaper is still declaring a worker lost and reclaiming what
+    /// it owned reports nothing.
+    pub fn check_dead_after(&self) -> Duration {
+        self.heartbeat_timeout
+            .saturating_mul(2)
+            .saturating_add(self.reaper_every.saturating_mul(2))
+    }
+}
+
 /// Everything a handler needs. Cheap to clone: clones share the store, the engine, the
 /// fleet cache and the shutdown signal.
 #[derive(Clone)]

@@ -5,8 +5,10 @@
 mod common;
 
 use berth_api::ErrorCode;
+use berth_store::CheckOptions;
 use common::Server;
 use reqwest::Method;
+use std::time::Duration;
 
 /// One hostile request and what must come back.
 #[derive(Clone)]
@@ -699,6 +701,13 @@ async fn every_endpoint_refuses_bad_input_cleanly() {
         workers_before,
         "no worker changed"
     );
-    assert!(server.store.check().await.unwrap().is_empty());
+    assert!(
+        server
+            .store
+            .check(CheckOptions::now(Duration::from_secs(600)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     server.stop().await;
 }

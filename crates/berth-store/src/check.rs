@@ -3,7 +3,8 @@
 
 use crate::{AttemptId, ContainerRecord, ContainerState, Violation};
 use berth_core::{ContainerId, Resources, Worker};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 /// One container a worker owns, as its ownership entry says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,41 +17,126 @@ pub struct OwnedEntry {
     pub resources: Resources,
 }
 
+/// One entry of a worker's assignment queue (delivered or not, not acknowledged yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedAssignment {
+    /// The entry's delivery id (on Redis: the stream entry id).
+    pub delivery: String,
+    /// The container it assigns.
+    pub container: ContainerId,
+    /// The attempt it was committed under.
+    pub attempt: AttemptId,
+}
+
+/// One worker as the check sees it.
+#[derive(Debug, Clone)]
+pub struct WorkerDump {
+    /// The worker: capacity, status.
+    pub worker: Worker,
+    /// The containers it owns.
+    pub owned: Vec<OwnedEntry>,
+    /// Its last heartbeat, in ms since the Unix epoch (registration counts as one).
+    pub heartbeat_ms: u64,
+    /// What its assignment queue holds.
+    pub assignments: Vec<QueuedAssignment>,
+    /// Where that queue lives, to name it in a violation (on Redis: its key).
+    pub queue: String,
+}
+
 /// Everything the check looks at.
 #[derive(Debug, Clone, Default)]
 pub struct Dump {
-    /// Each worker with the containers it owns.
-    pub workers: Vec<(Worker, Vec<OwnedEntry>)>,
+    /// Every registered worker.
+    pub workers: Vec<WorkerDump>,
     /// Every container record.
     pub records: Vec<ContainerRecord>,
-    /// Records that could not be read, already phrased as violations.
+    /// The ids waiting for placement: those with an entry in the intake (claimed or not)
+    /// and those in the backlog.
+    pub queued: HashSet<ContainerId>,
+    /// Records and entries that could not be read, already phrased as violations.
     pub unreadable: Vec<Violation>,
 }
 
+/// When the check runs and how long a silent worker still counts as alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// The time the check judges at, in ms since the Unix epoch.
+    pub now_ms: u64,
+    /// A worker whose last heartbeat is older than this (in ms) is dead: nothing scheduled
+    /// or running may be owned by it. A server passes more than its reaper needs to declare
+    /// a worker lost and reclaim what it owns.
+    pub dead_after_ms: u64,
+}
+
+impl CheckOptions {
+    /// The dead-after time `berth check --redis` uses unless told otherwise.
+    pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(60);
+
+    /// A check at `now_ms` that calls a worker dead after `dead_after` of silence.
+    pub fn at(now_ms: u64, dead_after: Duration) -> CheckOptions {
+        CheckOptions {
+            now_ms,
+            dead_after_ms: u64::try_from(dead_after.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// A check now, by the system clock ([`crate::now_ms`]).
+    pub fn now(dead_after: Duration) -> CheckOptions {
+        CheckOptions::at(crate::now_ms(), dead_after)
+    }
+
+    /// A check that takes every registered worker for alive: for stores whose workers do
+    /// not heartbeat (benchmarks, the demo, tests that are not about liveness).
+    pub fn ignoring_heartbeats() -> CheckOptions {
+        CheckOptions {
+            now_ms: crate::now_ms(),
+            dead_after_ms: u64::MAX,
+        }
+    }
+
+    /// How long ago `heartbeat_ms` was (0 for a heartbeat from the future).
+    pub fn silence_ms(&self, heartbeat_ms: u64) -> u64 {
+        self.now_ms.saturating_sub(heartbeat_ms)
+    }
+
+    /// True when a worker last heard from at `heartbeat_ms` counts as alive.
+    pub fn is_alive(&self, heartbeat_ms: u64) -> bool {
+        self.silence_ms(heartbeat_ms) <= self.dead_after_ms
+    }
+}
+
 /// Every broken invariant in the dump (see [`crate::Store::check`]).
-pub fn violations(dump: &Dump) -> Vec<Violation> {
+pub fn violations(dump: &Dump, options: &CheckOptions) -> Vec<Violation> {
     let mut found = dump.unreadable.clone();
-    let mut owners: HashMap<&ContainerId, Vec<(&Worker, &OwnedEntry)>> = HashMap::new();
-    for (worker, owned) in &dump.workers {
-        check_capacity(worker, owned, &mut found);
-        for entry in owned {
+    let mut owners: HashMap<&ContainerId, Vec<(&WorkerDump, &OwnedEntry)>> = HashMap::new();
+    for worker in &dump.workers {
+        check_capacity(&worker.worker, &worker.owned, &mut found);
+        check_assignments(worker, &mut found);
+        for entry in &worker.owned {
             owners
                 .entry(&entry.container)
                 .or_default()
                 .push((worker, entry));
         }
     }
-    for (container, holders) in &owners {
-        if holders.len() > 1 {
-            let names: Vec<String> = holders.iter().map(|(w, _)| w.id.to_string()).collect();
-            found.push(violation(
-                container,
-                format!("owned by {} workers: {}", holders.len(), names.join(", ")),
-            ));
-        }
+    let mut shared: Vec<_> = owners.iter().filter(|(_, h)| h.len() > 1).collect();
+    shared.sort_by_key(|(container, _)| *container);
+    for (container, holders) in shared {
+        let names: Vec<String> = holders
+            .iter()
+            .map(|(w, _)| w.worker.id.to_string())
+            .collect();
+        found.push(violation(
+            container,
+            format!("owned by {} workers: {}", holders.len(), names.join(", ")),
+        ));
     }
     for record in &dump.records {
-        check_record(record, owners.get(&record.request.id), &mut found);
+        let holders = owners
+            .get(&record.request.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        check_record(record, holders, dump, options, &mut found);
     }
     found
 }
@@ -79,20 +165,51 @@ fn check_capacity(worker: &Worker, owned: &[OwnedEntry], found: &mut Vec<Violati
     }
 }
 
+/// Every queued assignment must be for a container the worker owns under the same attempt.
+fn check_assignments(worker: &WorkerDump, found: &mut Vec<Violation>) {
+    let owned: HashMap<&ContainerId, &AttemptId> = worker
+        .owned
+        .iter()
+        .map(|e| (&e.container, &e.attempt))
+        .collect();
+    for entry in &worker.assignments {
+        let problem = match owned.get(&entry.container) {
+            None => format!(
+                "but worker {} does not own {}",
+                worker.worker.id, entry.container
+            ),
+            Some(attempt) if **attempt != entry.attempt => format!(
+                "but worker {} owns {} under attempt {attempt}",
+                worker.worker.id, entry.container
+            ),
+            Some(_) => continue,
+        };
+        found.push(violation(
+            &worker.queue,
+            format!(
+                "entry {} assigns {} (attempt {}) {problem}",
+                entry.delivery, entry.container, entry.attempt
+            ),
+        ));
+    }
+}
+
 fn check_record(
     record: &ContainerRecord,
-    holders: Option<&Vec<(&Worker, &OwnedEntry)>>,
+    holders: &[(&WorkerDump, &OwnedEntry)],
+    dump: &Dump,
+    options: &CheckOptions,
     found: &mut Vec<Violation>,
 ) {
     let id = &record.request.id;
-    let holders = holders.map(Vec::as_slice).unwrap_or_default();
     match record.state {
         ContainerState::Scheduled | ContainerState::Running => {
-            let held_as_recorded = holders.iter().any(|(w, e)| {
-                Some(&w.id) == record.worker.as_ref() && Some(&e.attempt) == record.attempt.as_ref()
+            let holder = holders.iter().find(|(w, e)| {
+                Some(&w.worker.id) == record.worker.as_ref()
+                    && Some(&e.attempt) == record.attempt.as_ref()
             });
-            if !held_as_recorded {
-                found.push(violation(
+            match holder {
+                None => found.push(violation(
                     id,
                     format!(
                         "{} on worker {} (attempt {}) but that worker does not own it",
@@ -100,8 +217,32 @@ fn check_record(
                         display(record.worker.as_ref()),
                         display(record.attempt.as_ref())
                     ),
-                ));
+                )),
+                Some((worker, _)) if !options.is_alive(worker.heartbeat_ms) => {
+                    found.push(violation(
+                        id,
+                        format!(
+                            "{} on worker {} (attempt {}) but that worker is dead: last \
+                             heartbeat {} ms ago, dead after {} ms",
+                            record.state,
+                            worker.worker.id,
+                            display(record.attempt.as_ref()),
+                            options.silence_ms(worker.heartbeat_ms),
+                            options.dead_after_ms
+                        ),
+                    ));
+                }
+                Some(_) => {}
             }
+        }
+        ContainerState::Pending if !dump.queued.contains(id) => {
+            found.push(violation(
+                id,
+                format!(
+                    "{} but neither in the intake nor in the backlog (deferred {} times)",
+                    record.state, record.deferrals
+                ),
+            ));
         }
         state if state.is_terminal() && !holders.is_empty() => {
             let (worker, entry) = holders[0];
@@ -109,7 +250,7 @@ fn check_record(
                 id,
                 format!(
                     "{state} but still owned by worker {} ({} leaked)",
-                    worker.id, entry.resources
+                    worker.worker.id, entry.resources
                 ),
             ));
         }

@@ -131,7 +131,10 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
     raw(&["HSET", &key, "free_cpu", "abc"]);
     assert_corrupt(store.worker(&wid("w1")).await, &key, "free_cpu");
     assert_corrupt(store.workers().await, &key, "free_cpu");
-    let violations = store.check().await.unwrap();
+    let violations = store
+        .check(CheckOptions::now(Duration::from_secs(600)))
+        .await
+        .unwrap();
     assert!(
         violations
             .iter()
@@ -164,7 +167,13 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
     ]);
     assert_corrupt(store.worker(&wid("w1")).await, &key, "gpu_type");
     raw(&["HSET", &key, "gpu_type", ""]);
-    assert!(store.check().await.unwrap().is_empty());
+    assert!(
+        store
+            .check(CheckOptions::now(Duration::from_secs(600)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -184,7 +193,10 @@ async fn corrupt_records_and_ownership_are_reported_by_check() {
     );
     let owned = store.keys().owned(&wid("w1"));
     raw(&["HSET", &owned, "c9", "not an entry"]);
-    let violations = store.check().await.unwrap();
+    let violations = store
+        .check(CheckOptions::now(Duration::from_secs(600)))
+        .await
+        .unwrap();
     assert!(
         violations
             .iter()
@@ -286,7 +298,13 @@ async fn a_flushed_script_cache_is_reloaded() {
         .unwrap();
     let spent = store.stats().snapshot().since(&before);
     assert!(spent.round_trips <= 3, "{spent:?}");
-    assert!(store.check().await.unwrap().is_empty());
+    assert!(
+        store
+            .check(CheckOptions::now(Duration::from_secs(600)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -318,7 +336,13 @@ async fn a_batch_commit_is_one_round_trip() {
         (1, 20, 20),
         "{spent:?}"
     );
-    assert!(store.check().await.unwrap().is_empty());
+    assert!(
+        store
+            .check(CheckOptions::now(Duration::from_secs(600)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -433,7 +457,13 @@ async fn oversized_quantities_are_refused_before_anything_is_written() {
         matches!(out, Err(StoreError::InvalidArgument(_))),
         "{out:?}"
     );
-    assert!(store.check().await.unwrap().is_empty());
+    assert!(
+        store
+            .check(CheckOptions::now(Duration::from_secs(600)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
