@@ -158,7 +158,8 @@ pub trait Store: Send + Sync {
 
     /// Settles claims, each atomically: the record moves (to scheduled or failed, or stays
     /// pending and goes to the backlog) and the intake entry is acknowledged. A record that
-    /// has moved on already is reported as superseded (a missing record as superseded by
+    /// has moved on already is reported as superseded; so is a placement under an attempt
+    /// the reaper revoked, and its still-pending record is queued in the intake again (a missing record as superseded by
     /// `Failed` with no holder). A malformed entry id fails the whole call with
     /// [`crate::StoreError::InvalidArgument`] before anything is written.
     async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>>;

@@ -1481,4 +1481,11 @@ pub async fn a_reservation_given_back_before_its_settlement_never_schedules(conn
     assert_eq!(record.state, ContainerState::Pending);
     assert_eq!(record.revoked_attempts, vec![claim.attempt.clone()]);
     assert_clean(&*store).await;
+    let again = store.claim("e", 1, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        again.iter().map(|c| &c.request.id).collect::<Vec<_>>(),
+        vec![&cid("r1")],
+        "the request is placed again, not lost"
+    );
+    assert_ne!(again[0].attempt, claim.attempt);
 }
