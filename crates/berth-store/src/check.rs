@@ -268,3 +268,260 @@ fn violation(subject: &impl std::fmt::Display, detail: String) -> Violation {
         detail,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use berth_core::{
+        ContainerRequest, GpuPreference, Payload, PlacementPolicy, PoolAttributes, PoolName,
+        WorkerId, WorkerStatus,
+    };
+
+    const NOW: u64 = 1_000_000;
+    const DEAD_AFTER: Duration = Duration::from_secs(60);
+
+    fn options() -> CheckOptions {
+        CheckOptions::at(NOW, DEAD_AFTER)
+    }
+
+    fn cid(id: &str) -> ContainerId {
+        ContainerId::new(id).unwrap()
+    }
+
+    fn attempt(id: &str) -> AttemptId {
+        AttemptId(id.to_owned())
+    }
+
+    /// Worker `id` with 4000m / 4096 MiB, owning `owned` (100m / 100 MiB each, under
+    /// `(container, attempt)`), last heard from at `heartbeat_ms`.
+    fn worker(id: &str, owned: &[(&str, &str)], heartbeat_ms: u64) -> WorkerDump {
+        let each = Resources::new(100, 100, 0);
+        let total = Resources::new(4000, 4096, 0);
+        let held = Resources::new(100 * owned.len() as u64, 100 * owned.len() as u64, 0);
+        WorkerDump {
+            worker: Worker {
+                id: WorkerId::new(id).unwrap(),
+                pool: PoolAttributes {
+                    pool: PoolName::new("default").unwrap(),
+                    priority: 0,
+                    preemptible: false,
+                    requires_pool_selector: false,
+                    policy: PlacementPolicy::Spread,
+                },
+                status: WorkerStatus::Available,
+                total,
+                free: total.checked_sub(held).unwrap(),
+                gpu_type: None,
+                version: 1,
+            },
+            owned: owned
+                .iter()
+                .map(|(c, a)| OwnedEntry {
+                    container: cid(c),
+                    attempt: attempt(a),
+                    resources: each,
+                })
+                .collect(),
+            heartbeat_ms,
+            assignments: Vec::new(),
+            queue: format!("{id}:assign"),
+        }
+    }
+
+    fn queued(delivery: &str, container: &str, attempt_id: &str) -> QueuedAssignment {
+        QueuedAssignment {
+            delivery: delivery.to_owned(),
+            container: cid(container),
+            attempt: attempt(attempt_id),
+        }
+    }
+
+    fn record(id: &str, state: ContainerState, holder: Option<(&str, &str)>) -> ContainerRecord {
+        let mut record = crate::lifecycle::pending(ContainerRequest {
+            id: cid(id),
+            tenant: "t".into(),
+            resources: Resources::new(100, 100, 0),
+            gpu: GpuPreference::Any,
+            pool_selector: None,
+            preemptible: false,
+            priority: 0,
+            submitted_at_ms: 1,
+            payload: Payload::default(),
+        });
+        record.state = state;
+        if let Some((w, a)) = holder {
+            record.worker = Some(WorkerId::new(w).unwrap());
+            record.attempt = Some(attempt(a));
+        }
+        record
+    }
+
+    #[test]
+    fn a_healthy_dump_has_no_violations() {
+        let mut w1 = worker("w1", &[("c1", "a1"), ("c2", "a2")], NOW - 1000);
+        w1.assignments = vec![queued("1-0", "c1", "a1")];
+        let dump = Dump {
+            workers: vec![w1],
+            records: vec![
+                record("c1", ContainerState::Scheduled, Some(("w1", "a1"))),
+                record("c2", ContainerState::Running, Some(("w1", "a2"))),
+                record("c3", ContainerState::Pending, None),
+                record("c4", ContainerState::Exited, Some(("w1", "a4"))),
+            ],
+            queued: [cid("c3")].into_iter().collect(),
+            unreadable: Vec::new(),
+        };
+        assert_eq!(violations(&dump, &options()), Vec::new());
+    }
+
+    #[test]
+    fn a_dead_owner_is_a_violation() {
+        let dump = Dump {
+            workers: vec![worker("w1", &[("c1", "a1")], NOW - 90_000)],
+            records: vec![record("c1", ContainerState::Running, Some(("w1", "a1")))],
+            ..Dump::default()
+        };
+        let found = violations(&dump, &options());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].subject, "c1");
+        assert_eq!(
+            found[0].detail,
+            "running on worker w1 (attempt a1) but that worker is dead: last heartbeat \
+             90000 ms ago, dead after 60000 ms"
+        );
+        // Exactly at the limit it is still alive.
+        let mut dump = dump;
+        dump.workers[0].heartbeat_ms = NOW - 60_000;
+        assert!(violations(&dump, &options()).is_empty());
+    }
+
+    #[test]
+    fn a_lost_worker_with_a_fresh_heartbeat_is_alive() {
+        // The reaper has declared it lost and not reclaimed its containers yet.
+        let mut w1 = worker("w1", &[("c1", "a1")], NOW - 5_000);
+        w1.worker.status = WorkerStatus::Lost;
+        w1.assignments = vec![queued("1-0", "c1", "a1")];
+        let dump = Dump {
+            workers: vec![w1],
+            records: vec![record("c1", ContainerState::Scheduled, Some(("w1", "a1")))],
+            ..Dump::default()
+        };
+        assert_eq!(violations(&dump, &options()), Vec::new());
+    }
+
+    #[test]
+    fn ignoring_heartbeats_takes_every_worker_for_alive() {
+        let dump = Dump {
+            workers: vec![worker("w1", &[("c1", "a1")], 0)],
+            records: vec![record("c1", ContainerState::Running, Some(("w1", "a1")))],
+            ..Dump::default()
+        };
+        assert!(violations(&dump, &CheckOptions::ignoring_heartbeats()).is_empty());
+        assert_eq!(violations(&dump, &options()).len(), 1);
+    }
+
+    #[test]
+    fn an_assignment_without_ownership_is_a_violation() {
+        let mut w1 = worker("w1", &[], NOW);
+        w1.assignments = vec![queued("7-0", "c1", "a1")];
+        let dump = Dump {
+            workers: vec![w1],
+            ..Dump::default()
+        };
+        let found = violations(&dump, &options());
+        assert_eq!(
+            found,
+            vec![Violation {
+                subject: "w1:assign".to_owned(),
+                detail: "entry 7-0 assigns c1 (attempt a1) but worker w1 does not own c1"
+                    .to_owned(),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_assignment_under_another_attempt_is_a_violation() {
+        let mut w1 = worker("w1", &[("c1", "a2")], NOW);
+        w1.assignments = vec![queued("7-0", "c1", "a1"), queued("8-0", "c1", "a2")];
+        let dump = Dump {
+            workers: vec![w1],
+            ..Dump::default()
+        };
+        let found = violations(&dump, &options());
+        assert_eq!(
+            found,
+            vec![Violation {
+                subject: "w1:assign".to_owned(),
+                detail: "entry 7-0 assigns c1 (attempt a1) but worker w1 owns c1 under \
+                         attempt a2"
+                    .to_owned(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_pending_record_neither_in_the_intake_nor_in_the_backlog_is_a_violation() {
+        let mut lost = record("c1", ContainerState::Pending, None);
+        lost.deferrals = 2;
+        let dump = Dump {
+            records: vec![lost, record("c2", ContainerState::Pending, None)],
+            queued: [cid("c2")].into_iter().collect(),
+            ..Dump::default()
+        };
+        let found = violations(&dump, &options());
+        assert_eq!(
+            found,
+            vec![Violation {
+                subject: "c1".to_owned(),
+                detail: "pending but neither in the intake nor in the backlog (deferred 2 \
+                         times)"
+                    .to_owned(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_pending_record_owned_between_commit_and_settlement_is_fine() {
+        // Committed, not settled yet: owned and queued to the worker, still in the intake.
+        let mut w1 = worker("w1", &[("c1", "a1")], NOW);
+        w1.assignments = vec![queued("1-0", "c1", "a1")];
+        let dump = Dump {
+            workers: vec![w1],
+            records: vec![record("c1", ContainerState::Pending, None)],
+            queued: [cid("c1")].into_iter().collect(),
+            unreadable: Vec::new(),
+        };
+        assert!(violations(&dump, &options()).is_empty());
+    }
+
+    #[test]
+    fn unreadable_entries_and_the_old_rules_still_count() {
+        let mut w1 = worker("w1", &[("c1", "a1")], NOW);
+        w1.worker.free = Resources::new(4000, 4096, 0);
+        let w2 = worker("w2", &[("c1", "a9")], NOW);
+        let dump = Dump {
+            workers: vec![w1, w2],
+            records: vec![record("c1", ContainerState::Failed, None)],
+            unreadable: vec![Violation {
+                subject: "k".to_owned(),
+                detail: "unreadable".to_owned(),
+            }],
+            ..Dump::default()
+        };
+        let found: Vec<String> = violations(&dump, &options())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                "k: unreadable",
+                "w1: free (cpu=4000m memory=4096Mi gpu=0) + owned (cpu=100m memory=100Mi \
+                 gpu=0) != total (cpu=4000m memory=4096Mi gpu=0)",
+                "c1: owned by 2 workers: w1, w2",
+                "c1: failed but still owned by worker w1 (cpu=100m memory=100Mi gpu=0 leaked)",
+            ]
+        );
+    }
+}
