@@ -507,3 +507,106 @@ async fn usize_max_means_everything() {
         .unwrap();
     assert_eq!(got.len(), 1);
 }
+
+/// The id of the intake entry for `container` (the entry's field `id`).
+fn intake_entry_of(store: &RedisStore, container: &str) -> String {
+    let entries = raw(&["XRANGE", &store.keys().intake(), "-", "+"]);
+    for entry in entries.as_array().unwrap() {
+        let entry = entry.as_array().unwrap();
+        let fields = entry[1].as_array().unwrap();
+        let names: Vec<&str> = fields.iter().map(|f| f.as_text().unwrap()).collect();
+        if names.chunks(2).any(|kv| kv == ["id", container]) {
+            return entry[0].as_text().unwrap().to_owned();
+        }
+    }
+    panic!("{container} has no intake entry")
+}
+
+#[tokio::test]
+async fn check_names_the_key_of_a_missing_or_stray_queue_entry() {
+    let store = client(config("check-queues")).await;
+    let options = CheckOptions::now(Duration::from_secs(600));
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("r1"), request("r2")]).await.unwrap();
+    assert_eq!(store.check(options).await.unwrap(), Vec::new());
+
+    // A pending record whose intake entry is gone, and which is not in the backlog.
+    let intake = store.keys().intake();
+    raw(&["XDEL", &intake, &intake_entry_of(&store, "r1")]);
+    let violations = store.check(options).await.unwrap();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].subject, "r1");
+    assert!(
+        violations[0]
+            .detail
+            .starts_with("pending but neither in the intake nor in the backlog"),
+        "{violations:?}"
+    );
+    raw(&["ZADD", &store.keys().backlog(), "1", "r1"]);
+    assert_eq!(store.check(options).await.unwrap(), Vec::new());
+
+    // An assignment entry for a container the worker does not own.
+    let assign = store.keys().assign(&wid("w1"));
+    let stray = raw(&[
+        "XADD",
+        &assign,
+        "*",
+        "container",
+        "c9",
+        "attempt",
+        "a9",
+        "cpu",
+        "1",
+        "mem",
+        "1",
+        "gpu",
+        "0",
+        "payload",
+        "{}",
+    ]);
+    let stray = stray.as_text().unwrap().to_owned();
+    let violations = store.check(options).await.unwrap();
+    assert_eq!(
+        violations,
+        vec![Violation {
+            subject: assign.clone(),
+            detail: format!("entry {stray} assigns c9 (attempt a9) but worker w1 does not own c9"),
+        }]
+    );
+    raw(&["XDEL", &assign, &stray]);
+    assert_eq!(store.check(options).await.unwrap(), Vec::new());
+
+    // Entries that cannot be read are reported with their key, never a panic.
+    let bad_intake = raw(&["XADD", &intake, "*", "not-id", "r2"]);
+    let bad_assign = raw(&["XADD", &assign, "*", "container", "c9"]);
+    let violations = store.check(options).await.unwrap();
+    let subjects: Vec<&str> = violations.iter().map(|v| v.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        vec![assign.as_str(), intake.as_str()],
+        "{violations:?}"
+    );
+    assert!(
+        violations[1]
+            .detail
+            .contains(&format!("{}.id", bad_intake.as_text().unwrap())),
+        "{violations:?}"
+    );
+    assert!(
+        violations[0].detail.starts_with("unreadable"),
+        "{violations:?}"
+    );
+    raw(&["XDEL", &assign, bad_assign.as_text().unwrap()]);
+    raw(&["XDEL", &intake, bad_intake.as_text().unwrap()]);
+    // A stream key of another type is unreadable too.
+    raw(&["DEL", &assign]);
+    raw(&["SET", &assign, "oops"]);
+    let violations = store.check(options).await.unwrap();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].subject, assign);
+    raw(&["DEL", &assign]);
+    assert_eq!(store.check(options).await.unwrap(), Vec::new());
+}
