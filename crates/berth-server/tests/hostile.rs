@@ -5,10 +5,8 @@
 mod common;
 
 use berth_api::ErrorCode;
-use berth_store::CheckOptions;
 use common::Server;
 use reqwest::Method;
-use std::time::Duration;
 
 /// One hostile request and what must come back.
 #[derive(Clone)]
@@ -701,13 +699,6 @@ async fn every_endpoint_refuses_bad_input_cleanly() {
         workers_before,
         "no worker changed"
     );
-    assert!(
-        server
-            .store
-            .check(CheckOptions::now(Duration::from_secs(600)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    server.assert_clean().await;
     server.stop().await;
 }

@@ -8,7 +8,7 @@ use berth_api::{ContainerSpec, HeartbeatRequest, ReportedState, StatusReport};
 use berth_core::{ContainerId, WorkerStatus};
 use berth_localredis::LocalRedis;
 use berth_server::reap_once;
-use berth_store::{CheckOptions, ContainerState, RedisStore, Store, StoreConfig};
+use berth_store::{ContainerState, RedisStore, Store, StoreConfig};
 use common::Server;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -158,13 +158,6 @@ async fn the_reaper_reclaims_on_redis() {
     assert_eq!(worker.free, worker.total);
     let again = reap_once(&server.state, later).await.unwrap();
     assert_eq!(again, berth_server::ReapReport::default());
-    assert!(
-        server
-            .store
-            .check(CheckOptions::now(Duration::from_secs(600)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    server.assert_clean().await;
     server.stop().await;
 }

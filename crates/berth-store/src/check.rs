@@ -421,42 +421,37 @@ mod tests {
         assert_eq!(violations(&dump, &options()).len(), 1);
     }
 
-    #[test]
-    fn an_assignment_without_ownership_is_a_violation() {
-        let mut w1 = worker("w1", &[], NOW);
-        w1.assignments = vec![queued("7-0", "c1", "a1")];
+    /// What the check says of worker w1 owning `owned` with `assignments` queued.
+    fn judge_queue(owned: &[(&str, &str)], assignments: Vec<QueuedAssignment>) -> Vec<String> {
+        let mut w1 = worker("w1", owned, NOW);
+        w1.assignments = assignments;
         let dump = Dump {
             workers: vec![w1],
             ..Dump::default()
         };
-        let found = violations(&dump, &options());
+        violations(&dump, &options())
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn an_assignment_without_ownership_is_a_violation() {
         assert_eq!(
-            found,
-            vec![Violation {
-                subject: "w1:assign".to_owned(),
-                detail: "entry 7-0 assigns c1 (attempt a1) but worker w1 does not own c1"
-                    .to_owned(),
-            }]
+            judge_queue(&[], vec![queued("7-0", "c1", "a1")]),
+            vec!["w1:assign: entry 7-0 assigns c1 (attempt a1) but worker w1 does not own c1"]
         );
     }
 
     #[test]
     fn an_assignment_under_another_attempt_is_a_violation() {
-        let mut w1 = worker("w1", &[("c1", "a2")], NOW);
-        w1.assignments = vec![queued("7-0", "c1", "a1"), queued("8-0", "c1", "a2")];
-        let dump = Dump {
-            workers: vec![w1],
-            ..Dump::default()
-        };
-        let found = violations(&dump, &options());
+        let entries = vec![queued("7-0", "c1", "a1"), queued("8-0", "c1", "a2")];
         assert_eq!(
-            found,
-            vec![Violation {
-                subject: "w1:assign".to_owned(),
-                detail: "entry 7-0 assigns c1 (attempt a1) but worker w1 owns c1 under \
-                         attempt a2"
-                    .to_owned(),
-            }]
+            judge_queue(&[("c1", "a2")], entries),
+            vec![
+                "w1:assign: entry 7-0 assigns c1 (attempt a1) but worker w1 owns c1 under \
+                 attempt a2"
+            ]
         );
     }
 

@@ -136,13 +136,7 @@ async fn a_batch_over_every_primary_is_one_round_trip() {
         (2, 20),
         "{spent:?}"
     );
-    assert!(
-        store
-            .check(CheckOptions::now(Duration::from_secs(600)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,13 +166,7 @@ async fn scripts_reload_after_every_node_flushed_its_cache() {
             .all(|o| matches!(o, CommitOutcome::Committed { .. })),
         "{out:?}"
     );
-    assert!(
-        store
-            .check(CheckOptions::now(Duration::from_secs(600)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    contract::assert_clean(&store).await;
 }
 
 /// Worker ids whose keys all live on the primary that serves the first of them.
@@ -332,10 +320,7 @@ async fn commits_continue_after_a_primary_fails_over() {
         held.iter().rev().take(10).all(|h| *h),
         "commits made after the failover are held"
     );
-    let violations = store
-        .check(CheckOptions::now(Duration::from_secs(600)))
-        .await
-        .unwrap();
+    let violations = store.check(contract::now()).await.unwrap();
     assert!(
         violations.is_empty(),
         "violations after failover: {violations:?}"

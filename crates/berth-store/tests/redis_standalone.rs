@@ -131,10 +131,7 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
     raw(&["HSET", &key, "free_cpu", "abc"]);
     assert_corrupt(store.worker(&wid("w1")).await, &key, "free_cpu");
     assert_corrupt(store.workers().await, &key, "free_cpu");
-    let violations = store
-        .check(CheckOptions::now(Duration::from_secs(600)))
-        .await
-        .unwrap();
+    let violations = store.check(contract::now()).await.unwrap();
     assert!(
         violations
             .iter()
@@ -167,13 +164,7 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
     ]);
     assert_corrupt(store.worker(&wid("w1")).await, &key, "gpu_type");
     raw(&["HSET", &key, "gpu_type", ""]);
-    assert!(
-        store
-            .check(CheckOptions::now(Duration::from_secs(600)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test]
@@ -193,10 +184,7 @@ async fn corrupt_records_and_ownership_are_reported_by_check() {
     );
     let owned = store.keys().owned(&wid("w1"));
     raw(&["HSET", &owned, "c9", "not an entry"]);
-    let violations = store
-        .check(CheckOptions::now(Duration::from_secs(600)))
-        .await
-        .unwrap();
+    let violations = store.check(contract::now()).await.unwrap();
     assert!(
         violations
             .iter()
@@ -298,13 +286,7 @@ async fn a_flushed_script_cache_is_reloaded() {
         .unwrap();
     let spent = store.stats().snapshot().since(&before);
     assert!(spent.round_trips <= 3, "{spent:?}");
-    assert!(
-        store
-            .check(CheckOptions::now(Duration::from_secs(600)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test]
@@ -336,13 +318,7 @@ async fn a_batch_commit_is_one_round_trip() {
         (1, 20, 20),
         "{spent:?}"
     );
-    assert!(
-        store
-            .check(CheckOptions::now(Duration::from_secs(600)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test]
@@ -457,13 +433,7 @@ async fn oversized_quantities_are_refused_before_anything_is_written() {
         matches!(out, Err(StoreError::InvalidArgument(_))),
         "{out:?}"
     );
-    assert!(
-        store
-            .check(CheckOptions::now(Duration::from_secs(600)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test]
@@ -525,7 +495,7 @@ fn intake_entry_of(store: &RedisStore, container: &str) -> String {
 #[tokio::test]
 async fn check_names_the_key_of_a_missing_or_stray_queue_entry() {
     let store = client(config("check-queues")).await;
-    let options = CheckOptions::now(Duration::from_secs(600));
+    let options = contract::now();
     store
         .register_worker(&registration("w1", 4000, 4096))
         .await

@@ -152,11 +152,11 @@ async fn free(store: &dyn Store, worker: &str) -> Resources {
 
 /// A check now that calls a worker dead after ten minutes of silence: cases that are not
 /// about liveness never get near it.
-fn now() -> CheckOptions {
+pub fn now() -> CheckOptions {
     CheckOptions::now(Duration::from_secs(600))
 }
 
-async fn assert_clean(store: &dyn Store) {
+pub async fn assert_clean(store: &dyn Store) {
     let violations = store.check(now()).await.unwrap();
     assert!(violations.is_empty(), "violations: {violations:?}");
 }
