@@ -155,3 +155,23 @@ impl FleetCache {
         *self.cached.lock() = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_waits_for_the_reaper_before_calling_a_worker_dead() {
+        let config = ServerConfig {
+            heartbeat_timeout: Duration::from_secs(30),
+            reaper_every: Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        assert_eq!(config.check_dead_after(), Duration::from_secs(70));
+        let huge = ServerConfig {
+            heartbeat_timeout: Duration::MAX,
+            ..ServerConfig::default()
+        };
+        assert_eq!(huge.check_dead_after(), Duration::MAX);
+    }
+}
