@@ -74,8 +74,23 @@ pub async fn run(connection: &Connection, args: CheckArgs) -> anyhow::Result<i32
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CheckArgs,
+    }
+
+    #[test]
+    fn dead_after_defaults_to_the_stores_default_and_needs_redis() {
+        let cli = Cli::try_parse_from(["check", "--redis", "redis://127.0.0.1:6379/"]).unwrap();
+        assert_eq!(cli.args.dead_after, CheckOptions::DEFAULT_DEAD_AFTER);
+        assert!(Cli::try_parse_from(["check", "--dead-after", "5"]).is_err());
+    }
 
     #[test]
     fn dead_after_is_whole_positive_seconds() {
