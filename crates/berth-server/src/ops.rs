@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use berth_api::{
     CheckView, DemandView, ErrorBody, ErrorCode, Health, PoolDemandView, ViolationView,
 };
+use berth_store::CheckOptions;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use utoipa::OpenApi;
@@ -31,13 +32,17 @@ pub async fn demand(State(state): Shared) -> Result<Json<DemandView>, HttpError>
     }))
 }
 
-/// Checks every invariant of the store (capacity accounting, ownership, no leaks).
+/// Checks every invariant of the store (capacity accounting, ownership, no leaks, live
+/// owners, assignment queues, the intake and the backlog) at this server's clock. A worker
+/// counts as dead after twice the heartbeat timeout plus twice the reaper interval of
+/// silence: by then the reaper has declared it lost and given back what it owned.
 #[utoipa::path(
     get, path = "/v1/check", tag = "operations",
     responses((status = 200, description = "The violations; empty when every invariant holds", body = CheckView))
 )]
 pub async fn check(State(state): Shared) -> Result<Json<CheckView>, HttpError> {
-    let violations = state.store.check().await?;
+    let options = CheckOptions::at(state.now_ms(), state.config.check_dead_after());
+    let violations = state.store.check(options).await?;
     Ok(Json(CheckView {
         violations: violations.iter().map(ViolationView::from).collect(),
     }))

@@ -44,6 +44,18 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// How long a worker may stay silent before the invariant check (`GET /v1/check`)
+    /// calls it dead: twice the heartbeat timeout plus twice the reaper interval, so that a
+    /// check sampled while the reaper is still declaring a worker lost and reclaiming what
+    /// it owned reports nothing.
+    pub fn check_dead_after(&self) -> Duration {
+        self.heartbeat_timeout
+            .saturating_mul(2)
+            .saturating_add(self.reaper_every.saturating_mul(2))
+    }
+}
+
 /// Everything a handler needs. Cheap to clone: clones share the store, the engine, the
 /// fleet cache and the shutdown signal.
 #[derive(Clone)]
@@ -179,5 +191,25 @@ impl FleetCache {
         let mut cached = self.cached.lock();
         cached.generation += 1;
         cached.fleet = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_waits_for_the_reaper_before_calling_a_worker_dead() {
+        let config = ServerConfig {
+            heartbeat_timeout: Duration::from_secs(30),
+            reaper_every: Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        assert_eq!(config.check_dead_after(), Duration::from_secs(70));
+        let huge = ServerConfig {
+            heartbeat_timeout: Duration::MAX,
+            ..ServerConfig::default()
+        };
+        assert_eq!(huge.check_dead_after(), Duration::MAX);
     }
 }

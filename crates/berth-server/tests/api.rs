@@ -231,7 +231,7 @@ async fn a_worker_runs_a_container_through_the_api() {
     let worker = &client.workers().await.unwrap()[0];
     assert_eq!(worker.free, worker.total, "the capacity is back");
     assert_eq!(client.logs(&cid("run-1")).await.unwrap().lines, lines);
-    assert!(server.store.check().await.unwrap().is_empty());
+    server.assert_clean().await;
     assert!(client.check().await.unwrap().violations.is_empty());
 
     // Cancelling a running container: the heartbeat says to stop it, the worker reports.
@@ -293,7 +293,7 @@ async fn a_worker_runs_a_container_through_the_api() {
     );
     let worker = &client.workers().await.unwrap()[0];
     assert_eq!(worker.free, worker.total);
-    assert!(server.store.check().await.unwrap().is_empty());
+    server.assert_clean().await;
 
     // A drained worker that owns nothing can leave; one that owns something cannot.
     client
@@ -523,7 +523,7 @@ async fn the_reaper_gives_back_a_dead_workers_containers() {
     let worker = &client.workers().await.unwrap()[0];
     assert_eq!(worker.status, WorkerStatus::Lost);
     assert_eq!(worker.free, worker.total, "reclaimed");
-    assert!(server.store.check().await.unwrap().is_empty());
+    server.assert_clean().await;
 
     // Again: nothing more (reclaimed exactly once).
     let again = reap_once(&server.state, later).await.unwrap();
@@ -587,7 +587,7 @@ async fn the_reaper_gives_back_a_dead_workers_containers() {
     server.register("w1", 4000, 8192).await;
     let placed = server.wait_for(&cid("sched-1"), "scheduled").await;
     assert_ne!(placed.attempt, sched.attempt);
-    assert!(server.store.check().await.unwrap().is_empty());
+    server.assert_clean().await;
     server.stop().await;
 }
 
@@ -613,7 +613,7 @@ async fn the_reaper_repairs_a_half_done_tick() {
     assert!(report.lost_workers.is_empty());
     assert_eq!(report.requeued, 1);
     assert!(server.store.owned(&w1).await.unwrap().is_empty());
-    assert!(server.store.check().await.unwrap().is_empty());
+    server.assert_clean().await;
     server.stop().await;
 }
 
@@ -782,7 +782,7 @@ async fn orphaned_reservations_are_adopted_or_released() {
     let workers = client.workers().await.unwrap();
     let w2_view = workers.iter().find(|w| w.id == w2).unwrap();
     assert_eq!(w2_view.free, w2_view.total);
-    assert!(server.store.check().await.unwrap().is_empty());
+    server.assert_clean().await;
     server.stop().await;
 }
 

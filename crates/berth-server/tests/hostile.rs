@@ -732,6 +732,6 @@ async fn every_endpoint_refuses_bad_input_cleanly() {
         workers_before,
         "no worker changed"
     );
-    assert!(server.store.check().await.unwrap().is_empty());
+    server.assert_clean().await;
     server.stop().await;
 }

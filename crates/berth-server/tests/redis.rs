@@ -166,6 +166,6 @@ async fn the_reaper_reclaims_on_redis() {
     assert_eq!(worker.free, worker.total);
     let again = reap_once(&server.state, later).await.unwrap();
     assert_eq!(again, berth_server::ReapReport::default());
-    assert!(server.store.check().await.unwrap().is_empty());
+    server.assert_clean().await;
     server.stop().await;
 }

@@ -3,7 +3,8 @@
 
 use crate::{AttemptId, ContainerRecord, ContainerState, Violation};
 use berth_core::{ContainerId, Resources, Worker};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 /// One container a worker owns, as its ownership entry says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,41 +17,126 @@ pub struct OwnedEntry {
     pub resources: Resources,
 }
 
+/// One entry of a worker's assignment queue (delivered or not, not acknowledged yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedAssignment {
+    /// The entry's delivery id (on Redis: the stream entry id).
+    pub delivery: String,
+    /// The container it assigns.
+    pub container: ContainerId,
+    /// The attempt it was committed under.
+    pub attempt: AttemptId,
+}
+
+/// One worker as the check sees it.
+#[derive(Debug, Clone)]
+pub struct WorkerDump {
+    /// The worker: capacity, status.
+    pub worker: Worker,
+    /// The containers it owns.
+    pub owned: Vec<OwnedEntry>,
+    /// Its last heartbeat, in ms since the Unix epoch (registration counts as one).
+    pub heartbeat_ms: u64,
+    /// What its assignment queue holds.
+    pub assignments: Vec<QueuedAssignment>,
+    /// Where that queue lives, to name it in a violation (on Redis: its key).
+    pub queue: String,
+}
+
 /// Everything the check looks at.
 #[derive(Debug, Clone, Default)]
 pub struct Dump {
-    /// Each worker with the containers it owns.
-    pub workers: Vec<(Worker, Vec<OwnedEntry>)>,
+    /// Every registered worker.
+    pub workers: Vec<WorkerDump>,
     /// Every container record.
     pub records: Vec<ContainerRecord>,
-    /// Records that could not be read, already phrased as violations.
+    /// The ids waiting for placement: those with an entry in the intake (claimed or not)
+    /// and those in the backlog.
+    pub queued: HashSet<ContainerId>,
+    /// Records and entries that could not be read, already phrased as violations.
     pub unreadable: Vec<Violation>,
 }
 
+/// When the check runs and how long a silent worker still counts as alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// The time the check judges at, in ms since the Unix epoch.
+    pub now_ms: u64,
+    /// A worker whose last heartbeat is older than this (in ms) is dead: nothing scheduled
+    /// or running may be owned by it. A server passes more than its reaper needs to declare
+    /// a worker lost and reclaim what it owns.
+    pub dead_after_ms: u64,
+}
+
+impl CheckOptions {
+    /// The dead-after time `berth check --redis` uses unless told otherwise.
+    pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(60);
+
+    /// A check at `now_ms` that calls a worker dead after `dead_after` of silence.
+    pub fn at(now_ms: u64, dead_after: Duration) -> CheckOptions {
+        CheckOptions {
+            now_ms,
+            dead_after_ms: u64::try_from(dead_after.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// A check now, by the system clock ([`crate::now_ms`]).
+    pub fn now(dead_after: Duration) -> CheckOptions {
+        CheckOptions::at(crate::now_ms(), dead_after)
+    }
+
+    /// A check that takes every registered worker for alive: for stores whose workers do
+    /// not heartbeat (benchmarks, the demo, tests that are not about liveness).
+    pub fn ignoring_heartbeats() -> CheckOptions {
+        CheckOptions {
+            now_ms: crate::now_ms(),
+            dead_after_ms: u64::MAX,
+        }
+    }
+
+    /// How long ago `heartbeat_ms` was (0 for a heartbeat from the future).
+    pub fn silence_ms(&self, heartbeat_ms: u64) -> u64 {
+        self.now_ms.saturating_sub(heartbeat_ms)
+    }
+
+    /// True when a worker last heard from at `heartbeat_ms` counts as alive.
+    pub fn is_alive(&self, heartbeat_ms: u64) -> bool {
+        self.silence_ms(heartbeat_ms) <= self.dead_after_ms
+    }
+}
+
 /// Every broken invariant in the dump (see [`crate::Store::check`]).
-pub fn violations(dump: &Dump) -> Vec<Violation> {
+pub fn violations(dump: &Dump, options: &CheckOptions) -> Vec<Violation> {
     let mut found = dump.unreadable.clone();
-    let mut owners: HashMap<&ContainerId, Vec<(&Worker, &OwnedEntry)>> = HashMap::new();
-    for (worker, owned) in &dump.workers {
-        check_capacity(worker, owned, &mut found);
-        for entry in owned {
+    let mut owners: HashMap<&ContainerId, Vec<(&WorkerDump, &OwnedEntry)>> = HashMap::new();
+    for worker in &dump.workers {
+        check_capacity(&worker.worker, &worker.owned, &mut found);
+        check_assignments(worker, &mut found);
+        for entry in &worker.owned {
             owners
                 .entry(&entry.container)
                 .or_default()
                 .push((worker, entry));
         }
     }
-    for (container, holders) in &owners {
-        if holders.len() > 1 {
-            let names: Vec<String> = holders.iter().map(|(w, _)| w.id.to_string()).collect();
-            found.push(violation(
-                container,
-                format!("owned by {} workers: {}", holders.len(), names.join(", ")),
-            ));
-        }
+    let mut shared: Vec<_> = owners.iter().filter(|(_, h)| h.len() > 1).collect();
+    shared.sort_by_key(|(container, _)| *container);
+    for (container, holders) in shared {
+        let names: Vec<String> = holders
+            .iter()
+            .map(|(w, _)| w.worker.id.to_string())
+            .collect();
+        found.push(violation(
+            container,
+            format!("owned by {} workers: {}", holders.len(), names.join(", ")),
+        ));
     }
     for record in &dump.records {
-        check_record(record, owners.get(&record.request.id), &mut found);
+        let holders = owners
+            .get(&record.request.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        check_record(record, holders, dump, options, &mut found);
     }
     found
 }
@@ -79,20 +165,51 @@ fn check_capacity(worker: &Worker, owned: &[OwnedEntry], found: &mut Vec<Violati
     }
 }
 
+/// Every queued assignment must be for a container the worker owns under the same attempt.
+fn check_assignments(worker: &WorkerDump, found: &mut Vec<Violation>) {
+    let owned: HashMap<&ContainerId, &AttemptId> = worker
+        .owned
+        .iter()
+        .map(|e| (&e.container, &e.attempt))
+        .collect();
+    for entry in &worker.assignments {
+        let problem = match owned.get(&entry.container) {
+            None => format!(
+                "but worker {} does not own {}",
+                worker.worker.id, entry.container
+            ),
+            Some(attempt) if **attempt != entry.attempt => format!(
+                "but worker {} owns {} under attempt {attempt}",
+                worker.worker.id, entry.container
+            ),
+            Some(_) => continue,
+        };
+        found.push(violation(
+            &worker.queue,
+            format!(
+                "entry {} assigns {} (attempt {}) {problem}",
+                entry.delivery, entry.container, entry.attempt
+            ),
+        ));
+    }
+}
+
 fn check_record(
     record: &ContainerRecord,
-    holders: Option<&Vec<(&Worker, &OwnedEntry)>>,
+    holders: &[(&WorkerDump, &OwnedEntry)],
+    dump: &Dump,
+    options: &CheckOptions,
     found: &mut Vec<Violation>,
 ) {
     let id = &record.request.id;
-    let holders = holders.map(Vec::as_slice).unwrap_or_default();
     match record.state {
         ContainerState::Scheduled | ContainerState::Running => {
-            let held_as_recorded = holders.iter().any(|(w, e)| {
-                Some(&w.id) == record.worker.as_ref() && Some(&e.attempt) == record.attempt.as_ref()
+            let holder = holders.iter().find(|(w, e)| {
+                Some(&w.worker.id) == record.worker.as_ref()
+                    && Some(&e.attempt) == record.attempt.as_ref()
             });
-            if !held_as_recorded {
-                found.push(violation(
+            match holder {
+                None => found.push(violation(
                     id,
                     format!(
                         "{} on worker {} (attempt {}) but that worker does not own it",
@@ -100,8 +217,32 @@ fn check_record(
                         display(record.worker.as_ref()),
                         display(record.attempt.as_ref())
                     ),
-                ));
+                )),
+                Some((worker, _)) if !options.is_alive(worker.heartbeat_ms) => {
+                    found.push(violation(
+                        id,
+                        format!(
+                            "{} on worker {} (attempt {}) but that worker is dead: last \
+                             heartbeat {} ms ago, dead after {} ms",
+                            record.state,
+                            worker.worker.id,
+                            display(record.attempt.as_ref()),
+                            options.silence_ms(worker.heartbeat_ms),
+                            options.dead_after_ms
+                        ),
+                    ));
+                }
+                Some(_) => {}
             }
+        }
+        ContainerState::Pending if !dump.queued.contains(id) => {
+            found.push(violation(
+                id,
+                format!(
+                    "{} but neither in the intake nor in the backlog (deferred {} times)",
+                    record.state, record.deferrals
+                ),
+            ));
         }
         state if state.is_terminal() && !holders.is_empty() => {
             let (worker, entry) = holders[0];
@@ -109,7 +250,7 @@ fn check_record(
                 id,
                 format!(
                     "{state} but still owned by worker {} ({} leaked)",
-                    worker.id, entry.resources
+                    worker.worker.id, entry.resources
                 ),
             ));
         }
@@ -125,5 +266,258 @@ fn violation(subject: &impl std::fmt::Display, detail: String) -> Violation {
     Violation {
         subject: subject.to_string(),
         detail,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use berth_core::{
+        ContainerRequest, GpuPreference, Payload, PlacementPolicy, PoolAttributes, PoolName,
+        WorkerId, WorkerStatus,
+    };
+
+    const NOW: u64 = 1_000_000;
+    const DEAD_AFTER: Duration = Duration::from_secs(60);
+
+    fn options() -> CheckOptions {
+        CheckOptions::at(NOW, DEAD_AFTER)
+    }
+
+    fn cid(id: &str) -> ContainerId {
+        ContainerId::new(id).unwrap()
+    }
+
+    fn attempt(id: &str) -> AttemptId {
+        AttemptId(id.to_owned())
+    }
+
+    /// Worker `id` with 4000m / 4096 MiB, owning `owned` (100m / 100 MiB each, under
+    /// `(container, attempt)`), last heard from at `heartbeat_ms`.
+    fn worker(id: &str, owned: &[(&str, &str)], heartbeat_ms: u64) -> WorkerDump {
+        let each = Resources::new(100, 100, 0);
+        let total = Resources::new(4000, 4096, 0);
+        let held = Resources::new(100 * owned.len() as u64, 100 * owned.len() as u64, 0);
+        WorkerDump {
+            worker: Worker {
+                id: WorkerId::new(id).unwrap(),
+                pool: PoolAttributes {
+                    pool: PoolName::new("default").unwrap(),
+                    priority: 0,
+                    preemptible: false,
+                    requires_pool_selector: false,
+                    policy: PlacementPolicy::Spread,
+                },
+                status: WorkerStatus::Available,
+                total,
+                free: total.checked_sub(held).unwrap(),
+                gpu_type: None,
+                version: 1,
+                epoch: 1,
+            },
+            owned: owned
+                .iter()
+                .map(|(c, a)| OwnedEntry {
+                    container: cid(c),
+                    attempt: attempt(a),
+                    resources: each,
+                })
+                .collect(),
+            heartbeat_ms,
+            assignments: Vec::new(),
+            queue: format!("{id}:assign"),
+        }
+    }
+
+    fn queued(delivery: &str, container: &str, attempt_id: &str) -> QueuedAssignment {
+        QueuedAssignment {
+            delivery: delivery.to_owned(),
+            container: cid(container),
+            attempt: attempt(attempt_id),
+        }
+    }
+
+    fn record(id: &str, state: ContainerState, holder: Option<(&str, &str)>) -> ContainerRecord {
+        let mut record = crate::lifecycle::pending(ContainerRequest {
+            id: cid(id),
+            tenant: "t".into(),
+            resources: Resources::new(100, 100, 0),
+            gpu: GpuPreference::Any,
+            pool_selector: None,
+            preemptible: false,
+            priority: 0,
+            submitted_at_ms: 1,
+            payload: Payload::default(),
+        });
+        record.state = state;
+        if let Some((w, a)) = holder {
+            record.worker = Some(WorkerId::new(w).unwrap());
+            record.attempt = Some(attempt(a));
+        }
+        record
+    }
+
+    #[test]
+    fn a_healthy_dump_has_no_violations() {
+        let mut w1 = worker("w1", &[("c1", "a1"), ("c2", "a2")], NOW - 1000);
+        w1.assignments = vec![queued("1-0", "c1", "a1")];
+        let dump = Dump {
+            workers: vec![w1],
+            records: vec![
+                record("c1", ContainerState::Scheduled, Some(("w1", "a1"))),
+                record("c2", ContainerState::Running, Some(("w1", "a2"))),
+                record("c3", ContainerState::Pending, None),
+                record("c4", ContainerState::Exited, Some(("w1", "a4"))),
+            ],
+            queued: [cid("c3")].into_iter().collect(),
+            unreadable: Vec::new(),
+        };
+        assert_eq!(violations(&dump, &options()), Vec::new());
+    }
+
+    #[test]
+    fn a_dead_owner_is_a_violation() {
+        let dump = Dump {
+            workers: vec![worker("w1", &[("c1", "a1")], NOW - 90_000)],
+            records: vec![record("c1", ContainerState::Running, Some(("w1", "a1")))],
+            ..Dump::default()
+        };
+        let found = violations(&dump, &options());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].subject, "c1");
+        assert_eq!(
+            found[0].detail,
+            "running on worker w1 (attempt a1) but that worker is dead: last heartbeat \
+             90000 ms ago, dead after 60000 ms"
+        );
+        // Exactly at the limit it is still alive.
+        let mut dump = dump;
+        dump.workers[0].heartbeat_ms = NOW - 60_000;
+        assert!(violations(&dump, &options()).is_empty());
+    }
+
+    #[test]
+    fn a_lost_worker_with_a_fresh_heartbeat_is_alive() {
+        // The reaper has declared it lost and not reclaimed its containers yet.
+        let mut w1 = worker("w1", &[("c1", "a1")], NOW - 5_000);
+        w1.worker.status = WorkerStatus::Lost;
+        w1.assignments = vec![queued("1-0", "c1", "a1")];
+        let dump = Dump {
+            workers: vec![w1],
+            records: vec![record("c1", ContainerState::Scheduled, Some(("w1", "a1")))],
+            ..Dump::default()
+        };
+        assert_eq!(violations(&dump, &options()), Vec::new());
+    }
+
+    #[test]
+    fn ignoring_heartbeats_takes_every_worker_for_alive() {
+        let dump = Dump {
+            workers: vec![worker("w1", &[("c1", "a1")], 0)],
+            records: vec![record("c1", ContainerState::Running, Some(("w1", "a1")))],
+            ..Dump::default()
+        };
+        assert!(violations(&dump, &CheckOptions::ignoring_heartbeats()).is_empty());
+        assert_eq!(violations(&dump, &options()).len(), 1);
+    }
+
+    /// What the check says of worker w1 owning `owned` with `assignments` queued.
+    fn judge_queue(owned: &[(&str, &str)], assignments: Vec<QueuedAssignment>) -> Vec<String> {
+        let mut w1 = worker("w1", owned, NOW);
+        w1.assignments = assignments;
+        let dump = Dump {
+            workers: vec![w1],
+            ..Dump::default()
+        };
+        violations(&dump, &options())
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn an_assignment_without_ownership_is_a_violation() {
+        assert_eq!(
+            judge_queue(&[], vec![queued("7-0", "c1", "a1")]),
+            vec!["w1:assign: entry 7-0 assigns c1 (attempt a1) but worker w1 does not own c1"]
+        );
+    }
+
+    #[test]
+    fn an_assignment_under_another_attempt_is_a_violation() {
+        let entries = vec![queued("7-0", "c1", "a1"), queued("8-0", "c1", "a2")];
+        assert_eq!(
+            judge_queue(&[("c1", "a2")], entries),
+            vec![
+                "w1:assign: entry 7-0 assigns c1 (attempt a1) but worker w1 owns c1 under \
+                 attempt a2"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pending_record_neither_in_the_intake_nor_in_the_backlog_is_a_violation() {
+        let mut lost = record("c1", ContainerState::Pending, None);
+        lost.deferrals = 2;
+        let dump = Dump {
+            records: vec![lost, record("c2", ContainerState::Pending, None)],
+            queued: [cid("c2")].into_iter().collect(),
+            ..Dump::default()
+        };
+        let found = violations(&dump, &options());
+        assert_eq!(
+            found,
+            vec![Violation {
+                subject: "c1".to_owned(),
+                detail: "pending but neither in the intake nor in the backlog (deferred 2 \
+                         times)"
+                    .to_owned(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_pending_record_owned_between_commit_and_settlement_is_fine() {
+        // Committed, not settled yet: owned and queued to the worker, still in the intake.
+        let mut w1 = worker("w1", &[("c1", "a1")], NOW);
+        w1.assignments = vec![queued("1-0", "c1", "a1")];
+        let dump = Dump {
+            workers: vec![w1],
+            records: vec![record("c1", ContainerState::Pending, None)],
+            queued: [cid("c1")].into_iter().collect(),
+            unreadable: Vec::new(),
+        };
+        assert!(violations(&dump, &options()).is_empty());
+    }
+
+    #[test]
+    fn unreadable_entries_and_the_old_rules_still_count() {
+        let mut w1 = worker("w1", &[("c1", "a1")], NOW);
+        w1.worker.free = Resources::new(4000, 4096, 0);
+        let w2 = worker("w2", &[("c1", "a9")], NOW);
+        let dump = Dump {
+            workers: vec![w1, w2],
+            records: vec![record("c1", ContainerState::Failed, None)],
+            unreadable: vec![Violation {
+                subject: "k".to_owned(),
+                detail: "unreadable".to_owned(),
+            }],
+            ..Dump::default()
+        };
+        let found: Vec<String> = violations(&dump, &options())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                "k: unreadable",
+                "w1: free (cpu=4000m memory=4096Mi gpu=0) + owned (cpu=100m memory=100Mi \
+                 gpu=0) != total (cpu=4000m memory=4096Mi gpu=0)",
+                "c1: owned by 2 workers: w1, w2",
+                "c1: failed but still owned by worker w1 (cpu=100m memory=100Mi gpu=0 leaked)",
+            ]
+        );
     }
 }

@@ -637,9 +637,10 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
             .await
     }
 
-    async fn check(&self) -> Result<Vec<Violation>> {
+    async fn check(&self, options: crate::CheckOptions) -> Result<Vec<Violation>> {
         let op = Op::Check;
-        self.around(op, op.round_trips(), self.inner.check()).await
+        self.around(op, op.round_trips(), self.inner.check(options))
+            .await
     }
 
     fn stats(&self) -> &StoreStats {

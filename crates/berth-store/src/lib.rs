@@ -27,6 +27,7 @@ pub mod redis;
 pub mod stats;
 pub mod store;
 
+pub use check::CheckOptions;
 pub use error::{Result, StoreError};
 pub use latency::DelayedStore;
 pub use memory::MemoryStore;

@@ -4,6 +4,7 @@
 //! Every operation states what it guarantees. "Atomic" means that no other client of the
 //! same store can observe a partial effect, and that a failure leaves nothing written.
 
+use crate::check::CheckOptions;
 use crate::model::*;
 use crate::{Result, StoreStats};
 use async_trait::async_trait;
@@ -188,7 +189,8 @@ pub trait Store: Send + Sync {
 
     /// Settles claims, each atomically: the record moves (to scheduled or failed, or stays
     /// pending and goes to the backlog) and the intake entry is acknowledged. A record that
-    /// has moved on already is reported as superseded (a missing record as superseded by
+    /// has moved on already is reported as superseded; so is a placement under an attempt
+    /// the reaper revoked, and its still-pending record is queued in the intake again (a missing record as superseded by
     /// `Failed` with no holder). A malformed entry id fails the whole call with
     /// [`crate::StoreError::InvalidArgument`] before anything is written.
     async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>>;
@@ -277,11 +279,24 @@ pub trait Store: Send + Sync {
 
     // ----- invariants and instrumentation -----
 
-    /// Checks every invariant over the whole store and returns what is broken: for every
-    /// worker free + owned == total and free <= total; every container owned at most once;
-    /// every scheduled or running container owned by its recorded worker under its recorded
-    /// attempt; no terminal container still owned. Unreadable records are violations too.
-    async fn check(&self) -> Result<Vec<Violation>>;
+    /// Checks every invariant over the whole store at `options.now_ms` and returns what is
+    /// broken:
+    /// - for every worker, free + the resources of the containers it owns == total, and
+    ///   free <= total;
+    /// - every container is owned by at most one worker;
+    /// - every scheduled or running container is owned by its recorded worker under its
+    ///   recorded attempt, and that worker is alive (registered, and its last heartbeat no
+    ///   older than `options.dead_after_ms`; its status does not matter);
+    /// - no terminal container is still owned;
+    /// - every entry of a worker's assignment queue is for a container the worker owns
+    ///   under the same attempt;
+    /// - every pending container is in the intake (claimed or not) or in the backlog.
+    ///
+    /// Unreadable records and queue entries are violations too, naming their key. On Redis
+    /// the reads are not one snapshot: what looks broken because it moved during the
+    /// check (a commit, a release, a settlement, a promotion) is read again once before
+    /// it is reported.
+    async fn check(&self, options: CheckOptions) -> Result<Vec<Violation>>;
 
     /// This client's counters.
     fn stats(&self) -> &StoreStats;

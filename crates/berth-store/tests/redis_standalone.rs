@@ -132,7 +132,7 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
     raw(&["HSET", &key, "free_cpu", "abc"]);
     assert_corrupt(store.worker(&wid("w1")).await, &key, "free_cpu");
     assert_corrupt(store.workers().await, &key, "free_cpu");
-    let violations = store.check().await.unwrap();
+    let violations = store.check(contract::now()).await.unwrap();
     assert!(
         violations
             .iter()
@@ -165,7 +165,7 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
     ]);
     assert_corrupt(store.worker(&wid("w1")).await, &key, "gpu_type");
     raw(&["HSET", &key, "gpu_type", ""]);
-    assert!(store.check().await.unwrap().is_empty());
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test]
@@ -185,7 +185,7 @@ async fn corrupt_records_and_ownership_are_reported_by_check() {
     );
     let owned = store.keys().owned(&wid("w1"));
     raw(&["HSET", &owned, "c9", "not an entry"]);
-    let violations = store.check().await.unwrap();
+    let violations = store.check(contract::now()).await.unwrap();
     assert!(
         violations
             .iter()
@@ -287,7 +287,7 @@ async fn a_flushed_script_cache_is_reloaded() {
         .unwrap();
     let spent = store.stats().snapshot().since(&before);
     assert!(spent.round_trips <= 3, "{spent:?}");
-    assert!(store.check().await.unwrap().is_empty());
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test]
@@ -320,7 +320,7 @@ async fn a_batch_commit_is_one_round_trip() {
         (1, 1, 1),
         "{spent:?}"
     );
-    assert!(store.check().await.unwrap().is_empty());
+    contract::assert_clean(&store).await;
 
     // 100 groups of one go out as ceil(100 / 32) calls, still one round trip; groups that
     // are rejected (no room, unknown worker) leave the others committed, and a retry of the
@@ -356,7 +356,7 @@ async fn a_batch_commit_is_one_round_trip() {
             assert!(i == 7 || i == 50, "group {i}: {outcome:?}");
         }
     }
-    assert!(store.check().await.unwrap().is_empty());
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test]
@@ -471,7 +471,7 @@ async fn oversized_quantities_are_refused_before_anything_is_written() {
         matches!(out, Err(StoreError::InvalidArgument(_))),
         "{out:?}"
     );
-    assert!(store.check().await.unwrap().is_empty());
+    contract::assert_clean(&store).await;
 }
 
 #[tokio::test]
@@ -542,5 +542,108 @@ async fn a_commit_wait_without_replicas_times_out_and_is_counted() {
         (spent.round_trips, spent.commands, spent.unreplicated),
         (1, 2, 1)
     );
-    assert!(store.check().await.unwrap().is_empty());
+    contract::assert_clean(&store).await;
+}
+
+/// The id of the intake entry for `container` (the entry's field `id`).
+fn intake_entry_of(store: &RedisStore, container: &str) -> String {
+    let entries = raw(&["XRANGE", &store.keys().intake(), "-", "+"]);
+    for entry in entries.as_array().unwrap() {
+        let entry = entry.as_array().unwrap();
+        let fields = entry[1].as_array().unwrap();
+        let names: Vec<&str> = fields.iter().map(|f| f.as_text().unwrap()).collect();
+        if names.chunks(2).any(|kv| kv == ["id", container]) {
+            return entry[0].as_text().unwrap().to_owned();
+        }
+    }
+    panic!("{container} has no intake entry")
+}
+
+#[tokio::test]
+async fn check_names_the_key_of_a_missing_or_stray_queue_entry() {
+    let store = client(config("check-queues")).await;
+    let options = contract::now();
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("r1"), request("r2")]).await.unwrap();
+    assert_eq!(store.check(options).await.unwrap(), Vec::new());
+
+    // A pending record whose intake entry is gone, and which is not in the backlog.
+    let intake = store.keys().intake();
+    raw(&["XDEL", &intake, &intake_entry_of(&store, "r1")]);
+    let violations = store.check(options).await.unwrap();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].subject, "r1");
+    assert!(
+        violations[0]
+            .detail
+            .starts_with("pending but neither in the intake nor in the backlog"),
+        "{violations:?}"
+    );
+    raw(&["ZADD", &store.keys().backlog(), "1", "r1"]);
+    assert_eq!(store.check(options).await.unwrap(), Vec::new());
+
+    // An assignment entry for a container the worker does not own.
+    let assign = store.keys().assign(&wid("w1"));
+    let stray = raw(&[
+        "XADD",
+        &assign,
+        "*",
+        "container",
+        "c9",
+        "attempt",
+        "a9",
+        "cpu",
+        "1",
+        "mem",
+        "1",
+        "gpu",
+        "0",
+        "payload",
+        "{}",
+    ]);
+    let stray = stray.as_text().unwrap().to_owned();
+    let violations = store.check(options).await.unwrap();
+    assert_eq!(
+        violations,
+        vec![Violation {
+            subject: assign.clone(),
+            detail: format!("entry {stray} assigns c9 (attempt a9) but worker w1 does not own c9"),
+        }]
+    );
+    raw(&["XDEL", &assign, &stray]);
+    assert_eq!(store.check(options).await.unwrap(), Vec::new());
+
+    // Entries that cannot be read are reported with their key, never a panic.
+    let bad_intake = raw(&["XADD", &intake, "*", "not-id", "r2"]);
+    let bad_assign = raw(&["XADD", &assign, "*", "container", "c9"]);
+    let violations = store.check(options).await.unwrap();
+    let subjects: Vec<&str> = violations.iter().map(|v| v.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        vec![assign.as_str(), intake.as_str()],
+        "{violations:?}"
+    );
+    assert!(
+        violations[1]
+            .detail
+            .contains(&format!("{}.id", bad_intake.as_text().unwrap())),
+        "{violations:?}"
+    );
+    assert!(
+        violations[0].detail.starts_with("unreadable"),
+        "{violations:?}"
+    );
+    raw(&["XDEL", &assign, bad_assign.as_text().unwrap()]);
+    raw(&["XDEL", &intake, bad_intake.as_text().unwrap()]);
+    // A stream key of another type is unreadable too.
+    raw(&["DEL", &assign]);
+    raw(&["SET", &assign, "oops"]);
+    let violations = store.check(options).await.unwrap();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].subject, assign);
+    raw(&["DEL", &assign]);
+    assert_eq!(store.check(options).await.unwrap(), Vec::new());
 }

@@ -160,7 +160,15 @@ fn server_on_redis_with_two_worker_processes_runs_a_container() {
     check_clean(&server);
     let direct = berth(
         &server,
-        &["check", "--redis", &redis.url(), "--prefix", "e2e"],
+        &[
+            "check",
+            "--redis",
+            &redis.url(),
+            "--prefix",
+            "e2e",
+            "--dead-after",
+            "90",
+        ],
     );
     assert_eq!(
         direct.status.code(),
@@ -173,6 +181,27 @@ fn server_on_redis_with_two_worker_processes_runs_a_container() {
         wrong.status.code(),
         Some(2),
         "an unreachable Redis is an error, not a pass"
+    );
+    for (args, says) in [
+        (&["--dead-after", "0"][..], "at least 1 second"),
+        (
+            &["--dead-after", "soon"][..],
+            "not a whole number of seconds",
+        ),
+    ] {
+        let refused = berth(
+            &server,
+            &[&["check", "--redis", &redis.url()][..], args].concat(),
+        );
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    let without_redis = berth(&server, &["check", "--dead-after", "30"]);
+    assert_eq!(
+        without_redis.status.code(),
+        Some(2),
+        "--dead-after goes with --redis"
     );
 }
 

@@ -235,8 +235,8 @@ impl Store for Gate {
     async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_store::check::OwnedEntry>> {
         self.inner.owned(worker).await
     }
-    async fn check(&self) -> Result<Vec<Violation>> {
-        self.inner.check().await
+    async fn check(&self, options: CheckOptions) -> Result<Vec<Violation>> {
+        self.inner.check(options).await
     }
     fn stats(&self) -> &StoreStats {
         self.inner.stats()

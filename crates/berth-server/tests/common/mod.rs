@@ -7,7 +7,7 @@ use berth_core::{
 };
 use berth_engine::{Engine, EngineConfig};
 use berth_server::{AppState, ServerConfig, serve};
-use berth_store::{MemoryStore, Store};
+use berth_store::{CheckOptions, MemoryStore, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -59,6 +59,14 @@ pub fn config() -> ServerConfig {
 }
 
 impl Server {
+    /// Asserts that every invariant holds, judged as `GET /v1/check` judges: at the
+    /// server's clock, with its dead-after time.
+    pub async fn assert_clean(&self) {
+        let options = CheckOptions::at(self.state.now_ms(), self.state.config.check_dead_after());
+        let violations = self.store.check(options).await.unwrap();
+        assert!(violations.is_empty(), "violations: {violations:#?}");
+    }
+
     /// A server whose engine places on the same store.
     pub async fn start() -> Server {
         Server::start_with(config(), false).await

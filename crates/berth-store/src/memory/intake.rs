@@ -103,6 +103,13 @@ pub(super) fn settle(state: &mut State, item: &SettleItem) -> SettleOutcome {
             };
             match lifecycle::apply(record, &transition, now) {
                 Ok(()) => SettleOutcome::Done,
+                Err(_) if record.state == ContainerState::Pending => {
+                    // A revoked attempt: the record goes back into the intake, so it is
+                    // placed again instead of being left in neither intake nor backlog.
+                    let outcome = superseded(record);
+                    enqueue_id(state, &item.container);
+                    outcome
+                }
                 Err(_) => superseded(record),
             }
         }

@@ -6,7 +6,7 @@ mod intake;
 mod service;
 mod state;
 
-use crate::check::{self, Dump};
+use crate::check::{self, CheckOptions, Dump, QueuedAssignment, WorkerDump};
 use crate::lifecycle;
 use crate::model::*;
 use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
@@ -414,21 +414,48 @@ impl Store for MemoryStore {
         self.with(1, |state| service::owned(state, worker))
     }
 
-    async fn check(&self) -> Result<Vec<Violation>> {
-        let dump = self.with(1, |state| Dump {
-            workers: state
-                .workers
-                .values()
-                .map(|e| (e.worker.clone(), e.owned.values().cloned().collect()))
-                .collect(),
-            records: state.records.values().cloned().collect(),
-            unreadable: Vec::new(),
-        });
-        Ok(check::violations(&dump))
+    async fn check(&self, options: CheckOptions) -> Result<Vec<Violation>> {
+        let dump = self.with(1, dump);
+        Ok(check::violations(&dump, &options))
     }
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+}
+
+/// Everything the invariant check looks at, read under the lock (one snapshot).
+fn dump(state: &mut State) -> Dump {
+    let workers = state
+        .workers
+        .values()
+        .map(|e| WorkerDump {
+            worker: e.worker.clone(),
+            owned: e.owned.values().cloned().collect(),
+            heartbeat_ms: e.heartbeat_ms,
+            assignments: e
+                .queue
+                .values()
+                .map(|d| QueuedAssignment {
+                    delivery: d.assignment.delivery.clone(),
+                    container: d.assignment.container.clone(),
+                    attempt: d.assignment.attempt.clone(),
+                })
+                .collect(),
+            queue: format!("the assignment queue of worker {}", e.worker.id),
+        })
+        .collect();
+    let queued = state
+        .intake
+        .values()
+        .map(|entry| entry.container.clone())
+        .chain(state.backlog_due.keys().cloned())
+        .collect();
+    Dump {
+        workers,
+        records: state.records.values().cloned().collect(),
+        queued,
+        unreadable: Vec::new(),
     }
 }
 

@@ -448,8 +448,8 @@ impl Store for RedisStore {
         self.owned_by(worker).await
     }
 
-    async fn check(&self) -> Result<Vec<Violation>> {
-        self.check_invariants().await
+    async fn check(&self, options: crate::CheckOptions) -> Result<Vec<Violation>> {
+        self.check_invariants(&options).await
     }
 
     fn stats(&self) -> &StoreStats {

@@ -47,7 +47,9 @@ macro_rules! contract_tests {
             another_attempt_is_not_a_retry,
             a_reservation_given_back_before_its_settlement_never_schedules,
             an_old_epoch_is_fenced_off,
-            a_release_drops_the_undelivered_assignment
+            a_release_drops_the_undelivered_assignment,
+            check_stays_clean_through_a_containers_life,
+            check_judges_owners_by_their_heartbeats
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -151,8 +153,14 @@ async fn free(store: &dyn Store, worker: &str) -> Resources {
     store.worker(&wid(worker)).await.unwrap().unwrap().free
 }
 
-async fn assert_clean(store: &dyn Store) {
-    let violations = store.check().await.unwrap();
+/// A check now that calls a worker dead after ten minutes of silence: cases that are not
+/// about liveness never get near it.
+pub fn now() -> CheckOptions {
+    CheckOptions::now(Duration::from_secs(600))
+}
+
+pub async fn assert_clean(store: &dyn Store) {
+    let violations = store.check(now()).await.unwrap();
     assert!(violations.is_empty(), "violations: {violations:?}");
 }
 
@@ -921,7 +929,7 @@ async fn hammer(stores: Vec<Arc<dyn Store>>, tasks: usize, rounds: usize) {
         committed_groups += handle.await.unwrap();
     }
     assert!(committed_groups > 0, "some commits must succeed");
-    let violations = stores[0].check().await.unwrap();
+    let violations = stores[0].check(now()).await.unwrap();
     assert!(violations.is_empty(), "violations: {violations:?}");
     for w in workers {
         let worker = stores[0].worker(&wid(w)).await.unwrap().unwrap();
@@ -989,7 +997,7 @@ pub async fn check_finds_nothing_on_a_healthy_store(connect: impl Connect) {
         )
         .await
         .unwrap();
-    let leak = store.check().await.unwrap();
+    let leak = store.check(now()).await.unwrap();
     assert_eq!(
         leak.len(),
         1,
@@ -1487,6 +1495,170 @@ pub async fn a_reservation_given_back_before_its_settlement_never_schedules(conn
     assert_eq!(record.state, ContainerState::Pending);
     assert_eq!(record.revoked_attempts, vec![claim.attempt.clone()]);
     assert_clean(&*store).await;
+    let again = store.claim("e", 1, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        again.iter().map(|c| &c.request.id).collect::<Vec<_>>(),
+        vec![&cid("r1")],
+        "the request is placed again, not lost"
+    );
+    assert_ne!(again[0].attempt, claim.attempt);
+}
+
+// ----- the invariant check through normal states -----
+
+/// The reservation of a claim, for a commit.
+fn reservation_of(claim: &Claim) -> Reservation {
+    Reservation {
+        container: claim.request.id.clone(),
+        attempt: claim.attempt.clone(),
+        resources: claim.request.resources,
+        payload: Payload::default(),
+    }
+}
+
+fn settle_item(claim: &Claim, settlement: Settlement) -> SettleItem {
+    SettleItem {
+        entry: claim.entry.clone(),
+        container: claim.request.id.clone(),
+        settlement,
+    }
+}
+
+pub async fn check_stays_clean_through_a_containers_life(connect: impl Connect) {
+    let store = open(&connect, "life").await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    assert_clean(&*store).await;
+    store
+        .submit(&[request("r1", 100), request("r2", 100)])
+        .await
+        .unwrap();
+    assert_clean(&*store).await; // pending, queued in the intake
+    let mut claims = store.claim("e", 2, Duration::ZERO).await.unwrap();
+    claims.sort_by(|a, b| a.request.id.cmp(&b.request.id));
+    assert_eq!(claims.len(), 2);
+    let (c1, c2) = (claims[0].clone(), claims[1].clone());
+    assert_clean(&*store).await; // claimed, not settled
+
+    let later = now_ms() + 3_600_000;
+    let deferred = Settlement::Deferred {
+        not_before_ms: later,
+        reason: "no room".into(),
+        pool: None,
+        gpu_type: None,
+    };
+    let out = store.settle(&[settle_item(&c2, deferred)]).await.unwrap();
+    assert_eq!(out, vec![SettleOutcome::Done]);
+    assert_eq!(store.backlog_len().await.unwrap(), 1);
+    assert_clean(&*store).await; // deferred: in the backlog only
+
+    let out = store
+        .commit(&[group("w1", vec![reservation_of(&c1)])])
+        .await
+        .unwrap();
+    assert!(committed(&out[0]));
+    assert_clean(&*store).await; // committed, not settled: owned, queued, still pending
+    let w1 = wid("w1");
+    let placed = Settlement::Scheduled {
+        worker: w1.clone(),
+        attempt: c1.attempt.clone(),
+    };
+    let out = store.settle(&[settle_item(&c1, placed)]).await.unwrap();
+    assert_eq!(out, vec![SettleOutcome::Done]);
+    assert_clean(&*store).await; // scheduled, its assignment not delivered yet
+
+    let delivered = store
+        .assignments(&w1, None, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert_clean(&*store).await; // delivered, not acknowledged
+    let running = Transition::Running {
+        worker: w1.clone(),
+        attempt: c1.attempt.clone(),
+    };
+    store.transition(&cid("r1"), &running).await.unwrap();
+    store
+        .ack_assignment(&w1, None, &delivered[0].delivery)
+        .await
+        .unwrap();
+    assert_clean(&*store).await; // running, acknowledged
+
+    let exited = Transition::Exited {
+        worker: w1.clone(),
+        attempt: c1.attempt.clone(),
+        exit_code: 0,
+    };
+    store.transition(&cid("r1"), &exited).await.unwrap();
+    let released = store
+        .release(&w1, &cid("r1"), Some(&c1.attempt), None)
+        .await
+        .unwrap();
+    assert!(matches!(released, ReleaseOutcome::Released { .. }));
+    assert_clean(&*store).await; // exited and released
+
+    assert_eq!(store.promote_due(later, 10).await.unwrap(), 1);
+    assert_clean(&*store).await; // promoted back to the intake
+    let again = store.claim("e", 2, Duration::ZERO).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].request.id, cid("r2"));
+    assert_clean(&*store).await;
+}
+
+pub async fn check_judges_owners_by_their_heartbeats(connect: impl Connect) {
+    let store = open(&connect, "liveness").await;
+    let dead_after = Duration::from_secs(60);
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    // Registering counts as a heartbeat, no later than this.
+    let registered = now_ms();
+    store.submit(&[request("r1", 100)]).await.unwrap();
+    let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
+    store
+        .commit(&[group("w1", vec![reservation_of(&claim)])])
+        .await
+        .unwrap();
+    let placed = Settlement::Scheduled {
+        worker: wid("w1"),
+        attempt: claim.attempt.clone(),
+    };
+    store.settle(&[settle_item(&claim, placed)]).await.unwrap();
+    let fresh = CheckOptions::at(registered, dead_after);
+    let stale = CheckOptions::at(registered + 60_001, dead_after);
+    assert_eq!(store.check(fresh).await.unwrap(), Vec::new());
+
+    // Declared lost, not reclaimed yet: the heartbeat decides, not the status.
+    store
+        .set_worker_status(&wid("w1"), WorkerStatus::Lost)
+        .await
+        .unwrap();
+    assert_eq!(store.check(fresh).await.unwrap(), Vec::new());
+
+    let violations = store.check(stale).await.unwrap();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].subject, "r1");
+    assert!(
+        violations[0]
+            .detail
+            .starts_with("scheduled on worker w1 (attempt "),
+        "{violations:?}"
+    );
+    assert!(
+        violations[0].detail.contains("that worker is dead")
+            && violations[0].detail.ends_with("dead after 60000 ms"),
+        "{violations:?}"
+    );
+    assert!(
+        store
+            .check(CheckOptions::ignoring_heartbeats())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The epoch of a stale-epoch error, or a panic naming what came instead.

@@ -4,7 +4,8 @@
 
 use super::client::Connection;
 use anyhow::Context;
-use berth_store::{RedisStore, Store, StoreConfig, Violation};
+use berth_store::{CheckOptions, RedisStore, Store, StoreConfig, Violation};
+use std::time::Duration;
 
 /// Arguments of `berth check`.
 #[derive(Debug, Clone, clap::Args)]
@@ -15,6 +16,26 @@ pub struct CheckArgs {
     /// The key prefix, with --redis.
     #[arg(long, default_value = "berth")]
     pub prefix: String,
+    /// With --redis: a worker silent for longer than this many seconds is dead, and
+    /// nothing scheduled or running may be owned by it (a server uses twice its heartbeat
+    /// timeout plus twice its reaper interval).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value = "60",
+        requires = "redis",
+        value_parser = parse_dead_after
+    )]
+    pub dead_after: Duration,
+}
+
+/// `--dead-after`: a whole number of seconds, at least 1.
+fn parse_dead_after(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 second".to_owned()),
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => Err(format!("{text:?} is not a whole number of seconds")),
+    }
 }
 
 /// Runs the check; the exit code is 0 when the store is sound, 1 when it is not.
@@ -37,7 +58,7 @@ pub async fn run(connection: &Connection, args: CheckArgs) -> anyhow::Result<i32
         let store = RedisStore::connect_any(&args.redis, config)
             .await
             .with_context(|| format!("connecting to Redis at {}", args.redis.join(", ")))?;
-        store.check().await?
+        store.check(CheckOptions::now(args.dead_after)).await?
     };
     if connection.json {
         println!("{}", serde_json::to_string_pretty(&violations)?);
@@ -50,4 +71,36 @@ pub async fn run(connection: &Connection, args: CheckArgs) -> anyhow::Result<i32
         println!("{} violations", violations.len());
     }
     Ok(i32::from(!violations.is_empty()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CheckArgs,
+    }
+
+    #[test]
+    fn dead_after_defaults_to_the_stores_default_and_needs_redis() {
+        let cli = Cli::try_parse_from(["check", "--redis", "redis://127.0.0.1:6379/"]).unwrap();
+        assert_eq!(cli.args.dead_after, CheckOptions::DEFAULT_DEAD_AFTER);
+        assert!(Cli::try_parse_from(["check", "--dead-after", "5"]).is_err());
+    }
+
+    #[test]
+    fn dead_after_is_whole_positive_seconds() {
+        assert_eq!(parse_dead_after("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_dead_after("0"),
+            Err("must be at least 1 second".to_owned())
+        );
+        assert!(parse_dead_after("1.5").is_err());
+        assert!(parse_dead_after("soon").is_err());
+        assert!(parse_dead_after("-3").is_err());
+    }
 }

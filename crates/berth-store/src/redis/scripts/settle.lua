@@ -10,7 +10,9 @@
 --        '' when the record holds none; state 'failed' for a missing record).
 -- Guarantee: each item atomically, in order: scheduled moves a pending record to scheduled
 --   unless the attempt was revoked (its worker declared lost before the settlement came:
---   then the item is superseded)
+--   then the item is superseded, and the still-pending record goes back into the intake as
+--   a fresh entry, so it is placed again rather than left in neither the intake nor the
+--   backlog)
 --   (already scheduled or running by the same worker and attempt: done); deferred keeps a
 --   pending record pending, adds it to the backlog at not-before, counts the deferral and
 --   records the reason and the pool it waits for (`demand_pool`, `demand_gpu`); failed ends a pending record as failed. A record that moved on is
@@ -81,7 +83,7 @@ if deferring then
   end
 end
 
-local out, entries = {}, {}
+local out, entries, requeue, requeued = {}, {}, {}, {}
 local now_text = str(now)
 for i, item in ipairs(items) do
   local record = records[i]
@@ -91,6 +93,10 @@ for i, item in ipairs(items) do
   elseif item.kind == 'scheduled' then
     if record.state == 'pending' and revoked(record.revoked, item.b) then
       done = false
+      if not requeued[item.container] then
+        requeued[item.container] = true
+        requeue[#requeue + 1] = item.container
+      end
     elseif record.state == 'pending' then
       redis.call('HSET', item.key, 'state', 'scheduled', 'worker', item.a, 'attempt', item.b,
         'scheduled_ms', now_text)
@@ -128,5 +134,8 @@ for from = 1, #entries, 500 do
   local to = math.min(#entries, from + 499)
   redis.call('XACK', intake, 'engine', unpack(entries, from, to))
   redis.call('XDEL', intake, unpack(entries, from, to))
+end
+for _, container in ipairs(requeue) do
+  redis.call('XADD', intake, '*', 'id', container)
 end
 return out

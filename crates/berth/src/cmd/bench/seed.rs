@@ -16,7 +16,7 @@ use super::{Scenario, Settings};
 use anyhow::{Context, bail};
 use berth_engine::{Engine, EngineConfig, EngineStatsSnapshot, Outcome, Strategy};
 use berth_store::latency::{DelaySnapshot, Op};
-use berth_store::{DelayedStore, StatsSnapshot, Store};
+use berth_store::{CheckOptions, DelayedStore, StatsSnapshot, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,7 +166,10 @@ async fn repetition(
         Ok(result) => result?,
         Err(_) => bail!("not every request had an outcome after {REPETITION_TIMEOUT:?}"),
     };
-    let violations = inner.check().await.context("checking the invariants")?;
+    let violations = inner
+        .check(CheckOptions::ignoring_heartbeats())
+        .await
+        .context("checking the invariants")?;
     if !violations.is_empty() {
         bail!("invariant violations after the run: {violations:?}");
     }
