@@ -41,7 +41,8 @@ pub async fn demand(State(state): Shared) -> Result<Json<DemandView>, HttpError>
     responses((status = 200, description = "The violations; empty when every invariant holds", body = CheckView))
 )]
 pub async fn check(State(state): Shared) -> Result<Json<CheckView>, HttpError> {
-    let options = CheckOptions::at(state.now_ms(), state.config.check_dead_after());
+    let dead_after = state.config.check_dead_after();
+    let options = CheckOptions::at(state.now_ms(), dead_after).with_in_flight(dead_after);
     let violations = state.store.check(options).await?;
     Ok(Json(CheckView {
         violations: violations.iter().map(ViolationView::from).collect(),

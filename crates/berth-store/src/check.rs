@@ -66,6 +66,14 @@ pub struct CheckOptions {
     /// or running may be owned by it. A server passes more than its reaper needs to declare
     /// a worker lost and reclaim what it owns.
     pub dead_after_ms: u64,
+    /// How long a change made in two atomic steps on two slots may show its middle state
+    /// before the check reports it (0: report at once). A server's final-report handler
+    /// moves the record to its end and then releases the reservation; a check between the
+    /// two sees an ended container still owned. If the second step never comes (the server
+    /// died), the worker's next heartbeat or the reaper releases it, so a server passes its
+    /// dead-after time. It also covers the Redis check's own reads: the workers are read
+    /// before the records, so a placement settled after the check began can look unowned.
+    pub in_flight_ms: u64,
 }
 
 impl CheckOptions {
@@ -77,7 +85,30 @@ impl CheckOptions {
         CheckOptions {
             now_ms,
             dead_after_ms: u64::try_from(dead_after.as_millis()).unwrap_or(u64::MAX),
+            in_flight_ms: 0,
         }
+    }
+
+    /// The same check, leaving two-step changes younger than `in_flight` alone (see
+    /// [`CheckOptions::in_flight_ms`]).
+    pub fn with_in_flight(self, in_flight: Duration) -> CheckOptions {
+        CheckOptions {
+            in_flight_ms: u64::try_from(in_flight.as_millis()).unwrap_or(u64::MAX),
+            ..self
+        }
+    }
+
+    /// True when something done at `at_ms` may still be half-way through a two-step change.
+    fn in_flight(&self, at_ms: Option<u64>) -> bool {
+        at_ms.is_some_and(|at| at.saturating_add(self.in_flight_ms) >= self.now_ms)
+    }
+
+    /// True when a placement settled at `at_ms` may have been settled after this check read
+    /// its workers: at or after the check began, give or take a second of clock difference
+    /// between processes (no more than [`CheckOptions::in_flight_ms`]).
+    fn settled_during(&self, at_ms: Option<u64>) -> bool {
+        let margin = self.in_flight_ms.min(CLOCK_MARGIN_MS);
+        at_ms.is_some_and(|at| at.saturating_add(margin) >= self.now_ms)
     }
 
     /// A check now, by the system clock ([`crate::now_ms`]).
@@ -91,6 +122,7 @@ impl CheckOptions {
         CheckOptions {
             now_ms: crate::now_ms(),
             dead_after_ms: u64::MAX,
+            in_flight_ms: 0,
         }
     }
 
@@ -104,6 +136,10 @@ impl CheckOptions {
         self.silence_ms(heartbeat_ms) <= self.dead_after_ms
     }
 }
+
+/// Clock difference allowed between the process that stamps a placement and the one that
+/// checks (see [`CheckOptions::settled_during`]).
+const CLOCK_MARGIN_MS: u64 = 1000;
 
 /// Every broken invariant in the dump (see [`crate::Store::check`]).
 pub fn violations(dump: &Dump, options: &CheckOptions) -> Vec<Violation> {
@@ -209,6 +245,7 @@ fn check_record(
                     && Some(&e.attempt) == record.attempt.as_ref()
             });
             match holder {
+                None if options.settled_during(record.scheduled_at_ms) => {}
                 None => found.push(violation(
                     id,
                     format!(
@@ -244,7 +281,11 @@ fn check_record(
                 ),
             ));
         }
-        state if state.is_terminal() && !holders.is_empty() => {
+        state
+            if state.is_terminal()
+                && !holders.is_empty()
+                && !options.in_flight(record.finished_at_ms) =>
+        {
             let (worker, entry) = holders[0];
             found.push(violation(
                 id,
@@ -519,5 +560,49 @@ mod tests {
                 "c1: failed but still owned by worker w1 (cpu=100m memory=100Mi gpu=0 leaked)",
             ]
         );
+    }
+
+    #[test]
+    fn an_ended_container_still_owned_is_in_flight_for_a_while_then_a_leak() {
+        let dump = |finished_ms| {
+            let mut ended = record("c1", ContainerState::Exited, Some(("w1", "a1")));
+            ended.finished_at_ms = Some(finished_ms);
+            Dump {
+                workers: vec![worker("w1", &[("c1", "a1")], NOW)],
+                records: vec![ended],
+                ..Dump::default()
+            }
+        };
+        let patient = options().with_in_flight(Duration::from_secs(10));
+        // Ended 2 s ago, release not through yet: the second step of the final report.
+        assert!(violations(&dump(NOW - 2_000), &patient).is_empty());
+        // Ended 11 s ago and still owned: nothing will release it any more.
+        let found = violations(&dump(NOW - 11_000), &patient);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].detail.contains("leaked"), "{found:?}");
+        // Without an in-flight time, at once.
+        assert_eq!(violations(&dump(NOW - 2_000), &options()).len(), 1);
+    }
+
+    #[test]
+    fn a_placement_settled_after_the_check_began_is_not_judged_unowned() {
+        let dump = |scheduled_ms| {
+            let mut placed = record("c1", ContainerState::Scheduled, Some(("w1", "a1")));
+            placed.scheduled_at_ms = Some(scheduled_ms);
+            Dump {
+                workers: vec![worker("w1", &[], NOW)],
+                records: vec![placed],
+                ..Dump::default()
+            }
+        };
+        let patient = options().with_in_flight(Duration::from_secs(10));
+        // Settled while the check read (its workers were read before the commit).
+        assert!(violations(&dump(NOW + 5), &patient).is_empty());
+        assert!(violations(&dump(NOW - 500), &patient).is_empty());
+        // Settled well before the check began and still unowned: a violation.
+        let found = violations(&dump(NOW - 5_000), &patient);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].detail.contains("does not own it"), "{found:?}");
+        assert_eq!(violations(&dump(NOW - 500), &options()).len(), 1);
     }
 }
