@@ -213,10 +213,17 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             None => break,
             Some(Ok(batch)) if batch.is_empty() => {}
             Some(Ok(batch)) => {
+                // Kept to be tried again at once if the batch fails (a connection lost in a
+                // failover): waiting for the intake's visibility timeout would hold the
+                // requests for its whole length. Committing and settling again under the
+                // same attempts is idempotent.
+                let again = batch.clone();
                 match process(&shared, &mut cache, batch, &mut carry).await {
                     Ok(settle) => settling = settle.map(|s| settle_later(&shared, s)),
                     Err(error) => {
-                        tracing::warn!(%error, "batch failed; its claims will be retried");
+                        tracing::warn!(%error, claims = again.len(), "batch failed; retrying its claims");
+                        metrics::counter!("berth_batches_failed_total").increment(1);
+                        carry.extend(again);
                         cache.expire();
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
@@ -270,15 +277,31 @@ async fn housekeep_then_claim(
     next_batch(shared, carry).await
 }
 
-/// The settlement of a processed batch, as a future of its own (errors are logged: the
-/// claims it did not settle come back after the visibility timeout).
+/// How many times a batch's settlement is sent before its claims are left to the intake's
+/// visibility timeout.
+const SETTLE_ATTEMPTS: u32 = 5;
+
+/// The settlement of a processed batch, as a future of its own. A failed settlement is
+/// sent again (settling twice under the same attempts is idempotent), with a growing pause,
+/// up to [`SETTLE_ATTEMPTS`] times; then the claims come back after the visibility timeout.
 fn settle_later(shared: &Arc<Shared>, (settle, now): (Settle, u64)) -> Settling {
     let shared = shared.clone();
     Box::pin(async move {
-        if let Err(error) = apply(&shared, settle, now).await {
-            tracing::warn!(%error, "settling a batch failed; its claims will be retried");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut pause = Duration::from_millis(100);
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            match apply(&shared, &settle, now).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "settling a batch failed");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
         }
+        tracing::error!(
+            items = settle.items.len(),
+            "gave up settling a batch; its claims come back after the visibility timeout"
+        );
     })
 }
 
@@ -558,7 +581,7 @@ async fn target_demand(
 
 /// Settles the batch in the store, undoes placements another replica beat us to, and tells
 /// local submitters.
-async fn apply(shared: &Shared, settle: Settle, now: u64) -> berth_store::Result<()> {
+async fn apply(shared: &Shared, settle: &Settle, now: u64) -> berth_store::Result<()> {
     if settle.items.is_empty() {
         return Ok(());
     }

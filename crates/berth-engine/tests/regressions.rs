@@ -89,3 +89,13 @@ async fn the_engine_lets_other_tasks_run_between_batches() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_failed_store_calls_are_retried_at_once() {
+    scenarios::failed_store_calls_are_retried_at_once(&Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_failed_store_calls_are_retried_at_once() {
+    scenarios::failed_store_calls_are_retried_at_once(&Backend::redis()).await;
+}

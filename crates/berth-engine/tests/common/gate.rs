@@ -31,6 +31,7 @@ pub struct Gate {
     open: watch::Sender<bool>,
     held: AtomicUsize,
     failing_settles: AtomicUsize,
+    failing_commits: AtomicUsize,
 }
 
 impl Gate {
@@ -45,6 +46,14 @@ impl Gate {
         Gate::build(inner, None, n)
     }
 
+    /// A gate on `inner` that fails the first `commits` commits and the first `settles`
+    /// settlements with an error before they reach the store.
+    pub fn failing(inner: Arc<dyn Store>, commits: usize, settles: usize) -> Arc<Gate> {
+        let gate = Gate::build(inner, None, settles);
+        gate.failing_commits.store(commits, Ordering::SeqCst);
+        gate
+    }
+
     fn build(inner: Arc<dyn Store>, hold: Option<HoldAt>, failing_settles: usize) -> Arc<Gate> {
         Arc::new(Gate {
             inner,
@@ -52,6 +61,7 @@ impl Gate {
             open: watch::channel(false).0,
             held: AtomicUsize::new(0),
             failing_settles: AtomicUsize::new(failing_settles),
+            failing_commits: AtomicUsize::new(0),
         })
     }
 
@@ -103,6 +113,15 @@ impl Store for Gate {
     }
     async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
         self.pass(HoldAt::Commit).await;
+        let fail = self
+            .failing_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(StoreError::InvalidArgument(
+                "injected failure: the commit never reached the store".to_owned(),
+            ));
+        }
         self.inner.commit(groups).await
     }
     async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {

@@ -754,3 +754,32 @@ pub async fn a_failed_settlement_leaves_no_orphan(backend: &Backend) {
     engine.shutdown().await;
     assert_one_owner(&*store, &workers, &placed).await;
 }
+
+/// A batch whose commit fails, and then whose settlement fails (the store unreachable for
+/// those calls, as in a failover), is tried again at once by the same replica: the request
+/// is placed long before the intake's visibility timeout (ten minutes here) would give it
+/// back, and owned once.
+pub async fn failed_store_calls_are_retried_at_once(backend: &Backend) {
+    let config = StoreConfig {
+        claim_visibility: Duration::from_secs(600),
+        ..StoreConfig::default()
+    };
+    let store = backend.store("retried-at-once", config).await;
+    let workers = fleet(&*store, 2, 4000, 4096).await;
+    let gate = Gate::failing(store.clone(), 1, 2);
+    let engine = Engine::start(
+        gate.clone(),
+        engine_config(Strategy::BatchScript, "engine-0"),
+        Vec::new(),
+    );
+    let id = cid("c0");
+    drop(
+        engine
+            .submit(request("c0", 1000, 0, engine.now_ms()))
+            .await
+            .unwrap(),
+    );
+    let placed = until_scheduled(&*store, &id, "the request to be placed after the failures").await;
+    engine.shutdown().await;
+    assert_one_owner(&*store, &workers, &placed).await;
+}
