@@ -28,6 +28,9 @@ pub struct SeenViolation {
     pub last_at_ms: u64,
     /// In how many samples.
     pub samples: u64,
+    /// After how many of those samples an immediate re-check no longer reported it: a
+    /// violation that vanishes at once was seen in state that was changing under the check.
+    pub vanished_on_recheck: u64,
 }
 
 /// Every sample's result.
@@ -63,8 +66,21 @@ impl CheckLog {
                         first_at_ms: at_ms,
                         last_at_ms: at_ms,
                         samples: 1,
+                        vanished_on_recheck: 0,
                     });
                 }
+            }
+        }
+    }
+}
+
+impl CheckLog {
+    /// Notes which of the `first` sample's violations an immediate `recheck` no longer
+    /// reported.
+    pub fn mark_vanished(&mut self, first: &[(String, String)], recheck: &[(String, String)]) {
+        for violation in first.iter().filter(|v| !recheck.contains(v)) {
+            if let Some(&i) = self.index.get(violation) {
+                self.violations[i].vanished_on_recheck += 1;
             }
         }
     }
@@ -104,7 +120,10 @@ pub async fn run_checks(
                 if !violations.is_empty() {
                     tracing::error!(at_ms, ?violations, "the invariant check reports violations");
                 }
-                log.record(at_ms, violations);
+                log.record(at_ms, violations.clone());
+                if !violations.is_empty() {
+                    recheck(&gateway, started, &mut log, &violations).await;
+                }
             }
             None => log.unanswered += 1,
         }
@@ -114,6 +133,23 @@ pub async fn run_checks(
         }
     }
     log
+}
+
+/// Samples the check again at once after `first` reported violations, and notes which
+/// vanished.
+async fn recheck(
+    gateway: &Gateway,
+    started: Instant,
+    log: &mut CheckLog,
+    first: &[(String, String)],
+) {
+    let Some(again) = check_once(gateway, SAMPLE_PATIENCE).await else {
+        log.unanswered += 1;
+        return;
+    };
+    let at_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    log.mark_vanished(first, &again);
+    log.record(at_ms, again);
 }
 
 #[cfg(test)]
@@ -144,5 +180,8 @@ mod tests {
         assert_eq!(log.violations[0].last_at_ms, 300);
         assert_eq!(log.violations[0].samples, 2);
         assert_eq!(log.violations[1].subject, "c1");
+        log.mark_vanished(&[v()], &[]);
+        assert_eq!(log.violations[0].vanished_on_recheck, 1);
+        assert_eq!(log.violations[1].vanished_on_recheck, 0);
     }
 }

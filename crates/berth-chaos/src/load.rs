@@ -84,9 +84,9 @@ impl RequestMaker {
         }
     }
 
-    /// How long to wait before the next request (40-200 ms: about 8 a second).
+    /// How long to wait before the next request (80-240 ms: about 6 a second).
     pub fn pause(&mut self) -> Duration {
-        Duration::from_millis(self.rng.random_range(40..=200))
+        Duration::from_millis(self.rng.random_range(80..=240))
     }
 
     /// The next request and its class.

@@ -235,8 +235,8 @@ impl Summary {
         for v in &self.violations.details {
             let _ = writeln!(
                 out,
-                "    violation at {}-{} ms ({} samples): {}: {}",
-                v.first_at_ms, v.last_at_ms, v.samples, v.subject, v.detail
+                "    violation at {}-{} ms ({} samples, gone on an immediate re-check after {}): {}: {}",
+                v.first_at_ms, v.last_at_ms, v.samples, v.vanished_on_recheck, v.subject, v.detail
             );
         }
         if self.final_check_answered {
