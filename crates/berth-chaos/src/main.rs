@@ -54,7 +54,10 @@ fn harness(args: &Args) -> anyhow::Result<bool> {
     // killed before their directory goes.
     drop(runtime);
     let passed = result.as_ref().is_ok_and(|s| s.passed);
-    let kept = (args.keep || !passed).then(|| dir.keep());
+    let setup_failed = result
+        .as_ref()
+        .is_err_and(|e| e.downcast_ref::<SetupError>().is_some());
+    let kept = (args.keep || !(passed || setup_failed)).then(|| dir.keep());
     if let Some(dir) = kept.as_ref().filter(|_| !passed) {
         eprintln!(
             "berth-chaos: the logs of every process are in {}",
