@@ -47,7 +47,7 @@ fn harness(args: &Args) -> anyhow::Result<bool> {
     let result = runtime.block_on(async {
         tokio::select! {
             result = berth_chaos::run::run(args, &berth, dir.path()) => result,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
         }
     });
     // Every task still holding a process is dropped with the runtime: the processes are
@@ -71,6 +71,19 @@ fn harness(args: &Args) -> anyhow::Result<bool> {
         write_json(&summary, path)?;
     }
     Ok(passed)
+}
+
+/// Resolves on SIGINT or SIGTERM, with the signal's name.
+async fn interrupted() -> &'static str {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 fn write_json(summary: &Summary, path: &Path) -> anyhow::Result<()> {
