@@ -178,6 +178,20 @@ impl Fleet {
         down
     }
 
+    /// The processes that exited though nobody killed them (a crash, or an exit nobody
+    /// asked for), by name; they are forgotten (their slots are empty now).
+    pub fn exited_by_themselves(&mut self) -> Vec<String> {
+        let servers = self.servers.iter_mut().map(|s| &mut s.process);
+        let workers = self.workers.iter_mut().map(|w| &mut w.process);
+        let mut exited = Vec::new();
+        for process in servers.chain(workers) {
+            if process.as_mut().is_some_and(ChildGuard::has_exited) {
+                exited.extend(process.take().map(|p| p.name().to_owned()));
+            }
+        }
+        exited
+    }
+
     /// The id of the worker in `slot` now (`w<slot>-g<generation>`).
     pub fn worker_id(&self, slot: usize) -> String {
         let generation = self.workers.get(slot).map_or(0, |w| w.generation);

@@ -3,12 +3,13 @@
 
 use crate::faults::{Target, lock, restart_server};
 use crate::gateway::Gateway;
-use crate::verify::{RecordFacts, WorkerFacts};
+use crate::verify::{Finding, RecordFacts, WorkerFacts, panics_in};
 use berth_api::{ContainerView, ResourcesView};
 use berth_core::{ContainerId, WorkerStatus};
 use berth_store::ContainerState;
 use futures::{StreamExt, stream};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long the fleet may take to go idle after the load stops.
@@ -17,6 +18,34 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
 const READ_PATIENCE: Duration = Duration::from_secs(30);
 /// How many records are read at once.
 const READS_IN_FLIGHT: usize = 16;
+
+/// The processes that exited by themselves since the last look.
+pub fn exited(target: &Target) -> Vec<Finding> {
+    lock(&target.fleet)
+        .exited_by_themselves()
+        .into_iter()
+        .map(|id| Finding {
+            id,
+            why: "exited though nobody killed it".to_owned(),
+        })
+        .collect()
+}
+
+/// Every panic reported in the process logs in `dir`.
+pub fn panics(dir: &Path) -> Vec<Finding> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") && name != "starts.log" {
+            let text = std::fs::read(entry.path()).unwrap_or_default();
+            found.extend(panics_in(&name, &String::from_utf8_lossy(&text)));
+        }
+    }
+    found
+}
 
 /// Restarts every replica that is down and every worker that is stopped or gone.
 pub async fn heal(target: &Target) -> Result<(), String> {

@@ -9,7 +9,9 @@ use crate::faults::{FaultRecord, Probes, Target, lock, min_stop, restart_server,
 use crate::fleet::{Fleet, REPLICAS, WORKERS};
 use crate::gateway::Gateway;
 use crate::load::{RequestMaker, run_load};
-use crate::observe::{DRAIN_TIMEOUT, drain, heal, records, wait_for_workers, workers};
+use crate::observe::{
+    DRAIN_TIMEOUT, drain, exited, heal, panics, records, wait_for_workers, workers,
+};
 use crate::redis::RedisBackend;
 use crate::schedule::{ScheduleConfig, schedule};
 use crate::summary::Summary;
@@ -62,6 +64,7 @@ pub async fn run(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Summar
     stop_load.cancel();
     let (mut records_log, probes) = faults.await.context("the fault injector failed")?;
     let load = load.await.context("the load generator failed")?;
+    let mut crashed = exited(&target);
     heal(&target)
         .await
         .map_err(anyhow::Error::msg)
@@ -86,6 +89,10 @@ pub async fn run(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Summar
         checks,
         verdict,
     );
+    crashed.extend(exited(&target));
+    crashed.extend(panics(dir));
+    summary.crashes = crashed.len() as u64;
+    summary.crash_details = crashed;
     summary.drained = drained;
     summary.drain_ms = drain_ms;
     summary.final_check_answered = final_violations.is_some();

@@ -83,6 +83,10 @@ pub struct Summary {
     pub leaked: u64,
     /// Which.
     pub leak_details: Vec<Finding>,
+    /// How many processes crashed or panicked.
+    pub crashes: u64,
+    /// Which, and how (a process that exited by itself, or a panic line from its log).
+    pub crash_details: Vec<Finding>,
     /// Whether the fleet went idle before the drain's time-out.
     pub drained: bool,
     /// How long the drain took, in ms.
@@ -161,6 +165,7 @@ impl Summary {
         fail(self.duplicates, "containers placed twice");
         fail(self.leaked, "workers with leaked capacity");
         fail(self.unrecovered, "faults without recovery");
+        fail(self.crashes, "crashed processes or panics");
         let errors = self.fault_log.iter().filter(|f| f.error.is_some()).count() as u64;
         fail(errors, "faults that could not be injected or healed");
         if !self.final_check_answered {
@@ -248,6 +253,7 @@ impl Summary {
         }
         for (what, findings) in [
             ("final violation", &self.final_violations),
+            ("crash", &self.crash_details),
             ("lost", &self.lost_details),
             ("stuck", &self.stuck_details),
             ("duplicate", &self.duplicate_details),
@@ -293,7 +299,7 @@ mod tests {
             id: "x".into(),
             why: "y".into(),
         };
-        let cases: [fn(&mut Summary, Finding); 5] = [
+        let cases: [fn(&mut Summary, Finding); 6] = [
             |s, _| s.violations.count = 1,
             |s, f| {
                 s.lost = 1;
@@ -302,6 +308,7 @@ mod tests {
             |s, _| s.duplicates = 1,
             |s, _| s.leaked = 1,
             |s, _| s.drained = false,
+            |s, _| s.crashes = 1,
         ];
         for case in cases {
             let mut summary = passing();

@@ -196,6 +196,17 @@ fn duplicates(starts: &[StartLine], violations: &[(String, String)]) -> Vec<Find
         .collect()
 }
 
+/// The lines of a process's log (`name`) that report a panic.
+pub fn panics_in(name: &str, log: &str) -> Vec<Finding> {
+    log.lines()
+        .filter(|line| line.contains("panicked at"))
+        .map(|line| Finding {
+            id: name.to_owned(),
+            why: line.trim().to_owned(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +355,16 @@ mod tests {
         assert_eq!(lost, ["gone", "mute", "never-read", "waiting"]);
         assert_eq!(verdict.stuck.len(), 1);
         assert_eq!(verdict.outcomes.get("unknown"), Some(&2));
+    }
+
+    #[test]
+    fn panics_in_a_log_are_found() {
+        let log =
+            "INFO started\nthread 'tokio-runtime-worker' panicked at crates/x.rs:1:2:\nboom\n";
+        let found = panics_in("server-0.1.log", log);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].why.contains("panicked at crates/x.rs"));
+        assert!(panics_in("w", "all fine\n").is_empty());
     }
 
     #[test]
