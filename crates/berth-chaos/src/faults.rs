@@ -73,6 +73,8 @@ pub struct FaultRecord {
     pub at_ms: u64,
     /// What it hit.
     pub target: String,
+    /// Whether the fault was injected (not skipped for want of a target) and probed.
+    pub injected: bool,
     /// From the injection until the heal was done (a restart answering, a failover over).
     pub healed_after_ms: u64,
     /// The recovery time (see the module documentation); `None` when unrecovered or not
@@ -136,12 +138,13 @@ async fn inject(
     index: usize,
     probes: &mut Probes,
 ) -> FaultRecord {
-    let injected = Instant::now();
+    let at = Instant::now();
     let mut record = FaultRecord {
         kind: fault.kind,
         planned_at_ms: millis(fault.at),
         at_ms: millis(target.started.elapsed()),
         target: String::new(),
+        injected: false,
         healed_after_ms: 0,
         recovery_ms: None,
         note: String::new(),
@@ -150,8 +153,9 @@ async fn inject(
     tracing::info!(kind = %fault.kind, at_ms = record.at_ms, "injecting a fault");
     let start_probe = |probes: &mut Probes| {
         let (gateway, starts) = (target.gateway.clone(), target.starts.clone());
-        probes.spawn(async move { (index, probe(&gateway, &starts, index, injected).await) });
+        probes.spawn(async move { (index, probe(&gateway, &starts, index, at).await) });
     };
+    let probes_before = probes.len();
     let outcome = match fault.kind {
         FaultKind::KillServer => {
             kill_server(target, fault, &mut record, || start_probe(probes)).await
@@ -169,7 +173,8 @@ async fn inject(
             pause_redis(target, fault, &mut record, || start_probe(probes)).await
         }
     };
-    record.healed_after_ms = millis(injected.elapsed());
+    record.healed_after_ms = millis(at.elapsed());
+    record.injected = probes.len() > probes_before;
     if let Err(error) = outcome {
         record.error = Some(error);
     }

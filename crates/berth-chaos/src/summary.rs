@@ -47,14 +47,14 @@ pub struct Summary {
     pub placed: u64,
     /// Accepted containers by final state.
     pub outcomes: BTreeMap<String, u64>,
-    /// Faults injected, by kind.
+    /// Faults injected, by kind (not those skipped for want of a target).
     pub faults: BTreeMap<String, u64>,
     /// Each fault as it happened.
     pub fault_log: Vec<FaultRecord>,
     /// The longest recovery time of a fault, in ms (see `faults`): from the injection until
     /// a probe submitted right after it exited 0.
     pub max_recovery_ms: Option<u64>,
-    /// Faults whose probe never finished.
+    /// Injected faults whose probe never finished.
     pub unrecovered: u64,
     /// The invariant check's violations.
     pub violations: Violations,
@@ -106,7 +106,7 @@ impl Summary {
         verdict: Verdict,
     ) -> Summary {
         let mut by_kind = BTreeMap::new();
-        for fault in &faults {
+        for fault in faults.iter().filter(|f| f.injected) {
             *by_kind.entry(fault.kind.as_str().to_owned()).or_default() += 1;
         }
         let mut summary = Summary {
@@ -125,7 +125,7 @@ impl Summary {
             max_recovery_ms: faults.iter().filter_map(|f| f.recovery_ms).max(),
             unrecovered: faults
                 .iter()
-                .filter(|f| f.recovery_ms.is_none() && !f.note.starts_with("skipped"))
+                .filter(|f| f.injected && f.recovery_ms.is_none())
                 .count() as u64,
             fault_log: faults,
             violations: Violations {
@@ -210,9 +210,11 @@ impl Summary {
                 .map_or("-".to_owned(), |m| m.to_string())
         );
         for fault in &self.fault_log {
-            let recovery = fault
-                .recovery_ms
-                .map_or("unrecovered".to_owned(), |m| format!("recovered in {m} ms"));
+            let recovery = match (fault.injected, fault.recovery_ms) {
+                (false, _) => "not injected".to_owned(),
+                (true, None) => "UNRECOVERED".to_owned(),
+                (true, Some(m)) => format!("recovered in {m} ms"),
+            };
             let error = fault
                 .error
                 .as_deref()
