@@ -315,8 +315,11 @@ async fn kill_primary(
     probe();
     let started = Instant::now();
     let new = with_redis(target, move |redis| redis.wait_failover(old)).await?;
+    let failover = millis(started.elapsed());
+    with_redis(target, move |redis| redis.restart_node(old)).await?;
     record.note = format!(
-        "SIGKILLed; its replica on port {new} took over after {} ms (the node is not restarted)",
+        "SIGKILLed; its replica on port {new} took over after {failover} ms; restarted, it \
+         rejoined as a replica after {} ms",
         millis(started.elapsed())
     );
     Ok(())

@@ -12,8 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How long the fleet may take to go idle after the load stops.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the fleet may take to go idle after a load of `run`: 180 s plus half the run
+/// (the backlog a loaded 2-core machine leaves grows with the run; requests deferred for
+/// room are retried at most every 10 s).
+pub fn drain_timeout(run: Duration) -> Duration {
+    Duration::from_secs(180) + run / 2
+}
 /// How long a read at the end may look for a replica that answers.
 const READ_PATIENCE: Duration = Duration::from_secs(30);
 /// How many records are read at once.

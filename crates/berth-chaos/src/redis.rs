@@ -1,6 +1,6 @@
 //! The Redis the servers share: a standalone server or a 6-node cluster, and the Redis
 //! faults: pausing every client on every primary, and killing a primary so that its
-//! replica takes over. All of it blocks (the local Redis helpers poll with sleeps): call it
+//! replica takes over (then restarting it: it rejoins as a replica). All of it blocks (the local Redis helpers poll with sleeps): call it
 //! from a blocking thread.
 
 use berth_localredis::resp::{self, Value};
@@ -81,8 +81,7 @@ impl RedisBackend {
 
     /// On a cluster, SIGKILLs one of the primaries that has a connected replica (`pick`
     /// modulo their number) and returns its port. `None` on a standalone Redis, or when no
-    /// primary has a replica left (a killed node is not restarted: `LocalCluster` cannot
-    /// restart a node).
+    /// primary has a replica (killed nodes not restarted yet).
     pub fn kill_primary(&mut self, pick: usize) -> Result<Option<u16>, RedisFaultError> {
         let RedisBackend::Cluster(cluster) = self else {
             return Ok(None);
@@ -99,6 +98,16 @@ impl RedisBackend {
         let old = eligible[pick % eligible.len()];
         cluster.kill_node(old)?;
         Ok(Some(old))
+    }
+
+    /// Restarts the node killed on port `old` and waits (up to [`FAILOVER_TIMEOUT`]) until
+    /// it is a connected replica again. Nothing to do on a standalone Redis.
+    pub fn restart_node(&mut self, old: u16) -> Result<(), RedisFaultError> {
+        if let RedisBackend::Cluster(cluster) = self {
+            cluster.restart_node(old)?;
+            cluster.wait_for_rejoin(old, FAILOVER_TIMEOUT)?;
+        }
+        Ok(())
     }
 
     /// Waits (up to [`FAILOVER_TIMEOUT`]) until a replica serves the slots of the primary

@@ -10,7 +10,7 @@ use crate::fleet::{Fleet, REPLICAS, WORKERS};
 use crate::gateway::Gateway;
 use crate::load::{RequestMaker, run_load};
 use crate::observe::{
-    DRAIN_TIMEOUT, drain, exited, heal, panics, records, wait_for_workers, workers,
+    drain, drain_timeout, exited, heal, panics, records, wait_for_workers, workers,
 };
 use crate::redis::RedisBackend;
 use crate::schedule::{ScheduleConfig, schedule};
@@ -73,7 +73,11 @@ pub async fn run(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Summar
     wait_for_probes(probes, &mut records_log, &mut accepted).await?;
     tracing::info!("draining");
     let drain_started = Instant::now();
-    let drained = drain(&target.gateway, DRAIN_TIMEOUT).await;
+    let drained = drain(
+        &target.gateway,
+        drain_timeout(Duration::from_secs(args.seconds)),
+    )
+    .await;
     let drain_ms = u64::try_from(drain_started.elapsed().as_millis()).unwrap_or(u64::MAX);
     stop_checks.cancel();
     let mut checks = checks.await.context("the check sampler failed")?;

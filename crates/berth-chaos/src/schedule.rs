@@ -22,7 +22,8 @@ pub enum FaultKind {
     /// SIGSTOP a worker for longer than the heartbeat timeout plus a reaper period, so it is
     /// declared lost while frozen, then SIGCONT it (fencing must hold).
     StopWorker,
-    /// SIGKILL a Redis Cluster primary and wait for its replica to take over (cluster only).
+    /// SIGKILL a Redis Cluster primary, wait for its replica to take over, then restart it
+    /// (it rejoins as a replica; cluster only).
     KillRedisPrimary,
     /// `CLIENT PAUSE <ms> ALL` on every Redis primary.
     PauseRedis,
@@ -96,7 +97,8 @@ pub struct ScheduleConfig {
 const FIRST_AT_MS: (u64, u64) = (3_000, 6_000);
 /// The gap between the expected heal of one fault and the next fault.
 const GAP_MS: (u64, u64) = (2_000, 6_000);
-/// The expected time of a Redis failover (the schedule's spacing only).
+/// The expected time of a Redis failover (the schedule's spacing only; a fault that takes
+/// longer delays the next one).
 const FAILOVER_ESTIMATE: Duration = Duration::from_secs(8);
 /// The expected time to restart a killed process (the schedule's spacing only).
 const RESTART_ESTIMATE: Duration = Duration::from_secs(1);
