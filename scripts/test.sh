@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite: installs what the tests need (redis-server
 # and redis-cli, cargo-nextest) if missing, then runs every test with
-# nextest, then the doc tests (nextest does not run those).
+# nextest, then the doc tests (nextest does not run those), then two short
+# seeded chaos runs (berth-chaos, standalone Redis and Redis Cluster).
 #
 # Usage: scripts/test.sh [extra cargo-nextest run arguments...]
+# (BERTH_SKIP_CHAOS=1 skips the chaos runs, e.g. when running a few tests.)
 # Example: scripts/test.sh -E 'package(berth-localredis)'   (only that crate's tests)
 set -euo pipefail
 
@@ -47,5 +49,24 @@ cargo nextest run --workspace --no-fail-fast "$@"
 
 log "running: cargo test --workspace --doc"
 cargo test --workspace --doc
+
+# A short seeded chaos run on standalone Redis and on a Redis Cluster: real server and
+# worker processes under load while replicas, workers and Redis primaries are killed,
+# workers frozen past their heartbeat timeout and Redis clients paused; it fails on any
+# invariant violation, lost or duplicated container, or leaked capacity. The two binaries
+# are built in one cargo invocation (one feature resolution) and run directly: `cargo run
+# -p berth-chaos` would build the dependencies again for berth-chaos alone.
+if [ "${BERTH_SKIP_CHAOS:-0}" = "1" ]; then
+    log "BERTH_SKIP_CHAOS=1: skipping the chaos runs"
+else
+    log "building berth and berth-chaos (release) for the chaos runs"
+    cargo build --release -p berth -p berth-chaos
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    chaos=("$target_dir/release/berth-chaos" --berth "$target_dir/release/berth" --seconds 60 --seed 7)
+    log "running: berth-chaos --seconds 60 --seed 7 (standalone Redis)"
+    "${chaos[@]}"
+    log "running: berth-chaos --seconds 60 --seed 7 --cluster"
+    "${chaos[@]}" --cluster
+fi
 
 log "all tests passed"

@@ -60,8 +60,11 @@ impl SlotRange {
 #[derive(Debug)]
 struct Node {
     port: u16,
-    /// `None` once the node was killed.
+    /// The port and the cluster bus port, which a restart uses again.
+    ports: Vec<u16>,
+    /// `None` once the node was killed (until it is restarted).
     process: Option<ServerProcess>,
+    dir: PathBuf,
     log_path: PathBuf,
 }
 
@@ -137,8 +140,10 @@ impl LocalCluster {
             )?;
             cluster.nodes.push(Node {
                 port: process.port(),
+                ports: process.ports().to_vec(),
                 process: Some(process),
                 log_path: node_dir.join("redis.log"),
+                dir: node_dir,
             });
         }
         cluster.create(CLUSTER_START_TIMEOUT.saturating_sub(started.elapsed()))?;
@@ -323,6 +328,69 @@ impl LocalCluster {
         }
         self.killed.insert(port, served);
         Ok(())
+    }
+
+    /// Starts the [killed](Self::kill_node) node on `port` again, on the same ports and in
+    /// the same directory (so with the `nodes.conf` it left), and waits (up to
+    /// [`STANDALONE_START_TIMEOUT`]) until it answers PING. A primary that was replaced
+    /// meanwhile rejoins as a replica of the node that took over; see
+    /// [`wait_for_rejoin`](Self::wait_for_rejoin).
+    ///
+    /// # Errors
+    ///
+    /// [`LocalRedisError::UnknownNode`], [`LocalRedisError::NodeNotKilled`] if it runs,
+    /// [`LocalRedisError::PortRace`] if another process took one of its ports meanwhile, or
+    /// why it did not start.
+    pub fn restart_node(&mut self, port: u16) -> Result<(), LocalRedisError> {
+        let index = self.node_index(port)?;
+        let node = &mut self.nodes[index];
+        if node.process.is_some() {
+            return Err(LocalRedisError::NodeNotKilled { port });
+        }
+        let mode = Mode::Cluster {
+            node_timeout: CLUSTER_NODE_TIMEOUT,
+        };
+        node.process = Some(ServerProcess::restart(
+            &node.dir,
+            mode,
+            &node.ports,
+            STANDALONE_START_TIMEOUT,
+        )?);
+        self.killed.remove(&port);
+        Ok(())
+    }
+
+    /// Waits until the [restarted](Self::restart_node) node on `port` is a replica whose
+    /// link to its primary is up, and the cluster is healthy (as
+    /// [`check_healthy`](Self::check_healthy) sees it).
+    ///
+    /// # Errors
+    ///
+    /// [`LocalRedisError::UnknownNode`], [`LocalRedisError::NodeAlreadyKilled`] if it does
+    /// not run, [`LocalRedisError::ClusterTimeout`] after `timeout`.
+    pub fn wait_for_rejoin(&self, port: u16, timeout: Duration) -> Result<(), LocalRedisError> {
+        let index = self.node_index(port)?;
+        if self.nodes[index].process.is_none() {
+            return Err(LocalRedisError::NodeAlreadyKilled { port });
+        }
+        let started = Instant::now();
+        loop {
+            let problem = match (role(port), self.observe(false)) {
+                (Ok(Role::Replica { link }), Ok(_)) if link == "connected" => return Ok(()),
+                (Ok(Role::Replica { link }), Ok(_)) => format!("node {port}: link {link}"),
+                (Ok(Role::Primary { .. }), Ok(_)) => format!("node {port} is still a primary"),
+                (Err(e), _) => e.to_string(),
+                (_, Err(problem)) => problem,
+            };
+            if started.elapsed() >= timeout {
+                return Err(LocalRedisError::ClusterTimeout {
+                    waited: started.elapsed(),
+                    problem,
+                    log_tails: self.log_tails(),
+                });
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
     }
 
     /// Waits until the slots the primary on `old_primary_port` served when

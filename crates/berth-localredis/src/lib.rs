@@ -3,8 +3,8 @@
 //! - [`LocalRedis`]: one standalone `redis-server` on a free port of
 //!   127.0.0.1, in its own temporary directory, persistence off.
 //! - [`LocalCluster`]: a 6-node Redis Cluster (3 primaries, 3 replicas),
-//!   with helpers to find the primary of a slot or key, kill a node and
-//!   wait for the failover.
+//!   with helpers to find the primary of a slot or key, kill a node, wait
+//!   for the failover, and restart the node (it rejoins as a replica).
 //!
 //! Both kill their processes (SIGKILL, then wait) and remove their
 //! directories when dropped. They run the `redis-server` and `redis-cli`

@@ -33,7 +33,8 @@ pub(crate) enum Mode {
 #[derive(Debug)]
 pub(crate) struct ServerProcess {
     child: Child,
-    port: u16,
+    /// The port, then (for a cluster node) the cluster bus port.
+    ports: Vec<u16>,
     log_path: PathBuf,
 }
 
@@ -55,11 +56,10 @@ impl ServerProcess {
                 Mode::Standalone => 1,
                 Mode::Cluster { .. } => 2,
             })?;
-            let port = ports[0];
-            let child = spawn(dir, &log_path, mode, &ports)?;
+            let child = spawn(dir, &log_path, mode, &ports, Log::Fresh)?;
             let mut process = ServerProcess {
                 child,
-                port,
+                ports,
                 log_path: log_path.clone(),
             };
             match process.wait_ready(timeout)? {
@@ -76,9 +76,43 @@ impl ServerProcess {
         })
     }
 
+    /// Starts redis-server again in `dir` on the `ports` a killed one had (the port, and a
+    /// cluster node's bus port), keeping the files it left (a cluster node's
+    /// `nodes.conf`) and appending to its log, and waits until it answers PING.
+    pub(crate) fn restart(
+        dir: &Path,
+        mode: Mode,
+        ports: &[u16],
+        timeout: Duration,
+    ) -> Result<ServerProcess, LocalRedisError> {
+        let log_path = dir.join("redis.log");
+        let child = spawn(dir, &log_path, mode, ports, Log::Append)?;
+        let mut process = ServerProcess {
+            child,
+            ports: ports.to_vec(),
+            log_path,
+        };
+        match process.wait_ready(timeout)? {
+            Ready::Yes => Ok(process),
+            Ready::PortTaken => {
+                let log_tail = process.log_tail();
+                process.kill();
+                Err(LocalRedisError::PortRace {
+                    attempts: 1,
+                    log_tail,
+                })
+            }
+        }
+    }
+
     /// The port the server listens on.
     pub(crate) fn port(&self) -> u16 {
-        self.port
+        self.ports[0]
+    }
+
+    /// The port, then (for a cluster node) the cluster bus port.
+    pub(crate) fn ports(&self) -> &[u16] {
+        &self.ports
     }
 
     /// The operating system's process id of the server.
@@ -109,7 +143,7 @@ impl ServerProcess {
                         return Ok(Ready::PortTaken);
                     }
                     return Err(LocalRedisError::Exited {
-                        port: self.port,
+                        port: self.port(),
                         status,
                         log_tail,
                     });
@@ -123,7 +157,7 @@ impl ServerProcess {
                     });
                 }
             }
-            let last_problem = match resp::command(self.port, &["PING"]) {
+            let last_problem = match resp::command(self.port(), &["PING"]) {
                 Ok(Value::Simple(s)) if s == "PONG" => return Ok(Ready::Yes),
                 Ok(other) => format!("PING answered {other:?}"),
                 Err(e) => e.to_string(),
@@ -132,7 +166,7 @@ impl ServerProcess {
                 let log_tail = self.log_tail();
                 self.kill();
                 return Err(LocalRedisError::StartTimeout {
-                    port: self.port,
+                    port: self.port(),
                     waited: start.elapsed(),
                     last_problem,
                     log_tail,
@@ -157,12 +191,33 @@ enum Ready {
     PortTaken,
 }
 
+/// Whether a server's log starts afresh or goes on after a killed one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    /// Truncate it.
+    Fresh,
+    /// Append to it.
+    Append,
+}
+
 /// Spawns redis-server with its stdout and stderr going to `log_path`.
-fn spawn(dir: &Path, log_path: &Path, mode: Mode, ports: &[u16]) -> Result<Child, LocalRedisError> {
-    let log = File::create(log_path).map_err(|source| LocalRedisError::TempDir {
-        what: "the log file",
-        source,
-    })?;
+fn spawn(
+    dir: &Path,
+    log_path: &Path,
+    mode: Mode,
+    ports: &[u16],
+    log: Log,
+) -> Result<Child, LocalRedisError> {
+    let log = File::options()
+        .create(true)
+        .write(true)
+        .append(log == Log::Append)
+        .truncate(log == Log::Fresh)
+        .open(log_path)
+        .map_err(|source| LocalRedisError::TempDir {
+            what: "the log file",
+            source,
+        })?;
     let log2 = log.try_clone().map_err(|source| LocalRedisError::TempDir {
         what: "the log file",
         source,

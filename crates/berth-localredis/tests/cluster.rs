@@ -139,3 +139,29 @@ fn drop_stops_every_node() {
         );
     }
 }
+
+#[test]
+fn a_killed_primary_restarts_as_a_replica_of_its_successor() {
+    let mut cluster = ok(LocalCluster::start());
+    let old = ok(cluster.primary_for_key("foo"));
+    ok(cluster.kill_node(old));
+    let new = ok(cluster.wait_for_failover(old, Duration::from_secs(30)));
+    ok(cluster.restart_node(old));
+    assert!(
+        matches!(
+            cluster.restart_node(old),
+            Err(LocalRedisError::NodeNotKilled { .. })
+        ),
+        "a running node cannot be restarted"
+    );
+    ok(cluster.wait_for_rejoin(old, Duration::from_secs(30)));
+    assert_eq!(ok(cluster.primary_for_key("foo")), new);
+    assert!(ok(cluster.replicas_of(new)).contains(&old));
+    assert_eq!(cluster.ports().len(), CLUSTER_NODES);
+    // It can fail over again, back to the restarted node.
+    ok(cluster.kill_node(new));
+    assert_eq!(
+        ok(cluster.wait_for_failover(new, Duration::from_secs(30))),
+        old
+    );
+}
