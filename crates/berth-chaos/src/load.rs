@@ -255,6 +255,7 @@ fn collect(report: &mut LoadReport, done: Result<(String, Submitted), tokio::tas
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
@@ -281,10 +282,7 @@ mod tests {
                 Some(format!("load-{:06}", i + 1).as_str())
             );
             assert!(spec.env.contains_key(STARTS_ENV));
-            let request = spec.into_request(
-                0,
-                berth_core::ContainerId::new("unused").unwrap_or_else(|_| unreachable!()),
-            );
+            let request = spec.into_request(0, berth_core::ContainerId::new("unused").unwrap());
             assert!(request.is_ok(), "{request:?}");
         }
         assert_eq!(seen.len(), 3, "{seen:?}");

@@ -47,6 +47,9 @@ pub struct Summary {
     pub placed: u64,
     /// Accepted containers by final state.
     pub outcomes: BTreeMap<String, u64>,
+    /// Why those that did not exit failed, were lost or still wait (`state: reason`), with
+    /// how many gave each reason.
+    pub reasons: BTreeMap<String, u64>,
     /// Faults injected, by kind (not those skipped for want of a target).
     pub faults: BTreeMap<String, u64>,
     /// Each fault as it happened.
@@ -121,6 +124,7 @@ impl Summary {
             retried_calls: load.retried_calls,
             placed: verdict.placed,
             outcomes: verdict.outcomes,
+            reasons: verdict.reasons,
             faults: by_kind,
             max_recovery_ms: faults.iter().filter_map(|f| f.recovery_ms).max(),
             unrecovered: faults
@@ -194,14 +198,18 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "  requests {} (accepted {}, rejected {}, unacknowledged {}), placed {}, outcomes {:?}",
+            "  requests {} (accepted {} and {} probes, rejected {}, unacknowledged {}), placed {}, outcomes {:?}",
             self.requests,
-            self.accepted,
+            self.accepted - self.probes,
+            self.probes,
             self.rejected,
             self.unacknowledged,
             self.placed,
             self.outcomes
         );
+        for (reason, count) in &self.reasons {
+            let _ = writeln!(out, "    {count} x {reason}");
+        }
         let _ = writeln!(
             out,
             "  faults {:?}; max recovery {} ms",

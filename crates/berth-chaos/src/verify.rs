@@ -100,6 +100,9 @@ pub struct Verdict {
     pub placed: u64,
     /// Accepted containers by final state.
     pub outcomes: BTreeMap<String, u64>,
+    /// The reasons of the accepted containers that ended FAILED or LOST or still wait,
+    /// as `state: reason`, with how many gave each.
+    pub reasons: BTreeMap<String, u64>,
     /// Accepted containers lost.
     pub lost: Vec<Finding>,
     /// Accepted containers still scheduled or running after the drain.
@@ -119,6 +122,14 @@ pub fn verify(observed: &Observed) -> Verdict {
         *verdict.outcomes.entry(state.to_owned()).or_default() += 1;
         if facts.is_some_and(|f| f.placed) {
             verdict.placed += 1;
+        }
+        if let Some(f) = facts.filter(|f| f.state != ContainerState::Exited)
+            && let Some(reason) = &f.reason
+        {
+            *verdict
+                .reasons
+                .entry(format!("{}: {reason}", f.state))
+                .or_default() += 1;
         }
         judge_record(id, facts, &mut verdict);
     }
@@ -285,6 +296,11 @@ mod tests {
         );
         assert_eq!(verdict.outcomes.get("exited"), Some(&1));
         assert_eq!(verdict.outcomes.get("pending"), Some(&1));
+        assert_eq!(
+            verdict.reasons.get("lost: worker w1 missed its heartbeats"),
+            Some(&1)
+        );
+        assert_eq!(verdict.reasons.len(), 2, "{:?}", verdict.reasons);
     }
 
     #[test]
