@@ -122,6 +122,11 @@ impl WorkerCache {
         self.stale.insert(worker.clone());
     }
 
+    /// True when the snapshot was read whole less than `age` ago.
+    pub fn younger_than(&self, age: Duration) -> bool {
+        self.loaded_at.is_some_and(|at| at.elapsed() < age)
+    }
+
     /// Forces a full reload before the next plan (e.g. after workers registered).
     pub fn expire(&mut self) {
         self.loaded_at = None;

@@ -71,6 +71,12 @@ pub struct EngineConfig {
     /// The worker cache is reloaded whole when older than this (a backstop: commits keep it
     /// fresh in between).
     pub cache_ttl: Duration,
+    /// A request that found no room in a cache older than this is planned once more
+    /// against a fresh read of the fleet before it is deferred: capacity given back by other
+    /// processes (containers ending) reaches the cache only on a reload, and a deferral on a
+    /// stale view would hold the request for a whole backoff while the room sits free. So
+    /// the fleet is read again at most this often when requests find no room.
+    pub recheck_before_defer: Duration,
     /// How often a rejected group's requests are replanned at once before they go to the
     /// backlog.
     pub max_conflict_retries: u32,
@@ -101,6 +107,7 @@ impl Default for EngineConfig {
             max_batch: 512,
             linger: Duration::ZERO,
             cache_ttl: Duration::from_secs(5),
+            recheck_before_defer: Duration::from_millis(250),
             max_conflict_retries: 3,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(10),

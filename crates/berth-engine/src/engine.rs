@@ -11,7 +11,7 @@ use crate::strategy::{self, BatchOutcome, Ctx};
 use crate::ticket::{Outcome, Ticket, Waiters};
 use crate::{EngineConfig, EngineError};
 use berth_core::feasibility::demand_target;
-use berth_core::{ContainerId, ContainerRequest, Pool, UnplacedReason};
+use berth_core::{ContainerId, ContainerRequest, Pool, UnplacedReason, WorkerId};
 use berth_store::{Claim, SettleItem, SettleOutcome, Settlement, Store, SubmitOutcome};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -38,6 +38,9 @@ struct Shared {
     clock: Clock,
     /// Submitters waiting for an outcome decided by this replica.
     waiters: Arc<Waiters>,
+    /// Workers whose capacity changed outside this replica (a release by a worker's final
+    /// report), read again before the next plan.
+    changed: Mutex<Vec<WorkerId>>,
 }
 
 /// A running engine replica. Dropping it does not stop the loop: call [`Engine::shutdown`].
@@ -70,6 +73,7 @@ impl Engine {
             controller,
             clock: Clock::new(),
             waiters: Arc::new(Waiters::default()),
+            changed: Mutex::new(Vec::new()),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(shared.clone(), cancel.clone()));
@@ -148,6 +152,13 @@ impl Engine {
         &self.shared.store
     }
 
+    /// Tells this replica that `worker`'s capacity changed outside it (capacity was given
+    /// back): its cache reads that worker again before the next plan, so the room is seen
+    /// at once instead of after the cache's TTL.
+    pub fn capacity_changed(&self, worker: &WorkerId) {
+        self.shared.changed.lock().push(worker.clone());
+    }
+
     /// The engine's clock (ms since the epoch, advancing with tokio's clock).
     pub fn now_ms(&self) -> u64 {
         self.shared.clock.now_ms()
@@ -213,6 +224,9 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             None => break,
             Some(Ok(batch)) if batch.is_empty() => {}
             Some(Ok(batch)) => {
+                for worker in std::mem::take(&mut *shared.changed.lock()) {
+                    cache.invalidate(&worker);
+                }
                 // Kept to be tried again at once if the batch fails (a connection lost in a
                 // failover): waiting for the intake's visibility timeout would hold the
                 // requests for its whole length. Committing and settling again under the
@@ -399,8 +413,10 @@ async fn process(
     for (claim, _) in &expired {
         settle.fail(claim, TIMED_OUT.to_owned());
     }
-    let hopeless_once = sort(shared, now, &claims, &retries, outcome, &mut settle, carry);
-    if hopeless_once {
+    let fresh = cache.younger_than(shared.config.recheck_before_defer);
+    let view = View { now, fresh };
+    let refresh = sort(shared, view, &claims, &retries, outcome, &mut settle, carry);
+    if refresh {
         cache.expire();
     }
     target_demand(shared, cache, &claims, &mut settle).await?;
@@ -489,15 +505,27 @@ impl Settle {
 /// a request looked hopeless for the first time: it is carried over to be judged once more
 /// against a fresh snapshot, and the cache must be reloaded.
 #[must_use]
+/// What a batch was planned against: when, and whether the fleet snapshot was read whole
+/// recently enough to defer on it.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    now: u64,
+    fresh: bool,
+}
+
+/// Sorts a batch's outcome into settlements and requests to plan again; true when the
+/// cache must be read again first (a request found nothing in a snapshot that may be
+/// stale).
 fn sort(
     shared: &Shared,
-    now: u64,
+    view: View,
     claims: &[Claim],
     retries: &[u32],
     outcome: BatchOutcome,
     settle: &mut Settle,
     carry: &mut Vec<(Claim, u32)>,
 ) -> bool {
+    let now = view.now;
     let mut refresh = false;
     for placed in outcome.placed {
         settle.scheduled(&claims[placed.claim], placed.worker, placed.attempt);
@@ -519,6 +547,12 @@ fn sort(
     for (index, reason) in outcome.unplaced {
         let claim = &claims[index];
         match reason {
+            // No room in a snapshot that may predate releases: look once more against a
+            // fresh one before deferring.
+            UnplacedReason::NoRoomNow if !view.fresh && retries[index] == 0 => {
+                carry.push((claim.clone(), 1));
+                refresh = true;
+            }
             UnplacedReason::NoRoomNow => defer(shared, now, claim, &reason.to_string(), settle),
             UnplacedReason::Invalid(_) => settle.fail(claim, reason.to_string()),
             // Hopeless against this snapshot; the snapshot may predate a registration, so

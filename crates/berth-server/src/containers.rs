@@ -13,7 +13,9 @@ use berth_api::{
     ErrorBody, ErrorCode, LogsView, ReportedState, StatusReport, SubmitResponse,
 };
 use berth_core::{ContainerId, ContainerRequest, UnplacedReason, WorkerId};
-use berth_store::{AttemptId, ContainerRecord, ContainerState, SubmitOutcome, Transition};
+use berth_store::{
+    AttemptId, ContainerRecord, ContainerState, ReleaseOutcome, SubmitOutcome, Transition,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -443,10 +445,14 @@ pub async fn report(
     }
     if report.state != ReportedState::Running && record.state.is_terminal() {
         let epoch = Some(report.epoch);
-        state
+        let released = state
             .store
             .release(worker, &id, Some(attempt), epoch)
             .await?;
+        if matches!(released, ReleaseOutcome::Released { .. }) {
+            state.engine.capacity_changed(worker);
+            wake_deferred(&state).await;
+        }
     }
     Ok(Json(ContainerView::from(&record)))
 }
@@ -485,6 +491,31 @@ async fn start(
         record = state.store.transition(id, &running).await?;
     }
     Ok(record)
+}
+
+/// How many deferred requests a release wakes.
+pub const WAKE_ON_RELEASE: usize = 4;
+
+/// Far enough ahead to cover any backoff: [`wake_deferred`] takes the earliest due
+/// whatever their due time.
+const WAKE_HORIZON_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Capacity was given back: moves the [`WAKE_ON_RELEASE`] earliest deferred requests to the
+/// intake now instead of at the end of their backoff, so that they are planned (older
+/// first, within a priority) alongside the fresh requests that would otherwise take the
+/// room before them, again and again under a steady load. This replica's engine was told to
+/// read the worker again; another replica that claims them sees the room once its cache is
+/// older than its `recheck_before_defer`. A request that still does not fit is deferred
+/// again. A failure only delays them to their due time.
+async fn wake_deferred(state: &AppState) {
+    let horizon = state.now_ms().saturating_add(WAKE_HORIZON_MS);
+    match state.store.promote_due(horizon, WAKE_ON_RELEASE).await {
+        Ok(woken) if woken > 0 => {
+            metrics::counter!("berth_deferred_woken_total").increment(woken as u64);
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "waking deferred requests after a release failed"),
+    }
 }
 
 /// Refuses a report from a worker that is not registered under `epoch` (409

@@ -937,3 +937,58 @@ async fn a_client_waits_for_the_placement_without_polling() {
     assert_eq!(status, 400);
     server.stop().await;
 }
+
+/// A release wakes the earliest deferred requests: a request deferred with a long backoff
+/// is placed as soon as capacity comes back, not at the end of its backoff (under a steady
+/// load, fresh requests would otherwise take the room first, again and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_the_deferred_requests() {
+    let server = Server::start_with_engine(berth_engine::EngineConfig {
+        cache_ttl: Duration::from_millis(50),
+        backoff_base: Duration::from_secs(3600),
+        backoff_cap: Duration::from_secs(3600),
+        ..berth_engine::EngineConfig::default()
+    })
+    .await;
+    let client = &server.client;
+    let w1 = server.register("w1", 1000, 1024).await;
+    client
+        .submit(&spec(Some("first"), 1000, 512))
+        .await
+        .unwrap();
+    let first = server.wait_for(&cid("first"), "scheduled").await;
+    client
+        .submit(&spec(Some("second"), 1000, 512))
+        .await
+        .unwrap();
+    let mut deferred = false;
+    for _ in 0..200 {
+        if client.container(&cid("second")).await.unwrap().deferrals > 0 {
+            deferred = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(deferred, "second waits in the backlog, due in an hour");
+    let report = |state, exit_code| StatusReport {
+        worker: w1.clone(),
+        attempt: first.attempt.clone().unwrap(),
+        epoch: 1,
+        state,
+        exit_code,
+        reason: None,
+        logs: vec![],
+    };
+    client
+        .report(&cid("first"), &report(ReportedState::Running, None))
+        .await
+        .unwrap();
+    client
+        .report(&cid("first"), &report(ReportedState::Exited, Some(0)))
+        .await
+        .unwrap();
+    let second = server.wait_for(&cid("second"), "scheduled").await;
+    assert_eq!(second.worker.as_ref(), Some(&w1));
+    server.assert_clean().await;
+    server.stop().await;
+}

@@ -95,6 +95,21 @@ impl Server {
             backoff_cap: Duration::from_millis(200),
             ..EngineConfig::default()
         };
+        Server::start_full(store, engine_store, config, engine_config).await
+    }
+
+    /// A server on the memory store whose engine runs with `engine_config`.
+    pub async fn start_with_engine(engine_config: EngineConfig) -> Server {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        Server::start_full(store, None, config(), engine_config).await
+    }
+
+    async fn start_full(
+        store: Arc<dyn Store>,
+        engine_store: Option<Arc<dyn Store>>,
+        config: ServerConfig,
+        engine_config: EngineConfig,
+    ) -> Server {
         let engine_store = engine_store.unwrap_or_else(|| store.clone());
         let engine = Arc::new(Engine::start(engine_store, engine_config, pools()));
         let state = AppState::new(store.clone(), engine, pools(), config);
