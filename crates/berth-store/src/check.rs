@@ -99,16 +99,19 @@ impl CheckOptions {
     }
 
     /// True when something done at `at_ms` may still be half-way through a two-step change.
+    /// Never with an in-flight time of 0.
     fn in_flight(&self, at_ms: Option<u64>) -> bool {
-        at_ms.is_some_and(|at| at.saturating_add(self.in_flight_ms) >= self.now_ms)
+        self.in_flight_ms > 0
+            && at_ms.is_some_and(|at| at.saturating_add(self.in_flight_ms) >= self.now_ms)
     }
 
     /// True when a placement settled at `at_ms` may have been settled after this check read
     /// its workers: at or after the check began, give or take a second of clock difference
     /// between processes (no more than [`CheckOptions::in_flight_ms`]).
+    /// Never with an in-flight time of 0.
     fn settled_during(&self, at_ms: Option<u64>) -> bool {
         let margin = self.in_flight_ms.min(CLOCK_MARGIN_MS);
-        at_ms.is_some_and(|at| at.saturating_add(margin) >= self.now_ms)
+        self.in_flight_ms > 0 && at_ms.is_some_and(|at| at.saturating_add(margin) >= self.now_ms)
     }
 
     /// A check now, by the system clock ([`crate::now_ms`]).
@@ -582,6 +585,7 @@ mod tests {
         assert!(found[0].detail.contains("leaked"), "{found:?}");
         // Without an in-flight time, at once.
         assert_eq!(violations(&dump(NOW - 2_000), &options()).len(), 1);
+        assert_eq!(violations(&dump(NOW), &options()).len(), 1);
     }
 
     #[test]
@@ -599,6 +603,8 @@ mod tests {
         // Settled while the check read (its workers were read before the commit).
         assert!(violations(&dump(NOW + 5), &patient).is_empty());
         assert!(violations(&dump(NOW - 500), &patient).is_empty());
+        // Without an in-flight time, even a placement stamped in the check's millisecond.
+        assert_eq!(violations(&dump(NOW), &options()).len(), 1);
         // Settled well before the check began and still unowned: a violation.
         let found = violations(&dump(NOW - 5_000), &patient);
         assert_eq!(found.len(), 1, "{found:?}");
