@@ -189,15 +189,11 @@ impl Inner {
     /// Stops the active containers that are not in `owned`.
     fn keep_only(&self, owned: &[(ContainerId, AttemptId)]) {
         let owned: HashSet<&(ContainerId, AttemptId)> = owned.iter().collect();
-        let stops: Vec<((ContainerId, AttemptId), Arc<StopSignal>)> = self
-            .active
-            .lock()
-            .iter()
-            .filter(|(key, _)| !owned.contains(key))
-            .map(|(key, stop)| (key.clone(), stop.clone()))
-            .collect();
-        for ((container, attempt), stop) in stops {
-            if stop.request(container::StopReason::WorkerLost) {
+        let stopped = self.stop_where(container::StopReason::WorkerLost, |key| {
+            !owned.contains(key)
+        });
+        for ((container, attempt), first) in stopped {
+            if first {
                 tracing::warn!(%container, %attempt, "not owned by this worker any more; stopping it");
             }
         }
@@ -205,18 +201,35 @@ impl Inner {
 
     /// Stops the active containers the server says this worker does not own.
     fn stop_unowned(&self, containers: &[ContainerId]) {
-        for container in containers {
-            let stops: Vec<Arc<StopSignal>> = {
-                let active = self.active.lock();
-                let mine = active.iter().filter(|((c, _), _)| c == container);
-                mine.map(|(_, stop)| stop.clone()).collect()
-            };
-            for stop in stops {
-                if stop.request(container::StopReason::WorkerLost) {
-                    tracing::warn!(%container, "the server says this worker does not own it; stopping it");
-                }
+        let named: HashSet<&ContainerId> = containers.iter().collect();
+        let stopped = self.stop_where(container::StopReason::WorkerLost, |(c, _)| {
+            named.contains(c)
+        });
+        for ((container, _), first) in stopped {
+            if first {
+                tracing::warn!(%container, "the server says this worker does not own it; stopping it");
             }
         }
+    }
+
+    /// Asks every active container whose key `pick` selects to stop for `reason`; returns
+    /// their keys, each with whether this was the first stop asked of it.
+    fn stop_where(
+        &self,
+        reason: container::StopReason,
+        pick: impl Fn(&(ContainerId, AttemptId)) -> bool,
+    ) -> Vec<((ContainerId, AttemptId), bool)> {
+        let picked: Vec<((ContainerId, AttemptId), Arc<StopSignal>)> = self
+            .active
+            .lock()
+            .iter()
+            .filter(|(key, _)| pick(key))
+            .map(|(key, stop)| (key.clone(), stop.clone()))
+            .collect();
+        picked
+            .into_iter()
+            .map(|(key, stop)| (key, stop.request(reason)))
+            .collect()
     }
 
     /// Calls `call` with the current epoch under the retry policy; after a stale epoch,
@@ -298,18 +311,13 @@ impl Inner {
     /// Stops the active containers the server asked to cancel.
     fn cancel(&self, containers: &[ContainerId]) {
         for container in containers {
-            let stops: Vec<Arc<StopSignal>> = {
-                let active = self.active.lock();
-                let mine = active.iter().filter(|((c, _), _)| c == container);
-                mine.map(|(_, stop)| stop.clone()).collect()
-            };
-            if stops.is_empty() {
+            let stopped =
+                self.stop_where(container::StopReason::Cancelled, |(c, _)| c == container);
+            if stopped.is_empty() {
                 tracing::debug!(%container, "cancellation of a container that does not run here");
             }
-            for stop in stops {
-                if stop.request(container::StopReason::Cancelled) {
-                    tracing::info!(%container, "cancellation asked for; stopping the container");
-                }
+            if stopped.iter().any(|(_, first)| *first) {
+                tracing::info!(%container, "cancellation asked for; stopping the container");
             }
         }
     }

@@ -47,6 +47,10 @@ async fn start(
     }
 }
 
+fn cid(id: &str) -> berth_core::ContainerId {
+    berth_core::ContainerId::new(id).unwrap()
+}
+
 /// True when the container's record is in `state` (called under the server's lock).
 fn state_is(s: &State, container: &str, state: ContainerState) -> bool {
     s.records
@@ -358,12 +362,7 @@ async fn a_resurrected_worker_keeps_only_what_it_still_owns(transport: Transport
     .await;
     let worker = berth_core::WorkerId::new("w-1").unwrap();
     server.with(|s| {
-        let gone = s
-            .records
-            .iter_mut()
-            .find(|(id, _)| id.as_str() == "c-gone")
-            .unwrap()
-            .1;
+        let gone = s.records.get_mut(&cid("c-gone")).unwrap();
         gone.state = ContainerState::Lost;
         gone.reason = Some("worker lost".into());
         *s.epochs.get_mut(&worker).unwrap() += 1;
@@ -399,12 +398,7 @@ async fn a_container_the_worker_does_not_own_is_stopped(transport: Transport) {
     })
     .await;
     server.with(|s| {
-        let record = s
-            .records
-            .iter_mut()
-            .find(|(id, _)| id.as_str() == "c-moved")
-            .unwrap()
-            .1;
+        let record = s.records.get_mut(&cid("c-moved")).unwrap();
         record.worker = berth_core::WorkerId::new("w-other").unwrap();
     });
     wait_until(&server, "c-moved no longer running here", |s| {
