@@ -523,21 +523,12 @@ async fn wake_deferred(state: &AppState) {
 /// attempt, checked atomically by each transition, and the final release is fenced again
 /// atomically.
 async fn fence(state: &AppState, worker: &WorkerId, epoch: u64) -> Result<(), HttpError> {
-    let current = state
+    let registered = state
         .store
         .worker(worker)
         .await?
-        .ok_or_else(|| HttpError::not_found(format!("worker {worker} is not registered")))?
-        .epoch;
-    if current != epoch {
-        return Err(berth_store::StoreError::StaleEpoch {
-            worker: worker.clone(),
-            presented: epoch,
-            current,
-        }
-        .into());
-    }
-    Ok(())
+        .ok_or_else(|| HttpError::not_found(format!("worker {worker} is not registered")))?;
+    Ok(berth_store::fence(&registered, epoch)?)
 }
 
 fn holds(record: &ContainerRecord, worker: &WorkerId, attempt: &AttemptId) -> bool {

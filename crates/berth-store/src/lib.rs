@@ -46,6 +46,19 @@ pub(crate) fn validate_requests(requests: &[berth_core::ContainerRequest]) -> Re
     Ok(())
 }
 
+/// Refuses a worker agent's call under `presented` unless it is `worker`'s current epoch
+/// ([`StoreError::StaleEpoch`]).
+pub fn fence(worker: &berth_core::Worker, presented: u64) -> Result<()> {
+    if presented == worker.epoch {
+        return Ok(());
+    }
+    Err(StoreError::StaleEpoch {
+        worker: worker.id.clone(),
+        presented,
+        current: worker.epoch,
+    })
+}
+
 /// Milliseconds since the Unix epoch, by the system clock.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

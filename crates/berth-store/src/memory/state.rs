@@ -104,14 +104,10 @@ impl State {
     /// [`StoreError::StaleEpoch`] otherwise.
     pub fn fenced_mut(&mut self, id: &WorkerId, epoch: Option<u64>) -> Result<&mut WorkerEntry> {
         let entry = self.entry_mut(id)?;
-        match epoch {
-            Some(presented) if presented != entry.worker.epoch => Err(StoreError::StaleEpoch {
-                worker: id.clone(),
-                presented,
-                current: entry.worker.epoch,
-            }),
-            _ => Ok(entry),
+        if let Some(presented) = epoch {
+            crate::fence(&entry.worker, presented)?;
         }
+        Ok(entry)
     }
 
     /// Applies one commit group to its worker, all or nothing.
