@@ -77,6 +77,25 @@ where
     type Client = F;
 }
 
+/// The reservation a claim makes (with an empty payload).
+fn reservation_for(claim: &Claim) -> Reservation {
+    Reservation {
+        container: claim.request.id.clone(),
+        attempt: claim.attempt.clone(),
+        resources: claim.request.resources,
+        payload: Payload::default(),
+    }
+}
+
+/// The settlement of a claim placed on `worker`.
+fn scheduled_on(claim: &Claim, worker: &str) -> SettleItem {
+    let settlement = Settlement::Scheduled {
+        worker: wid(worker),
+        attempt: claim.attempt.clone(),
+    };
+    settle_item(claim, settlement)
+}
+
 /// A fresh store namespace for one case.
 fn config(case: &str) -> StoreConfig {
     StoreConfig {
@@ -739,14 +758,7 @@ pub async fn claim_settle_and_backlog(connect: impl Connect) {
     };
     store.commit(&[group("w1", vec![res])]).await.unwrap();
     let items = [
-        SettleItem {
-            entry: c1.entry.clone(),
-            container: c1.request.id.clone(),
-            settlement: Settlement::Scheduled {
-                worker: wid("w1"),
-                attempt: c1.attempt.clone(),
-            },
-        },
+        scheduled_on(c1, "w1"),
         SettleItem {
             entry: claims[1].entry.clone(),
             container: claims[1].request.id.clone(),
@@ -845,25 +857,12 @@ pub async fn a_second_placement_is_superseded(connect: impl Connect) {
         .unwrap()
         .remove(0);
     for (claim, worker) in [(&fast, "w2"), (&slow, "w1")] {
-        let res = Reservation {
-            container: claim.request.id.clone(),
-            attempt: claim.attempt.clone(),
-            resources: claim.request.resources,
-            payload: Payload::default(),
-        };
+        let res = reservation_for(claim);
         store.commit(&[group(worker, vec![res])]).await.unwrap();
     }
-    let settle = |claim: &Claim, worker: &str| SettleItem {
-        entry: claim.entry.clone(),
-        container: claim.request.id.clone(),
-        settlement: Settlement::Scheduled {
-            worker: wid(worker),
-            attempt: claim.attempt.clone(),
-        },
-    };
-    let won = store.settle(&[settle(&fast, "w2")]).await.unwrap();
+    let won = store.settle(&[scheduled_on(&fast, "w2")]).await.unwrap();
     assert_eq!(won, vec![SettleOutcome::Done]);
-    let lost = store.settle(&[settle(&slow, "w1")]).await.unwrap();
+    let lost = store.settle(&[scheduled_on(&slow, "w1")]).await.unwrap();
     assert_eq!(
         lost,
         vec![SettleOutcome::Superseded {
@@ -958,21 +957,9 @@ pub async fn check_finds_nothing_on_a_healthy_store(connect: impl Connect) {
         .unwrap();
     store.submit(&[request("r1", 100)]).await.unwrap();
     let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
-    let res = Reservation {
-        container: claim.request.id.clone(),
-        attempt: claim.attempt.clone(),
-        resources: claim.request.resources,
-        payload: Payload::default(),
-    };
+    let res = reservation_for(&claim);
     store.commit(&[group("w1", vec![res])]).await.unwrap();
-    let item = SettleItem {
-        entry: claim.entry.clone(),
-        container: claim.request.id.clone(),
-        settlement: Settlement::Scheduled {
-            worker: wid("w1"),
-            attempt: claim.attempt.clone(),
-        },
-    };
+    let item = scheduled_on(&claim, "w1");
     store.settle(&[item]).await.unwrap();
     let (w1, a) = (wid("w1"), claim.attempt.clone());
     store
@@ -1211,22 +1198,10 @@ async fn place(store: &dyn Store, id: &str, worker: &str) -> AttemptId {
         .into_iter()
         .find(|c| c.request.id.as_str() == id)
         .unwrap();
-    let res = Reservation {
-        container: claim.request.id.clone(),
-        attempt: claim.attempt.clone(),
-        resources: claim.request.resources,
-        payload: Payload::default(),
-    };
+    let res = reservation_for(&claim);
     let out = store.commit(&[group(worker, vec![res])]).await.unwrap();
     assert!(committed(&out[0]), "{out:?}");
-    let item = SettleItem {
-        entry: claim.entry.clone(),
-        container: claim.request.id.clone(),
-        settlement: Settlement::Scheduled {
-            worker: wid(worker),
-            attempt: claim.attempt.clone(),
-        },
-    };
+    let item = scheduled_on(&claim, worker);
     assert_eq!(
         store.settle(&[item]).await.unwrap(),
         vec![SettleOutcome::Done]
@@ -1449,12 +1424,7 @@ pub async fn a_reservation_given_back_before_its_settlement_never_schedules(conn
         .unwrap();
     store.submit(&[request("r1", 100)]).await.unwrap();
     let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
-    let res = Reservation {
-        container: claim.request.id.clone(),
-        attempt: claim.attempt.clone(),
-        resources: claim.request.resources,
-        payload: Payload::default(),
-    };
+    let res = reservation_for(&claim);
     store.commit(&[group("w1", vec![res])]).await.unwrap();
     // The worker is declared lost between the commit and the settlement.
     let w1 = wid("w1");
@@ -1464,14 +1434,7 @@ pub async fn a_reservation_given_back_before_its_settlement_never_schedules(conn
         .unwrap();
     assert_eq!(out, ReclaimOutcome::Released);
     assert_eq!(free(&*store, "w1").await, Resources::new(4000, 4096, 0));
-    let late = SettleItem {
-        entry: claim.entry.clone(),
-        container: claim.request.id.clone(),
-        settlement: Settlement::Scheduled {
-            worker: w1.clone(),
-            attempt: claim.attempt.clone(),
-        },
-    };
+    let late = scheduled_on(&claim, w1.as_str());
     let settled = store.settle(&[late]).await.unwrap();
     assert!(
         matches!(
@@ -1505,16 +1468,6 @@ pub async fn a_reservation_given_back_before_its_settlement_never_schedules(conn
 }
 
 // ----- the invariant check through normal states -----
-
-/// The reservation of a claim, for a commit.
-fn reservation_of(claim: &Claim) -> Reservation {
-    Reservation {
-        container: claim.request.id.clone(),
-        attempt: claim.attempt.clone(),
-        resources: claim.request.resources,
-        payload: Payload::default(),
-    }
-}
 
 fn settle_item(claim: &Claim, settlement: Settlement) -> SettleItem {
     SettleItem {
@@ -1555,7 +1508,7 @@ pub async fn check_stays_clean_through_a_containers_life(connect: impl Connect) 
     assert_clean(&*store).await; // deferred: in the backlog only
 
     let out = store
-        .commit(&[group("w1", vec![reservation_of(&c1)])])
+        .commit(&[group("w1", vec![reservation_for(&c1)])])
         .await
         .unwrap();
     assert!(committed(&out[0]));
@@ -1619,7 +1572,7 @@ pub async fn check_judges_owners_by_their_heartbeats(connect: impl Connect) {
     store.submit(&[request("r1", 100)]).await.unwrap();
     let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
     store
-        .commit(&[group("w1", vec![reservation_of(&claim)])])
+        .commit(&[group("w1", vec![reservation_for(&claim)])])
         .await
         .unwrap();
     let placed = Settlement::Scheduled {
