@@ -1514,11 +1514,7 @@ pub async fn check_stays_clean_through_a_containers_life(connect: impl Connect) 
     assert!(committed(&out[0]));
     assert_clean(&*store).await; // committed, not settled: owned, queued, still pending
     let w1 = wid("w1");
-    let placed = Settlement::Scheduled {
-        worker: w1.clone(),
-        attempt: c1.attempt.clone(),
-    };
-    let out = store.settle(&[settle_item(&c1, placed)]).await.unwrap();
+    let out = store.settle(&[scheduled_on(&c1, "w1")]).await.unwrap();
     assert_eq!(out, vec![SettleOutcome::Done]);
     assert_clean(&*store).await; // scheduled, its assignment not delivered yet
 
@@ -1575,11 +1571,7 @@ pub async fn check_judges_owners_by_their_heartbeats(connect: impl Connect) {
         .commit(&[group("w1", vec![reservation_for(&claim)])])
         .await
         .unwrap();
-    let placed = Settlement::Scheduled {
-        worker: wid("w1"),
-        attempt: claim.attempt.clone(),
-    };
-    store.settle(&[settle_item(&claim, placed)]).await.unwrap();
+    store.settle(&[scheduled_on(&claim, "w1")]).await.unwrap();
     let fresh = CheckOptions::at(registered, dead_after);
     let stale = CheckOptions::at(registered + 60_001, dead_after);
     assert_eq!(store.check(fresh).await.unwrap(), Vec::new());
