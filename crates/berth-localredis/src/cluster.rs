@@ -361,7 +361,8 @@ impl LocalCluster {
     }
 
     /// Waits until the [restarted](Self::restart_node) node on `port` is a replica whose
-    /// link to its primary is up, and the cluster is healthy (as
+    /// link to its primary is up and whom its primary lists among its replicas (the two
+    /// sides learn of the link one after the other), and the cluster is healthy (as
     /// [`check_healthy`](Self::check_healthy) sees it).
     ///
     /// # Errors
@@ -376,8 +377,16 @@ impl LocalCluster {
         let started = Instant::now();
         loop {
             let problem = match (role(port), self.observe(false)) {
-                (Ok(Role::Replica { link }), Ok(_)) if link == "connected" => return Ok(()),
-                (Ok(Role::Replica { link }), Ok(_)) => format!("node {port}: link {link}"),
+                (Ok(Role::Replica { primary, link }), Ok(_)) if link == "connected" => {
+                    match role(primary) {
+                        Ok(Role::Primary { replicas }) if replicas.contains(&port) => {
+                            return Ok(());
+                        }
+                        Ok(_) => format!("primary {primary} does not list node {port} yet"),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                (Ok(Role::Replica { link, .. }), Ok(_)) => format!("node {port}: link {link}"),
                 (Ok(Role::Primary { .. }), Ok(_)) => format!("node {port} is still a primary"),
                 (Err(e), _) => e.to_string(),
                 (_, Err(problem)) => problem,
@@ -563,7 +572,7 @@ impl LocalCluster {
                     Role::Primary { replicas } if serves_slots && replicas.is_empty() => {
                         return Err(format!("node {port}: primary has no replica yet"));
                     }
-                    Role::Replica { link } if link != "connected" => {
+                    Role::Replica { link, .. } if link != "connected" => {
                         return Err(format!(
                             "node {port}: replica link to its primary is {link}"
                         ));
@@ -597,9 +606,9 @@ impl LocalCluster {
 enum Role {
     /// A primary, with the ports of its connected replicas.
     Primary { replicas: Vec<u16> },
-    /// A replica, with the state of its link to its primary (`connected`
-    /// once in sync).
-    Replica { link: String },
+    /// A replica, with the port of its primary and the state of its link
+    /// to it (`connected` once in sync).
+    Replica { primary: u16, link: String },
 }
 
 /// Reads and parses `ROLE` from the node on `port`.
@@ -628,8 +637,15 @@ fn role(port: u16) -> Result<Role, LocalRedisError> {
         }
         // ["slave", ip, port, state, offset]
         Some("slave") => {
+            let primary = match items.get(2) {
+                Some(Value::Integer(port)) => u16::try_from(*port).ok(),
+                Some(other) => other.as_text().and_then(|p| p.parse().ok()),
+                None => None,
+            }
+            .ok_or_else(bad)?;
             let link = items.get(3).and_then(Value::as_text).ok_or_else(bad)?;
             Ok(Role::Replica {
+                primary,
                 link: link.to_owned(),
             })
         }
