@@ -64,7 +64,10 @@ pub struct EngineConfig {
     pub strategy: Strategy,
     /// This replica's name as an intake consumer; unique per replica.
     pub replica: String,
-    /// The most requests planned and committed in one batch.
+    /// The most requests planned and committed in one batch (default 2,048). A batch takes
+    /// what is waiting, up to this, so it only grows under load; there a bigger batch puts
+    /// more reservations on each worker it touches, and a worker's commit costs Redis about
+    /// the same for one reservation as for several.
     pub max_batch: usize,
     /// How long to wait for more requests before planning a non-full batch (zero: none).
     pub linger: Duration,
@@ -104,7 +107,7 @@ impl Default for EngineConfig {
         EngineConfig {
             strategy: Strategy::default(),
             replica: "engine-0".to_owned(),
-            max_batch: 512,
+            max_batch: 2048,
             linger: Duration::ZERO,
             cache_ttl: Duration::from_secs(5),
             recheck_before_defer: Duration::from_millis(250),
