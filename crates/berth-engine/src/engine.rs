@@ -1,7 +1,7 @@
 //! The engine replica: takes requests from the store's durable intake in micro-batches,
 //! runs the configured commit strategy on each batch, and settles every claim: placed,
 //! replanned after a lost race, deferred to the backlog with capped exponential backoff, or
-//! failed with a reason. While one batch commits, the next accumulates in the intake.
+//! failed with a reason. While one batch is planned and committed, the next is claimed.
 
 use crate::cache::WorkerCache;
 use crate::clock::Clock;
@@ -164,14 +164,15 @@ impl Engine {
         self.shared.clock.now_ms()
     }
 
-    /// Stops the loop after its current batch. Claims it held and did not settle are
-    /// claimed again by another replica after the visibility timeout.
+    /// Stops the loop after its current batch and the batch it claimed ahead. Claims it
+    /// held and did not settle (a settlement that kept failing) are claimed again by another
+    /// replica after the visibility timeout.
     pub async fn shutdown(self) {
         self.stop().await;
     }
 
     /// Like [`Engine::shutdown`], through a shared reference (an engine behind an `Arc`):
-    /// stops the loop after its current batch and waits for it. Later calls return at once.
+    /// stops the loop after its current batch (and the one claimed ahead) and waits for it. Later calls return at once.
     pub async fn stop(&self) {
         self.cancel.cancel();
         let task = self.task.lock().take();
@@ -191,13 +192,16 @@ impl Engine {
     }
 }
 
-/// A batch's settlement, sent while the next batch is claimed.
+/// A batch's settlement, sent while the next batch is claimed or processed.
 type Settling = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// The engine loop. A batch's settlement goes out together with the claim of the next
-/// batch (they touch different requests), so a batch costs two sequential round trips
-/// (claim and settle together, then the commit) instead of three. On cancellation the
-/// settlement in flight is finished, the claim is not.
+/// The engine loop. While a batch is planned and committed, the previous batch's
+/// settlement and the claim of the next batch go out at the same time (they touch other
+/// requests), so the store is not left idle while this replica plans or decodes: a batch
+/// costs the store its claim, commit and settlement back to back. When nothing was claimed
+/// ahead, the next claim waits for requests (with the settlement in flight). On
+/// cancellation, the settlement in flight and the claims already taken are finished; no
+/// new claim is made.
 async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut cache = WorkerCache::new(
         shared.config.cache_ttl,
@@ -205,21 +209,27 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         shared.stats.clone(),
     );
     let mut carry: Vec<(Claim, u32)> = Vec::new();
+    let mut ahead: Vec<Claim> = Vec::new();
     let mut timers = Timers::default();
     let mut settling: Option<Settling> = None;
-    while !cancel.is_cancelled() {
-        let settle = async {
-            if let Some(settling) = settling.take() {
-                settling.await;
-            }
+    while !cancel.is_cancelled() || !ahead.is_empty() {
+        let batch = if ahead.is_empty() {
+            let settle = finish(settling.take());
+            let claim = async {
+                tokio::select! {
+                    () = cancel.cancelled() => None,
+                    batch = housekeep_then_claim(&shared, &mut timers, &mut carry) => Some(batch),
+                }
+            };
+            let ((), batch) = tokio::join!(settle, claim);
+            batch
+        } else {
+            Some(Ok(take_batch(
+                &mut carry,
+                &mut ahead,
+                shared.config.max_batch,
+            )))
         };
-        let claim = async {
-            tokio::select! {
-                () = cancel.cancelled() => None,
-                batch = housekeep_then_claim(&shared, &mut timers, &mut carry) => Some(batch),
-            }
-        };
-        let ((), batch) = tokio::join!(settle, claim);
         match batch {
             None => break,
             Some(Ok(batch)) if batch.is_empty() => {}
@@ -232,7 +242,12 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 // requests for its whole length. Committing and settling again under the
                 // same attempts is idempotent.
                 let again = batch.clone();
-                match process(&shared, &mut cache, batch, &mut carry).await {
+                let settle = finish(settling.take());
+                let claim = claim_ahead(&shared, &mut timers, &cancel);
+                let processed = process(&shared, &mut cache, batch, &mut carry);
+                let (result, (), claimed) = tokio::join!(processed, settle, claim);
+                ahead.extend(claimed);
+                match result {
                     Ok(settle) => settling = settle.map(|s| settle_later(&shared, s)),
                     Err(error) => {
                         tracing::warn!(%error, claims = again.len(), "batch failed; retrying its claims");
@@ -252,9 +267,57 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             }
         }
     }
+    finish(settling).await;
+}
+
+/// Waits for a settlement in flight, if any.
+async fn finish(settling: Option<Settling>) {
     if let Some(settling) = settling {
         settling.await;
     }
+}
+
+/// Claims the next batch while the current one is processed: housekeeping when due, then
+/// whatever the intake holds (up to a batch), without waiting. Nothing once cancelled; a
+/// failed claim is logged and yields nothing (the loop claims again, waiting, when it runs
+/// out of claims).
+async fn claim_ahead(
+    shared: &Shared,
+    timers: &mut Timers,
+    cancel: &CancellationToken,
+) -> Vec<Claim> {
+    if cancel.is_cancelled() {
+        return Vec::new();
+    }
+    housekeep(shared, timers).await;
+    let claimed = shared
+        .store
+        .claim(
+            &shared.config.replica,
+            shared.config.max_batch,
+            Duration::ZERO,
+        )
+        .await;
+    claimed.unwrap_or_else(|error| {
+        tracing::warn!(%error, "claiming from the intake failed");
+        Vec::new()
+    })
+}
+
+/// The next batch from the carried-over claims and those claimed ahead: every carried
+/// claim, then claims from `ahead` up to `max` in all, one claim per container. What does
+/// not fit stays in `ahead`.
+fn take_batch(
+    carry: &mut Vec<(Claim, u32)>,
+    ahead: &mut Vec<Claim>,
+    max: usize,
+) -> Vec<(Claim, u32)> {
+    let mut batch = std::mem::take(carry);
+    let room = max.saturating_sub(batch.len()).min(ahead.len());
+    batch.extend(ahead.drain(..room).map(|claim| (claim, 0)));
+    let mut seen = HashSet::new();
+    batch.retain(|(claim, _)| seen.insert(claim.request.id.clone()));
+    batch
 }
 
 /// When the backlog and the unmet demand were last looked at.
@@ -273,13 +336,18 @@ impl Default for Timers {
     }
 }
 
-/// Promotes due backlog entries and reads the unmet demand when they are due, then claims
-/// the next batch.
+/// Housekeeping, then the next batch (see [`next_batch`]).
 async fn housekeep_then_claim(
     shared: &Shared,
     timers: &mut Timers,
     carry: &mut Vec<(Claim, u32)>,
 ) -> berth_store::Result<Vec<(Claim, u32)>> {
+    housekeep(shared, timers).await;
+    next_batch(shared, carry).await
+}
+
+/// Promotes due backlog entries and reads the unmet demand, each when it is due.
+async fn housekeep(shared: &Shared, timers: &mut Timers) {
     if timers.promoted.elapsed() >= shared.config.promote_every {
         promote(shared).await;
         timers.promoted = tokio::time::Instant::now();
@@ -288,7 +356,6 @@ async fn housekeep_then_claim(
         provision(shared).await;
         timers.provisioned = tokio::time::Instant::now();
     }
-    next_batch(shared, carry).await
 }
 
 /// How many times a batch's settlement is sent before its claims are left to the intake's
@@ -501,10 +568,6 @@ impl Settle {
     }
 }
 
-/// Turns a strategy's outcome into settlements and carried-over claims. Returns true when
-/// a request looked hopeless for the first time: it is carried over to be judged once more
-/// against a fresh snapshot, and the cache must be reloaded.
-#[must_use]
 /// What a batch was planned against: when, and whether the fleet snapshot was read whole
 /// recently enough to defer on it.
 #[derive(Debug, Clone, Copy)]

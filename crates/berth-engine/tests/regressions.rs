@@ -1,7 +1,8 @@
 //! Regression tests for engine bugs found by the test suite (each scenario's documentation
 //! says what went wrong): a reservation orphaned by a crash or a failed settlement between
 //! commit and settle is adopted by the next claimer instead of placed a second time, and
-//! the engine loop yields between batches on a store that never waits.
+//! the engine loop yields between batches on a store that never waits, and a stopped
+//! replica places the batch it claimed ahead.
 
 #![allow(clippy::unwrap_used)]
 
@@ -98,4 +99,53 @@ async fn memory_failed_store_calls_are_retried_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_failed_store_calls_are_retried_at_once() {
     scenarios::failed_store_calls_are_retried_at_once(&Backend::redis()).await;
+}
+
+/// A replica claims its next batch while it commits the current one. Stopped there, it
+/// must still place what it claimed ahead: a claim it dropped would stay invisible to every
+/// other replica for the whole visibility timeout. 40 requests, batches of 10: the first
+/// commit is held (by then the next 10 are claimed ahead), the replica is stopped, the
+/// commit let through; once stopped, every request not placed can be claimed at once.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stopped_replica_places_what_it_claimed_ahead() {
+    use berth_engine::*;
+    use berth_store::*;
+    use common::gate::{Gate, HoldAt};
+    use common::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    fleet(&*store, 4, 100_000, 102_400).await;
+    let all = requests("c", 40, 1000, 0, berth_store::now_ms());
+    store.submit(&all).await.unwrap();
+    let gate = Gate::new(store.clone(), HoldAt::Commit);
+    let config = EngineConfig {
+        max_batch: 10,
+        ..engine_config(Strategy::BatchScript, "engine-0")
+    };
+    let engine = Arc::new(Engine::start(gate.clone(), config, Vec::new()));
+    eventually("the first commit to be held", WAIT, || async {
+        if gate.held() > 0 {
+            Ok(())
+        } else {
+            Err("no commit yet".to_owned())
+        }
+    })
+    .await;
+    let stopping = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.stop().await }
+    });
+    tokio::task::yield_now().await;
+    gate.open();
+    stopping.await.unwrap();
+
+    let tally = tally(&*store, &ids_of(&all)).await;
+    assert_eq!(tally.scheduled, 20, "{}", tally.brief());
+    let left = store
+        .claim("probe", usize::MAX, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 20, "claims left behind by the stopped replica");
 }
