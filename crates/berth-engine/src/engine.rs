@@ -243,7 +243,8 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 // same attempts is idempotent.
                 let again = batch.clone();
                 let settle = finish(settling.take());
-                let claim = claim_ahead(&shared, &mut timers, &cancel);
+                let room = shared.config.max_batch.saturating_sub(ahead.len());
+                let claim = claim_ahead(&shared, &mut timers, &cancel, room);
                 let processed = process(&shared, &mut cache, batch, &mut carry);
                 let (result, (), claimed) = tokio::join!(processed, settle, claim);
                 ahead.extend(claimed);
@@ -278,25 +279,25 @@ async fn finish(settling: Option<Settling>) {
 }
 
 /// Claims the next batch while the current one is processed: housekeeping when due, then
-/// whatever the intake holds (up to a batch), without waiting. Nothing once cancelled; a
-/// failed claim is logged and yields nothing (the loop claims again, waiting, when it runs
-/// out of claims).
+/// whatever the intake holds, up to `room` (what the claims already ahead leave of a
+/// batch), without waiting. Nothing once cancelled; a failed claim is logged and yields
+/// nothing (the loop claims again, waiting, when it runs out of claims).
 async fn claim_ahead(
     shared: &Shared,
     timers: &mut Timers,
     cancel: &CancellationToken,
+    room: usize,
 ) -> Vec<Claim> {
     if cancel.is_cancelled() {
         return Vec::new();
     }
     housekeep(shared, timers).await;
+    if room == 0 {
+        return Vec::new();
+    }
     let claimed = shared
         .store
-        .claim(
-            &shared.config.replica,
-            shared.config.max_batch,
-            Duration::ZERO,
-        )
+        .claim(&shared.config.replica, room, Duration::ZERO)
         .await;
     claimed.unwrap_or_else(|error| {
         tracing::warn!(%error, "claiming from the intake failed");
