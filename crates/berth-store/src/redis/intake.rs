@@ -137,6 +137,7 @@ impl RedisStore {
                 consumer.to_owned(),
                 self.config.claim_visibility.as_millis().to_string(),
                 max.to_string(),
+                if self.reclaim_due() { "1" } else { "0" }.to_owned(),
             ],
         );
         let raw = self.screened(self.script(call).await?)?;
@@ -152,6 +153,22 @@ impl RedisStore {
         let call = ScriptCall::new(&SCRIPTS.screen, vec![self.keys.intake()], args);
         let raw = self.screened(self.script(call).await?)?;
         self.to_claims(raw).await
+    }
+
+    /// Whether this claim also takes over stale claims (entries claimed and not settled
+    /// within the visibility timeout): at most once per quarter of the timeout, and at least
+    /// once a second, while claims go on. Looking costs Redis time in proportion to the
+    /// claims outstanding (XAUTOCLAIM scans them), which a busy engine paid on every claim;
+    /// a stale claim is now taken over at most that much later than its timeout.
+    fn reclaim_due(&self) -> bool {
+        let now = std::time::Instant::now();
+        let mut next = self.reclaim_at.lock();
+        if next.is_some_and(|at| now < at) {
+            return false;
+        }
+        let every = (self.config.claim_visibility / 4).min(Duration::from_secs(1));
+        *next = Some(now + every);
+        true
     }
 
     /// Blocks for new intake entries; returns their ids.

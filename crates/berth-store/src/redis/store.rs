@@ -23,6 +23,9 @@ pub struct RedisStore {
     pub(super) keys: Keys,
     pub(super) config: StoreConfig,
     pub(super) stats: StoreStats,
+    /// When this client's claims next look for stale claims to take over (see
+    /// `RedisStore::reclaim_due`); `None` before the first claim.
+    pub(super) reclaim_at: parking_lot::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -99,6 +102,7 @@ impl RedisStore {
             keys,
             config,
             stats: StoreStats::default(),
+            reclaim_at: parking_lot::Mutex::new(None),
         };
         store.load_scripts().await?;
         store.create_intake_group().await?;

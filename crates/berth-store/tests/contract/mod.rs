@@ -31,6 +31,7 @@ macro_rules! contract_tests {
             records_only_move_forward,
             claim_settle_and_backlog,
             unsettled_claims_are_reclaimed_after_the_visibility_timeout,
+            a_stale_claim_is_taken_over_while_claims_go_on,
             a_second_placement_is_superseded,
             concurrent_commits_never_overbook,
             two_clients_never_overbook,
@@ -832,6 +833,41 @@ pub async fn unsettled_claims_are_reclaimed_after_the_visibility_timeout(connect
     let ids: Vec<&str> = taken.iter().map(|c| c.request.id.as_str()).collect();
     assert_eq!(ids, ["r1"]);
     assert_ne!(taken[0].attempt, first[0].attempt);
+}
+
+/// A busy claimer does not look for stale claims on every call, but it still takes one
+/// over: a request claimed by a replica that died is claimed by a replica that keeps
+/// claiming (every 20 ms, finding nothing new), after the visibility timeout and not
+/// before. Waits at most 20 s, far beyond the timeout; only a claimer that stopped looking
+/// runs into it.
+pub async fn a_stale_claim_is_taken_over_while_claims_go_on(connect: impl Connect) {
+    let store = open(&connect, "takeover").await;
+    store.submit(&[request("r1", 100)]).await.unwrap();
+    let claimed_at = std::time::Instant::now();
+    let dead = store
+        .claim("dead-replica", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let visibility = config("takeover").claim_visibility;
+    let taken = loop {
+        let taken = store.claim("busy", 10, Duration::ZERO).await.unwrap();
+        if !taken.is_empty() {
+            break taken;
+        }
+        assert!(
+            claimed_at.elapsed() < Duration::from_secs(20),
+            "the stale claim was never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        claimed_at.elapsed() >= visibility,
+        "taken over before the timeout"
+    );
+    let ids: Vec<&str> = taken.iter().map(|c| c.request.id.as_str()).collect();
+    assert_eq!(ids, ["r1"]);
+    assert!(taken[0].redelivered);
 }
 
 pub async fn a_second_placement_is_superseded(connect: impl Connect) {
