@@ -86,7 +86,6 @@ local function commit_group(keys, argv, base, mode, token, expected)
   local entries = {}
   for k, i in ipairs(fresh) do
     local at = base + (i - 1) * 6
-    local r = res[i]
     local added = redis.pcall('XADD', assign_key, '*', 'container', argv[at + 1],
       'attempt', argv[at + 2], 'cpu', argv[at + 3], 'mem', argv[at + 4], 'gpu', argv[at + 5],
       'payload', argv[at + 6])
@@ -97,7 +96,8 @@ local function commit_group(keys, argv, base, mode, token, expected)
       return redis.error_reply(added.err)
     end
     entries[2 * k - 1] = argv[at + 1]
-    entries[2 * k] = argv[at + 2] .. ' ' .. str(r[1]) .. ' ' .. str(r[2]) .. ' ' .. str(r[3])
+    -- The resources as sent: step 1 checked that they are plain decimal integers.
+    entries[2 * k] = argv[at + 2] .. ' ' .. argv[at + 3] .. ' ' .. argv[at + 4] .. ' ' .. argv[at + 5]
   end
   hset_all(owned_key, entries)
   local free_cpu, free_mem = str(cap.free_cpu - cpu), str(cap.free_mem - mem)
