@@ -114,7 +114,7 @@ pub struct BenchArgs {
     /// Scale runs: workers (default 1,000 for sustained, 10,000 for c1m).
     #[arg(long)]
     workers: Option<usize>,
-    /// Scale runs: requests (default 100,000 for sustained, 1,000,000 for c1m).
+    /// Scale runs and api's batch submits: requests (default 100,000; 1,000,000 for c1m).
     #[arg(long)]
     requests: Option<usize>,
     /// Scale runs: the most requests submitted and not yet placed at any time (a closed
@@ -219,7 +219,6 @@ impl BenchArgs {
         }
         let (default_workers, default_requests) = match scenario {
             Scenario::C1m => (10_000, 1_000_000),
-            Scenario::Api => (1_000, 20_000),
             _ => (1_000, 100_000),
         };
         let workers = self.workers.unwrap_or(default_workers);
