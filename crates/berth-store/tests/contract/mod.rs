@@ -36,6 +36,7 @@ macro_rules! contract_tests {
             concurrent_commits_never_overbook,
             two_clients_never_overbook,
             check_finds_nothing_on_a_healthy_store,
+            check_reads_every_worker_of_a_large_fleet,
             a_retried_commit_succeeds_after_the_worker_drained,
             invalid_requests_write_nothing,
             owners_lists_every_holder,
@@ -1032,6 +1033,51 @@ pub async fn check_finds_nothing_on_a_healthy_store(connect: impl Connect) {
         .await
         .unwrap();
     assert_clean(&*store).await;
+}
+
+/// The check reads a large fleet in parts (the Redis store a few hundred workers per round
+/// trip): a leak on the worker read last, behind 450 healthy ones, is still found.
+pub async fn check_reads_every_worker_of_a_large_fleet(connect: impl Connect) {
+    let store = open(&connect, "large-fleet").await;
+    let fleet = (0..450).map(|i| registration(&format!("w{i:03}"), 4000, 4096));
+    let registrations: Vec<_> = fleet.collect();
+    futures::future::try_join_all(registrations.iter().map(|r| store.register_worker(r)))
+        .await
+        .unwrap();
+    store
+        .register_worker(&registration("zz-last", 4000, 4096))
+        .await
+        .unwrap();
+    store.submit(&[request("r1", 100)]).await.unwrap();
+    let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
+    let out = store
+        .commit(&[group("zz-last", vec![reservation_for(&claim)])])
+        .await
+        .unwrap();
+    assert!(committed(&out[0]));
+    store
+        .settle(&[scheduled_on(&claim, "zz-last")])
+        .await
+        .unwrap();
+    assert_clean(&*store).await;
+    let (last, attempt) = (wid("zz-last"), claim.attempt.clone());
+    for transition in [
+        Transition::Running {
+            worker: last.clone(),
+            attempt: attempt.clone(),
+        },
+        Transition::Exited {
+            worker: last.clone(),
+            attempt,
+            exit_code: 0,
+        },
+    ] {
+        store.transition(&cid("r1"), &transition).await.unwrap();
+    }
+    let leak = store.check(now()).await.unwrap();
+    assert_eq!(leak.len(), 1, "{leak:?}");
+    assert!(leak[0].detail.contains("leaked"), "{leak:?}");
+    assert!(leak[0].detail.contains("zz-last"), "{leak:?}");
 }
 
 pub async fn a_retried_commit_succeeds_after_the_worker_drained(connect: impl Connect) {
