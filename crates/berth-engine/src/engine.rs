@@ -172,7 +172,8 @@ impl Engine {
     }
 
     /// Like [`Engine::shutdown`], through a shared reference (an engine behind an `Arc`):
-    /// stops the loop after its current batch (and the one claimed ahead) and waits for it. Later calls return at once.
+    /// stops the loop after its current batch (and the one claimed ahead) and waits for it.
+    /// Later calls return at once.
     pub async fn stop(&self) {
         self.cancel.cancel();
         let task = self.task.lock().take();
