@@ -50,7 +50,7 @@ pub struct StoreSection {
 pub struct EngineSection {
     /// `serial`, `batch-lock` or `batch-script`.
     pub strategy: Option<String>,
-    /// The largest batch.
+    /// The most requests one batch plans and commits (default 2,048; 1 to 100,000).
     pub max_batch: Option<usize>,
     /// How long a request may wait for room, in seconds.
     pub deadline_secs: Option<u64>,
