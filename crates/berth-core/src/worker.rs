@@ -119,6 +119,20 @@ pub struct PoolAttributes {
     pub policy: PlacementPolicy,
 }
 
+impl PoolAttributes {
+    /// A pool without preferences: priority 0, not preemptible, open to every request,
+    /// spreading its placements.
+    pub fn plain(pool: PoolName) -> PoolAttributes {
+        PoolAttributes {
+            pool,
+            priority: 0,
+            preemptible: false,
+            requires_pool_selector: false,
+            policy: PlacementPolicy::Spread,
+        }
+    }
+}
+
 /// A worker machine as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

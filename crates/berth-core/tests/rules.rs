@@ -19,13 +19,7 @@ const GIB: u64 = 1024;
 
 /// Pool attributes: priority 0, not preemptible, no selector required, spread.
 fn pool(name: &str) -> PoolAttributes {
-    PoolAttributes {
-        pool: PoolName::new(name).unwrap(),
-        priority: 0,
-        preemptible: false,
-        requires_pool_selector: false,
-        policy: PlacementPolicy::Spread,
-    }
+    PoolAttributes::plain(PoolName::new(name).unwrap())
 }
 
 trait PoolExt {

@@ -19,13 +19,7 @@ const WARMUP: usize = 200;
 fn registration(id: &WorkerId) -> WorkerRegistration {
     WorkerRegistration {
         id: id.clone(),
-        pool: PoolAttributes {
-            pool: PoolName::new("bench").unwrap(),
-            priority: 0,
-            preemptible: false,
-            requires_pool_selector: false,
-            policy: PlacementPolicy::Spread,
-        },
+        pool: PoolAttributes::plain(PoolName::new("bench").unwrap()),
         status: WorkerStatus::Available,
         total: Resources::new(1 << 40, 1 << 40, 0),
         gpu_type: None,

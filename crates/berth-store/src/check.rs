@@ -318,8 +318,7 @@ fn violation(subject: &impl std::fmt::Display, detail: String) -> Violation {
 mod tests {
     use super::*;
     use berth_core::{
-        ContainerRequest, GpuPreference, Payload, PlacementPolicy, PoolAttributes, PoolName,
-        WorkerId, WorkerStatus,
+        ContainerRequest, GpuPreference, Payload, PoolAttributes, PoolName, WorkerId, WorkerStatus,
     };
 
     const NOW: u64 = 1_000_000;
@@ -346,13 +345,7 @@ mod tests {
         WorkerDump {
             worker: Worker {
                 id: WorkerId::new(id).unwrap(),
-                pool: PoolAttributes {
-                    pool: PoolName::new("default").unwrap(),
-                    priority: 0,
-                    preemptible: false,
-                    requires_pool_selector: false,
-                    policy: PlacementPolicy::Spread,
-                },
+                pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
                 status: WorkerStatus::Available,
                 total,
                 free: total.checked_sub(held).unwrap(),

@@ -71,13 +71,7 @@ fn wid(id: &str) -> WorkerId {
 fn registration(id: &WorkerId, cpu: u64) -> WorkerRegistration {
     WorkerRegistration {
         id: id.clone(),
-        pool: PoolAttributes {
-            pool: PoolName::new("default").unwrap(),
-            priority: 0,
-            preemptible: false,
-            requires_pool_selector: false,
-            policy: PlacementPolicy::Spread,
-        },
+        pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
         status: WorkerStatus::Available,
         total: Resources::new(cpu, cpu, 0),
         gpu_type: None,

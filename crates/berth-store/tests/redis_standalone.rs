@@ -71,13 +71,7 @@ fn wid(id: &str) -> WorkerId {
 fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
     WorkerRegistration {
         id: wid(id),
-        pool: PoolAttributes {
-            pool: PoolName::new("default").unwrap(),
-            priority: 0,
-            preemptible: false,
-            requires_pool_selector: false,
-            policy: PlacementPolicy::Spread,
-        },
+        pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
         status: WorkerStatus::Available,
         total: Resources::new(cpu, mem, 0),
         gpu_type: None,

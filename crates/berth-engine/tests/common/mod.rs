@@ -19,13 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 pub fn cpu_pool() -> PoolAttributes {
-    PoolAttributes {
-        pool: PoolName::new("cpu").unwrap(),
-        priority: 0,
-        preemptible: false,
-        requires_pool_selector: false,
-        policy: PlacementPolicy::Spread,
-    }
+    PoolAttributes::plain(PoolName::new("cpu").unwrap())
 }
 
 /// Registers `n` equal CPU workers `w0..wn` with `cpu` millicores and `mem` MiB each.

@@ -2,9 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)] // Shared by several test files; tests may unwrap.
 
 use berth_api::{Client, ErrorBody, RegisterWorker};
-use berth_core::{
-    ContainerId, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, WorkerId,
-};
+use berth_core::{ContainerId, GpuType, Pool, PoolAttributes, PoolName, Resources, WorkerId};
 use berth_engine::{Engine, EngineConfig};
 use berth_server::{AppState, ServerConfig, serve};
 use berth_store::{CheckOptions, MemoryStore, Store};
@@ -27,13 +25,7 @@ pub struct Server {
 
 /// The configured pools: `cpu` (16 cores, 64 GiB) and `gpu` (8 A100-80s).
 pub fn pools() -> Vec<Pool> {
-    let attributes = |name: &str| PoolAttributes {
-        pool: PoolName::new(name).unwrap(),
-        priority: 0,
-        preemptible: false,
-        requires_pool_selector: false,
-        policy: PlacementPolicy::Spread,
-    };
+    let attributes = |name: &str| PoolAttributes::plain(PoolName::new(name).unwrap());
     vec![
         Pool {
             attributes: attributes("cpu"),

@@ -63,13 +63,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn register_fleet(store: &dyn Store, workers: usize) -> anyhow::Result<()> {
-    let pool = PoolAttributes {
-        pool: PoolName::new("default")?,
-        priority: 0,
-        preemptible: false,
-        requires_pool_selector: false,
-        policy: PlacementPolicy::Spread,
-    };
+    let pool = PoolAttributes::plain(PoolName::new("default")?);
     for i in 0..workers {
         let registration = WorkerRegistration {
             id: WorkerId::new(format!("worker-{i:03}"))?,

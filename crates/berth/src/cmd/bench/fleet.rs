@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use berth_core::{
-    ContainerId, ContainerRequest, GpuPreference, Payload, PlacementPolicy, PoolAttributes,
-    PoolName, Resources, Worker, WorkerId, WorkerStatus,
+    ContainerId, ContainerRequest, GpuPreference, Payload, PoolAttributes, PoolName, Resources,
+    Worker, WorkerId, WorkerStatus,
 };
 use berth_store::{Store, WorkerRegistration};
 use futures::{StreamExt, TryStreamExt};
@@ -41,13 +41,7 @@ pub async fn register(
     count: usize,
     total: Resources,
 ) -> anyhow::Result<Vec<WorkerId>> {
-    let pool = PoolAttributes {
-        pool: PoolName::new("bench").context("the bench pool name")?,
-        priority: 0,
-        preemptible: false,
-        requires_pool_selector: false,
-        policy: PlacementPolicy::Spread,
-    };
+    let pool = PoolAttributes::plain(PoolName::new("bench").context("the bench pool name")?);
     let ids = (0..count)
         .map(worker_id)
         .collect::<anyhow::Result<Vec<_>>>()?;
