@@ -9,41 +9,40 @@
 use redis::Cmd;
 use std::sync::LazyLock;
 
+/// The [`LuaScript`] of `scripts/$file`: `lib.lua`, then each of the `$lib` helpers, then
+/// the file itself, joined by newlines at build time.
+macro_rules! script {
+    ($file:literal after $($lib:literal),+) => {
+        LuaScript::new(
+            $file,
+            concat!(
+                include_str!("scripts/lib.lua"),
+                "\n",
+                $(include_str!(concat!("scripts/", $lib)), "\n",)+
+                include_str!(concat!("scripts/", $file))
+            ),
+        )
+    };
+}
+
+/// A script on one worker's keys (`worker_lib.lua`).
 macro_rules! worker_script {
     ($file:literal) => {
-        concat!(
-            include_str!("scripts/lib.lua"),
-            "\n",
-            include_str!("scripts/worker_lib.lua"),
-            "\n",
-            include_str!(concat!("scripts/", $file))
-        )
+        script!($file after "worker_lib.lua")
     };
 }
 
+/// A commit script (`worker_lib.lua` and `commit_lib.lua`).
 macro_rules! commit_script {
     ($file:literal) => {
-        concat!(
-            include_str!("scripts/lib.lua"),
-            "\n",
-            include_str!("scripts/worker_lib.lua"),
-            "\n",
-            include_str!("scripts/commit_lib.lua"),
-            "\n",
-            include_str!(concat!("scripts/", $file))
-        )
+        script!($file after "worker_lib.lua", "commit_lib.lua")
     };
 }
 
+/// A script on the intake's keys (`intake_lib.lua`).
 macro_rules! intake_script {
     ($file:literal) => {
-        concat!(
-            include_str!("scripts/lib.lua"),
-            "\n",
-            include_str!("scripts/intake_lib.lua"),
-            "\n",
-            include_str!(concat!("scripts/", $file))
-        )
+        script!($file after "intake_lib.lua")
     };
 }
 
@@ -126,26 +125,26 @@ pub struct Scripts {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
-            commit: LuaScript::new("commit.lua", commit_script!("commit.lua")),
-            commit_many: LuaScript::new("commit_many.lua", commit_script!("commit_many.lua")),
-            release: LuaScript::new("release.lua", worker_script!("release.lua")),
-            register: LuaScript::new("register.lua", worker_script!("register.lua")),
-            heartbeat: LuaScript::new("heartbeat.lua", worker_script!("heartbeat.lua")),
-            set_status: LuaScript::new("set_status.lua", worker_script!("set_status.lua")),
-            lock: LuaScript::new("lock.lua", worker_script!("lock.lua")),
-            unlock: LuaScript::new("unlock.lua", worker_script!("unlock.lua")),
-            deliver: LuaScript::new("deliver.lua", worker_script!("deliver.lua")),
-            ack: LuaScript::new("ack.lua", worker_script!("ack.lua")),
-            submit: LuaScript::new("submit.lua", intake_script!("submit.lua")),
-            transition: LuaScript::new("transition.lua", intake_script!("transition.lua")),
-            settle: LuaScript::new("settle.lua", intake_script!("settle.lua")),
-            claim: LuaScript::new("claim.lua", intake_script!("claim.lua")),
-            screen: LuaScript::new("screen.lua", intake_script!("screen.lua")),
-            promote: LuaScript::new("promote.lua", intake_script!("promote.lua")),
-            demand: LuaScript::new("demand.lua", intake_script!("demand.lua")),
-            reclaim: LuaScript::new("reclaim.lua", intake_script!("reclaim.lua")),
-            cancel: LuaScript::new("cancel.lua", intake_script!("cancel.lua")),
-            deregister: LuaScript::new("deregister.lua", worker_script!("deregister.lua")),
+            commit: commit_script!("commit.lua"),
+            commit_many: commit_script!("commit_many.lua"),
+            release: worker_script!("release.lua"),
+            register: worker_script!("register.lua"),
+            heartbeat: worker_script!("heartbeat.lua"),
+            set_status: worker_script!("set_status.lua"),
+            lock: worker_script!("lock.lua"),
+            unlock: worker_script!("unlock.lua"),
+            deliver: worker_script!("deliver.lua"),
+            ack: worker_script!("ack.lua"),
+            submit: intake_script!("submit.lua"),
+            transition: intake_script!("transition.lua"),
+            settle: intake_script!("settle.lua"),
+            claim: intake_script!("claim.lua"),
+            screen: intake_script!("screen.lua"),
+            promote: intake_script!("promote.lua"),
+            demand: intake_script!("demand.lua"),
+            reclaim: intake_script!("reclaim.lua"),
+            cancel: intake_script!("cancel.lua"),
+            deregister: worker_script!("deregister.lua"),
         }
     }
 
