@@ -120,6 +120,14 @@ fn cid(id: &str) -> ContainerId {
     ContainerId::new(id).unwrap()
 }
 
+/// Registers worker `id` with `cpu` millicores and `mem` MiB in the default pool.
+async fn register(store: &dyn Store, id: &str, cpu: u64, mem: u64) {
+    store
+        .register_worker(&registration(id, cpu, mem))
+        .await
+        .unwrap();
+}
+
 fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
     WorkerRegistration {
         id: wid(id),
@@ -248,10 +256,7 @@ pub async fn unknown_workers_are_reported(connect: impl Connect) {
             worker: None
         }
     );
-    store
-        .register_worker(&registration("w1", 1000, 1000))
-        .await
-        .unwrap();
+    register(&*store, "w1", 1000, 1000).await;
     store.heartbeat(&wid("w1"), None, 5).await.unwrap();
 }
 
@@ -326,10 +331,7 @@ pub async fn commit_is_all_or_nothing(connect: impl Connect) {
 
 pub async fn commit_checks_status_inside_the_atomic_step(connect: impl Connect) {
     let store = open(&connect, "status").await;
-    store
-        .register_worker(&registration("w1", 2000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 2000, 4096).await;
     for status in [WorkerStatus::Draining, WorkerStatus::Disabled] {
         store.set_worker_status(&wid("w1"), status).await.unwrap();
         let out = store
@@ -355,14 +357,8 @@ pub async fn commit_checks_status_inside_the_atomic_step(connect: impl Connect) 
 
 pub async fn groups_commit_independently(connect: impl Connect) {
     let store = open(&connect, "independent").await;
-    store
-        .register_worker(&registration("w1", 1000, 1024))
-        .await
-        .unwrap();
-    store
-        .register_worker(&registration("w2", 1000, 1024))
-        .await
-        .unwrap();
+    register(&*store, "w1", 1000, 1024).await;
+    register(&*store, "w2", 1000, 1024).await;
     let groups = [
         group("w1", vec![reservation("a", 2000, 1)]),
         group("w2", vec![reservation("b", 1000, 1)]),
@@ -392,10 +388,7 @@ pub async fn groups_commit_independently(connect: impl Connect) {
 
 pub async fn commit_is_idempotent_per_container(connect: impl Connect) {
     let store = open(&connect, "idempotent").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     let g = group(
         "w1",
         vec![reservation("a", 1000, 1024), reservation("b", 1000, 1024)],
@@ -428,10 +421,7 @@ pub async fn commit_is_idempotent_per_container(connect: impl Connect) {
 
 pub async fn release_is_idempotent(connect: impl Connect) {
     let store = open(&connect, "release").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     store
         .commit(&[group("w1", vec![reservation("a", 1000, 1024)])])
         .await
@@ -557,10 +547,7 @@ pub async fn lock_path_counts_and_fences(connect: impl Connect) {
 
 pub async fn assignments_arrive_in_order_and_are_redelivered_until_acked(connect: impl Connect) {
     let store = open(&connect, "queue").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     store
         .commit(&[group(
             "w1",
@@ -604,10 +591,7 @@ pub async fn assignments_arrive_in_order_and_are_redelivered_until_acked(connect
 
 pub async fn assignments_wait_without_polling(connect: impl Connect) {
     let store = open(&connect, "wait").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     let waiter = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -724,10 +708,7 @@ pub async fn records_only_move_forward(connect: impl Connect) {
 
 pub async fn claim_settle_and_backlog(connect: impl Connect) {
     let store = open(&connect, "claims").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     store
         .submit(&[request("r1", 100), request("r2", 100), request("r3", 100)])
         .await
@@ -867,14 +848,8 @@ pub async fn a_stale_claim_is_taken_over_while_claims_go_on(connect: impl Connec
 
 pub async fn a_second_placement_is_superseded(connect: impl Connect) {
     let store = open(&connect, "supersede").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
-    store
-        .register_worker(&registration("w2", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
+    register(&*store, "w2", 4000, 4096).await;
     store.submit(&[request("r1", 100)]).await.unwrap();
     let slow = store
         .claim("slow", 1, Duration::ZERO)
@@ -982,10 +957,7 @@ pub async fn two_clients_never_overbook(connect: impl Connect) {
 pub async fn check_finds_nothing_on_a_healthy_store(connect: impl Connect) {
     let store = open(&connect, "healthy").await;
     assert_clean(&*store).await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     store.submit(&[request("r1", 100)]).await.unwrap();
     let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
     let res = reservation_for(&claim);
@@ -1038,10 +1010,7 @@ pub async fn check_reads_every_worker_of_a_large_fleet(connect: impl Connect) {
     futures::future::try_join_all(registrations.iter().map(|r| store.register_worker(r)))
         .await
         .unwrap();
-    store
-        .register_worker(&registration("zz-last", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "zz-last", 4000, 4096).await;
     store.submit(&[request("r1", 100)]).await.unwrap();
     let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
     let out = store
@@ -1076,10 +1045,7 @@ pub async fn check_reads_every_worker_of_a_large_fleet(connect: impl Connect) {
 
 pub async fn a_retried_commit_succeeds_after_the_worker_drained(connect: impl Connect) {
     let store = open(&connect, "retry-drained").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     let g = group("w1", vec![reservation("a", 1000, 1024)]);
     store.commit(std::slice::from_ref(&g)).await.unwrap();
     let drained = store
@@ -1141,14 +1107,8 @@ pub async fn invalid_requests_write_nothing(connect: impl Connect) {
 
 pub async fn owners_lists_every_holder(connect: impl Connect) {
     let store = open(&connect, "owners").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
-    store
-        .register_worker(&registration("w2", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
+    register(&*store, "w2", 4000, 4096).await;
     assert!(store.owners(&cid("a")).await.unwrap().is_empty());
     let mut second = reservation("a", 1, 1);
     second.attempt = AttemptId("other".into());
@@ -1287,14 +1247,8 @@ async fn place(store: &dyn Store, id: &str, worker: &str) -> AttemptId {
 
 pub async fn heartbeats_and_deregistration(connect: impl Connect) {
     let store = open(&connect, "liveness").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
-    store
-        .register_worker(&registration("w2", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
+    register(&*store, "w2", 4000, 4096).await;
     store.heartbeat(&wid("w1"), None, 42).await.unwrap();
     let mut beats = store.heartbeats().await.unwrap();
     beats.sort();
@@ -1318,10 +1272,7 @@ pub async fn heartbeats_and_deregistration(connect: impl Connect) {
 
 pub async fn listing_and_logs(connect: impl Connect) {
     let store = open(&connect, "listing").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     let mut newer = request("new", 100);
     newer.submitted_at_ms = 50;
     store.submit(&[request("old", 100), newer]).await.unwrap();
@@ -1353,10 +1304,7 @@ pub async fn listing_and_logs(connect: impl Connect) {
 
 pub async fn cancellation_fails_pending_and_flags_placed(connect: impl Connect) {
     let store = open(&connect, "cancel").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     store.submit(&[request("waiting", 100)]).await.unwrap();
     let cancelled = store.cancel(&cid("waiting")).await.unwrap();
     assert_eq!(
@@ -1391,10 +1339,7 @@ pub async fn cancellation_fails_pending_and_flags_placed(connect: impl Connect) 
 
 pub async fn a_dead_workers_containers_are_reclaimed_once(connect: impl Connect) {
     let store = open(&connect, "reclaim").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     let unstarted = place(&*store, "unstarted", "w1").await;
     let running = place(&*store, "running", "w1").await;
     let w1 = wid("w1");
@@ -1459,10 +1404,7 @@ pub async fn a_dead_workers_containers_are_reclaimed_once(connect: impl Connect)
 
 pub async fn another_attempt_is_not_a_retry(connect: impl Connect) {
     let store = open(&connect, "other-attempt").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     store
         .commit(&[group("w1", vec![reservation("a", 1000, 1024)])])
         .await
@@ -1494,10 +1436,7 @@ pub async fn another_attempt_is_not_a_retry(connect: impl Connect) {
 
 pub async fn a_reservation_given_back_before_its_settlement_never_schedules(connect: impl Connect) {
     let store = open(&connect, "revoke").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     store.submit(&[request("r1", 100)]).await.unwrap();
     let claim = store.claim("e", 1, Duration::ZERO).await.unwrap().remove(0);
     let res = reservation_for(&claim);
@@ -1555,10 +1494,7 @@ fn settle_item(claim: &Claim, settlement: Settlement) -> SettleItem {
 
 pub async fn check_stays_clean_through_a_containers_life(connect: impl Connect) {
     let store = open(&connect, "life").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     assert_clean(&*store).await;
     store
         .submit(&[request("r1", 100), request("r2", 100)])
@@ -1635,10 +1571,7 @@ pub async fn check_stays_clean_through_a_containers_life(connect: impl Connect) 
 pub async fn check_judges_owners_by_their_heartbeats(connect: impl Connect) {
     let store = open(&connect, "liveness").await;
     let dead_after = Duration::from_secs(60);
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     // Registering counts as a heartbeat, no later than this.
     let registered = now_ms();
     store.submit(&[request("r1", 100)]).await.unwrap();
@@ -1762,10 +1695,7 @@ pub async fn an_old_epoch_is_fenced_off(connect: impl Connect) {
 
 pub async fn a_release_drops_the_undelivered_assignment(connect: impl Connect) {
     let store = open(&connect, "release-drops").await;
-    store
-        .register_worker(&registration("w1", 4000, 4096))
-        .await
-        .unwrap();
+    register(&*store, "w1", 4000, 4096).await;
     store
         .commit(&[group(
             "w1",
