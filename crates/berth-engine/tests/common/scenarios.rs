@@ -738,21 +738,13 @@ pub async fn a_failed_settlement_leaves_no_orphan(backend: &Backend) {
     let store = backend.store("failed-settle", config).await;
     let workers = fleet(&*store, 2, 4000, 4096).await;
     let gate = Gate::failing_settles(store.clone(), 1);
-    let engine = Engine::start(
-        gate.clone(),
-        engine_config(Strategy::BatchScript, "engine-0"),
-        Vec::new(),
-    );
-    let id = cid("c0");
-    drop(
-        engine
-            .submit(request("c0", 1000, 0, engine.now_ms()))
-            .await
-            .unwrap(),
-    );
-    let placed = until_scheduled(&*store, &id, "the request to be placed after the failure").await;
-    engine.shutdown().await;
-    assert_one_owner(&*store, &workers, &placed).await;
+    place_one_through(
+        gate,
+        &*store,
+        &workers,
+        "the request to be placed after the failure",
+    )
+    .await;
 }
 
 /// A batch whose commit fails, and then whose settlement fails (the store unreachable for
@@ -767,19 +759,31 @@ pub async fn failed_store_calls_are_retried_at_once(backend: &Backend) {
     let store = backend.store("retried-at-once", config).await;
     let workers = fleet(&*store, 2, 4000, 4096).await;
     let gate = Gate::failing(store.clone(), 1, 2);
+    place_one_through(
+        gate,
+        &*store,
+        &workers,
+        "the request to be placed after the failures",
+    )
+    .await;
+}
+
+/// Starts a batch-script replica on `gate` (a store failing some calls), submits request
+/// `c0`, and waits until it is scheduled (`what` says after what), owned once among
+/// `workers`.
+async fn place_one_through(gate: Arc<Gate>, store: &dyn Store, workers: &[WorkerId], what: &str) {
     let engine = Engine::start(
-        gate.clone(),
+        gate,
         engine_config(Strategy::BatchScript, "engine-0"),
         Vec::new(),
     );
-    let id = cid("c0");
     drop(
         engine
             .submit(request("c0", 1000, 0, engine.now_ms()))
             .await
             .unwrap(),
     );
-    let placed = until_scheduled(&*store, &id, "the request to be placed after the failures").await;
+    let placed = until_scheduled(store, &cid("c0"), what).await;
     engine.shutdown().await;
-    assert_one_owner(&*store, &workers, &placed).await;
+    assert_one_owner(store, workers, &placed).await;
 }
