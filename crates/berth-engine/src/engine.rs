@@ -444,11 +444,7 @@ async fn next_batch(
                 .await?,
         );
     }
-    let mut batch = std::mem::take(carry);
-    batch.extend(fresh.into_iter().map(|claim| (claim, 0)));
-    let mut seen = HashSet::new();
-    batch.retain(|(claim, _)| seen.insert(claim.request.id.clone()));
-    Ok(batch)
+    Ok(take_batch(carry, &mut fresh, usize::MAX))
 }
 
 /// Plans and commits one batch; returns its settlement (and the time it was planned at)
