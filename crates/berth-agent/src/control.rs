@@ -3,8 +3,8 @@
 //! in-process server may implement it directly.
 
 use async_trait::async_trait;
+use berth_core::AttemptId;
 use berth_core::{ContainerId, GpuType, Payload, PoolName, Resources, WorkerId};
-use berth_store::AttemptId;
 use std::time::Duration;
 
 /// What the worker registers.

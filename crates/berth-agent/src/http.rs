@@ -7,8 +7,8 @@ use crate::control::{
 };
 use async_trait::async_trait;
 use berth_api as api;
+use berth_core::AttemptId;
 use berth_core::{ContainerId, Payload, WorkerId, WorkerStatus};
-use berth_store::AttemptId;
 use std::time::Duration;
 
 /// The longest failure reason the server accepts, in bytes.

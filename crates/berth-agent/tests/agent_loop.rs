@@ -6,7 +6,7 @@
 mod common;
 
 use berth_agent::{AgentConfig, HttpControl};
-use berth_store::{AttemptId, ContainerState};
+use berth_core::{AttemptId, ContainerState};
 use common::fake::{FakeServer, State};
 use common::{MemoryControl, PATIENCE, RunningAgent, test_config, wait_until};
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 
 use berth_agent::runtime::{ENV_TIMEOUT_SECS, ProcessRuntime, ProcessRuntimeConfig};
 use berth_agent::{ContainerRuntime, ContainerSpec, Exit, StartError};
+use berth_core::AttemptId;
 use berth_core::{ContainerId, Payload, Resources, WorkerId};
-use berth_store::AttemptId;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;

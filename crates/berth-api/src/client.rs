@@ -3,8 +3,8 @@
 use crate::error::ErrorBody;
 use crate::spec::ContainerSpec;
 use crate::types::*;
+use berth_core::ContainerState;
 use berth_core::{ContainerId, WorkerId};
-use berth_store::ContainerState;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -9,12 +9,12 @@ use crate::error::ApiError;
 use crate::spec::{ContainerSpec, GpuSpec, GpuTypes, TIMEOUT_ENV, parse_gpu_type, timeout_secs};
 use berth_core::request::{MAX_CPU_MILLICORES, MAX_GPU_COUNT, MAX_MEMORY_MIB};
 use berth_core::{
-    ContainerId, GpuPreference, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, Worker,
-    WorkerId, WorkerStatus,
-};
-use berth_store::{
     Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand, Violation,
     WorkerRegistration,
+};
+use berth_core::{
+    ContainerId, GpuPreference, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, Worker,
+    WorkerId, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

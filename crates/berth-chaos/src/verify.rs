@@ -9,8 +9,8 @@
 //!   start log), or that the check found owned by several workers.
 //! - **Leak**: a worker that is not lost whose free capacity is not its total once idle.
 
+use berth_core::ContainerState;
 use berth_core::WorkerStatus;
-use berth_store::ContainerState;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -14,24 +14,42 @@
 //!   tie-break.
 //! - [`planner`]: stage 4, [`plan`] a batch against a snapshot.
 //! - [`plan`](mod@plan): the plan's types; [`verify_plan`] checks its post-conditions.
+//!
+//! The shared model every other crate speaks, without depending on a store:
+//! - [`record`]: container records, their states and placement attempts.
+//! - [`lifecycle`]: the container record's state machine.
+//! - [`assignment`]: what a worker is told to run.
+//! - [`demand`]: unmet demand per pool.
+//! - [`invariants`]: the pure judging part of the invariant check (a dump in, violations
+//!   out).
 
+pub mod assignment;
+pub mod demand;
 pub mod feasibility;
 pub mod gpu;
 pub mod ids;
 mod index;
+pub mod invariants;
+pub mod lifecycle;
 pub mod plan;
 pub mod planner;
+pub mod record;
 pub mod request;
 pub mod resources;
 pub mod scoring;
 mod verify;
 pub mod worker;
 
+pub use assignment::Assignment;
+pub use demand::{PoolDemand, aggregate_demand};
 pub use gpu::{GpuPreference, GpuType, GpuTypeError};
 pub use ids::{ContainerId, IdError, PoolName, WorkerId};
+pub use invariants::{CheckOptions, Violation};
+pub use lifecycle::Transition;
 pub use plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
 pub use planner::{plan, plan_with, planning_order};
+pub use record::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 pub use request::{ContainerRequest, Payload, RequestError};
 pub use resources::Resources;
 pub use verify::verify_plan;
-pub use worker::{PlacementPolicy, Pool, PoolAttributes, Worker, WorkerStatus};
+pub use worker::{PlacementPolicy, Pool, PoolAttributes, Worker, WorkerRegistration, WorkerStatus};

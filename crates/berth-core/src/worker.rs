@@ -175,3 +175,19 @@ pub struct Pool {
     /// The capacity of one worker an autoscaler would add to this pool.
     pub worker_size: Resources,
 }
+
+/// What a worker says about itself when it (re-)registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerRegistration {
+    /// The worker's id.
+    pub id: WorkerId,
+    /// Its pool and the attributes it inherits from the pool.
+    pub pool: PoolAttributes,
+    /// The status to register with (usually available).
+    pub status: WorkerStatus,
+    /// Its whole capacity.
+    pub total: Resources,
+    /// Its GPU type, if it has GPUs.
+    pub gpu_type: Option<GpuType>,
+}

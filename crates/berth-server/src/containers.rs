@@ -113,7 +113,7 @@ pub async fn submit_batch(
 
 /// A fresh container id: `c-` and 16 hex digits.
 fn generated_id() -> Result<ContainerId, HttpError> {
-    ContainerId::new(format!("c-{}", AttemptId::random())).map_err(HttpError::internal)
+    ContainerId::new(format!("c-{}", berth_store::new_attempt())).map_err(HttpError::internal)
 }
 
 /// Refuses requests no worker or pool could ever run (unless they exist already: then they

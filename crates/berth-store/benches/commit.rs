@@ -35,7 +35,7 @@ fn batch(workers: &[WorkerId], iteration: usize) -> Vec<CommitGroup> {
             reservations: (0..PER_WORKER)
                 .map(|c| Reservation {
                     container: ContainerId::new(format!("i{iteration}-{w}-{c}")).unwrap(),
-                    attempt: AttemptId::random(),
+                    attempt: berth_store::new_attempt(),
                     resources: Resources::new(250, 512, 0),
                     payload: Payload {
                         image: Some("busybox".into()),

@@ -41,6 +41,10 @@
 use crate::model::*;
 use crate::{Result, SettleItem, Store, StoreStats};
 use async_trait::async_trait;
+use berth_core::{
+    Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand, ReclaimOutcome, Transition,
+    Violation, WorkerRegistration,
+};
 use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
 use parking_lot::{Condvar, Mutex};
 use std::cmp::Reverse;
@@ -625,7 +629,7 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         self.around(op, op.round_trips(), call).await
     }
 
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>> {
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
         let op = Op::Owned;
         self.around(op, op.round_trips(), self.inner.owned(worker))
             .await

@@ -9,25 +9,25 @@
 //!
 //! ## Layout
 //! - [`store`]: the [`Store`] trait and its guarantees.
-//! - [`model`]: the values crossing the boundary.
+//! - [`model`]: the values crossing the boundary (the shared model, records, states,
+//!   attempts, assignments, demand and violations, is `berth-core`'s and re-exported here).
 //! - [`memory`]: the in-memory store.
 //! - [`redis`](mod@redis): the Redis store, its key schema and Lua scripts.
 //! - [`stats`]: round trips, commands, scripts, lock counts.
-//! - [`lifecycle`]: the container record's state machine.
-//! - [`check`]: the invariant check both stores share.
 //! - [`error`](mod@error): the error type, [`StoreError`].
 
-pub mod check;
 pub mod error;
 pub mod latency;
-pub mod lifecycle;
 pub mod memory;
 pub mod model;
 pub mod redis;
 pub mod stats;
 pub mod store;
 
-pub use check::CheckOptions;
+pub use berth_core::{
+    Assignment, AttemptId, CheckOptions, ContainerRecord, ContainerState, PoolDemand,
+    ReclaimOutcome, Transition, Violation, WorkerRegistration, aggregate_demand,
+};
 pub use error::{Result, StoreError};
 pub use latency::DelayedStore;
 pub use memory::MemoryStore;
@@ -57,6 +57,11 @@ pub fn fence(worker: &berth_core::Worker, presented: u64) -> Result<()> {
         presented,
         current: worker.epoch,
     })
+}
+
+/// A fresh random attempt id for a new claim of a request (see [`AttemptId`]).
+pub fn new_attempt() -> AttemptId {
+    AttemptId::from_bits(rand::random())
 }
 
 /// Milliseconds since the Unix epoch, by the system clock.

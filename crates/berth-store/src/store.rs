@@ -4,10 +4,14 @@
 //! Every operation states what it guarantees. "Atomic" means that no other client of the
 //! same store can observe a partial effect, and that a failure leaves nothing written.
 
-use crate::check::CheckOptions;
 use crate::model::*;
 use crate::{Result, StoreStats};
 use async_trait::async_trait;
+use berth_core::invariants::CheckOptions;
+use berth_core::{
+    Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand, ReclaimOutcome, Transition,
+    Violation, WorkerRegistration,
+};
 use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
 use std::time::Duration;
 
@@ -275,7 +279,7 @@ pub trait Store: Send + Sync {
     ) -> Result<ReclaimOutcome>;
 
     /// The containers a worker owns, with their attempts and resources.
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>>;
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>>;
 
     // ----- invariants and instrumentation -----
 

@@ -8,8 +8,8 @@ mod process;
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};
 
 use async_trait::async_trait;
+use berth_core::AttemptId;
 use berth_core::{ContainerId, Payload, Resources, WorkerId};
-use berth_store::AttemptId;
 use std::fmt;
 use std::time::Duration;
 

@@ -6,8 +6,8 @@
 use berth_agent::{
     ControlError, Delivery, HeartbeatReply, Lease, Registration, ReportedState, StatusReport,
 };
+use berth_core::{AttemptId, ContainerState};
 use berth_core::{ContainerId, Payload, Resources, WorkerId};
-use berth_store::{AttemptId, ContainerState};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;

@@ -10,8 +10,8 @@ use berth_agent::{
     Agent, AgentConfig, AgentError, CapacityConfig, Control, ControlError, Delivery,
     HeartbeatReply, Lease, ProcessRuntime, Registration, RetryPolicy, StatusReport,
 };
+use berth_core::AttemptId;
 use berth_core::{ContainerId, PoolName, WorkerId};
-use berth_store::AttemptId;
 use fake::{FakeServer, State};
 use std::sync::Arc;
 use std::time::Duration;

@@ -251,7 +251,7 @@ impl Store for Gate {
     ) -> Result<ReclaimOutcome> {
         self.inner.reclaim(worker, container, attempt, reason).await
     }
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_store::check::OwnedEntry>> {
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
         self.inner.owned(worker).await
     }
     async fn check(&self, options: CheckOptions) -> Result<Vec<Violation>> {

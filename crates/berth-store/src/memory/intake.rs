@@ -2,9 +2,10 @@
 
 use super::state::{IntakeEntry, State};
 use crate::SettleItem;
-use crate::lifecycle;
 use crate::model::*;
 use berth_core::ContainerRequest;
+use berth_core::lifecycle;
+use berth_core::{ContainerRecord, ContainerState, Transition};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -65,7 +66,7 @@ pub(super) fn claim(state: &mut State, max: usize, visibility: Duration) -> Vec<
                 claims.push(Claim {
                     entry: seq.to_string(),
                     request: record.request.clone(),
-                    attempt: AttemptId::random(),
+                    attempt: crate::new_attempt(),
                     redelivered,
                 });
             }

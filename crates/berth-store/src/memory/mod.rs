@@ -6,11 +6,15 @@ mod intake;
 mod service;
 mod state;
 
-use crate::check::{self, CheckOptions, Dump, QueuedAssignment, WorkerDump};
-use crate::lifecycle;
 use crate::model::*;
 use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
 use async_trait::async_trait;
+use berth_core::invariants::{self as check, CheckOptions, Dump, QueuedAssignment, WorkerDump};
+use berth_core::lifecycle;
+use berth_core::{
+    Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand, ReclaimOutcome, Transition,
+    Violation, WorkerRegistration,
+};
 use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
 use parking_lot::Mutex;
 use state::{State, WorkerEntry, sum};
@@ -111,7 +115,7 @@ impl Store for MemoryStore {
             if entry.lock.as_ref().is_some_and(|(_, until)| *until > now) {
                 return Ok(None);
             }
-            let token = AttemptId::random().0;
+            let token = crate::new_attempt().0;
             entry.lock = Some((token.clone(), now + ttl));
             Ok(Some(token))
         })?;
@@ -410,7 +414,7 @@ impl Store for MemoryStore {
         Ok(outcome)
     }
 
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>> {
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
         self.with(1, |state| service::owned(state, worker))
     }
 

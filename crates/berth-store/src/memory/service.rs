@@ -3,10 +3,10 @@
 
 use super::intake;
 use super::state::State;
-use crate::check::OwnedEntry;
-use crate::lifecycle;
-use crate::model::*;
 use crate::{Result, StoreError};
+use berth_core::invariants::OwnedEntry;
+use berth_core::lifecycle;
+use berth_core::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 use berth_core::{ContainerId, WorkerId};
 
 pub(super) fn deregister(state: &mut State, worker: &WorkerId) -> Result<()> {

@@ -1,9 +1,10 @@
 //! The in-memory store's data and its pure operations. Every function here runs under the
 //! store's one mutex, so each is atomic by construction.
 
-use crate::check::OwnedEntry;
 use crate::model::*;
 use crate::{Result, StoreError};
+use berth_core::invariants::OwnedEntry;
+use berth_core::{Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand};
 use berth_core::{ContainerId, GpuType, PoolName, Resources, Worker, WorkerId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -78,7 +79,7 @@ impl State {
 
     /// The unmet demand of the backlog.
     pub fn unmet_demand(&self) -> Vec<PoolDemand> {
-        aggregate_demand(self.backlog.iter().filter_map(|(_, id)| {
+        berth_core::aggregate_demand(self.backlog.iter().filter_map(|(_, id)| {
             let record = self
                 .records
                 .get(id)

@@ -1,6 +1,6 @@
 //! The invariant check: reads every worker (with what it owns, its last heartbeat and its
 //! assignment stream), every container record and what waits in the intake and the
-//! backlog into a [`Dump`], and lets [`crate::check::violations`] judge it, as the memory
+//! backlog into a [`Dump`], and lets [`berth_core::invariants::violations`] judge it, as the memory
 //! store does. Anything that cannot be read becomes a violation naming its key; nothing
 //! panics.
 //!
@@ -16,8 +16,8 @@
 use super::codec::{self, decode_assignment, decode_owned, decode_record};
 use super::reply::{self, expect_text};
 use super::store::{Call, RedisStore};
-use crate::check::{CheckOptions, Dump, QueuedAssignment, WorkerDump};
 use crate::{ContainerState, Result, StoreError, Violation};
+use berth_core::invariants::{CheckOptions, Dump, QueuedAssignment, WorkerDump};
 use berth_core::{ContainerId, WorkerId};
 use redis::Value;
 use std::collections::HashSet;
@@ -38,7 +38,7 @@ impl RedisStore {
         self.dump_records(&mut dump).await?;
         self.dump_queued(&mut dump).await?;
         self.recheck_pending(&mut dump).await?;
-        Ok(crate::check::violations(&dump, options))
+        Ok(berth_core::invariants::violations(&dump, options))
     }
 
     async fn dump_workers(&self, dump: &mut Dump, options: &CheckOptions) -> Result<()> {

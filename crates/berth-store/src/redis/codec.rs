@@ -4,9 +4,9 @@
 //! Decoding never panics and never trusts stored data: a missing or malformed field is a
 //! [`StoreError::Corrupt`] naming the key and the field.
 
-use crate::check::OwnedEntry;
-use crate::model::{Assignment, AttemptId, ContainerRecord, ContainerState, WorkerRegistration};
+use crate::{Assignment, AttemptId, ContainerRecord, ContainerState, WorkerRegistration};
 use crate::{Result, StoreError};
+use berth_core::invariants::OwnedEntry;
 use berth_core::{
     ContainerId, ContainerRequest, GpuType, Payload, PlacementPolicy, PoolAttributes, PoolName,
     Resources, Worker, WorkerId, WorkerStatus,

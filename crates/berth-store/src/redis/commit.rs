@@ -8,6 +8,7 @@ use super::scripts::{SCRIPTS, ScriptCall};
 use super::store::{Call, RedisStore};
 use crate::model::*;
 use crate::{Result, StoreError};
+use berth_core::AttemptId;
 use berth_core::{ContainerId, WorkerId};
 use redis::Value;
 

@@ -9,6 +9,7 @@ use super::scripts::{SCRIPTS, ScriptCall};
 use super::store::{MAX_BATCH, RedisStore, millis};
 use crate::model::*;
 use crate::{Result, SettleItem, StoreError};
+use berth_core::{AttemptId, ContainerRecord, ContainerState, PoolDemand, Transition};
 use berth_core::{ContainerId, ContainerRequest, GpuType, PoolName, Resources, WorkerId};
 use redis::Value;
 use std::time::Duration;
@@ -237,7 +238,7 @@ impl RedisStore {
                 Ok(request) => claims.push(Claim {
                     entry: r.entry,
                     request,
-                    attempt: AttemptId::random(),
+                    attempt: crate::new_attempt(),
                     redelivered: r.redelivered,
                 }),
                 Err(problem) => {
@@ -355,7 +356,7 @@ impl RedisStore {
                 _ => return Err(unexpected("a demand entry", &Value::Nil)),
             }
         }
-        Ok(aggregate_demand(
+        Ok(berth_core::aggregate_demand(
             waiting.iter().map(|(p, g, r)| (p.as_ref(), g.as_ref(), *r)),
         ))
     }

@@ -9,7 +9,7 @@ use super::reply::{self, expect_text, part, tagged, unexpected};
 use super::scripts::{SCRIPTS, ScriptCall};
 use super::store::{MAX_BATCH, RedisStore, millis};
 use super::workers::{epoch_arg, stale};
-use crate::model::Assignment;
+use crate::Assignment;
 use crate::{Result, StoreError};
 use berth_core::WorkerId;
 use redis::Value;

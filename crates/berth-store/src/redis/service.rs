@@ -5,9 +5,9 @@ use super::codec::{self, decode_owned, decode_record};
 use super::reply::{self, part, tagged, unexpected};
 use super::scripts::{SCRIPTS, ScriptCall};
 use super::store::{Call, RedisStore};
-use crate::check::OwnedEntry;
-use crate::model::*;
 use crate::{Result, StoreError};
+use berth_core::invariants::OwnedEntry;
+use berth_core::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 use berth_core::{ContainerId, WorkerId};
 use redis::Value;
 

@@ -9,6 +9,10 @@ use super::scripts::{SCRIPTS, ScriptCall};
 use crate::model::*;
 use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
 use async_trait::async_trait;
+use berth_core::{
+    Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand, ReclaimOutcome, Transition,
+    Violation, WorkerRegistration,
+};
 use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
 use redis::{Cmd, RedisError, Value};
 use std::time::Duration;
@@ -448,7 +452,7 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>> {
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
         self.owned_by(worker).await
     }
 

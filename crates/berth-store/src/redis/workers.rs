@@ -6,6 +6,7 @@ use super::scripts::{SCRIPTS, ScriptCall};
 use super::store::{Call, RedisStore, millis};
 use crate::model::*;
 use crate::{Result, StoreError};
+use berth_core::{AttemptId, WorkerRegistration};
 use berth_core::{ContainerId, Resources, Worker, WorkerId, WorkerStatus};
 use redis::Value;
 use std::time::Duration;

@@ -179,7 +179,7 @@ async fn free(store: &dyn Store, worker: &str) -> Resources {
 /// A check now that calls a worker dead after ten minutes of silence: cases that are not
 /// about liveness never get near it.
 pub fn now() -> CheckOptions {
-    CheckOptions::now(Duration::from_secs(600))
+    CheckOptions::at(berth_store::now_ms(), Duration::from_secs(600))
 }
 
 pub async fn assert_clean(store: &dyn Store) {

@@ -58,7 +58,8 @@ pub async fn run(connection: &Connection, args: CheckArgs) -> anyhow::Result<i32
         let store = RedisStore::connect_any(&args.redis, config)
             .await
             .with_context(|| format!("connecting to Redis at {}", args.redis.join(", ")))?;
-        let options = CheckOptions::now(args.dead_after).with_in_flight(args.dead_after);
+        let options = CheckOptions::at(berth_store::now_ms(), args.dead_after)
+            .with_in_flight(args.dead_after);
         store.check(options).await?
     };
     if connection.json {

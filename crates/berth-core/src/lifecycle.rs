@@ -1,7 +1,46 @@
 //! The container record's state machine: which [`Transition`] is allowed from which state.
 //! The memory store applies it directly; the Redis store's `transition` script mirrors it.
 
-use crate::{ContainerRecord, ContainerState, Transition};
+use crate::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome, WorkerId};
+
+/// A forward move of a container record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Pending -> Scheduled on `worker` by `attempt`. Succeeds again (idempotently) if the
+    /// record is already scheduled by the same worker and attempt.
+    Scheduled {
+        /// The worker that owns the reservation.
+        worker: WorkerId,
+        /// The attempt that reserved it.
+        attempt: AttemptId,
+    },
+    /// Scheduled -> Running, by the worker and attempt it is scheduled with.
+    Running {
+        /// The worker that started it.
+        worker: WorkerId,
+        /// The attempt it was scheduled with.
+        attempt: AttemptId,
+    },
+    /// Running -> Exited, by the worker running it.
+    Exited {
+        /// The worker that ran it.
+        worker: WorkerId,
+        /// The attempt it was scheduled with.
+        attempt: AttemptId,
+        /// The process's exit code.
+        exit_code: i32,
+    },
+    /// Any non-terminal state -> Failed.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Scheduled or Running -> Lost.
+    Lost {
+        /// Why.
+        reason: String,
+    },
+}
 
 /// Applies `transition` to `record` at `now_ms`, or says why it is refused. Repeating a
 /// transition that already happened (same worker and attempt) succeeds and changes nothing.
@@ -84,11 +123,7 @@ pub fn apply(
     }
 }
 
-fn holds(
-    record: &ContainerRecord,
-    worker: &berth_core::WorkerId,
-    attempt: &crate::AttemptId,
-) -> bool {
+fn holds(record: &ContainerRecord, worker: &WorkerId, attempt: &AttemptId) -> bool {
     record.worker.as_ref() == Some(worker) && record.attempt.as_ref() == Some(attempt)
 }
 
@@ -105,7 +140,7 @@ fn finish(
 }
 
 /// A fresh pending record for an accepted request.
-pub fn pending(request: berth_core::ContainerRequest) -> ContainerRecord {
+pub fn pending(request: crate::ContainerRequest) -> ContainerRecord {
     ContainerRecord {
         request,
         state: ContainerState::Pending,
@@ -129,11 +164,11 @@ pub fn pending(request: berth_core::ContainerRequest) -> ContainerRecord {
 /// them (nothing to do but release the reservation).
 pub fn reclaim(
     record: &mut ContainerRecord,
-    worker: &berth_core::WorkerId,
-    attempt: &crate::AttemptId,
+    worker: &WorkerId,
+    attempt: &AttemptId,
     reason: &str,
     now_ms: u64,
-) -> Option<crate::ReclaimOutcome> {
+) -> Option<ReclaimOutcome> {
     if record.state == ContainerState::Pending {
         if !record.revoked_attempts.contains(attempt) {
             record.revoked_attempts.push(attempt.clone());
@@ -150,11 +185,11 @@ pub fn reclaim(
             record.attempt = None;
             record.scheduled_at_ms = None;
             record.reason = Some(reason.to_owned());
-            Some(crate::ReclaimOutcome::Requeued)
+            Some(ReclaimOutcome::Requeued)
         }
         ContainerState::Running => {
             finish(record, ContainerState::Lost, reason, now_ms).ok()?;
-            Some(crate::ReclaimOutcome::Lost)
+            Some(ReclaimOutcome::Lost)
         }
         _ => None,
     }

@@ -1,10 +1,27 @@
 //! The invariant check over a dump of a store, shared by both stores so that they judge
-//! alike. Reading the dump is the store's job; judging it is this module's.
+//! alike. Reading the dump is the store's job; judging it is this module's, and it is pure:
+//! the time it judges at is given.
 
-use crate::{AttemptId, ContainerRecord, ContainerState, Violation};
-use berth_core::{ContainerId, Resources, Worker};
+use crate::{AttemptId, ContainerId, ContainerRecord, ContainerState, Resources, Worker};
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::time::Duration;
+
+/// One broken invariant found by a store's check (`berth_store::Inspection::check`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The key or entity concerned (a worker id, a container id, a Redis key).
+    pub subject: String,
+    /// What is wrong, with the numbers.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.subject, self.detail)
+    }
+}
 
 /// One container a worker owns, as its ownership entry says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,16 +131,12 @@ impl CheckOptions {
         self.in_flight_ms > 0 && at_ms.is_some_and(|at| at.saturating_add(margin) >= self.now_ms)
     }
 
-    /// A check now, by the system clock ([`crate::now_ms`]).
-    pub fn now(dead_after: Duration) -> CheckOptions {
-        CheckOptions::at(crate::now_ms(), dead_after)
-    }
-
     /// A check that takes every registered worker for alive: for stores whose workers do
-    /// not heartbeat (benchmarks, the demo, tests that are not about liveness).
+    /// not heartbeat (benchmarks, the demo, tests that are not about liveness). Time plays
+    /// no part in it (nothing is dead and nothing is in flight), so it judges at time 0.
     pub fn ignoring_heartbeats() -> CheckOptions {
         CheckOptions {
-            now_ms: crate::now_ms(),
+            now_ms: 0,
             dead_after_ms: u64::MAX,
             in_flight_ms: 0,
         }
@@ -144,7 +157,7 @@ impl CheckOptions {
 /// checks (see [`CheckOptions::settled_during`]).
 const CLOCK_MARGIN_MS: u64 = 1000;
 
-/// Every broken invariant in the dump (see [`crate::Store::check`]).
+/// Every broken invariant in the dump (see a store's check (`berth_store::Inspection::check`)).
 pub fn violations(dump: &Dump, options: &CheckOptions) -> Vec<Violation> {
     let mut found = dump.unreadable.clone();
     let mut owners: HashMap<&ContainerId, Vec<(&WorkerDump, &OwnedEntry)>> = HashMap::new();
@@ -317,7 +330,7 @@ fn violation(subject: &impl std::fmt::Display, detail: String) -> Violation {
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
-    use berth_core::{
+    use crate::{
         ContainerRequest, GpuPreference, Payload, PoolAttributes, PoolName, WorkerId, WorkerStatus,
     };
 

@@ -1,0 +1,19 @@
+//! What a worker is told to run: one assignment per placed container.
+
+use crate::{AttemptId, ContainerId, Payload, Resources};
+use serde::{Deserialize, Serialize};
+
+/// One container delivered to its worker through the worker's assignment queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The delivery's id in the queue; acknowledge it when done.
+    pub delivery: String,
+    /// The container.
+    pub container: ContainerId,
+    /// The placement attempt it was reserved under.
+    pub attempt: AttemptId,
+    /// What it reserved.
+    pub resources: Resources,
+    /// What to run.
+    pub payload: Payload,
+}

@@ -1,0 +1,133 @@
+//! Container records: where a container is in its life, and the placement attempt that
+//! holds it. The state machine that moves a record is in [`crate::lifecycle`].
+
+use crate::{ContainerRequest, WorkerId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A unique token for one placement attempt of a container. A claim of a request from the
+/// intake gets a fresh one; the worker's ownership entry and the container record carry it,
+/// so a stale attempt can be recognised and undone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AttemptId(pub String);
+
+impl AttemptId {
+    /// The attempt id for 64 random bits (16 hex digits). The core draws no random numbers
+    /// itself: the store that claims a request supplies them.
+    pub fn from_bits(bits: u64) -> AttemptId {
+        AttemptId(format!("{bits:016x}"))
+    }
+}
+
+impl fmt::Display for AttemptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a container is in its life. States only move forward:
+/// `Pending -> Scheduled -> Running -> Exited | Failed | Lost`; `Pending` and `Scheduled`
+/// may also go straight to `Failed` or `Lost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    /// Accepted, waiting for a placement.
+    Pending,
+    /// Reserved on a worker, not started yet.
+    Scheduled,
+    /// Started by its worker.
+    Running,
+    /// Ended with an exit code.
+    Exited,
+    /// Could not be placed or started; the record says why.
+    Failed,
+    /// Its worker died while it was scheduled or running.
+    Lost,
+}
+
+impl ContainerState {
+    /// The state as stored: `pending`, `scheduled`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Pending => "pending",
+            ContainerState::Scheduled => "scheduled",
+            ContainerState::Running => "running",
+            ContainerState::Exited => "exited",
+            ContainerState::Failed => "failed",
+            ContainerState::Lost => "lost",
+        }
+    }
+
+    /// Parses a stored state.
+    pub fn parse(s: &str) -> Option<ContainerState> {
+        Some(match s {
+            "pending" => ContainerState::Pending,
+            "scheduled" => ContainerState::Scheduled,
+            "running" => ContainerState::Running,
+            "exited" => ContainerState::Exited,
+            "failed" => ContainerState::Failed,
+            "lost" => ContainerState::Lost,
+            _ => return None,
+        })
+    }
+
+    /// True for states a container never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ContainerState::Exited | ContainerState::Failed | ContainerState::Lost
+        )
+    }
+}
+
+impl fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything the store knows about one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// The request as accepted.
+    pub request: ContainerRequest,
+    /// Where it is in its life.
+    pub state: ContainerState,
+    /// The worker it is (or was) placed on.
+    pub worker: Option<WorkerId>,
+    /// The attempt that placed it.
+    pub attempt: Option<AttemptId>,
+    /// When it was scheduled, in ms since the epoch.
+    pub scheduled_at_ms: Option<u64>,
+    /// When it started running.
+    pub started_at_ms: Option<u64>,
+    /// When it ended.
+    pub finished_at_ms: Option<u64>,
+    /// The exit code, once exited.
+    pub exit_code: Option<i32>,
+    /// Why it failed, was lost, or is still waiting.
+    pub reason: Option<String>,
+    /// How many times it was put back in the backlog for lack of room.
+    pub deferrals: u32,
+    /// A cancellation was asked for; its worker stops it.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Attempts whose reservations were given back (their worker was declared lost) while
+    /// the record was still pending: they may never schedule it.
+    #[serde(default)]
+    pub revoked_attempts: Vec<AttemptId>,
+}
+
+/// What a reclaim (the store's `reclaim`) did with a dead worker's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReclaimOutcome {
+    /// It had not started: it is pending again and back in the intake.
+    Requeued,
+    /// It was running: it is lost.
+    Lost,
+    /// The record was not held by that worker and attempt any more; only the reservation
+    /// was released.
+    Released,
+}
