@@ -10,6 +10,7 @@ mod common;
 
 use berth_core::*;
 use berth_engine::*;
+use berth_store::prelude::*;
 use berth_store::*;
 use common::*;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod common;
 use async_trait::async_trait;
 use berth_core::*;
 use berth_engine::*;
+use berth_store::prelude::*;
 use berth_store::*;
 use common::*;
 use std::sync::{Arc, Mutex};

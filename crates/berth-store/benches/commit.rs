@@ -9,6 +9,7 @@
 
 use berth_core::*;
 use berth_localredis::LocalRedis;
+use berth_store::prelude::*;
 use berth_store::*;
 use std::time::{Duration, Instant};
 

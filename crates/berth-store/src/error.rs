@@ -69,6 +69,11 @@ pub enum StoreError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A baseline strategy asked for the lock-based path of a store that has none.
+    #[error(
+        "this store has no lock-based commit path; use the batch-script strategy (the default)"
+    )]
+    NoWorkerLocks,
     /// Redis answered with an error or could not be reached.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

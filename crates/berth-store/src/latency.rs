@@ -39,6 +39,7 @@
 //! ([`DelaySnapshot::slept`]), so the overshoot can be reported.
 
 use crate::model::*;
+use crate::prelude::*;
 use crate::{Result, SettleItem, Store, StoreStats};
 use async_trait::async_trait;
 use berth_core::{
@@ -58,69 +59,69 @@ use tokio::sync::oneshot;
 /// One operation of the [`Store`] trait, as [`DelayedStore`] counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
-    /// [`Store::register_worker`].
+    /// [`Fleet::register_worker`].
     RegisterWorker,
-    /// [`Store::heartbeat`].
+    /// [`Fleet::heartbeat`].
     Heartbeat,
-    /// [`Store::set_worker_status`].
+    /// [`Fleet::set_worker_status`].
     SetWorkerStatus,
-    /// [`Store::worker`].
+    /// [`Fleet::worker`].
     Worker,
-    /// [`Store::workers`].
+    /// [`Fleet::workers`].
     Workers,
-    /// [`Store::commit`].
+    /// [`Bookings::commit`].
     Commit,
-    /// [`Store::lock_worker`].
+    /// [`WorkerLocks::lock_worker`].
     LockWorker,
-    /// [`Store::commit_locked`].
+    /// [`WorkerLocks::commit_locked`].
     CommitLocked,
-    /// [`Store::unlock_worker`].
+    /// [`WorkerLocks::unlock_worker`].
     UnlockWorker,
-    /// [`Store::release`].
+    /// [`Bookings::release`].
     Release,
-    /// [`Store::assignments`].
+    /// [`Bookings::assignments`].
     Assignments,
-    /// [`Store::ack_assignment`].
+    /// [`Bookings::ack_assignment`].
     AckAssignment,
-    /// [`Store::submit`].
+    /// [`Intake::submit`].
     Submit,
-    /// [`Store::container`].
+    /// [`Records::container`].
     Container,
-    /// [`Store::transition`].
+    /// [`Records::transition`].
     Transition,
-    /// [`Store::claim`].
+    /// [`Intake::claim`].
     Claim,
-    /// [`Store::settle`].
+    /// [`Intake::settle`].
     Settle,
-    /// [`Store::promote_due`].
+    /// [`Intake::promote_due`].
     PromoteDue,
-    /// [`Store::owners`].
+    /// [`Bookings::owners`].
     Owners,
-    /// [`Store::unmet_demand`].
+    /// [`Intake::unmet_demand`].
     UnmetDemand,
-    /// [`Store::claim_provisioning`].
+    /// [`Intake::claim_provisioning`].
     ClaimProvisioning,
-    /// [`Store::heartbeats`].
+    /// [`Fleet::heartbeats`].
     Heartbeats,
-    /// [`Store::deregister_worker`].
+    /// [`Fleet::deregister_worker`].
     DeregisterWorker,
-    /// [`Store::containers`].
+    /// [`Records::containers`].
     Containers,
-    /// [`Store::append_logs`].
+    /// [`Records::append_logs`].
     AppendLogs,
-    /// [`Store::logs`].
+    /// [`Records::logs`].
     Logs,
-    /// [`Store::cancel`].
+    /// [`Records::cancel`].
     Cancel,
-    /// [`Store::cancel_requested`].
+    /// [`Records::cancel_requested`].
     CancelRequested,
-    /// [`Store::reclaim`].
+    /// [`Bookings::reclaim`].
     Reclaim,
-    /// [`Store::owned`].
+    /// [`Bookings::owned`].
     Owned,
-    /// [`Store::backlog_len`].
+    /// [`Intake::backlog_len`].
     BacklogLen,
-    /// [`Store::check`].
+    /// [`Inspection::check`].
     Check,
 }
 
@@ -395,7 +396,7 @@ impl<S: Store + ?Sized> DelayedStore<S> {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> Store for DelayedStore<S> {
+impl<S: Store + ?Sized> Fleet for DelayedStore<S> {
     async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
         let op = Op::RegisterWorker;
         self.around(
@@ -434,6 +435,21 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
             .await
     }
 
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
+        let op = Op::Heartbeats;
+        self.around(op, op.round_trips(), self.inner.heartbeats())
+            .await
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
+        let op = Op::DeregisterWorker;
+        self.around(op, op.round_trips(), self.inner.deregister_worker(worker))
+            .await
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Bookings for DelayedStore<S> {
     async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
         let op = Op::Commit;
         self.around(
@@ -442,29 +458,6 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
             self.inner.commit(groups),
         )
         .await
-    }
-
-    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
-        let op = Op::LockWorker;
-        self.around(op, op.round_trips(), self.inner.lock_worker(worker, ttl))
-            .await
-    }
-
-    async fn commit_locked(
-        &self,
-        lock: &LockToken,
-        expected_version: u64,
-        group: &CommitGroup,
-    ) -> Result<CommitOutcome> {
-        let op = Op::CommitLocked;
-        let call = self.inner.commit_locked(lock, expected_version, group);
-        self.around(op, op.round_trips(), call).await
-    }
-
-    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
-        let op = Op::UnlockWorker;
-        self.around(op, op.round_trips(), self.inner.unlock_worker(lock))
-            .await
     }
 
     async fn release(
@@ -502,26 +495,37 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         self.around(op, op.round_trips(), call).await
     }
 
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
+        let op = Op::Owners;
+        self.around(op, op.round_trips(), self.inner.owners(container))
+            .await
+    }
+
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        let op = Op::Reclaim;
+        let call = self.inner.reclaim(worker, container, attempt, reason);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
+        let op = Op::Owned;
+        self.around(op, op.round_trips(), self.inner.owned(worker))
+            .await
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Intake for DelayedStore<S> {
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
         let op = Op::Submit;
         let trips = Self::trips(op, requests.is_empty());
         self.around(op, trips, self.inner.submit(requests)).await
-    }
-
-    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
-        let op = Op::Container;
-        self.around(op, op.round_trips(), self.inner.container(id))
-            .await
-    }
-
-    async fn transition(
-        &self,
-        id: &ContainerId,
-        transition: &Transition,
-    ) -> Result<ContainerRecord> {
-        let op = Op::Transition;
-        self.around(op, op.round_trips(), self.inner.transition(id, transition))
-            .await
     }
 
     async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>> {
@@ -543,12 +547,6 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
             .await
     }
 
-    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
-        let op = Op::Owners;
-        self.around(op, op.round_trips(), self.inner.owners(container))
-            .await
-    }
-
     async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
         let op = Op::UnmetDemand;
         self.around(op, op.round_trips(), self.inner.unmet_demand())
@@ -566,15 +564,28 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         self.around(op, op.round_trips(), call).await
     }
 
-    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
-        let op = Op::Heartbeats;
-        self.around(op, op.round_trips(), self.inner.heartbeats())
+    async fn backlog_len(&self) -> Result<u64> {
+        let op = Op::BacklogLen;
+        self.around(op, op.round_trips(), self.inner.backlog_len())
+            .await
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Records for DelayedStore<S> {
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        let op = Op::Container;
+        self.around(op, op.round_trips(), self.inner.container(id))
             .await
     }
 
-    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
-        let op = Op::DeregisterWorker;
-        self.around(op, op.round_trips(), self.inner.deregister_worker(worker))
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord> {
+        let op = Op::Transition;
+        self.around(op, op.round_trips(), self.inner.transition(id, transition))
             .await
     }
 
@@ -616,31 +627,10 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         let call = self.inner.cancel_requested(containers);
         self.around(op, op.round_trips(), call).await
     }
+}
 
-    async fn reclaim(
-        &self,
-        worker: &WorkerId,
-        container: &ContainerId,
-        attempt: &AttemptId,
-        reason: &str,
-    ) -> Result<ReclaimOutcome> {
-        let op = Op::Reclaim;
-        let call = self.inner.reclaim(worker, container, attempt, reason);
-        self.around(op, op.round_trips(), call).await
-    }
-
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
-        let op = Op::Owned;
-        self.around(op, op.round_trips(), self.inner.owned(worker))
-            .await
-    }
-
-    async fn backlog_len(&self) -> Result<u64> {
-        let op = Op::BacklogLen;
-        self.around(op, op.round_trips(), self.inner.backlog_len())
-            .await
-    }
-
+#[async_trait]
+impl<S: Store + ?Sized> Inspection for DelayedStore<S> {
     async fn check(&self, options: crate::CheckOptions) -> Result<Vec<Violation>> {
         let op = Op::Check;
         self.around(op, op.round_trips(), self.inner.check(options))
@@ -649,6 +639,57 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
 
     fn stats(&self) -> &StoreStats {
         self.inner.stats()
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> WorkerLocks for DelayedStore<S> {
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
+        let op = Op::LockWorker;
+        self.around(
+            op,
+            op.round_trips(),
+            self.inner_locks()?.lock_worker(worker, ttl),
+        )
+        .await
+    }
+
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
+        expected_version: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome> {
+        let op = Op::CommitLocked;
+        let call = self
+            .inner_locks()?
+            .commit_locked(lock, expected_version, group);
+        self.around(op, op.round_trips(), call).await
+    }
+
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
+        let op = Op::UnlockWorker;
+        self.around(
+            op,
+            op.round_trips(),
+            self.inner_locks()?.unlock_worker(lock),
+        )
+        .await
+    }
+}
+
+impl<S: Store + ?Sized> Store for DelayedStore<S> {
+    fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
+        self.inner.worker_locks().map(|_| self as &dyn WorkerLocks)
+    }
+}
+
+impl<S: Store + ?Sized> DelayedStore<S> {
+    /// The wrapped store's lock-based path.
+    fn inner_locks(&self) -> Result<&dyn WorkerLocks> {
+        self.inner
+            .worker_locks()
+            .ok_or(crate::StoreError::NoWorkerLocks)
     }
 }
 

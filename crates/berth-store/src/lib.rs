@@ -8,7 +8,9 @@
 //!   a batch go out in one pipelined round trip. No lock is taken on that path.
 //!
 //! ## Layout
-//! - [`store`]: the [`Store`] trait and its guarantees.
+//! - [`store`]: the store's role traits ([`Fleet`], [`Bookings`], [`Intake`], [`Records`],
+//!   [`Inspection`], and [`WorkerLocks`] for the baseline strategies), their union
+//!   [`Store`], and their guarantees.
 //! - [`model`]: the values crossing the boundary (the shared model, records, states,
 //!   attempts, assignments, demand and violations, is `berth-core`'s and re-exported here).
 //! - [`memory`]: the in-memory store.
@@ -34,7 +36,15 @@ pub use memory::MemoryStore;
 pub use model::*;
 pub use redis::RedisStore;
 pub use stats::{StatsSnapshot, StoreStats};
-pub use store::{SettleItem, Store, StoreConfig};
+pub use store::{
+    Bookings, Fleet, Inspection, Intake, Records, SettleItem, Store, StoreConfig, WorkerLocks,
+};
+
+/// The store's role traits, for code that calls their methods on a `dyn Store`:
+/// `use berth_store::prelude::*;`.
+pub mod prelude {
+    pub use crate::store::{Bookings, Fleet, Inspection, Intake, Records, Store, WorkerLocks};
+}
 
 /// Validates requests before a store writes any of them.
 pub(crate) fn validate_requests(requests: &[berth_core::ContainerRequest]) -> Result<()> {

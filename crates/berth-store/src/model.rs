@@ -115,7 +115,7 @@ pub enum SubmitOutcome {
 /// A request taken from the intake by one scheduler replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    /// The intake entry; settle it with [`crate::Store::settle`].
+    /// The intake entry; settle it with [`crate::Intake::settle`].
     pub entry: String,
     /// The request.
     pub request: ContainerRequest,
@@ -123,7 +123,7 @@ pub struct Claim {
     pub attempt: AttemptId,
     /// True when the entry was claimed before and not settled in time (its claimer is
     /// presumed dead): a reservation made by that claimer may exist, see
-    /// [`crate::Store::owners`].
+    /// [`crate::Bookings::owners`].
     pub redelivered: bool,
 }
 

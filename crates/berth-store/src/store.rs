@@ -60,11 +60,18 @@ pub struct SettleItem {
     pub settlement: Settlement,
 }
 
-/// The scheduler's shared state.
-#[async_trait]
-pub trait Store: Send + Sync {
-    // ----- workers -----
+/// The scheduler's shared state: every role a scheduler replica, the HTTP service and the
+/// invariant check need, implemented together by [`crate::MemoryStore`] and
+/// [`crate::RedisStore`]. Code that needs one role takes that trait instead.
+pub trait Store: Fleet + Bookings + Intake + Records + Inspection {
+    /// The lock-based path, where the store has one (both stores do); only the baseline
+    /// strategies ask for it.
+    fn worker_locks(&self) -> Option<&dyn WorkerLocks>;
+}
 
+/// The fleet: workers registering, heartbeating, changing status and leaving.
+#[async_trait]
+pub trait Fleet: Send + Sync {
     /// Registers a worker, or updates a registered one (idempotent upsert). Capacity that is
     /// already reserved is kept: free becomes `total - reserved`. Atomic; bumps the version
     /// and the epoch (a new worker starts at epoch 1): the returned worker's epoch is the
@@ -89,8 +96,19 @@ pub trait Store: Send + Sync {
     /// Every registered worker. On Redis: one pipelined round trip after reading the index.
     async fn workers(&self) -> Result<Vec<Worker>>;
 
-    // ----- lock-free commits -----
+    /// Every registered worker with its last heartbeat (ms since the epoch).
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>>;
 
+    /// Removes a worker that owns nothing (a drained worker leaving). Fails with
+    /// [`crate::StoreError::StillOwns`] while it owns containers. Removing an unknown worker
+    /// does nothing.
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()>;
+}
+
+/// Bookings on workers: the lock-free commit, release, the assignment queues that deliver
+/// bookings to their workers, ownership, and giving back a dead worker's containers.
+#[async_trait]
+pub trait Bookings: Send + Sync {
     /// Commits each group on its worker, atomically and independently of the other groups:
     /// either every reservation of a group is held (capacity subtracted, version bumped,
     /// each container recorded as owned by the worker under its attempt and appended to the
@@ -105,27 +123,6 @@ pub trait Store: Send + Sync {
     /// data in one group), groups that did commit stay committed: a retry reports them as
     /// `already_owned`.
     async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>>;
-
-    // ----- the lock-based path (the seed's older strategies) -----
-
-    /// Tries once to take the worker's lock for `ttl`: `None` if someone else holds it
-    /// (counted as a collision). The lock expires by itself.
-    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>>;
-
-    /// Commits one group under a lock: like [`Store::commit`], and additionally rejected
-    /// with `LockLost` unless the lock is still held with this token, and with
-    /// `VersionConflict` unless the worker's version is `expected_version`.
-    async fn commit_locked(
-        &self,
-        lock: &LockToken,
-        expected_version: u64,
-        group: &CommitGroup,
-    ) -> Result<CommitOutcome>;
-
-    /// Releases the lock if it is still held with this token; `false` if it was not.
-    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool>;
-
-    // ----- release -----
 
     /// Gives a container's capacity back to its worker and drops its undelivered or
     /// unacknowledged assignment, in one atomic step. Idempotent: releasing twice, or
@@ -142,12 +139,10 @@ pub trait Store: Send + Sync {
         epoch: Option<u64>,
     ) -> Result<ReleaseOutcome>;
 
-    // ----- assignment queues -----
-
     /// The next assignments of a worker, in commit order, at most `max`: first those
     /// delivered before and not acknowledged within the redelivery timeout, then new ones.
     /// Waits up to `wait` for one to arrive instead of polling. With `epoch`, fenced like
-    /// [`Store::heartbeat`]: nothing is delivered to an agent of an older epoch.
+    /// [`Fleet::heartbeat`]: nothing is delivered to an agent of an older epoch.
     async fn assignments(
         &self,
         worker: &WorkerId,
@@ -157,7 +152,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Assignment>>;
 
     /// Acknowledges a delivery: it will not be delivered again. With `epoch`, fenced like
-    /// [`Store::heartbeat`].
+    /// [`Fleet::heartbeat`].
     async fn ack_assignment(
         &self,
         worker: &WorkerId,
@@ -165,25 +160,39 @@ pub trait Store: Send + Sync {
         delivery: &str,
     ) -> Result<()>;
 
-    // ----- container records and intake -----
+    /// Every worker that owns `container`, with the attempt it owns it under. Used to adopt
+    /// a reservation made by a claimer that died between its commit and its settlement.
+    /// Scans every worker (on Redis: the index, then one pipelined read per worker), so it is
+    /// for recovery, not for the hot path.
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>>;
 
+    /// Gives back one container of a dead worker, once: if the record is held by `worker`
+    /// and `attempt`, a scheduled container goes back to pending and the intake, a running one
+    /// becomes lost (reason `reason`); on a still-pending record the attempt is revoked (a
+    /// settlement of it arriving later is superseded); then the worker's reservation is
+    /// released. Repeating it changes nothing more (the capacity is reclaimed exactly once).
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome>;
+
+    /// The containers a worker owns, with their attempts and resources.
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>>;
+}
+
+/// The intake: accepting requests, claiming them for placement, settling the claims, the
+/// backlog of deferred requests, unmet demand and the provisioning intent.
+#[async_trait]
+pub trait Intake: Send + Sync {
     /// Accepts requests: each new one is recorded as pending and queued for placement in
     /// one atomic step, before this returns. A request whose id is known already changes
     /// nothing and is reported as a duplicate. Every request is validated first
     /// ([`berth_core::ContainerRequest::validate`]); one invalid request fails the whole call
     /// with [`crate::StoreError::InvalidArgument`] and nothing is written.
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>>;
-
-    /// A container's record, or `None` if unknown.
-    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>>;
-
-    /// Moves a record forward (see [`Transition`]); refused with
-    /// [`crate::StoreError::InvalidTransition`] otherwise. Atomic.
-    async fn transition(
-        &self,
-        id: &ContainerId,
-        transition: &Transition,
-    ) -> Result<ContainerRecord>;
 
     /// Claims up to `max` queued requests for `consumer`, waiting up to `wait` for one.
     /// Entries claimed by another consumer and not settled within the visibility timeout
@@ -203,12 +212,6 @@ pub trait Store: Send + Sync {
     /// first (the planner orders each batch by priority). Returns how many moved. Atomic.
     async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize>;
 
-    /// Every worker that owns `container`, with the attempt it owns it under. Used to adopt
-    /// a reservation made by a claimer that died between its commit and its settlement.
-    /// Scans every worker (on Redis: the index, then one pipelined read per worker), so it is
-    /// for recovery, not for the hot path.
-    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>>;
-
     /// The unmet demand: the requests waiting in the backlog for room, summed per pool that
     /// would have to grow (as given when they were deferred).
     async fn unmet_demand(&self) -> Result<Vec<PoolDemand>>;
@@ -225,16 +228,21 @@ pub trait Store: Send + Sync {
 
     /// The number of requests waiting in the backlog.
     async fn backlog_len(&self) -> Result<u64>;
+}
 
-    // ----- the service: liveness, listing, logs, cancellation, dead workers -----
+/// Container records: reading and moving them, listing, logs and cancellation.
+#[async_trait]
+pub trait Records: Send + Sync {
+    /// A container's record, or `None` if unknown.
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>>;
 
-    /// Every registered worker with its last heartbeat (ms since the epoch).
-    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>>;
-
-    /// Removes a worker that owns nothing (a drained worker leaving). Fails with
-    /// [`crate::StoreError::StillOwns`] while it owns containers. Removing an unknown worker
-    /// does nothing.
-    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()>;
+    /// Moves a record forward (see [`Transition`]); refused with
+    /// [`crate::StoreError::InvalidTransition`] otherwise. Atomic.
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord>;
 
     /// Up to `limit` container records, only those in `state` if given, sorted by
     /// submission time, newest first. Reads at most a bounded number of records on Redis
@@ -264,25 +272,11 @@ pub trait Store: Send + Sync {
     /// Which of `containers` have a cancellation asked for (a worker's question about the
     /// containers it runs).
     async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>>;
+}
 
-    /// Gives back one container of a dead worker, once: if the record is held by `worker`
-    /// and `attempt`, a scheduled container goes back to pending and the intake, a running one
-    /// becomes lost (reason `reason`); on a still-pending record the attempt is revoked (a
-    /// settlement of it arriving later is superseded); then the worker's reservation is
-    /// released. Repeating it changes nothing more (the capacity is reclaimed exactly once).
-    async fn reclaim(
-        &self,
-        worker: &WorkerId,
-        container: &ContainerId,
-        attempt: &AttemptId,
-        reason: &str,
-    ) -> Result<ReclaimOutcome>;
-
-    /// The containers a worker owns, with their attempts and resources.
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>>;
-
-    // ----- invariants and instrumentation -----
-
+/// The invariant check and the client's counters.
+#[async_trait]
+pub trait Inspection: Send + Sync {
     /// Checks every invariant over the whole store at `options.now_ms` and returns what is
     /// broken:
     /// - for every worker, free + the resources of the containers it owns == total, and
@@ -304,4 +298,26 @@ pub trait Store: Send + Sync {
 
     /// This client's counters.
     fn stats(&self) -> &StoreStats;
+}
+
+/// The lock-based commit path, used only by the two baseline strategies (the seed's
+/// `serial` and `batch-lock`): take a worker's lock, commit under it, release it.
+#[async_trait]
+pub trait WorkerLocks: Send + Sync {
+    /// Tries once to take the worker's lock for `ttl`: `None` if someone else holds it
+    /// (counted as a collision). The lock expires by itself.
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>>;
+
+    /// Commits one group under a lock: like [`Bookings::commit`], and additionally rejected
+    /// with `LockLost` unless the lock is still held with this token, and with
+    /// `VersionConflict` unless the worker's version is `expected_version`.
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
+        expected_version: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome>;
+
+    /// Releases the lock if it is still held with this token; `false` if it was not.
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool>;
 }

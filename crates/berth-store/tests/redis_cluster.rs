@@ -9,6 +9,7 @@ mod contract;
 
 use berth_core::*;
 use berth_localredis::{LocalCluster, key_slot, resp};
+use berth_store::prelude::*;
 use berth_store::*;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,6 +9,7 @@ mod contract;
 
 use berth_core::*;
 use berth_localredis::LocalRedis;
+use berth_store::prelude::*;
 use berth_store::*;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};

@@ -3,7 +3,9 @@
 //! the one the plan saw, commit under the lock, release the lock.
 
 use berth_core::Worker;
-use berth_store::{CommitGroup, CommitOutcome, LockToken, Rejection, Result, Store};
+use berth_store::{
+    CommitGroup, CommitOutcome, LockToken, Rejection, Result, Store, StoreError, WorkerLocks,
+};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -15,16 +17,18 @@ pub(super) async fn commit_under_lock(
     lock_ttl: Duration,
     lock_wait: Duration,
 ) -> Result<CommitOutcome> {
-    let Some(lock) = acquire(store, group, lock_ttl, lock_wait).await? else {
+    let locks = store.worker_locks().ok_or(StoreError::NoWorkerLocks)?;
+    let Some(lock) = acquire(locks, group, lock_ttl, lock_wait).await? else {
         return Ok(rejected(Rejection::LockLost, None));
     };
-    let outcome = read_compare_write(store, &lock, group, planned_version).await;
-    store.unlock_worker(&lock).await?;
+    let outcome = read_compare_write(store, locks, &lock, group, planned_version).await;
+    locks.unlock_worker(&lock).await?;
     outcome
 }
 
 async fn read_compare_write(
     store: &dyn Store,
+    locks: &dyn WorkerLocks,
     lock: &LockToken,
     group: &CommitGroup,
     planned_version: u64,
@@ -35,13 +39,13 @@ async fn read_compare_write(
     if current.version != planned_version {
         return Ok(rejected(Rejection::VersionConflict, Some(current)));
     }
-    store.commit_locked(lock, current.version, group).await
+    locks.commit_locked(lock, current.version, group).await
 }
 
 /// Takes the lock, retrying with a short growing pause while someone else holds it, for at
 /// most `wait`. Every busy attempt is counted as a collision by the store.
 async fn acquire(
-    store: &dyn Store,
+    locks: &dyn WorkerLocks,
     group: &CommitGroup,
     ttl: Duration,
     wait: Duration,
@@ -49,7 +53,7 @@ async fn acquire(
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_micros(200);
     loop {
-        if let Some(lock) = store.lock_worker(&group.worker, ttl).await? {
+        if let Some(lock) = locks.lock_worker(&group.worker, ttl).await? {
             return Ok(Some(lock));
         }
         if Instant::now() + pause > deadline {

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use berth_core::*;
+use berth_store::prelude::*;
 use berth_store::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,22 +96,38 @@ impl Gate {
 }
 
 #[async_trait]
-impl Store for Gate {
+impl Fleet for Gate {
     async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
         self.inner.register_worker(registration).await
     }
+
     async fn heartbeat(&self, worker: &WorkerId, epoch: Option<u64>, now_ms: u64) -> Result<()> {
         self.inner.heartbeat(worker, epoch, now_ms).await
     }
+
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
         self.inner.set_worker_status(worker, status).await
     }
+
     async fn worker(&self, worker: &WorkerId) -> Result<Option<Worker>> {
         self.inner.worker(worker).await
     }
+
     async fn workers(&self) -> Result<Vec<Worker>> {
         self.inner.workers().await
     }
+
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
+        self.inner.heartbeats().await
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
+        self.inner.deregister_worker(worker).await
+    }
+}
+
+#[async_trait]
+impl Bookings for Gate {
     async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
         self.pass(HoldAt::Commit).await;
         let fail = self
@@ -124,23 +141,7 @@ impl Store for Gate {
         }
         self.inner.commit(groups).await
     }
-    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
-        self.inner.lock_worker(worker, ttl).await
-    }
-    async fn commit_locked(
-        &self,
-        lock: &LockToken,
-        expected_version: u64,
-        group: &CommitGroup,
-    ) -> Result<CommitOutcome> {
-        self.pass(HoldAt::Commit).await;
-        self.inner
-            .commit_locked(lock, expected_version, group)
-            .await
-    }
-    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
-        self.inner.unlock_worker(lock).await
-    }
+
     async fn release(
         &self,
         worker: &WorkerId,
@@ -150,6 +151,7 @@ impl Store for Gate {
     ) -> Result<ReleaseOutcome> {
         self.inner.release(worker, container, attempt, epoch).await
     }
+
     async fn assignments(
         &self,
         worker: &WorkerId,
@@ -159,6 +161,7 @@ impl Store for Gate {
     ) -> Result<Vec<Assignment>> {
         self.inner.assignments(worker, epoch, max, wait).await
     }
+
     async fn ack_assignment(
         &self,
         worker: &WorkerId,
@@ -167,81 +170,11 @@ impl Store for Gate {
     ) -> Result<()> {
         self.inner.ack_assignment(worker, epoch, delivery).await
     }
-    async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
-        self.inner.submit(requests).await
-    }
-    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
-        self.inner.container(id).await
-    }
-    async fn transition(
-        &self,
-        id: &ContainerId,
-        transition: &Transition,
-    ) -> Result<ContainerRecord> {
-        self.inner.transition(id, transition).await
-    }
-    async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>> {
-        self.inner.claim(consumer, max, wait).await
-    }
-    async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>> {
-        self.pass(HoldAt::Settle).await;
-        if self.settle_fails() {
-            return Err(StoreError::InvalidArgument(
-                "injected failure: the settlement never reached the store".to_owned(),
-            ));
-        }
-        self.inner.settle(items).await
-    }
-    async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize> {
-        self.inner.promote_due(now_ms, max).await
-    }
+
     async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
         self.inner.owners(container).await
     }
-    async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
-        self.inner.unmet_demand().await
-    }
-    async fn claim_provisioning(
-        &self,
-        pool: &PoolName,
-        intent: &str,
-        ttl: Duration,
-    ) -> Result<bool> {
-        self.inner.claim_provisioning(pool, intent, ttl).await
-    }
-    async fn backlog_len(&self) -> Result<u64> {
-        self.inner.backlog_len().await
-    }
-    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
-        self.inner.heartbeats().await
-    }
-    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
-        self.inner.deregister_worker(worker).await
-    }
-    async fn containers(
-        &self,
-        state: Option<ContainerState>,
-        limit: usize,
-    ) -> Result<Vec<ContainerRecord>> {
-        self.inner.containers(state, limit).await
-    }
-    async fn append_logs(
-        &self,
-        container: &ContainerId,
-        lines: &[String],
-        keep: usize,
-    ) -> Result<()> {
-        self.inner.append_logs(container, lines, keep).await
-    }
-    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
-        self.inner.logs(container).await
-    }
-    async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {
-        self.inner.cancel(container).await
-    }
-    async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>> {
-        self.inner.cancel_requested(containers).await
-    }
+
     async fn reclaim(
         &self,
         worker: &WorkerId,
@@ -251,13 +184,141 @@ impl Store for Gate {
     ) -> Result<ReclaimOutcome> {
         self.inner.reclaim(worker, container, attempt, reason).await
     }
+
     async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
         self.inner.owned(worker).await
     }
+}
+
+#[async_trait]
+impl Intake for Gate {
+    async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
+        self.inner.submit(requests).await
+    }
+
+    async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>> {
+        self.inner.claim(consumer, max, wait).await
+    }
+
+    async fn settle(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>> {
+        self.pass(HoldAt::Settle).await;
+        if self.settle_fails() {
+            return Err(StoreError::InvalidArgument(
+                "injected failure: the settlement never reached the store".to_owned(),
+            ));
+        }
+        self.inner.settle(items).await
+    }
+
+    async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize> {
+        self.inner.promote_due(now_ms, max).await
+    }
+
+    async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
+        self.inner.unmet_demand().await
+    }
+
+    async fn claim_provisioning(
+        &self,
+        pool: &PoolName,
+        intent: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.inner.claim_provisioning(pool, intent, ttl).await
+    }
+
+    async fn backlog_len(&self) -> Result<u64> {
+        self.inner.backlog_len().await
+    }
+}
+
+#[async_trait]
+impl Records for Gate {
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        self.inner.container(id).await
+    }
+
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord> {
+        self.inner.transition(id, transition).await
+    }
+
+    async fn containers(
+        &self,
+        state: Option<ContainerState>,
+        limit: usize,
+    ) -> Result<Vec<ContainerRecord>> {
+        self.inner.containers(state, limit).await
+    }
+
+    async fn append_logs(
+        &self,
+        container: &ContainerId,
+        lines: &[String],
+        keep: usize,
+    ) -> Result<()> {
+        self.inner.append_logs(container, lines, keep).await
+    }
+
+    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
+        self.inner.logs(container).await
+    }
+
+    async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {
+        self.inner.cancel(container).await
+    }
+
+    async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>> {
+        self.inner.cancel_requested(containers).await
+    }
+}
+
+#[async_trait]
+impl Inspection for Gate {
     async fn check(&self, options: CheckOptions) -> Result<Vec<Violation>> {
         self.inner.check(options).await
     }
+
     fn stats(&self) -> &StoreStats {
         self.inner.stats()
+    }
+}
+
+#[async_trait]
+impl WorkerLocks for Gate {
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
+        self.inner_locks()?.lock_worker(worker, ttl).await
+    }
+
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
+        expected_version: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome> {
+        self.pass(HoldAt::Commit).await;
+        self.inner_locks()?
+            .commit_locked(lock, expected_version, group)
+            .await
+    }
+
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
+        self.inner_locks()?.unlock_worker(lock).await
+    }
+}
+
+impl Store for Gate {
+    fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
+        self.inner.worker_locks().map(|_| self as &dyn WorkerLocks)
+    }
+}
+
+impl Gate {
+    /// The wrapped store's lock-based path.
+    fn inner_locks(&self) -> Result<&dyn WorkerLocks> {
+        self.inner.worker_locks().ok_or(StoreError::NoWorkerLocks)
     }
 }

@@ -11,6 +11,7 @@ pub mod scenarios;
 use berth_core::*;
 use berth_engine::{EngineConfig, Outcome, Strategy, Ticket};
 use berth_localredis::LocalRedis;
+use berth_store::prelude::*;
 use berth_store::*;
 use std::collections::HashMap;
 use std::future::Future;

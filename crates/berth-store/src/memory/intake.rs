@@ -79,7 +79,7 @@ pub(super) fn claim(state: &mut State, max: usize, visibility: Duration) -> Vec<
     claims
 }
 
-/// Settles one claim; see [`crate::Store::settle`].
+/// Settles one claim; see [`crate::Intake::settle`].
 pub(super) fn settle(state: &mut State, item: &SettleItem) -> SettleOutcome {
     if let Ok(seq) = item.entry.parse::<u64>() {
         state.intake.remove(&seq);

@@ -7,6 +7,7 @@ mod service;
 mod state;
 
 use crate::model::*;
+use crate::prelude::*;
 use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
 use async_trait::async_trait;
 use berth_core::invariants::{self as check, CheckOptions, Dump, QueuedAssignment, WorkerDump};
@@ -62,7 +63,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl Fleet for MemoryStore {
     async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
         self.with(1, |state| register(state, registration))
     }
@@ -101,69 +102,27 @@ impl Store for MemoryStore {
         Ok(workers)
     }
 
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
+        self.with(1, |state| {
+            Ok(state
+                .workers
+                .values()
+                .map(|e| (e.worker.id.clone(), e.heartbeat_ms))
+                .collect())
+        })
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
+        self.with(1, |state| service::deregister(state, worker))
+    }
+}
+
+#[async_trait]
+impl Bookings for MemoryStore {
     async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
         validate_groups(groups)?;
         self.with(groups.len() as u64, |state| {
             groups.iter().map(|g| state.commit_group(g)).collect()
-        })
-    }
-
-    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
-        let token = self.with(1, |state| -> Result<Option<String>> {
-            let entry = state.entry_mut(worker)?;
-            let now = Instant::now();
-            if entry.lock.as_ref().is_some_and(|(_, until)| *until > now) {
-                return Ok(None);
-            }
-            let token = crate::new_attempt().0;
-            entry.lock = Some((token.clone(), now + ttl));
-            Ok(Some(token))
-        })?;
-        self.stats.lock_attempt(token.is_some());
-        Ok(token.map(|token| LockToken {
-            worker: worker.clone(),
-            token,
-        }))
-    }
-
-    async fn commit_locked(
-        &self,
-        lock: &LockToken,
-        expected_version: u64,
-        group: &CommitGroup,
-    ) -> Result<CommitOutcome> {
-        validate_groups(std::slice::from_ref(group))?;
-        if group.worker != lock.worker {
-            return Err(StoreError::InvalidArgument(format!(
-                "the lock is for worker {}, the group for {}",
-                lock.worker, group.worker
-            )));
-        }
-        self.with(1, |state| {
-            let Some(entry) = state.workers.get(&group.worker) else {
-                return state.commit_group(group);
-            };
-            if let Some(rejection) = lock_rejection(entry, lock, expected_version) {
-                return Ok(CommitOutcome::Rejected {
-                    rejection,
-                    worker: Some(entry.worker.clone()),
-                });
-            }
-            state.commit_group(group)
-        })
-    }
-
-    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
-        self.with(1, |state| {
-            let entry = state.entry_mut(&lock.worker)?;
-            let held = entry
-                .lock
-                .as_ref()
-                .is_some_and(|(token, until)| *token == lock.token && *until > Instant::now());
-            if held {
-                entry.lock = None;
-            }
-            Ok(held)
         })
     }
 
@@ -224,39 +183,48 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
+        self.with(1, |state| {
+            Ok(state
+                .workers
+                .values()
+                .filter_map(|e| {
+                    e.owned
+                        .get(container)
+                        .map(|o| (e.worker.id.clone(), o.attempt.clone()))
+                })
+                .collect())
+        })
+    }
+
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        let outcome = self.with(1, |state| {
+            service::reclaim(state, worker, container, attempt, reason)
+        })?;
+        if outcome == ReclaimOutcome::Requeued {
+            self.intake_ready.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
+        self.with(1, |state| service::owned(state, worker))
+    }
+}
+
+#[async_trait]
+impl Intake for MemoryStore {
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
         crate::validate_requests(requests)?;
         let outcomes = self.with(1, |state| intake::submit(state, requests));
         self.intake_ready.notify_waiters();
         Ok(outcomes)
-    }
-
-    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
-        self.with(1, |state| Ok(state.records.get(id).cloned()))
-    }
-
-    async fn transition(
-        &self,
-        id: &ContainerId,
-        transition: &Transition,
-    ) -> Result<ContainerRecord> {
-        self.with(1, |state| {
-            let record = state
-                .records
-                .get_mut(id)
-                .ok_or_else(|| StoreError::UnknownContainer(id.clone()))?;
-            let from = record.state;
-            let mut next = record.clone();
-            lifecycle::apply(&mut next, transition, crate::now_ms()).map_err(|why| {
-                StoreError::InvalidTransition {
-                    container: id.clone(),
-                    from,
-                    why,
-                }
-            })?;
-            *record = next.clone();
-            Ok(next)
-        })
     }
 
     async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>> {
@@ -301,20 +269,6 @@ impl Store for MemoryStore {
         Ok(moved)
     }
 
-    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
-        self.with(1, |state| {
-            Ok(state
-                .workers
-                .values()
-                .filter_map(|e| {
-                    e.owned
-                        .get(container)
-                        .map(|o| (e.worker.id.clone(), o.attempt.clone()))
-                })
-                .collect())
-        })
-    }
-
     async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
         self.with(1, |state| Ok(state.unmet_demand()))
     }
@@ -343,19 +297,36 @@ impl Store for MemoryStore {
     async fn backlog_len(&self) -> Result<u64> {
         self.with(1, |state| Ok(state.backlog.len() as u64))
     }
+}
 
-    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
-        self.with(1, |state| {
-            Ok(state
-                .workers
-                .values()
-                .map(|e| (e.worker.id.clone(), e.heartbeat_ms))
-                .collect())
-        })
+#[async_trait]
+impl Records for MemoryStore {
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        self.with(1, |state| Ok(state.records.get(id).cloned()))
     }
 
-    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
-        self.with(1, |state| service::deregister(state, worker))
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord> {
+        self.with(1, |state| {
+            let record = state
+                .records
+                .get_mut(id)
+                .ok_or_else(|| StoreError::UnknownContainer(id.clone()))?;
+            let from = record.state;
+            let mut next = record.clone();
+            lifecycle::apply(&mut next, transition, crate::now_ms()).map_err(|why| {
+                StoreError::InvalidTransition {
+                    container: id.clone(),
+                    from,
+                    why,
+                }
+            })?;
+            *record = next.clone();
+            Ok(next)
+        })
     }
 
     async fn containers(
@@ -397,27 +368,10 @@ impl Store for MemoryStore {
                 .collect())
         })
     }
+}
 
-    async fn reclaim(
-        &self,
-        worker: &WorkerId,
-        container: &ContainerId,
-        attempt: &AttemptId,
-        reason: &str,
-    ) -> Result<ReclaimOutcome> {
-        let outcome = self.with(1, |state| {
-            service::reclaim(state, worker, container, attempt, reason)
-        })?;
-        if outcome == ReclaimOutcome::Requeued {
-            self.intake_ready.notify_waiters();
-        }
-        Ok(outcome)
-    }
-
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
-        self.with(1, |state| service::owned(state, worker))
-    }
-
+#[async_trait]
+impl Inspection for MemoryStore {
     async fn check(&self, options: CheckOptions) -> Result<Vec<Violation>> {
         let dump = self.with(1, dump);
         Ok(check::violations(&dump, &options))
@@ -425,6 +379,74 @@ impl Store for MemoryStore {
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+}
+
+#[async_trait]
+impl WorkerLocks for MemoryStore {
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
+        let token = self.with(1, |state| -> Result<Option<String>> {
+            let entry = state.entry_mut(worker)?;
+            let now = Instant::now();
+            if entry.lock.as_ref().is_some_and(|(_, until)| *until > now) {
+                return Ok(None);
+            }
+            let token = crate::new_attempt().0;
+            entry.lock = Some((token.clone(), now + ttl));
+            Ok(Some(token))
+        })?;
+        self.stats.lock_attempt(token.is_some());
+        Ok(token.map(|token| LockToken {
+            worker: worker.clone(),
+            token,
+        }))
+    }
+
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
+        expected_version: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome> {
+        validate_groups(std::slice::from_ref(group))?;
+        if group.worker != lock.worker {
+            return Err(StoreError::InvalidArgument(format!(
+                "the lock is for worker {}, the group for {}",
+                lock.worker, group.worker
+            )));
+        }
+        self.with(1, |state| {
+            let Some(entry) = state.workers.get(&group.worker) else {
+                return state.commit_group(group);
+            };
+            if let Some(rejection) = lock_rejection(entry, lock, expected_version) {
+                return Ok(CommitOutcome::Rejected {
+                    rejection,
+                    worker: Some(entry.worker.clone()),
+                });
+            }
+            state.commit_group(group)
+        })
+    }
+
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
+        self.with(1, |state| {
+            let entry = state.entry_mut(&lock.worker)?;
+            let held = entry
+                .lock
+                .as_ref()
+                .is_some_and(|(token, until)| *token == lock.token && *until > Instant::now());
+            if held {
+                entry.lock = None;
+            }
+            Ok(held)
+        })
+    }
+}
+
+impl Store for MemoryStore {
+    fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
+        Some(self)
     }
 }
 

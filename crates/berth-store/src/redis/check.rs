@@ -30,7 +30,7 @@ const RECORD_CHUNK: usize = 500;
 const WORKER_CHUNK: usize = 200;
 
 impl RedisStore {
-    /// See [`crate::Store::check`].
+    /// See [`crate::Inspection::check`].
     pub(super) async fn check_invariants(&self, options: &CheckOptions) -> Result<Vec<Violation>> {
         let mut dump = Dump::default();
         self.dump_workers(&mut dump, options).await?;

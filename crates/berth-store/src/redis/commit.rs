@@ -19,7 +19,7 @@ enum Mode<'a> {
 }
 
 impl RedisStore {
-    /// See [`crate::Store::commit`]. An error for any group (a transport error, corrupt
+    /// See [`crate::Bookings::commit`]. An error for any group (a transport error, corrupt
     /// stored data) fails the call; groups that did commit stay committed, and a retry
     /// reports their containers as already owned.
     pub(super) async fn commit_groups(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
@@ -133,7 +133,7 @@ impl RedisStore {
         Ok(ScriptCall::new(&SCRIPTS.commit_many, keys, args))
     }
 
-    /// See [`crate::Store::commit_locked`].
+    /// See [`crate::WorkerLocks::commit_locked`].
     pub(super) async fn commit_under_lock(
         &self,
         lock: &LockToken,

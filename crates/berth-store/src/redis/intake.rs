@@ -23,7 +23,7 @@ struct RawClaim {
 }
 
 impl RedisStore {
-    /// See [`crate::Store::submit`]: the whole batch is one script call.
+    /// See [`crate::Intake::submit`]: the whole batch is one script call.
     pub(super) async fn submit_requests(
         &self,
         requests: &[ContainerRequest],
@@ -71,7 +71,7 @@ impl RedisStore {
         })
     }
 
-    /// See [`crate::Store::container`]: one HGETALL.
+    /// See [`crate::Records::container`]: one HGETALL.
     pub(super) async fn read_container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
         let key = self.keys.record(id);
         let mut cmd = redis::cmd("HGETALL");
@@ -83,7 +83,7 @@ impl RedisStore {
         decode_record(&key, &fields).map(Some)
     }
 
-    /// See [`crate::Store::transition`].
+    /// See [`crate::Records::transition`].
     pub(super) async fn move_container(
         &self,
         id: &ContainerId,
@@ -112,7 +112,7 @@ impl RedisStore {
         }
     }
 
-    /// See [`crate::Store::claim`]: one script call reclaims stale entries and reads new
+    /// See [`crate::Intake::claim`]: one script call reclaims stale entries and reads new
     /// ones; when that finds nothing and `wait` is not zero, a blocking XREADGROUP on a
     /// dedicated connection waits, and a second script screens what it returns.
     pub(super) async fn claim_requests(
@@ -261,7 +261,7 @@ impl RedisStore {
         Ok(claims)
     }
 
-    /// See [`crate::Store::settle`]: all items in one script call, each atomic.
+    /// See [`crate::Intake::settle`]: all items in one script call, each atomic.
     pub(super) async fn settle_claims(&self, items: &[SettleItem]) -> Result<Vec<SettleOutcome>> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -315,7 +315,7 @@ impl RedisStore {
         }
     }
 
-    /// See [`crate::Store::promote_due`].
+    /// See [`crate::Intake::promote_due`].
     pub(super) async fn promote(&self, now_ms: u64, max: usize) -> Result<usize> {
         let call = ScriptCall::new(
             &SCRIPTS.promote,
@@ -332,7 +332,7 @@ impl RedisStore {
         }
     }
 
-    /// See [`crate::Store::unmet_demand`]: one read-only script over the backlog.
+    /// See [`crate::Intake::unmet_demand`]: one read-only script over the backlog.
     pub(super) async fn read_demand(&self) -> Result<Vec<PoolDemand>> {
         let backlog = self.keys.backlog();
         let call = ScriptCall::new(
@@ -361,7 +361,7 @@ impl RedisStore {
         ))
     }
 
-    /// See [`crate::Store::claim_provisioning`]: `SET NX PX` on the pool's intent key.
+    /// See [`crate::Intake::claim_provisioning`]: `SET NX PX` on the pool's intent key.
     pub(super) async fn provisioning_intent(
         &self,
         pool: &PoolName,
@@ -377,7 +377,7 @@ impl RedisStore {
         Ok(matches!(self.command(&key, cmd).await?, Value::Okay))
     }
 
-    /// See [`crate::Store::backlog_len`]: ZCARD.
+    /// See [`crate::Intake::backlog_len`]: ZCARD.
     pub(super) async fn count_backlog(&self) -> Result<u64> {
         let key = self.keys.backlog();
         let mut cmd = redis::cmd("ZCARD");

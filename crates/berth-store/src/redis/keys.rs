@@ -13,7 +13,7 @@
 //! | `P:{w:ID}:lock` | STRING | the worker's lock for the lock-based path: a random token, `SET NX PX`, released by compare-and-delete |
 //! | `P:{q}:intake` | STREAM | accepted requests waiting for placement (field `id`); consumer group `engine`, consumer = the scheduler replica; settled entries are deleted |
 //! | `P:{q}:backlog` | ZSET | deferred container ids, score = not-before in ms |
-//! | `P:{q}:containers` | SET | every container id ever accepted (what [`crate::Store::check`] walks) |
+//! | `P:{q}:containers` | SET | every container id ever accepted (what [`crate::Inspection::check`] walks) |
 //! | `P:{q}:logs:ID` | LIST | the last output lines of a container (RPUSH, LTRIM) |
 //! | `P:{q}:provision:POOL` | STRING | the intent to provision workers for a pool (`SET NX PX`): one replica provisions per TTL |
 //! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for), `cancel` (1 when a cancellation was asked for); absent fields are `None` |

@@ -16,7 +16,7 @@ use redis::Value;
 use std::time::Duration;
 
 impl RedisStore {
-    /// See [`crate::Store::assignments`]: one script call takes what is due now; if there is
+    /// See [`crate::Bookings::assignments`]: one script call takes what is due now; if there is
     /// nothing and `wait` is not zero, a blocking XREADGROUP on a dedicated connection waits
     /// for new entries.
     pub(super) async fn deliver(
@@ -96,7 +96,7 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// See [`crate::Store::ack_assignment`].
+    /// See [`crate::Bookings::ack_assignment`].
     pub(super) async fn ack(
         &self,
         worker: &WorkerId,

@@ -15,7 +15,7 @@ use redis::Value;
 const LISTING_SCAN: usize = 10_000;
 
 impl RedisStore {
-    /// See [`crate::Store::heartbeats`]: the index, then one pipelined round trip.
+    /// See [`crate::Fleet::heartbeats`]: the index, then one pipelined round trip.
     pub(super) async fn read_heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
         let ids = self.worker_ids().await?;
         let calls = ids
@@ -39,7 +39,7 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// See [`crate::Store::deregister_worker`].
+    /// See [`crate::Fleet::deregister_worker`].
     pub(super) async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
         let keys = vec![
             self.keys.worker(worker),
@@ -71,7 +71,7 @@ impl RedisStore {
         Ok(())
     }
 
-    /// See [`crate::Store::containers`]: up to [`LISTING_SCAN`] ids from the id set, their
+    /// See [`crate::Records::containers`]: up to [`LISTING_SCAN`] ids from the id set, their
     /// records in pipelined chunks; unreadable records are skipped (and logged).
     pub(super) async fn list_containers(
         &self,
@@ -111,7 +111,7 @@ impl RedisStore {
         Ok(records)
     }
 
-    /// See [`crate::Store::append_logs`]: RPUSH then LTRIM, in one pipeline on one key.
+    /// See [`crate::Records::append_logs`]: RPUSH then LTRIM, in one pipeline on one key.
     pub(super) async fn push_logs(
         &self,
         container: &ContainerId,
@@ -136,7 +136,7 @@ impl RedisStore {
         Ok(())
     }
 
-    /// See [`crate::Store::logs`].
+    /// See [`crate::Records::logs`].
     pub(super) async fn read_logs(&self, container: &ContainerId) -> Result<Vec<String>> {
         let key = self.keys.logs(container);
         let mut cmd = redis::cmd("LRANGE");
@@ -147,7 +147,7 @@ impl RedisStore {
             .collect())
     }
 
-    /// See [`crate::Store::cancel`].
+    /// See [`crate::Records::cancel`].
     pub(super) async fn cancel_container(
         &self,
         container: &ContainerId,
@@ -166,7 +166,7 @@ impl RedisStore {
         }
     }
 
-    /// See [`crate::Store::cancel_requested`]: one pipelined read of the flags.
+    /// See [`crate::Records::cancel_requested`]: one pipelined read of the flags.
     pub(super) async fn cancellations(
         &self,
         containers: &[ContainerId],
@@ -189,7 +189,7 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// See [`crate::Store::reclaim`]: the record (intake slot), then the release (worker slot).
+    /// See [`crate::Bookings::reclaim`]: the record (intake slot), then the release (worker slot).
     pub(super) async fn reclaim_container(
         &self,
         worker: &WorkerId,
@@ -220,7 +220,7 @@ impl RedisStore {
         Ok(outcome)
     }
 
-    /// See [`crate::Store::owned`].
+    /// See [`crate::Bookings::owned`].
     pub(super) async fn owned_by(&self, worker: &WorkerId) -> Result<Vec<OwnedEntry>> {
         let key = self.keys.owned(worker);
         let mut cmd = redis::cmd("HGETALL");

@@ -7,6 +7,7 @@ use super::keys::Keys;
 use super::reply;
 use super::scripts::{SCRIPTS, ScriptCall};
 use crate::model::*;
+use crate::prelude::*;
 use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
 use async_trait::async_trait;
 use berth_core::{
@@ -283,7 +284,7 @@ pub(super) fn millis(duration: Duration) -> u64 {
 }
 
 #[async_trait]
-impl Store for RedisStore {
+impl Fleet for RedisStore {
     async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
         self.register(registration).await
     }
@@ -304,25 +305,19 @@ impl Store for RedisStore {
         self.read_workers().await
     }
 
+    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
+        self.read_heartbeats().await
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
+        self.remove_worker(worker).await
+    }
+}
+
+#[async_trait]
+impl Bookings for RedisStore {
     async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
         self.commit_groups(groups).await
-    }
-
-    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
-        self.lock(worker, ttl).await
-    }
-
-    async fn commit_locked(
-        &self,
-        lock: &LockToken,
-        expected_version: u64,
-        group: &CommitGroup,
-    ) -> Result<CommitOutcome> {
-        self.commit_under_lock(lock, expected_version, group).await
-    }
-
-    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
-        self.unlock(lock).await
     }
 
     async fn release(
@@ -355,20 +350,30 @@ impl Store for RedisStore {
         self.ack(worker, epoch, delivery).await
     }
 
+    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
+        self.container_owners(container).await
+    }
+
+    async fn reclaim(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        self.reclaim_container(worker, container, attempt, reason)
+            .await
+    }
+
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
+        self.owned_by(worker).await
+    }
+}
+
+#[async_trait]
+impl Intake for RedisStore {
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
         self.submit_requests(requests).await
-    }
-
-    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
-        self.read_container(id).await
-    }
-
-    async fn transition(
-        &self,
-        id: &ContainerId,
-        transition: &Transition,
-    ) -> Result<ContainerRecord> {
-        self.move_container(id, transition).await
     }
 
     async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Claim>> {
@@ -381,10 +386,6 @@ impl Store for RedisStore {
 
     async fn promote_due(&self, now_ms: u64, max: usize) -> Result<usize> {
         self.promote(now_ms, max).await
-    }
-
-    async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>> {
-        self.container_owners(container).await
     }
 
     async fn unmet_demand(&self) -> Result<Vec<PoolDemand>> {
@@ -403,13 +404,20 @@ impl Store for RedisStore {
     async fn backlog_len(&self) -> Result<u64> {
         self.count_backlog().await
     }
+}
 
-    async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
-        self.read_heartbeats().await
+#[async_trait]
+impl Records for RedisStore {
+    async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        self.read_container(id).await
     }
 
-    async fn deregister_worker(&self, worker: &WorkerId) -> Result<()> {
-        self.remove_worker(worker).await
+    async fn transition(
+        &self,
+        id: &ContainerId,
+        transition: &Transition,
+    ) -> Result<ContainerRecord> {
+        self.move_container(id, transition).await
     }
 
     async fn containers(
@@ -440,27 +448,41 @@ impl Store for RedisStore {
     async fn cancel_requested(&self, containers: &[ContainerId]) -> Result<Vec<ContainerId>> {
         self.cancellations(containers).await
     }
+}
 
-    async fn reclaim(
-        &self,
-        worker: &WorkerId,
-        container: &ContainerId,
-        attempt: &AttemptId,
-        reason: &str,
-    ) -> Result<ReclaimOutcome> {
-        self.reclaim_container(worker, container, attempt, reason)
-            .await
-    }
-
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
-        self.owned_by(worker).await
-    }
-
+#[async_trait]
+impl Inspection for RedisStore {
     async fn check(&self, options: crate::CheckOptions) -> Result<Vec<Violation>> {
         self.check_invariants(&options).await
     }
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+}
+
+#[async_trait]
+impl WorkerLocks for RedisStore {
+    async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
+        self.lock(worker, ttl).await
+    }
+
+    async fn commit_locked(
+        &self,
+        lock: &LockToken,
+        expected_version: u64,
+        group: &CommitGroup,
+    ) -> Result<CommitOutcome> {
+        self.commit_under_lock(lock, expected_version, group).await
+    }
+
+    async fn unlock_worker(&self, lock: &LockToken) -> Result<bool> {
+        self.unlock(lock).await
+    }
+}
+
+impl Store for RedisStore {
+    fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
+        Some(self)
     }
 }

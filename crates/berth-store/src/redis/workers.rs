@@ -46,7 +46,7 @@ impl RedisStore {
         decode_worker(&self.keys.worker(id), id, &fields)
     }
 
-    /// See [`crate::Store::register_worker`]. The id goes into the index first (another
+    /// See [`crate::Fleet::register_worker`]. The id goes into the index first (another
     /// slot), in the same round trip as the registration script.
     pub(super) async fn register(&self, registration: &WorkerRegistration) -> Result<Worker> {
         let id = &registration.id;
@@ -81,7 +81,7 @@ impl RedisStore {
         }
     }
 
-    /// See [`crate::Store::heartbeat`].
+    /// See [`crate::Fleet::heartbeat`].
     pub(super) async fn beat(
         &self,
         worker: &WorkerId,
@@ -102,7 +102,7 @@ impl RedisStore {
         }
     }
 
-    /// See [`crate::Store::set_worker_status`].
+    /// See [`crate::Fleet::set_worker_status`].
     pub(super) async fn set_status(
         &self,
         worker: &WorkerId,
@@ -121,7 +121,7 @@ impl RedisStore {
         }
     }
 
-    /// See [`crate::Store::worker`]: one HGETALL.
+    /// See [`crate::Fleet::worker`]: one HGETALL.
     pub(super) async fn read_worker(&self, worker: &WorkerId) -> Result<Option<Worker>> {
         let key = self.keys.worker(worker);
         let mut cmd = redis::cmd("HGETALL");
@@ -151,7 +151,7 @@ impl RedisStore {
         Ok(ids)
     }
 
-    /// See [`crate::Store::workers`]: the index, then every worker hash in one pipelined
+    /// See [`crate::Fleet::workers`]: the index, then every worker hash in one pipelined
     /// round trip (on cluster: one pipeline per slot, all at once). Ids in the index without
     /// a hash (a registration that failed after indexing) are skipped.
     pub(super) async fn read_workers(&self) -> Result<Vec<Worker>> {
@@ -176,7 +176,7 @@ impl RedisStore {
         Ok(workers)
     }
 
-    /// See [`crate::Store::owners`]: the index, then one `HGET` of the container in every
+    /// See [`crate::Bookings::owners`]: the index, then one `HGET` of the container in every
     /// worker's ownership hash, all in one pipelined round trip.
     pub(super) async fn container_owners(
         &self,
@@ -202,7 +202,7 @@ impl RedisStore {
         Ok(owners)
     }
 
-    /// See [`crate::Store::lock_worker`].
+    /// See [`crate::WorkerLocks::lock_worker`].
     pub(super) async fn lock(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
         let token = format!(
             "{:016x}{:016x}",
@@ -228,7 +228,7 @@ impl RedisStore {
         }))
     }
 
-    /// See [`crate::Store::unlock_worker`].
+    /// See [`crate::WorkerLocks::unlock_worker`].
     pub(super) async fn unlock(&self, lock: &LockToken) -> Result<bool> {
         let worker = &lock.worker;
         let call = ScriptCall::new(
@@ -245,7 +245,7 @@ impl RedisStore {
         }
     }
 
-    /// See [`crate::Store::release`].
+    /// See [`crate::Bookings::release`].
     pub(super) async fn release_container(
         &self,
         worker: &WorkerId,

@@ -6,6 +6,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use berth_core::*;
+use berth_store::prelude::*;
 use berth_store::*;
 use std::future::Future;
 use std::sync::Arc;
@@ -466,26 +467,29 @@ pub async fn release_is_idempotent(connect: impl Connect) {
 
 pub async fn lock_path_counts_and_fences(connect: impl Connect) {
     let store = open(&connect, "locks").await;
+    let locks = store
+        .worker_locks()
+        .expect("both stores have the lock-based path");
     let worker = store
         .register_worker(&registration("w1", 4000, 4096))
         .await
         .unwrap();
     let before = store.stats().snapshot();
     let ttl = Duration::from_secs(10);
-    let lock = store
+    let lock = locks
         .lock_worker(&wid("w1"), ttl)
         .await
         .unwrap()
         .expect("free lock");
     assert!(
-        store.lock_worker(&wid("w1"), ttl).await.unwrap().is_none(),
+        locks.lock_worker(&wid("w1"), ttl).await.unwrap().is_none(),
         "held"
     );
     let counted = store.stats().snapshot().since(&before);
     assert_eq!((counted.lock_acquisitions, counted.lock_collisions), (1, 1));
 
     let g = group("w1", vec![reservation("a", 1000, 1024)]);
-    let stale = store
+    let stale = locks
         .commit_locked(&lock, worker.version + 7, &g)
         .await
         .unwrap();
@@ -499,18 +503,18 @@ pub async fn lock_path_counts_and_fences(connect: impl Connect) {
         ),
         "{stale:?}"
     );
-    let ok = store
+    let ok = locks
         .commit_locked(&lock, worker.version, &g)
         .await
         .unwrap();
     assert!(committed(&ok), "{ok:?}");
-    assert!(store.unlock_worker(&lock).await.unwrap());
+    assert!(locks.unlock_worker(&lock).await.unwrap());
     assert!(
-        !store.unlock_worker(&lock).await.unwrap(),
+        !locks.unlock_worker(&lock).await.unwrap(),
         "released only once"
     );
     let now = store.worker(&wid("w1")).await.unwrap().unwrap();
-    let lost = store
+    let lost = locks
         .commit_locked(
             &lock,
             now.version,
@@ -528,16 +532,16 @@ pub async fn lock_path_counts_and_fences(connect: impl Connect) {
         ),
         "{lost:?}"
     );
-    let short = store
+    let short = locks
         .lock_worker(&wid("w1"), Duration::from_millis(100))
         .await
         .unwrap()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let next = store.lock_worker(&wid("w1"), ttl).await.unwrap();
+    let next = locks.lock_worker(&wid("w1"), ttl).await.unwrap();
     assert!(next.is_some(), "an expired lock can be taken");
     assert!(
-        !store.unlock_worker(&short).await.unwrap(),
+        !locks.unlock_worker(&short).await.unwrap(),
         "the old token no longer unlocks"
     );
     assert_clean(&*store).await;

@@ -4,7 +4,8 @@
 
 use super::client::Connection;
 use anyhow::Context;
-use berth_store::{CheckOptions, RedisStore, Store, StoreConfig, Violation};
+use berth_store::prelude::*;
+use berth_store::{CheckOptions, RedisStore, StoreConfig, Violation};
 use std::time::Duration;
 
 /// Arguments of `berth check`.

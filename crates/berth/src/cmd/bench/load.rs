@@ -16,6 +16,7 @@ use super::store_choice::{RedisMemory, StoreChoice};
 use anyhow::{Context, bail};
 use berth_engine::{Engine, EngineConfig, EngineStats, Strategy};
 use berth_store::latency::{DelaySnapshot, Op};
+use berth_store::prelude::*;
 use berth_store::{CheckOptions, DelayedStore, StatsSnapshot, Store};
 use futures::StreamExt;
 use hdrhistogram::Histogram;

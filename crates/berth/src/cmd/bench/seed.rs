@@ -16,6 +16,7 @@ use super::{Scenario, Settings};
 use anyhow::{Context, bail};
 use berth_engine::{Engine, EngineConfig, EngineStatsSnapshot, Outcome, Strategy};
 use berth_store::latency::{DelaySnapshot, Op};
+use berth_store::prelude::*;
 use berth_store::{CheckOptions, DelayedStore, StatsSnapshot, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
