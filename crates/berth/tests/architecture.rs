@@ -26,7 +26,13 @@ fn workspace_root() -> &'static Path {
 fn from_manifests() -> BTreeMap<String, Edges> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .unwrap();
@@ -120,7 +126,9 @@ fn the_model_users_do_not_link_the_store() {
     for name in ["berth-api", "berth-agent", "berth-chaos"] {
         let normal = &manifests[name].normal;
         assert!(
-            normal.iter().all(|dep| dep == "berth-core" || dep == "berth-api" || dep == "berth-localredis"),
+            normal
+                .iter()
+                .all(|dep| dep == "berth-core" || dep == "berth-api" || dep == "berth-localredis"),
             "{name} depends on {normal:?}: it may use only berth-core and berth-api (and, for the chaos harness, berth-localredis)"
         );
     }
