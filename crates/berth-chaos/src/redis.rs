@@ -3,8 +3,7 @@
 //! replica takes over (then restarting it: it rejoins as a replica). All of it blocks (the local Redis helpers poll with sleeps): call it
 //! from a blocking thread.
 
-use berth_localredis::resp::{self, Value};
-use berth_localredis::{LocalCluster, LocalRedis, LocalRedisError};
+use berth_localredis::{LocalCluster, LocalRedis, LocalRedisError, Value};
 use std::time::Duration;
 
 /// How long a failover may take before the fault counts as failed.
@@ -66,15 +65,14 @@ impl RedisBackend {
         let ports = self.primaries()?;
         let millis = pause.as_millis().to_string();
         for &port in &ports {
-            match resp::command(port, &["CLIENT", "PAUSE", &millis, "ALL"])? {
-                Value::Simple(ok) if ok == "OK" => {}
-                other => {
-                    return Err(RedisFaultError::Refused {
-                        port,
-                        reply: format!("{other:?}"),
-                    });
-                }
-            }
+            let reply = match berth_localredis::command(port, &["CLIENT", "PAUSE", &millis, "ALL"])
+            {
+                Ok(Value::Okay) => continue,
+                Ok(other) => format!("{other:?}"),
+                Err(LocalRedisError::ServerError { message, .. }) => message,
+                Err(e) => return Err(e.into()),
+            };
+            return Err(RedisFaultError::Refused { port, reply });
         }
         Ok(ports.len())
     }

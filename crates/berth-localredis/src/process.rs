@@ -9,8 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use redis::Value;
+
 use crate::LocalRedisError;
-use crate::resp::{self, Value};
+use crate::client;
 
 /// How many times a server is restarted on fresh ports when it loses the
 /// race for its port to another process.
@@ -157,8 +159,8 @@ impl ServerProcess {
                     });
                 }
             }
-            let last_problem = match resp::command(self.port(), &["PING"]) {
-                Ok(Value::Simple(s)) if s == "PONG" => return Ok(Ready::Yes),
+            let last_problem = match client::command(self.port(), &["PING"]) {
+                Ok(Value::SimpleString(s)) if s == "PONG" => return Ok(Ready::Yes),
                 Ok(other) => format!("PING answered {other:?}"),
                 Err(e) => e.to_string(),
             };

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use redis::Value;
+
 use crate::LocalRedisError;
+use crate::client;
 use crate::process::{Mode, ServerProcess};
-use crate::resp::{self, Value};
 
 /// How long [`LocalRedis::start`] waits for the server to answer PING.
 pub const STANDALONE_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,12 +84,13 @@ impl LocalRedis {
         self.process.log_tail()
     }
 
-    /// Sends one command and returns the reply; see [`resp::command`].
+    /// Sends one command and returns the reply; see [`command`](crate::command).
     ///
     /// # Errors
     ///
-    /// See [`resp::command`].
+    /// See [`command`](crate::command); an error reply is
+    /// [`LocalRedisError::ServerError`].
     pub fn command(&self, args: &[&str]) -> Result<Value, LocalRedisError> {
-        resp::command(self.port(), args)
+        client::command(self.port(), args)
     }
 }
