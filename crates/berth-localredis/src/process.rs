@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use redis::Value;
+use tempfile::TempDir;
 
 use crate::LocalRedisError;
 use crate::client;
@@ -251,16 +252,33 @@ fn spawn(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
-    cmd.spawn().map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            LocalRedisError::RedisServerNotFound
-        } else {
-            LocalRedisError::Spawn {
-                program: "redis-server",
-                source,
-            }
-        }
-    })
+    cmd.spawn()
+        .map_err(|source| spawn_error("redis-server", LocalRedisError::RedisServerNotFound, source))
+}
+
+/// The error for `program`, which could not be started: `not_found` if it
+/// is not on `PATH`, otherwise [`LocalRedisError::Spawn`].
+pub(crate) fn spawn_error(
+    program: &'static str,
+    not_found: LocalRedisError,
+    source: io::Error,
+) -> LocalRedisError {
+    if source.kind() == io::ErrorKind::NotFound {
+        not_found
+    } else {
+        LocalRedisError::Spawn { program, source }
+    }
+}
+
+/// Creates a temporary directory whose name starts with `prefix`.
+pub(crate) fn temp_dir(prefix: &str) -> Result<TempDir, LocalRedisError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| LocalRedisError::TempDir {
+            what: "a temporary directory",
+            source,
+        })
 }
 
 /// Returns `n` distinct ports that were free on 127.0.0.1 a moment ago.

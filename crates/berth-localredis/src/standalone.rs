@@ -9,7 +9,7 @@ use redis::Value;
 
 use crate::LocalRedisError;
 use crate::client;
-use crate::process::{Mode, ServerProcess};
+use crate::process::{Mode, ServerProcess, temp_dir};
 
 /// How long [`LocalRedis::start`] waits for the server to answer PING.
 pub const STANDALONE_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,13 +43,7 @@ impl LocalRedis {
     /// `PATH`; otherwise an error saying why the server did not start, with
     /// the tail of its log.
     pub fn start() -> Result<LocalRedis, LocalRedisError> {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-localredis-")
-            .tempdir()
-            .map_err(|source| LocalRedisError::TempDir {
-                what: "a temporary directory",
-                source,
-            })?;
+        let dir = temp_dir("berth-localredis-")?;
         let process = ServerProcess::start(dir.path(), Mode::Standalone, STANDALONE_START_TIMEOUT)?;
         Ok(LocalRedis { process, dir })
     }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use super::{
     CLUSTER_NODE_TIMEOUT, CLUSTER_NODES, CLUSTER_START_TIMEOUT, LocalCluster, Node, POLL_INTERVAL,
 };
 use crate::LocalRedisError;
-use crate::process::{Mode, ServerProcess, log_tail};
+use crate::process::{Mode, ServerProcess, log_tail, spawn_error, temp_dir};
 use crate::standalone::STANDALONE_START_TIMEOUT;
 
 impl LocalCluster {
@@ -31,13 +30,7 @@ impl LocalCluster {
     /// otherwise an error saying what did not work, with log tails.
     pub fn start() -> Result<LocalCluster, LocalRedisError> {
         let started = Instant::now();
-        let dir = tempfile::Builder::new()
-            .prefix("berth-localcluster-")
-            .tempdir()
-            .map_err(|source| LocalRedisError::TempDir {
-                what: "a temporary directory",
-                source,
-            })?;
+        let dir = temp_dir("berth-localcluster-")?;
         let mut cluster = LocalCluster {
             nodes: Vec::with_capacity(CLUSTER_NODES),
             killed: HashMap::new(),
@@ -95,14 +88,7 @@ impl LocalCluster {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         let child = cmd.spawn().map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
-                LocalRedisError::RedisCliNotFound
-            } else {
-                LocalRedisError::Spawn {
-                    program: "redis-cli",
-                    source,
-                }
-            }
+            spawn_error("redis-cli", LocalRedisError::RedisCliNotFound, source)
         })?;
         wait_for_create(child, timeout, || log_tail(&out_path))
     }
