@@ -125,3 +125,15 @@ fn cluster_primaries(cluster: &LocalCluster) -> Result<Vec<u16>, LocalRedisError
     ports.dedup();
     Ok(ports)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_clients_pauses_a_standalone_server() {
+        let backend = RedisBackend::start(false).unwrap();
+        assert_eq!(backend.pause_clients(Duration::from_millis(50)).unwrap(), 1);
+    }
+}
