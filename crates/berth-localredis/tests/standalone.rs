@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_localredis::{LocalRedis, LocalRedisError};
 use redis::Value;
@@ -72,6 +72,31 @@ fn errors_name_the_port_and_the_command() {
     assert!(
         matches!(err, LocalRedisError::Connect { port: p, .. } if p == port),
         "{err}"
+    );
+}
+
+/// A server that accepts connections but never answers (stopped with
+/// SIGSTOP) gives an error within the client's timeouts instead of blocking.
+#[test]
+fn a_hung_server_gives_an_error() {
+    let redis = ok(LocalRedis::start());
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &redis.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} failed");
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let result = redis.command(&["PING"]);
+    let waited = started.elapsed();
+    signal("-CONT");
+    assert!(result.is_err(), "{result:?}");
+    assert!(waited < Duration::from_secs(8), "took {waited:?}");
+    assert_eq!(
+        ok(redis.command(&["PING"])),
+        Value::SimpleString("PONG".into())
     );
 }
 
