@@ -3,8 +3,7 @@
 //! replica takes over (then restarting it: it rejoins as a replica). All of it blocks (the local Redis helpers poll with sleeps): call it
 //! from a blocking thread.
 
-use berth_localredis::resp::{self, Value};
-use berth_localredis::{LocalCluster, LocalRedis, LocalRedisError};
+use berth_localredis::{LocalCluster, LocalRedis, LocalRedisError, Value};
 use std::time::Duration;
 
 /// How long a failover may take before the fault counts as failed.
@@ -66,15 +65,14 @@ impl RedisBackend {
         let ports = self.primaries()?;
         let millis = pause.as_millis().to_string();
         for &port in &ports {
-            match resp::command(port, &["CLIENT", "PAUSE", &millis, "ALL"])? {
-                Value::Simple(ok) if ok == "OK" => {}
-                other => {
-                    return Err(RedisFaultError::Refused {
-                        port,
-                        reply: format!("{other:?}"),
-                    });
-                }
-            }
+            let reply = match berth_localredis::command(port, &["CLIENT", "PAUSE", &millis, "ALL"])
+            {
+                Ok(Value::Okay) => continue,
+                Ok(other) => format!("{other:?}"),
+                Err(LocalRedisError::ServerError { message, .. }) => message,
+                Err(e) => return Err(e.into()),
+            };
+            return Err(RedisFaultError::Refused { port, reply });
         }
         Ok(ports.len())
     }
@@ -126,4 +124,16 @@ fn cluster_primaries(cluster: &LocalCluster) -> Result<Vec<u16>, LocalRedisError
     ports.sort_unstable();
     ports.dedup();
     Ok(ports)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_clients_pauses_a_standalone_server() {
+        let backend = RedisBackend::start(false).unwrap();
+        assert_eq!(backend.pause_clients(Duration::from_millis(50)).unwrap(), 1);
+    }
 }

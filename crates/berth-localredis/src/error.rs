@@ -140,24 +140,41 @@ pub enum LocalRedisError {
         problem: String,
     },
 
-    /// Talking to a server over TCP failed.
+    /// A connection to a server could not be opened.
     #[error(
-        "I/O error talking to redis on 127.0.0.1:{port}: {source}; is the server still running?"
+        "could not connect to redis on 127.0.0.1:{port}: {source}; is the server still running?"
     )]
-    Io {
+    Connect {
         /// The server's port.
         port: u16,
-        /// The underlying I/O error.
+        /// The redis client's error.
         #[source]
-        source: io::Error,
+        source: redis::RedisError,
     },
 
-    /// A server sent something that is not valid RESP, or not the expected shape.
-    #[error("unexpected reply from redis on 127.0.0.1:{port}: {detail}")]
-    Protocol {
+    /// Sending a command to a server, or reading its reply, failed or timed out.
+    #[error(
+        "sending `{command}` to redis on 127.0.0.1:{port} failed: {source}; is the server still \
+         running?"
+    )]
+    Command {
         /// The server's port.
         port: u16,
-        /// What was wrong with it.
+        /// The command that was sent.
+        command: String,
+        /// The redis client's error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A server's reply to a command did not have the expected shape.
+    #[error("unexpected reply to `{command}` from redis on 127.0.0.1:{port}: {detail}")]
+    UnexpectedReply {
+        /// The server's port.
+        port: u16,
+        /// The command that was sent.
+        command: String,
+        /// What was wrong with the reply.
         detail: String,
     },
 
@@ -166,9 +183,9 @@ pub enum LocalRedisError {
     ServerError {
         /// The server's port.
         port: u16,
-        /// The command that was sent (its first word).
+        /// The command that was sent.
         command: String,
-        /// The error message, without the leading `-`.
+        /// The error message: its code (such as `ERR` or `MOVED`) and details.
         message: String,
     },
 

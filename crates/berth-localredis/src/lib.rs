@@ -13,16 +13,34 @@
 //! [`LocalRedisError::RedisCliNotFound`]), which tells how to install them;
 //! there is deliberately no way to skip tests when redis is missing.
 //!
-//! Servers are polled over plain [`std::net::TcpStream`]s with the small
-//! RESP2 client in [`resp`]; `redis-cli` is only used for
-//! `redis-cli --cluster create`. Key slots are computed by [`key_slot`].
+//! Servers are polled with the `redis` crate's synchronous connection
+//! ([`command`], [`query`]), a fresh one per command with short timeouts;
+//! `redis-cli` is only used for `redis-cli --cluster create`. Key slots are
+//! computed by [`key_slot`].
+//!
+//! # Layout
+//!
+//! - `client`: one command to one local server ([`command`], [`query`]).
+//! - `process`: spawning one `redis-server`, waiting for PING, killing it.
+//! - `standalone`: [`LocalRedis`].
+//! - `cluster`: [`LocalCluster`] and its node bookkeeping; `cluster::start`
+//!   starts and creates the cluster, `cluster::health` checks it and waits
+//!   for startup, failover and rejoin, `cluster::topology` reads
+//!   `CLUSTER INFO`, `CLUSTER SLOTS` and `ROLE`.
+//! - `slot`: [`key_slot`] and [`crc16`].
+//! - `error`: [`LocalRedisError`].
 
+mod client;
 mod cluster;
 mod error;
 mod process;
-pub mod resp;
 mod slot;
 mod standalone;
+
+pub use client::{command, query};
+/// The reply type of [`command`] and [`LocalRedis::command`], re-exported so
+/// that users need no direct dependency on the `redis` crate.
+pub use redis::Value;
 
 pub use cluster::{
     CLUSTER_NODE_TIMEOUT, CLUSTER_NODES, CLUSTER_START_TIMEOUT, LocalCluster, SlotRange,

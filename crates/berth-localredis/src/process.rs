@@ -9,8 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use redis::Value;
+use tempfile::TempDir;
+
 use crate::LocalRedisError;
-use crate::resp::{self, Value};
+use crate::client;
 
 /// How many times a server is restarted on fresh ports when it loses the
 /// race for its port to another process.
@@ -157,8 +160,8 @@ impl ServerProcess {
                     });
                 }
             }
-            let last_problem = match resp::command(self.port(), &["PING"]) {
-                Ok(Value::Simple(s)) if s == "PONG" => return Ok(Ready::Yes),
+            let last_problem = match client::command(self.port(), &["PING"]) {
+                Ok(Value::SimpleString(s)) if s == "PONG" => return Ok(Ready::Yes),
                 Ok(other) => format!("PING answered {other:?}"),
                 Err(e) => e.to_string(),
             };
@@ -249,16 +252,33 @@ fn spawn(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
-    cmd.spawn().map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            LocalRedisError::RedisServerNotFound
-        } else {
-            LocalRedisError::Spawn {
-                program: "redis-server",
-                source,
-            }
-        }
-    })
+    cmd.spawn()
+        .map_err(|source| spawn_error("redis-server", LocalRedisError::RedisServerNotFound, source))
+}
+
+/// The error for `program`, which could not be started: `not_found` if it
+/// is not on `PATH`, otherwise [`LocalRedisError::Spawn`].
+pub(crate) fn spawn_error(
+    program: &'static str,
+    not_found: LocalRedisError,
+    source: io::Error,
+) -> LocalRedisError {
+    if source.kind() == io::ErrorKind::NotFound {
+        not_found
+    } else {
+        LocalRedisError::Spawn { program, source }
+    }
+}
+
+/// Creates a temporary directory whose name starts with `prefix`.
+pub(crate) fn temp_dir(prefix: &str) -> Result<TempDir, LocalRedisError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| LocalRedisError::TempDir {
+            what: "a temporary directory",
+            source,
+        })
 }
 
 /// Returns `n` distinct ports that were free on 127.0.0.1 a moment ago.

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use redis::Value;
+
 use crate::LocalRedisError;
-use crate::process::{Mode, ServerProcess};
-use crate::resp::{self, Value};
+use crate::client;
+use crate::process::{Mode, ServerProcess, temp_dir};
 
 /// How long [`LocalRedis::start`] waits for the server to answer PING.
 pub const STANDALONE_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,13 +43,7 @@ impl LocalRedis {
     /// `PATH`; otherwise an error saying why the server did not start, with
     /// the tail of its log.
     pub fn start() -> Result<LocalRedis, LocalRedisError> {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-localredis-")
-            .tempdir()
-            .map_err(|source| LocalRedisError::TempDir {
-                what: "a temporary directory",
-                source,
-            })?;
+        let dir = temp_dir("berth-localredis-")?;
         let process = ServerProcess::start(dir.path(), Mode::Standalone, STANDALONE_START_TIMEOUT)?;
         Ok(LocalRedis { process, dir })
     }
@@ -82,12 +78,13 @@ impl LocalRedis {
         self.process.log_tail()
     }
 
-    /// Sends one command and returns the reply; see [`resp::command`].
+    /// Sends one command and returns the reply; see [`command`](crate::command).
     ///
     /// # Errors
     ///
-    /// See [`resp::command`].
+    /// See [`command`](crate::command); an error reply is
+    /// [`LocalRedisError::ServerError`].
     pub fn command(&self, args: &[&str]) -> Result<Value, LocalRedisError> {
-        resp::command(self.port(), args)
+        client::command(self.port(), args)
     }
 }

@@ -6,8 +6,10 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use berth_localredis::resp::{self, Value};
-use berth_localredis::{CLUSTER_NODES, LocalCluster, LocalRedisError, SLOT_COUNT, key_slot};
+use berth_localredis::{
+    CLUSTER_NODES, LocalCluster, LocalRedisError, SLOT_COUNT, command, key_slot, query,
+};
+use redis::Value;
 
 /// Unwraps, panicking with the error's `Display` (which includes log tails).
 fn ok<T>(r: Result<T, LocalRedisError>) -> T {
@@ -53,10 +55,10 @@ fn cluster_covers_all_slots_and_fails_over() {
         "foo{{bar}}zap",
         "",
     ] {
-        let server = ok(resp::command(any, &["CLUSTER", "KEYSLOT", key]));
+        let server = ok(command(any, &["CLUSTER", "KEYSLOT", key]));
         assert_eq!(
             server,
-            Value::Integer(i64::from(key_slot(key.as_bytes()))),
+            Value::Int(i64::from(key_slot(key.as_bytes()))),
             "key {key:?}"
         );
     }
@@ -64,14 +66,11 @@ fn cluster_covers_all_slots_and_fails_over() {
     // The primary of a key accepts writes to it; another primary redirects.
     let old = ok(cluster.primary_for_key("foo"));
     assert_eq!(ok(cluster.primary_for_slot(12182)), old);
-    assert_eq!(
-        ok(resp::command(old, &["SET", "foo", "1"])),
-        Value::Simple("OK".into())
-    );
+    assert_eq!(ok(command(old, &["SET", "foo", "1"])), Value::Okay);
     let other = *primaries.iter().find(|&&p| p != old).unwrap();
     assert!(matches!(
-        ok(resp::command(other, &["GET", "foo"])),
-        Value::Error(e) if e.starts_with("MOVED 12182 ")
+        command(other, &["GET", "foo"]),
+        Err(LocalRedisError::ServerError { message, .. }) if message.starts_with("MOVED 12182 ")
     ));
     assert!(matches!(
         cluster.primary_for_slot(SLOT_COUNT),
@@ -101,11 +100,8 @@ fn cluster_covers_all_slots_and_fails_over() {
     assert!(slots.iter().all(|r| r.primary != old), "{slots:?}");
     assert_eq!(ok(cluster.primary_for_key("foo")), new);
     for port in cluster.ports() {
-        let info = ok(resp::command(port, &["CLUSTER", "INFO"]));
-        assert!(
-            info.as_text().unwrap().contains("cluster_state:ok"),
-            "{info:?}"
-        );
+        let info: String = ok(query(port, &["CLUSTER", "INFO"]));
+        assert!(info.contains("cluster_state:ok"), "{info:?}");
     }
     assert!(matches!(
         cluster.kill_node(1),

@@ -5,10 +5,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use berth_localredis::resp::Value;
 use berth_localredis::{LocalRedis, LocalRedisError};
+use redis::Value;
 
 /// Unwraps, panicking with the error's `Display` (which includes log tails).
 fn ok<T>(r: Result<T, LocalRedisError>) -> T {
@@ -23,27 +23,80 @@ fn refuses_connections(port: u16) -> bool {
 #[test]
 fn starts_and_answers_ping() {
     let redis = ok(LocalRedis::start());
-    assert_eq!(ok(redis.command(&["PING"])), Value::Simple("PONG".into()));
+    assert_eq!(
+        ok(redis.command(&["PING"])),
+        Value::SimpleString("PONG".into())
+    );
     assert_eq!(redis.url(), format!("redis://127.0.0.1:{}/", redis.port()));
     assert!(redis.dir().is_dir());
     assert_eq!(
         ok(redis.command(&["SET", "greeting", "hello world"])),
-        Value::Simple("OK".into())
+        Value::Okay
     );
     assert_eq!(
         ok(redis.command(&["GET", "greeting"])),
-        Value::Bulk(b"hello world".to_vec())
+        Value::BulkString(b"hello world".to_vec())
     );
     assert_eq!(ok(redis.command(&["GET", "missing"])), Value::Nil);
     assert!(matches!(
-        ok(redis.command(&["NO-SUCH-COMMAND"])),
-        Value::Error(e) if e.starts_with("ERR")
+        redis.command(&["NO-SUCH-COMMAND"]),
+        Err(LocalRedisError::ServerError { message, .. }) if message.starts_with("ERR")
     ));
     // Persistence is off.
     let save = ok(redis.command(&["CONFIG", "GET", "save"]));
     assert_eq!(
         save,
-        Value::Array(vec![Value::Bulk(b"save".to_vec()), Value::Bulk(Vec::new())])
+        Value::Array(vec![
+            Value::BulkString(b"save".to_vec()),
+            Value::BulkString(Vec::new())
+        ])
+    );
+}
+
+#[test]
+fn errors_name_the_port_and_the_command() {
+    let redis = ok(LocalRedis::start());
+    let port = redis.port();
+    let err = redis.command(&["NO-SUCH-COMMAND", "x"]).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert!(msg.contains("`NO-SUCH-COMMAND x`"), "{msg}");
+    let err = berth_localredis::query::<i64>(port, &["GET", "missing"]).unwrap_err();
+    assert!(
+        matches!(&err, LocalRedisError::UnexpectedReply { port: p, command, .. }
+            if *p == port && command == "GET missing"),
+        "{err}"
+    );
+    drop(redis);
+    let err = berth_localredis::command(port, &["PING"]).unwrap_err();
+    assert!(
+        matches!(err, LocalRedisError::Connect { port: p, .. } if p == port),
+        "{err}"
+    );
+}
+
+/// A server that accepts connections but never answers (stopped with
+/// SIGSTOP) gives an error within the client's timeouts instead of blocking.
+#[test]
+fn a_hung_server_gives_an_error() {
+    let redis = ok(LocalRedis::start());
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &redis.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} failed");
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let result = redis.command(&["PING"]);
+    let waited = started.elapsed();
+    signal("-CONT");
+    assert!(result.is_err(), "{result:?}");
+    assert!(waited < Duration::from_secs(8), "took {waited:?}");
+    assert_eq!(
+        ok(redis.command(&["PING"])),
+        Value::SimpleString("PONG".into())
     );
 }
 

@@ -56,8 +56,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// `usec_per_call` and `calls` of one command in `INFO commandstats`.
 fn command_cost(redis: &LocalRedis, command: &str) -> Option<(f64, u64)> {
-    let info = redis.command(&["INFO", "commandstats"]).ok()?;
-    let text = info.as_text()?.to_owned();
+    let text: String = berth_localredis::query(redis.port(), &["INFO", "commandstats"]).ok()?;
     let line = text
         .lines()
         .find(|l| l.starts_with(&format!("cmdstat_{command}:")))?;

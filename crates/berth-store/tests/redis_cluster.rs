@@ -8,7 +8,7 @@
 mod contract;
 
 use berth_core::*;
-use berth_localredis::{LocalCluster, key_slot, resp};
+use berth_localredis::{LocalCluster, key_slot};
 use berth_store::prelude::*;
 use berth_store::*;
 use std::collections::BTreeSet;
@@ -147,7 +147,7 @@ async fn scripts_reload_after_every_node_flushed_its_cache() {
             .unwrap();
     }
     for port in cluster.ports() {
-        resp::command(port, &["SCRIPT", "FLUSH"]).unwrap();
+        berth_localredis::command(port, &["SCRIPT", "FLUSH"]).unwrap();
     }
     let groups: Vec<CommitGroup> = ids
         .iter()
@@ -187,8 +187,7 @@ fn workers_on_one_primary(
 fn wait_for_replication(primary: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = resp::command(primary, &["INFO", "replication"]).unwrap();
-        let info = info.as_text().unwrap_or_default().to_owned();
+        let info: String = berth_localredis::query(primary, &["INFO", "replication"]).unwrap();
         let field = |line: &str, name: &str| {
             line.split(',')
                 .find_map(|kv| kv.strip_prefix(name))

@@ -8,7 +8,7 @@
 mod contract;
 
 use berth_core::*;
-use berth_localredis::LocalRedis;
+use berth_localredis::{LocalRedis, Value};
 use berth_store::prelude::*;
 use berth_store::*;
 use std::sync::{Arc, Mutex, Weak};
@@ -61,7 +61,7 @@ fn config(case: &str) -> StoreConfig {
     }
 }
 
-fn raw(args: &[&str]) -> berth_localredis::resp::Value {
+fn raw(args: &[&str]) -> Value {
     shared_redis().command(args).unwrap()
 }
 
@@ -111,8 +111,16 @@ fn assert_corrupt<T: std::fmt::Debug>(result: Result<T>, want_key: &str, want_fi
     }
 }
 
-fn integer(value: berth_localredis::resp::Value) -> i64 {
-    value.as_integer().unwrap()
+fn integer(value: Value) -> i64 {
+    match value {
+        Value::Int(i) => i,
+        other => panic!("expected an integer reply, got {other:?}"),
+    }
+}
+
+/// The text of a simple or bulk string reply.
+fn text(value: &Value) -> Option<String> {
+    ::redis::from_redis_value_ref(value).ok()
 }
 
 #[tokio::test]
@@ -241,10 +249,10 @@ async fn unreadable_queued_requests_are_failed_not_claimed() {
     let ids: Vec<&str> = claims.iter().map(|c| c.request.id.as_str()).collect();
     assert_eq!(ids, ["r2"]);
     let state = raw(&["HGET", &record, "state"]);
-    assert_eq!(state.as_text(), Some("failed"));
+    assert_eq!(text(&state).as_deref(), Some("failed"));
     let reason = raw(&["HGET", &record, "reason"]);
     assert!(
-        reason.as_text().unwrap().contains("cannot be read"),
+        text(&reason).unwrap().contains("cannot be read"),
         "{reason:?}"
     );
     // Its intake entry was settled: only r2's is left.
@@ -543,12 +551,12 @@ async fn a_commit_wait_without_replicas_times_out_and_is_counted() {
 /// The id of the intake entry for `container` (the entry's field `id`).
 fn intake_entry_of(store: &RedisStore, container: &str) -> String {
     let entries = raw(&["XRANGE", &store.keys().intake(), "-", "+"]);
-    for entry in entries.as_array().unwrap() {
-        let entry = entry.as_array().unwrap();
-        let fields = entry[1].as_array().unwrap();
-        let names: Vec<&str> = fields.iter().map(|f| f.as_text().unwrap()).collect();
+    for entry in entries.as_sequence().unwrap() {
+        let entry = entry.as_sequence().unwrap();
+        let fields = entry[1].as_sequence().unwrap();
+        let names: Vec<String> = fields.iter().map(|f| text(f).unwrap()).collect();
         if names.chunks(2).any(|kv| kv == ["id", container]) {
-            return entry[0].as_text().unwrap().to_owned();
+            return text(&entry[0]).unwrap();
         }
     }
     panic!("{container} has no intake entry")
@@ -599,7 +607,7 @@ async fn check_names_the_key_of_a_missing_or_stray_queue_entry() {
         "payload",
         "{}",
     ]);
-    let stray = stray.as_text().unwrap().to_owned();
+    let stray = text(&stray).unwrap();
     let violations = store.check(options).await.unwrap();
     assert_eq!(
         violations,
@@ -624,15 +632,15 @@ async fn check_names_the_key_of_a_missing_or_stray_queue_entry() {
     assert!(
         violations[1]
             .detail
-            .contains(&format!("{}.id", bad_intake.as_text().unwrap())),
+            .contains(&format!("{}.id", text(&bad_intake).unwrap())),
         "{violations:?}"
     );
     assert!(
         violations[0].detail.starts_with("unreadable"),
         "{violations:?}"
     );
-    raw(&["XDEL", &assign, bad_assign.as_text().unwrap()]);
-    raw(&["XDEL", &intake, bad_intake.as_text().unwrap()]);
+    raw(&["XDEL", &assign, &text(&bad_assign).unwrap()]);
+    raw(&["XDEL", &intake, &text(&bad_intake).unwrap()]);
     // A stream key of another type is unreadable too.
     raw(&["DEL", &assign]);
     raw(&["SET", &assign, "oops"]);
