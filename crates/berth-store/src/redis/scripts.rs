@@ -3,7 +3,7 @@
 //!
 //! Each script is its body prefixed with the shared helpers (`lib.lua`, plus `worker_lib.lua`
 //! or `intake_lib.lua`; the commits also `commit_lib.lua`), concatenated at build time. The
-//! `transition` script also gets the container state machine's table, rendered as Lua from
+//! `transition` and `settle` scripts also get the container state machine's table, rendered as Lua from
 //! [`lifecycle::cell`] when the scripts are built, and `lifecycle_lib.lua`, the step that
 //! follows it: the Redis store and the memory store follow one table. Calls go out as EVALSHA; when a server
 //! answers NOSCRIPT (its script cache was flushed by a restart, a failover or SCRIPT FLUSH)
@@ -214,7 +214,7 @@ impl Scripts {
             ack: worker_script!("ack.lua"),
             submit: intake_script!("submit.lua"),
             transition: lifecycle_script!("transition.lua"),
-            settle: intake_script!("settle.lua"),
+            settle: lifecycle_script!("settle.lua"),
             claim: intake_script!("claim.lua"),
             screen: intake_script!("screen.lua"),
             promote: intake_script!("promote.lua"),
@@ -321,8 +321,13 @@ mod tests {
     }
 
     #[test]
-    fn the_transition_script_carries_the_whole_table() {
-        let body = &SCRIPTS.transition.body;
+    fn the_scripts_that_move_records_carry_the_whole_table() {
+        for body in [&SCRIPTS.transition.body, &SCRIPTS.settle.body] {
+            carries_the_whole_table(body);
+        }
+    }
+
+    fn carries_the_whole_table(body: &str) {
         for state in STATES {
             for kind in TransitionKind::ALL {
                 let doc = lifecycle::cell(state, kind).doc;
@@ -332,9 +337,9 @@ mod tests {
         for refusal in Refusal::ALL {
             assert!(body.contains(refusal.template()), "{refusal:?}");
         }
-        // transition.lua states every guard the table may name.
+        // lifecycle_lib.lua's facts name every guard the table may name.
         for guard in berth_core::lifecycle::Guard::ALL {
-            let fact = format!("\n  {} = ", guard.as_str());
+            let fact = format!("\n    {} = ", guard.as_str());
             assert!(body.contains(&fact), "{guard:?}");
         }
     }

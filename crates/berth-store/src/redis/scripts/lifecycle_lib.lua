@@ -6,11 +6,23 @@
 --     (arg: the refusal's name).
 --   REFUSALS[name] = the refusal's message, with {state}, {worker} and {attempt} in it.
 
+-- What the table's guards read, by guard name: whether the transition comes from the
+-- record's holder, whether its attempt was revoked, whether its exit code is the record's.
+local function facts(holder, revoked_attempt, same_exit_code)
+  return {
+    always = true,
+    holder = holder,
+    not_holder = not holder,
+    revoked = revoked_attempt,
+    same_exit_code = same_exit_code,
+  }
+end
+
 -- The outcome of `kind` on a record in `state` by the table: 'allowed', next state |
--- 'idempotent' | 'refused', why. `facts` holds, per guard name, whether it holds.
-local function decide(state, kind, facts, worker, attempt)
+-- 'idempotent' | 'refused', why. `facts` is what `facts` returns.
+local function decide(state, kind, holds_guard, worker, attempt)
   for _, arm in ipairs(LIFECYCLE[state][kind]) do
-    if facts[arm[1]] then
+    if holds_guard[arm[1]] then
       if arm[2] == 'refused' then
         local values = { state = state, worker = worker, attempt = attempt }
         return 'refused', (string.gsub(REFUSALS[arm[3]], '{(%a+)}', values))

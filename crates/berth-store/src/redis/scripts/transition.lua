@@ -43,14 +43,9 @@ local state = record.state
 
 local stored = redis.call('HMGET', key, 'revoked', 'exit_code')
 local holder = by_worker and holds(record, worker, attempt)
-local facts = {
-  always = true,
-  holder = holder,
-  not_holder = not holder,
-  revoked = by_worker and revoked(stored[1], attempt),
-  same_exit_code = kind == 'exited' and int(stored[2]) == code,
-}
-local outcome, arg = decide(state, kind, facts, worker, attempt)
+local known = facts(holder, by_worker and revoked(stored[1], attempt),
+  kind == 'exited' and int(stored[2]) == code)
+local outcome, arg = decide(state, kind, known, worker, attempt)
 if outcome == 'refused' then
   return { 'refused', state, arg }
 end
