@@ -1,7 +1,8 @@
 //! The container record's state machine: which [`Transition`] is allowed from which state.
 //! [`cell`] is the one table of it, (state, transition kind) -> arms of (guard, outcome);
-//! [`apply`] follows it for the memory store, and the Redis store renders it into its
-//! `transition` script as a Lua table that the script follows.
+//! [`apply`] follows it for the memory store, and the Redis store renders it as a Lua table
+//! into its `transition` and `settle` scripts, which follow it. [`reclaim`] and [`cancel`]
+//! are not forward transitions and are not in the table.
 
 use crate::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome, WorkerId};
 
@@ -345,7 +346,8 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// The outcome of the first arm whose guard holds.
+    /// The outcome of the first arm whose guard holds. Every cell of [`cell`] ends in
+    /// [`Guard::Always`]; a cell without an arm that holds would refuse.
     pub fn outcome(&self, facts: Facts) -> Outcome {
         self.arms
             .iter()
@@ -362,8 +364,8 @@ macro_rules! arms {
 }
 
 /// The state machine: what `kind` does to a record in state `from`. The one table the memory
-/// store ([`apply`]) and the Redis store's `transition` script (which gets it rendered as a
-/// Lua table) both follow.
+/// store ([`apply`]) and the Redis store's `transition` and `settle` scripts (which get it
+/// rendered as a Lua table) follow.
 pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
     use ContainerState as S;
     use Guard::{Always, Holder, NotHolder, Revoked, SameExitCode};
