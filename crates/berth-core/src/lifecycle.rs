@@ -1,5 +1,8 @@
 //! The container record's state machine: which [`Transition`] is allowed from which state.
-//! The memory store applies it directly; the Redis store's `transition` script mirrors it.
+//! [`cell`] is the one table of it, (state, transition kind) -> arms of (guard, outcome);
+//! [`apply`] follows it for the memory store, and the Redis store renders it as a Lua table
+//! into its `transition` and `settle` scripts, which follow it. [`reclaim`] and [`cancel`]
+//! are not forward transitions and are not in the table.
 
 use crate::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome, WorkerId};
 
@@ -42,101 +45,411 @@ pub enum Transition {
     },
 }
 
-/// Applies `transition` to `record` at `now_ms`, or says why it is refused. Repeating a
-/// transition that already happened (same worker and attempt) succeeds and changes nothing.
+/// Applies `transition` to `record` at `now_ms`, or says why it is refused: the outcome is
+/// the [`cell`] table's; an allowed move also sets what the transition brings (worker,
+/// attempt and scheduled time; start time; exit code and end time; reason and end time).
+/// Repeating a transition that already happened (same worker and attempt) succeeds and
+/// changes nothing.
 pub fn apply(
     record: &mut ContainerRecord,
     transition: &Transition,
     now_ms: u64,
 ) -> Result<(), String> {
-    use ContainerState as S;
+    let facts = Facts::of(record, transition);
+    let next = match cell(record.state, transition.kind()).outcome(facts) {
+        Outcome::Allowed(next) => next,
+        Outcome::Idempotent => return Ok(()),
+        Outcome::Refused(refusal) => return Err(refusal.why(record.state, transition)),
+    };
     match transition {
-        Transition::Scheduled { worker, attempt } => match record.state {
-            S::Pending if record.revoked_attempts.contains(attempt) => Err(format!(
-                "attempt {attempt} was revoked: its worker was declared lost"
-            )),
-            S::Pending => {
-                record.state = S::Scheduled;
-                record.worker = Some(worker.clone());
-                record.attempt = Some(attempt.clone());
-                record.scheduled_at_ms = Some(now_ms);
-                record.reason = None;
-                Ok(())
-            }
-            S::Scheduled | S::Running if holds(record, worker, attempt) => Ok(()),
-            _ => Err(format!(
-                "it is {} by another worker or attempt",
-                record.state
-            )),
-        },
-        Transition::Running { worker, attempt } => {
-            if !holds(record, worker, attempt) {
-                return Err(format!(
-                    "worker {worker} attempt {attempt} does not hold it"
-                ));
-            }
-            match record.state {
-                S::Scheduled => {
-                    record.state = S::Running;
-                    record.started_at_ms = Some(now_ms);
-                    Ok(())
-                }
-                S::Running => Ok(()),
-                other => Err(format!(
-                    "only a scheduled container can start, it is {other}"
-                )),
-            }
+        Transition::Scheduled { worker, attempt } => {
+            record.state = next;
+            record.worker = Some(worker.clone());
+            record.attempt = Some(attempt.clone());
+            record.scheduled_at_ms = Some(now_ms);
+            record.reason = None;
         }
-        Transition::Exited {
-            worker,
-            attempt,
-            exit_code,
-        } => {
-            if !holds(record, worker, attempt) {
-                return Err(format!(
-                    "worker {worker} attempt {attempt} does not hold it"
-                ));
-            }
-            match record.state {
-                S::Running => {
-                    record.state = S::Exited;
-                    record.exit_code = Some(*exit_code);
-                    record.finished_at_ms = Some(now_ms);
-                    Ok(())
-                }
-                S::Exited if record.exit_code == Some(*exit_code) => Ok(()),
-                other => Err(format!("only a running container can exit, it is {other}")),
-            }
+        Transition::Running { .. } => {
+            record.state = next;
+            record.started_at_ms = Some(now_ms);
         }
-        Transition::Failed { reason } => match record.state {
-            S::Failed => Ok(()),
-            state if state.is_terminal() => Err(format!("it already ended as {state}")),
-            _ => finish(record, S::Failed, reason, now_ms),
-        },
-        Transition::Lost { reason } => match record.state {
-            S::Lost => Ok(()),
-            S::Scheduled | S::Running => finish(record, S::Lost, reason, now_ms),
-            other => Err(format!(
-                "only a scheduled or running container can be lost, it is {other}"
-            )),
-        },
+        Transition::Exited { exit_code, .. } => {
+            record.state = next;
+            record.exit_code = Some(*exit_code);
+            record.finished_at_ms = Some(now_ms);
+        }
+        Transition::Failed { reason } | Transition::Lost { reason } => {
+            finish(record, next, reason, now_ms);
+        }
     }
+    Ok(())
+}
+
+/// What a [`Transition`] is, without its data: the column of the [`cell`] table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransitionKind {
+    /// [`Transition::Scheduled`].
+    Scheduled,
+    /// [`Transition::Running`].
+    Running,
+    /// [`Transition::Exited`].
+    Exited,
+    /// [`Transition::Failed`].
+    Failed,
+    /// [`Transition::Lost`].
+    Lost,
+}
+
+impl TransitionKind {
+    /// Every kind, in the table's column order.
+    pub const ALL: [TransitionKind; 5] = [
+        TransitionKind::Scheduled,
+        TransitionKind::Running,
+        TransitionKind::Exited,
+        TransitionKind::Failed,
+        TransitionKind::Lost,
+    ];
+
+    /// The kind as the Redis script names it: `scheduled`, `running`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::Scheduled => "scheduled",
+            TransitionKind::Running => "running",
+            TransitionKind::Exited => "exited",
+            TransitionKind::Failed => "failed",
+            TransitionKind::Lost => "lost",
+        }
+    }
+}
+
+impl Transition {
+    /// This transition's kind.
+    pub fn kind(&self) -> TransitionKind {
+        match self {
+            Transition::Scheduled { .. } => TransitionKind::Scheduled,
+            Transition::Running { .. } => TransitionKind::Running,
+            Transition::Exited { .. } => TransitionKind::Exited,
+            Transition::Failed { .. } => TransitionKind::Failed,
+            Transition::Lost { .. } => TransitionKind::Lost,
+        }
+    }
+}
+
+/// Every container state, in the table's row order.
+pub const STATES: [ContainerState; 6] = [
+    ContainerState::Pending,
+    ContainerState::Scheduled,
+    ContainerState::Running,
+    ContainerState::Exited,
+    ContainerState::Failed,
+    ContainerState::Lost,
+];
+
+/// A condition an [`Arm`] of the table requires, on the record and the transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Guard {
+    /// Always holds.
+    Always,
+    /// The transition's worker and attempt are the ones the record holds.
+    Holder,
+    /// They are not (another worker, another attempt, or the record holds none).
+    NotHolder,
+    /// The transition's attempt is among the record's revoked attempts.
+    Revoked,
+    /// The transition's exit code is the one the record already has.
+    SameExitCode,
+}
+
+impl Guard {
+    /// Every guard.
+    pub const ALL: [Guard; 5] = [
+        Guard::Always,
+        Guard::Holder,
+        Guard::NotHolder,
+        Guard::Revoked,
+        Guard::SameExitCode,
+    ];
+
+    /// The guard as the Redis script names it: `always`, `holder`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guard::Always => "always",
+            Guard::Holder => "holder",
+            Guard::NotHolder => "not_holder",
+            Guard::Revoked => "revoked",
+            Guard::SameExitCode => "same_exit_code",
+        }
+    }
+
+    /// Whether the guard holds for these facts.
+    pub fn holds(self, facts: Facts) -> bool {
+        match self {
+            Guard::Always => true,
+            Guard::Holder => facts.holder,
+            Guard::NotHolder => !facts.holder,
+            Guard::Revoked => facts.revoked,
+            Guard::SameExitCode => facts.same_exit_code,
+        }
+    }
+}
+
+/// What the guards read about a record and a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Facts {
+    /// The transition's worker and attempt are the ones the record holds.
+    pub holder: bool,
+    /// The transition's attempt was revoked on the record.
+    pub revoked: bool,
+    /// The transition's exit code is the record's (only an exit has one).
+    pub same_exit_code: bool,
+}
+
+impl Facts {
+    /// The facts of `transition` on `record`.
+    pub fn of(record: &ContainerRecord, transition: &Transition) -> Facts {
+        let by = match transition {
+            Transition::Scheduled { worker, attempt }
+            | Transition::Running { worker, attempt }
+            | Transition::Exited {
+                worker, attempt, ..
+            } => Some((worker, attempt)),
+            Transition::Failed { .. } | Transition::Lost { .. } => None,
+        };
+        Facts {
+            holder: by.is_some_and(|(worker, attempt)| holds(record, worker, attempt)),
+            revoked: by.is_some_and(|(_, attempt)| record.revoked_attempts.contains(attempt)),
+            same_exit_code: matches!(transition, Transition::Exited { exit_code, .. }
+                if record.exit_code == Some(*exit_code)),
+        }
+    }
+}
+
+/// Why the table refuses a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The attempt was revoked while the record was pending.
+    Revoked,
+    /// Scheduling a record that is placed (or ended) by another worker or attempt.
+    HeldByAnother,
+    /// A report by a worker and attempt that do not hold the record.
+    NotHolder,
+    /// Starting a record that is not scheduled.
+    CannotStart,
+    /// Exiting a record that is not running.
+    CannotExit,
+    /// Failing a record that already ended.
+    Ended,
+    /// Losing a record that is neither scheduled nor running.
+    CannotBeLost,
+}
+
+impl Refusal {
+    /// Every refusal.
+    pub const ALL: [Refusal; 7] = [
+        Refusal::Revoked,
+        Refusal::HeldByAnother,
+        Refusal::NotHolder,
+        Refusal::CannotStart,
+        Refusal::CannotExit,
+        Refusal::Ended,
+        Refusal::CannotBeLost,
+    ];
+
+    /// The refusal's name as the Redis script knows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Revoked => "revoked",
+            Refusal::HeldByAnother => "held_by_another",
+            Refusal::NotHolder => "not_holder",
+            Refusal::CannotStart => "cannot_start",
+            Refusal::CannotExit => "cannot_exit",
+            Refusal::Ended => "ended",
+            Refusal::CannotBeLost => "cannot_be_lost",
+        }
+    }
+
+    /// The message, with `{state}`, `{worker}` and `{attempt}` standing for the record's
+    /// state and the transition's worker and attempt.
+    pub fn template(self) -> &'static str {
+        match self {
+            Refusal::Revoked => "attempt {attempt} was revoked: its worker was declared lost",
+            Refusal::HeldByAnother => "it is {state} by another worker or attempt",
+            Refusal::NotHolder => "worker {worker} attempt {attempt} does not hold it",
+            Refusal::CannotStart => "only a scheduled container can start, it is {state}",
+            Refusal::CannotExit => "only a running container can exit, it is {state}",
+            Refusal::Ended => "it already ended as {state}",
+            Refusal::CannotBeLost => {
+                "only a scheduled or running container can be lost, it is {state}"
+            }
+        }
+    }
+
+    /// The message for a record in `state` and `transition`.
+    pub fn why(self, state: ContainerState, transition: &Transition) -> String {
+        let (worker, attempt) = match transition {
+            Transition::Scheduled { worker, attempt }
+            | Transition::Running { worker, attempt }
+            | Transition::Exited {
+                worker, attempt, ..
+            } => (worker.as_str(), attempt.0.as_str()),
+            Transition::Failed { .. } | Transition::Lost { .. } => ("", ""),
+        };
+        let mut out = String::new();
+        let mut rest = self.template();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open..];
+            let (value, len) = if after.starts_with("{state}") {
+                (state.as_str(), "{state}".len())
+            } else if after.starts_with("{worker}") {
+                (worker, "{worker}".len())
+            } else if after.starts_with("{attempt}") {
+                (attempt, "{attempt}".len())
+            } else {
+                ("{", 1)
+            };
+            out.push_str(value);
+            rest = &after[len..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// What the table says a transition does to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The record moves to this state, with the transition's side effects.
+    Allowed(ContainerState),
+    /// It already happened: the record stays as it is and the call succeeds.
+    Idempotent,
+    /// The record stays as it is and the call fails.
+    Refused(Refusal),
+}
+
+/// One arm of a [`Cell`]: when `when` holds (and no earlier arm's did), `then`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arm {
+    /// The condition.
+    pub when: Guard,
+    /// The outcome.
+    pub then: Outcome,
+}
+
+/// One cell of the table: a transition kind applied to a record in one state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cell {
+    /// What the cell says, in a line.
+    pub doc: &'static str,
+    /// The arms in order; the last one is [`Guard::Always`].
+    pub arms: &'static [Arm],
+}
+
+impl Cell {
+    /// The outcome of the first arm whose guard holds. Every cell of [`cell`] ends in
+    /// [`Guard::Always`]; a cell without an arm that holds would refuse.
+    pub fn outcome(&self, facts: Facts) -> Outcome {
+        self.arms
+            .iter()
+            .find(|arm| arm.when.holds(facts))
+            .map_or(Outcome::Refused(Refusal::HeldByAnother), |arm| arm.then)
+    }
+}
+
+/// The arms of a cell, `guard => outcome` in order.
+macro_rules! arms {
+    ($($when:expr => $then:expr),+ $(,)?) => {
+        &[$(Arm { when: $when, then: $then }),+]
+    };
+}
+
+/// The state machine: what `kind` does to a record in state `from`. The one table the memory
+/// store ([`apply`]) and the Redis store's `transition` and `settle` scripts (which get it
+/// rendered as a Lua table) follow.
+pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
+    use ContainerState as S;
+    use Guard::{Always, Holder, NotHolder, Revoked, SameExitCode};
+    use Outcome::{Allowed, Idempotent, Refused};
+    use Refusal as R;
+    use TransitionKind as K;
+
+    let (doc, arms): (&'static str, &'static [Arm]) = match (from, kind) {
+        (S::Pending, K::Scheduled) => (
+            "a pending record is scheduled, unless the attempt was revoked",
+            arms![
+                Revoked => Refused(R::Revoked),
+                Always => Allowed(S::Scheduled),
+            ],
+        ),
+        (S::Scheduled | S::Running, K::Scheduled) => (
+            "a placed record is scheduled again only by its holder, as a no-op",
+            arms![
+                Holder => Idempotent,
+                Always => Refused(R::HeldByAnother),
+            ],
+        ),
+        (S::Exited | S::Failed | S::Lost, K::Scheduled) => (
+            "an ended record is never scheduled",
+            arms![Always => Refused(R::HeldByAnother)],
+        ),
+        (S::Scheduled, K::Running) => (
+            "the holder starts a scheduled record",
+            arms![NotHolder => Refused(R::NotHolder), Always => Allowed(S::Running)],
+        ),
+        (S::Running, K::Running) => (
+            "the holder starting it again is a no-op",
+            arms![NotHolder => Refused(R::NotHolder), Always => Idempotent],
+        ),
+        (S::Pending | S::Exited | S::Failed | S::Lost, K::Running) => (
+            "only a scheduled record starts; anyone but the holder is told so first",
+            arms![NotHolder => Refused(R::NotHolder), Always => Refused(R::CannotStart)],
+        ),
+        (S::Running, K::Exited) => (
+            "the holder's report ends a running record as exited with its code",
+            arms![NotHolder => Refused(R::NotHolder), Always => Allowed(S::Exited)],
+        ),
+        (S::Exited, K::Exited) => (
+            "the holder repeating the same exit code is a no-op; another code is refused",
+            arms![
+                NotHolder => Refused(R::NotHolder),
+                SameExitCode => Idempotent,
+                Always => Refused(R::CannotExit),
+            ],
+        ),
+        (S::Pending | S::Scheduled | S::Failed | S::Lost, K::Exited) => (
+            "only a running record exits; anyone but the holder is told so first",
+            arms![NotHolder => Refused(R::NotHolder), Always => Refused(R::CannotExit)],
+        ),
+        (S::Pending | S::Scheduled | S::Running, K::Failed) => (
+            "any record that has not ended can fail",
+            arms![Always => Allowed(S::Failed)],
+        ),
+        (S::Failed, K::Failed) => ("failing again is a no-op", arms![Always => Idempotent]),
+        (S::Exited | S::Lost, K::Failed) => (
+            "a record that ended otherwise does not fail",
+            arms![Always => Refused(R::Ended)],
+        ),
+        (S::Scheduled | S::Running, K::Lost) => (
+            "a placed record is lost with its worker",
+            arms![Always => Allowed(S::Lost)],
+        ),
+        (S::Lost, K::Lost) => ("losing it again is a no-op", arms![Always => Idempotent]),
+        (S::Pending | S::Exited | S::Failed, K::Lost) => (
+            "only a placed record can be lost",
+            arms![Always => Refused(R::CannotBeLost)],
+        ),
+    };
+    Cell { doc, arms }
 }
 
 fn holds(record: &ContainerRecord, worker: &WorkerId, attempt: &AttemptId) -> bool {
     record.worker.as_ref() == Some(worker) && record.attempt.as_ref() == Some(attempt)
 }
 
-fn finish(
-    record: &mut ContainerRecord,
-    state: ContainerState,
-    reason: &str,
-    now_ms: u64,
-) -> Result<(), String> {
+fn finish(record: &mut ContainerRecord, state: ContainerState, reason: &str, now_ms: u64) {
     record.state = state;
     record.reason = Some(reason.to_owned());
     record.finished_at_ms = Some(now_ms);
-    Ok(())
 }
 
 /// A fresh pending record for an accepted request.
@@ -188,7 +501,7 @@ pub fn reclaim(
             Some(ReclaimOutcome::Requeued)
         }
         ContainerState::Running => {
-            finish(record, ContainerState::Lost, reason, now_ms).ok()?;
+            finish(record, ContainerState::Lost, reason, now_ms);
             Some(ReclaimOutcome::Lost)
         }
         _ => None,

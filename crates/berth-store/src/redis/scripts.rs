@@ -2,10 +2,14 @@
 //! reply and guarantee) and script calls.
 //!
 //! Each script is its body prefixed with the shared helpers (`lib.lua`, plus `worker_lib.lua`
-//! or `intake_lib.lua`; the commits also `commit_lib.lua`), concatenated at build time. Calls go out as EVALSHA; when a server
+//! or `intake_lib.lua`; the commits also `commit_lib.lua`), concatenated at build time. The
+//! `transition` and `settle` scripts also get the container state machine's table, rendered as Lua from
+//! [`lifecycle::cell`] when the scripts are built, and `lifecycle_lib.lua`, the step that
+//! follows it: the Redis store and the memory store follow one table. Calls go out as EVALSHA; when a server
 //! answers NOSCRIPT (its script cache was flushed by a restart, a failover or SCRIPT FLUSH)
 //! the call is sent again as EVAL with the body, which also caches it on that server.
 
+use berth_core::lifecycle::{self, Outcome, Refusal, STATES, TransitionKind};
 use redis::Cmd;
 use std::sync::LazyLock;
 
@@ -23,6 +27,78 @@ macro_rules! script {
             ),
         )
     };
+}
+
+/// A script that moves container records by the state machine's table: the intake's helpers,
+/// then the table rendered from [`lifecycle::cell`] and `lifecycle_lib.lua`, then the file.
+macro_rules! lifecycle_script {
+    ($file:literal) => {
+        LuaScript::new(
+            $file,
+            [
+                concat!(
+                    include_str!("scripts/lib.lua"),
+                    "\n",
+                    include_str!("scripts/intake_lib.lua"),
+                    "\n"
+                ),
+                &lifecycle_lua(),
+                concat!(
+                    "\n",
+                    include_str!("scripts/lifecycle_lib.lua"),
+                    "\n",
+                    include_str!(concat!("scripts/", $file))
+                ),
+            ]
+            .concat(),
+        )
+    };
+}
+
+/// The container state machine ([`lifecycle::cell`]) as Lua: `LIFECYCLE[state][kind]` holds
+/// the cell's arms in order, each `{guard, outcome, arg}` where arg is the next state of an
+/// `allowed` outcome, the refusal's name of a `refused` one, else `''`; `REFUSALS[name]` is
+/// each refusal's message template.
+fn lifecycle_lua() -> String {
+    let mut lua = String::from(
+        "-- berth: the container state machine, rendered from berth_core::lifecycle::cell.\n\
+         local LIFECYCLE = {\n",
+    );
+    for state in STATES {
+        lua.push_str(&format!("  {} = {{\n", state.as_str()));
+        for kind in TransitionKind::ALL {
+            let cell = lifecycle::cell(state, kind);
+            let arms: Vec<String> = cell
+                .arms
+                .iter()
+                .map(|arm| {
+                    let (outcome, arg) = match arm.then {
+                        Outcome::Allowed(next) => ("allowed", next.as_str()),
+                        Outcome::Idempotent => ("idempotent", ""),
+                        Outcome::Refused(refusal) => ("refused", refusal.as_str()),
+                    };
+                    format!("{{ '{}', '{outcome}', '{arg}' }}", arm.when.as_str())
+                })
+                .collect();
+            lua.push_str(&format!(
+                "    -- {}\n    {} = {{ {} }},\n",
+                cell.doc,
+                kind.as_str(),
+                arms.join(", ")
+            ));
+        }
+        lua.push_str("  },\n");
+    }
+    lua.push_str("}\nlocal REFUSALS = {\n");
+    for refusal in Refusal::ALL {
+        lua.push_str(&format!(
+            "  {} = '{}',\n",
+            refusal.as_str(),
+            refusal.template()
+        ));
+    }
+    lua.push_str("}\n");
+    lua
 }
 
 /// A script on one worker's keys (`worker_lib.lua`).
@@ -51,16 +127,17 @@ macro_rules! intake_script {
 pub struct LuaScript {
     /// The script's file name, for logs.
     pub name: &'static str,
-    body: &'static str,
+    body: String,
     sha: String,
 }
 
 impl LuaScript {
-    fn new(name: &'static str, body: &'static str) -> LuaScript {
+    fn new(name: &'static str, body: impl Into<String>) -> LuaScript {
+        let body = body.into();
         LuaScript {
             name,
+            sha: redis::Script::new(&body).get_hash().to_owned(),
             body,
-            sha: redis::Script::new(body).get_hash().to_owned(),
         }
     }
 
@@ -72,7 +149,7 @@ impl LuaScript {
     /// `SCRIPT LOAD` of this script.
     pub fn load_cmd(&self) -> Cmd {
         let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(self.body);
+        cmd.arg("LOAD").arg(&self.body);
         cmd
     }
 }
@@ -136,8 +213,8 @@ impl Scripts {
             deliver: worker_script!("deliver.lua"),
             ack: worker_script!("ack.lua"),
             submit: intake_script!("submit.lua"),
-            transition: intake_script!("transition.lua"),
-            settle: intake_script!("settle.lua"),
+            transition: lifecycle_script!("transition.lua"),
+            settle: lifecycle_script!("settle.lua"),
             claim: intake_script!("claim.lua"),
             screen: intake_script!("screen.lua"),
             promote: intake_script!("promote.lua"),
@@ -209,7 +286,7 @@ impl ScriptCall {
 
     /// The call as EVAL with the script's body (the fallback after NOSCRIPT).
     pub fn eval(&self) -> Cmd {
-        self.command("EVAL", self.script.body)
+        self.command("EVAL", &self.script.body)
     }
 
     fn command(&self, name: &str, script: &str) -> Cmd {
@@ -241,6 +318,30 @@ mod tests {
         hashes.sort_unstable();
         hashes.dedup();
         assert_eq!(hashes.len(), SCRIPTS.all().len());
+    }
+
+    #[test]
+    fn the_scripts_that_move_records_carry_the_whole_table() {
+        for body in [&SCRIPTS.transition.body, &SCRIPTS.settle.body] {
+            carries_the_whole_table(body);
+        }
+    }
+
+    fn carries_the_whole_table(body: &str) {
+        for state in STATES {
+            for kind in TransitionKind::ALL {
+                let doc = lifecycle::cell(state, kind).doc;
+                assert!(body.contains(&format!("-- {doc}")), "{state} {kind:?}");
+            }
+        }
+        for refusal in Refusal::ALL {
+            assert!(body.contains(refusal.template()), "{refusal:?}");
+        }
+        // lifecycle_lib.lua's facts name every guard the table may name.
+        for guard in berth_core::lifecycle::Guard::ALL {
+            let fact = format!("\n    {} = ", guard.as_str());
+            assert!(body.contains(&fact), "{guard:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+mod table;
+
+pub use table::every_cell_of_the_state_machine_is_kept;
+
 use berth_core::*;
 use berth_store::prelude::*;
 use berth_store::*;
@@ -52,7 +56,8 @@ macro_rules! contract_tests {
             an_old_epoch_is_fenced_off,
             a_release_drops_the_undelivered_assignment,
             check_stays_clean_through_a_containers_life,
-            check_judges_owners_by_their_heartbeats
+            check_judges_owners_by_their_heartbeats,
+            every_cell_of_the_state_machine_is_kept
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {

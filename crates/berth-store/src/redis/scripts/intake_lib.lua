@@ -28,25 +28,6 @@ local function revoked(revoked_list, attempt)
   return string.find(' ' .. revoked_list .. ' ', ' ' .. attempt .. ' ', 1, true) ~= nil
 end
 
--- Pending -> Scheduled on worker by attempt; repeating it is a no-op. Returns nil when
--- done, else why not.
-local function schedule(key, record, worker, attempt, now)
-  if record.state == 'pending' and revoked(redis.call('HGET', key, 'revoked'), attempt) then
-    return 'attempt ' .. attempt .. ' was revoked: its worker was declared lost'
-  end
-  if record.state == 'pending' then
-    redis.call('HSET', key, 'state', 'scheduled', 'worker', worker, 'attempt', attempt,
-      'scheduled_ms', str(now))
-    redis.call('HDEL', key, 'reason')
-    record.state, record.worker, record.attempt = 'scheduled', worker, attempt
-    return nil
-  end
-  if (record.state == 'scheduled' or record.state == 'running') and holds(record, worker, attempt) then
-    return nil
-  end
-  return 'it is ' .. record.state .. ' by another worker or attempt'
-end
-
 -- Ends a record as `state` with a reason.
 local function finish(key, record, state, reason, now)
   redis.call('HSET', key, 'state', state, 'reason', reason, 'finished_ms', str(now))

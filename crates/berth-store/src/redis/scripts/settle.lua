@@ -8,12 +8,13 @@
 --       type ('' for none); for `failed` a = reason. Unused ones are ''.
 -- Reply: per item {'done'} or {'superseded', state, worker, attempt} (worker and attempt
 --        '' when the record holds none; state 'failed' for a missing record).
--- Guarantee: each item atomically, in order: scheduled moves a pending record to scheduled
---   unless the attempt was revoked (its worker declared lost before the settlement came:
---   then the item is superseded, and the still-pending record goes back into the intake as
---   a fresh entry, so it is placed again rather than left in neither the intake nor the
---   backlog)
---   (already scheduled or running by the same worker and attempt: done); deferred keeps a
+-- Guarantee: each item atomically, in order: scheduled follows the state machine's table
+--   (LIFECYCLE, rendered from berth_core::lifecycle::cell) as a scheduled transition would:
+--   it moves a pending record to scheduled unless the attempt was revoked (its worker was
+--   declared lost before the settlement came: then the item is superseded, and the
+--   still-pending record goes back into the intake as a fresh entry, so it is placed again
+--   rather than left in neither the intake nor the backlog) (already scheduled or running
+--   by the same worker and attempt: done); deferred keeps a
 --   pending record pending, adds it to the backlog at not-before, counts the deferral and
 --   records the reason and the pool it waits for (`demand_pool`, `demand_gpu`); failed ends a pending record as failed. A record that moved on is
 --   reported as superseded. The entry is acknowledged and deleted from the intake either way
@@ -91,13 +92,10 @@ for i, item in ipairs(items) do
   if not record.state then
     record.state = 'failed'
   elseif item.kind == 'scheduled' then
-    if record.state == 'pending' and revoked(record.revoked, item.b) then
-      done = false
-      if not requeued[item.container] then
-        requeued[item.container] = true
-        requeue[#requeue + 1] = item.container
-      end
-    elseif record.state == 'pending' then
+    -- By the state machine's table, as the transition script.
+    local known = facts(holds(record, item.a, item.b), revoked(record.revoked, item.b), false)
+    local outcome = decide(record.state, 'scheduled', known, item.a, item.b)
+    if outcome == 'allowed' then
       redis.call('HSET', item.key, 'state', 'scheduled', 'worker', item.a, 'attempt', item.b,
         'scheduled_ms', now_text)
       if record.reason then
@@ -106,9 +104,14 @@ for i, item in ipairs(items) do
       record.state, record.worker, record.attempt = 'scheduled', item.a, item.b
       record.reason = nil
       done = true
-    else
-      done = (record.state == 'scheduled' or record.state == 'running')
-        and holds(record, item.a, item.b)
+    elseif outcome == 'idempotent' then
+      done = true
+    elseif record.state == 'pending' then
+      -- Refused while pending: the attempt was revoked. Placed again from a fresh entry.
+      if not requeued[item.container] then
+        requeued[item.container] = true
+        requeue[#requeue + 1] = item.container
+      end
     end
   elseif record.state == 'pending' then
     if item.kind == 'deferred' then

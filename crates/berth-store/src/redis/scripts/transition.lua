@@ -1,14 +1,18 @@
--- berth: move a container record forward (mirrors crate::lifecycle::apply exactly).
+-- berth: move a container record forward, by the state machine's table (LIFECYCLE, rendered
+-- from berth_core::lifecycle::cell, the table the memory store follows too).
 --
 -- KEYS: 1 record hash `P:{q}:c:ID`.
 -- ARGV: 1 kind: scheduled, running, exited, failed or lost; 2 worker; 3 attempt;
 --       4 exit code (exited); 5 reason (failed, lost); 6 now, ms since the epoch.
 -- Reply: {'unknown'} | {'ok', record} (the record hash after the move) |
 --        {'refused', state, why}.
--- Guarantee: atomic; states only move forward. Scheduled from pending (again by the same
---   worker and attempt: a no-op); Running from scheduled and Exited from running, only by
---   the worker and attempt the record holds (repeating: a no-op); Failed from any
---   non-terminal state; Lost from scheduled or running.
+-- Guarantee: atomic; states only move forward, as the table says: scheduled from pending
+--   (not by a revoked attempt; again by the same worker and attempt: a no-op); running from
+--   scheduled and exited from running, only by the worker and attempt the record holds
+--   (repeating: a no-op); failed from any non-terminal state; lost from scheduled or running.
+--   An allowed move also writes what the transition brings: worker, attempt and
+--   scheduled_ms (and drops the reason); started_ms; exit_code and finished_ms; reason and
+--   finished_ms.
 
 local key = KEYS[1]
 local kind, worker, attempt, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
@@ -37,39 +41,25 @@ if not record.state then
 end
 local state = record.state
 
-local why
-if kind == 'scheduled' then
-  why = schedule(key, record, worker, attempt, now)
-elseif kind == 'running' or kind == 'exited' then
-  if not holds(record, worker, attempt) then
-    why = 'worker ' .. worker .. ' attempt ' .. attempt .. ' does not hold it'
-  elseif kind == 'running' then
-    if state == 'scheduled' then
-      redis.call('HSET', key, 'state', 'running', 'started_ms', str(now))
-    elseif state ~= 'running' then
-      why = 'only a scheduled container can start, it is ' .. state
-    end
-  else
-    if state == 'running' then
-      redis.call('HSET', key, 'state', 'exited', 'exit_code', str(code), 'finished_ms', str(now))
-    elseif not (state == 'exited' and int(redis.call('HGET', key, 'exit_code')) == code) then
-      why = 'only a running container can exit, it is ' .. state
-    end
-  end
-elseif kind == 'failed' then
-  if TERMINAL[state] and state ~= 'failed' then
-    why = 'it already ended as ' .. state
-  elseif state ~= 'failed' then
-    finish(key, record, 'failed', reason, now)
-  end
-else
-  if state == 'scheduled' or state == 'running' then
-    finish(key, record, 'lost', reason, now)
-  elseif state ~= 'lost' then
-    why = 'only a scheduled or running container can be lost, it is ' .. state
-  end
+local stored = redis.call('HMGET', key, 'revoked', 'exit_code')
+local holder = by_worker and holds(record, worker, attempt)
+local known = facts(holder, by_worker and revoked(stored[1], attempt),
+  kind == 'exited' and int(stored[2]) == code)
+local outcome, arg = decide(state, kind, known, worker, attempt)
+if outcome == 'refused' then
+  return { 'refused', state, arg }
 end
-if why then
-  return { 'refused', state, why }
+if outcome == 'allowed' then
+  if kind == 'scheduled' then
+    redis.call('HSET', key, 'state', arg, 'worker', worker, 'attempt', attempt,
+      'scheduled_ms', str(now))
+    redis.call('HDEL', key, 'reason')
+  elseif kind == 'running' then
+    redis.call('HSET', key, 'state', arg, 'started_ms', str(now))
+  elseif kind == 'exited' then
+    redis.call('HSET', key, 'state', arg, 'exit_code', str(code), 'finished_ms', str(now))
+  else
+    finish(key, record, arg, reason, now)
+  end
 end
 return { 'ok', redis.call('HGETALL', key) }
