@@ -19,7 +19,6 @@
 
 pub mod check;
 pub mod error;
-pub mod latency;
 pub mod lifecycle;
 pub mod memory;
 pub mod model;
@@ -29,7 +28,6 @@ pub mod store;
 
 pub use check::CheckOptions;
 pub use error::{Result, StoreError};
-pub use latency::DelayedStore;
 pub use memory::MemoryStore;
 pub use model::*;
 pub use redis::RedisStore;

@@ -3,7 +3,7 @@
 //! after a warm-up, each on a fresh fleet (a fresh namespace, a fresh engine).
 //!
 //! One repetition: register the fleet (not timed, not delayed), start an engine on the
-//! namespace through a [`DelayedStore`], let it settle into its idle wait on the intake,
+//! namespace through a [`SimulatedRttStore`], let it settle into its idle wait on the intake,
 //! then submit every request in one `submit_many` and wait for every ticket. The time runs
 //! from just before the submit to the last outcome. Counters are the differences over that
 //! window (see [`super::report`] for exactly what each row counts).
@@ -13,10 +13,10 @@ use super::progress;
 use super::report::{self, BenchReport, RoundTrips, RunResult};
 use super::store_choice::StoreChoice;
 use super::{Scenario, Settings};
+use crate::simulated_rtt::{DelaySnapshot, Op, SimulatedRttStore};
 use anyhow::{Context, bail};
 use berth_engine::{Engine, EngineConfig, EngineStatsSnapshot, Outcome, Strategy};
-use berth_store::latency::{DelaySnapshot, Op};
-use berth_store::{CheckOptions, DelayedStore, StatsSnapshot, Store};
+use berth_store::{CheckOptions, StatsSnapshot, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,7 +140,7 @@ async fn repetition(
     let namespace = choice.namespace();
     let inner = choice.connect(&namespace).await?;
     let ids = fleet::register(&*inner, workers, SEED_WORKER).await?;
-    let store = Arc::new(DelayedStore::new(inner.clone(), rtt));
+    let store = Arc::new(SimulatedRttStore::new(inner.clone(), rtt));
     let config = EngineConfig {
         strategy,
         replica: "bench-0".to_owned(),
@@ -220,7 +220,7 @@ type Burst = (
 /// just before the submit and just after the last outcome.
 async fn burst(
     engine: &Engine,
-    store: &DelayedStore<dyn Store>,
+    store: &SimulatedRttStore<dyn Store>,
     containers: usize,
     tag: &str,
     prefix: &str,

@@ -1,3 +1,5 @@
+//! # berth-bench
+//!
 //! `berth bench`: the seed's experiment for every commit strategy in one run, on one store,
 //! printed as the seed's table with berth's numbers; and two scale runs.
 //!
@@ -20,6 +22,7 @@ pub mod load;
 pub mod progress;
 pub mod report;
 pub mod seed;
+pub mod simulated_rtt;
 pub mod store_choice;
 pub mod sustained;
 

@@ -22,7 +22,7 @@
 //!   without a fleet read of their own (1 - fleet reads / requests, at least 0).
 //! - **Containers per worker**: min and max over the fleet, including idle workers.
 //! - **Throughput**: requests / p50 total time.
-//! - **Simulated network**: with `--rtt-ms`, the delay the [`berth_store::DelayedStore`]
+//! - **Simulated network**: with `--rtt-ms`, the delay the [`crate::simulated_rtt::SimulatedRttStore`]
 //!   added, summed over calls (concurrent calls overlap, so it can exceed the wall time).
 
 use super::fleet::Machine;

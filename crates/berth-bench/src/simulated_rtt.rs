@@ -1,4 +1,4 @@
-//! [`DelayedStore`]: a [`Store`] wrapper that adds a simulated network round-trip time to
+//! [`SimulatedRttStore`]: a [`Store`] wrapper that adds a simulated network round-trip time to
 //! every store call, and counts calls and round trips per operation. The benchmark uses it
 //! to compare the commit strategies as they would behave against a remote Redis (the
 //! seed's Redis operations took 5-10 ms each; on loopback a round trip takes tens of
@@ -38,10 +38,11 @@
 //! waits for a runtime thread); the thread ends when the wrapper is dropped. The actual sleep is measured
 //! ([`DelaySnapshot::slept`]), so the overshoot can be reported.
 
-use crate::model::*;
-use crate::{Result, SettleItem, Store, StoreStats};
 use async_trait::async_trait;
 use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
+use berth_store::check::OwnedEntry;
+use berth_store::model::*;
+use berth_store::{CheckOptions, Result, SettleItem, Store, StoreStats};
 use parking_lot::{Condvar, Mutex};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -51,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// One operation of the [`Store`] trait, as [`DelayedStore`] counts it.
+/// One operation of the [`Store`] trait, as [`SimulatedRttStore`] counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     /// [`Store::register_worker`].
@@ -213,7 +214,7 @@ impl Op {
     }
 }
 
-/// A copy of a [`DelayedStore`]'s counters at one moment; subtract two to measure an
+/// A copy of a [`SimulatedRttStore`]'s counters at one moment; subtract two to measure an
 /// interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DelaySnapshot {
@@ -282,7 +283,7 @@ impl DelaySnapshot {
     }
 }
 
-/// Live counters of a [`DelayedStore`].
+/// Live counters of a [`SimulatedRttStore`].
 #[derive(Debug, Default)]
 struct Counters {
     calls: [AtomicU64; OPS],
@@ -299,26 +300,26 @@ fn nanos(duration: Duration) -> u64 {
 /// A [`Store`] that delegates every call to `inner` and delays it by a simulated network
 /// round-trip time per round trip the call makes on Redis (see the module documentation
 /// for the table and what is counted).
-pub struct DelayedStore<S: ?Sized> {
+pub struct SimulatedRttStore<S: ?Sized> {
     inner: Arc<S>,
     rtt: Duration,
     counters: Counters,
     timer: Option<Timer>,
 }
 
-impl<S: ?Sized> std::fmt::Debug for DelayedStore<S> {
+impl<S: ?Sized> std::fmt::Debug for SimulatedRttStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DelayedStore")
+        f.debug_struct("SimulatedRttStore")
             .field("rtt", &self.rtt)
             .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: Store + ?Sized> DelayedStore<S> {
+impl<S: Store + ?Sized> SimulatedRttStore<S> {
     /// Wraps `inner`, adding `rtt` per round trip (a zero `rtt` only counts).
-    pub fn new(inner: Arc<S>, rtt: Duration) -> DelayedStore<S> {
-        DelayedStore {
+    pub fn new(inner: Arc<S>, rtt: Duration) -> SimulatedRttStore<S> {
+        SimulatedRttStore {
             inner,
             rtt,
             counters: Counters::default(),
@@ -391,7 +392,7 @@ impl<S: Store + ?Sized> DelayedStore<S> {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> Store for DelayedStore<S> {
+impl<S: Store + ?Sized> Store for SimulatedRttStore<S> {
     async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
         let op = Op::RegisterWorker;
         self.around(
@@ -625,7 +626,7 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
         self.around(op, op.round_trips(), call).await
     }
 
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<crate::check::OwnedEntry>> {
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<OwnedEntry>> {
         let op = Op::Owned;
         self.around(op, op.round_trips(), self.inner.owned(worker))
             .await
@@ -637,7 +638,7 @@ impl<S: Store + ?Sized> Store for DelayedStore<S> {
             .await
     }
 
-    async fn check(&self, options: crate::CheckOptions) -> Result<Vec<Violation>> {
+    async fn check(&self, options: CheckOptions) -> Result<Vec<Violation>> {
         let op = Op::Check;
         self.around(op, op.round_trips(), self.inner.check(options))
             .await
@@ -760,11 +761,11 @@ fn run_timer(shared: &TimerShared) {
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
-    use crate::MemoryStore;
+    use berth_store::MemoryStore;
 
     #[tokio::test]
     async fn a_zero_rtt_only_counts() {
-        let store = DelayedStore::new(Arc::new(MemoryStore::default()), Duration::ZERO);
+        let store = SimulatedRttStore::new(Arc::new(MemoryStore::default()), Duration::ZERO);
         store.workers().await.unwrap();
         store.backlog_len().await.unwrap();
         store.commit(&[]).await.unwrap();
@@ -780,7 +781,7 @@ mod tests {
     #[tokio::test]
     async fn each_round_trip_is_delayed_by_the_rtt() {
         let rtt = Duration::from_millis(2);
-        let store = DelayedStore::new(Arc::new(MemoryStore::default()), rtt);
+        let store = SimulatedRttStore::new(Arc::new(MemoryStore::default()), rtt);
         let started = Instant::now();
         store.workers().await.unwrap();
         let elapsed = started.elapsed();
@@ -797,7 +798,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_delays_overlap() {
         let rtt = Duration::from_millis(20);
-        let store = DelayedStore::new(Arc::new(MemoryStore::default()), rtt);
+        let store = SimulatedRttStore::new(Arc::new(MemoryStore::default()), rtt);
         let started = Instant::now();
         let calls = (0..50).map(|_| store.backlog_len());
         futures::future::try_join_all(calls).await.unwrap();

@@ -1,5 +1,5 @@
 //! The scale driver behind `sustained` and `c1m`: N engine replicas (each with its own store
-//! connection, through a [`DelayedStore`]) place a stream of requests that a separate
+//! connection, through a [`SimulatedRttStore`]) place a stream of requests that a separate
 //! client submits in chunks, keeping at most `in_flight` requests submitted and not yet
 //! placed (a closed loop, so the intake never holds the whole run). The time runs from the
 //! first submit until every request has an outcome.
@@ -13,10 +13,10 @@ use super::fleet;
 use super::progress;
 use super::report::{Percentiles, RoundTrips, RunResult};
 use super::store_choice::{RedisMemory, StoreChoice};
+use crate::simulated_rtt::{DelaySnapshot, Op, SimulatedRttStore};
 use anyhow::{Context, bail};
 use berth_engine::{Engine, EngineConfig, EngineStats, Strategy};
-use berth_store::latency::{DelaySnapshot, Op};
-use berth_store::{CheckOptions, DelayedStore, StatsSnapshot, Store};
+use berth_store::{CheckOptions, StatsSnapshot, Store};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub async fn run(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunRes
     let mut engines = Vec::with_capacity(spec.replicas);
     for i in 0..spec.replicas {
         let inner = choice.connect(&namespace).await?;
-        let store = Arc::new(DelayedStore::new(inner, spec.rtt));
+        let store = Arc::new(SimulatedRttStore::new(inner, spec.rtt));
         let config = EngineConfig {
             strategy: spec.strategy,
             replica: format!("bench-{i}"),
@@ -238,7 +238,7 @@ struct Counters {
 
 impl Counters {
     fn take(
-        stores: &[Arc<DelayedStore<dyn Store>>],
+        stores: &[Arc<SimulatedRttStore<dyn Store>>],
         engines: &[Engine],
         client: &dyn Store,
     ) -> Counters {
