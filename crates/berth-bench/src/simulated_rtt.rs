@@ -30,6 +30,12 @@
 //! slept, so a report can say how much of a run was simulated network. Concurrent calls
 //! are delayed concurrently; the sums add them up, so they can exceed the wall-clock time.
 //!
+//! ## Layout
+//! - `simulated_rtt/op.rs`: [`Op`], the operations and their round trips, and
+//!   [`DelaySnapshot`].
+//! - `simulated_rtt/timer.rs`: the timer thread.
+//! - this file: [`SimulatedRttStore`] and its [`Store`] implementation.
+//!
 //! ## Precision
 //! tokio's timer has a resolution of one millisecond, too coarse for sub-millisecond delays.
 //! A non-zero `rtt` starts one timer thread per wrapper that wakes each delayed call at its
@@ -43,245 +49,17 @@ use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, Work
 use berth_store::check::OwnedEntry;
 use berth_store::model::*;
 use berth_store::{CheckOptions, Result, SettleItem, Store, StoreStats};
-use parking_lot::{Condvar, Mutex};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use timer::Timer;
 
-/// One operation of the [`Store`] trait, as [`SimulatedRttStore`] counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Op {
-    /// [`Store::register_worker`].
-    RegisterWorker,
-    /// [`Store::heartbeat`].
-    Heartbeat,
-    /// [`Store::set_worker_status`].
-    SetWorkerStatus,
-    /// [`Store::worker`].
-    Worker,
-    /// [`Store::workers`].
-    Workers,
-    /// [`Store::commit`].
-    Commit,
-    /// [`Store::lock_worker`].
-    LockWorker,
-    /// [`Store::commit_locked`].
-    CommitLocked,
-    /// [`Store::unlock_worker`].
-    UnlockWorker,
-    /// [`Store::release`].
-    Release,
-    /// [`Store::assignments`].
-    Assignments,
-    /// [`Store::ack_assignment`].
-    AckAssignment,
-    /// [`Store::submit`].
-    Submit,
-    /// [`Store::container`].
-    Container,
-    /// [`Store::transition`].
-    Transition,
-    /// [`Store::claim`].
-    Claim,
-    /// [`Store::settle`].
-    Settle,
-    /// [`Store::promote_due`].
-    PromoteDue,
-    /// [`Store::owners`].
-    Owners,
-    /// [`Store::unmet_demand`].
-    UnmetDemand,
-    /// [`Store::claim_provisioning`].
-    ClaimProvisioning,
-    /// [`Store::heartbeats`].
-    Heartbeats,
-    /// [`Store::deregister_worker`].
-    DeregisterWorker,
-    /// [`Store::containers`].
-    Containers,
-    /// [`Store::append_logs`].
-    AppendLogs,
-    /// [`Store::logs`].
-    Logs,
-    /// [`Store::cancel`].
-    Cancel,
-    /// [`Store::cancel_requested`].
-    CancelRequested,
-    /// [`Store::reclaim`].
-    Reclaim,
-    /// [`Store::owned`].
-    Owned,
-    /// [`Store::backlog_len`].
-    BacklogLen,
-    /// [`Store::check`].
-    Check,
-}
+mod op;
+mod timer;
 
-/// The number of [`Op`]s.
-const OPS: usize = 32;
-
-impl Op {
-    /// Every operation, in declaration order.
-    pub const ALL: [Op; OPS] = [
-        Op::RegisterWorker,
-        Op::Heartbeat,
-        Op::SetWorkerStatus,
-        Op::Worker,
-        Op::Workers,
-        Op::Commit,
-        Op::LockWorker,
-        Op::CommitLocked,
-        Op::UnlockWorker,
-        Op::Release,
-        Op::Assignments,
-        Op::AckAssignment,
-        Op::Submit,
-        Op::Container,
-        Op::Transition,
-        Op::Claim,
-        Op::Settle,
-        Op::PromoteDue,
-        Op::Owners,
-        Op::UnmetDemand,
-        Op::ClaimProvisioning,
-        Op::Heartbeats,
-        Op::DeregisterWorker,
-        Op::Containers,
-        Op::AppendLogs,
-        Op::Logs,
-        Op::Cancel,
-        Op::CancelRequested,
-        Op::Reclaim,
-        Op::Owned,
-        Op::BacklogLen,
-        Op::Check,
-    ];
-
-    /// The trait method's name, e.g. `lock_worker`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::RegisterWorker => "register_worker",
-            Op::Heartbeat => "heartbeat",
-            Op::SetWorkerStatus => "set_worker_status",
-            Op::Worker => "worker",
-            Op::Workers => "workers",
-            Op::Commit => "commit",
-            Op::LockWorker => "lock_worker",
-            Op::CommitLocked => "commit_locked",
-            Op::UnlockWorker => "unlock_worker",
-            Op::Release => "release",
-            Op::Assignments => "assignments",
-            Op::AckAssignment => "ack_assignment",
-            Op::Submit => "submit",
-            Op::Container => "container",
-            Op::Transition => "transition",
-            Op::Claim => "claim",
-            Op::Settle => "settle",
-            Op::PromoteDue => "promote_due",
-            Op::Owners => "owners",
-            Op::UnmetDemand => "unmet_demand",
-            Op::ClaimProvisioning => "claim_provisioning",
-            Op::Heartbeats => "heartbeats",
-            Op::DeregisterWorker => "deregister_worker",
-            Op::Containers => "containers",
-            Op::AppendLogs => "append_logs",
-            Op::Logs => "logs",
-            Op::Cancel => "cancel",
-            Op::CancelRequested => "cancel_requested",
-            Op::Reclaim => "reclaim",
-            Op::Owned => "owned",
-            Op::BacklogLen => "backlog_len",
-            Op::Check => "check",
-        }
-    }
-
-    /// The round trips one non-empty call makes on a standalone Redis, as simulated (see
-    /// the module documentation): 2 for [`Op::Workers`], [`Op::Owners`], [`Op::Heartbeats`]
-    /// and [`Op::Containers`], 1 for every other operation.
-    pub fn round_trips(self) -> u64 {
-        match self {
-            Op::Workers | Op::Owners | Op::Heartbeats | Op::Containers => 2,
-            _ => 1,
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// A copy of a [`SimulatedRttStore`]'s counters at one moment; subtract two to measure an
-/// interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DelaySnapshot {
-    calls: [u64; OPS],
-    trips: [u64; OPS],
-    /// Simulated round trips, all operations together.
-    pub round_trips: u64,
-    /// The delay asked for: simulated round trips times `rtt`, summed over calls.
-    pub simulated: Duration,
-    /// The delay actually slept, summed over calls (the timer wakes a little late).
-    pub slept: Duration,
-}
-
-impl Default for DelaySnapshot {
-    fn default() -> Self {
-        DelaySnapshot {
-            calls: [0; OPS],
-            trips: [0; OPS],
-            round_trips: 0,
-            simulated: Duration::ZERO,
-            slept: Duration::ZERO,
-        }
-    }
-}
-
-impl DelaySnapshot {
-    /// Calls of `op`.
-    pub fn calls(&self, op: Op) -> u64 {
-        self.calls[op.index()]
-    }
-
-    /// Simulated round trips of `op` (calls times [`Op::round_trips`], empty calls
-    /// excluded).
-    pub fn round_trips_of(&self, op: Op) -> u64 {
-        self.trips[op.index()]
-    }
-
-    /// The counts of `self` and `other` together (e.g. of several replicas' stores).
-    pub fn plus(&self, other: &DelaySnapshot) -> DelaySnapshot {
-        let mut out = DelaySnapshot {
-            round_trips: self.round_trips.saturating_add(other.round_trips),
-            simulated: self.simulated.saturating_add(other.simulated),
-            slept: self.slept.saturating_add(other.slept),
-            ..DelaySnapshot::default()
-        };
-        for i in 0..OPS {
-            out.calls[i] = self.calls[i].saturating_add(other.calls[i]);
-            out.trips[i] = self.trips[i].saturating_add(other.trips[i]);
-        }
-        out
-    }
-
-    /// The counts between `earlier` and `self`.
-    pub fn since(&self, earlier: &DelaySnapshot) -> DelaySnapshot {
-        let mut out = DelaySnapshot {
-            round_trips: self.round_trips.saturating_sub(earlier.round_trips),
-            simulated: self.simulated.saturating_sub(earlier.simulated),
-            slept: self.slept.saturating_sub(earlier.slept),
-            ..DelaySnapshot::default()
-        };
-        for i in 0..OPS {
-            out.calls[i] = self.calls[i].saturating_sub(earlier.calls[i]);
-            out.trips[i] = self.trips[i].saturating_sub(earlier.trips[i]);
-        }
-        out
-    }
-}
+use op::OPS;
+pub use op::{DelaySnapshot, Op};
 
 /// Live counters of a [`SimulatedRttStore`].
 #[derive(Debug, Default)]
@@ -647,114 +425,6 @@ impl<S: Store + ?Sized> Store for SimulatedRttStore<S> {
     fn stats(&self) -> &StoreStats {
         self.inner.stats()
     }
-}
-
-/// One pending wake-up: ordered by deadline, then by arrival.
-struct Due {
-    at: Instant,
-    seq: u64,
-    done: oneshot::Sender<()>,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-#[derive(Default)]
-struct TimerState {
-    queue: BinaryHeap<Reverse<Due>>,
-    seq: u64,
-    closed: bool,
-}
-
-#[derive(Default)]
-struct TimerShared {
-    state: Mutex<TimerState>,
-    wake: Condvar,
-}
-
-/// A thread that wakes async sleepers at their deadlines with sub-millisecond precision.
-/// Dropping it stops the thread; sleepers still waiting then return at once.
-struct Timer {
-    shared: Arc<TimerShared>,
-}
-
-impl Timer {
-    fn start() -> Timer {
-        let shared = Arc::new(TimerShared::default());
-        let thread_shared = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("berth-delay-timer".to_owned())
-            .spawn(move || run_timer(&thread_shared));
-        if let Err(error) = spawned {
-            // Without the thread, sleepers return at once: no delay rather than a hang.
-            tracing::error!(%error, "could not start the delay timer thread; no delay is added");
-            shared.state.lock().closed = true;
-        }
-        Timer { shared }
-    }
-
-    async fn sleep_until(&self, at: Instant) {
-        let (done, wait) = oneshot::channel();
-        {
-            let mut state = self.shared.state.lock();
-            if state.closed {
-                return;
-            }
-            state.seq += 1;
-            let seq = state.seq;
-            state.queue.push(Reverse(Due { at, seq, done }));
-        }
-        self.shared.wake.notify_one();
-        // An error means the timer stopped: return at once.
-        let _ = wait.await;
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        self.shared.state.lock().closed = true;
-        self.shared.wake.notify_one();
-    }
-}
-
-fn run_timer(shared: &TimerShared) {
-    // Linux lets a thread narrow its own timer slack (50 us by default), which makes its
-    // timed waits wake closer to their deadlines. Best effort: elsewhere it fails, harmlessly.
-    let _ = std::fs::write("/proc/thread-self/timerslack_ns", "1");
-    let mut state = shared.state.lock();
-    while !state.closed {
-        let now = Instant::now();
-        while state.queue.peek().is_some_and(|Reverse(due)| due.at <= now) {
-            if let Some(Reverse(due)) = state.queue.pop() {
-                let _ = due.done.send(());
-            }
-        }
-        match state.queue.peek().map(|Reverse(due)| due.at) {
-            Some(at) => {
-                shared.wake.wait_until(&mut state, at);
-            }
-            None => shared.wake.wait(&mut state),
-        }
-    }
-    // Wake everyone still waiting.
-    state.queue.clear();
 }
 
 #[cfg(test)]

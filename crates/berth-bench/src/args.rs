@@ -1,0 +1,271 @@
+//! The command line of `berth bench` ([`BenchArgs`], flattened into the binary's `bench`
+//! subcommand) and the settings the scenarios run with, checked and with each scenario's
+//! defaults filled in ([`Settings`]).
+
+use anyhow::bail;
+use berth_engine::Strategy;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which experiment to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// The seed's experiment: 100 requests on 10, 20 and 40 workers, every strategy.
+    Seed,
+    /// 1,000 workers, 100,000 requests, 1 to 4 engine replicas.
+    Sustained,
+    /// 10,000 workers, 1,000,000 requests.
+    C1m,
+    /// Through the HTTP API: 100 concurrent single submits, and batch submits.
+    Api,
+}
+
+impl Scenario {
+    /// The scenario's name in the report and the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Seed => "seed",
+            Scenario::Sustained => "sustained",
+            Scenario::C1m => "c1m",
+            Scenario::Api => "api",
+        }
+    }
+}
+
+/// Which store to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// Redis: the one given with `--redis`, or a redis-server the bench starts itself.
+    Redis,
+    /// The embedded in-memory store.
+    Memory,
+}
+
+/// Arguments of `berth bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The experiment: seed, sustained or c1m.
+    #[arg(long, value_enum, default_value = "seed")]
+    scenario: Scenario,
+    /// The store: redis (default when redis-server is installed or --redis is given) or
+    /// memory (the embedded store).
+    #[arg(long, value_enum)]
+    pub(crate) store: Option<StoreKind>,
+    /// Use this Redis (e.g. redis://127.0.0.1:6379/) instead of starting one. The bench
+    /// writes under fresh key prefixes `bench-<pid>-<n>` and deletes them afterwards.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis: Option<String>,
+    /// With --redis: every batch's commits wait for this many replicas (Redis WAIT) before
+    /// the batch is settled, to measure what that durability costs.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "redis")]
+    pub(crate) replica_acks: u32,
+    /// Simulated network round-trip time added to every store round trip, in ms
+    /// (0 to 1000; a comma-separated list runs each). Default: 0,1 for seed, 0 otherwise.
+    #[arg(
+        long = "rtt-ms",
+        value_delimiter = ',',
+        value_name = "MS",
+        allow_negative_numbers = true
+    )]
+    rtt_ms: Vec<f64>,
+    /// Commit strategies, comma-separated. Default: all three for seed, batch-script for
+    /// the scale runs.
+    #[arg(long, value_delimiter = ',')]
+    strategies: Vec<Strategy>,
+    /// Seed: measured repetitions per strategy, fleet size and rtt (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    repetitions: usize,
+    /// Seed: repetitions of `serial` at a non-zero rtt, where it is slow by design
+    /// (default: the same as --repetitions).
+    #[arg(long, value_name = "N")]
+    serial_repetitions: Option<usize>,
+    /// Seed: fleet sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,40")]
+    fleets: Vec<usize>,
+    /// Seed: concurrent requests per repetition.
+    #[arg(long, default_value_t = 100)]
+    containers: usize,
+    /// Scale runs: engine replicas, comma-separated (default: 1,2,3,4 for sustained; 2 for
+    /// c1m, the fastest on a 2-core machine, where one replica leaves Redis idle while it
+    /// plans).
+    #[arg(long, value_delimiter = ',')]
+    replicas: Vec<usize>,
+    /// Scale runs: workers (default 1,000 for sustained, 10,000 for c1m).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Scale runs and api's batch submits: requests (default 100,000; 1,000,000 for c1m).
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Scale runs: the most requests submitted and not yet placed at any time (a closed
+    /// loop; default 4096 per replica).
+    #[arg(long, value_name = "N")]
+    in_flight: Option<usize>,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) json: Option<PathBuf>,
+}
+
+/// Validated settings shared by the scenarios.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The experiment.
+    pub scenario: Scenario,
+    /// Simulated round-trip times.
+    pub rtts: Vec<Duration>,
+    /// Commit strategies.
+    pub strategies: Vec<Strategy>,
+    /// Seed: measured repetitions.
+    pub repetitions: usize,
+    /// Seed: repetitions of serial at a non-zero rtt.
+    pub serial_repetitions: usize,
+    /// Seed: fleet sizes.
+    pub fleets: Vec<usize>,
+    /// Seed: requests per repetition.
+    pub containers: usize,
+    /// Scale: replica counts.
+    pub replicas: Vec<usize>,
+    /// Scale: workers.
+    pub workers: usize,
+    /// Scale: requests.
+    pub requests: usize,
+    /// Scale: in-flight window per replica count (None: the default per replica).
+    pub in_flight: Option<usize>,
+}
+
+/// The largest simulated round-trip time, in ms.
+const MAX_RTT_MS: f64 = 1000.0;
+
+impl BenchArgs {
+    /// Checks every argument and fills in the scenario's defaults.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let scenario = self.scenario;
+        let seed = scenario == Scenario::Seed;
+        let rtts = self.rtts(seed)?;
+        let strategies = if !self.strategies.is_empty() {
+            dedup(self.strategies.clone())
+        } else if seed {
+            Strategy::ALL.to_vec()
+        } else {
+            vec![Strategy::BatchScript]
+        };
+        let serial_repetitions = self.check_seed_sizes()?;
+        let replicas = self.replicas(scenario)?;
+        let (workers, requests) = self.check_scale_sizes(scenario)?;
+        if self.store == Some(StoreKind::Memory) && self.redis.is_some() {
+            bail!("--redis cannot be combined with --store memory");
+        }
+        if !seed && self.serial_repetitions.is_some() {
+            bail!("--serial-repetitions applies to the seed scenario only");
+        }
+        Ok(Settings {
+            scenario,
+            rtts,
+            strategies,
+            repetitions: self.repetitions,
+            serial_repetitions,
+            fleets: dedup(self.fleets.clone()),
+            containers: self.containers,
+            replicas,
+            workers,
+            requests,
+            in_flight: self.in_flight,
+        })
+    }
+
+    /// `--rtt-ms` checked, as durations without repeats (default: 0,1 for seed, else 0).
+    fn rtts(&self, seed: bool) -> anyhow::Result<Vec<Duration>> {
+        let rtt_ms = if self.rtt_ms.is_empty() {
+            if seed { vec![0.0, 1.0] } else { vec![0.0] }
+        } else {
+            self.rtt_ms.clone()
+        };
+        let mut rtts = Vec::new();
+        for ms in rtt_ms {
+            if !ms.is_finite() || !(0.0..=MAX_RTT_MS).contains(&ms) {
+                bail!("--rtt-ms must be between 0 and {MAX_RTT_MS} ms (got {ms})");
+            }
+            let rtt = Duration::from_secs_f64(ms / 1e3);
+            if !rtts.contains(&rtt) {
+                rtts.push(rtt);
+            }
+        }
+        Ok(rtts)
+    }
+
+    /// Checks the seed scenario's sizes; returns serial's repetitions at a non-zero rtt.
+    fn check_seed_sizes(&self) -> anyhow::Result<usize> {
+        if !(1..=10_000).contains(&self.repetitions) {
+            bail!(
+                "--repetitions must be between 1 and 10000 (got {})",
+                self.repetitions
+            );
+        }
+        let serial_repetitions = self.serial_repetitions.unwrap_or(self.repetitions);
+        if !(1..=10_000).contains(&serial_repetitions) {
+            bail!("--serial-repetitions must be between 1 and 10000 (got {serial_repetitions})");
+        }
+        if self.fleets.is_empty() || self.fleets.iter().any(|&n| !(1..=100_000).contains(&n)) {
+            bail!(
+                "--fleets must list fleet sizes between 1 and 100000 (got {:?})",
+                self.fleets
+            );
+        }
+        if !(1..=100_000).contains(&self.containers) {
+            bail!(
+                "--containers must be between 1 and 100000 (got {})",
+                self.containers
+            );
+        }
+        Ok(serial_repetitions)
+    }
+
+    /// `--replicas` checked, or the scenario's default.
+    fn replicas(&self, scenario: Scenario) -> anyhow::Result<Vec<usize>> {
+        let replicas = if !self.replicas.is_empty() {
+            dedup(self.replicas.clone())
+        } else {
+            match scenario {
+                Scenario::Sustained => vec![1, 2, 3, 4],
+                Scenario::C1m => vec![2],
+                Scenario::Seed | Scenario::Api => vec![1],
+            }
+        };
+        if replicas.iter().any(|&n| !(1..=16).contains(&n)) {
+            bail!("--replicas must list counts between 1 and 16 (got {replicas:?})");
+        }
+        Ok(replicas)
+    }
+
+    /// Checks the scale runs' sizes; returns the workers and requests, or their defaults.
+    fn check_scale_sizes(&self, scenario: Scenario) -> anyhow::Result<(usize, usize)> {
+        let (default_workers, default_requests) = match scenario {
+            Scenario::C1m => (10_000, 1_000_000),
+            _ => (1_000, 100_000),
+        };
+        let workers = self.workers.unwrap_or(default_workers);
+        if !(1..=100_000).contains(&workers) {
+            bail!("--workers must be between 1 and 100000 (got {workers})");
+        }
+        let requests = self.requests.unwrap_or(default_requests);
+        if !(1..=10_000_000).contains(&requests) {
+            bail!("--requests must be between 1 and 10000000 (got {requests})");
+        }
+        if let Some(n) = self.in_flight
+            && !(1..=1_000_000).contains(&n)
+        {
+            bail!("--in-flight must be between 1 and 1000000 (got {n})");
+        }
+        Ok((workers, requests))
+    }
+}
+
+/// The items in their first order, without repeats.
+fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
