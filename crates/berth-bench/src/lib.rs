@@ -14,6 +14,9 @@
 //! - `api`: through the HTTP API: 100 concurrent single submits, and batch submits.
 //!
 //! The binary crate's `berth bench` subcommand flattens [`BenchArgs`] and calls [`run`].
+//! `berth demo` ([`demo`]), a single burst on a generated fleet with a table of where the
+//! requests went, lives here too: it is the bench's smallest sibling, not part of running
+//! berth.
 //!
 //! ## Layout
 //! - [`args`]: the command line and the checked settings.
@@ -29,10 +32,12 @@
 //! - [`seed_tables`], [`published`] and [`scale_tables`]: the scenarios' tables.
 //! - [`targets`] and [`target_table`]: the targets as a table, and the verdicts on them.
 //! - [`progress`]: progress bars.
+//! - [`demo`]: `berth demo`.
 
 pub mod api;
 pub mod args;
 pub mod c1m;
+pub mod demo;
 pub mod fleet;
 pub mod format;
 pub mod load;

@@ -19,7 +19,7 @@ struct Cli {
 enum Command {
     /// Places a burst of requests on a generated fleet with the embedded in-memory store and
     /// prints where they went.
-    Demo(cmd::demo::DemoArgs),
+    Demo(berth_bench::demo::DemoArgs),
     /// Runs the seed's experiment (100 concurrent requests on 10, 20 and 40 workers) for
     /// every commit strategy on one store and prints the seed's table with berth's numbers;
     /// `--scenario sustained` and `--scenario c1m` run at scale.
@@ -113,7 +113,7 @@ async fn main() {
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     use cmd::client;
     match cli.command {
-        Command::Demo(args) => cmd::demo::run(args).await.map(|()| 0),
+        Command::Demo(args) => berth_bench::demo::run(args).await.map(|()| 0),
         Command::Bench(args) => berth_bench::run(*args).await.map(|()| 0),
         Command::Server(args) => cmd::server::run(args).await.map(|()| 0),
         Command::Worker { connection, args } => {

@@ -2,7 +2,6 @@
 
 pub mod check;
 pub mod client;
-pub mod demo;
 pub mod server;
 pub mod up;
 pub mod worker;
