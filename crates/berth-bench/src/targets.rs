@@ -260,3 +260,106 @@ pub fn print_targets(report: &mut BenchReport) {
         println!("note: {note}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Machine;
+    use crate::store_choice::StoreInfo;
+
+    fn report(kind: &'static str) -> BenchReport {
+        let store = StoreInfo {
+            kind,
+            url: None,
+            started_by_bench: false,
+            version: None,
+            description: String::new(),
+        };
+        let machine = Machine {
+            cores: 2,
+            memory_bytes: 0,
+            memory_gib: 0.0,
+        };
+        BenchReport::new(store, machine)
+    }
+
+    fn seed(strategy: &str, rtt_ms: f64, p50_ms: f64, locks: f64) -> RunResult {
+        RunResult {
+            scenario: "seed",
+            strategy: strategy.to_owned(),
+            rtt_ms,
+            workers: 20,
+            p50_ms,
+            lock_acquisitions: locks,
+            touched_workers: 20.0,
+            lock_collision_rate: if strategy == "serial" { 0.7 } else { 0.0 },
+            round_trips: 2.0,
+            all_placed: true,
+            ..RunResult::default()
+        }
+    }
+
+    fn verdicts(report: &BenchReport) -> Vec<(String, &'static str)> {
+        judge(report)
+            .into_iter()
+            .map(|v| (v.target, v.verdict))
+            .collect()
+    }
+
+    #[test]
+    fn the_table_is_walked_scope_by_scope_and_subject_by_subject() {
+        let mut report = report("redis");
+        for rtt in [0.0, 1.0] {
+            report.runs.push(seed("serial", rtt, 400.0, 40.0));
+            report.runs.push(seed("batch-lock", rtt, 10.0, 20.0));
+            report.runs.push(seed("batch-script", rtt, 1.5, 0.0));
+        }
+        let got = verdicts(&report);
+        let names: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(got.len(), 3 + 2 + 4, "{names:#?}");
+        assert!(names[0].starts_with("batch-script, seed scenario"));
+        assert!(names[3].contains("(loopback)") && names[5].contains("(rtt 1 ms)"));
+        assert_eq!(
+            names[7],
+            "rtt 1 ms: batch-script >= 100× faster than serial (seed scenario)"
+        );
+        let verdicts: Vec<&str> = got.iter().map(|(_, v)| *v).collect();
+        assert_eq!(
+            verdicts,
+            [
+                "met", "met", "met", "met", "met", "met", "met", "met", "missed"
+            ]
+        );
+    }
+
+    #[test]
+    fn redis_targets_are_not_run_on_the_memory_store_and_partly_is_kept() {
+        let mut report = report("memory");
+        let mut script = seed("batch-script", 0.0, 1.0, 0.0);
+        script.round_trips = 4.0;
+        script.round_trips_detail.commits = 1.0;
+        script.round_trips_detail.settle = 1.0;
+        report.runs.push(script);
+        let got = judge(&report);
+        assert_eq!(got[0].verdict, "not run");
+        assert_eq!(got[0].why, MEMORY_STORE);
+        assert_eq!(got[1].verdict, "partly");
+        assert!(!got[1].why.is_empty());
+    }
+
+    #[test]
+    fn c1m_needs_its_full_size_and_a_measured_memory() {
+        let mut report = report("redis");
+        report.runs.push(RunResult {
+            scenario: "c1m",
+            workers: 10_000,
+            containers: 999_999,
+            p50_ms: 1_000.0,
+            all_placed: true,
+            ..RunResult::default()
+        });
+        let got = verdicts(&report);
+        assert_eq!(got[0].1, "missed", "{got:?}");
+        assert_eq!(got[1].1, "not run", "{got:?}");
+    }
+}
