@@ -30,7 +30,8 @@
 //! - [`percentile`]: nearest-rank percentiles.
 //! - [`format`]: figures and tables for people.
 //! - [`seed_tables`], [`published`] and [`scale_tables`]: the scenarios' tables.
-//! - [`targets`] and [`target_table`]: the targets as a table, and the verdicts on them.
+//! - [`targets`]: the targets as a table, and the verdicts on them; [`target`]: what a
+//!   row of that table is and how it is judged.
 //! - [`progress`]: progress bars.
 //! - [`demo`]: `berth demo`.
 
@@ -51,7 +52,7 @@ pub mod seed_tables;
 pub mod simulated_rtt;
 pub mod store_choice;
 pub mod sustained;
-pub mod target_table;
+pub mod target;
 pub mod targets;
 
 pub use args::{BenchArgs, Scenario, Settings, StoreKind};

@@ -3,7 +3,6 @@
 use crate::args::Settings;
 use crate::format::{n, pct, right, t, table};
 use crate::report::{BenchReport, RunResult};
-use crate::seed_tables::find;
 
 /// The seed's published figures: (before, after) as text and as a midpoint.
 struct Published {
@@ -117,9 +116,9 @@ pub fn print_comparison(report: &BenchReport, settings: &Settings, rtt_ms: f64) 
     } else {
         settings.fleets[settings.fleets.len() / 2]
     };
-    let serial = find(report, "seed", "serial", rtt_ms, workers);
-    let lock = find(report, "seed", "batch-lock", rtt_ms, workers);
-    let script = find(report, "seed", "batch-script", rtt_ms, workers);
+    let serial = report.find("seed", "serial", rtt_ms, workers);
+    let lock = report.find("seed", "batch-lock", rtt_ms, workers);
+    let script = report.find("seed", "batch-script", rtt_ms, workers);
     if serial.is_none() && lock.is_none() && script.is_none() {
         return;
     }

@@ -48,6 +48,22 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
+    /// The run of `scenario` and `strategy` on `workers` workers at `rtt_ms`, if it ran.
+    pub fn find(
+        &self,
+        scenario: &str,
+        strategy: &str,
+        rtt_ms: f64,
+        workers: usize,
+    ) -> Option<&RunResult> {
+        self.runs.iter().find(|r| {
+            r.scenario == scenario
+                && r.strategy == strategy
+                && (r.rtt_ms - rtt_ms).abs() < 1e-9
+                && r.workers == workers
+        })
+    }
+
     /// An empty report.
     pub fn new(store: StoreInfo, machine: Machine) -> BenchReport {
         BenchReport {

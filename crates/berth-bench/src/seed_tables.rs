@@ -71,22 +71,6 @@ const NOTES: &[&str] = &[
     "- Every repetition ends with the store's invariant check (no double booking, no leak); a violation fails the bench.",
 ];
 
-/// The seed run of `strategy` on `workers` workers at `rtt_ms`, if it ran.
-pub fn find<'a>(
-    report: &'a BenchReport,
-    scenario: &str,
-    strategy: &str,
-    rtt_ms: f64,
-    workers: usize,
-) -> Option<&'a RunResult> {
-    report.runs.iter().find(|r| {
-        r.scenario == scenario
-            && r.strategy == strategy
-            && (r.rtt_ms - rtt_ms).abs() < 1e-9
-            && r.workers == workers
-    })
-}
-
 /// Prints the seed scenario's tables: one per rtt and fleet size, the distributions, and
 /// the seed's figures beside berth's.
 pub fn print_seed(report: &BenchReport, settings: &Settings) {
@@ -100,7 +84,7 @@ pub fn print_seed(report: &BenchReport, settings: &Settings) {
         for &workers in &settings.fleets {
             let runs: Vec<&RunResult> = strategies
                 .iter()
-                .filter_map(|s| find(report, "seed", s, rtt_ms, workers))
+                .filter_map(|s| report.find("seed", s, rtt_ms, workers))
                 .collect();
             print_table(report, *rtt, workers, &runs);
         }
@@ -178,7 +162,7 @@ fn print_distributions(
     for &workers in &settings.fleets {
         let runs: Vec<&RunResult> = strategies
             .iter()
-            .filter_map(|s| find(report, "seed", s, rtt_ms, workers))
+            .filter_map(|s| report.find("seed", s, rtt_ms, workers))
             .collect();
         if runs.is_empty() {
             continue;
