@@ -156,10 +156,13 @@ pub fn print_targets(report: &mut BenchReport) {
     }
 }
 
+/// Why batch-script needs more than 2 round trips in the seed scenario.
 const WHY_ROUND_TRIPS: &str = "each repetition starts a fresh engine whose worker cache is empty: its first batch reads the fleet (SMEMBERS + one HGETALL pipeline = 2 round trips). A running engine's cache is warm (write-through from commit replies, 5 s TTL backstop), so its batches cost the commit pipeline + the settle = 2. One round trip could be saved by keeping the worker index inside the fleet read's pipeline (e.g. one script returning every worker)";
 
+/// Why serial does not reproduce the seed's "before" on loopback.
 const WHY_SERIAL_BEFORE: &str = "on loopback a round trip costs tens of microseconds, so serial's extra round trips and lock retries cost little wall time; the shape shows with network distance (--rtt-ms)";
 
+/// Why batch-script is not 10× faster than batch-lock.
 const WHY_FASTER_THAN_LOCK: &str = "both strategies pay the same sequential round trips for submit, claim, the cold fleet read (2) and settle; batch-lock's per-worker commits run in parallel, so it adds only about 4 sequential round trips (lock, read, commit, unlock) to batch-script's 1. The ratio is bounded by (shared + 4) / (shared + 1) < 4×; 10× would need batch-lock to serialize its workers, which berth's batch-lock (like the seed's, with a goroutine per worker) does not";
 
 /// The largest of a figure over runs (0 when there are none).
@@ -190,6 +193,7 @@ fn script_p50(s: &Subject) -> Option<Measured> {
     })
 }
 
+/// Why batch-script missed 2 ms on loopback: Redis's CPU per burst, when it was measured.
 fn script_p50_why(s: &Subject) -> String {
     let redis_cpu = s
         .strategy("batch-script")
@@ -311,6 +315,7 @@ fn faster_than(s: &Subject, other: &str) -> Option<Measured> {
     Some(Measured::new(text, samples))
 }
 
+/// Why batch-script is not 100× faster than serial: the round trips it cannot go below.
 fn faster_than_serial_why(s: &Subject) -> String {
     let script_trips = most(&s.strategy("batch-script"), |r| r.simulated_round_trips);
     let serial_trips = s
@@ -350,6 +355,7 @@ fn sustained_rate(s: &Subject) -> Option<Measured> {
     })
 }
 
+/// Why sustained missed 50,000/s: how busy Redis was, and its CPU per placement.
 fn sustained_why(s: &Subject) -> String {
     let Some(best) = best_sustained(s) else {
         return String::new();
