@@ -19,7 +19,6 @@
 //! - [`error`](mod@error): the error type, [`StoreError`].
 
 pub mod error;
-pub mod latency;
 pub mod memory;
 pub mod model;
 pub mod redis;
@@ -31,7 +30,6 @@ pub use berth_core::{
     ReclaimOutcome, Transition, Violation, WorkerRegistration, aggregate_demand,
 };
 pub use error::{Result, StoreError};
-pub use latency::DelayedStore;
 pub use memory::MemoryStore;
 pub use model::*;
 pub use redis::RedisStore;

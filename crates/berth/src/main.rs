@@ -19,11 +19,11 @@ struct Cli {
 enum Command {
     /// Places a burst of requests on a generated fleet with the embedded in-memory store and
     /// prints where they went.
-    Demo(cmd::demo::DemoArgs),
+    Demo(berth_bench::demo::DemoArgs),
     /// Runs the seed's experiment (100 concurrent requests on 10, 20 and 40 workers) for
     /// every commit strategy on one store and prints the seed's table with berth's numbers;
     /// `--scenario sustained` and `--scenario c1m` run at scale.
-    Bench(Box<cmd::bench::BenchArgs>),
+    Bench(Box<berth_bench::BenchArgs>),
     /// Runs an engine replica and the HTTP API (embedded store by default, or --redis).
     Server(cmd::server::ServerArgs),
     /// The agent on a worker machine: registers, runs its containers, drains on SIGTERM.
@@ -113,8 +113,8 @@ async fn main() {
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     use cmd::client;
     match cli.command {
-        Command::Demo(args) => cmd::demo::run(args).await.map(|()| 0),
-        Command::Bench(args) => cmd::bench::run(*args).await.map(|()| 0),
+        Command::Demo(args) => berth_bench::demo::run(args).await.map(|()| 0),
+        Command::Bench(args) => berth_bench::run(*args).await.map(|()| 0),
         Command::Server(args) => cmd::server::run(args).await.map(|()| 0),
         Command::Worker { connection, args } => {
             cmd::worker::run(args, &connection.server).await.map(|()| 0)

@@ -3,7 +3,7 @@
 //! store. Every run gets a fresh namespace: a fresh key prefix on Redis, a new store in
 //! memory.
 
-use super::StoreKind;
+use super::args::StoreKind;
 use anyhow::{Context, bail};
 use berth_localredis::{LocalRedis, LocalRedisError};
 use berth_store::{MemoryStore, RedisStore, Store, StoreConfig};

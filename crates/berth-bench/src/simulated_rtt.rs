@@ -1,4 +1,4 @@
-//! [`DelayedStore`]: a [`Store`] wrapper that adds a simulated network round-trip time to
+//! [`SimulatedRttStore`]: a [`Store`] wrapper that adds a simulated network round-trip time to
 //! every store call, and counts calls and round trips per operation. The benchmark uses it
 //! to compare the commit strategies as they would behave against a remote Redis (the
 //! seed's Redis operations took 5-10 ms each; on loopback a round trip takes tens of
@@ -30,6 +30,12 @@
 //! slept, so a report can say how much of a run was simulated network. Concurrent calls
 //! are delayed concurrently; the sums add them up, so they can exceed the wall-clock time.
 //!
+//! ## Layout
+//! - `simulated_rtt/op.rs`: [`Op`], the operations and their round trips, and
+//!   [`DelaySnapshot`].
+//! - `simulated_rtt/timer.rs`: the timer thread.
+//! - this file: [`SimulatedRttStore`] and its [`Store`] implementation.
+//!
 //! ## Precision
 //! tokio's timer has a resolution of one millisecond, too coarse for sub-millisecond delays.
 //! A non-zero `rtt` starts one timer thread per wrapper that wakes each delayed call at its
@@ -38,256 +44,29 @@
 //! waits for a runtime thread); the thread ends when the wrapper is dropped. The actual sleep is measured
 //! ([`DelaySnapshot::slept`]), so the overshoot can be reported.
 
-use crate::model::*;
-use crate::prelude::*;
-use crate::{Result, SettleItem, Store, StoreStats};
 use async_trait::async_trait;
+use berth_core::invariants::OwnedEntry;
 use berth_core::{
-    Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand, ReclaimOutcome, Transition,
-    Violation, WorkerRegistration,
+    Assignment, AttemptId, CheckOptions, ContainerId, ContainerRecord, ContainerRequest,
+    ContainerState, PoolDemand, PoolName, ReclaimOutcome, Transition, Violation, Worker, WorkerId,
+    WorkerRegistration, WorkerStatus,
 };
-use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
-use parking_lot::{Condvar, Mutex};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use berth_store::model::*;
+use berth_store::prelude::*;
+use berth_store::{Result, SettleItem, StoreError, StoreStats};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use timer::Timer;
 
-/// One operation of the [`Store`] trait, as [`DelayedStore`] counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Op {
-    /// [`Fleet::register_worker`].
-    RegisterWorker,
-    /// [`Fleet::heartbeat`].
-    Heartbeat,
-    /// [`Fleet::set_worker_status`].
-    SetWorkerStatus,
-    /// [`Fleet::worker`].
-    Worker,
-    /// [`Fleet::workers`].
-    Workers,
-    /// [`Bookings::commit`].
-    Commit,
-    /// [`WorkerLocks::lock_worker`].
-    LockWorker,
-    /// [`WorkerLocks::commit_locked`].
-    CommitLocked,
-    /// [`WorkerLocks::unlock_worker`].
-    UnlockWorker,
-    /// [`Bookings::release`].
-    Release,
-    /// [`Bookings::assignments`].
-    Assignments,
-    /// [`Bookings::ack_assignment`].
-    AckAssignment,
-    /// [`Intake::submit`].
-    Submit,
-    /// [`Records::container`].
-    Container,
-    /// [`Records::transition`].
-    Transition,
-    /// [`Intake::claim`].
-    Claim,
-    /// [`Intake::settle`].
-    Settle,
-    /// [`Intake::promote_due`].
-    PromoteDue,
-    /// [`Bookings::owners`].
-    Owners,
-    /// [`Intake::unmet_demand`].
-    UnmetDemand,
-    /// [`Intake::claim_provisioning`].
-    ClaimProvisioning,
-    /// [`Fleet::heartbeats`].
-    Heartbeats,
-    /// [`Fleet::deregister_worker`].
-    DeregisterWorker,
-    /// [`Records::containers`].
-    Containers,
-    /// [`Records::append_logs`].
-    AppendLogs,
-    /// [`Records::logs`].
-    Logs,
-    /// [`Records::cancel`].
-    Cancel,
-    /// [`Records::cancel_requested`].
-    CancelRequested,
-    /// [`Bookings::reclaim`].
-    Reclaim,
-    /// [`Bookings::owned`].
-    Owned,
-    /// [`Intake::backlog_len`].
-    BacklogLen,
-    /// [`Inspection::check`].
-    Check,
-}
+mod op;
+mod timer;
 
-/// The number of [`Op`]s.
-const OPS: usize = 32;
+use op::OPS;
+pub use op::{DelaySnapshot, Op};
 
-impl Op {
-    /// Every operation, in declaration order.
-    pub const ALL: [Op; OPS] = [
-        Op::RegisterWorker,
-        Op::Heartbeat,
-        Op::SetWorkerStatus,
-        Op::Worker,
-        Op::Workers,
-        Op::Commit,
-        Op::LockWorker,
-        Op::CommitLocked,
-        Op::UnlockWorker,
-        Op::Release,
-        Op::Assignments,
-        Op::AckAssignment,
-        Op::Submit,
-        Op::Container,
-        Op::Transition,
-        Op::Claim,
-        Op::Settle,
-        Op::PromoteDue,
-        Op::Owners,
-        Op::UnmetDemand,
-        Op::ClaimProvisioning,
-        Op::Heartbeats,
-        Op::DeregisterWorker,
-        Op::Containers,
-        Op::AppendLogs,
-        Op::Logs,
-        Op::Cancel,
-        Op::CancelRequested,
-        Op::Reclaim,
-        Op::Owned,
-        Op::BacklogLen,
-        Op::Check,
-    ];
-
-    /// The trait method's name, e.g. `lock_worker`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::RegisterWorker => "register_worker",
-            Op::Heartbeat => "heartbeat",
-            Op::SetWorkerStatus => "set_worker_status",
-            Op::Worker => "worker",
-            Op::Workers => "workers",
-            Op::Commit => "commit",
-            Op::LockWorker => "lock_worker",
-            Op::CommitLocked => "commit_locked",
-            Op::UnlockWorker => "unlock_worker",
-            Op::Release => "release",
-            Op::Assignments => "assignments",
-            Op::AckAssignment => "ack_assignment",
-            Op::Submit => "submit",
-            Op::Container => "container",
-            Op::Transition => "transition",
-            Op::Claim => "claim",
-            Op::Settle => "settle",
-            Op::PromoteDue => "promote_due",
-            Op::Owners => "owners",
-            Op::UnmetDemand => "unmet_demand",
-            Op::ClaimProvisioning => "claim_provisioning",
-            Op::Heartbeats => "heartbeats",
-            Op::DeregisterWorker => "deregister_worker",
-            Op::Containers => "containers",
-            Op::AppendLogs => "append_logs",
-            Op::Logs => "logs",
-            Op::Cancel => "cancel",
-            Op::CancelRequested => "cancel_requested",
-            Op::Reclaim => "reclaim",
-            Op::Owned => "owned",
-            Op::BacklogLen => "backlog_len",
-            Op::Check => "check",
-        }
-    }
-
-    /// The round trips one non-empty call makes on a standalone Redis, as simulated (see
-    /// the module documentation): 2 for [`Op::Workers`], [`Op::Owners`], [`Op::Heartbeats`]
-    /// and [`Op::Containers`], 1 for every other operation.
-    pub fn round_trips(self) -> u64 {
-        match self {
-            Op::Workers | Op::Owners | Op::Heartbeats | Op::Containers => 2,
-            _ => 1,
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// A copy of a [`DelayedStore`]'s counters at one moment; subtract two to measure an
-/// interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DelaySnapshot {
-    calls: [u64; OPS],
-    trips: [u64; OPS],
-    /// Simulated round trips, all operations together.
-    pub round_trips: u64,
-    /// The delay asked for: simulated round trips times `rtt`, summed over calls.
-    pub simulated: Duration,
-    /// The delay actually slept, summed over calls (the timer wakes a little late).
-    pub slept: Duration,
-}
-
-impl Default for DelaySnapshot {
-    fn default() -> Self {
-        DelaySnapshot {
-            calls: [0; OPS],
-            trips: [0; OPS],
-            round_trips: 0,
-            simulated: Duration::ZERO,
-            slept: Duration::ZERO,
-        }
-    }
-}
-
-impl DelaySnapshot {
-    /// Calls of `op`.
-    pub fn calls(&self, op: Op) -> u64 {
-        self.calls[op.index()]
-    }
-
-    /// Simulated round trips of `op` (calls times [`Op::round_trips`], empty calls
-    /// excluded).
-    pub fn round_trips_of(&self, op: Op) -> u64 {
-        self.trips[op.index()]
-    }
-
-    /// The counts of `self` and `other` together (e.g. of several replicas' stores).
-    pub fn plus(&self, other: &DelaySnapshot) -> DelaySnapshot {
-        let mut out = DelaySnapshot {
-            round_trips: self.round_trips.saturating_add(other.round_trips),
-            simulated: self.simulated.saturating_add(other.simulated),
-            slept: self.slept.saturating_add(other.slept),
-            ..DelaySnapshot::default()
-        };
-        for i in 0..OPS {
-            out.calls[i] = self.calls[i].saturating_add(other.calls[i]);
-            out.trips[i] = self.trips[i].saturating_add(other.trips[i]);
-        }
-        out
-    }
-
-    /// The counts between `earlier` and `self`.
-    pub fn since(&self, earlier: &DelaySnapshot) -> DelaySnapshot {
-        let mut out = DelaySnapshot {
-            round_trips: self.round_trips.saturating_sub(earlier.round_trips),
-            simulated: self.simulated.saturating_sub(earlier.simulated),
-            slept: self.slept.saturating_sub(earlier.slept),
-            ..DelaySnapshot::default()
-        };
-        for i in 0..OPS {
-            out.calls[i] = self.calls[i].saturating_sub(earlier.calls[i]);
-            out.trips[i] = self.trips[i].saturating_sub(earlier.trips[i]);
-        }
-        out
-    }
-}
-
-/// Live counters of a [`DelayedStore`].
+/// Live counters of a [`SimulatedRttStore`].
 #[derive(Debug, Default)]
 struct Counters {
     calls: [AtomicU64; OPS],
@@ -304,26 +83,26 @@ fn nanos(duration: Duration) -> u64 {
 /// A [`Store`] that delegates every call to `inner` and delays it by a simulated network
 /// round-trip time per round trip the call makes on Redis (see the module documentation
 /// for the table and what is counted).
-pub struct DelayedStore<S: ?Sized> {
+pub struct SimulatedRttStore<S: ?Sized> {
     inner: Arc<S>,
     rtt: Duration,
     counters: Counters,
     timer: Option<Timer>,
 }
 
-impl<S: ?Sized> std::fmt::Debug for DelayedStore<S> {
+impl<S: ?Sized> std::fmt::Debug for SimulatedRttStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DelayedStore")
+        f.debug_struct("SimulatedRttStore")
             .field("rtt", &self.rtt)
             .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: Store + ?Sized> DelayedStore<S> {
+impl<S: Store + ?Sized> SimulatedRttStore<S> {
     /// Wraps `inner`, adding `rtt` per round trip (a zero `rtt` only counts).
-    pub fn new(inner: Arc<S>, rtt: Duration) -> DelayedStore<S> {
-        DelayedStore {
+    pub fn new(inner: Arc<S>, rtt: Duration) -> SimulatedRttStore<S> {
+        SimulatedRttStore {
             inner,
             rtt,
             counters: Counters::default(),
@@ -396,7 +175,7 @@ impl<S: Store + ?Sized> DelayedStore<S> {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> Fleet for DelayedStore<S> {
+impl<S: Store + ?Sized> Fleet for SimulatedRttStore<S> {
     async fn register_worker(&self, registration: &WorkerRegistration) -> Result<Worker> {
         let op = Op::RegisterWorker;
         self.around(
@@ -449,7 +228,7 @@ impl<S: Store + ?Sized> Fleet for DelayedStore<S> {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> Bookings for DelayedStore<S> {
+impl<S: Store + ?Sized> Bookings for SimulatedRttStore<S> {
     async fn commit(&self, groups: &[CommitGroup]) -> Result<Vec<CommitOutcome>> {
         let op = Op::Commit;
         self.around(
@@ -513,7 +292,7 @@ impl<S: Store + ?Sized> Bookings for DelayedStore<S> {
         self.around(op, op.round_trips(), call).await
     }
 
-    async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
+    async fn owned(&self, worker: &WorkerId) -> Result<Vec<OwnedEntry>> {
         let op = Op::Owned;
         self.around(op, op.round_trips(), self.inner.owned(worker))
             .await
@@ -521,7 +300,7 @@ impl<S: Store + ?Sized> Bookings for DelayedStore<S> {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> Intake for DelayedStore<S> {
+impl<S: Store + ?Sized> Intake for SimulatedRttStore<S> {
     async fn submit(&self, requests: &[ContainerRequest]) -> Result<Vec<SubmitOutcome>> {
         let op = Op::Submit;
         let trips = Self::trips(op, requests.is_empty());
@@ -572,7 +351,7 @@ impl<S: Store + ?Sized> Intake for DelayedStore<S> {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> Records for DelayedStore<S> {
+impl<S: Store + ?Sized> Records for SimulatedRttStore<S> {
     async fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
         let op = Op::Container;
         self.around(op, op.round_trips(), self.inner.container(id))
@@ -630,8 +409,8 @@ impl<S: Store + ?Sized> Records for DelayedStore<S> {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> Inspection for DelayedStore<S> {
-    async fn check(&self, options: crate::CheckOptions) -> Result<Vec<Violation>> {
+impl<S: Store + ?Sized> Inspection for SimulatedRttStore<S> {
+    async fn check(&self, options: CheckOptions) -> Result<Vec<Violation>> {
         let op = Op::Check;
         self.around(op, op.round_trips(), self.inner.check(options))
             .await
@@ -643,7 +422,7 @@ impl<S: Store + ?Sized> Inspection for DelayedStore<S> {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> WorkerLocks for DelayedStore<S> {
+impl<S: Store + ?Sized> WorkerLocks for SimulatedRttStore<S> {
     async fn lock_worker(&self, worker: &WorkerId, ttl: Duration) -> Result<Option<LockToken>> {
         let op = Op::LockWorker;
         self.around(
@@ -678,138 +457,28 @@ impl<S: Store + ?Sized> WorkerLocks for DelayedStore<S> {
     }
 }
 
-impl<S: Store + ?Sized> Store for DelayedStore<S> {
+impl<S: Store + ?Sized> Store for SimulatedRttStore<S> {
     fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
         self.inner.worker_locks().map(|_| self as &dyn WorkerLocks)
     }
 }
 
-impl<S: Store + ?Sized> DelayedStore<S> {
+impl<S: Store + ?Sized> SimulatedRttStore<S> {
     /// The wrapped store's lock-based path.
     fn inner_locks(&self) -> Result<&dyn WorkerLocks> {
-        self.inner
-            .worker_locks()
-            .ok_or(crate::StoreError::NoWorkerLocks)
+        self.inner.worker_locks().ok_or(StoreError::NoWorkerLocks)
     }
-}
-
-/// One pending wake-up: ordered by deadline, then by arrival.
-struct Due {
-    at: Instant,
-    seq: u64,
-    done: oneshot::Sender<()>,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-#[derive(Default)]
-struct TimerState {
-    queue: BinaryHeap<Reverse<Due>>,
-    seq: u64,
-    closed: bool,
-}
-
-#[derive(Default)]
-struct TimerShared {
-    state: Mutex<TimerState>,
-    wake: Condvar,
-}
-
-/// A thread that wakes async sleepers at their deadlines with sub-millisecond precision.
-/// Dropping it stops the thread; sleepers still waiting then return at once.
-struct Timer {
-    shared: Arc<TimerShared>,
-}
-
-impl Timer {
-    fn start() -> Timer {
-        let shared = Arc::new(TimerShared::default());
-        let thread_shared = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("berth-delay-timer".to_owned())
-            .spawn(move || run_timer(&thread_shared));
-        if let Err(error) = spawned {
-            // Without the thread, sleepers return at once: no delay rather than a hang.
-            tracing::error!(%error, "could not start the delay timer thread; no delay is added");
-            shared.state.lock().closed = true;
-        }
-        Timer { shared }
-    }
-
-    async fn sleep_until(&self, at: Instant) {
-        let (done, wait) = oneshot::channel();
-        {
-            let mut state = self.shared.state.lock();
-            if state.closed {
-                return;
-            }
-            state.seq += 1;
-            let seq = state.seq;
-            state.queue.push(Reverse(Due { at, seq, done }));
-        }
-        self.shared.wake.notify_one();
-        // An error means the timer stopped: return at once.
-        let _ = wait.await;
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        self.shared.state.lock().closed = true;
-        self.shared.wake.notify_one();
-    }
-}
-
-fn run_timer(shared: &TimerShared) {
-    // Linux lets a thread narrow its own timer slack (50 us by default), which makes its
-    // timed waits wake closer to their deadlines. Best effort: elsewhere it fails, harmlessly.
-    let _ = std::fs::write("/proc/thread-self/timerslack_ns", "1");
-    let mut state = shared.state.lock();
-    while !state.closed {
-        let now = Instant::now();
-        while state.queue.peek().is_some_and(|Reverse(due)| due.at <= now) {
-            if let Some(Reverse(due)) = state.queue.pop() {
-                let _ = due.done.send(());
-            }
-        }
-        match state.queue.peek().map(|Reverse(due)| due.at) {
-            Some(at) => {
-                shared.wake.wait_until(&mut state, at);
-            }
-            None => shared.wake.wait(&mut state),
-        }
-    }
-    // Wake everyone still waiting.
-    state.queue.clear();
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
-    use crate::MemoryStore;
+    use berth_store::MemoryStore;
 
     #[tokio::test]
     async fn a_zero_rtt_only_counts() {
-        let store = DelayedStore::new(Arc::new(MemoryStore::default()), Duration::ZERO);
+        let store = SimulatedRttStore::new(Arc::new(MemoryStore::default()), Duration::ZERO);
         store.workers().await.unwrap();
         store.backlog_len().await.unwrap();
         store.commit(&[]).await.unwrap();
@@ -825,7 +494,7 @@ mod tests {
     #[tokio::test]
     async fn each_round_trip_is_delayed_by_the_rtt() {
         let rtt = Duration::from_millis(2);
-        let store = DelayedStore::new(Arc::new(MemoryStore::default()), rtt);
+        let store = SimulatedRttStore::new(Arc::new(MemoryStore::default()), rtt);
         let started = Instant::now();
         store.workers().await.unwrap();
         let elapsed = started.elapsed();
@@ -842,7 +511,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_delays_overlap() {
         let rtt = Duration::from_millis(20);
-        let store = DelayedStore::new(Arc::new(MemoryStore::default()), rtt);
+        let store = SimulatedRttStore::new(Arc::new(MemoryStore::default()), rtt);
         let started = Instant::now();
         let calls = (0..50).map(|_| store.backlog_len());
         futures::future::try_join_all(calls).await.unwrap();

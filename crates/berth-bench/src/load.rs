@@ -1,5 +1,5 @@
 //! The scale driver behind `sustained` and `c1m`: N engine replicas (each with its own store
-//! connection, through a [`DelayedStore`]) place a stream of requests that a separate
+//! connection, through a [`SimulatedRttStore`]) place a stream of requests that a separate
 //! client submits in chunks, keeping at most `in_flight` requests submitted and not yet
 //! placed (a closed loop, so the intake never holds the whole run). The time runs from the
 //! first submit until every request has an outcome.
@@ -9,15 +9,17 @@
 //! chunk was built, just before its submit round trip): milliseconds, read back from the
 //! records after the run (every record, or a sample of `latency_samples`).
 
-use super::fleet;
-use super::progress;
-use super::report::{Percentiles, RoundTrips, RunResult};
-use super::store_choice::{RedisMemory, StoreChoice};
+use crate::args::{Scenario, Settings};
+use crate::format::ms;
+use crate::report::{BenchReport, Percentiles, RoundTrips, RunResult};
+use crate::scale_tables::print_scale;
+use crate::simulated_rtt::{DelaySnapshot, Op, SimulatedRttStore};
+use crate::store_choice::{Namespace, RedisMemory, StoreChoice};
+use crate::{fleet, progress};
 use anyhow::{Context, bail};
 use berth_engine::{Engine, EngineConfig, EngineStats, Strategy};
-use berth_store::latency::{DelaySnapshot, Op};
 use berth_store::prelude::*;
-use berth_store::{CheckOptions, DelayedStore, StatsSnapshot, Store};
+use berth_store::{CheckOptions, StatsSnapshot, Store};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use std::sync::Arc;
@@ -60,6 +62,10 @@ pub struct LoadSpec {
     pub reset_peak_memory: bool,
 }
 
+/// The engine replicas of a run, each on its own store connection through the simulated
+/// round trip.
+type Replicas = (Vec<Arc<SimulatedRttStore<dyn Store>>>, Vec<Engine>);
+
 /// Runs one scale run and returns its row.
 pub async fn run(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunResult> {
     let namespace = choice.namespace();
@@ -68,19 +74,7 @@ pub async fn run(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunRes
     let per_worker = spec.requests.div_ceil(spec.workers);
     fleet::register(&*client, spec.workers, fleet::worker_for(per_worker)).await?;
     setup.finish_and_clear();
-    let mut stores = Vec::with_capacity(spec.replicas);
-    let mut engines = Vec::with_capacity(spec.replicas);
-    for i in 0..spec.replicas {
-        let inner = choice.connect(&namespace).await?;
-        let store = Arc::new(DelayedStore::new(inner, spec.rtt));
-        let config = EngineConfig {
-            strategy: spec.strategy,
-            replica: format!("bench-{i}"),
-            ..EngineConfig::default()
-        };
-        engines.push(Engine::start(store.clone(), config, Vec::new()));
-        stores.push(store);
-    }
+    let (stores, engines) = start_replicas(choice, &namespace, spec).await?;
     tokio::time::sleep(SETTLE_IN).await;
     let memory_reset = spec.reset_peak_memory && fleet::reset_peak_rss();
     let (redis0, process0) = (choice.redis_cpu().await?, fleet::process_cpu());
@@ -101,23 +95,65 @@ pub async fn run(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunRes
     }
     let complete = outcome?;
     let spent = after.since(&before);
+    let (latency, distribution) = read_back(&*client, namespace.prefix(), spec).await?;
+    check(&*client).await?;
+    drop(client);
+    clean_up(choice, namespace).await;
+    Ok(row(
+        spec,
+        elapsed,
+        complete,
+        &spent,
+        latency,
+        &distribution,
+        memory_reset.then_some(peak_rss).flatten(),
+        redis_memory,
+        cpu,
+    ))
+}
+
+/// Starts the run's engine replicas, each on its own connection to the namespace.
+async fn start_replicas(
+    choice: &StoreChoice,
+    namespace: &Namespace,
+    spec: &LoadSpec,
+) -> anyhow::Result<Replicas> {
+    let mut stores = Vec::with_capacity(spec.replicas);
+    let mut engines = Vec::with_capacity(spec.replicas);
+    for i in 0..spec.replicas {
+        let inner = choice.connect(namespace).await?;
+        let store = Arc::new(SimulatedRttStore::new(inner, spec.rtt));
+        let config = EngineConfig {
+            strategy: spec.strategy,
+            replica: format!("bench-{i}"),
+            ..EngineConfig::default()
+        };
+        engines.push(Engine::start(store.clone(), config, Vec::new()));
+        stores.push(store);
+    }
+    Ok((stores, engines))
+}
+
+/// Reads the latencies (if the spec asks for them) and the placements per worker back.
+async fn read_back(
+    client: &dyn Store,
+    prefix: &str,
+    spec: &LoadSpec,
+) -> anyhow::Result<(Option<Percentiles>, Vec<usize>)> {
     let read = progress::spinner("reading placements and latencies back");
     let latency = if spec.latency_samples > 0 {
-        Some(
-            latencies(
-                &*client,
-                namespace.prefix(),
-                spec.requests,
-                spec.latency_samples,
-            )
-            .await?,
-        )
+        Some(latencies(client, prefix, spec.requests, spec.latency_samples).await?)
     } else {
         None
     };
     let workers = client.workers().await.context("reading the fleet back")?;
     let distribution = fleet::per_worker_from_capacity(&workers);
     read.finish_and_clear();
+    Ok((latency, distribution))
+}
+
+/// Fails the run if the store's invariant check finds a violation.
+async fn check(client: &dyn Store) -> anyhow::Result<()> {
     let check = progress::spinner("checking the invariants");
     let violations = client
         .check(CheckOptions::ignoring_heartbeats())
@@ -131,7 +167,11 @@ pub async fn run(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunRes
             violations.len()
         );
     }
-    drop(client);
+    Ok(())
+}
+
+/// Deletes what the run wrote; a failure is only warned about.
+async fn clean_up(choice: &StoreChoice, namespace: Namespace) {
     let clean = progress::spinner("cleaning up");
     if let Err(error) = choice.cleanup(namespace).await {
         tracing::warn!(
@@ -140,17 +180,46 @@ pub async fn run(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunRes
         );
     }
     clean.finish_and_clear();
-    Ok(row(
-        spec,
-        elapsed,
-        complete,
-        &spent,
-        latency,
-        &distribution,
-        memory_reset.then_some(peak_rss).flatten(),
-        redis_memory,
-        cpu,
-    ))
+}
+
+/// Runs a scale scenario: every strategy, rtt and replica count asked for, one run each on
+/// a fresh fleet, reading `latency_samples` records back per run; then prints its table.
+pub async fn run_scenario(
+    choice: &StoreChoice,
+    settings: &Settings,
+    report: &mut BenchReport,
+    scenario: Scenario,
+    latency_samples: usize,
+) -> anyhow::Result<()> {
+    for &strategy in &settings.strategies {
+        for &rtt in &settings.rtts {
+            for &replicas in &settings.replicas {
+                let spec = LoadSpec {
+                    scenario: scenario.as_str(),
+                    strategy,
+                    rtt,
+                    workers: settings.workers,
+                    requests: settings.requests,
+                    replicas,
+                    in_flight: settings
+                        .in_flight
+                        .unwrap_or(IN_FLIGHT_PER_REPLICA * replicas),
+                    latency_samples,
+                    reset_peak_memory: true,
+                };
+                let row = run(choice, &spec).await.with_context(|| {
+                    format!(
+                        "{}: {strategy}, {replicas} replicas, rtt {} ms",
+                        scenario.as_str(),
+                        ms(rtt)
+                    )
+                })?;
+                report.runs.push(row);
+            }
+        }
+    }
+    print_scale(report, scenario);
+    Ok(())
 }
 
 /// CPU time used during the run.
@@ -169,15 +238,7 @@ async fn drive(
     started: Instant,
 ) -> anyhow::Result<bool> {
     let stats: Vec<Arc<EngineStats>> = engines.iter().map(Engine::stats).collect();
-    let done = || {
-        stats
-            .iter()
-            .map(|s| {
-                let s = s.snapshot();
-                usize::try_from(s.placed + s.failed).unwrap_or(usize::MAX)
-            })
-            .sum::<usize>()
-    };
+    let done = || decided(&stats);
     let base = done();
     let next = AtomicUsize::new(0);
     let bar = progress::bar(spec.requests as u64, spec.scenario);
@@ -229,6 +290,17 @@ async fn drive(
     Ok(complete)
 }
 
+/// Requests the engines have decided (placed or failed) so far.
+fn decided(stats: &[Arc<EngineStats>]) -> usize {
+    stats
+        .iter()
+        .map(|s| {
+            let s = s.snapshot();
+            usize::try_from(s.placed + s.failed).unwrap_or(usize::MAX)
+        })
+        .sum()
+}
+
 /// The counters of every replica's store and engine, and of the submitting client.
 struct Counters {
     delays: DelaySnapshot,
@@ -239,7 +311,7 @@ struct Counters {
 
 impl Counters {
     fn take(
-        stores: &[Arc<DelayedStore<dyn Store>>],
+        stores: &[Arc<SimulatedRttStore<dyn Store>>],
         engines: &[Engine],
         client: &dyn Store,
     ) -> Counters {
@@ -337,6 +409,8 @@ async fn latencies(
     })
 }
 
+/// A scale run's row: its identity, time and what was measured around the run here, the
+/// store's and engines' counts in [`counts`].
 #[allow(clippy::too_many_arguments)]
 fn row(
     spec: &LoadSpec,
@@ -350,25 +424,7 @@ fn row(
     cpu: Cpu,
 ) -> RunResult {
     let placed = spent.engine.placed as f64;
-    let per100 = |n: u64| {
-        if placed > 0.0 {
-            n as f64 * 100.0 / placed
-        } else {
-            0.0
-        }
-    };
-    let d = &spent.delays;
-    let trips = |ops: &[Op]| per100(ops.iter().map(|&op| d.round_trips_of(op)).sum());
-    let round_trips = RoundTrips {
-        reads: trips(&[Op::Workers, Op::Worker, Op::Owners]),
-        locks: trips(&[Op::LockWorker, Op::UnlockWorker]),
-        commits: trips(&[Op::Commit, Op::CommitLocked]),
-        settle: trips(&[Op::Settle, Op::Release]),
-        intake: trips(&[Op::Claim]),
-        other: trips(&[Op::PromoteDue, Op::BacklogLen, Op::Container, Op::Check]),
-    };
     let ms = elapsed.as_secs_f64() * 1e3;
-    let attempts = spent.store.lock_acquisitions + spent.store.lock_collisions;
     RunResult {
         scenario: spec.scenario,
         strategy: spec.strategy.to_string(),
@@ -383,31 +439,6 @@ fn row(
         max_ms: ms,
         mean_ms: ms,
         avg_container_ms: latency.as_ref().map_or(0.0, |l| l.mean),
-        round_trips: round_trips.scheduler(),
-        round_trips_detail: round_trips,
-        store_round_trips: per100(spent.store.round_trips),
-        commands: per100(spent.store.commands),
-        script_calls: per100(spent.store.script_calls),
-        redis_reads: per100(d.calls(Op::Workers) + d.calls(Op::Worker) + d.calls(Op::Owners)),
-        worker_records_read: per100(spent.store.worker_reads),
-        lock_acquisitions: per100(spent.store.lock_acquisitions),
-        lock_collisions: per100(spent.store.lock_collisions),
-        lock_collision_rate: if attempts > 0 {
-            spent.store.lock_collisions as f64 / attempts as f64
-        } else {
-            0.0
-        },
-        version_conflicts: per100(spent.engine.version_conflicts),
-        cache_hit_rate: {
-            let reads = spent.engine.cache_hits + spent.engine.cache_misses;
-            if reads > 0 {
-                spent.engine.cache_hits as f64 / reads as f64
-            } else {
-                0.0
-            }
-        },
-        engine_cache_hits: spent.engine.cache_hits as f64,
-        engine_cache_misses: spent.engine.cache_misses as f64,
         per_worker_min: distribution.iter().copied().min().unwrap_or(0) as f64,
         per_worker_max: distribution.iter().copied().max().unwrap_or(0) as f64,
         touched_workers: distribution.iter().filter(|&&c| c > 0).count() as f64,
@@ -417,21 +448,66 @@ fn row(
         } else {
             placed / elapsed.as_secs_f64()
         },
-        placed,
-        failed: spent.engine.failed as f64,
         all_placed: complete && spent.engine.placed as usize == spec.requests,
-        simulated_round_trips: d.round_trips as f64,
-        simulated_network_ms: d.simulated.as_secs_f64() * 1e3,
-        slept_ms: d.slept.as_secs_f64() * 1e3,
         times_ms: vec![ms],
         latency_ms: latency,
-        batches: Some(spent.engine.batches),
-        submit_round_trips: Some(spent.client.round_trips),
         in_flight: Some(spec.in_flight),
         peak_scheduler_memory_bytes: peak_rss,
         redis_memory,
         redis_cpu_ms: cpu.redis.map(|d| d.as_secs_f64() * 1e3),
         process_cpu_ms: cpu.process.map(|d| d.as_secs_f64() * 1e3),
         complete,
+        ..counts(spent)
+    }
+}
+
+/// The counts of a scale run (per 100 placements where the report says so): round trips,
+/// reads, locks, the cache, placements and the simulated network.
+fn counts(spent: &Counters) -> RunResult {
+    let placed = spent.engine.placed as f64;
+    let per100 = |n: u64| {
+        if placed > 0.0 {
+            n as f64 * 100.0 / placed
+        } else {
+            0.0
+        }
+    };
+    let d = &spent.delays;
+    let trips = |ops: &[Op]| per100(ops.iter().map(|&op| d.round_trips_of(op)).sum());
+    let round_trips = RoundTrips::by_kind(trips, &[Op::Claim]);
+    let attempts = spent.store.lock_acquisitions + spent.store.lock_collisions;
+    let cache_reads = spent.engine.cache_hits + spent.engine.cache_misses;
+    RunResult {
+        round_trips: round_trips.scheduler(),
+        round_trips_detail: round_trips,
+        store_round_trips: per100(spent.store.round_trips),
+        commands: per100(spent.store.commands),
+        script_calls: per100(spent.store.script_calls),
+        redis_reads: per100(d.calls(Op::Workers) + d.calls(Op::Worker) + d.calls(Op::Owners)),
+        worker_records_read: per100(spent.store.worker_reads),
+        lock_acquisitions: per100(spent.store.lock_acquisitions),
+        lock_collisions: per100(spent.store.lock_collisions),
+        lock_collision_rate: share(spent.store.lock_collisions, attempts),
+        version_conflicts: per100(spent.engine.version_conflicts),
+        cache_hit_rate: share(spent.engine.cache_hits, cache_reads),
+        engine_cache_hits: spent.engine.cache_hits as f64,
+        engine_cache_misses: spent.engine.cache_misses as f64,
+        placed,
+        failed: spent.engine.failed as f64,
+        simulated_round_trips: d.round_trips as f64,
+        simulated_network_ms: d.simulated.as_secs_f64() * 1e3,
+        slept_ms: d.slept.as_secs_f64() * 1e3,
+        batches: Some(spent.engine.batches),
+        submit_round_trips: Some(spent.client.round_trips),
+        ..RunResult::default()
+    }
+}
+
+/// `part / whole`, or 0 when `whole` is 0.
+fn share(part: u64, whole: u64) -> f64 {
+    if whole > 0 {
+        part as f64 / whole as f64
+    } else {
+        0.0
     }
 }

@@ -1,29 +1,8 @@
-//! `berth bench`: the seed's experiment for every commit strategy in one run, on one store,
-//! printed as the seed's table with berth's numbers; and two scale runs.
-//!
-//! - `seed` (default): 100 concurrent CPU-only requests onto 10, 20 and 40 equal workers,
-//!   for each strategy, each fleet size and each simulated network distance (`--rtt-ms`,
-//!   loopback and 1 ms by default), R repetitions after a warm-up, each on a fresh fleet.
-//! - `sustained`: 1,000 workers, 100,000 requests, 1 to 4 engine replicas: placements per
-//!   second and latency percentiles.
-//! - `c1m`: 10,000 workers, 1,000,000 requests: time to place them all, peak scheduler
-//!   memory, Redis memory.
-//!
-//! Layout: [`store_choice`] (which store, fresh namespaces), [`fleet`] (workers, requests,
-//! machine facts), [`seed`], [`load`] (the scale driver) with [`sustained`] and [`c1m`],
-//! [`report`] (tables, JSON, the verdicts on the targets), [`progress`].
+//! The command line of `berth bench` ([`BenchArgs`], flattened into the binary's `bench`
+//! subcommand) and the settings the scenarios run with, checked and with each scenario's
+//! defaults filled in ([`Settings`]).
 
-pub mod api;
-pub mod c1m;
-pub mod fleet;
-pub mod load;
-pub mod progress;
-pub mod report;
-pub mod seed;
-pub mod store_choice;
-pub mod sustained;
-
-use anyhow::{Context, bail};
+use anyhow::bail;
 use berth_engine::Strategy;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,15 +50,15 @@ pub struct BenchArgs {
     /// The store: redis (default when redis-server is installed or --redis is given) or
     /// memory (the embedded store).
     #[arg(long, value_enum)]
-    store: Option<StoreKind>,
+    pub(crate) store: Option<StoreKind>,
     /// Use this Redis (e.g. redis://127.0.0.1:6379/) instead of starting one. The bench
     /// writes under fresh key prefixes `bench-<pid>-<n>` and deletes them afterwards.
     #[arg(long, value_name = "URL")]
-    redis: Option<String>,
+    pub(crate) redis: Option<String>,
     /// With --redis: every batch's commits wait for this many replicas (Redis WAIT) before
     /// the batch is settled, to measure what that durability costs.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "redis")]
-    replica_acks: u32,
+    pub(crate) replica_acks: u32,
     /// Simulated network round-trip time added to every store round trip, in ms
     /// (0 to 1000; a comma-separated list runs each). Default: 0,1 for seed, 0 otherwise.
     #[arg(
@@ -123,7 +102,7 @@ pub struct BenchArgs {
     in_flight: Option<usize>,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
 }
 
 /// Validated settings shared by the scenarios.
@@ -161,6 +140,40 @@ impl BenchArgs {
     pub fn settings(&self) -> anyhow::Result<Settings> {
         let scenario = self.scenario;
         let seed = scenario == Scenario::Seed;
+        let rtts = self.rtts(seed)?;
+        let strategies = if !self.strategies.is_empty() {
+            dedup(self.strategies.clone())
+        } else if seed {
+            Strategy::ALL.to_vec()
+        } else {
+            vec![Strategy::BatchScript]
+        };
+        let serial_repetitions = self.check_seed_sizes()?;
+        let replicas = self.replicas(scenario)?;
+        let (workers, requests) = self.check_scale_sizes(scenario)?;
+        if self.store == Some(StoreKind::Memory) && self.redis.is_some() {
+            bail!("--redis cannot be combined with --store memory");
+        }
+        if !seed && self.serial_repetitions.is_some() {
+            bail!("--serial-repetitions applies to the seed scenario only");
+        }
+        Ok(Settings {
+            scenario,
+            rtts,
+            strategies,
+            repetitions: self.repetitions,
+            serial_repetitions,
+            fleets: dedup(self.fleets.clone()),
+            containers: self.containers,
+            replicas,
+            workers,
+            requests,
+            in_flight: self.in_flight,
+        })
+    }
+
+    /// `--rtt-ms` checked, as durations without repeats (default: 0,1 for seed, else 0).
+    fn rtts(&self, seed: bool) -> anyhow::Result<Vec<Duration>> {
         let rtt_ms = if self.rtt_ms.is_empty() {
             if seed { vec![0.0, 1.0] } else { vec![0.0] }
         } else {
@@ -176,13 +189,11 @@ impl BenchArgs {
                 rtts.push(rtt);
             }
         }
-        let strategies = if !self.strategies.is_empty() {
-            dedup(self.strategies.clone())
-        } else if seed {
-            Strategy::ALL.to_vec()
-        } else {
-            vec![Strategy::BatchScript]
-        };
+        Ok(rtts)
+    }
+
+    /// Checks the seed scenario's sizes; returns serial's repetitions at a non-zero rtt.
+    fn check_seed_sizes(&self) -> anyhow::Result<usize> {
         if !(1..=10_000).contains(&self.repetitions) {
             bail!(
                 "--repetitions must be between 1 and 10000 (got {})",
@@ -205,6 +216,11 @@ impl BenchArgs {
                 self.containers
             );
         }
+        Ok(serial_repetitions)
+    }
+
+    /// `--replicas` checked, or the scenario's default.
+    fn replicas(&self, scenario: Scenario) -> anyhow::Result<Vec<usize>> {
         let replicas = if !self.replicas.is_empty() {
             dedup(self.replicas.clone())
         } else {
@@ -217,6 +233,11 @@ impl BenchArgs {
         if replicas.iter().any(|&n| !(1..=16).contains(&n)) {
             bail!("--replicas must list counts between 1 and 16 (got {replicas:?})");
         }
+        Ok(replicas)
+    }
+
+    /// Checks the scale runs' sizes; returns the workers and requests, or their defaults.
+    fn check_scale_sizes(&self, scenario: Scenario) -> anyhow::Result<(usize, usize)> {
         let (default_workers, default_requests) = match scenario {
             Scenario::C1m => (10_000, 1_000_000),
             _ => (1_000, 100_000),
@@ -234,28 +255,11 @@ impl BenchArgs {
         {
             bail!("--in-flight must be between 1 and 1000000 (got {n})");
         }
-        if self.store == Some(StoreKind::Memory) && self.redis.is_some() {
-            bail!("--redis cannot be combined with --store memory");
-        }
-        if !seed && self.serial_repetitions.is_some() {
-            bail!("--serial-repetitions applies to the seed scenario only");
-        }
-        Ok(Settings {
-            scenario,
-            rtts,
-            strategies,
-            repetitions: self.repetitions,
-            serial_repetitions,
-            fleets: dedup(self.fleets.clone()),
-            containers: self.containers,
-            replicas,
-            workers,
-            requests,
-            in_flight: self.in_flight,
-        })
+        Ok((workers, requests))
     }
 }
 
+/// The items in their first order, without repeats.
 fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
@@ -264,41 +268,4 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
         }
     }
     out
-}
-
-/// Runs the bench.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let settings = args.settings()?;
-    let choice = store_choice::StoreChoice::choose(args.store, args.redis.clone())
-        .await?
-        .with_replica_acks(args.replica_acks);
-    let machine = fleet::Machine::detect();
-    println!(
-        "berth bench --scenario {}: store {}; machine {} cores, {:.1} GiB",
-        settings.scenario.as_str(),
-        choice.info().description,
-        machine.cores,
-        machine.memory_gib,
-    );
-    let mut report = report::BenchReport::new(choice.info().clone(), machine);
-    if let Some(note) = choice.note() {
-        report.notes.push(note.to_owned());
-    }
-    let outcome = match settings.scenario {
-        Scenario::Seed => seed::run(&choice, &settings, &mut report).await,
-        Scenario::Sustained => sustained::run(&choice, &settings, &mut report).await,
-        Scenario::C1m => c1m::run(&choice, &settings, &mut report).await,
-        Scenario::Api => api::run(&choice, &settings, &mut report).await,
-    };
-    let shutdown = choice.shutdown().await;
-    outcome?;
-    shutdown?;
-    report::print_targets(&mut report);
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).context("serializing the results")?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("writing the results to {}", path.display()))?;
-        println!("results written to {}", path.display());
-    }
-    Ok(())
 }

@@ -3,9 +3,10 @@
 //! submits from 100 client connections, timed until all 100 are placed (not just
 //! accepted); (2) batch submits of 500 from 4 clients, placements per second.
 
-use super::Settings;
+use super::args::Settings;
 use super::fleet::{self, REQUEST};
-use super::report::{BenchReport, percentile};
+use super::percentile::percentile;
+use super::report::{ApiResult, BenchReport};
 use super::store_choice::StoreChoice;
 use anyhow::Context;
 use berth_api::{Client, ContainerSpec};
@@ -24,25 +25,6 @@ const SINGLES: usize = 100;
 const BATCH: usize = 500;
 /// Clients sending batch submits at once.
 const BATCH_CLIENTS: usize = 4;
-
-/// The API scenario's results (in the JSON under `api`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ApiResult {
-    /// Workers in the fleet.
-    pub workers: usize,
-    /// Single submits: repetitions measured (after one warm-up).
-    pub repetitions: usize,
-    /// Single submits: time until all 100 were placed, p50, min and max, in ms.
-    pub singles_p50_ms: f64,
-    /// See `singles_p50_ms`.
-    pub singles_min_ms: f64,
-    /// See `singles_p50_ms`.
-    pub singles_max_ms: f64,
-    /// Batch submits: requests placed.
-    pub batch_requests: usize,
-    /// Batch submits: placements per second (first submit to last placement).
-    pub batch_placements_per_sec: f64,
-}
 
 /// A server with its engine, on a fresh namespace of the chosen store.
 struct Running {

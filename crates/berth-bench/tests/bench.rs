@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const REQUIRED: [&str; 18] = [
@@ -27,8 +28,29 @@ const REQUIRED: [&str; 18] = [
     "placements_per_sec",
 ];
 
+/// `berth bench` is the bench's front door, so these tests run the `berth` binary: the one
+/// `cargo build -p berth` puts in this test's target directory, with this test's profile.
 fn berth() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
+    let exe = std::env::current_exe().unwrap();
+    // TARGET/PROFILE/deps/bench-HASH
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .args(["build", "--quiet", "-p", "berth", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    assert!(
+        build.status().unwrap().success(),
+        "cargo build -p berth failed"
+    );
+    let binary: PathBuf = profile_dir.join("berth");
+    Command::new(binary)
 }
 
 #[test]

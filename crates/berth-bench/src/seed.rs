@@ -3,21 +3,26 @@
 //! after a warm-up, each on a fresh fleet (a fresh namespace, a fresh engine).
 //!
 //! One repetition: register the fleet (not timed, not delayed), start an engine on the
-//! namespace through a [`DelayedStore`], let it settle into its idle wait on the intake,
+//! namespace through a [`SimulatedRttStore`], let it settle into its idle wait on the intake,
 //! then submit every request in one `submit_many` and wait for every ticket. The time runs
 //! from just before the submit to the last outcome. Counters are the differences over that
 //! window (see [`super::report`] for exactly what each row counts).
 
+use super::args::{Scenario, Settings};
 use super::fleet::{self, SEED_WORKER};
+use super::format::ms;
+use super::percentile::percentile;
 use super::progress;
-use super::report::{self, BenchReport, RoundTrips, RunResult};
+use super::report::{BenchReport, RoundTrips, RunResult};
+use super::seed_tables::print_seed;
 use super::store_choice::StoreChoice;
-use super::{Scenario, Settings};
+use crate::simulated_rtt::{DelaySnapshot, Op, SimulatedRttStore};
 use anyhow::{Context, bail};
+use berth_core::WorkerId;
 use berth_engine::{Engine, EngineConfig, EngineStatsSnapshot, Outcome, Strategy};
-use berth_store::latency::{DelaySnapshot, Op};
 use berth_store::prelude::*;
-use berth_store::{CheckOptions, DelayedStore, StatsSnapshot, Store};
+use berth_store::{CheckOptions, StatsSnapshot, Store};
+use indicatif::ProgressBar;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,19 +47,21 @@ struct Rep {
     process_cpu: Option<Duration>,
 }
 
+/// Measured repetitions of `strategy` at `rtt`: fewer for serial at a non-zero rtt if asked.
+fn reps_of(settings: &Settings, strategy: Strategy, rtt: Duration) -> usize {
+    if strategy == Strategy::Serial && !rtt.is_zero() {
+        settings.serial_repetitions
+    } else {
+        settings.repetitions
+    }
+}
+
 /// Runs the seed scenario and prints its tables.
 pub async fn run(
     choice: &StoreChoice,
     settings: &Settings,
     report: &mut BenchReport,
 ) -> anyhow::Result<()> {
-    let reps_of = |strategy: Strategy, rtt: Duration| {
-        if strategy == Strategy::Serial && !rtt.is_zero() {
-            settings.serial_repetitions
-        } else {
-            settings.repetitions
-        }
-    };
     let total: usize = settings
         .rtts
         .iter()
@@ -63,46 +70,14 @@ pub async fn run(
                 * settings
                     .strategies
                     .iter()
-                    .map(|&s| 1 + reps_of(s, rtt))
+                    .map(|&s| 1 + reps_of(settings, s, rtt))
                     .sum::<usize>()
         })
         .sum();
     let bar = progress::bar(total as u64, "seed");
     for &rtt in &settings.rtts {
         for &workers in &settings.fleets {
-            let mut reps: HashMap<Strategy, Vec<Rep>> = HashMap::new();
-            let rounds = settings
-                .strategies
-                .iter()
-                .map(|&s| reps_of(s, rtt))
-                .max()
-                .unwrap_or(0);
-            // Warm-up first, then the repetitions interleaved across strategies, so that
-            // drift of the machine affects every strategy alike.
-            for round in 0..=rounds {
-                for &strategy in &settings.strategies {
-                    if round > reps_of(strategy, rtt) {
-                        continue;
-                    }
-                    bar.set_message(format!(
-                        "{strategy}, {workers} workers, rtt {} ms",
-                        report::ms(rtt)
-                    ));
-                    let tag = format!("r{round}");
-                    let rep = repetition(choice, strategy, rtt, workers, settings, &tag)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "seed scenario: {strategy} on {workers} workers at rtt {} ms",
-                                report::ms(rtt)
-                            )
-                        })?;
-                    if round > 0 {
-                        reps.entry(strategy).or_default().push(rep);
-                    }
-                    bar.inc(1);
-                }
-            }
+            let mut reps = repetitions(choice, settings, rtt, workers, &bar).await?;
             for &strategy in &settings.strategies {
                 let runs = reps.remove(&strategy).unwrap_or_default();
                 report.runs.push(summarize(
@@ -125,8 +100,49 @@ pub async fn run(
             settings.serial_repetitions, settings.repetitions
         ));
     }
-    report::print_seed(report, settings);
+    print_seed(report, settings);
     Ok(())
+}
+
+/// Every strategy's repetitions on one fleet size at one rtt. Warm-up first, then the
+/// repetitions interleaved across strategies, so that drift of the machine affects every
+/// strategy alike.
+async fn repetitions(
+    choice: &StoreChoice,
+    settings: &Settings,
+    rtt: Duration,
+    workers: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<HashMap<Strategy, Vec<Rep>>> {
+    let mut reps: HashMap<Strategy, Vec<Rep>> = HashMap::new();
+    let rounds = settings
+        .strategies
+        .iter()
+        .map(|&s| reps_of(settings, s, rtt))
+        .max()
+        .unwrap_or(0);
+    for round in 0..=rounds {
+        for &strategy in &settings.strategies {
+            if round > reps_of(settings, strategy, rtt) {
+                continue;
+            }
+            bar.set_message(format!("{strategy}, {workers} workers, rtt {} ms", ms(rtt)));
+            let tag = format!("r{round}");
+            let rep = repetition(choice, strategy, rtt, workers, settings, &tag)
+                .await
+                .with_context(|| {
+                    format!(
+                        "seed scenario: {strategy} on {workers} workers at rtt {} ms",
+                        ms(rtt)
+                    )
+                })?;
+            if round > 0 {
+                reps.entry(strategy).or_default().push(rep);
+            }
+            bar.inc(1);
+        }
+    }
+    Ok(reps)
 }
 
 /// One repetition on a fresh fleet.
@@ -141,7 +157,7 @@ async fn repetition(
     let namespace = choice.namespace();
     let inner = choice.connect(&namespace).await?;
     let ids = fleet::register(&*inner, workers, SEED_WORKER).await?;
-    let store = Arc::new(DelayedStore::new(inner.clone(), rtt));
+    let store = Arc::new(SimulatedRttStore::new(inner.clone(), rtt));
     let config = EngineConfig {
         strategy,
         replica: "bench-0".to_owned(),
@@ -177,6 +193,23 @@ async fn repetition(
     drop(inner);
     drop(store);
     choice.cleanup(namespace).await?;
+    let (placed, failed, per_worker) = tally(&ids, outcomes);
+    Ok(Rep {
+        total,
+        mean_latency,
+        placed,
+        failed,
+        per_worker,
+        delays,
+        store: stats,
+        engine: engine_stats,
+        redis_cpu: redis1.zip(redis0).map(|(b, a)| b.saturating_sub(a)),
+        process_cpu: process1.zip(process0).map(|(b, a)| b.saturating_sub(a)),
+    })
+}
+
+/// Placed and failed requests, and containers per worker in the order of `ids`.
+fn tally(ids: &[WorkerId], outcomes: Vec<Outcome>) -> (usize, usize, Vec<usize>) {
     let index: HashMap<_, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
     let mut per_worker = vec![0; ids.len()];
     let (mut placed, mut failed) = (0, 0);
@@ -194,18 +227,7 @@ async fn repetition(
             }
         }
     }
-    Ok(Rep {
-        total,
-        mean_latency,
-        placed,
-        failed,
-        per_worker,
-        delays,
-        store: stats,
-        engine: engine_stats,
-        redis_cpu: redis1.zip(redis0).map(|(b, a)| b.saturating_sub(a)),
-        process_cpu: process1.zip(process0).map(|(b, a)| b.saturating_sub(a)),
-    })
+    (placed, failed, per_worker)
 }
 
 type Burst = (
@@ -221,7 +243,7 @@ type Burst = (
 /// just before the submit and just after the last outcome.
 async fn burst(
     engine: &Engine,
-    store: &DelayedStore<dyn Store>,
+    store: &SimulatedRttStore<dyn Store>,
     containers: usize,
     tag: &str,
     prefix: &str,
@@ -266,7 +288,8 @@ async fn burst(
     ))
 }
 
-/// Averages the repetitions of one strategy on one fleet size at one rtt.
+/// Averages the repetitions of one strategy on one fleet size at one rtt: its times here,
+/// its counts in [`counts`].
 fn summarize(
     strategy: Strategy,
     rtt: Duration,
@@ -275,33 +298,9 @@ fn summarize(
     reps: &[Rep],
 ) -> RunResult {
     let n = reps.len().max(1) as f64;
-    let avg = |f: &dyn Fn(&Rep) -> f64| reps.iter().map(f).sum::<f64>() / n;
     let mut times: Vec<f64> = reps.iter().map(|r| r.total.as_secs_f64() * 1e3).collect();
     times.sort_by(f64::total_cmp);
-    let p50 = report::percentile(&times, 50.0);
-    let trips = |r: &Rep, ops: &[Op]| {
-        ops.iter()
-            .map(|&op| r.delays.round_trips_of(op))
-            .sum::<u64>() as f64
-    };
-    let round_trips = RoundTrips {
-        reads: avg(&|r| trips(r, &[Op::Workers, Op::Worker, Op::Owners])),
-        locks: avg(&|r| trips(r, &[Op::LockWorker, Op::UnlockWorker])),
-        commits: avg(&|r| trips(r, &[Op::Commit, Op::CommitLocked])),
-        settle: avg(&|r| trips(r, &[Op::Settle, Op::Release])),
-        intake: avg(&|r| trips(r, &[Op::Submit, Op::Claim])),
-        other: avg(&|r| {
-            trips(
-                r,
-                &[Op::PromoteDue, Op::BacklogLen, Op::Container, Op::Check],
-            )
-        }),
-    };
-    let attempts = |r: &Rep| (r.store.lock_acquisitions + r.store.lock_collisions) as f64;
-    let collisions = avg(&|r| r.store.lock_collisions as f64);
-    let lock_attempts = avg(&attempts);
-    let fleet_reads = avg(&|r| r.delays.calls(Op::Workers) as f64);
-    let last = reps.last();
+    let p50 = percentile(&times, 50.0);
     RunResult {
         scenario: Scenario::Seed.as_str(),
         strategy: strategy.to_string(),
@@ -315,47 +314,81 @@ fn summarize(
         min_ms: times.first().copied().unwrap_or(0.0),
         max_ms: times.last().copied().unwrap_or(0.0),
         mean_ms: times.iter().sum::<f64>() / n,
-        avg_container_ms: avg(&|r| r.mean_latency.as_secs_f64() * 1e3),
+        avg_container_ms: avg(reps, |r| r.mean_latency.as_secs_f64() * 1e3),
+        placements_per_sec: if p50 > 0.0 {
+            containers as f64 / (p50 / 1e3)
+        } else {
+            0.0
+        },
+        times_ms: reps.iter().map(|r| r.total.as_secs_f64() * 1e3).collect(),
+        redis_cpu_ms: average_cpu(reps.iter().map(|r| r.redis_cpu)),
+        process_cpu_ms: average_cpu(reps.iter().map(|r| r.process_cpu)),
+        complete: true,
+        ..counts(containers, reps)
+    }
+}
+
+/// The mean of `figure` over the repetitions (over 1 when there are none).
+fn avg(reps: &[Rep], figure: impl Fn(&Rep) -> f64) -> f64 {
+    reps.iter().map(figure).sum::<f64>() / reps.len().max(1) as f64
+}
+
+/// The counts of a seed row, averaged over the repetitions: round trips, reads, locks,
+/// the cache, placements and the simulated network.
+fn counts(containers: usize, reps: &[Rep]) -> RunResult {
+    let trips = |r: &Rep, ops: &[Op]| {
+        ops.iter()
+            .map(|&op| r.delays.round_trips_of(op))
+            .sum::<u64>() as f64
+    };
+    let round_trips =
+        RoundTrips::by_kind(|ops| avg(reps, |r| trips(r, ops)), &[Op::Submit, Op::Claim]);
+    let attempts = |r: &Rep| (r.store.lock_acquisitions + r.store.lock_collisions) as f64;
+    let collisions = avg(reps, |r| r.store.lock_collisions as f64);
+    let lock_attempts = avg(reps, attempts);
+    let fleet_reads = avg(reps, |r| r.delays.calls(Op::Workers) as f64);
+    let reads = |r: &Rep| {
+        (r.delays.calls(Op::Workers) + r.delays.calls(Op::Worker) + r.delays.calls(Op::Owners))
+            as f64
+    };
+    RunResult {
         round_trips: round_trips.scheduler(),
         round_trips_detail: round_trips,
-        store_round_trips: avg(&|r| r.store.round_trips as f64),
-        commands: avg(&|r| r.store.commands as f64),
-        script_calls: avg(&|r| r.store.script_calls as f64),
-        redis_reads: avg(&|r| {
-            (r.delays.calls(Op::Workers) + r.delays.calls(Op::Worker) + r.delays.calls(Op::Owners))
-                as f64
-        }),
-        worker_records_read: avg(&|r| r.store.worker_reads as f64),
-        lock_acquisitions: avg(&|r| r.store.lock_acquisitions as f64),
+        store_round_trips: avg(reps, |r| r.store.round_trips as f64),
+        commands: avg(reps, |r| r.store.commands as f64),
+        script_calls: avg(reps, |r| r.store.script_calls as f64),
+        redis_reads: avg(reps, reads),
+        worker_records_read: avg(reps, |r| r.store.worker_reads as f64),
+        lock_acquisitions: avg(reps, |r| r.store.lock_acquisitions as f64),
         lock_collisions: collisions,
         lock_collision_rate: if lock_attempts > 0.0 {
             collisions / lock_attempts
         } else {
             0.0
         },
-        version_conflicts: avg(&|r| r.engine.version_conflicts as f64),
+        version_conflicts: avg(reps, |r| r.engine.version_conflicts as f64),
         cache_hit_rate: (1.0 - fleet_reads / containers.max(1) as f64).max(0.0),
-        engine_cache_hits: avg(&|r| r.engine.cache_hits as f64),
-        engine_cache_misses: avg(&|r| r.engine.cache_misses as f64),
-        per_worker_min: avg(&|r| r.per_worker.iter().copied().min().unwrap_or(0) as f64),
-        per_worker_max: avg(&|r| r.per_worker.iter().copied().max().unwrap_or(0) as f64),
-        touched_workers: avg(&|r| r.per_worker.iter().filter(|&&c| c > 0).count() as f64),
-        distribution: last.map(|r| r.per_worker.clone()).unwrap_or_default(),
-        placements_per_sec: if p50 > 0.0 {
-            containers as f64 / (p50 / 1e3)
-        } else {
-            0.0
-        },
-        placed: avg(&|r| r.placed as f64),
-        failed: avg(&|r| r.failed as f64),
+        engine_cache_hits: avg(reps, |r| r.engine.cache_hits as f64),
+        engine_cache_misses: avg(reps, |r| r.engine.cache_misses as f64),
+        per_worker_min: avg(reps, |r| {
+            r.per_worker.iter().copied().min().unwrap_or(0) as f64
+        }),
+        per_worker_max: avg(reps, |r| {
+            r.per_worker.iter().copied().max().unwrap_or(0) as f64
+        }),
+        touched_workers: avg(reps, |r| {
+            r.per_worker.iter().filter(|&&c| c > 0).count() as f64
+        }),
+        distribution: reps
+            .last()
+            .map(|r| r.per_worker.clone())
+            .unwrap_or_default(),
+        placed: avg(reps, |r| r.placed as f64),
+        failed: avg(reps, |r| r.failed as f64),
         all_placed: !reps.is_empty() && reps.iter().all(|r| r.placed == containers),
-        simulated_round_trips: avg(&|r| r.delays.round_trips as f64),
-        simulated_network_ms: avg(&|r| r.delays.simulated.as_secs_f64() * 1e3),
-        slept_ms: avg(&|r| r.delays.slept.as_secs_f64() * 1e3),
-        times_ms: reps.iter().map(|r| r.total.as_secs_f64() * 1e3).collect(),
-        redis_cpu_ms: average_cpu(reps.iter().map(|r| r.redis_cpu)),
-        process_cpu_ms: average_cpu(reps.iter().map(|r| r.process_cpu)),
-        complete: true,
+        simulated_round_trips: avg(reps, |r| r.delays.round_trips as f64),
+        simulated_network_ms: avg(reps, |r| r.delays.simulated.as_secs_f64() * 1e3),
+        slept_ms: avg(reps, |r| r.delays.slept.as_secs_f64() * 1e3),
         ..RunResult::default()
     }
 }

@@ -1,0 +1,236 @@
+//! The operations [`SimulatedRttStore`](super::SimulatedRttStore) counts, the round trips
+//! each makes on Redis, and a snapshot of the counts.
+
+use std::time::Duration;
+
+/// One operation of the [`Store`](berth_store::Store) trait, as
+/// [`SimulatedRttStore`](super::SimulatedRttStore) counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// [`berth_store::Store::register_worker`].
+    RegisterWorker,
+    /// [`berth_store::Store::heartbeat`].
+    Heartbeat,
+    /// [`berth_store::Store::set_worker_status`].
+    SetWorkerStatus,
+    /// [`berth_store::Store::worker`].
+    Worker,
+    /// [`berth_store::Store::workers`].
+    Workers,
+    /// [`berth_store::Store::commit`].
+    Commit,
+    /// [`berth_store::Store::lock_worker`].
+    LockWorker,
+    /// [`berth_store::Store::commit_locked`].
+    CommitLocked,
+    /// [`berth_store::Store::unlock_worker`].
+    UnlockWorker,
+    /// [`berth_store::Store::release`].
+    Release,
+    /// [`berth_store::Store::assignments`].
+    Assignments,
+    /// [`berth_store::Store::ack_assignment`].
+    AckAssignment,
+    /// [`berth_store::Store::submit`].
+    Submit,
+    /// [`berth_store::Store::container`].
+    Container,
+    /// [`berth_store::Store::transition`].
+    Transition,
+    /// [`berth_store::Store::claim`].
+    Claim,
+    /// [`berth_store::Store::settle`].
+    Settle,
+    /// [`berth_store::Store::promote_due`].
+    PromoteDue,
+    /// [`berth_store::Store::owners`].
+    Owners,
+    /// [`berth_store::Store::unmet_demand`].
+    UnmetDemand,
+    /// [`berth_store::Store::claim_provisioning`].
+    ClaimProvisioning,
+    /// [`berth_store::Store::heartbeats`].
+    Heartbeats,
+    /// [`berth_store::Store::deregister_worker`].
+    DeregisterWorker,
+    /// [`berth_store::Store::containers`].
+    Containers,
+    /// [`berth_store::Store::append_logs`].
+    AppendLogs,
+    /// [`berth_store::Store::logs`].
+    Logs,
+    /// [`berth_store::Store::cancel`].
+    Cancel,
+    /// [`berth_store::Store::cancel_requested`].
+    CancelRequested,
+    /// [`berth_store::Store::reclaim`].
+    Reclaim,
+    /// [`berth_store::Store::owned`].
+    Owned,
+    /// [`berth_store::Store::backlog_len`].
+    BacklogLen,
+    /// [`berth_store::Store::check`].
+    Check,
+}
+
+/// The number of [`Op`]s.
+pub(super) const OPS: usize = 32;
+
+impl Op {
+    /// Every operation, in declaration order.
+    pub const ALL: [Op; OPS] = [
+        Op::RegisterWorker,
+        Op::Heartbeat,
+        Op::SetWorkerStatus,
+        Op::Worker,
+        Op::Workers,
+        Op::Commit,
+        Op::LockWorker,
+        Op::CommitLocked,
+        Op::UnlockWorker,
+        Op::Release,
+        Op::Assignments,
+        Op::AckAssignment,
+        Op::Submit,
+        Op::Container,
+        Op::Transition,
+        Op::Claim,
+        Op::Settle,
+        Op::PromoteDue,
+        Op::Owners,
+        Op::UnmetDemand,
+        Op::ClaimProvisioning,
+        Op::Heartbeats,
+        Op::DeregisterWorker,
+        Op::Containers,
+        Op::AppendLogs,
+        Op::Logs,
+        Op::Cancel,
+        Op::CancelRequested,
+        Op::Reclaim,
+        Op::Owned,
+        Op::BacklogLen,
+        Op::Check,
+    ];
+
+    /// The trait method's name, e.g. `lock_worker`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::RegisterWorker => "register_worker",
+            Op::Heartbeat => "heartbeat",
+            Op::SetWorkerStatus => "set_worker_status",
+            Op::Worker => "worker",
+            Op::Workers => "workers",
+            Op::Commit => "commit",
+            Op::LockWorker => "lock_worker",
+            Op::CommitLocked => "commit_locked",
+            Op::UnlockWorker => "unlock_worker",
+            Op::Release => "release",
+            Op::Assignments => "assignments",
+            Op::AckAssignment => "ack_assignment",
+            Op::Submit => "submit",
+            Op::Container => "container",
+            Op::Transition => "transition",
+            Op::Claim => "claim",
+            Op::Settle => "settle",
+            Op::PromoteDue => "promote_due",
+            Op::Owners => "owners",
+            Op::UnmetDemand => "unmet_demand",
+            Op::ClaimProvisioning => "claim_provisioning",
+            Op::Heartbeats => "heartbeats",
+            Op::DeregisterWorker => "deregister_worker",
+            Op::Containers => "containers",
+            Op::AppendLogs => "append_logs",
+            Op::Logs => "logs",
+            Op::Cancel => "cancel",
+            Op::CancelRequested => "cancel_requested",
+            Op::Reclaim => "reclaim",
+            Op::Owned => "owned",
+            Op::BacklogLen => "backlog_len",
+            Op::Check => "check",
+        }
+    }
+
+    /// The round trips one non-empty call makes on a standalone Redis, as simulated (see
+    /// the module documentation): 2 for [`Op::Workers`], [`Op::Owners`], [`Op::Heartbeats`]
+    /// and [`Op::Containers`], 1 for every other operation.
+    pub fn round_trips(self) -> u64 {
+        match self {
+            Op::Workers | Op::Owners | Op::Heartbeats | Op::Containers => 2,
+            _ => 1,
+        }
+    }
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A copy of a [`SimulatedRttStore`](super::SimulatedRttStore)'s counters at one moment; subtract two to measure an
+/// interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelaySnapshot {
+    pub(super) calls: [u64; OPS],
+    pub(super) trips: [u64; OPS],
+    /// Simulated round trips, all operations together.
+    pub round_trips: u64,
+    /// The delay asked for: simulated round trips times `rtt`, summed over calls.
+    pub simulated: Duration,
+    /// The delay actually slept, summed over calls (the timer wakes a little late).
+    pub slept: Duration,
+}
+
+impl Default for DelaySnapshot {
+    fn default() -> Self {
+        DelaySnapshot {
+            calls: [0; OPS],
+            trips: [0; OPS],
+            round_trips: 0,
+            simulated: Duration::ZERO,
+            slept: Duration::ZERO,
+        }
+    }
+}
+
+impl DelaySnapshot {
+    /// Calls of `op`.
+    pub fn calls(&self, op: Op) -> u64 {
+        self.calls[op.index()]
+    }
+
+    /// Simulated round trips of `op` (calls times [`Op::round_trips`], empty calls
+    /// excluded).
+    pub fn round_trips_of(&self, op: Op) -> u64 {
+        self.trips[op.index()]
+    }
+
+    /// The counts of `self` and `other` together (e.g. of several replicas' stores).
+    pub fn plus(&self, other: &DelaySnapshot) -> DelaySnapshot {
+        self.combine(other, u64::saturating_add, Duration::saturating_add)
+    }
+
+    /// The counts between `earlier` and `self`.
+    pub fn since(&self, earlier: &DelaySnapshot) -> DelaySnapshot {
+        self.combine(earlier, u64::saturating_sub, Duration::saturating_sub)
+    }
+
+    /// Every count of `self` with the same count of `other`, by `count` and `time`.
+    fn combine(
+        &self,
+        other: &DelaySnapshot,
+        count: fn(u64, u64) -> u64,
+        time: fn(Duration, Duration) -> Duration,
+    ) -> DelaySnapshot {
+        let mut out = DelaySnapshot {
+            round_trips: count(self.round_trips, other.round_trips),
+            simulated: time(self.simulated, other.simulated),
+            slept: time(self.slept, other.slept),
+            ..DelaySnapshot::default()
+        };
+        for i in 0..OPS {
+            out.calls[i] = count(self.calls[i], other.calls[i]);
+            out.trips[i] = count(self.trips[i], other.trips[i]);
+        }
+        out
+    }
+}
