@@ -3,7 +3,7 @@
 //! replanned after a lost race, deferred to the backlog with capped exponential backoff, or
 //! failed with a reason. While one batch is planned and committed, the next is claimed.
 
-use crate::cache::WorkerCache;
+use crate::cache::{FleetView, WorkerCache};
 use crate::clock::Clock;
 use crate::provision::{self, PoolController};
 use crate::stats::{Counter, EngineStats};
@@ -41,6 +41,8 @@ struct Shared {
     /// Workers whose capacity changed outside this replica (a release by a worker's final
     /// report), read again before the next plan.
     changed: Mutex<Vec<WorkerId>>,
+    /// The worker cache's published fleet, for readers outside the loop.
+    fleet: Arc<FleetView>,
 }
 
 /// A running engine replica. Dropping it does not stop the loop: call [`Engine::shutdown`].
@@ -67,6 +69,7 @@ impl Engine {
     ) -> Engine {
         let shared = Arc::new(Shared {
             stats: Arc::new(EngineStats::new(config.strategy)),
+            fleet: Arc::new(FleetView::new(store.clone(), pools.clone())),
             store,
             config,
             pools,
@@ -159,6 +162,11 @@ impl Engine {
         self.shared.changed.lock().push(worker.clone());
     }
 
+    /// The fleet as this replica's worker cache last read it whole (for admission).
+    pub fn fleet(&self) -> &FleetView {
+        &self.shared.fleet
+    }
+
     /// The engine's clock (ms since the epoch, advancing with tokio's clock).
     pub fn now_ms(&self) -> u64 {
         self.shared.clock.now_ms()
@@ -208,6 +216,7 @@ async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         shared.config.cache_ttl,
         shared.pools.clone(),
         shared.stats.clone(),
+        shared.fleet.clone(),
     );
     let mut carry: Vec<(Claim, u32)> = Vec::new();
     let mut ahead: Vec<Claim> = Vec::new();
