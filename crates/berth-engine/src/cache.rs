@@ -2,10 +2,14 @@
 //! TTL (a backstop), updated write-through from every commit reply (which carries the
 //! worker's new state), and invalidated per worker when a commit is rejected without one.
 //! In the steady state planning borrows it without waiting on I/O and without copying it.
+//!
+//! Every whole reload is also published to the cache's [`FleetView`], which other tasks
+//! (admission: can a request ever fit?) read without touching the loop's working copy.
 
 use crate::stats::{Counter, EngineStats};
 use berth_core::{Pool, Snapshot, Worker, WorkerId};
 use berth_store::{Result, Store};
+use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,13 +26,21 @@ pub struct WorkerCache {
     loaded_at: Option<Instant>,
     stale: BTreeSet<WorkerId>,
     stats: Arc<EngineStats>,
+    /// Where whole reloads are published for other tasks.
+    view: Arc<FleetView>,
 }
 
 impl WorkerCache {
-    /// An empty cache of a fleet that may grow `pools`, reloading when older than `ttl` and
-    /// counting into `stats`.
-    pub fn new(ttl: Duration, pools: Vec<Pool>, stats: Arc<EngineStats>) -> WorkerCache {
+    /// An empty cache of a fleet that may grow `pools`, reloading when older than `ttl`,
+    /// counting into `stats` and publishing its whole reloads to `view`.
+    pub fn new(
+        ttl: Duration,
+        pools: Vec<Pool>,
+        stats: Arc<EngineStats>,
+        view: Arc<FleetView>,
+    ) -> WorkerCache {
         WorkerCache {
+            view,
             ttl,
             snapshot: Snapshot {
                 workers: Vec::new(),
@@ -57,10 +69,13 @@ impl WorkerCache {
 
     async fn reload(&mut self, store: &dyn Store) -> Result<()> {
         self.count(false);
+        let generation = self.view.generation();
         self.snapshot.workers = store.workers().await?;
         self.reindex();
         self.loaded_at = Some(Instant::now());
         self.stale.clear();
+        self.view
+            .publish(generation, Arc::new(self.snapshot.clone()));
         Ok(())
     }
 
@@ -139,5 +154,103 @@ impl WorkerCache {
             Counter::CacheMisses
         };
         self.stats.add(counter, 1);
+    }
+}
+
+/// The fleet as last read whole, shared with tasks outside the engine loop: the loop
+/// publishes each whole reload of its [`WorkerCache`], and a reader that finds the published
+/// fleet too old (or invalidated) reads it once for everyone waiting. Free capacity in it
+/// may lag (commit replies update only the loop's copy); what does not change between
+/// reads (pools, totals, GPU types, statuses) is as of the read.
+pub struct FleetView {
+    store: Arc<dyn Store>,
+    pools: Vec<Pool>,
+    published: Mutex<Published>,
+    /// Held while a reader reads the fleet; the others wait on it, then take what it read.
+    reading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Published {
+    /// Bumped by every invalidation: a read that began before one is not kept.
+    generation: u64,
+    /// When it was read, its generation, and the fleet.
+    fleet: Option<(Instant, u64, Arc<Snapshot>)>,
+}
+
+impl Published {
+    fn younger_than(&self, age: Duration) -> Option<Arc<Snapshot>> {
+        match &self.fleet {
+            Some((at, generation, fleet))
+                if *generation == self.generation && at.elapsed() < age =>
+            {
+                Some(fleet.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for FleetView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetView")
+            .field("pools", &self.pools)
+            .field("published", &self.published)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetView {
+    /// An empty view of the fleet in `store`, which may grow `pools`.
+    pub fn new(store: Arc<dyn Store>, pools: Vec<Pool>) -> FleetView {
+        FleetView {
+            store,
+            pools,
+            published: Mutex::new(Published::default()),
+            reading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The fleet read less than `max_age` ago and not invalidated since; otherwise reads it
+    /// again (one reader at a time: concurrent callers share the read) and publishes it.
+    pub async fn snapshot(&self, max_age: Duration) -> Result<Arc<Snapshot>> {
+        if let Some(fleet) = self.published.lock().younger_than(max_age) {
+            return Ok(fleet);
+        }
+        let _reading = self.reading.lock().await;
+        let generation = {
+            let published = self.published.lock();
+            if let Some(fleet) = published.younger_than(max_age) {
+                return Ok(fleet);
+            }
+            published.generation
+        };
+        let fleet = Arc::new(Snapshot {
+            workers: self.store.workers().await?,
+            pools: self.pools.clone(),
+        });
+        self.publish(generation, fleet.clone());
+        Ok(fleet)
+    }
+
+    /// Forgets the published fleet, including a read in flight (a worker registered, left
+    /// or changed status).
+    pub fn invalidate(&self) {
+        let mut published = self.published.lock();
+        published.generation += 1;
+        published.fleet = None;
+    }
+
+    fn generation(&self) -> u64 {
+        self.published.lock().generation
+    }
+
+    /// Publishes `fleet`, read when the generation was `generation`, unless an
+    /// invalidation came since.
+    fn publish(&self, generation: u64, fleet: Arc<Snapshot>) {
+        let mut published = self.published.lock();
+        if published.generation == generation {
+            published.fleet = Some((Instant::now(), generation, fleet));
+        }
     }
 }

@@ -9,6 +9,7 @@
 mod batch_loop;
 mod settle;
 
+use crate::cache::FleetView;
 use crate::clock::Clock;
 use crate::provision::PoolController;
 use crate::stats::EngineStats;
@@ -43,6 +44,8 @@ struct Shared {
     /// Workers whose capacity changed outside this replica (a release by a worker's final
     /// report), read again before the next plan.
     changed: Mutex<Vec<WorkerId>>,
+    /// The worker cache's published fleet, for readers outside the loop.
+    fleet: Arc<FleetView>,
 }
 
 /// A running engine replica. Dropping it does not stop the loop: call [`Engine::shutdown`].
@@ -69,6 +72,7 @@ impl Engine {
     ) -> Engine {
         let shared = Arc::new(Shared {
             stats: Arc::new(EngineStats::new(config.strategy)),
+            fleet: Arc::new(FleetView::new(store.clone(), pools.clone())),
             store,
             config,
             pools,
@@ -159,6 +163,11 @@ impl Engine {
     /// at once instead of after the cache's TTL.
     pub fn capacity_changed(&self, worker: &WorkerId) {
         self.shared.changed.lock().push(worker.clone());
+    }
+
+    /// The fleet as this replica's worker cache last read it whole (for admission).
+    pub fn fleet(&self) -> &FleetView {
+        &self.shared.fleet
     }
 
     /// The engine's clock (ms since the epoch, advancing with tokio's clock).

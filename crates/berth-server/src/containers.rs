@@ -12,10 +12,9 @@ use berth_api::{
     ApiError, BatchSubmit, BatchSubmitResponse, ContainerList, ContainerSpec, ContainerView,
     ErrorBody, ErrorCode, LogsView, ReportedState, StatusReport, SubmitResponse,
 };
-use berth_core::{ContainerId, ContainerRequest, UnplacedReason, WorkerId};
-use berth_store::{
-    AttemptId, ContainerRecord, ContainerState, ReleaseOutcome, SubmitOutcome, Transition,
-};
+use berth_core::{ContainerId, ContainerRequest};
+use berth_protocol::{ProtocolError, Report, ReportKind, Reported};
+use berth_store::{ContainerRecord, ContainerState, SubmitOutcome};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +23,6 @@ use std::time::Duration;
 pub const MAX_BATCH: usize = 10_000;
 /// The most containers one listing returns.
 pub const MAX_LIST: u64 = 1000;
-/// The longest reason a worker may give, in bytes.
-pub const MAX_REASON_LEN: usize = 1024;
 
 type Shared = State<Arc<AppState>>;
 
@@ -116,89 +113,36 @@ fn generated_id() -> Result<ContainerId, HttpError> {
     ContainerId::new(format!("c-{}", berth_store::new_attempt())).map_err(HttpError::internal)
 }
 
-/// Refuses requests no worker or pool could ever run (unless they exist already: then they
-/// are duplicates), then submits the rest in one store operation.
+/// Submits `requests` through the protocol's admission; in a batch, a request that can
+/// never be placed is named by its position.
 async fn accept(
     state: &AppState,
     requests: Vec<ContainerRequest>,
     batch: bool,
 ) -> Result<Vec<SubmitResponse>, HttpError> {
-    let snapshot = state.snapshot().await?;
-    let plan = berth_core::plan(&snapshot, &requests);
-    let mut existing: Vec<Option<ContainerState>> = vec![None; requests.len()];
-    for unplaced in &plan.unplaced {
-        let permanent = matches!(
-            unplaced.reason,
-            UnplacedReason::NeverFits | UnplacedReason::NoMatchingPool | UnplacedReason::Invalid(_)
-        );
-        if !permanent {
-            continue;
-        }
-        if let Some(record) = state.store.container(&unplaced.container).await? {
-            existing[unplaced.request] = Some(record.state);
-            continue;
-        }
-        metrics::counter!("berth_api_submits_total", "outcome" => "unplaceable").increment(1);
-        let error = ApiError::new(
-            ErrorCode::Unplaceable,
-            None,
-            format!(
-                "container {} can never be placed: {}; nothing was written",
-                unplaced.container, unplaced.reason
-            ),
-        );
-        let error = if batch {
-            error.under(&format!("containers[{}]", unplaced.request))
-        } else {
-            error
-        };
-        return Err(error.into());
-    }
-    let mut results: Vec<Option<SubmitResponse>> = vec![None; requests.len()];
-    let mut fresh = Vec::with_capacity(requests.len());
-    let mut fresh_at = Vec::with_capacity(requests.len());
-    for (index, (request, existing)) in requests.into_iter().zip(existing).enumerate() {
-        match existing {
-            Some(state) => {
-                results[index] = Some(response(&request.id, &SubmitOutcome::Duplicate(state)))
+    let ids: Vec<ContainerId> = requests.iter().map(|r| r.id.clone()).collect();
+    let outcomes = state
+        .protocol
+        .submit(requests)
+        .await
+        .map_err(|error| match error {
+            ProtocolError::Unplaceable { index, .. } if batch => {
+                let error = ApiError::new(ErrorCode::Unplaceable, None, error.to_string());
+                error.under(&format!("containers[{index}]")).into()
             }
-            None => {
-                fresh_at.push(index);
-                fresh.push(request);
-            }
-        }
-    }
-    let outcomes = if fresh.is_empty() {
-        Vec::new()
-    } else {
-        state.store.submit(&fresh).await?
-    };
-    if outcomes.len() != fresh.len() {
-        return Err(HttpError::internal(format!(
-            "the store answered {} outcomes for {} requests",
-            outcomes.len(),
-            fresh.len()
-        )));
-    }
-    for ((index, request), outcome) in fresh_at.into_iter().zip(&fresh).zip(&outcomes) {
-        results[index] = Some(response(&request.id, outcome));
-    }
-    results
-        .into_iter()
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| HttpError::internal("a submitted container got no outcome"))
+            error => HttpError::from(error),
+        })?;
+    Ok(ids.into_iter().zip(&outcomes).map(response).collect())
 }
 
-/// The answer for one submitted container, counted in the metrics.
-fn response(id: &ContainerId, outcome: &SubmitOutcome) -> SubmitResponse {
+/// The answer for one submitted container.
+fn response((id, outcome): (ContainerId, &SubmitOutcome)) -> SubmitResponse {
     let (state, duplicate) = match outcome {
         SubmitOutcome::Accepted => (ContainerState::Pending, false),
         SubmitOutcome::Duplicate(state) => (*state, true),
     };
-    let label = if duplicate { "duplicate" } else { "accepted" };
-    metrics::counter!("berth_api_submits_total", "outcome" => label).increment(1);
     SubmitResponse {
-        id: id.clone(),
+        id,
         state,
         duplicate,
     }
@@ -371,177 +315,18 @@ pub async fn report(
 ) -> Result<Json<ContainerView>, HttpError> {
     let id = container_id(&id)?;
     check_attempt("attempt", &report.attempt)?;
-    if let Some(reason) = &report.reason
-        && (reason.len() > MAX_REASON_LEN || reason.contains('\0'))
-    {
-        return Err(HttpError::invalid(
-            "reason",
-            format!("must be at most {MAX_REASON_LEN} bytes without NUL characters"),
-        ));
-    }
-    if report.exit_code.is_some() && report.state != ReportedState::Exited {
-        return Err(HttpError::invalid(
-            "exit_code",
-            "an exit code goes only with state exited",
-        ));
-    }
-    if report.state == ReportedState::Exited && report.exit_code.is_none() {
-        return Err(HttpError::invalid(
-            "exit_code",
-            "state exited needs an exit code",
-        ));
-    }
-    let (worker, attempt) = (&report.worker, &report.attempt);
-    fence(&state, worker, report.epoch).await?;
-    let record = read(&state, &id).await?;
-    let record = match report.state {
-        ReportedState::Running => {
-            let record = start(&state, &id, record, worker, attempt).await?;
-            if record.state != ContainerState::Running {
-                return Err(HttpError::conflict(format!(
-                    "container {id} is {} and cannot run any more{}; stop it",
-                    record.state,
-                    record
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                )));
-            }
-            if !holds(&record, worker, attempt) {
-                return Err(not_holder(&record, worker, attempt));
-            }
-            record
-        }
-        ReportedState::Exited => {
-            let exit_code = report.exit_code.unwrap_or_default();
-            start(&state, &id, record, worker, attempt).await?;
-            let exited = Transition::Exited {
-                worker: worker.clone(),
-                attempt: attempt.clone(),
-                exit_code,
-            };
-            state.store.transition(&id, &exited).await?
-        }
-        ReportedState::Failed => {
-            if !holds(&record, worker, attempt) {
-                return Err(not_holder(&record, worker, attempt));
-            }
-            let reason = report
-                .reason
-                .clone()
-                .unwrap_or_else(|| format!("failed on worker {worker}"));
-            state
-                .store
-                .transition(&id, &Transition::Failed { reason })
-                .await?
-        }
+    let kind = match report.state {
+        ReportedState::Running => ReportKind::Running,
+        ReportedState::Exited => ReportKind::Exited,
+        ReportedState::Failed => ReportKind::Failed,
     };
-    if !report.logs.is_empty() {
-        state
-            .store
-            .append_logs(&id, &report.logs, state.config.log_lines_kept)
-            .await?;
-    }
-    if report.state != ReportedState::Running && record.state.is_terminal() {
-        let epoch = Some(report.epoch);
-        let released = state
-            .store
-            .release(worker, &id, Some(attempt), epoch)
-            .await?;
-        if matches!(released, ReleaseOutcome::Released { .. }) {
-            state.engine.capacity_changed(worker);
-            wake_deferred(&state).await;
-        }
-    }
+    let report = Report {
+        reported: Reported::parse(kind, report.exit_code, report.reason)?,
+        worker: report.worker,
+        attempt: report.attempt,
+        epoch: report.epoch,
+        logs: report.logs,
+    };
+    let record = state.protocol.report(&id, &report).await?;
     Ok(Json(ContainerView::from(&record)))
-}
-
-/// Moves a container held by `worker` and `attempt` to running (from scheduled, or from
-/// pending when the worker holds a reservation its scheduler replica died before settling;
-/// the store refuses a worker or attempt that does not hold it). A running or ended record
-/// is returned as it is, for the caller to judge.
-async fn start(
-    state: &AppState,
-    id: &ContainerId,
-    record: ContainerRecord,
-    worker: &WorkerId,
-    attempt: &AttemptId,
-) -> Result<ContainerRecord, HttpError> {
-    let mut record = record;
-    if record.state == ContainerState::Pending {
-        let owned = state.store.owned(worker).await?;
-        let holds = owned
-            .iter()
-            .any(|o| o.container == *id && o.attempt == *attempt);
-        if !holds {
-            return Err(not_holder(&record, worker, attempt));
-        }
-        let adopt = Transition::Scheduled {
-            worker: worker.clone(),
-            attempt: attempt.clone(),
-        };
-        record = state.store.transition(id, &adopt).await?;
-    }
-    if record.state == ContainerState::Scheduled {
-        let running = Transition::Running {
-            worker: worker.clone(),
-            attempt: attempt.clone(),
-        };
-        record = state.store.transition(id, &running).await?;
-    }
-    Ok(record)
-}
-
-/// How many deferred requests a release wakes.
-pub const WAKE_ON_RELEASE: usize = 4;
-
-/// Far enough ahead to cover any backoff: [`wake_deferred`] takes the earliest due
-/// whatever their due time.
-const WAKE_HORIZON_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// Capacity was given back: moves the [`WAKE_ON_RELEASE`] earliest deferred requests to the
-/// intake now instead of at the end of their backoff, so that they are planned (older
-/// first, within a priority) alongside the fresh requests that would otherwise take the
-/// room before them, again and again under a steady load. This replica's engine was told to
-/// read the worker again; another replica that claims them sees the room once its cache is
-/// older than its `recheck_before_defer`. A request that still does not fit is deferred
-/// again. A failure only delays them to their due time.
-async fn wake_deferred(state: &AppState) {
-    let horizon = state.now_ms().saturating_add(WAKE_HORIZON_MS);
-    match state.store.promote_due(horizon, WAKE_ON_RELEASE).await {
-        Ok(woken) if woken > 0 => {
-            metrics::counter!("berth_deferred_woken_total").increment(woken as u64);
-        }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "waking deferred requests after a release failed"),
-    }
-}
-
-/// Refuses a report from a worker that is not registered under `epoch` (409
-/// `stale_epoch`). A read before the report's steps: what fences the record itself is the
-/// attempt, checked atomically by each transition, and the final release is fenced again
-/// atomically.
-async fn fence(state: &AppState, worker: &WorkerId, epoch: u64) -> Result<(), HttpError> {
-    let registered = state
-        .store
-        .worker(worker)
-        .await?
-        .ok_or_else(|| HttpError::not_found(format!("worker {worker} is not registered")))?;
-    Ok(berth_store::fence(&registered, epoch)?)
-}
-
-fn holds(record: &ContainerRecord, worker: &WorkerId, attempt: &AttemptId) -> bool {
-    record.worker.as_ref() == Some(worker) && record.attempt.as_ref() == Some(attempt)
-}
-
-fn not_holder(record: &ContainerRecord, worker: &WorkerId, attempt: &AttemptId) -> HttpError {
-    let holder = match (&record.worker, &record.attempt) {
-        (Some(w), Some(a)) => format!("worker {w} attempt {a}"),
-        _ => "no worker".to_owned(),
-    };
-    HttpError::conflict(format!(
-        "worker {worker} attempt {attempt} does not hold container {} (it is {}, held by {holder}); release the reservation instead",
-        record.request.id, record.state
-    ))
 }

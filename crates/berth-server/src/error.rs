@@ -1,11 +1,12 @@
 //! [`HttpError`]: every failure of a handler, answered as an [`ErrorBody`] with the status
 //! of its [`ErrorCode`]. Store errors map to 404, 400, 409 or (logged, with a generic
-//! message) 500.
+//! message) 500; protocol errors to 404, 409 (`stale_epoch` naming the epoch), 400 or 422.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_api::{ApiError, ErrorBody, ErrorCode};
+use berth_protocol::ProtocolError;
 use berth_store::StoreError;
 
 /// An error answer: a status and an [`ErrorBody`].
@@ -82,6 +83,30 @@ impl From<StoreError> for HttpError {
                 HttpError::new(ErrorCode::StaleEpoch, Some("epoch"), error.to_string())
             }
             _ => HttpError::internal(error),
+        }
+    }
+}
+
+impl From<ProtocolError> for HttpError {
+    fn from(error: ProtocolError) -> HttpError {
+        match error {
+            ProtocolError::UnknownWorker(_) | ProtocolError::UnknownContainer(_) => {
+                HttpError::not_found(error.to_string())
+            }
+            ProtocolError::StaleEpoch { .. } => {
+                HttpError::new(ErrorCode::StaleEpoch, Some("epoch"), error.to_string())
+            }
+            ProtocolError::NotHolder { .. }
+            | ProtocolError::CannotRun { .. }
+            | ProtocolError::StillHeld { .. } => HttpError::conflict(error.to_string()),
+            ProtocolError::InvalidArgument { field, message } => {
+                HttpError::new(ErrorCode::InvalidArgument, field.as_deref(), message)
+            }
+            ProtocolError::Unplaceable { .. } => {
+                HttpError::new(ErrorCode::Unplaceable, None, error.to_string())
+            }
+            ProtocolError::Inconsistent(_) => HttpError::internal(error),
+            ProtocolError::Store(error) => HttpError::from(error),
         }
     }
 }

@@ -13,26 +13,31 @@
 //! - [`install_metrics`]: the process's Prometheus recorder (installed once).
 //! - [`ApiDoc`]: the OpenAPI document, served at `/openapi.json`.
 //!
+//! The handlers parse, call [`berth_protocol::Protocol`] (the worker protocol, admission
+//! and the reaper live there, without HTTP) or the store, and map the answer and the
+//! errors to HTTP.
+//!
 //! Every error is an [`berth_api::ErrorBody`] with the status of its code: malformed input
 //! is a 400 naming the field, an oversize body a 413, a request that could never be placed
 //! a 422 (nothing written), never a 5xx. Store failures are 500 with a generic message; the
 //! detail goes to the log.
 //!
-//! Submits go to the store directly (one atomic step records and queues them); the engine
-//! replica claims them from there. (Going through [`berth_engine::Engine::submit`] would
-//! leave a waiter behind for every request another replica settles.)
+//! Submits go through admission to the store directly (one atomic step records and queues
+//! them); the engine replica claims them from there. (Going through
+//! [`berth_engine::Engine::submit`] would leave a waiter behind for every request another
+//! replica settles.)
 
 mod containers;
 mod error;
 mod extract;
 mod ops;
 mod reaper;
-mod reconcile;
 mod state;
 mod workers;
 
+pub use berth_protocol::ReapReport;
 pub use error::HttpError;
-pub use reaper::{ReapReport, reap_once, spawn_reaper};
+pub use reaper::{reap_once, spawn_reaper};
 pub use state::{AppState, ServerConfig};
 
 use axum::Router;

@@ -1,15 +1,13 @@
-//! The server's state: the store, the engine replica, the configured pools, the settings,
-//! the metrics handle, and a short-lived cache of the fleet used to refuse unplaceable
-//! submits.
+//! The server's state: the store, the engine replica, the worker protocol around them, the
+//! configured pools, the settings and the metrics handle.
 
-use berth_core::{Pool, Snapshot};
+use berth_core::Pool;
 use berth_engine::Engine;
+use berth_protocol::{Protocol, ProtocolConfig};
 use berth_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
-use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The service's settings.
@@ -26,8 +24,8 @@ pub struct ServerConfig {
     pub log_lines_kept: usize,
     /// The longest a worker's assignment long-poll may wait.
     pub long_poll_max: Duration,
-    /// How long the fleet read for checking submits is reused (registrations and status
-    /// changes through this server refresh it at once).
+    /// How long the engine's fleet read is reused for checking submits (registrations and
+    /// status changes through this server refresh it at once).
     pub fleet_cache_ttl: Duration,
 }
 
@@ -54,10 +52,19 @@ impl ServerConfig {
             .saturating_mul(2)
             .saturating_add(self.reaper_every.saturating_mul(2))
     }
+
+    /// The worker protocol's share of the settings.
+    pub fn protocol(&self) -> ProtocolConfig {
+        ProtocolConfig {
+            heartbeat_timeout: self.heartbeat_timeout,
+            log_lines_kept: self.log_lines_kept,
+            fleet_max_age: self.fleet_cache_ttl,
+        }
+    }
 }
 
 /// Everything a handler needs. Cheap to clone: clones share the store, the engine, the
-/// fleet cache and the shutdown signal.
+/// protocol and the shutdown signal.
 #[derive(Clone)]
 pub struct AppState {
     /// The shared state store.
@@ -70,7 +77,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// The process's Prometheus recorder, rendered at `/metrics`.
     pub metrics: PrometheusHandle,
-    pub(crate) fleet: Arc<FleetCache>,
+    /// The worker protocol on the same store and engine.
+    pub protocol: Arc<Protocol>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -93,11 +101,12 @@ impl AppState {
         pools: Vec<Pool>,
         config: ServerConfig,
     ) -> AppState {
+        let protocol = Protocol::new(store.clone(), engine.clone(), config.protocol());
         AppState {
             store,
             engine,
             pools,
-            fleet: Arc::new(FleetCache::new(config.fleet_cache_ttl)),
+            protocol: Arc::new(protocol),
             config,
             metrics: crate::install_metrics(),
             shutdown: CancellationToken::new(),
@@ -108,89 +117,6 @@ impl AppState {
     /// and heartbeats use).
     pub fn now_ms(&self) -> u64 {
         self.engine.now_ms()
-    }
-
-    /// The fleet as the submit check sees it: the workers (read at most every
-    /// `fleet_cache_ttl`) and the configured pools.
-    pub(crate) async fn snapshot(&self) -> berth_store::Result<Arc<Snapshot>> {
-        self.fleet.snapshot(&*self.store, &self.pools).await
-    }
-}
-
-/// The fleet, read at most once per TTL, and by one caller at a time: concurrent submits
-/// that find it expired wait for one read instead of each reading the whole fleet (a burst
-/// of submits on a cold cache would otherwise read it once per submit).
-#[derive(Debug)]
-pub(crate) struct FleetCache {
-    ttl: Duration,
-    cached: Mutex<Cached>,
-    /// Held while the fleet is read; the others wait on it, then take what it read.
-    reading: tokio::sync::Mutex<()>,
-}
-
-#[derive(Debug, Default)]
-struct Cached {
-    /// Bumped by every invalidation: a read that began before one is not kept.
-    generation: u64,
-    /// When it was read, its generation, and the fleet.
-    fleet: Option<(Instant, u64, Arc<Snapshot>)>,
-}
-
-impl Cached {
-    fn fresh(&self, ttl: Duration) -> Option<Arc<Snapshot>> {
-        match &self.fleet {
-            Some((at, generation, snapshot))
-                if *generation == self.generation && at.elapsed() < ttl =>
-            {
-                Some(snapshot.clone())
-            }
-            _ => None,
-        }
-    }
-}
-
-impl FleetCache {
-    fn new(ttl: Duration) -> FleetCache {
-        FleetCache {
-            ttl,
-            cached: Mutex::new(Cached::default()),
-            reading: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    async fn snapshot(
-        &self,
-        store: &dyn Store,
-        pools: &[Pool],
-    ) -> berth_store::Result<Arc<Snapshot>> {
-        if let Some(snapshot) = self.cached.lock().fresh(self.ttl) {
-            return Ok(snapshot);
-        }
-        let _reading = self.reading.lock().await;
-        let generation = {
-            let cached = self.cached.lock();
-            if let Some(snapshot) = cached.fresh(self.ttl) {
-                return Ok(snapshot);
-            }
-            cached.generation
-        };
-        let snapshot = Arc::new(Snapshot {
-            workers: store.workers().await?,
-            pools: pools.to_vec(),
-        });
-        let mut cached = self.cached.lock();
-        if cached.generation == generation {
-            cached.fleet = Some((Instant::now(), generation, snapshot.clone()));
-        }
-        Ok(snapshot)
-    }
-
-    /// Forgets the cached fleet (a worker registered or changed status), including a read
-    /// in flight.
-    pub(crate) fn invalidate(&self) {
-        let mut cached = self.cached.lock();
-        cached.generation += 1;
-        cached.fleet = None;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The worker endpoints: the operators' (list, drain, disable, enable, remove) and the
 //! worker agents' protocol (register, heartbeat, long-poll assignments, acknowledge,
-//! release).
+//! release). Each parses, calls [`berth_protocol::Protocol`] and maps its answer.
 
 use crate::error::HttpError;
 use crate::extract::{JsonBody, PathParams, QueryParams, worker_id};
@@ -14,17 +14,12 @@ use berth_api::{
     RegisterWorker, Registered, ReleaseRequest, ReleaseResponse, WorkerList, WorkerView,
 };
 use berth_core::{WorkerId, WorkerStatus};
-use berth_store::ReleaseOutcome;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The most assignments one long-poll returns.
 pub const MAX_ASSIGNMENTS: u64 = 1000;
-/// The most running containers one heartbeat may list.
-pub const MAX_RUNNING: usize = 100_000;
-/// The longest delivery id accepted.
-pub const MAX_DELIVERY_LEN: usize = 64;
 
 type Shared = State<Arc<AppState>>;
 
@@ -63,26 +58,13 @@ pub async fn register(
     State(state): Shared,
     JsonBody(register): JsonBody<RegisterWorker>,
 ) -> Result<Json<Registered>, HttpError> {
-    let mut registration = register.resolve(&state.pools)?;
-    if let Some(existing) = state.store.worker(&registration.id).await?
-        && matches!(
-            existing.status,
-            WorkerStatus::Draining | WorkerStatus::Disabled
-        )
-    {
-        registration.status = existing.status;
-    }
-    let worker = state.store.register_worker(&registration).await?;
-    let now = state.now_ms();
-    state.store.heartbeat(&worker.id, None, now).await?;
-    let owned = state.store.owned(&worker.id).await?;
-    state.fleet.invalidate();
-    tracing::info!(worker = %worker.id, epoch = worker.epoch, pool = %worker.pool.pool,
-        total = %worker.total, owned = owned.len(), "worker registered");
-    metrics::counter!("berth_workers_registered_total").increment(1);
+    let registration = register.resolve(&state.pools)?;
+    let registered = state.protocol.register(registration).await?;
+    let now = registered.at_ms;
     Ok(Json(Registered {
-        worker: WorkerView::new(&worker, Some(now), now),
-        owned: owned
+        worker: WorkerView::new(&registered.worker, Some(now), now),
+        owned: registered
+            .owned
             .into_iter()
             .map(|o| OwnedView {
                 container: o.container,
@@ -98,11 +80,7 @@ async fn set_status(
     status: WorkerStatus,
 ) -> Result<Json<WorkerView>, HttpError> {
     let id = worker_id(id)?;
-    let worker = state.store.set_worker_status(&id, status).await?;
-    state.fleet.invalidate();
-    tracing::info!(worker = %id, %status, "worker status set");
-    let beats = state.store.heartbeats().await?;
-    let last = beats.iter().find(|(w, _)| *w == id).map(|(_, at)| *at);
+    let (worker, last) = state.protocol.set_status(&id, status).await?;
     Ok(Json(WorkerView::new(&worker, last, state.now_ms())))
 }
 
@@ -173,14 +151,7 @@ pub async fn deregister(
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, HttpError> {
     let id = worker_id(&id)?;
-    if state.store.worker(&id).await?.is_none() {
-        return Err(HttpError::not_found(format!(
-            "worker {id} is not registered"
-        )));
-    }
-    state.store.deregister_worker(&id).await?;
-    state.fleet.invalidate();
-    tracing::info!(worker = %id, "worker removed");
+    state.protocol.deregister(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -205,35 +176,14 @@ pub async fn heartbeat(
     JsonBody(beat): JsonBody<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, HttpError> {
     let id = worker_id(&id)?;
-    if beat.running.len() > MAX_RUNNING {
-        return Err(HttpError::invalid(
-            "running",
-            format!(
-                "lists {} containers; the limit is {MAX_RUNNING}",
-                beat.running.len()
-            ),
-        ));
-    }
-    state
-        .store
-        .heartbeat(&id, Some(beat.epoch), state.now_ms())
+    let beat = state
+        .protocol
+        .heartbeat(&id, beat.epoch, &beat.running)
         .await?;
-    let cancel = if beat.running.is_empty() {
-        Vec::new()
-    } else {
-        state.store.cancel_requested(&beat.running).await?
-    };
-    let reconciled = crate::reconcile::reconcile(&state, &id, &beat.running).await?;
-    let status = state
-        .store
-        .worker(&id)
-        .await?
-        .map(|w| w.status)
-        .ok_or_else(|| HttpError::not_found(format!("worker {id} is not registered")))?;
     Ok(Json(HeartbeatResponse {
-        cancel,
-        stop: reconciled.stop,
-        status,
+        cancel: beat.cancel,
+        stop: beat.stop,
+        status: beat.status,
     }))
 }
 
@@ -267,7 +217,7 @@ pub async fn assignments(
     let wait = Duration::from_millis(wait_ms).min(state.config.long_poll_max);
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     let delivered = tokio::select! {
-        delivered = state.store.assignments(&id, Some(epoch), max, wait) => delivered?,
+        delivered = state.protocol.assignments(&id, epoch, max, wait) => delivered?,
         () = state.shutdown.cancelled() => Vec::new(),
     };
     Ok(Json(AssignmentList {
@@ -298,21 +248,7 @@ pub async fn ack(
     let id = worker_id(&id)?;
     query.only(&["epoch"])?;
     let epoch = query.required("epoch", 0, u64::MAX)?;
-    let ok = !delivery.is_empty()
-        && delivery.len() <= MAX_DELIVERY_LEN
-        && delivery
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if !ok {
-        return Err(HttpError::invalid(
-            "delivery",
-            format!("a delivery id is 1 to {MAX_DELIVERY_LEN} ASCII letters, digits or '-'"),
-        ));
-    }
-    state
-        .store
-        .ack_assignment(&id, Some(epoch), &delivery)
-        .await?;
+    state.protocol.ack(&id, epoch, &delivery).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -336,26 +272,10 @@ pub async fn release(
 ) -> Result<Json<ReleaseResponse>, HttpError> {
     let id = worker_id(&id)?;
     check_attempt("attempt", &release.attempt)?;
-    if let Some(record) = state.store.container(&release.container).await?
-        && !record.state.is_terminal()
-        && record.worker.as_ref() == Some(&id)
-        && record.attempt.as_ref() == Some(&release.attempt)
-    {
-        return Err(HttpError::conflict(format!(
-            "container {} is {} and held by this worker and attempt; report its status (exited or failed) instead of releasing it",
-            release.container, record.state
-        )));
-    }
-    let outcome = state
-        .store
-        .release(
-            &id,
-            &release.container,
-            Some(&release.attempt),
-            Some(release.epoch),
-        )
+    let (container, attempt) = (&release.container, &release.attempt);
+    let released = state
+        .protocol
+        .release(&id, container, attempt, release.epoch)
         .await?;
-    Ok(Json(ReleaseResponse {
-        released: matches!(outcome, ReleaseOutcome::Released { .. }),
-    }))
+    Ok(Json(ReleaseResponse { released }))
 }

@@ -28,6 +28,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         shared.config.cache_ttl,
         shared.pools.clone(),
         shared.stats.clone(),
+        shared.fleet.clone(),
     );
     let mut carry: Vec<(Claim, u32)> = Vec::new();
     let mut ahead: Vec<Claim> = Vec::new();

@@ -1,0 +1,194 @@
+//! The worker agents' calls besides reports (registration, heartbeats, assignment delivery
+//! and acknowledgement, giving back a reservation) and the operators' changes to the fleet
+//! (status, removal). Every call that changes the fleet's make-up refreshes admission's view
+//! of it at once.
+
+use crate::report::holds;
+use crate::{Protocol, ProtocolError};
+use berth_core::invariants::OwnedEntry;
+use berth_core::{ContainerId, Worker, WorkerId, WorkerStatus};
+use berth_store::{Assignment, AttemptId, ReleaseOutcome, WorkerRegistration};
+use std::time::Duration;
+
+/// The most running containers one heartbeat may list.
+pub const MAX_RUNNING: usize = 100_000;
+/// The longest delivery id accepted.
+pub const MAX_DELIVERY_LEN: usize = 64;
+
+/// A registration's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// The worker as registered, with its new epoch.
+    pub worker: Worker,
+    /// What it owns: a worker that comes back after it was presumed dead keeps running
+    /// these and stops the rest.
+    pub owned: Vec<OwnedEntry>,
+    /// When it registered (counts as a heartbeat), by the engine's clock.
+    pub at_ms: u64,
+}
+
+/// A heartbeat's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beat {
+    /// Running containers whose cancellation was asked for.
+    pub cancel: Vec<ContainerId>,
+    /// Running containers the worker does not own: it must stop them.
+    pub stop: Vec<ContainerId>,
+    /// The worker's status.
+    pub status: WorkerStatus,
+}
+
+impl Protocol {
+    /// Registers a worker, or updates a registered one; a drained or disabled worker keeps
+    /// its status. Starts a new epoch and counts as a heartbeat.
+    pub async fn register(
+        &self,
+        registration: WorkerRegistration,
+    ) -> Result<Registered, ProtocolError> {
+        let mut registration = registration;
+        if let Some(existing) = self.store.worker(&registration.id).await?
+            && matches!(
+                existing.status,
+                WorkerStatus::Draining | WorkerStatus::Disabled
+            )
+        {
+            registration.status = existing.status;
+        }
+        let worker = self.store.register_worker(&registration).await?;
+        let at_ms = self.now_ms();
+        self.store.heartbeat(&worker.id, None, at_ms).await?;
+        let owned = self.store.owned(&worker.id).await?;
+        self.engine.fleet().invalidate();
+        tracing::info!(worker = %worker.id, epoch = worker.epoch, pool = %worker.pool.pool,
+            total = %worker.total, owned = owned.len(), "worker registered");
+        metrics::counter!("berth_workers_registered_total").increment(1);
+        Ok(Registered {
+            worker,
+            owned,
+            at_ms,
+        })
+    }
+
+    /// Sets a worker's status (an operator drains, disables or enables it); returns the
+    /// worker and its last heartbeat.
+    pub async fn set_status(
+        &self,
+        id: &WorkerId,
+        status: WorkerStatus,
+    ) -> Result<(Worker, Option<u64>), ProtocolError> {
+        let worker = self.store.set_worker_status(id, status).await?;
+        self.engine.fleet().invalidate();
+        tracing::info!(worker = %id, %status, "worker status set");
+        let beats = self.store.heartbeats().await?;
+        let last = beats.iter().find(|(w, _)| w == id).map(|(_, at)| *at);
+        Ok((worker, last))
+    }
+
+    /// Removes a worker that owns nothing.
+    pub async fn deregister(&self, id: &WorkerId) -> Result<(), ProtocolError> {
+        if self.store.worker(id).await?.is_none() {
+            return Err(ProtocolError::UnknownWorker(id.clone()));
+        }
+        self.store.deregister_worker(id).await?;
+        self.engine.fleet().invalidate();
+        tracing::info!(worker = %id, "worker removed");
+        Ok(())
+    }
+
+    /// The worker, registered under `epoch`, is alive and runs `running`: answers which of
+    /// them to stop and its status, after reconciling the store with what it runs (see
+    /// [`crate::reconcile`]).
+    pub async fn heartbeat(
+        &self,
+        id: &WorkerId,
+        epoch: u64,
+        running: &[ContainerId],
+    ) -> Result<Beat, ProtocolError> {
+        if running.len() > MAX_RUNNING {
+            return Err(ProtocolError::invalid(
+                "running",
+                format!(
+                    "lists {} containers; the limit is {MAX_RUNNING}",
+                    running.len()
+                ),
+            ));
+        }
+        self.store.heartbeat(id, Some(epoch), self.now_ms()).await?;
+        let cancel = if running.is_empty() {
+            Vec::new()
+        } else {
+            self.store.cancel_requested(running).await?
+        };
+        let reconciled = self.reconcile(id, running).await?;
+        let status = self
+            .store
+            .worker(id)
+            .await?
+            .map(|w| w.status)
+            .ok_or_else(|| ProtocolError::UnknownWorker(id.clone()))?;
+        Ok(Beat {
+            cancel,
+            stop: reconciled.stop,
+            status,
+        })
+    }
+
+    /// Up to `max` of the worker's next assignments, waiting up to `wait` for one.
+    /// Unacknowledged deliveries come again after the redelivery timeout.
+    pub async fn assignments(
+        &self,
+        id: &WorkerId,
+        epoch: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Assignment>, ProtocolError> {
+        Ok(self.store.assignments(id, Some(epoch), max, wait).await?)
+    }
+
+    /// Acknowledges a delivery: it will not come again.
+    pub async fn ack(
+        &self,
+        id: &WorkerId,
+        epoch: u64,
+        delivery: &str,
+    ) -> Result<(), ProtocolError> {
+        let ok = !delivery.is_empty()
+            && delivery.len() <= MAX_DELIVERY_LEN
+            && delivery
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(ProtocolError::invalid(
+                "delivery",
+                format!("a delivery id is 1 to {MAX_DELIVERY_LEN} ASCII letters, digits or '-'"),
+            ));
+        }
+        Ok(self.store.ack_assignment(id, Some(epoch), delivery).await?)
+    }
+
+    /// Gives back a reservation the worker will not run (its container's record names
+    /// another worker or attempt). Idempotent: true if this call gave capacity back. A
+    /// container whose live record this worker and attempt hold is refused: report it.
+    pub async fn release(
+        &self,
+        id: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        epoch: u64,
+    ) -> Result<bool, ProtocolError> {
+        if let Some(record) = self.store.container(container).await?
+            && !record.state.is_terminal()
+            && holds(&record, id, attempt)
+        {
+            return Err(ProtocolError::StillHeld {
+                container: container.clone(),
+                state: record.state,
+            });
+        }
+        let outcome = self
+            .store
+            .release(id, container, Some(attempt), Some(epoch))
+            .await?;
+        Ok(matches!(outcome, ReleaseOutcome::Released { .. }))
+    }
+}
