@@ -9,7 +9,9 @@
 //! - [`gpu`]: GPU types and a request's preference list.
 //! - [`worker`]: workers, their status, pools and placement policies.
 //! - [`request`]: container requests and their validation.
-//! - [`feasibility`]: stage 1, may a request run on a worker.
+//! - [`rules`]: the placement rules, one [`rules::PlacementRule`] each, listed in
+//!   [`rules::RULES`].
+//! - [`feasibility`]: stage 1, may a request run on a worker (by the rules).
 //! - [`scoring`]: stages 2 and 3, the score of a worker for a request and the rendezvous
 //!   tie-break.
 //! - [`planner`]: stage 4, [`plan`] a batch against a snapshot.
@@ -36,6 +38,7 @@ pub mod planner;
 pub mod record;
 pub mod request;
 pub mod resources;
+pub mod rules;
 pub mod scoring;
 mod verify;
 pub mod worker;
