@@ -8,6 +8,7 @@
 //! - [`resources`]: CPU millicores, memory MiB and GPU count, with checked arithmetic.
 //! - [`gpu`]: GPU types and a request's preference list.
 //! - [`worker`]: workers, their status, pools and placement policies.
+//! - [`attributes`]: a worker's static attributes as named text fields, by one table.
 //! - [`request`]: container requests and their validation.
 //! - [`rules`]: the placement rules, one [`rules::PlacementRule`] each, listed in
 //!   [`rules::RULES`].
@@ -26,6 +27,7 @@
 //!   out).
 
 pub mod assignment;
+pub mod attributes;
 pub mod demand;
 pub mod feasibility;
 pub mod gpu;
