@@ -105,14 +105,34 @@ pub const KEY_FACTS: usize = 12;
 
 /// The facts the static rules read of one worker: workers with equal keys share a bucket.
 /// Borrowed from the worker, so building one allocates nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BucketKey<'a> {
     facts: [Fact<'a>; KEY_FACTS],
     len: usize,
     overflow: bool,
 }
 
+impl PartialEq for BucketKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.facts() == other.facts() && self.overflow == other.overflow
+    }
+}
+
+impl Eq for BucketKey<'_> {}
+
+impl std::hash::Hash for BucketKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Only the facts pushed: the free slots are all alike.
+        self.facts().hash(state);
+    }
+}
+
 impl<'a> BucketKey<'a> {
+    /// The facts pushed so far.
+    pub fn facts(&self) -> &[Fact<'a>] {
+        self.facts.get(..self.len).unwrap_or(&self.facts)
+    }
+
     /// Adds one fact.
     pub fn push(&mut self, fact: Fact<'a>) {
         match self.facts.get_mut(self.len) {
