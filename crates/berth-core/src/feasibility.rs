@@ -1,10 +1,12 @@
 //! Stage 1, feasibility: may this request run on this worker at all, and right now?
 //!
 //! The same rules serve the planner and every committer (the planner and the committer must
-//! agree, or a plan is rejected forever). Static rules look only at attributes that do not
-//! change while a batch is planned (pool, GPU type, preemptibility); [`check`] adds the
-//! worker's status and free capacity.
+//! agree, or a plan is rejected forever). The rules themselves are [`crate::rules::RULES`]:
+//! static rules look only at attributes that do not change while a batch is planned (pool,
+//! GPU type, preemptibility); [`check`] runs them all, adding the worker's status and free
+//! capacity.
 
+use crate::rules::{Candidate, Stage, check_through};
 use crate::{ContainerRequest, GpuType, PoolAttributes, Resources, Worker, WorkerStatus};
 
 /// Why a request may not go to a worker (or pool).
@@ -54,44 +56,19 @@ pub enum Infeasible {
     },
 }
 
-/// The static rules, on a pool's attributes and GPU type (so they serve for workers and for
-/// pools an autoscaler could grow). On success, returns the GPU type's rank in the request's
-/// preference list (0 for CPU-only requests).
+/// The static rules ([`Stage::Class`]), on a pool's attributes and GPU type (so they serve
+/// for workers and for pools an autoscaler could grow). On success, returns the GPU type's
+/// rank in the request's preference list (0 for CPU-only requests).
 pub fn check_static(
     attributes: &PoolAttributes,
     gpu_type: Option<&GpuType>,
     request: &ContainerRequest,
 ) -> Result<usize, Infeasible> {
-    check_pool(attributes, request)?;
-    if attributes.preemptible && !request.preemptible {
-        return Err(Infeasible::Preemptible);
-    }
-    check_gpu(gpu_type, request)
-}
-
-fn check_pool(attributes: &PoolAttributes, request: &ContainerRequest) -> Result<(), Infeasible> {
-    match &request.pool_selector {
-        Some(wanted) if *wanted != attributes.pool => Err(Infeasible::OtherPool {
-            wanted: wanted.to_string(),
-            actual: attributes.pool.to_string(),
-        }),
-        None if attributes.requires_pool_selector => {
-            Err(Infeasible::SelectorRequired(attributes.pool.to_string()))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn check_gpu(gpu_type: Option<&GpuType>, request: &ContainerRequest) -> Result<usize, Infeasible> {
-    match (gpu_type, request.wants_gpus()) {
-        (None, false) => Ok(0),
-        (Some(_), false) => Err(Infeasible::GpuWorkerForCpuRequest),
-        (None, true) => Err(Infeasible::NoGpus),
-        (Some(ty), true) => request
-            .gpu
-            .rank(ty)
-            .ok_or_else(|| Infeasible::GpuTypeNotAccepted(ty.clone())),
-    }
+    check_through(
+        Stage::Class,
+        request,
+        &Candidate::class(attributes, gpu_type),
+    )
 }
 
 /// The worker's GPU type as the static rules see it: `None` for a worker without GPUs.
@@ -109,23 +86,7 @@ pub fn check(
     free: &Resources,
     request: &ContainerRequest,
 ) -> Result<usize, Infeasible> {
-    let rank = check_static(&worker.pool, worker_gpu_type(worker), request)?;
-    if !worker.status.accepts_work() {
-        return Err(Infeasible::NotAcceptingWork(worker.status));
-    }
-    if !request.resources.fits_in(&worker.total) {
-        return Err(Infeasible::LargerThanWorker {
-            needed: request.resources,
-            total: worker.total,
-        });
-    }
-    if !request.resources.fits_in(free) {
-        return Err(Infeasible::NoRoom {
-            needed: request.resources,
-            free: *free,
-        });
-    }
-    Ok(rank)
+    check_through(Stage::Capacity, request, &Candidate::worker(worker, free))
 }
 
 /// The pool that should grow for a request that found no room: among the pools whose
@@ -138,20 +99,18 @@ pub fn demand_target(
     let from_workers = snapshot
         .workers
         .iter()
-        .map(|w| (&w.pool, worker_gpu_type(w)));
-    let from_pools = snapshot.pools.iter().map(|p| {
-        let gpu = p.gpu_type.as_ref().filter(|_| p.worker_size.gpu_count > 0);
-        (&p.attributes, gpu)
-    });
+        .map(|w| Candidate::class(&w.pool, worker_gpu_type(w)));
+    let from_pools = snapshot.pools.iter().map(Candidate::pool);
     from_workers
         .chain(from_pools)
-        .filter_map(|(attributes, gpu)| {
-            let rank = check_static(attributes, gpu, request).ok()?;
+        .filter_map(|candidate| {
+            let rank = check_through(Stage::Class, request, &candidate).ok()?;
+            let attributes = candidate.attributes;
             Some((
                 std::cmp::Reverse(attributes.priority),
                 rank,
                 &attributes.pool,
-                gpu,
+                candidate.gpu_type,
             ))
         })
         .min()

@@ -8,8 +8,11 @@
 //! - [`resources`]: CPU millicores, memory MiB and GPU count, with checked arithmetic.
 //! - [`gpu`]: GPU types and a request's preference list.
 //! - [`worker`]: workers, their status, pools and placement policies.
+//! - [`attributes`]: a worker's static attributes as named text fields, by one table.
 //! - [`request`]: container requests and their validation.
-//! - [`feasibility`]: stage 1, may a request run on a worker.
+//! - [`rules`]: the placement rules, one [`rules::PlacementRule`] each, listed in
+//!   [`rules::RULES`].
+//! - [`feasibility`]: stage 1, may a request run on a worker (by the rules).
 //! - [`scoring`]: stages 2 and 3, the score of a worker for a request and the rendezvous
 //!   tie-break.
 //! - [`planner`]: stage 4, [`plan`] a batch against a snapshot.
@@ -24,6 +27,7 @@
 //!   out).
 
 pub mod assignment;
+pub mod attributes;
 pub mod demand;
 pub mod feasibility;
 pub mod gpu;
@@ -36,6 +40,7 @@ pub mod planner;
 pub mod record;
 pub mod request;
 pub mod resources;
+pub mod rules;
 pub mod scoring;
 mod verify;
 pub mod worker;

@@ -4,9 +4,9 @@
 //! a working copy of the workers' free capacity (a staged reservation), so a plan can never
 //! overbook its own snapshot. The snapshot itself is never mutated.
 
-use crate::feasibility::check_static;
 use crate::index::{self, Bucket};
 use crate::plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
+use crate::rules::{Candidate, Stage, check_through};
 use crate::scoring::{GroupScore, affinity_with_seed, fit_score, request_seed, room, start_offset};
 use crate::{ContainerRequest, Resources};
 use std::cmp::Reverse;
@@ -123,18 +123,15 @@ impl<'a> Planner<'a> {
     fn candidate_buckets(&self, request: &ContainerRequest) -> Vec<(GroupScore, usize)> {
         let mut out = Vec::new();
         for (position, bucket) in self.buckets.iter().enumerate() {
-            if !bucket.status.accepts_work() || bucket.known_full_for(&request.resources) {
+            if bucket.known_full_for(&request.resources) {
                 continue;
             }
-            let Ok(rank) = check_static(&bucket.attributes, bucket.gpu_type.as_ref(), request)
-            else {
-                continue;
-            };
-            let Some(&first) = bucket.workers.first() else {
+            let workers = &self.snapshot.workers;
+            let Ok(rank) = bucket.check(workers, Stage::Status, request) else {
                 continue;
             };
             out.push((
-                GroupScore::of(&self.snapshot.workers[first], rank),
+                GroupScore::of(&workers[bucket.representative], rank),
                 position,
             ));
         }
@@ -192,7 +189,10 @@ impl<'a> Planner<'a> {
         let demand = &request.resources;
         let mut matched = false;
         for bucket in &self.buckets {
-            if check_static(&bucket.attributes, bucket.gpu_type.as_ref(), request).is_ok() {
+            if bucket
+                .check(&self.snapshot.workers, Stage::Class, request)
+                .is_ok()
+            {
                 matched = true;
                 if bucket.could_ever_hold(demand) {
                     return UnplacedReason::NoRoomNow;
@@ -200,11 +200,7 @@ impl<'a> Planner<'a> {
             }
         }
         for pool in &self.snapshot.pools {
-            let gpu = pool
-                .gpu_type
-                .as_ref()
-                .filter(|_| pool.worker_size.gpu_count > 0);
-            if check_static(&pool.attributes, gpu, request).is_ok() {
+            if check_through(Stage::Class, request, &Candidate::pool(pool)).is_ok() {
                 matched = true;
                 if demand.fits_in(&pool.worker_size) {
                     return UnplacedReason::NoRoomNow;

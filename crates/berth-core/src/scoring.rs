@@ -6,6 +6,7 @@
 //! after placing), and finally a rendezvous hash of (request id, worker id), so replicas
 //! agree on the order and concurrent schedulers spread over equally good workers.
 
+use crate::rules::{BucketKey, Fact};
 use crate::{ContainerId, PlacementPolicy, Resources, Worker, WorkerId, WorkerStatus};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -29,6 +30,14 @@ impl GroupScore {
             available: u8::from(worker.status == WorkerStatus::Available),
             gpu_preference: usize::MAX - gpu_rank,
         }
+    }
+
+    /// Adds the worker facts a score reads besides the rules' (priority, status, and the
+    /// policy of the fit) to a bucket key: workers of one bucket score alike.
+    pub fn bucket_key<'a>(worker: &'a Worker, key: &mut BucketKey<'a>) {
+        key.push(Fact::Int(worker.pool.priority.into()));
+        key.push(Fact::Text(worker.status.as_str()));
+        key.push(Fact::Text(worker.pool.policy.as_str()));
     }
 }
 

@@ -191,3 +191,20 @@ pub struct WorkerRegistration {
     /// Its GPU type, if it has GPUs.
     pub gpu_type: Option<GpuType>,
 }
+
+impl WorkerRegistration {
+    /// The worker this registration describes, with the given free capacity, version and
+    /// epoch (a store's bookkeeping).
+    pub fn into_worker(self, free: Resources, version: u64, epoch: u64) -> Worker {
+        Worker {
+            id: self.id,
+            pool: self.pool,
+            status: self.status,
+            total: self.total,
+            free,
+            gpu_type: self.gpu_type,
+            version,
+            epoch,
+        }
+    }
+}

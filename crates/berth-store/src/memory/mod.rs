@@ -498,25 +498,12 @@ fn register(state: &mut State, registration: &WorkerRegistration) -> Result<Work
                     reserved: reserved.to_string(),
                 })?;
         let worker = &mut entry.worker;
-        worker.pool = registration.pool.clone();
-        worker.status = registration.status;
-        worker.total = registration.total;
-        worker.free = free;
-        worker.gpu_type = registration.gpu_type.clone();
-        worker.version += 1;
-        worker.epoch += 1;
+        *worker = registration
+            .clone()
+            .into_worker(free, worker.version + 1, worker.epoch + 1);
         return Ok(worker.clone());
     }
-    let worker = Worker {
-        id: registration.id.clone(),
-        pool: registration.pool.clone(),
-        status: registration.status,
-        total: registration.total,
-        free: registration.total,
-        gpu_type: registration.gpu_type.clone(),
-        version: 1,
-        epoch: 1,
-    };
+    let worker = registration.clone().into_worker(registration.total, 1, 1);
     state.workers.insert(
         worker.id.clone(),
         WorkerEntry {

@@ -6,10 +6,10 @@
 
 use crate::{Assignment, AttemptId, ContainerRecord, ContainerState, WorkerRegistration};
 use crate::{Result, StoreError};
+use berth_core::attributes::{format_attributes, parse_attributes};
 use berth_core::invariants::OwnedEntry;
 use berth_core::{
-    ContainerId, ContainerRequest, GpuType, Payload, PlacementPolicy, PoolAttributes, PoolName,
-    Resources, Worker, WorkerId, WorkerStatus,
+    ContainerId, ContainerRequest, Payload, Resources, Worker, WorkerId, WorkerStatus,
 };
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -47,18 +47,6 @@ impl<'a> Hash<'a> {
         self.parse(field, "a non-negative integer")
     }
 
-    fn flag(&self, field: &str) -> Result<bool> {
-        match self.text(field)? {
-            "1" => Ok(true),
-            "0" => Ok(false),
-            other => Err(corrupt(
-                self.key,
-                field,
-                &format!("{other:?} is not 0 or 1"),
-            )),
-        }
-    }
-
     /// An optional field: absent or empty is `None`.
     fn optional(&self, field: &str) -> Option<&'a str> {
         self.fields
@@ -94,95 +82,42 @@ pub fn corrupt(key: &str, field: &str, problem: &str) -> StoreError {
     }
 }
 
-/// The worker fields that commit.lua and release.lua reply with, in their order (the
-/// `WORKER_FIELDS` of `scripts/worker_lib.lua`: keep the two in step).
-pub const WORKER_FIELDS: [&str; 15] = [
-    "pool",
-    "priority",
-    "preemptible",
-    "requires_pool_selector",
-    "policy",
-    "status",
-    "total_cpu",
-    "total_mem",
-    "total_gpu",
-    "free_cpu",
-    "free_mem",
-    "free_gpu",
-    "gpu_type",
-    "version",
-    "epoch",
-];
-
-/// The hash of a positional worker reply: the values of [`WORKER_FIELDS`] in order, `None`
-/// for a missing field (left out, so that decoding names it as missing).
-pub fn worker_state_fields(values: Vec<Option<String>>) -> Option<Fields> {
-    if values.len() != WORKER_FIELDS.len() {
-        return None;
-    }
-    Some(
-        WORKER_FIELDS
-            .iter()
-            .zip(values)
-            .filter_map(|(field, value)| value.map(|v| ((*field).to_owned(), v)))
-            .collect(),
-    )
-}
-
-/// Decodes the hash stored at `key` for worker `id`.
+/// Decodes the hash stored at `key` for worker `id`: the static attributes by
+/// [`berth_core::attributes::WORKER_ATTRIBUTES`], then status, capacity, version and epoch.
 pub fn decode_worker(key: &str, id: &WorkerId, fields: &Fields) -> Result<Worker> {
     let hash = Hash { key, fields };
-    let pool = PoolAttributes {
-        pool: hash.parse::<PoolName>("pool", "a pool name")?,
-        priority: hash.parse("priority", "a 32-bit integer")?,
-        preemptible: hash.flag("preemptible")?,
-        requires_pool_selector: hash.flag("requires_pool_selector")?,
-        policy: hash.parse::<PlacementPolicy>("policy", "spread or pack")?,
-    };
-    let gpu_type = hash
-        .optional("gpu_type")
-        .map(|name| {
-            GpuType::from_str(name).map_err(|e| corrupt(key, "gpu_type", &format!("{name:?}: {e}")))
+    let registration =
+        parse_attributes(id.clone(), WorkerStatus::Available, Resources::ZERO, |f| {
+            fields.get(f).map(String::as_str)
         })
-        .transpose()?;
-    if !fields.contains_key("gpu_type") {
-        return Err(corrupt(key, "gpu_type", "is missing"));
+        .map_err(|e| corrupt(key, e.field, &e.problem))?;
+    let status = hash.parse::<WorkerStatus>(
+        "status",
+        "a worker status (available, pending, draining, disabled)",
+    )?;
+    let total = hash.resources("total")?;
+    let free = hash.resources("free")?;
+    let version = hash.uint("version")?;
+    let epoch = hash.uint("epoch")?;
+    Ok(WorkerRegistration {
+        status,
+        total,
+        ..registration
     }
-    Ok(Worker {
-        id: id.clone(),
-        pool,
-        status: hash.parse::<WorkerStatus>(
-            "status",
-            "a worker status (available, pending, draining, disabled)",
-        )?,
-        total: hash.resources("total")?,
-        free: hash.resources("free")?,
-        gpu_type,
-        version: hash.uint("version")?,
-        epoch: hash.uint("epoch")?,
-    })
+    .into_worker(free, version, epoch))
 }
 
-/// The script arguments of a registration, in register.lua's order (without `now`).
-pub fn registration_args(registration: &WorkerRegistration) -> Result<Vec<String>> {
+/// The arguments of register.lua: `now`, status and total capacity, then the static
+/// attributes as field/value pairs (by
+/// [`berth_core::attributes::WORKER_ATTRIBUTES`]).
+pub fn registration_args(registration: &WorkerRegistration, now_ms: u64) -> Result<Vec<String>> {
     let total = checked_resources(&registration.total, "total")?;
-    let pool = &registration.pool;
-    let flag = |b: bool| if b { "1" } else { "0" }.to_owned();
-    let mut args = vec![
-        pool.pool.to_string(),
-        pool.priority.to_string(),
-        flag(pool.preemptible),
-        flag(pool.requires_pool_selector),
-        pool.policy.as_str().to_owned(),
-        registration.status.as_str().to_owned(),
-    ];
+    let mut args = vec![now_ms.to_string(), registration.status.as_str().to_owned()];
     args.extend(total);
-    args.push(
-        registration
-            .gpu_type
-            .as_ref()
-            .map_or_else(String::new, ToString::to_string),
-    );
+    for (field, value) in format_attributes(registration) {
+        args.push(field.to_owned());
+        args.push(value);
+    }
     Ok(args)
 }
 
@@ -291,6 +226,7 @@ pub fn decode_assignment(key: &str, delivery: &str, fields: &Fields) -> Result<A
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use berth_core::{GpuType, PlacementPolicy, PoolAttributes, PoolName};
 
     const KEY: &str = "berth:{w:w1}:worker";
 
@@ -425,11 +361,27 @@ mod tests {
             total: Resources::new(1000, 2048, 0),
             gpu_type: None,
         };
-        let args = registration_args(&registration).unwrap();
+        let args = registration_args(&registration, 42).unwrap();
         assert_eq!(
             args,
             [
-                "p", "5", "0", "1", "spread", "pending", "1000", "2048", "0", ""
+                "42",
+                "pending",
+                "1000",
+                "2048",
+                "0",
+                "pool",
+                "p",
+                "priority",
+                "5",
+                "preemptible",
+                "0",
+                "requires_pool_selector",
+                "1",
+                "policy",
+                "spread",
+                "gpu_type",
+                ""
             ]
         );
         let too_big = WorkerRegistration {
@@ -437,7 +389,7 @@ mod tests {
             ..registration
         };
         assert!(matches!(
-            registration_args(&too_big),
+            registration_args(&too_big, 42),
             Err(StoreError::InvalidArgument(_))
         ));
     }

@@ -175,7 +175,7 @@ impl RedisStore {
         let rejection = match tag.as_str() {
             "ok" => {
                 return Ok(CommitOutcome::Committed {
-                    worker: self.decode_worker_state(worker, part(&mut parts, 0, "worker")?)?,
+                    worker: self.decode_worker_reply(worker, part(&mut parts, 0, "worker")?)?,
                     already_owned: already_owned(part(&mut parts, 1, "already owned")?)?,
                 });
             }
@@ -194,7 +194,7 @@ impl RedisStore {
         };
         Ok(CommitOutcome::Rejected {
             rejection,
-            worker: Some(self.decode_worker_state(worker, part(&mut parts, 0, "worker")?)?),
+            worker: Some(self.decode_worker_reply(worker, part(&mut parts, 0, "worker")?)?),
         })
     }
 }

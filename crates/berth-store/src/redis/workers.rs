@@ -21,37 +21,17 @@ impl RedisStore {
         ]
     }
 
-    /// Decodes a worker hash reply of worker `id`.
+    /// Decodes a worker hash reply of worker `id` (a hash, or its flat field/value list as
+    /// the scripts reply with it).
     pub(super) fn decode_worker_reply(&self, id: &WorkerId, value: Value) -> Result<Worker> {
         decode_worker(&self.keys.worker(id), id, &reply::fields(value)?)
-    }
-
-    /// Decodes a positional worker reply of worker `id` (commit.lua, release.lua): the
-    /// values of [`codec::WORKER_FIELDS`] in order, nil for a missing field.
-    pub(super) fn decode_worker_state(&self, id: &WorkerId, value: Value) -> Result<Worker> {
-        let values = reply::items(value)?
-            .into_iter()
-            .map(|v| match v {
-                Value::Nil | Value::Boolean(false) => Ok(None),
-                other => expect_text("a worker field", &other).map(Some),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let count = values.len();
-        let fields = codec::worker_state_fields(values).ok_or_else(|| {
-            unexpected(
-                &format!("{} worker fields, got {count}", codec::WORKER_FIELDS.len()),
-                &Value::Nil,
-            )
-        })?;
-        decode_worker(&self.keys.worker(id), id, &fields)
     }
 
     /// See [`crate::Fleet::register_worker`]. The id goes into the index first (another
     /// slot), in the same round trip as the registration script.
     pub(super) async fn register(&self, registration: &WorkerRegistration) -> Result<Worker> {
         let id = &registration.id;
-        let mut args = codec::registration_args(registration)?;
-        args.push(crate::now_ms().to_string());
+        let args = codec::registration_args(registration, crate::now_ms())?;
         let mut index = redis::cmd("SADD");
         index.arg(self.keys.workers()).arg(id.as_str());
         let calls = vec![
@@ -263,7 +243,7 @@ impl RedisStore {
         match tag.as_str() {
             "released" => Ok(ReleaseOutcome::Released {
                 resources: resources_reply(&mut parts, 0)?,
-                worker: self.decode_worker_state(worker, part(&mut parts, 3, "worker")?)?,
+                worker: self.decode_worker_reply(worker, part(&mut parts, 3, "worker")?)?,
             }),
             "not_owned" => Ok(ReleaseOutcome::NotOwned),
             "unknown" => Err(StoreError::UnknownWorker(worker.clone())),

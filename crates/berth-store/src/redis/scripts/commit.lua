@@ -8,11 +8,10 @@
 --       then n times: container, attempt, cpu, mem, gpu, payload JSON.
 -- Reply: {'unknown'} when the worker is not registered; else {outcome, worker} or
 --        {'ok', worker, already}, where worker is the worker's state after the call: the
---        values of the fields in WORKER_FIELDS order (worker_lib.lua; false, i.e. nil, for
---        a missing field), already lists {container, attempt, ...} the worker owned before
---        (not reserved again) and outcome is 'lock_lost', 'version_conflict',
---        'owned_elsewhere' (a container is owned under another attempt), 'not_accepting' or
---        'no_room'.
+--        worker hash as a flat field/value list (worker_reply, worker_lib.lua), already
+--        lists {container, attempt, ...} the worker owned before (not reserved again) and
+--        outcome is 'lock_lost', 'version_conflict', 'owned_elsewhere' (a container is
+--        owned under another attempt), 'not_accepting' or 'no_room'.
 -- Guarantee: all or nothing. The checks run in this order: worker exists, (locked: the lock
 --   holds the token, the version is the expected one); if every container is owned already
 --   under the same attempt (a retried commit) the reply is 'ok' and nothing is written, not

@@ -30,20 +30,20 @@ local function commit_group(keys, argv, base, mode, token, expected)
   end
 
   -- 2. Stored state, read and checked before any write.
-  local worker = redis.call('HMGET', worker_key, unpack(WORKER_FIELDS))
+  local worker = load_worker(worker_key)
+  if worker == nil then
+    return { 'unknown' }
+  end
   local cap, err = read_worker(worker_key, worker)
   if err then
     return err
   end
-  if cap == nil then
-    return { 'unknown' }
-  end
   if mode == 'locked' then
     if redis.call('GET', keys[4]) ~= token then
-      return { 'lock_lost', worker }
+      return { 'lock_lost', worker_reply(worker) }
     end
     if cap.version ~= expected then
-      return { 'version_conflict', worker }
+      return { 'version_conflict', worker_reply(worker) }
     end
   end
   -- 3. Split into already owned (an idempotent retry) and new reservations.
@@ -59,7 +59,7 @@ local function commit_group(keys, argv, base, mode, token, expected)
       end
       if entry.attempt ~= argv[base + (i - 1) * 6 + 2] then
         -- Held under another attempt (about to be released or adopted): not a retry.
-        return { 'owned_elsewhere', worker }
+        return { 'owned_elsewhere', worker_reply(worker) }
       end
       already[#already + 1] = container
       already[#already + 1] = entry.attempt
@@ -72,13 +72,13 @@ local function commit_group(keys, argv, base, mode, token, expected)
   end
   if #fresh == 0 then
     -- A retry of a commit that already happened: nothing to write, whatever the status.
-    return { 'ok', worker, already }
+    return { 'ok', worker_reply(worker), already }
   end
   if cap.status ~= 'available' and cap.status ~= 'pending' then
-    return { 'not_accepting', worker }
+    return { 'not_accepting', worker_reply(worker) }
   end
   if cpu > cap.free_cpu or mem > cap.free_mem or gpu > cap.free_gpu then
-    return { 'no_room', worker }
+    return { 'no_room', worker_reply(worker) }
   end
 
   -- 4. Writes. The first append goes first: it is what finds a stream key of another type,
@@ -104,7 +104,7 @@ local function commit_group(keys, argv, base, mode, token, expected)
   local free_gpu, version = str(cap.free_gpu - gpu), str(cap.version + 1)
   redis.call('HSET', worker_key, 'free_cpu', free_cpu, 'free_mem', free_mem, 'free_gpu',
     free_gpu, 'version', version)
-  worker[W_FREE_CPU], worker[W_FREE_MEM], worker[W_FREE_GPU] = free_cpu, free_mem, free_gpu
-  worker[W_VERSION] = version
-  return { 'ok', worker, already }
+  worker.free_cpu, worker.free_mem, worker.free_gpu = free_cpu, free_mem, free_gpu
+  worker.version = version
+  return { 'ok', worker_reply(worker), already }
 end

@@ -2,30 +2,43 @@
 --
 -- KEYS: 1 worker hash `P:{w:ID}:worker`, 2 owned hash `P:{w:ID}:owned`,
 --       3 assignment stream `P:{w:ID}:assign`.
--- ARGV: 1 pool, 2 priority, 3 preemptible (0|1), 4 requires_pool_selector (0|1), 5 policy,
---       6 status, 7 total cpu, 8 total mem, 9 total gpu, 10 gpu type ('' for none), 11 now ms.
+-- ARGV: 1 now ms, 2 status, 3 total cpu, 4 total mem, 5 total gpu; then pairs of field and
+--       value: the worker's static attributes (berth_core::attributes::WORKER_ATTRIBUTES),
+--       validated and formatted by the caller and written as given (this script does not know
+--       their names; it refuses only a field it manages itself or an empty one).
 -- Reply: {'ok', worker} (the worker hash after the call) |
 --        {'below_reserved', cpu, mem, gpu} (what is reserved, above the new total).
--- Guarantee: atomic. Free becomes total minus what the owned hash holds; the version is
+-- Guarantee: atomic; every argument and the stored state are checked before the first
+--   write. Free becomes total minus what the owned hash holds; the version is
 --   bumped and so is the epoch, the agent's lease (a new worker starts at version 1 and
 --   epoch 1, its heartbeat at now); the assignment stream and its
 --   consumer group `agent` are created if missing. The caller adds the id to the index
 --   `P:workers` (another slot) before calling this.
 
 local worker_key, owned_key, assign_key = KEYS[1], KEYS[2], KEYS[3]
-if #ARGV ~= 11 then
-  return invalid('register takes 11 arguments, got ' .. #ARGV)
+local FIXED = 5
+if #ARGV < FIXED or (#ARGV - FIXED) % 2 ~= 0 then
+  return invalid('register takes 5 arguments and field/value pairs, got ' .. #ARGV)
 end
-local policies = { spread = true, pack = true }
 local statuses = { available = true, pending = true, draining = true, disabled = true,
   lost = true }
-local bools = { ['0'] = true, ['1'] = true }
-local total = { cpu = uint(ARGV[7]), mem = uint(ARGV[8]), gpu = uint(ARGV[9]) }
-local now = uint(ARGV[11])
-if ARGV[1] == '' or int(ARGV[2]) == nil or not bools[ARGV[3]] or not bools[ARGV[4]]
-  or not policies[ARGV[5]] or not statuses[ARGV[6]] or now == nil
+local now = uint(ARGV[1])
+local total = { cpu = uint(ARGV[3]), mem = uint(ARGV[4]), gpu = uint(ARGV[5]) }
+if not statuses[ARGV[2]] or now == nil
   or total.cpu == nil or total.mem == nil or total.gpu == nil then
   return invalid('registration fields')
+end
+-- The fields this script writes itself: an attribute must not name one.
+local managed = { status = true, total_cpu = true, total_mem = true, total_gpu = true,
+  free_cpu = true, free_mem = true, free_gpu = true, version = true, epoch = true,
+  heartbeat_ms = true }
+local attributes = {}
+for i = FIXED + 1, #ARGV, 2 do
+  if ARGV[i] == '' or managed[ARGV[i]] then
+    return invalid('attribute field ' .. ARGV[i])
+  end
+  attributes[#attributes + 1] = ARGV[i]
+  attributes[#attributes + 1] = ARGV[i + 1]
 end
 
 -- What the owned hash holds.
@@ -46,7 +59,7 @@ end
 
 local exists = redis.call('EXISTS', worker_key) == 1
 local version, epoch = 0, 0
-local heartbeat = ARGV[11]
+local heartbeat = ARGV[1]
 if exists then
   local stored = redis.call('HMGET', worker_key, 'version', 'heartbeat_ms', 'epoch')
   version = uint(stored[1])
@@ -66,13 +79,15 @@ if stream_type ~= 'stream' and stream_type ~= 'none' then
   return corrupt(assign_key, 'type', 'is ' .. stream_type .. ', not a stream')
 end
 
-redis.call('HSET', worker_key,
-  'pool', ARGV[1], 'priority', ARGV[2], 'preemptible', ARGV[3],
-  'requires_pool_selector', ARGV[4], 'policy', ARGV[5], 'status', ARGV[6],
+local managed_values = { 'status', ARGV[2],
   'total_cpu', str(total.cpu), 'total_mem', str(total.mem), 'total_gpu', str(total.gpu),
   'free_cpu', str(total.cpu - reserved.cpu), 'free_mem', str(total.mem - reserved.mem),
-  'free_gpu', str(total.gpu - reserved.gpu), 'gpu_type', ARGV[10],
-  'version', str(version + 1), 'epoch', str(epoch + 1), 'heartbeat_ms', heartbeat)
+  'free_gpu', str(total.gpu - reserved.gpu),
+  'version', str(version + 1), 'epoch', str(epoch + 1), 'heartbeat_ms', heartbeat }
+for _, item in ipairs(managed_values) do
+  attributes[#attributes + 1] = item
+end
+hset_all(worker_key, attributes)
 local group_err = ensure_group(assign_key, 'agent')
 if group_err then
   return group_err

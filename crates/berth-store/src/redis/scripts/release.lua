@@ -6,7 +6,7 @@
 --       ('' = not fenced: the scheduler's own release).
 -- Reply: {'unknown'} | {'stale', current epoch} | {'not_owned'} |
 --        {'released', cpu, mem, gpu, worker} where worker is the worker's state after the
---        release: its WORKER_FIELDS values (worker_lib.lua).
+--        release: the worker hash as a flat field/value list (worker_reply, worker_lib.lua).
 -- Guarantee: idempotent and atomic; fenced: nothing is written under a stale epoch. Only a
 --   container owned (under `attempt`, if given) is released: its entry is removed, its
 --   assignment entries (undelivered or unacknowledged) are dropped, free credited back and
@@ -18,11 +18,11 @@ local container, attempt = ARGV[1], ARGV[2]
 if #ARGV ~= 3 or container == '' then
   return invalid('release arguments')
 end
-local worker = redis.call('HMGET', worker_key, unpack(WORKER_FIELDS))
-local cap, err = read_worker(worker_key, worker)
-if cap == nil and err == nil then
+local worker = load_worker(worker_key)
+if worker == nil then
   return { 'unknown' }
 end
+local cap, err = read_worker(worker_key, worker)
 local stale = stale_epoch(worker_key, ARGV[3])
 if stale then
   return stale
@@ -45,10 +45,10 @@ local cpu, mem, gpu = cap.free_cpu + entry.cpu, cap.free_mem + entry.mem, cap.fr
 if cpu > cap.total_cpu or mem > cap.total_mem or gpu > cap.total_gpu then
   return corrupt(worker_key, 'free', 'releasing ' .. container .. ' would raise free above total')
 end
-worker[W_FREE_CPU], worker[W_FREE_MEM], worker[W_FREE_GPU] = str(cpu), str(mem), str(gpu)
-worker[W_VERSION] = str(cap.version + 1)
+worker.free_cpu, worker.free_mem, worker.free_gpu = str(cpu), str(mem), str(gpu)
+worker.version = str(cap.version + 1)
 redis.call('HDEL', owned_key, container)
 drop_assignments(assign_key, container, entry.attempt)
-redis.call('HSET', worker_key, 'free_cpu', worker[W_FREE_CPU], 'free_mem', worker[W_FREE_MEM],
-  'free_gpu', worker[W_FREE_GPU], 'version', worker[W_VERSION])
-return { 'released', str(entry.cpu), str(entry.mem), str(entry.gpu), worker }
+redis.call('HSET', worker_key, 'free_cpu', worker.free_cpu, 'free_mem', worker.free_mem,
+  'free_gpu', worker.free_gpu, 'version', worker.version)
+return { 'released', str(entry.cpu), str(entry.mem), str(entry.gpu), worker_reply(worker) }

@@ -1,36 +1,53 @@
 -- berth: helpers for the scripts on one worker's keys (`P:{w:ID}:*`); prepended after lib.lua.
 
--- The worker fields that commit and release read with one HMGET and reply with, in this
--- order (codec.rs decodes the same order: keep the two in step).
-local WORKER_FIELDS = { 'pool', 'priority', 'preemptible', 'requires_pool_selector', 'policy',
-  'status', 'total_cpu', 'total_mem', 'total_gpu', 'free_cpu', 'free_mem', 'free_gpu',
-  'gpu_type', 'version', 'epoch' }
-local W_STATUS, W_FREE_CPU, W_FREE_MEM, W_FREE_GPU, W_VERSION = 6, 10, 11, 12, 14
 -- Fields per HMGET / HSET call: keeps unpack() far below Lua's stack limit.
 local CHUNK = 500
+-- The worker fields commit and release check and do arithmetic on, in the order they are
+-- checked. Every other field of the worker hash (its static attributes) they only pass on.
+local CAPACITY_FIELDS = { 'total_cpu', 'total_mem', 'total_gpu', 'free_cpu', 'free_mem',
+  'free_gpu', 'version' }
 
--- The capacity, version and status of a worker from its WORKER_FIELDS values `w`: a table
--- with the numbers and the status; nil, nil when the worker is not registered; nil and an
--- error reply naming the first unreadable field.
+-- The worker hash at `key` as a table field -> value (one HGETALL), or nil when the worker
+-- is not registered.
+local function load_worker(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then
+    return nil
+  end
+  local w = {}
+  for i = 1, #flat, 2 do
+    w[flat[i]] = flat[i + 1]
+  end
+  return w
+end
+
+-- A worker table as a reply: the flat field/value list HGETALL would give (codec.rs reads
+-- it as the worker hash).
+local function worker_reply(w)
+  local out = {}
+  for field, value in pairs(w) do
+    out[#out + 1] = field
+    out[#out + 1] = value
+  end
+  return out
+end
+
+-- The capacity, version and status of the worker table `w` (from load_worker): a table with
+-- the numbers and the status, or nil and an error reply naming the first unreadable field.
 local function read_worker(key, w)
-  if not w[W_STATUS] and not w[W_VERSION] and redis.call('EXISTS', key) == 0 then
-    return nil, nil
-  end
   local cap = {}
-  for i = 7, 14 do
-    if i ~= 13 then
-      local value = w[i]
-      local n = uint(value)
-      if n == nil then
-        if not value then
-          return nil, corrupt(key, WORKER_FIELDS[i], 'is missing')
-        end
-        return nil, corrupt(key, WORKER_FIELDS[i], 'is not a non-negative integer: ' .. value)
+  for _, field in ipairs(CAPACITY_FIELDS) do
+    local value = w[field]
+    local n = uint(value)
+    if n == nil then
+      if not value then
+        return nil, corrupt(key, field, 'is missing')
       end
-      cap[WORKER_FIELDS[i]] = n
+      return nil, corrupt(key, field, 'is not a non-negative integer: ' .. value)
     end
+    cap[field] = n
   end
-  local status = w[W_STATUS]
+  local status = w.status
   if not status then
     return nil, corrupt(key, 'status', 'is missing')
   end
