@@ -84,9 +84,17 @@ async fn dropped_tickets_leave_no_waiters_behind() {
     use berth_store::{MemoryStore, Store};
     use common::request;
     use std::sync::Arc;
+    use berth_core::{Pool, PoolAttributes, PoolName, Resources};
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    // No workers: the request waits, so only the dropped ticket could remove its waiter.
-    let engine = Engine::start(store.clone(), EngineConfig::default(), Vec::new());
+    // No workers, but a pool that could grow to hold it: the request waits (deferred, not
+    // failed as it would be with no pool at all, which would remove its waiter before the
+    // first assertion), so only the dropped ticket could remove its waiter.
+    let pool = Pool {
+        attributes: PoolAttributes::plain(PoolName::new("default").unwrap()),
+        gpu_type: None,
+        worker_size: Resources::new(4000, 8192, 0),
+    };
+    let engine = Engine::start(store.clone(), EngineConfig::default(), vec![pool]);
     let ticket = engine
         .submit(request("lonely", 1000, 0, engine.now_ms()))
         .await
