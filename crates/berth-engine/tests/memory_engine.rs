@@ -80,11 +80,11 @@ async fn batch_script_packs_the_seed_workload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_tickets_leave_no_waiters_behind() {
+    use berth_core::{Pool, PoolAttributes, PoolName, Resources};
     use berth_engine::{Engine, EngineConfig};
     use berth_store::{MemoryStore, Store};
     use common::request;
     use std::sync::Arc;
-    use berth_core::{Pool, PoolAttributes, PoolName, Resources};
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
     // No workers, but a pool that could grow to hold it: the request waits (deferred, not
     // failed as it would be with no pool at all, which would remove its waiter before the

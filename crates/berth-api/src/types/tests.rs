@@ -1,0 +1,93 @@
+//! Tests of the worker and protocol bodies: registration against configured pools,
+//! attempt ids, strict status reports.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+use super::*;
+use berth_core::{GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, WorkerStatus};
+
+fn pool(name: &str, priority: i32) -> Pool {
+    Pool {
+        attributes: PoolAttributes {
+            pool: PoolName::new(name).unwrap(),
+            priority,
+            preemptible: false,
+            requires_pool_selector: false,
+            policy: PlacementPolicy::Pack,
+        },
+        gpu_type: None,
+        worker_size: Resources::new(1000, 1000, 0),
+    }
+}
+
+#[test]
+fn a_configured_pool_supplies_the_attributes() {
+    let pools = [pool("gpu", 5)];
+    let mut register = RegisterWorker::new(
+        WorkerId::new("w1").unwrap(),
+        &PoolName::new("gpu").unwrap(),
+        4000,
+        8192,
+    );
+    register.gpu = Some(WorkerGpu {
+        count: 4,
+        gpu_type: "a100-40".into(),
+    });
+    let registration = register.resolve(&pools).unwrap();
+    assert_eq!(registration.pool.priority, 5);
+    assert_eq!(registration.pool.policy, PlacementPolicy::Pack);
+    assert_eq!(registration.gpu_type, Some(GpuType::A100_40));
+    assert_eq!(registration.total, Resources::new(4000, 8192, 4));
+    register.priority = Some(1);
+    assert_eq!(
+        register.resolve(&pools).unwrap_err().field.as_deref(),
+        Some("priority")
+    );
+}
+
+#[test]
+fn an_unconfigured_pool_takes_the_given_attributes() {
+    let mut register = RegisterWorker::new(
+        WorkerId::new("w1").unwrap(),
+        &PoolName::new("adhoc").unwrap(),
+        1,
+        1,
+    );
+    register.preemptible = Some(true);
+    let registration = register.resolve(&[]).unwrap();
+    assert!(registration.pool.preemptible);
+    assert_eq!(registration.pool.priority, 0);
+    register.cpu_millicores = 0;
+    assert_eq!(
+        register.resolve(&[]).unwrap_err().field.as_deref(),
+        Some("cpu_millicores")
+    );
+    register.cpu_millicores = 1;
+    register.status = Some(WorkerStatus::Lost);
+    assert_eq!(
+        register.resolve(&[]).unwrap_err().field.as_deref(),
+        Some("status")
+    );
+}
+
+#[test]
+fn attempts_are_checked() {
+    assert!(check_attempt("attempt", &AttemptId("0123abcd".into())).is_ok());
+    assert!(check_attempt("attempt", &AttemptId("a b".into())).is_err());
+    assert!(check_attempt("attempt", &AttemptId(String::new())).is_err());
+}
+
+#[test]
+fn status_reports_parse_strictly() {
+    let report: StatusReport = serde_json::from_str(
+        r#"{"worker": "w1", "attempt": "a1", "epoch": 1, "state": "exited", "exit_code": 0}"#,
+    )
+    .unwrap();
+    assert_eq!(report.state, ReportedState::Exited);
+    let bad: Result<StatusReport, _> = serde_json::from_str(
+        r#"{"worker": "w{1}", "attempt": "a1", "epoch": 1, "state": "exited"}"#,
+    );
+    assert!(bad.is_err());
+    let bad: Result<StatusReport, _> =
+        serde_json::from_str(r#"{"worker": "w1", "attempt": "a1", "state": "done"}"#);
+    assert!(bad.is_err());
+}

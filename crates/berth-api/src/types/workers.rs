@@ -1,0 +1,266 @@
+//! Workers as clients see them, and what an agent says when it registers.
+
+use super::ResourcesView;
+use crate::error::ApiError;
+use crate::spec::parse_gpu_type;
+use berth_core::request::{MAX_CPU_MILLICORES, MAX_GPU_COUNT, MAX_MEMORY_MIB};
+use berth_core::{AttemptId, WorkerRegistration};
+use berth_core::{
+    ContainerId, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, Worker, WorkerId,
+    WorkerStatus,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A worker as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    /// Its id.
+    #[schema(value_type = String)]
+    pub id: WorkerId,
+    /// Its pool.
+    #[schema(value_type = String)]
+    pub pool: PoolName,
+    /// The pool's priority (higher is preferred).
+    pub pool_priority: i32,
+    /// Whether it is preemptible.
+    pub preemptible: bool,
+    /// Whether only requests selecting its pool go there.
+    pub requires_pool_selector: bool,
+    /// `spread` or `pack`.
+    #[schema(value_type = String, example = "spread")]
+    pub policy: PlacementPolicy,
+    /// `available`, `pending`, `draining`, `disabled` or `lost`.
+    #[schema(value_type = String, example = "available")]
+    pub status: WorkerStatus,
+    /// Its whole capacity.
+    pub total: ResourcesView,
+    /// What is not reserved.
+    pub free: ResourcesView,
+    /// Its GPU type, if it has GPUs.
+    pub gpu_type: Option<String>,
+    /// Bumped by every change of its capacity or status.
+    pub version: u64,
+    /// Its lease: bumped by every registration and when it is declared lost. The agent's
+    /// calls carry the epoch it registered under; older ones are refused (`stale_epoch`).
+    pub epoch: u64,
+    /// Its last heartbeat (ms since the Unix epoch), if known.
+    pub last_heartbeat_ms: Option<u64>,
+    /// How long ago that was, in ms.
+    pub heartbeat_age_ms: Option<u64>,
+}
+
+impl WorkerView {
+    /// The view of `worker` with its last heartbeat, as seen at `now_ms`.
+    pub fn new(worker: &Worker, last_heartbeat_ms: Option<u64>, now_ms: u64) -> WorkerView {
+        WorkerView {
+            id: worker.id.clone(),
+            pool: worker.pool.pool.clone(),
+            pool_priority: worker.pool.priority,
+            preemptible: worker.pool.preemptible,
+            requires_pool_selector: worker.pool.requires_pool_selector,
+            policy: worker.pool.policy,
+            status: worker.status,
+            total: worker.total.into(),
+            free: worker.free.into(),
+            gpu_type: worker.gpu_type.as_ref().map(ToString::to_string),
+            version: worker.version,
+            epoch: worker.epoch,
+            last_heartbeat_ms,
+            heartbeat_age_ms: last_heartbeat_ms.map(|at| now_ms.saturating_sub(at)),
+        }
+    }
+}
+
+/// One container a worker owns (holds a reservation for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OwnedView {
+    /// The container.
+    #[schema(value_type = String)]
+    pub container: ContainerId,
+    /// The attempt it is reserved under.
+    #[schema(value_type = String)]
+    pub attempt: AttemptId,
+}
+
+/// The answer to a registration: the worker, with the epoch its calls must carry from now
+/// on, and what it owns. A worker that registers again (after a restart, or after it was
+/// declared lost) keeps running exactly the containers listed here and stops any other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Registered {
+    /// The worker as registered; `worker.epoch` is its new lease.
+    pub worker: WorkerView,
+    /// The containers it owns, under their attempts.
+    pub owned: Vec<OwnedView>,
+}
+
+/// A list of workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    /// The workers, by id.
+    pub workers: Vec<WorkerView>,
+}
+
+/// A worker's GPUs at registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerGpu {
+    /// How many GPUs, at least 1.
+    pub count: u32,
+    /// Their type (all of a worker's GPUs are of one type), e.g. `A100-40`.
+    #[serde(rename = "type")]
+    pub gpu_type: String,
+}
+
+/// What a worker agent says about itself when it (re-)registers. If `pool` names a pool of
+/// the server's configuration, the pool's attributes come from there (attributes given
+/// here must then agree with it); otherwise they come from here, with defaults (priority 0,
+/// not preemptible, no selector required, `spread`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterWorker {
+    /// The worker's id.
+    #[schema(value_type = String)]
+    pub id: WorkerId,
+    /// Its pool's name.
+    pub pool: String,
+    /// The pool's priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Whether the worker is preemptible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preemptible: Option<bool>,
+    /// Whether only requests selecting the pool may go there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_pool_selector: Option<bool>,
+    /// `spread` or `pack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub policy: Option<PlacementPolicy>,
+    /// `available` (the default) or `pending`. A worker an operator drained or disabled
+    /// keeps that status when it registers again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub status: Option<WorkerStatus>,
+    /// Its CPU in millicores.
+    pub cpu_millicores: u64,
+    /// Its memory in MiB.
+    pub memory_mib: u64,
+    /// Its GPUs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<WorkerGpu>,
+}
+
+impl RegisterWorker {
+    /// A registration in pool `pool` with this capacity and everything else at its default.
+    pub fn new(id: WorkerId, pool: &PoolName, cpu_millicores: u64, memory_mib: u64) -> Self {
+        RegisterWorker {
+            id,
+            pool: pool.to_string(),
+            priority: None,
+            preemptible: None,
+            requires_pool_selector: None,
+            policy: None,
+            status: None,
+            cpu_millicores,
+            memory_mib,
+            gpu: None,
+        }
+    }
+
+    /// Validates the registration and resolves its pool against the configured `pools`.
+    pub fn resolve(&self, pools: &[Pool]) -> Result<WorkerRegistration, ApiError> {
+        let name = PoolName::new(self.pool.as_str())
+            .map_err(|e| ApiError::invalid("pool", e.to_string()))?;
+        let pool = match pools.iter().find(|p| p.attributes.pool == name) {
+            Some(configured) => self.agree_with(&configured.attributes)?,
+            None => PoolAttributes {
+                pool: name,
+                priority: self.priority.unwrap_or(0),
+                preemptible: self.preemptible.unwrap_or(false),
+                requires_pool_selector: self.requires_pool_selector.unwrap_or(false),
+                policy: self.policy.unwrap_or_default(),
+            },
+        };
+        let status = self.status.unwrap_or(WorkerStatus::Available);
+        if !matches!(status, WorkerStatus::Available | WorkerStatus::Pending) {
+            return Err(ApiError::invalid(
+                "status",
+                format!("a worker registers as available or pending, not {status}"),
+            ));
+        }
+        check_capacity("cpu_millicores", self.cpu_millicores, MAX_CPU_MILLICORES)?;
+        check_capacity("memory_mib", self.memory_mib, MAX_MEMORY_MIB)?;
+        let (gpu_count, gpu_type) = match &self.gpu {
+            None => (0, None),
+            Some(gpu) => {
+                check_capacity("gpu.count", gpu.count.into(), MAX_GPU_COUNT.into())?;
+                (gpu.count, Some(parse_gpu_type("gpu.type", &gpu.gpu_type)?))
+            }
+        };
+        Ok(WorkerRegistration {
+            id: self.id.clone(),
+            pool,
+            status,
+            total: Resources::new(self.cpu_millicores, self.memory_mib, gpu_count),
+            gpu_type,
+        })
+    }
+
+    fn agree_with(&self, configured: &PoolAttributes) -> Result<PoolAttributes, ApiError> {
+        let differs = |field: &str, given: String, wanted: String| {
+            ApiError::invalid(
+                field,
+                format!(
+                    "pool {} is configured with {field} {wanted}, the registration says {given}; omit it or make it agree",
+                    configured.pool
+                ),
+            )
+        };
+        if let Some(p) = self.priority.filter(|p| *p != configured.priority) {
+            return Err(differs(
+                "priority",
+                p.to_string(),
+                configured.priority.to_string(),
+            ));
+        }
+        if let Some(p) = self.preemptible.filter(|p| *p != configured.preemptible) {
+            return Err(differs(
+                "preemptible",
+                p.to_string(),
+                configured.preemptible.to_string(),
+            ));
+        }
+        if let Some(r) = self
+            .requires_pool_selector
+            .filter(|r| *r != configured.requires_pool_selector)
+        {
+            return Err(differs(
+                "requires_pool_selector",
+                r.to_string(),
+                configured.requires_pool_selector.to_string(),
+            ));
+        }
+        if let Some(p) = self.policy.filter(|p| *p != configured.policy) {
+            return Err(differs(
+                "policy",
+                p.as_str().into(),
+                configured.policy.as_str().into(),
+            ));
+        }
+        Ok(configured.clone())
+    }
+}
+
+fn check_capacity(field: &str, value: u64, limit: u64) -> Result<(), ApiError> {
+    if value == 0 {
+        return Err(ApiError::invalid(field, "must be at least 1"));
+    }
+    if value > limit {
+        return Err(ApiError::invalid(
+            field,
+            format!("{value} is above the limit of {limit}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Tests of the invariant check: each invariant, broken and kept.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+use super::*;
+use crate::{
+    ContainerRequest, GpuPreference, Payload, PoolAttributes, PoolName, WorkerId, WorkerStatus,
+};
+
+const NOW: u64 = 1_000_000;
+const DEAD_AFTER: Duration = Duration::from_secs(60);
+
+fn options() -> CheckOptions {
+    CheckOptions::at(NOW, DEAD_AFTER)
+}
+
+fn cid(id: &str) -> ContainerId {
+    ContainerId::new(id).unwrap()
+}
+
+fn attempt(id: &str) -> AttemptId {
+    AttemptId(id.to_owned())
+}
+
+/// Worker `id` with 4000m / 4096 MiB, owning `owned` (100m / 100 MiB each, under
+/// `(container, attempt)`), last heard from at `heartbeat_ms`.
+fn worker(id: &str, owned: &[(&str, &str)], heartbeat_ms: u64) -> WorkerDump {
+    let each = Resources::new(100, 100, 0);
+    let total = Resources::new(4000, 4096, 0);
+    let held = Resources::new(100 * owned.len() as u64, 100 * owned.len() as u64, 0);
+    WorkerDump {
+        worker: Worker {
+            id: WorkerId::new(id).unwrap(),
+            pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
+            status: WorkerStatus::Available,
+            total,
+            free: total.checked_sub(held).unwrap(),
+            gpu_type: None,
+            version: 1,
+            epoch: 1,
+        },
+        owned: owned
+            .iter()
+            .map(|(c, a)| OwnedEntry {
+                container: cid(c),
+                attempt: attempt(a),
+                resources: each,
+            })
+            .collect(),
+        heartbeat_ms,
+        assignments: Vec::new(),
+        queue: format!("{id}:assign"),
+    }
+}
+
+fn queued(delivery: &str, container: &str, attempt_id: &str) -> QueuedAssignment {
+    QueuedAssignment {
+        delivery: delivery.to_owned(),
+        container: cid(container),
+        attempt: attempt(attempt_id),
+    }
+}
+
+fn record(id: &str, state: ContainerState, holder: Option<(&str, &str)>) -> ContainerRecord {
+    let mut record = crate::lifecycle::pending(ContainerRequest {
+        id: cid(id),
+        tenant: "t".into(),
+        resources: Resources::new(100, 100, 0),
+        gpu: GpuPreference::Any,
+        pool_selector: None,
+        preemptible: false,
+        priority: 0,
+        submitted_at_ms: 1,
+        payload: Payload::default(),
+    });
+    record.state = state;
+    if let Some((w, a)) = holder {
+        record.worker = Some(WorkerId::new(w).unwrap());
+        record.attempt = Some(attempt(a));
+    }
+    record
+}
+
+#[test]
+fn a_healthy_dump_has_no_violations() {
+    let mut w1 = worker("w1", &[("c1", "a1"), ("c2", "a2")], NOW - 1000);
+    w1.assignments = vec![queued("1-0", "c1", "a1")];
+    let dump = Dump {
+        workers: vec![w1],
+        records: vec![
+            record("c1", ContainerState::Scheduled, Some(("w1", "a1"))),
+            record("c2", ContainerState::Running, Some(("w1", "a2"))),
+            record("c3", ContainerState::Pending, None),
+            record("c4", ContainerState::Exited, Some(("w1", "a4"))),
+        ],
+        queued: [cid("c3")].into_iter().collect(),
+        unreadable: Vec::new(),
+    };
+    assert_eq!(violations(&dump, &options()), Vec::new());
+}
+
+#[test]
+fn a_dead_owner_is_a_violation() {
+    let dump = Dump {
+        workers: vec![worker("w1", &[("c1", "a1")], NOW - 90_000)],
+        records: vec![record("c1", ContainerState::Running, Some(("w1", "a1")))],
+        ..Dump::default()
+    };
+    let found = violations(&dump, &options());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].subject, "c1");
+    assert_eq!(
+        found[0].detail,
+        "running on worker w1 (attempt a1) but that worker is dead: last heartbeat \
+         90000 ms ago, dead after 60000 ms"
+    );
+    // Exactly at the limit it is still alive.
+    let mut dump = dump;
+    dump.workers[0].heartbeat_ms = NOW - 60_000;
+    assert!(violations(&dump, &options()).is_empty());
+}
+
+#[test]
+fn a_lost_worker_with_a_fresh_heartbeat_is_alive() {
+    // The reaper has declared it lost and not reclaimed its containers yet.
+    let mut w1 = worker("w1", &[("c1", "a1")], NOW - 5_000);
+    w1.worker.status = WorkerStatus::Lost;
+    w1.assignments = vec![queued("1-0", "c1", "a1")];
+    let dump = Dump {
+        workers: vec![w1],
+        records: vec![record("c1", ContainerState::Scheduled, Some(("w1", "a1")))],
+        ..Dump::default()
+    };
+    assert_eq!(violations(&dump, &options()), Vec::new());
+}
+
+#[test]
+fn ignoring_heartbeats_takes_every_worker_for_alive() {
+    let dump = Dump {
+        workers: vec![worker("w1", &[("c1", "a1")], 0)],
+        records: vec![record("c1", ContainerState::Running, Some(("w1", "a1")))],
+        ..Dump::default()
+    };
+    assert!(violations(&dump, &CheckOptions::ignoring_heartbeats()).is_empty());
+    assert_eq!(violations(&dump, &options()).len(), 1);
+}
+
+/// What the check says of worker w1 owning `owned` with `assignments` queued.
+fn judge_queue(owned: &[(&str, &str)], assignments: Vec<QueuedAssignment>) -> Vec<String> {
+    let mut w1 = worker("w1", owned, NOW);
+    w1.assignments = assignments;
+    let dump = Dump {
+        workers: vec![w1],
+        ..Dump::default()
+    };
+    violations(&dump, &options())
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn an_assignment_without_ownership_is_a_violation() {
+    assert_eq!(
+        judge_queue(&[], vec![queued("7-0", "c1", "a1")]),
+        vec!["w1:assign: entry 7-0 assigns c1 (attempt a1) but worker w1 does not own c1"]
+    );
+}
+
+#[test]
+fn an_assignment_under_another_attempt_is_a_violation() {
+    let entries = vec![queued("7-0", "c1", "a1"), queued("8-0", "c1", "a2")];
+    assert_eq!(
+        judge_queue(&[("c1", "a2")], entries),
+        vec![
+            "w1:assign: entry 7-0 assigns c1 (attempt a1) but worker w1 owns c1 under \
+             attempt a2"
+        ]
+    );
+}
+
+#[test]
+fn a_pending_record_neither_in_the_intake_nor_in_the_backlog_is_a_violation() {
+    let mut lost = record("c1", ContainerState::Pending, None);
+    lost.deferrals = 2;
+    let dump = Dump {
+        records: vec![lost, record("c2", ContainerState::Pending, None)],
+        queued: [cid("c2")].into_iter().collect(),
+        ..Dump::default()
+    };
+    let found = violations(&dump, &options());
+    assert_eq!(
+        found,
+        vec![Violation {
+            subject: "c1".to_owned(),
+            detail: "pending but neither in the intake nor in the backlog (deferred 2 \
+                     times)"
+                .to_owned(),
+        }]
+    );
+}
+
+#[test]
+fn a_pending_record_owned_between_commit_and_settlement_is_fine() {
+    // Committed, not settled yet: owned and queued to the worker, still in the intake.
+    let mut w1 = worker("w1", &[("c1", "a1")], NOW);
+    w1.assignments = vec![queued("1-0", "c1", "a1")];
+    let dump = Dump {
+        workers: vec![w1],
+        records: vec![record("c1", ContainerState::Pending, None)],
+        queued: [cid("c1")].into_iter().collect(),
+        unreadable: Vec::new(),
+    };
+    assert!(violations(&dump, &options()).is_empty());
+}
+
+#[test]
+fn unreadable_entries_and_the_old_rules_still_count() {
+    let mut w1 = worker("w1", &[("c1", "a1")], NOW);
+    w1.worker.free = Resources::new(4000, 4096, 0);
+    let w2 = worker("w2", &[("c1", "a9")], NOW);
+    let dump = Dump {
+        workers: vec![w1, w2],
+        records: vec![record("c1", ContainerState::Failed, None)],
+        unreadable: vec![Violation {
+            subject: "k".to_owned(),
+            detail: "unreadable".to_owned(),
+        }],
+        ..Dump::default()
+    };
+    let found: Vec<String> = violations(&dump, &options())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            "k: unreadable",
+            "w1: free (cpu=4000m memory=4096Mi gpu=0) + owned (cpu=100m memory=100Mi \
+             gpu=0) != total (cpu=4000m memory=4096Mi gpu=0)",
+            "c1: owned by 2 workers: w1, w2",
+            "c1: failed but still owned by worker w1 (cpu=100m memory=100Mi gpu=0 leaked)",
+        ]
+    );
+}
+
+#[test]
+fn an_ended_container_still_owned_is_in_flight_for_a_while_then_a_leak() {
+    let dump = |finished_ms| {
+        let mut ended = record("c1", ContainerState::Exited, Some(("w1", "a1")));
+        ended.finished_at_ms = Some(finished_ms);
+        Dump {
+            workers: vec![worker("w1", &[("c1", "a1")], NOW)],
+            records: vec![ended],
+            ..Dump::default()
+        }
+    };
+    let patient = options().with_in_flight(Duration::from_secs(10));
+    // Ended 2 s ago, release not through yet: the second step of the final report.
+    assert!(violations(&dump(NOW - 2_000), &patient).is_empty());
+    // Ended 11 s ago and still owned: nothing will release it any more.
+    let found = violations(&dump(NOW - 11_000), &patient);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].detail.contains("leaked"), "{found:?}");
+    // Without an in-flight time, at once.
+    assert_eq!(violations(&dump(NOW - 2_000), &options()).len(), 1);
+    assert_eq!(violations(&dump(NOW), &options()).len(), 1);
+}
+
+#[test]
+fn a_placement_settled_after_the_check_began_is_not_judged_unowned() {
+    let dump = |scheduled_ms| {
+        let mut placed = record("c1", ContainerState::Scheduled, Some(("w1", "a1")));
+        placed.scheduled_at_ms = Some(scheduled_ms);
+        Dump {
+            workers: vec![worker("w1", &[], NOW)],
+            records: vec![placed],
+            ..Dump::default()
+        }
+    };
+    let patient = options().with_in_flight(Duration::from_secs(10));
+    // Settled while the check read (its workers were read before the commit).
+    assert!(violations(&dump(NOW + 5), &patient).is_empty());
+    assert!(violations(&dump(NOW - 500), &patient).is_empty());
+    // Without an in-flight time, even a placement stamped in the check's millisecond.
+    assert_eq!(violations(&dump(NOW), &options()).len(), 1);
+    // Settled well before the check began and still unowned: a violation.
+    let found = violations(&dump(NOW - 5_000), &patient);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].detail.contains("does not own it"), "{found:?}");
+    assert_eq!(violations(&dump(NOW - 500), &options()).len(), 1);
+}
