@@ -28,7 +28,7 @@
 //! - [`api`]: the run through the HTTP API.
 //! - [`report`]: the results, as the JSON writes them.
 //! - [`percentile`]: nearest-rank percentiles.
-//! - [`format`]: figures and tables for people.
+//! - [`format`](mod@format): figures and tables for people.
 //! - [`seed_tables`], [`published`] and [`scale_tables`]: the scenarios' tables.
 //! - [`targets`]: the targets as a table, and the verdicts on them; [`target`]: what a
 //!   row of that table is and how it is judged.

@@ -15,7 +15,7 @@
 //! - [`feasibility`]: stage 1, may a request run on a worker (by the rules).
 //! - [`scoring`]: stages 2 and 3, the score of a worker for a request and the rendezvous
 //!   tie-break.
-//! - [`planner`]: stage 4, [`plan`] a batch against a snapshot.
+//! - [`planner`]: stage 4, [`plan()`] a batch against a snapshot.
 //! - [`plan`](mod@plan): the plan's types; [`verify_plan`] checks its post-conditions.
 //!
 //! The shared model every other crate speaks, without depending on a store:

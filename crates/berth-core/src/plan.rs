@@ -31,7 +31,7 @@ impl Default for PlanOptions {
 /// One container placed on one worker by a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
-    /// Index of the request in the slice given to [`crate::plan`].
+    /// Index of the request in the slice given to [`crate::plan()`].
     pub request: usize,
     /// The container's id.
     pub container: ContainerId,
@@ -87,7 +87,7 @@ impl UnplacedReason {
 /// A request a plan could not place, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unplaced {
-    /// Index of the request in the slice given to [`crate::plan`].
+    /// Index of the request in the slice given to [`crate::plan()`].
     pub request: usize,
     /// The container's id.
     pub container: ContainerId,

@@ -7,69 +7,69 @@ use std::time::Duration;
 /// [`SimulatedRttStore`](super::SimulatedRttStore) counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
-    /// [`berth_store::Store::register_worker`].
+    /// [`berth_store::Fleet::register_worker`].
     RegisterWorker,
-    /// [`berth_store::Store::heartbeat`].
+    /// [`berth_store::Fleet::heartbeat`].
     Heartbeat,
-    /// [`berth_store::Store::set_worker_status`].
+    /// [`berth_store::Fleet::set_worker_status`].
     SetWorkerStatus,
-    /// [`berth_store::Store::worker`].
+    /// [`berth_store::Fleet::worker`].
     Worker,
-    /// [`berth_store::Store::workers`].
+    /// [`berth_store::Fleet::workers`].
     Workers,
-    /// [`berth_store::Store::commit`].
+    /// [`berth_store::Bookings::commit`].
     Commit,
-    /// [`berth_store::Store::lock_worker`].
+    /// [`berth_store::WorkerLocks::lock_worker`].
     LockWorker,
-    /// [`berth_store::Store::commit_locked`].
+    /// [`berth_store::WorkerLocks::commit_locked`].
     CommitLocked,
-    /// [`berth_store::Store::unlock_worker`].
+    /// [`berth_store::WorkerLocks::unlock_worker`].
     UnlockWorker,
-    /// [`berth_store::Store::release`].
+    /// [`berth_store::Bookings::release`].
     Release,
-    /// [`berth_store::Store::assignments`].
+    /// [`berth_store::Bookings::assignments`].
     Assignments,
-    /// [`berth_store::Store::ack_assignment`].
+    /// [`berth_store::Bookings::ack_assignment`].
     AckAssignment,
-    /// [`berth_store::Store::submit`].
+    /// [`berth_store::Intake::submit`].
     Submit,
-    /// [`berth_store::Store::container`].
+    /// [`berth_store::Records::container`].
     Container,
-    /// [`berth_store::Store::transition`].
+    /// [`berth_store::Records::transition`].
     Transition,
-    /// [`berth_store::Store::claim`].
+    /// [`berth_store::Intake::claim`].
     Claim,
-    /// [`berth_store::Store::settle`].
+    /// [`berth_store::Intake::settle`].
     Settle,
-    /// [`berth_store::Store::promote_due`].
+    /// [`berth_store::Intake::promote_due`].
     PromoteDue,
-    /// [`berth_store::Store::owners`].
+    /// [`berth_store::Bookings::owners`].
     Owners,
-    /// [`berth_store::Store::unmet_demand`].
+    /// [`berth_store::Intake::unmet_demand`].
     UnmetDemand,
-    /// [`berth_store::Store::claim_provisioning`].
+    /// [`berth_store::Intake::claim_provisioning`].
     ClaimProvisioning,
-    /// [`berth_store::Store::heartbeats`].
+    /// [`berth_store::Fleet::heartbeats`].
     Heartbeats,
-    /// [`berth_store::Store::deregister_worker`].
+    /// [`berth_store::Fleet::deregister_worker`].
     DeregisterWorker,
-    /// [`berth_store::Store::containers`].
+    /// [`berth_store::Records::containers`].
     Containers,
-    /// [`berth_store::Store::append_logs`].
+    /// [`berth_store::Records::append_logs`].
     AppendLogs,
-    /// [`berth_store::Store::logs`].
+    /// [`berth_store::Records::logs`].
     Logs,
-    /// [`berth_store::Store::cancel`].
+    /// [`berth_store::Records::cancel`].
     Cancel,
-    /// [`berth_store::Store::cancel_requested`].
+    /// [`berth_store::Records::cancel_requested`].
     CancelRequested,
-    /// [`berth_store::Store::reclaim`].
+    /// [`berth_store::Bookings::reclaim`].
     Reclaim,
-    /// [`berth_store::Store::owned`].
+    /// [`berth_store::Bookings::owned`].
     Owned,
-    /// [`berth_store::Store::backlog_len`].
+    /// [`berth_store::Intake::backlog_len`].
     BacklogLen,
-    /// [`berth_store::Store::check`].
+    /// [`berth_store::Inspection::check`].
     Check,
 }
 
