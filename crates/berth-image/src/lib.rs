@@ -1,0 +1,89 @@
+//! Read-only root filesystems for berth's containers.
+//!
+//! The worker agent asks an [`ImageStore`] for a container's image with
+//! [`ImageStore::prepare`] and gets a [`PreparedImage`]: a rootfs directory, unpacked once
+//! and shared by every container of that image, and its [`ImageConfig`] (user, env,
+//! working directory, entrypoint, command). The runtime mounts the rootfs read-only;
+//! [`resolve_user`] turns the image's user into a uid and gid from the image's own
+//! `/etc/passwd` and `/etc/group`. Everything here blocks on the file system: call it
+//! from `spawn_blocking`.
+//!
+//! # Image references
+//!
+//! - `None`: berth's default rootfs, built on first use from the host's static busybox
+//!   (`/bin/busybox`, Debian's `busybox-static`): `bin/busybox` and a symlink per applet,
+//!   `/etc/passwd` (root 0, nobody 65534), `/etc/group`, and empty `proc sys dev tmp etc
+//!   work`. Its id is `default-<sha256 of busybox>`, so a busybox upgrade builds a new one.
+//!   Its config: `PATH=/bin`, nothing else.
+//! - `oci:<path>[:<tag>]`: an OCI image layout directory (`oci-layout`, `index.json`,
+//!   `blobs/sha256/...`). The tag is matched against the
+//!   `org.opencontainers.image.ref.name` annotation in `index.json`; without a tag the
+//!   index must hold exactly one manifest.
+//! - `oci-archive:<path>[:<tag>]`: a tar of such a layout, extracted into a work
+//!   directory inside the store and read as above.
+//! - A bare absolute path (`/images/app`, `/images/app.tar:v2`): a directory is a layout,
+//!   a file an archive.
+//!
+//! Anything else, such as `python:3.11` or `docker.io/library/busybox`, is
+//! [`ImageError::Unsupported`]: pulling from registries is not supported yet.
+//!
+//! An image's id is its manifest digest. Layers may be `application/vnd.oci.image.layer
+//! .v1.tar` or `...tar+gzip` (Docker's gzip layer type is taken as the latter); others are
+//! refused. Every blob is checked against its digest and size. Whiteouts are applied
+//! (`.wh.<name>` deletes a lower layer's `<name>`, `.wh..wh..opq` empties its directory of
+//! what the lower layers put there). Device nodes and FIFOs are skipped: the runtime
+//! provides `/dev`. File owners are kept when the store runs as root.
+//!
+//! # Safety of unpacking
+//!
+//! Nothing is written outside the rootfs: an entry with a `..` component or an absolute
+//! path is refused, and parent directories are resolved as the container would see them
+//! (an absolute symlink target is taken inside the rootfs); a symlink that climbs above
+//! the rootfs is refused ([`ImageError::PathEscape`]). A layout archive may hold only
+//! directories and regular files.
+//!
+//! An image is unpacked into a work directory in the store and renamed into place when
+//! complete, so a crash never leaves a half image that looks complete. Concurrent
+//! `prepare` calls for one image unpack it once; a second store on the same root (another
+//! process, or a restart) uses what is on disk.
+//!
+//! # Limits
+//!
+//! Generous, to refuse the absurd with [`ImageError::TooLarge`] rather than fill the disk:
+//! at most [`MAX_ENTRIES`] (1,000,000) tar entries per layer or layout archive,
+//! [`MAX_IMAGE_BYTES`] (64 GiB) of file content per image (all layers) or archive, and
+//! [`MAX_METADATA_BYTES`] (4 MiB) per `index.json`, manifest or configuration.
+//!
+//! # Layout
+//!
+//! - `store`: [`ImageStore`], [`PreparedImage`]; the on-disk layout of the store, the
+//!   per-image slots that make concurrent calls unpack once.
+//! - `reference`: parsing image references.
+//! - `layout`: reading an OCI layout: manifest selection, blob verification, layers.
+//! - `unpack`: tar streams to disk: layers with whiteouts, layout archives; the limits.
+//! - `confined`: resolving paths inside a root the way the container sees them.
+//! - `busybox`: the default rootfs and the static-ELF check.
+//! - `config`: [`ImageConfig`].
+//! - `user`: [`resolve_user`].
+//! - `error`: [`ImageError`].
+//! - `testing` (feature `testing`): writing layouts and archives for tests.
+
+mod busybox;
+mod config;
+mod confined;
+mod error;
+mod layout;
+mod reference;
+mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod unpack;
+mod user;
+
+pub use busybox::DEFAULT_BUSYBOX;
+pub use config::ImageConfig;
+pub use error::ImageError;
+pub use layout::MAX_METADATA_BYTES;
+pub use store::{ImageStore, PreparedImage};
+pub use unpack::{MAX_ENTRIES, MAX_IMAGE_BYTES};
+pub use user::resolve_user;

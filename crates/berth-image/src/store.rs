@@ -1,0 +1,334 @@
+//! [`ImageStore`]: prepared images on disk, each unpacked once and shared.
+//!
+//! On disk, under the store's root:
+//! - `images/<id>/rootfs` and `images/<id>/config.json` (`:` in the id becomes `-`): a
+//!   prepared image. The directory appears only by a rename of a finished one, so one that
+//!   exists is complete.
+//! - `tmp/<pid>-<random>`: work in progress (an image being unpacked, an archive being
+//!   extracted). Removed when done or failed; those of dead processes at the next `open`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::UNIX_EPOCH;
+
+use crate::config::ImageConfig;
+use crate::error::{ImageError, IoContext};
+use crate::reference::{self, Source};
+use crate::unpack::{self, LayerOptions};
+use crate::{busybox, layout};
+
+/// A prepared image: its rootfs on disk and its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedImage {
+    /// The manifest digest (`sha256:<hex>`), or `default-<sha256 of busybox>` for the
+    /// default rootfs.
+    pub id: String,
+    /// The unpacked root filesystem. Shared by every container of the image: the runtime
+    /// must mount it read-only and give containers their writes elsewhere.
+    pub rootfs: PathBuf,
+    /// How the image says to run it.
+    pub config: ImageConfig,
+}
+
+/// Images unpacked under one directory, each once, shared by every container that uses
+/// it. `Send + Sync`: share it in an `Arc`. Its calls block on the file system; call them
+/// from `spawn_blocking` in async code.
+#[derive(Debug)]
+pub struct ImageStore {
+    /// The store's directory (see the [module docs](self) for its layout).
+    root: PathBuf,
+    /// The host busybox the default rootfs is built from.
+    busybox: PathBuf,
+    /// Whether layers keep their files' owners (only root can chown).
+    preserve_owners: bool,
+    /// One slot per image id. Its lock is held while the image is looked up or unpacked,
+    /// so concurrent `prepare` calls for one image unpack it once; the others wait and
+    /// share the result. Failures are not kept: the next call tries again.
+    images: Slots<Arc<PreparedImage>>,
+    /// Sources whose image id is known without reading them again: an archive or the
+    /// busybox binary, by path, tag, size and mtime. Its lock is held while the source is
+    /// read, and is always taken before an image slot's.
+    sources: Slots<String>,
+    /// How many images this store built (rather than found on disk).
+    unpacked: AtomicU64,
+}
+
+impl ImageStore {
+    /// Opens (creating) the store under `root` (e.g. `<agent work dir>/images`), and
+    /// removes the work directories that dead processes left there.
+    pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore, ImageError> {
+        let root = root.into();
+        for dir in ["images", "tmp"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).context(|| format!("creating {}", path.display()))?;
+        }
+        remove_stale_work(&root.join("tmp"));
+        let mut store = ImageStore {
+            root,
+            busybox: PathBuf::from(busybox::DEFAULT_BUSYBOX),
+            preserve_owners: false,
+            images: Slots::default(),
+            sources: Slots::default(),
+            unpacked: AtomicU64::new(0),
+        };
+        // What we create is owned by our effective uid: root may keep the layers' owners.
+        store.preserve_owners = store
+            .work_dir()?
+            .path()
+            .metadata()
+            .is_ok_and(|m| m.uid() == 0);
+        Ok(store)
+    }
+
+    /// Builds the default rootfs from this busybox instead of `/bin/busybox`.
+    pub fn with_busybox(mut self, busybox: impl Into<PathBuf>) -> ImageStore {
+        self.busybox = busybox.into();
+        self
+    }
+
+    /// The image for `image` (`None`: berth's default rootfs), unpacked on first use and
+    /// shared after. See the [crate docs](crate) for the references accepted.
+    pub fn prepare(&self, image: Option<&str>) -> Result<Arc<PreparedImage>, ImageError> {
+        let Some(image) = image else {
+            return self.prepare_default();
+        };
+        match reference::parse(image)? {
+            Source::Layout { dir, tag } => {
+                let manifest = layout::select_manifest(&dir, tag.as_deref())?;
+                let options = self.layer_options();
+                self.prepare_id(&manifest.digest().to_string(), |rootfs| {
+                    layout::unpack_image(&dir, &manifest, rootfs, options)
+                })
+            }
+            Source::Archive { file, tag } => self.prepare_archive(&file, tag.as_deref()),
+        }
+    }
+
+    /// How many images this store has unpacked or built itself, not counting those it
+    /// found ready on disk: for tests and metrics.
+    pub fn unpacked_count(&self) -> u64 {
+        self.unpacked.load(Ordering::Relaxed)
+    }
+
+    /// The default rootfs, built from busybox; its id is read from busybox once per
+    /// version of the file.
+    fn prepare_default(&self) -> Result<Arc<PreparedImage>, ImageError> {
+        let key = fingerprint(&self.busybox, None).map_err(|e| ImageError::Busybox {
+            path: self.busybox.clone(),
+            reason: e.to_string(),
+        })?;
+        let slot = self.sources.slot(key);
+        let mut known = lock(&slot);
+        let id = match known.as_ref() {
+            Some(id) => id.clone(),
+            None => known.insert(busybox::default_id(&self.busybox)?).clone(),
+        };
+        self.prepare_id(&id, |rootfs| {
+            busybox::build(&self.busybox, rootfs)?;
+            Ok(ImageConfig::default_rootfs())
+        })
+    }
+
+    /// An archive's image: found by what the archive was last seen to hold, or extracted
+    /// into a work directory and unpacked from there.
+    fn prepare_archive(
+        &self,
+        file: &Path,
+        tag: Option<&str>,
+    ) -> Result<Arc<PreparedImage>, ImageError> {
+        let key = fingerprint(file, tag).context(|| format!("reading {}", file.display()))?;
+        let slot = self.sources.slot(key);
+        let mut known = lock(&slot);
+        if let Some(id) = known.as_ref()
+            && let Some(image) = self.lookup(id)?
+        {
+            return Ok(image);
+        }
+        let work = self.work_dir()?;
+        unpack::extract_layout_archive(file, work.path())?;
+        let manifest = layout::select_manifest(work.path(), tag)?;
+        let id = known.insert(manifest.digest().to_string()).clone();
+        let options = self.layer_options();
+        self.prepare_id(&id, |rootfs| {
+            layout::unpack_image(work.path(), &manifest, rootfs, options)
+        })
+    }
+
+    /// The image `id`: in memory, on disk, or built now by `build` (which fills an empty
+    /// rootfs directory and returns the configuration).
+    fn prepare_id(
+        &self,
+        id: &str,
+        build: impl FnOnce(&Path) -> Result<ImageConfig, ImageError>,
+    ) -> Result<Arc<PreparedImage>, ImageError> {
+        let slot = self.images.slot(id.to_owned());
+        let mut prepared = lock(&slot);
+        if let Some(image) = prepared.as_ref() {
+            return Ok(image.clone());
+        }
+        let image = match self.load(id)? {
+            Some(image) => image,
+            None => self.build(id, build)?,
+        };
+        Ok(prepared.insert(Arc::new(image)).clone())
+    }
+
+    /// The image `id` if it is prepared (in memory or on disk), without building it.
+    fn lookup(&self, id: &str) -> Result<Option<Arc<PreparedImage>>, ImageError> {
+        let slot = self.images.slot(id.to_owned());
+        let mut prepared = lock(&slot);
+        if let Some(image) = prepared.as_ref() {
+            return Ok(Some(image.clone()));
+        }
+        Ok(self
+            .load(id)?
+            .map(|image| prepared.insert(Arc::new(image)).clone()))
+    }
+
+    /// Builds image `id` in a work directory and renames it into place. If another store
+    /// on the same root finished it first, theirs is used.
+    fn build(
+        &self,
+        id: &str,
+        build: impl FnOnce(&Path) -> Result<ImageConfig, ImageError>,
+    ) -> Result<PreparedImage, ImageError> {
+        let work = self.work_dir()?;
+        let rootfs = work.path().join("rootfs");
+        fs::create_dir(&rootfs).context(|| format!("creating {}", rootfs.display()))?;
+        let config = build(&rootfs)?;
+        let config_path = work.path().join("config.json");
+        let json = serde_json::to_vec_pretty(&config)
+            .map_err(|e| ImageError::io("encoding config.json", e.into()))?;
+        fs::write(&config_path, json).context(|| format!("writing {}", config_path.display()))?;
+        let dir = self.image_dir(id);
+        match fs::rename(work.path(), &dir) {
+            Ok(()) => {
+                self.unpacked.fetch_add(1, Ordering::Relaxed);
+            }
+            // Renaming onto a non-empty directory fails: someone else finished first.
+            Err(e) if dir.join("config.json").is_file() => drop(e),
+            Err(e) => {
+                return Err(ImageError::io(
+                    format!("renaming into {}", dir.display()),
+                    e,
+                ));
+            }
+        }
+        self.load(id)?.ok_or_else(|| {
+            ImageError::io(
+                format!("reading {}", dir.display()),
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })
+    }
+
+    /// Reads a prepared image from disk; `None` if it is not there.
+    fn load(&self, id: &str) -> Result<Option<PreparedImage>, ImageError> {
+        let dir = self.image_dir(id);
+        let config_path = dir.join("config.json");
+        let bytes = match fs::read(&config_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(ImageError::io(
+                    format!("reading {}", config_path.display()),
+                    e,
+                ));
+            }
+        };
+        let config = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::io(format!("parsing {}", config_path.display()), e.into()))?;
+        Ok(Some(PreparedImage {
+            id: id.to_owned(),
+            rootfs: dir.join("rootfs"),
+            config,
+        }))
+    }
+
+    /// Where image `id` lives: `images/<id with ':' as '-'>`.
+    fn image_dir(&self, id: &str) -> PathBuf {
+        self.root.join("images").join(id.replace(':', "-"))
+    }
+
+    /// A fresh work directory under `tmp/`, removed when dropped.
+    fn work_dir(&self) -> Result<tempfile::TempDir, ImageError> {
+        let tmp = self.root.join("tmp");
+        tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .tempdir_in(&tmp)
+            .context(|| format!("creating a work directory in {}", tmp.display()))
+    }
+
+    fn layer_options(&self) -> LayerOptions {
+        LayerOptions {
+            preserve_owners: self.preserve_owners,
+        }
+    }
+}
+
+/// Removes the work directories of processes that are gone (`<pid>-...` with no
+/// `/proc/<pid>`). Best effort: what cannot be removed stays.
+fn remove_stale_work(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .map(|(pid, _)| pid);
+        if let Some(pid) = pid.filter(|pid| pid.parse::<u32>().is_ok())
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// What identifies a version of a source file: its path, the tag asked for, its size and
+/// its modification time.
+fn fingerprint(file: &Path, tag: Option<&str>) -> std::io::Result<String> {
+    let meta = fs::metadata(file)?;
+    let mtime = meta
+        .modified()?
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(format!(
+        "{}\0{}\0{}\0{}\0{}",
+        file.display(),
+        tag.unwrap_or(""),
+        meta.len(),
+        meta.ino(),
+        mtime.as_nanos()
+    ))
+}
+
+/// A map of lazily filled slots, each behind its own lock.
+#[derive(Debug)]
+struct Slots<V>(Mutex<HashMap<String, Arc<Mutex<Option<V>>>>>);
+
+impl<V> Default for Slots<V> {
+    fn default() -> Self {
+        Slots(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<V> Slots<V> {
+    /// The slot for `key`, created empty on first use.
+    fn slot(&self, key: String) -> Arc<Mutex<Option<V>>> {
+        lock(&self.0).entry(key).or_default().clone()
+    }
+}
+
+/// Locks a mutex; a panic of another holder leaves nothing half done here (slots are
+/// filled in one assignment), so poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
