@@ -148,6 +148,7 @@ fn busybox_error(path: &Path, reason: String) -> ImageError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 

@@ -117,6 +117,7 @@ fn join(root: &Path, parts: &[OsString]) -> PathBuf {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;

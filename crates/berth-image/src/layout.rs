@@ -111,14 +111,17 @@ fn unpack_layer(
     let path = blob_path(layout, layer)?;
     let file = File::open(&path).context(|| format!("opening layer {}", path.display()))?;
     let mut blob = HashingReader::new(BufReader::new(file));
-    if gzip {
-        unpack::apply_layer(rootfs, GzDecoder::new(&mut blob), &digest, options, budget)?;
+    let applied = if gzip {
+        unpack::apply_layer(rootfs, GzDecoder::new(&mut blob), &digest, options, budget)
     } else {
-        unpack::apply_layer(rootfs, &mut blob, &digest, options, budget)?;
-    }
-    // The tar ends before its padding and the gzip trailer: hash what is left too.
+        unpack::apply_layer(rootfs, &mut blob, &digest, options, budget)
+    };
+    // The tar ends before its padding and the gzip trailer: hash what is left too. A blob
+    // that is not what its digest says is reported as such, even if it also failed to
+    // unpack (a corrupt blob is the likelier cause).
     io::copy(&mut blob, &mut io::sink()).context(|| format!("reading {}", path.display()))?;
-    blob.verify(layer)
+    blob.verify(layer)?;
+    applied
 }
 
 /// Reads a small JSON blob, checks it against its descriptor and parses it.

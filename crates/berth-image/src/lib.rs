@@ -42,10 +42,19 @@
 //! the rootfs is refused ([`ImageError::PathEscape`]). A layout archive may hold only
 //! directories and regular files.
 //!
-//! An image is unpacked into a work directory in the store and renamed into place when
-//! complete, so a crash never leaves a half image that looks complete. Concurrent
-//! `prepare` calls for one image unpack it once; a second store on the same root (another
-//! process, or a restart) uses what is on disk.
+//! # On disk
+//!
+//! Under the store's root, `images/<id>/rootfs` and `images/<id>/config.json` (a `:` in
+//! the id becomes `-`), and `tmp/` for work in progress. An image is unpacked into a work
+//! directory and renamed into place when complete, so a crash of the process never leaves
+//! a half image that looks complete (files are not fsynced: a power loss right after an
+//! unpack may). Work left by dead processes is removed by the next [`ImageStore::open`].
+//! Concurrent `prepare` calls for one image unpack it once; a second store on the same
+//! root (another process, or a restart) uses what is on disk. Nothing is ever removed
+//! from `images/` (no garbage collection yet).
+//!
+//! The rootfs is shared by every container of the image: the runtime must mount it
+//! read-only and put each container's writes elsewhere.
 //!
 //! # Limits
 //!
@@ -87,3 +96,6 @@ pub use layout::MAX_METADATA_BYTES;
 pub use store::{ImageStore, PreparedImage};
 pub use unpack::{MAX_ENTRIES, MAX_IMAGE_BYTES};
 pub use user::resolve_user;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests;

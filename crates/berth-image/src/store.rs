@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -100,7 +100,7 @@ impl ImageStore {
             Source::Layout { dir, tag } => {
                 let manifest = layout::select_manifest(&dir, tag.as_deref())?;
                 let options = self.layer_options();
-                self.prepare_id(&manifest.digest().to_string(), |rootfs| {
+                self.prepare_id(manifest.digest().as_ref(), |rootfs| {
                     layout::unpack_image(&dir, &manifest, rootfs, options)
                 })
             }
@@ -204,6 +204,9 @@ impl ImageStore {
         let json = serde_json::to_vec_pretty(&config)
             .map_err(|e| ImageError::io("encoding config.json", e.into()))?;
         fs::write(&config_path, json).context(|| format!("writing {}", config_path.display()))?;
+        // The work directory was made private (0700); the image is for every container.
+        fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755))
+            .context(|| format!("setting the mode of {}", work.path().display()))?;
         let dir = self.image_dir(id);
         match fs::rename(work.path(), &dir) {
             Ok(()) => {

@@ -76,6 +76,8 @@ pub fn layer(entries: &[LayerEntry<'_>]) -> io::Result<Vec<u8>> {
     for entry in entries {
         let mut header = tar::Header::new_gnu();
         header.set_mtime(1_700_000_000);
+        header.set_uid(0);
+        header.set_gid(0);
         let (path, data): (&str, &[u8]) = match *entry {
             LayerEntry::File(path, data, mode) => {
                 header.set_entry_type(tar::EntryType::Regular);

@@ -115,6 +115,9 @@ fn apply_entry<R: Read>(
         return Ok(None);
     }
     if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        if matches!(hidden, "" | "." | "..") {
+            return Err(escape(format!("a whiteout of `{hidden}`")));
+        }
         remove_any(&parent.join(hidden))?;
         return Ok(None);
     }

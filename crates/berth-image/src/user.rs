@@ -74,7 +74,7 @@ fn gid_of(fields: Vec<&str>) -> Option<u32> {
 }
 
 /// The first line of a colon-separated database whose fields match.
-fn find<'a>(db: &'a str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&'a str>> {
+fn find(db: &str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     db.lines()
         .filter(|line| !line.starts_with('#'))
         .map(|line| line.split(':').collect::<Vec<_>>())
@@ -102,6 +102,7 @@ fn read_db(rootfs: &Path, relative: &str) -> Result<String, ImageError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
