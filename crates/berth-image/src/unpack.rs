@@ -128,25 +128,38 @@ fn apply_entry<R: Read>(
     let dst = parent.join(&*name);
     replace_existing(&dst, kind.is_dir())?;
     if kind.is_hard_link() {
-        let link = entry
-            .link_name()
-            .map_err(|e| bad_entry(source_name, e))?
-            .ok_or_else(|| bad_entry(source_name, io::Error::other("hard link without target")))?
-            .into_owned();
-        let parts = confined::entry_components(&link)
-            .map_err(|r| escape(format!("its hard link target {}: {r}", link.display())))?;
-        let target = parts.iter().collect::<PathBuf>();
-        let src = confined::resolve(rootfs, &target, false).map_err(|e| match e {
-            Escape::Io(e) => ImageError::io(format!("resolving {}", link.display()), e),
-            other => escape(format!("its hard link target: {other}")),
-        })?;
-        fs::hard_link(&src, &dst).context(|| format!("linking {}", dst.display()))?;
+        hard_link(rootfs, entry, &dst, source_name, escape)?;
     } else {
         entry
             .unpack(&dst)
             .context(|| format!("layer {source_name}: writing {}", dst.display()))?;
     }
     Ok(Some(dst))
+}
+
+/// Makes `dst` a hard link to the entry's target, another path of the rootfs (resolved
+/// inside it; `..` and absolute targets are refused as for entry paths).
+fn hard_link<R: Read>(
+    rootfs: &Path,
+    entry: &tar::Entry<'_, R>,
+    dst: &Path,
+    source_name: &str,
+    escape: impl Fn(String) -> ImageError,
+) -> Result<(), ImageError> {
+    let link = entry
+        .link_name()
+        .map_err(|e| bad_entry(source_name, e))?
+        .ok_or_else(|| bad_entry(source_name, io::Error::other("hard link without target")))?
+        .into_owned();
+    let parts = confined::entry_components(&link)
+        .map_err(|r| escape(format!("its hard link target {}: {r}", link.display())))?;
+    let target = parts.iter().collect::<PathBuf>();
+    // The target itself is not followed: linking to a symlink links the symlink.
+    let src = confined::resolve(rootfs, &target, false).map_err(|e| match e {
+        Escape::Io(e) => ImageError::io(format!("resolving {}", link.display()), e),
+        other => escape(format!("its hard link target: {other}")),
+    })?;
+    fs::hard_link(&src, dst).context(|| format!("linking {}", dst.display()))
 }
 
 /// Resolves an entry's parent directory inside `rootfs`, following symlinks as the

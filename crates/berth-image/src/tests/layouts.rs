@@ -272,3 +272,76 @@ fn a_corrupt_layer_is_reported_as_a_digest_mismatch() {
         "{error}"
     );
 }
+
+#[test]
+fn a_zstd_layer_is_refused_naming_the_supported_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    testing::write_layout(
+        &layout,
+        &[("a", b"a", 0o644)],
+        &ImageConfig::default(),
+        None,
+    )
+    .unwrap();
+    retype_layers(&layout, "application/vnd.oci.image.layer.v1.tar+zstd");
+    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let error = store
+        .prepare(Some(&format!("oci:{}", layout.display())))
+        .unwrap_err();
+    assert!(
+        matches!(error, ImageError::UnsupportedLayer { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("tar+zstd"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("application/vnd.oci.image.layer.v1.tar"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_absurd_index_json_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    testing::write_layout(
+        &layout,
+        &[("a", b"a", 0o644)],
+        &ImageConfig::default(),
+        None,
+    )
+    .unwrap();
+    let padding = " ".repeat(crate::MAX_METADATA_BYTES as usize);
+    std::fs::write(layout.join("index.json"), format!("{{{padding}}}")).unwrap();
+    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let error = store
+        .prepare(Some(&format!("oci:{}", layout.display())))
+        .unwrap_err();
+    assert!(matches!(error, ImageError::TooLarge { .. }), "{error}");
+}
+
+/// Rewrites the layout's only manifest so its layers have `media_type`, and points
+/// `index.json` at the new manifest.
+fn retype_layers(layout: &std::path::Path, media_type: &str) {
+    use sha2::Digest as _;
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let old = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let old_path = layout
+        .join("blobs/sha256")
+        .join(old.trim_start_matches("sha256:"));
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(old_path).unwrap()).unwrap();
+    for layer in manifest["layers"].as_array_mut().unwrap() {
+        layer["mediaType"] = media_type.into();
+    }
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let hex = crate::layout::hex(&sha2::Sha256::digest(&bytes));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    index["manifests"][0]["digest"] = format!("sha256:{hex}").into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
