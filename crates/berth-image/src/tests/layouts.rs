@@ -345,3 +345,37 @@ fn retype_layers(layout: &std::path::Path, media_type: &str) {
     index["manifests"][0]["size"] = bytes.len().into();
     std::fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
 }
+
+#[test]
+fn two_stores_on_one_root_racing_end_with_one_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    testing::write_layout(&layout, &[("f", b"1", 0o644)], &app_config(), None).unwrap();
+    let reference = format!("oci:{}", layout.display());
+    let stores: Vec<Arc<ImageStore>> = (0..2)
+        .map(|_| Arc::new(ImageStore::open(dir.path().join("store")).unwrap()))
+        .collect();
+
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, reference) = (stores[i % 2].clone(), reference.clone());
+            std::thread::spawn(move || store.prepare(Some(&reference)).unwrap())
+        })
+        .collect();
+    let images: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+
+    // Each store unpacks at most once; whichever rename lost uses the winner's directory.
+    assert!(images.iter().all(|image| **image == *images[0]));
+    let unpacked: u64 = stores.iter().map(|s| s.unpacked_count()).sum();
+    assert!((1..=2).contains(&unpacked), "{unpacked}");
+    assert_eq!(names(&dir.path().join("store/images")).len(), 1);
+    assert!(names(&dir.path().join("store/tmp")).is_empty());
+}
+
+#[test]
+fn the_store_and_its_answers_can_cross_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<ImageStore>();
+    check::<crate::PreparedImage>();
+    check::<ImageError>();
+}
