@@ -49,8 +49,8 @@ pub fn write_layout(
     write_layout_layers(dir, &[layer(&entries)?], config, tag)
 }
 
-/// Like [`write_layout`], then tars the layout into `archive` (the layout is written to a
-/// temporary directory beside nothing else). Returns the manifest digest.
+/// Like [`write_layout`], but into the tar file `archive` (an `oci-archive:`); the layout
+/// is written in a temporary directory first. Returns the manifest digest.
 pub fn write_archive(
     archive: &Path,
     files: &[(&str, &[u8], u32)],
