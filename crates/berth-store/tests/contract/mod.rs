@@ -141,6 +141,7 @@ fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
         status: WorkerStatus::Available,
         total: Resources::new(cpu, mem, 0),
         gpu_type: None,
+        runtime: RuntimeName::PROCESS,
     }
 }
 
