@@ -1,6 +1,7 @@
 //! A worker's static attributes (what it says about itself besides its status and capacity:
-//! the pool attributes, the GPU type and the container runtime) as named text fields, by one table:
-//! [`WORKER_ATTRIBUTES`], one entry of field name, format and parse per attribute. A store
+//! the pool attributes, the GPU type and the container runtime) as named text fields, by one
+//! table: [`WORKER_ATTRIBUTES`], one entry of field name, format and parse per attribute (and
+//! the text a field added later reads as when a stored worker lacks it). A store
 //! writes and reads them through the table without code per attribute (the Redis store
 //! keeps them as fields of the worker hash, which its scripts write without knowing their
 //! names).
