@@ -62,6 +62,7 @@ impl Agent {
             pool: config.pool.clone(),
             total,
             gpu_type,
+            runtime: runtime.name(),
         };
         Ok(Agent {
             config,

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use berth_core::AttemptId;
-use berth_core::{ContainerId, GpuType, Payload, PoolName, Resources, WorkerId};
+use berth_core::{ContainerId, GpuType, Payload, PoolName, Resources, RuntimeName, WorkerId};
 use std::time::Duration;
 
 /// What the worker registers.
@@ -18,6 +18,8 @@ pub struct Registration {
     pub total: Resources,
     /// Its GPU type, if it has GPUs.
     pub gpu_type: Option<GpuType>,
+    /// The container runtime it runs containers with ([`crate::ContainerRuntime::name`]).
+    pub runtime: RuntimeName,
 }
 
 /// What a registration grants: the epoch the worker's calls carry from now on, and the

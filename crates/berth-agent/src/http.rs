@@ -112,6 +112,7 @@ impl Control for HttpControl {
             count: total.gpu_count,
             gpu_type: ty.to_string(),
         });
+        body.runtime = Some(registration.runtime.to_string());
         let registered = self.client.register(&body).await.map_err(classify)?;
         Ok(Lease {
             epoch: registered.worker.epoch,

@@ -5,10 +5,10 @@
 
 mod common;
 
-use berth_agent::{AgentConfig, HttpControl};
-use berth_core::{AttemptId, ContainerState};
+use berth_agent::{AgentConfig, ContainerRuntime, Control, HttpControl, ProcessRuntime};
+use berth_core::{AttemptId, ContainerState, RuntimeName, WorkerId};
 use common::fake::{FakeServer, State};
-use common::{MemoryControl, PATIENCE, RunningAgent, test_config, wait_until};
+use common::{MemoryControl, PATIENCE, Renamed, RunningAgent, test_config, wait_until};
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -28,23 +28,42 @@ async fn start(
     transport: Transport,
     tweak: impl FnOnce(&mut AgentConfig),
 ) -> RunningAgent {
+    start_with_runtime(server, transport, tweak, None).await
+}
+
+/// [`start`], with the process runtime under `name` if one is given.
+async fn start_with_runtime(
+    server: &Arc<FakeServer>,
+    transport: Transport,
+    tweak: impl FnOnce(&mut AgentConfig),
+    name: Option<RuntimeName>,
+) -> RunningAgent {
     let dir = TempDir::new().unwrap();
-    match transport {
-        Transport::Memory => {
-            let mut config = test_config("http://unused.invalid", &dir);
-            tweak(&mut config);
-            RunningAgent::start(Arc::new(MemoryControl(server.clone())), config, dir)
-        }
+    let base = match transport {
+        Transport::Memory => "http://unused.invalid".to_owned(),
+        Transport::Http => common::http::serve(server.clone(), CancellationToken::new()).await,
+    };
+    let mut config = test_config(&base, &dir);
+    tweak(&mut config);
+    let control: Arc<dyn Control> = match transport {
+        Transport::Memory => Arc::new(MemoryControl(server.clone())),
         Transport::Http => {
-            let base = common::http::serve(server.clone(), CancellationToken::new()).await;
-            let mut config = test_config(&base, &dir);
-            tweak(&mut config);
             let client = berth_api::Client::new(&base)
                 .unwrap()
                 .with_timeout(config.call_timeout);
-            RunningAgent::start(Arc::new(HttpControl::new(client)), config, dir)
+            Arc::new(HttpControl::new(client))
         }
-    }
+    };
+    let inner = ProcessRuntime::new(config.process_runtime());
+    let runtime: Arc<dyn ContainerRuntime> = match name {
+        None => Arc::new(inner),
+        Some(name) => Arc::new(Renamed { inner, name }),
+    };
+    RunningAgent::start_with_runtime(control, config, dir, runtime)
+}
+
+fn wid(id: &str) -> WorkerId {
+    WorkerId::new(id).unwrap()
 }
 
 fn cid(id: &str) -> berth_core::ContainerId {
@@ -56,6 +75,22 @@ fn state_is(s: &State, container: &str, state: ContainerState) -> bool {
     s.records
         .iter()
         .any(|(id, r)| id.as_str() == container && r.state == state)
+}
+
+/// The worker registers with the name of the runtime it was given.
+async fn the_registration_states_the_runtimes_name(transport: Transport) {
+    let server = Arc::new(FakeServer::new());
+    let agent = start(&server, transport, |_| {}).await;
+    wait_until(&server, "registration", |s| !s.workers.is_empty()).await;
+    server.with(|s| assert_eq!(s.workers[&wid("w-1")].runtime, RuntimeName::PROCESS));
+    agent.stop().await.unwrap();
+
+    let server = Arc::new(FakeServer::new());
+    let runc = Some(RuntimeName::RUNC);
+    let agent = start_with_runtime(&server, transport, |_| {}, runc).await;
+    wait_until(&server, "registration", |s| !s.workers.is_empty()).await;
+    server.with(|s| assert_eq!(s.workers[&wid("w-1")].runtime, RuntimeName::RUNC));
+    agent.stop().await.unwrap();
 }
 
 async fn runs_an_assignment_and_reports_it(transport: Transport) {
@@ -425,6 +460,7 @@ macro_rules! scenarios {
 }
 
 scenarios!(Memory:
+    the_registration_states_the_runtimes_name,
     runs_an_assignment_and_reports_it,
     reports_exit_codes_and_start_failures,
     a_stale_delivery_is_acknowledged_and_not_run,
@@ -443,6 +479,7 @@ scenarios!(Memory:
 );
 
 scenarios!(Http:
+    the_registration_states_the_runtimes_name,
     runs_an_assignment_and_reports_it,
     reports_exit_codes_and_start_failures,
     a_stale_delivery_is_acknowledged_and_not_run,

@@ -5,7 +5,7 @@
 use berth_agent::runtime::{ENV_TIMEOUT_SECS, ProcessRuntime, ProcessRuntimeConfig};
 use berth_agent::{ContainerRuntime, ContainerSpec, Exit, StartError};
 use berth_core::AttemptId;
-use berth_core::{ContainerId, Payload, Resources, WorkerId};
+use berth_core::{ContainerId, Payload, Resources, RuntimeName, WorkerId};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -33,6 +33,12 @@ fn spec(command: &[&str], env: &[(&str, &str)]) -> ContainerSpec {
         },
         timeout: None,
     }
+}
+
+#[test]
+fn its_name_is_process() {
+    let dir = TempDir::new().unwrap();
+    assert_eq!(runtime(&dir).name(), RuntimeName::PROCESS);
 }
 
 async fn run(runtime: &ProcessRuntime, spec: ContainerSpec) -> (Exit, Vec<String>) {

@@ -6,7 +6,7 @@
 
 use berth_agent::{AgentConfig, CapacityConfig, RetryPolicy, run_agent};
 use berth_api::{Client, ContainerSpec, ContainerView};
-use berth_core::{ContainerId, PoolName, WorkerId};
+use berth_core::{ContainerId, PoolName, RuntimeName, WorkerId};
 use berth_engine::{Engine, EngineConfig};
 use berth_server::{AppState, ServerConfig, serve};
 use berth_store::{MemoryStore, Store};
@@ -105,6 +105,8 @@ async fn runs_what_clients_submit_and_leaves_nothing_behind() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let registered = &client.workers().await.unwrap()[0];
+    assert_eq!(registered.runtime, RuntimeName::PROCESS, "{registered:?}");
 
     let hello = submit(&client, "hello", &["sh", "-c", "echo hello; exit 3"], None).await;
     let sleeper = submit(

@@ -71,6 +71,7 @@ async fn register_fleet(store: &dyn Store, workers: usize) -> anyhow::Result<()>
             status: WorkerStatus::Available,
             total: Resources::new(16_000, 65_536, 0),
             gpu_type: None,
+            runtime: RuntimeName::PROCESS,
         };
         store.register_worker(&registration).await?;
     }

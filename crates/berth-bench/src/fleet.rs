@@ -3,7 +3,7 @@
 use anyhow::Context;
 use berth_core::{
     ContainerId, ContainerRequest, GpuPreference, Payload, PoolAttributes, PoolName, Resources,
-    Worker, WorkerId, WorkerStatus,
+    RuntimeName, Worker, WorkerId, WorkerStatus,
 };
 use berth_store::{Store, WorkerRegistration};
 use futures::{StreamExt, TryStreamExt};
@@ -53,6 +53,7 @@ pub async fn register(
                 status: WorkerStatus::Available,
                 total,
                 gpu_type: None,
+                runtime: RuntimeName::PROCESS,
             };
             async move { store.register_worker(&registration).await }
         })

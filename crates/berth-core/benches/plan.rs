@@ -10,7 +10,8 @@
 
 use berth_core::{
     ContainerId, ContainerRequest, GpuPreference, GpuType, Payload, PlacementPolicy, Plan,
-    PoolAttributes, PoolName, Resources, Snapshot, Worker, WorkerId, WorkerStatus, plan,
+    PoolAttributes, PoolName, Resources, RuntimeName, Snapshot, Worker, WorkerId, WorkerStatus,
+    plan,
 };
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use std::time::Duration;
@@ -35,6 +36,7 @@ fn worker(id: String, pool: PoolAttributes, total: Resources, gpu: Option<GpuTyp
         total,
         free: total,
         gpu_type: gpu,
+        runtime: RuntimeName::PROCESS,
         version: 1,
         epoch: 1,
     }

@@ -1,11 +1,13 @@
 //! A worker's static attributes (what it says about itself besides its status and capacity:
-//! the pool attributes and the GPU type) as named text fields, by one table:
-//! [`WORKER_ATTRIBUTES`], one entry of field name, format and parse per attribute. A store
+//! the pool attributes, the GPU type and the container runtime) as named text fields, by one
+//! table: [`WORKER_ATTRIBUTES`], one entry of field name, format and parse per attribute (and
+//! the text a field added later reads as when a stored worker lacks it). A store
 //! writes and reads them through the table without code per attribute (the Redis store
 //! keeps them as fields of the worker hash, which its scripts write without knowing their
 //! names).
 
-use crate::{GpuType, PoolAttributes, PoolName, Resources, WorkerId, WorkerRegistration};
+use crate::WorkerRegistration;
+use crate::{GpuType, PoolAttributes, PoolName, Resources, RuntimeName, WorkerId};
 use crate::{PlacementPolicy, WorkerStatus};
 
 /// One static attribute of a worker as a text field.
@@ -16,6 +18,10 @@ pub struct WorkerAttribute {
     pub format: fn(&WorkerRegistration) -> String,
     /// Sets the attribute of a registration from text, or says what the text is not.
     pub parse: fn(&str, &mut WorkerRegistration) -> Result<(), String>,
+    /// The text a stored worker without this field is read with: set for an attribute that
+    /// was added after workers were already stored (a worker written by an older version has
+    /// no such field). `None`: a missing field is an error.
+    pub when_missing: Option<&'static str>,
 }
 
 /// A stored attribute that could not be read back.
@@ -29,7 +35,7 @@ pub struct AttributeError {
 }
 
 /// Every static attribute of a worker, in the order they are written and checked.
-pub static WORKER_ATTRIBUTES: [WorkerAttribute; 6] = [
+pub static WORKER_ATTRIBUTES: [WorkerAttribute; 7] = [
     WorkerAttribute {
         field: "pool",
         format: |r| r.pool.pool.to_string(),
@@ -37,6 +43,7 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 6] = [
             r.pool.pool = parsed(text, "a pool name")?;
             Ok(())
         },
+        when_missing: None,
     },
     WorkerAttribute {
         field: "priority",
@@ -45,6 +52,7 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 6] = [
             r.pool.priority = parsed(text, "a 32-bit integer")?;
             Ok(())
         },
+        when_missing: None,
     },
     WorkerAttribute {
         field: "preemptible",
@@ -53,6 +61,7 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 6] = [
             r.pool.preemptible = parse_flag(text)?;
             Ok(())
         },
+        when_missing: None,
     },
     WorkerAttribute {
         field: "requires_pool_selector",
@@ -61,6 +70,7 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 6] = [
             r.pool.requires_pool_selector = parse_flag(text)?;
             Ok(())
         },
+        when_missing: None,
     },
     WorkerAttribute {
         field: "policy",
@@ -69,6 +79,7 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 6] = [
             r.pool.policy = parsed::<PlacementPolicy>(text, "spread or pack")?;
             Ok(())
         },
+        when_missing: None,
     },
     WorkerAttribute {
         field: "gpu_type",
@@ -88,6 +99,21 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 6] = [
             };
             Ok(())
         },
+        when_missing: None,
+    },
+    // Added after workers were first stored: a worker written before it has no `runtime`
+    // field and reads as `process`, the only runtime there was. An invalid name is an error
+    // for that worker, as for every other field.
+    WorkerAttribute {
+        field: "runtime",
+        format: |r| r.runtime.to_string(),
+        parse: |text, r| {
+            r.runtime = text
+                .parse::<RuntimeName>()
+                .map_err(|e| format!("{text:?} is not a runtime name: {e}"))?;
+            Ok(())
+        },
+        when_missing: Some("process"),
     },
 ];
 
@@ -102,7 +128,9 @@ pub fn format_attributes(
 
 /// Reads a worker's static attributes back: `stored(field)` is the stored text of a field,
 /// `None` when it is missing. Returns a registration of worker `id` with those attributes
-/// (and the given status and total), or the first field that is missing or unreadable.
+/// (and the given status and total), or the first field that is missing (and has no
+/// [`WorkerAttribute::when_missing`]) or unreadable. A worker stored without a `runtime`
+/// field (by a version before it) reads as [`RuntimeName::PROCESS`].
 pub fn parse_attributes<'s>(
     id: WorkerId,
     status: WorkerStatus,
@@ -119,13 +147,16 @@ pub fn parse_attributes<'s>(
         status,
         total,
         gpu_type: None,
+        runtime: RuntimeName::PROCESS,
     };
     for attribute in &WORKER_ATTRIBUTES {
         let problem = |problem: String| AttributeError {
             field: attribute.field,
             problem,
         };
-        let text = stored(attribute.field).ok_or_else(|| problem("is missing".to_owned()))?;
+        let text = stored(attribute.field)
+            .or(attribute.when_missing)
+            .ok_or_else(|| problem("is missing".to_owned()))?;
         (attribute.parse)(text, &mut registration).map_err(problem)?;
     }
     Ok(registration)
@@ -166,24 +197,89 @@ mod tests {
             status: WorkerStatus::Pending,
             total: Resources::new(1000, 2048, 4),
             gpu_type: Some(GpuType::A100_80),
+            runtime: RuntimeName::RUNC,
         }
+    }
+
+    fn read_back(
+        original: &WorkerRegistration,
+        stored: &HashMap<&str, String>,
+    ) -> Result<WorkerRegistration, AttributeError> {
+        parse_attributes(original.id.clone(), original.status, original.total, |f| {
+            stored.get(f).map(String::as_str)
+        })
     }
 
     #[test]
     fn attributes_round_trip() {
         let original = registration();
-        for gpu_type in [original.gpu_type.clone(), None] {
+        let variants = [
+            (original.gpu_type.clone(), RuntimeName::RUNC),
+            (None, RuntimeName::PROCESS),
+        ];
+        for (gpu_type, runtime) in variants {
             let original = WorkerRegistration {
                 gpu_type,
+                runtime,
                 ..original.clone()
             };
             let stored: HashMap<&str, String> = format_attributes(&original).collect();
-            let back =
-                parse_attributes(original.id.clone(), original.status, original.total, |f| {
-                    stored.get(f).map(String::as_str)
-                })
-                .unwrap();
-            assert_eq!(back, original);
+            assert_eq!(read_back(&original, &stored).unwrap(), original);
+        }
+    }
+
+    #[test]
+    fn a_worker_stored_without_a_runtime_reads_as_process() {
+        let original = registration();
+        let mut stored: HashMap<&str, String> = format_attributes(&original).collect();
+        assert_eq!(stored["runtime"], "runc");
+        stored.remove("runtime");
+        let back = read_back(&original, &stored).unwrap();
+        assert_eq!(back.runtime, RuntimeName::PROCESS);
+        assert_eq!(
+            WorkerRegistration {
+                runtime: RuntimeName::RUNC,
+                ..back
+            },
+            original,
+            "everything else is read as stored"
+        );
+        let runtime = WORKER_ATTRIBUTES.iter().find(|a| a.field == "runtime");
+        assert_eq!(
+            runtime.and_then(|a| a.when_missing),
+            Some(RuntimeName::PROCESS.as_str())
+        );
+    }
+
+    #[test]
+    fn an_invalid_runtime_is_an_error_naming_the_field() {
+        let original = registration();
+        let mut stored: HashMap<&str, String> = format_attributes(&original).collect();
+        stored.insert("runtime", "Not A Runtime".to_owned());
+        let error = read_back(&original, &stored).unwrap_err();
+        assert_eq!(error.field, "runtime");
+        assert!(error.problem.contains("\"Not A Runtime\""), "{error}");
+        stored.insert("runtime", String::new());
+        assert_eq!(read_back(&original, &stored).unwrap_err().field, "runtime");
+    }
+
+    #[test]
+    fn only_attributes_added_later_may_be_missing() {
+        let original = registration();
+        for attribute in &WORKER_ATTRIBUTES {
+            let mut stored: HashMap<&str, String> = format_attributes(&original).collect();
+            stored.remove(attribute.field);
+            let back = read_back(&original, &stored);
+            match attribute.when_missing {
+                None => assert_eq!(
+                    back.unwrap_err(),
+                    AttributeError {
+                        field: attribute.field,
+                        problem: "is missing".to_owned()
+                    }
+                ),
+                Some(_) => assert!(back.is_ok(), "{}: {back:?}", attribute.field),
+            }
         }
     }
 

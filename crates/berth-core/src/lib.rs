@@ -8,6 +8,7 @@
 //! - [`resources`]: CPU millicores, memory MiB and GPU count, with checked arithmetic.
 //! - [`gpu`]: GPU types and a request's preference list.
 //! - [`worker`]: workers, their status, pools and placement policies.
+//! - [`runtime`]: the name of a worker's container runtime (`process`, `runc`).
 //! - [`attributes`]: a worker's static attributes as named text fields, by one table.
 //! - [`request`]: container requests and their validation.
 //! - [`rules`]: the placement rules, one [`rules::PlacementRule`] each, listed in
@@ -41,6 +42,7 @@ pub mod record;
 pub mod request;
 pub mod resources;
 pub mod rules;
+pub mod runtime;
 pub mod scoring;
 mod verify;
 pub mod worker;
@@ -56,5 +58,6 @@ pub use planner::{plan, plan_with, planning_order};
 pub use record::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 pub use request::{ContainerRequest, Payload, RequestError};
 pub use resources::Resources;
+pub use runtime::{RuntimeName, RuntimeNameError};
 pub use verify::verify_plan;
 pub use worker::{PlacementPolicy, Pool, PoolAttributes, Worker, WorkerRegistration, WorkerStatus};

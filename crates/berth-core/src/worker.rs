@@ -1,6 +1,6 @@
 //! Workers (the machines containers run on) and pools (groups of alike workers).
 
-use crate::{GpuType, PoolName, Resources, WorkerId};
+use crate::{GpuType, PoolName, Resources, RuntimeName, WorkerId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -149,6 +149,8 @@ pub struct Worker {
     pub free: Resources,
     /// The worker's one GPU type, if it has GPUs.
     pub gpu_type: Option<GpuType>,
+    /// The container runtime it runs containers with, as it stated when it registered.
+    pub runtime: RuntimeName,
     /// Bumped by every change of capacity or status; read by the lock-based commit paths.
     pub version: u64,
     /// The worker's lease: bumped by every registration and when the worker is declared
@@ -190,6 +192,9 @@ pub struct WorkerRegistration {
     pub total: Resources,
     /// Its GPU type, if it has GPUs.
     pub gpu_type: Option<GpuType>,
+    /// The container runtime it runs containers with ([`RuntimeName::PROCESS`] for an agent
+    /// that does not say).
+    pub runtime: RuntimeName,
 }
 
 impl WorkerRegistration {
@@ -203,6 +208,7 @@ impl WorkerRegistration {
             total: self.total,
             free,
             gpu_type: self.gpu_type,
+            runtime: self.runtime,
             version,
             epoch,
         }

@@ -10,8 +10,8 @@ use berth_core::feasibility::{check, check_static, worker_gpu_type};
 use berth_core::scoring::{GroupScore, affinity, fit_score, room};
 use berth_core::{
     ContainerId, ContainerRequest, GpuPreference, GpuType, Payload, PlacementPolicy, Plan,
-    PlanOptions, Pool, PoolAttributes, PoolName, Resources, Snapshot, UnplacedReason, Worker,
-    WorkerId, WorkerStatus, plan_with, planning_order, verify_plan,
+    PlanOptions, Pool, PoolAttributes, PoolName, Resources, RuntimeName, Snapshot, UnplacedReason,
+    Worker, WorkerId, WorkerStatus, plan_with, planning_order, verify_plan,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashMap};
@@ -123,6 +123,7 @@ fn fleet() -> impl Strategy<Value = Snapshot> {
                     total,
                     free,
                     gpu_type: gpu_type(gpu),
+                    runtime: RuntimeName::PROCESS,
                     version: index as u64,
                     epoch: 1,
                 })

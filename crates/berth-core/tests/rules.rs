@@ -6,8 +6,8 @@ use berth_core::request::MAX_CPU_MILLICORES;
 use berth_core::scoring::affinity;
 use berth_core::{
     ContainerId, ContainerRequest, GpuPreference, GpuType, Payload, PlacementPolicy, Plan,
-    PlanOptions, Pool, PoolAttributes, PoolName, Resources, Snapshot, UnplacedReason, Worker,
-    WorkerId, WorkerStatus, plan, plan_with, verify_plan,
+    PlanOptions, Pool, PoolAttributes, PoolName, Resources, RuntimeName, Snapshot, UnplacedReason,
+    Worker, WorkerId, WorkerStatus, plan, plan_with, verify_plan,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,6 +58,7 @@ fn worker(id: &str) -> Worker {
         total,
         free: total,
         gpu_type: None,
+        runtime: RuntimeName::PROCESS,
         version: 7,
         epoch: 1,
     }

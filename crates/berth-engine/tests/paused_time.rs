@@ -161,6 +161,7 @@ async fn placed_after_a_new_worker_registers(
             status: WorkerStatus::Available,
             total: Resources::new(2000, 2048, 0),
             gpu_type: None,
+            runtime: RuntimeName::PROCESS,
         })
         .await
         .unwrap();

@@ -37,6 +37,7 @@ impl PoolController for Autoscaler {
                 status: WorkerStatus::Available,
                 total: pool.worker_size,
                 gpu_type: pool.gpu_type.clone(),
+                runtime: RuntimeName::PROCESS,
             };
             self.store
                 .register_worker(&registration)

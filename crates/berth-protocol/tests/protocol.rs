@@ -5,7 +5,7 @@
 
 use berth_core::{
     ContainerId, ContainerRequest, GpuPreference, Payload, Pool, PoolAttributes, PoolName,
-    Resources, UnplacedReason, WorkerId, WorkerStatus,
+    Resources, RuntimeName, UnplacedReason, WorkerId, WorkerStatus,
 };
 use berth_engine::{Engine, EngineConfig};
 use berth_protocol::{Protocol, ProtocolConfig, ProtocolError, Report, ReportKind, Reported};
@@ -117,6 +117,7 @@ fn registration(id: &str, cpu: u64) -> WorkerRegistration {
         status: WorkerStatus::Available,
         total: Resources::new(cpu, 8192, 0),
         gpu_type: None,
+        runtime: RuntimeName::PROCESS,
     }
 }
 

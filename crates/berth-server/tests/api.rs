@@ -8,7 +8,7 @@ use berth_api::{
     ContainerSpec, ErrorCode, GpuSpec, GpuTypes, HeartbeatRequest, ReleaseRequest, ReportedState,
     StatusReport,
 };
-use berth_core::{ContainerId, WorkerStatus};
+use berth_core::{ContainerId, RuntimeName, WorkerStatus};
 use berth_server::reap_once;
 use berth_store::{AttemptId, ContainerState};
 use common::Server;
@@ -133,6 +133,75 @@ async fn submit_get_list_cancel_and_logs() {
     assert_eq!(enabled.status, WorkerStatus::Available);
 
     assert!(client.check().await.unwrap().violations.is_empty());
+    server.stop().await;
+}
+
+/// A worker states its runtime when it registers; an older agent that does not say runs
+/// `process`; an invalid name is a 400 naming the field, and nothing is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_registers_with_its_runtime() {
+    let server = Server::start().await;
+    let register = |id: &str, runtime: Option<&str>| {
+        let runtime = runtime.map_or(String::new(), |r| format!(r#", "runtime": "{r}""#));
+        format!(
+            r#"{{"id": "{id}", "pool": "cpu", "cpu_millicores": 1000, "memory_mib": 1024{runtime}}}"#
+        )
+    };
+
+    let (status, _, text) = server.post("/v1/workers", &register("old", None)).await;
+    assert_eq!(status, 200, "{text}");
+    let registered: berth_api::Registered = serde_json::from_str(&text).unwrap();
+    assert_eq!(registered.worker.runtime, RuntimeName::PROCESS);
+
+    let (status, _, text) = server
+        .post("/v1/workers", &register("new", Some("runc")))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let registered: berth_api::Registered = serde_json::from_str(&text).unwrap();
+    assert_eq!(registered.worker.runtime, RuntimeName::RUNC);
+
+    let (status, error, text) = server
+        .post("/v1/workers", &register("bad", Some("BAD NAME")))
+        .await;
+    assert_eq!(status, 400, "{text}");
+    let error = error.unwrap();
+    assert_eq!(error.code, ErrorCode::InvalidArgument);
+    assert_eq!(error.field.as_deref(), Some("runtime"), "{text}");
+    assert!(
+        error.message.contains("runtime name \"BAD NAME\""),
+        "{}",
+        error.message
+    );
+
+    let mut workers: Vec<(String, String)> = server
+        .client
+        .workers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.id.to_string(), w.runtime.to_string()))
+        .collect();
+    workers.sort();
+    let want = [("new", "runc"), ("old", "process")].map(|(w, r)| (w.to_owned(), r.to_owned()));
+    assert_eq!(workers, want);
+    let new = berth_core::WorkerId::new("new").unwrap();
+    let drained = server.client.drain(&new).await.unwrap();
+    assert_eq!(
+        drained.runtime,
+        RuntimeName::RUNC,
+        "a status change keeps it"
+    );
+
+    // The document describes the field on both sides.
+    let document = server.client.openapi().await.unwrap();
+    let schemas = &document["components"]["schemas"];
+    for schema in ["RegisterWorker", "WorkerView"] {
+        assert!(
+            schemas[schema]["properties"]["runtime"].is_object(),
+            "{schema}: {}",
+            schemas[schema]
+        );
+    }
     server.stop().await;
 }
 

@@ -24,6 +24,7 @@ fn registration(id: &WorkerId) -> WorkerRegistration {
         status: WorkerStatus::Available,
         total: Resources::new(1 << 40, 1 << 40, 0),
         gpu_type: None,
+        runtime: RuntimeName::PROCESS,
     }
 }
 

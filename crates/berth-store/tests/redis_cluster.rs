@@ -76,6 +76,7 @@ fn registration(id: &WorkerId, cpu: u64) -> WorkerRegistration {
         status: WorkerStatus::Available,
         total: Resources::new(cpu, cpu, 0),
         gpu_type: None,
+        runtime: RuntimeName::PROCESS,
     }
 }
 

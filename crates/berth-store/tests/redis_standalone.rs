@@ -76,6 +76,7 @@ fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
         status: WorkerStatus::Available,
         total: Resources::new(cpu, mem, 0),
         gpu_type: None,
+        runtime: RuntimeName::PROCESS,
     }
 }
 
@@ -168,6 +169,50 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
     ]);
     assert_corrupt(store.worker(&wid("w1")).await, &key, "gpu_type");
     raw(&["HSET", &key, "gpu_type", ""]);
+    contract::assert_clean(&store).await;
+}
+
+/// A worker hash written before workers stated their runtime has no `runtime` field: it reads
+/// as `process`. An invalid runtime is a corrupt field of that worker alone.
+#[tokio::test]
+async fn a_worker_without_a_runtime_field_reads_as_process() {
+    let store = client(config("old-runtime")).await;
+    let runc = WorkerRegistration {
+        runtime: RuntimeName::RUNC,
+        ..registration("w1", 4000, 4096)
+    };
+    store.register_worker(&runc).await.unwrap();
+    let key = store.keys().worker(&wid("w1"));
+    assert_eq!(
+        text(&raw(&["HGET", &key, "runtime"])).as_deref(),
+        Some("runc")
+    );
+
+    raw(&["HDEL", &key, "runtime"]);
+    let old = store.worker(&wid("w1")).await.unwrap().unwrap();
+    assert_eq!(old.runtime, RuntimeName::PROCESS);
+    assert_eq!(old.total, Resources::new(4000, 4096, 0));
+    assert_eq!(
+        store.workers().await.unwrap()[0].runtime,
+        RuntimeName::PROCESS
+    );
+    contract::assert_clean(&store).await;
+
+    raw(&["HSET", &key, "runtime", "Not A Runtime"]);
+    assert_corrupt(store.worker(&wid("w1")).await, &key, "runtime");
+    let violations = store.check(contract::now()).await.unwrap();
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.subject == key && v.detail.contains("runtime")),
+        "{violations:?}"
+    );
+    // Registering again writes it anew.
+    store.register_worker(&runc).await.unwrap();
+    assert_eq!(
+        store.worker(&wid("w1")).await.unwrap().unwrap().runtime,
+        RuntimeName::RUNC
+    );
     contract::assert_clean(&store).await;
 }
 

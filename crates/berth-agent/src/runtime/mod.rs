@@ -9,7 +9,7 @@ pub use process::{ProcessRuntime, ProcessRuntimeConfig};
 
 use async_trait::async_trait;
 use berth_core::AttemptId;
-use berth_core::{ContainerId, Payload, Resources, WorkerId};
+use berth_core::{ContainerId, Payload, Resources, RuntimeName, WorkerId};
 use std::fmt;
 use std::time::Duration;
 
@@ -122,6 +122,12 @@ pub enum StartError {
 /// Starts containers. Implementations must be usable from many tasks at once.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync {
+    /// The runtime's name, which the worker states when it registers (the server shows it
+    /// with the worker, e.g. in `berth workers`): [`RuntimeName::PROCESS`] for
+    /// [`ProcessRuntime`], [`RuntimeName::RUNC`] for a runtime that runs OCI bundles with
+    /// runc. The same on every call.
+    fn name(&self) -> RuntimeName;
+
     /// Starts a container and returns its handle once it runs.
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError>;
 }

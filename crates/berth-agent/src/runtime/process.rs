@@ -6,6 +6,7 @@ use super::{
 };
 use crate::logs::{LogRing, SharedLog, pump_lines};
 use async_trait::async_trait;
+use berth_core::RuntimeName;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
@@ -129,6 +130,11 @@ impl ProcessRuntime {
 
 #[async_trait]
 impl ContainerRuntime for ProcessRuntime {
+    /// [`RuntimeName::PROCESS`].
+    fn name(&self) -> RuntimeName {
+        RuntimeName::PROCESS
+    }
+
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
         let program = spec.payload.command.first().ok_or(StartError::NoCommand)?;
         let limit = self.timeout_for(&spec)?;

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use berth_agent::{ControlError, Registration, ReportedState, StatusReport};
 use berth_api as api;
 use berth_core::{
-    ContainerId, GpuType, PlacementPolicy, PoolName, Resources, WorkerId, WorkerStatus,
+    ContainerId, GpuType, PlacementPolicy, PoolName, Resources, RuntimeName, WorkerId, WorkerStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -104,11 +104,20 @@ async fn register(
         body.memory_mib,
         body.gpu.as_ref().map_or(0, |g| g.count),
     );
+    // The real server takes a missing runtime as `process` (older agents); this agent always
+    // states it, so the fake insists.
+    let runtime = body
+        .runtime
+        .as_deref()
+        .ok_or_else(|| bad("the registration states no runtime".to_owned()))?
+        .parse::<RuntimeName>()
+        .map_err(|e| bad(e.to_string()))?;
     let registration = Registration {
         worker: body.id.clone(),
         pool: pool.clone(),
         total,
         gpu_type: gpu_type.clone(),
+        runtime: runtime.clone(),
     };
     let lease = server.register(&registration)?;
     let worker = api::WorkerView {
@@ -122,6 +131,7 @@ async fn register(
         total: total.into(),
         free: total.into(),
         gpu_type: gpu_type.map(|t| t.to_string()),
+        runtime,
         version: 1,
         epoch: lease.epoch,
         last_heartbeat_ms: None,

@@ -7,11 +7,12 @@ pub mod http;
 
 use async_trait::async_trait;
 use berth_agent::{
-    Agent, AgentConfig, AgentError, CapacityConfig, Control, ControlError, Delivery,
-    HeartbeatReply, Lease, ProcessRuntime, Registration, RetryPolicy, StatusReport,
+    Agent, AgentConfig, AgentError, CapacityConfig, ContainerHandle, ContainerRuntime,
+    ContainerSpec, Control, ControlError, Delivery, HeartbeatReply, Lease, ProcessRuntime,
+    Registration, RetryPolicy, StartError, StatusReport,
 };
 use berth_core::AttemptId;
-use berth_core::{ContainerId, PoolName, WorkerId};
+use berth_core::{ContainerId, PoolName, RuntimeName, WorkerId};
 use fake::{FakeServer, State};
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +109,16 @@ impl RunningAgent {
     /// Starts an agent with `control` and the process runtime.
     pub fn start(control: Arc<dyn Control>, config: AgentConfig, dir: TempDir) -> RunningAgent {
         let runtime = Arc::new(ProcessRuntime::new(config.process_runtime()));
+        Self::start_with_runtime(control, config, dir, runtime)
+    }
+
+    /// Starts an agent with `control` and `runtime`.
+    pub fn start_with_runtime(
+        control: Arc<dyn Control>,
+        config: AgentConfig,
+        dir: TempDir,
+        runtime: Arc<dyn ContainerRuntime>,
+    ) -> RunningAgent {
         let agent = Agent::new(config, control, runtime).expect("valid configuration");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(agent.run(shutdown.clone()));
@@ -130,6 +141,26 @@ impl RunningAgent {
             .await
             .expect("the agent ends")
             .expect("the agent task does not panic")
+    }
+}
+
+/// The process runtime under another name: what the agent registers with comes from the
+/// runtime it is given.
+pub struct Renamed {
+    /// What runs the containers.
+    pub inner: ProcessRuntime,
+    /// The name it gives.
+    pub name: RuntimeName,
+}
+
+#[async_trait]
+impl ContainerRuntime for Renamed {
+    fn name(&self) -> RuntimeName {
+        self.name.clone()
+    }
+
+    async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
+        self.inner.start(spec).await
     }
 }
 

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 use super::*;
-use berth_core::{GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, WorkerStatus};
+use berth_core::{
+    GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, RuntimeName, WorkerStatus,
+};
 
 fn pool(name: &str, priority: i32) -> Pool {
     Pool {
@@ -67,6 +69,46 @@ fn an_unconfigured_pool_takes_the_given_attributes() {
         register.resolve(&[]).unwrap_err().field.as_deref(),
         Some("status")
     );
+}
+
+#[test]
+fn the_runtime_is_optional_and_validated() {
+    let mut register = RegisterWorker::new(
+        WorkerId::new("w1").unwrap(),
+        &PoolName::new("adhoc").unwrap(),
+        1,
+        1,
+    );
+    assert_eq!(
+        register.resolve(&[]).unwrap().runtime,
+        RuntimeName::PROCESS,
+        "an older agent that does not say runs processes"
+    );
+    register.runtime = Some("runc".into());
+    assert_eq!(register.resolve(&[]).unwrap().runtime, RuntimeName::RUNC);
+    for bad in ["BAD NAME", "", "Runc", &"x".repeat(33)] {
+        register.runtime = Some(bad.to_owned());
+        let error = register.resolve(&[]).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("runtime"), "{bad:?}");
+        assert!(error.message.contains("runtime name"), "{}", error.message);
+    }
+}
+
+#[test]
+fn the_runtime_is_left_out_of_the_json_when_absent() {
+    let register = RegisterWorker::new(
+        WorkerId::new("w1").unwrap(),
+        &PoolName::new("adhoc").unwrap(),
+        1,
+        1,
+    );
+    let json = serde_json::to_value(&register).unwrap();
+    assert!(json.get("runtime").is_none(), "{json}");
+    let with: RegisterWorker = serde_json::from_value(serde_json::json!({
+        "id": "w1", "pool": "p", "cpu_millicores": 1, "memory_mib": 1, "runtime": "runc"
+    }))
+    .unwrap();
+    assert_eq!(with.runtime.as_deref(), Some("runc"));
 }
 
 #[test]

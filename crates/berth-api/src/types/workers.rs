@@ -6,8 +6,8 @@ use crate::spec::parse_gpu_type;
 use berth_core::request::{MAX_CPU_MILLICORES, MAX_GPU_COUNT, MAX_MEMORY_MIB};
 use berth_core::{AttemptId, WorkerRegistration};
 use berth_core::{
-    ContainerId, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, Worker, WorkerId,
-    WorkerStatus,
+    ContainerId, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, RuntimeName, Worker,
+    WorkerId, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -39,6 +39,11 @@ pub struct WorkerView {
     pub free: ResourcesView,
     /// Its GPU type, if it has GPUs.
     pub gpu_type: Option<String>,
+    /// The container runtime it runs containers with, e.g. `process` or `runc`. A view from
+    /// a server that does not send it reads as `process`.
+    #[serde(default)]
+    #[schema(value_type = String, example = "process")]
+    pub runtime: RuntimeName,
     /// Bumped by every change of its capacity or status.
     pub version: u64,
     /// Its lease: bumped by every registration and when it is declared lost. The agent's
@@ -64,6 +69,7 @@ impl WorkerView {
             total: worker.total.into(),
             free: worker.free.into(),
             gpu_type: worker.gpu_type.as_ref().map(ToString::to_string),
+            runtime: worker.runtime.clone(),
             version: worker.version,
             epoch: worker.epoch,
             last_heartbeat_ms,
@@ -149,6 +155,12 @@ pub struct RegisterWorker {
     /// Its GPUs, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<WorkerGpu>,
+    /// The container runtime it runs containers with: lowercase ASCII letters, digits and
+    /// `-`, 1 to 32 characters, e.g. `process` or `runc`. Absent (an agent older than the
+    /// field): `process`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "runc")]
+    pub runtime: Option<String>,
 }
 
 impl RegisterWorker {
@@ -165,6 +177,7 @@ impl RegisterWorker {
             cpu_millicores,
             memory_mib,
             gpu: None,
+            runtime: None,
         }
     }
 
@@ -198,12 +211,18 @@ impl RegisterWorker {
                 (gpu.count, Some(parse_gpu_type("gpu.type", &gpu.gpu_type)?))
             }
         };
+        let runtime = match &self.runtime {
+            None => RuntimeName::PROCESS,
+            Some(name) => RuntimeName::new(name.as_str())
+                .map_err(|e| ApiError::invalid("runtime", e.to_string()))?,
+        };
         Ok(WorkerRegistration {
             id: self.id.clone(),
             pool,
             status,
             total: Resources::new(self.cpu_millicores, self.memory_mib, gpu_count),
             gpu_type,
+            runtime,
         })
     }
 

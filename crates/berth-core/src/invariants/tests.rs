@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 use super::*;
 use crate::{
-    ContainerRequest, GpuPreference, Payload, PoolAttributes, PoolName, WorkerId, WorkerStatus,
+    ContainerRequest, GpuPreference, Payload, PoolAttributes, PoolName, RuntimeName, WorkerId,
+    WorkerStatus,
 };
 
 const NOW: u64 = 1_000_000;
@@ -35,6 +36,7 @@ fn worker(id: &str, owned: &[(&str, &str)], heartbeat_ms: u64) -> WorkerDump {
             total,
             free: total.checked_sub(held).unwrap(),
             gpu_type: None,
+            runtime: RuntimeName::PROCESS,
             version: 1,
             epoch: 1,
         },

@@ -45,6 +45,7 @@ pub async fn fleet_in(
                 status: WorkerStatus::Available,
                 total: size,
                 gpu_type: None,
+                runtime: RuntimeName::PROCESS,
             })
             .await
             .unwrap();

@@ -226,12 +226,14 @@ pub fn decode_assignment(key: &str, delivery: &str, fields: &Fields) -> Result<A
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
-    use berth_core::{GpuType, PlacementPolicy, PoolAttributes, PoolName};
+    use berth_core::{GpuType, PlacementPolicy, PoolAttributes, PoolName, RuntimeName};
 
     const KEY: &str = "berth:{w:w1}:worker";
 
+    /// A worker hash with every field, `runtime` included.
     fn worker_fields() -> Fields {
         [
+            ("runtime", "runc"),
             ("pool", "gpu-a"),
             ("priority", "-3"),
             ("preemptible", "1"),
@@ -278,7 +280,28 @@ mod tests {
         assert_eq!(worker.total, Resources::new(8000, 32768, 4));
         assert_eq!(worker.free, Resources::new(6000, 30000, 3));
         assert_eq!(worker.gpu_type, Some(GpuType::A100_80));
+        assert_eq!(worker.runtime, RuntimeName::RUNC);
         assert_eq!(worker.version, 7);
+    }
+
+    #[test]
+    fn a_worker_stored_without_a_runtime_reads_as_process() {
+        let mut fields = worker_fields();
+        fields.remove("runtime");
+        let worker = decode(&fields).unwrap();
+        assert_eq!(worker.runtime, RuntimeName::PROCESS);
+        assert_eq!(worker.total, Resources::new(8000, 32768, 4));
+    }
+
+    #[test]
+    fn a_bad_runtime_is_named() {
+        for bad in ["Runc", "", "run c"] {
+            let mut fields = worker_fields();
+            fields.insert("runtime".into(), bad.into());
+            let (key, field, problem) = corrupt_field(decode(&fields));
+            assert_eq!((key.as_str(), field.as_str()), (KEY, "runtime"));
+            assert!(problem.contains(&format!("{bad:?}")), "{problem}");
+        }
     }
 
     #[test]
@@ -360,6 +383,7 @@ mod tests {
             status: WorkerStatus::Pending,
             total: Resources::new(1000, 2048, 0),
             gpu_type: None,
+            runtime: RuntimeName::RUNC,
         };
         let args = registration_args(&registration, 42).unwrap();
         assert_eq!(
@@ -381,7 +405,9 @@ mod tests {
                 "policy",
                 "spread",
                 "gpu_type",
-                ""
+                "",
+                "runtime",
+                "runc"
             ]
         );
         let too_big = WorkerRegistration {

@@ -7,7 +7,7 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `P:workers` | SET | the ids of registered workers (the index); its own slot |
-//! | `P:{w:ID}:worker` | HASH | worker `ID`: one field per static attribute, named and formatted by `berth_core::attributes::WORKER_ATTRIBUTES` (`pool`, `priority`, `preemptible` 0/1, `requires_pool_selector` 0/1, `policy`, `gpu_type` `""` for none), and the fields the scripts manage: `status`, `total_cpu`, `total_mem`, `total_gpu`, `free_cpu`, `free_mem`, `free_gpu`, `version`, `epoch` (the agent's lease: bumped by registration and by a move into `lost`), `heartbeat_ms` |
+//! | `P:{w:ID}:worker` | HASH | worker `ID`: one field per static attribute, named and formatted by `berth_core::attributes::WORKER_ATTRIBUTES` (`pool`, `priority`, `preemptible` 0/1, `requires_pool_selector` 0/1, `policy`, `gpu_type` `""` for none, `runtime`: absent in a hash written before it, read as `process`), and the fields the scripts manage: `status`, `total_cpu`, `total_mem`, `total_gpu`, `free_cpu`, `free_mem`, `free_gpu`, `version`, `epoch` (the agent's lease: bumped by registration and by a move into `lost`), `heartbeat_ms` |
 //! | `P:{w:ID}:owned` | HASH | container id -> `attempt cpu mem gpu`: what the worker owns, and what a release credits back |
 //! | `P:{w:ID}:assign` | STREAM | the worker's assignments (fields `container`, `attempt`, `cpu`, `mem`, `gpu`, `payload` JSON); consumer group `agent`, consumer = the worker id; acknowledged entries are deleted |
 //! | `P:{w:ID}:lock` | STRING | the worker's lock for the lock-based path: a random token, `SET NX PX`, released by compare-and-delete |

@@ -24,6 +24,7 @@ macro_rules! contract_tests {
             register_upserts_and_keeps_reservations,
             unknown_workers_are_reported,
             snapshot_lists_every_worker,
+            the_runtime_round_trips,
             commit_is_all_or_nothing,
             commit_checks_status_inside_the_atomic_step,
             groups_commit_independently,
@@ -141,6 +142,7 @@ fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
         status: WorkerStatus::Available,
         total: Resources::new(cpu, mem, 0),
         gpu_type: None,
+        runtime: RuntimeName::PROCESS,
     }
 }
 
@@ -284,6 +286,44 @@ pub async fn snapshot_lists_every_worker(connect: impl Connect) {
         assert_eq!(worker.status, WorkerStatus::Available);
         assert_eq!(worker.pool.pool.as_str(), "default");
     }
+}
+
+pub async fn the_runtime_round_trips(connect: impl Connect) {
+    let store = open(&connect, "runtime").await;
+    let runc = WorkerRegistration {
+        runtime: RuntimeName::RUNC,
+        ..registration("w1", 1000, 1024)
+    };
+    let registered = store.register_worker(&runc).await.unwrap();
+    assert_eq!(registered.runtime, RuntimeName::RUNC);
+    register(&*store, "w2", 1000, 1024).await;
+    let read = store.worker(&wid("w1")).await.unwrap().unwrap();
+    assert_eq!(read.runtime, RuntimeName::RUNC);
+    let mut workers = store.workers().await.unwrap();
+    workers.sort_by(|a, b| a.id.cmp(&b.id));
+    let runtimes: Vec<(&str, &str)> = workers
+        .iter()
+        .map(|w| (w.id.as_str(), w.runtime.as_str()))
+        .collect();
+    assert_eq!(runtimes, [("w1", "runc"), ("w2", "process")]);
+    // Registering again states the runtime anew.
+    let again = store
+        .register_worker(&WorkerRegistration {
+            runtime: RuntimeName::new("gvisor-2").unwrap(),
+            ..runc
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.runtime.as_str(), "gvisor-2");
+    let read = store.worker(&wid("w1")).await.unwrap().unwrap();
+    assert_eq!(read.runtime.as_str(), "gvisor-2");
+    // A status change keeps it.
+    let drained = store
+        .set_worker_status(&wid("w1"), WorkerStatus::Draining)
+        .await
+        .unwrap();
+    assert_eq!(drained.runtime.as_str(), "gvisor-2");
+    assert_clean(&*store).await;
 }
 
 // ----- commits -----

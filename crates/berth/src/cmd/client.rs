@@ -4,7 +4,7 @@
 
 use crate::units::{parse_cpu, parse_gpu, parse_memory};
 use anyhow::{Context, bail};
-use berth_api::{Client, ContainerSpec, ContainerView, GpuSpec, GpuTypes};
+use berth_api::{Client, ContainerSpec, ContainerView, GpuSpec, GpuTypes, WorkerView};
 use berth_core::{ContainerId, GpuPreference, WorkerId};
 use berth_store::ContainerState;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -217,36 +217,43 @@ pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
 pub async fn workers(connection: &Connection) -> anyhow::Result<i32> {
     let workers = connection.client()?.workers().await?;
     print(connection, &workers, |workers| {
-        let mut table = table([
-            "id",
-            "pool",
-            "status",
-            "cpu free/total",
-            "memory free/total",
-            "gpus",
-            "heartbeat",
-        ]);
-        for w in workers {
-            table.add_row([
-                w.id.to_string(),
-                w.pool.to_string(),
-                w.status.to_string(),
-                format!("{}m/{}m", w.free.cpu_millicores, w.total.cpu_millicores),
-                format!("{}Mi/{}Mi", w.free.memory_mib, w.total.memory_mib),
-                format!(
-                    "{}/{} {}",
-                    w.free.gpu_count,
-                    w.total.gpu_count,
-                    w.gpu_type.clone().unwrap_or_default()
-                ),
-                w.heartbeat_age_ms.map_or("never".to_owned(), |ms| {
-                    format!("{:.1}s ago", ms as f64 / 1e3)
-                }),
-            ]);
-        }
-        println!("{table}");
+        println!("{}", workers_table(workers));
     })?;
     Ok(0)
+}
+
+/// The table `berth workers` prints.
+fn workers_table(workers: &[WorkerView]) -> Table {
+    let mut table = table([
+        "id",
+        "pool",
+        "status",
+        "runtime",
+        "cpu free/total",
+        "memory free/total",
+        "gpus",
+        "heartbeat",
+    ]);
+    for w in workers {
+        table.add_row([
+            w.id.to_string(),
+            w.pool.to_string(),
+            w.status.to_string(),
+            w.runtime.to_string(),
+            format!("{}m/{}m", w.free.cpu_millicores, w.total.cpu_millicores),
+            format!("{}Mi/{}Mi", w.free.memory_mib, w.total.memory_mib),
+            format!(
+                "{}/{} {}",
+                w.free.gpu_count,
+                w.total.gpu_count,
+                w.gpu_type.clone().unwrap_or_default()
+            ),
+            w.heartbeat_age_ms.map_or("never".to_owned(), |ms| {
+                format!("{:.1}s ago", ms as f64 / 1e3)
+            }),
+        ]);
+    }
+    table
 }
 
 /// `berth logs ID`.
@@ -328,4 +335,45 @@ fn table<const N: usize>(header: [&str; N]) -> Table {
 
 fn show<T: ToString>(value: Option<&T>) -> String {
     value.map_or("-".to_owned(), ToString::to_string)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use berth_core::{PoolAttributes, WorkerId};
+    use berth_core::{PoolName, Resources, RuntimeName, Worker, WorkerRegistration, WorkerStatus};
+
+    fn view(id: &str, runtime: RuntimeName) -> WorkerView {
+        let total = Resources::new(4000, 8192, 0);
+        let worker: Worker = WorkerRegistration {
+            id: WorkerId::new(id).unwrap(),
+            pool: PoolAttributes::plain(PoolName::new("cpu").unwrap()),
+            status: WorkerStatus::Available,
+            total,
+            gpu_type: None,
+            runtime,
+        }
+        .into_worker(total, 1, 1);
+        WorkerView::new(&worker, Some(1_000), 2_500)
+    }
+
+    #[test]
+    fn the_workers_table_has_a_runtime_column() {
+        let table = workers_table(&[
+            view("w-process", RuntimeName::PROCESS),
+            view("w-runc", RuntimeName::RUNC),
+        ]);
+        let text = table.to_string();
+        let header = text.lines().find(|l| l.contains("status")).unwrap();
+        let at = |column: &str| header.find(column).unwrap();
+        assert!(
+            at("status") < at("runtime") && at("runtime") < at("cpu free/total"),
+            "{text}"
+        );
+        let row = |id: &str| text.lines().find(|l| l.contains(id)).unwrap().to_owned();
+        assert!(row("w-process").contains(" process "), "{text}");
+        assert!(row("w-runc").contains(" runc "), "{text}");
+        assert!(row("w-runc").contains("1.5s ago"), "{text}");
+    }
 }
