@@ -296,7 +296,17 @@ pub async fn logs(
 ) -> Result<Json<LogsView>, HttpError> {
     let id = container_id(&id)?;
     query.only(&["after"])?;
-    let after = query.number("after", 0, 0, u64::MAX)?;
+    let after = match query.get("after") {
+        None => 0,
+        Some(raw) => raw.parse::<u64>().map_err(|_| {
+            HttpError::invalid(
+                "after",
+                format!(
+                    "must be a position: a whole number, 0 or more (the `next` of an earlier answer), got {raw:?}"
+                ),
+            )
+        })?,
+    };
     let record = read(&state, &id).await?;
     let slice = state.store.logs(&id, after).await?;
     Ok(Json(LogsView {
