@@ -325,12 +325,24 @@ impl Client {
         .await
     }
 
-    /// `GET /v1/containers/{id}/logs`.
+    /// `GET /v1/containers/{id}/logs`: every kept line.
     pub async fn logs(&self, id: &ContainerId) -> Result<LogsView, ClientError> {
         self.json::<_, ()>(
             Method::GET,
             &["v1", "containers", id.as_str(), "logs"],
             &[],
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/containers/{id}/logs?after=N`: the kept lines at positions `after` and later
+    /// (ask next with the answer's `next`).
+    pub async fn logs_after(&self, id: &ContainerId, after: u64) -> Result<LogsView, ClientError> {
+        self.json::<_, ()>(
+            Method::GET,
+            &["v1", "containers", id.as_str(), "logs"],
+            &[("after", after.to_string())],
             None,
         )
         .await

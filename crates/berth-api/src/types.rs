@@ -177,12 +177,30 @@ pub struct ContainerList {
     pub containers: Vec<ContainerView>,
 }
 
-/// A container's kept output lines (the last ones; the server keeps a bounded number).
+/// A container's kept output lines (the last ones; the server keeps a bounded number), from
+/// a position on. A line's position counts the lines the container printed before it, kept
+/// or not, so it never changes: a follower asks with `after` = the `next` it was given, and
+/// gets every kept line once, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LogsView {
     /// The container.
     #[schema(value_type = String)]
     pub id: ContainerId,
-    /// Its output, oldest line first.
+    /// Its output, oldest line first, from position `first` on.
     pub lines: Vec<String>,
+    /// The position of the first line in `lines`.
+    pub first: u64,
+    /// The position after the last line: how many lines it has printed so far. Ask with
+    /// `after` = this for the lines that follow.
+    pub next: u64,
+    /// How many lines after the position asked from (0 without `after`) are no longer
+    /// kept: `first` - `after` when the server dropped them before they were read.
+    pub dropped: u64,
+    /// Its state when the lines were read: `pending`, `scheduled`, `running`, `exited`,
+    /// `failed` or `lost`.
+    #[schema(value_type = String, example = "running")]
+    pub state: ContainerState,
+    /// It has ended (its state is final): it prints no more lines after these, so a
+    /// follower stops here.
+    pub ended: bool,
 }

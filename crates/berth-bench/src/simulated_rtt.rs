@@ -389,9 +389,9 @@ impl<S: Store + ?Sized> Records for SimulatedRttStore<S> {
         self.around(op, op.round_trips(), call).await
     }
 
-    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
+    async fn logs(&self, container: &ContainerId, after: u64) -> Result<LogSlice> {
         let op = Op::Logs;
-        self.around(op, op.round_trips(), self.inner.logs(container))
+        self.around(op, op.round_trips(), self.inner.logs(container, after))
             .await
     }
 

@@ -3,8 +3,9 @@
 //! A report is fenced first (the worker must be registered under the epoch it presents).
 //! Starting moves the record to running, from scheduled, or from pending when the worker
 //! holds a reservation its scheduler replica died before settling (the record is adopted:
-//! the attempt legitimately holds the capacity). Exit and failure append the logs, move the
-//! record, and release the reservation (idempotent: capacity comes back exactly once); a
+//! the attempt legitimately holds the capacity). Exit and failure append the logs (before the
+//! record moves, so whoever sees it ended can read every line; a repeated final report
+//! appends nothing again), move the record, and release the reservation (idempotent: capacity comes back exactly once); a
 //! release that gave something back wakes the earliest deferred requests and tells the
 //! local engine to read that worker again. A worker or attempt that does not hold the
 //! container is refused and changes nothing.
@@ -109,18 +110,30 @@ impl Protocol {
         self.fence(&report.worker, report.epoch).await?;
         let record = self.record(id).await?;
         let record = match &report.reported {
-            Reported::Running => self.run(id, record, report).await?,
+            Reported::Running => {
+                let record = self.run(id, record, report).await?;
+                self.append_logs(id, report).await?;
+                record
+            }
             Reported::Exited { exit_code } => self.exit(id, record, report, *exit_code).await?,
             Reported::Failed { reason } => self.fail(id, &record, report, reason).await?,
         };
-        if !report.logs.is_empty() {
-            let keep = self.config.log_lines_kept;
-            self.store.append_logs(id, &report.logs, keep).await?;
-        }
         if report.reported != Reported::Running && record.state.is_terminal() {
             self.release_ended(id, report).await?;
         }
         Ok(record)
+    }
+
+    /// Appends the report's output lines to the container's kept logs. A final report
+    /// appends them before it moves the record to its end, so a reader that sees the end
+    /// has every line; a repeated final report (the record has ended already) appends
+    /// nothing again.
+    async fn append_logs(&self, id: &ContainerId, report: &Report) -> Result<(), ProtocolError> {
+        if !report.logs.is_empty() {
+            let keep = self.config.log_lines_kept;
+            self.store.append_logs(id, &report.logs, keep).await?;
+        }
+        Ok(())
     }
 
     /// Starts the container; refused unless it is then running under this worker and
@@ -155,8 +168,14 @@ impl Protocol {
         report: &Report,
         exit_code: i32,
     ) -> Result<ContainerRecord, ProtocolError> {
-        self.start(id, record, &report.worker, &report.attempt)
+        let record = self
+            .start(id, record, &report.worker, &report.attempt)
             .await?;
+        if record.state == ContainerState::Running
+            && holds(&record, &report.worker, &report.attempt)
+        {
+            self.append_logs(id, report).await?;
+        }
         let exited = Transition::Exited {
             worker: report.worker.clone(),
             attempt: report.attempt.clone(),
@@ -175,6 +194,9 @@ impl Protocol {
     ) -> Result<ContainerRecord, ProtocolError> {
         if !holds(record, &report.worker, &report.attempt) {
             return Err(not_holder(record, &report.worker, &report.attempt));
+        }
+        if !record.state.is_terminal() {
+            self.append_logs(id, report).await?;
         }
         let reason = reason
             .clone()

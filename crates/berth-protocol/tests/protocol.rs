@@ -159,7 +159,7 @@ async fn a_report_starts_exits_and_releases_once() {
     assert_eq!(record.state, ContainerState::Exited);
     assert_eq!(record.exit_code, Some(3));
     assert_eq!(rig.free_cpu(&w1).await, 4000, "released");
-    let logs = rig.store.logs(&cid("c1")).await.unwrap();
+    let logs = rig.store.logs(&cid("c1"), 0).await.unwrap().lines;
     assert!(logs.contains(&"last line".to_owned()), "{logs:?}");
 
     // Once: a second release (the worker's, or a repeated report) gives nothing more.
@@ -172,6 +172,8 @@ async fn a_report_starts_exits_and_releases_once() {
         4000,
         "the repeated report gave nothing back"
     );
+    let kept = rig.store.logs(&cid("c1"), 0).await.unwrap().lines;
+    assert_eq!(kept, logs, "the repeated report appended no lines again");
     let released = rig
         .protocol
         .release(&w1, &cid("c1"), &AttemptId("a1".into()), 1)

@@ -273,24 +273,51 @@ pub async fn cancel(
     Ok(Json(ContainerView::from(&record)))
 }
 
-/// A container's kept output.
+/// A container's kept output; with `after`, only the lines at positions `after` and later,
+/// with the position to ask from next and whether the container has ended, for a follower.
+/// The record is read before the lines, and a final report appends its lines before it
+/// ends the record: when the answer says `ended`, its lines are the last ones.
 #[utoipa::path(
     get, path = "/v1/containers/{id}/logs", tag = "containers",
-    params(("id" = String, Path, description = "The container's id")),
+    params(
+        ("id" = String, Path, description = "The container's id"),
+        ("after" = Option<u64>, Query, description = "Only the lines at this position and later (a line's position counts the lines printed before it; ask with the previous answer's `next`). Without it, every kept line"),
+    ),
     responses(
         (status = 200, body = LogsView),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 400, description = "Malformed id or parameter", body = ErrorBody),
         (status = 404, description = "Unknown container", body = ErrorBody),
     )
 )]
 pub async fn logs(
     State(state): Shared,
     PathParams(id): PathParams<String>,
+    query: QueryParams,
 ) -> Result<Json<LogsView>, HttpError> {
     let id = container_id(&id)?;
-    read(&state, &id).await?;
-    let lines = state.store.logs(&id).await?;
-    Ok(Json(LogsView { id, lines }))
+    query.only(&["after"])?;
+    let after = match query.get("after") {
+        None => 0,
+        Some(raw) => raw.parse::<u64>().map_err(|_| {
+            HttpError::invalid(
+                "after",
+                format!(
+                    "must be a position: a whole number, 0 or more (the `next` of an earlier answer), got {raw:?}"
+                ),
+            )
+        })?,
+    };
+    let record = read(&state, &id).await?;
+    let slice = state.store.logs(&id, after).await?;
+    Ok(Json(LogsView {
+        id,
+        first: slice.first,
+        next: slice.next(),
+        dropped: slice.dropped(after),
+        state: record.state,
+        ended: record.state.is_terminal(),
+        lines: slice.lines,
+    }))
 }
 
 /// A worker's report on a container it holds: `running`, `exited` (with `exit_code`) or

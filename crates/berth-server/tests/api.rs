@@ -1061,3 +1061,144 @@ async fn a_release_wakes_the_deferred_requests() {
     server.assert_clean().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_read_from_a_point_on() {
+    let config = berth_server::ServerConfig {
+        log_lines_kept: 4,
+        ..common::config()
+    };
+    let server = Server::start_with(config, false).await;
+    let client = &server.client;
+    let w1 = server.register("w1", 4000, 8192).await;
+    let id = cid("tail-1");
+    client
+        .submit(&spec(Some("tail-1"), 1000, 1024))
+        .await
+        .unwrap();
+    let delivered = client
+        .assignments(&w1, 1, 8, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let attempt = delivered[0].attempt.clone();
+    client.ack(&w1, 1, &delivered[0].delivery).await.unwrap();
+    server.wait_for(&id, "scheduled").await;
+    let report = |state, exit_code, logs: &[&str]| StatusReport {
+        worker: w1.clone(),
+        attempt: attempt.clone(),
+        epoch: 1,
+        state,
+        exit_code,
+        reason: None,
+        logs: logs.iter().map(|l| (*l).to_owned()).collect(),
+    };
+    let lines = |view: &berth_api::LogsView| view.lines.join(",");
+
+    let before = client.logs_after(&id, 0).await.unwrap();
+    assert_eq!((before.first, before.next, before.dropped), (0, 0, 0));
+    assert_eq!(
+        (before.state, before.ended),
+        (ContainerState::Scheduled, false)
+    );
+
+    client
+        .report(&id, &report(ReportedState::Running, None, &["a", "b"]))
+        .await
+        .unwrap();
+    let first = client.logs_after(&id, 0).await.unwrap();
+    assert_eq!(lines(&first), "a,b");
+    assert_eq!((first.first, first.next, first.dropped), (0, 2, 0));
+    assert_eq!((first.state, first.ended), (ContainerState::Running, false));
+    let nothing_new = client.logs_after(&id, first.next).await.unwrap();
+    assert!(nothing_new.lines.is_empty());
+    assert_eq!(nothing_new.next, 2, "the point stays until lines come");
+
+    client
+        .report(&id, &report(ReportedState::Running, None, &["c", "d", "e"]))
+        .await
+        .unwrap();
+    let second = client.logs_after(&id, first.next).await.unwrap();
+    assert_eq!(lines(&second), "c,d,e", "only the lines after the point");
+    assert_eq!((second.first, second.next, second.dropped), (2, 5, 0));
+    // Without `after`: every kept line (the last 4), as before, and how many are gone.
+    let all = client.logs(&id).await.unwrap();
+    assert_eq!(lines(&all), "b,c,d,e");
+    assert_eq!((all.first, all.next, all.dropped), (1, 5, 1));
+
+    // A follower that fell behind the kept lines is told how many it missed.
+    client
+        .report(
+            &id,
+            &report(ReportedState::Running, None, &["f", "g", "h", "i", "j"]),
+        )
+        .await
+        .unwrap();
+    let behind = client.logs_after(&id, second.next).await.unwrap();
+    assert_eq!(lines(&behind), "g,h,i,j");
+    assert_eq!((behind.first, behind.next, behind.dropped), (6, 10, 1));
+
+    client
+        .report(&id, &report(ReportedState::Exited, Some(0), &["k"]))
+        .await
+        .unwrap();
+    let last = client.logs_after(&id, behind.next).await.unwrap();
+    assert_eq!(lines(&last), "k");
+    assert_eq!(
+        (last.next, last.state, last.ended),
+        (11, ContainerState::Exited, true)
+    );
+    // A repeated final report appends nothing again.
+    client
+        .report(&id, &report(ReportedState::Exited, Some(0), &["k"]))
+        .await
+        .unwrap();
+    assert_eq!(client.logs(&id).await.unwrap().next, 11);
+    // Past the end: nothing, and the end to ask from.
+    let past = client.logs_after(&id, 99).await.unwrap();
+    assert!(past.lines.is_empty());
+    assert_eq!((past.first, past.next, past.dropped), (11, 11, 0));
+
+    for bad in ["abc", "-1", "1.5", "", "99999999999999999999999"] {
+        let (status, body, text) = server
+            .raw(
+                reqwest::Method::GET,
+                &format!("/v1/containers/tail-1/logs?after={bad}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "after={bad:?}: {text}");
+        let body = body.unwrap();
+        assert_eq!(body.code, ErrorCode::InvalidArgument, "{text}");
+        assert_eq!(body.field.as_deref(), Some("after"), "{text}");
+    }
+    let (status, body, text) = server
+        .raw(
+            reqwest::Method::GET,
+            "/v1/containers/tail-1/logs?since=3",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(body.unwrap().field.as_deref(), Some("since"));
+    let unknown = client.logs_after(&cid("nobody"), 0).await.unwrap_err();
+    assert_eq!(unknown.status(), Some(404), "{unknown}");
+
+    let document = client.openapi().await.unwrap();
+    let get = &document["paths"]["/v1/containers/{id}/logs"]["get"];
+    let params: Vec<&str> = get["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(params.contains(&"after"), "{params:?}");
+    let schema = &document["components"]["schemas"]["LogsView"]["properties"];
+    for field in ["lines", "first", "next", "dropped", "state", "ended"] {
+        assert!(
+            schema.get(field).is_some(),
+            "LogsView.{field} missing: {schema}"
+        );
+    }
+    server.assert_clean().await;
+    server.stop().await;
+}

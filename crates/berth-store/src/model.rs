@@ -169,3 +169,29 @@ pub enum SettleOutcome {
         holder: Option<(WorkerId, AttemptId)>,
     },
 }
+
+/// A container's kept output lines from a position on. A line's position counts every line
+/// appended to the container before it (kept or not), so positions never move: a reader
+/// that asks from the `next` it was given gets each kept line once, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSlice {
+    /// The position of `lines[0]`: the position asked from, or later when the lines in
+    /// between are no longer kept (only the last lines are); the end when asked from past
+    /// it.
+    pub first: u64,
+    /// The kept lines from `first` on.
+    pub lines: Vec<String>,
+}
+
+impl LogSlice {
+    /// The position after the last line: how many lines were ever appended, and where to
+    /// ask from next.
+    pub fn next(&self) -> u64 {
+        self.first + self.lines.len() as u64
+    }
+
+    /// How many lines from position `after` on were dropped before they could be read.
+    pub fn dropped(&self, after: u64) -> u64 {
+        self.first.saturating_sub(after)
+    }
+}

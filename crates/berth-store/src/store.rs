@@ -261,8 +261,10 @@ pub trait Records: Send + Sync {
         keep: usize,
     ) -> Result<()>;
 
-    /// The kept output lines of a container (empty if none).
-    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>>;
+    /// The kept output lines of a container at positions `after` and later (see
+    /// [`crate::LogSlice`]; `after` = 0 reads every kept line). Nothing (at position 0) if
+    /// it has none. Atomic: the lines and their positions are read together.
+    async fn logs(&self, container: &ContainerId, after: u64) -> Result<LogSlice>;
 
     /// Asks for a container to stop. A pending one fails at once with reason `cancelled`; a
     /// scheduled or running one is flagged (`cancel_requested`), and its worker stops it and

@@ -54,12 +54,12 @@ enum Command {
         #[command(flatten)]
         connection: cmd::client::Connection,
     },
-    /// Prints a container's kept output.
+    /// Prints a container's kept output; with --follow, its new output until it ends.
     Logs {
         #[command(flatten)]
         connection: cmd::client::Connection,
-        /// The container's id.
-        id: String,
+        #[command(flatten)]
+        args: cmd::client::LogsArgs,
     },
     /// Cancels a container.
     Cancel {
@@ -123,7 +123,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run { connection, args } => client::run(&connection, args).await,
         Command::Ps { connection, args } => client::ps(&connection, args).await,
         Command::Workers { connection } => client::workers(&connection).await,
-        Command::Logs { connection, id } => client::logs(&connection, &id).await,
+        Command::Logs { connection, args } => client::logs(&connection, &args).await,
         Command::Cancel { connection, id } => client::cancel(&connection, &id).await,
         Command::Demand { connection } => client::demand(&connection).await,
         Command::Drain { connection, id } => client::drain(&connection, &id).await,

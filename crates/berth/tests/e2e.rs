@@ -1,6 +1,7 @@
 //! End to end with real processes: `berth server` on Redis with two `berth worker`
 //! processes, and `berth up` alone; `berth run --wait` completes and its output is visible
-//! through `berth logs`; a worker killed with SIGKILL has its containers given back once.
+//! through `berth logs`; `berth logs --follow` prints a running container's lines once each,
+//! in order, until it ends; a worker killed with SIGKILL has its containers given back once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -284,5 +285,102 @@ fn a_killed_workers_containers_are_lost_and_its_capacity_reclaimed_once() {
         worker["free"], worker["total"],
         "capacity reclaimed, exactly once: {worker}"
     );
+    check_clean(&server);
+}
+
+/// Starts `berth logs ID --follow` (with `extra` flags) with its output piped.
+fn follower(server: &str, id: &str, extra: &[&str]) -> Child {
+    Command::new(BERTH)
+        .args(["logs", id, "--follow"])
+        .args(extra)
+        .env("BERTH_SERVER", server)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` to exit (at most 60 s: bounds a hang, times nothing).
+fn finished(mut child: Child) -> Output {
+    eventually("the follower to exit", || {
+        child.try_wait().unwrap().is_some()
+    });
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn logs_follow_prints_every_line_once_in_order_until_the_container_ends() {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let _up = spawn(&[
+        "up",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--workers",
+        "1",
+        "--work-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    workers_up(&server, 1);
+    // About 7 s of output: the worker sends what it has every 5 s while the container
+    // runs, and the rest when it ends, so both reach the followers.
+    let script = "for i in $(seq 1 35); do echo line $i; sleep 0.2; done; exit 3";
+    let submitted = json(
+        &server,
+        &[
+            "run", "--json", "--cpu", "100m", "--memory", "64Mi", "--id", "tail-1", "--", "sh",
+            "-c", script,
+        ],
+    );
+    assert_eq!(submitted["id"], "tail-1");
+    let plain = follower(&server, "tail-1", &[]);
+    let json_follower = follower(&server, "tail-1", &["--json"]);
+    let expected: Vec<String> = (1..=35).map(|i| format!("line {i}")).collect();
+
+    let plain = finished(plain);
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert_eq!(plain.status.code(), Some(3), "its exit code: {stderr}");
+    let printed: Vec<&str> = std::str::from_utf8(&plain.stdout)
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(
+        printed, expected,
+        "every line once, in order; stderr: {stderr}"
+    );
+    assert!(stderr.contains("tail-1 exited"), "{stderr}");
+
+    let json_out = finished(json_follower);
+    assert_eq!(json_out.status.code(), Some(3));
+    let events: Vec<serde_json::Value> = std::str::from_utf8(&json_out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let (last, lines) = events.split_last().unwrap();
+    assert_eq!(last["event"], "ended");
+    assert_eq!(last["container"]["state"], "exited");
+    assert_eq!(last["container"]["exit_code"], 3);
+    let texts: Vec<&str> = lines.iter().map(|e| e["line"].as_str().unwrap()).collect();
+    assert_eq!(texts, expected);
+    let positions: Vec<u64> = lines
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, (0..35).collect::<Vec<u64>>());
+
+    // Following an ended container prints what is kept and ends at once.
+    let again = berth(&server, &["logs", "tail-1", "-f"]);
+    assert_eq!(again.status.code(), Some(3));
+    let printed: Vec<&str> = std::str::from_utf8(&again.stdout)
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(printed, expected);
+    // An unknown container is an error, not a wait.
+    let unknown = berth(&server, &["logs", "nobody", "--follow"]);
+    assert_eq!(unknown.status.code(), Some(2));
     check_clean(&server);
 }

@@ -263,8 +263,8 @@ impl Records for Gate {
         self.inner.append_logs(container, lines, keep).await
     }
 
-    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
-        self.inner.logs(container).await
+    async fn logs(&self, container: &ContainerId, after: u64) -> Result<LogSlice> {
+        self.inner.logs(container, after).await
     }
 
     async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {

@@ -349,10 +349,8 @@ impl Records for MemoryStore {
         })
     }
 
-    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
-        self.with(1, |state| {
-            Ok(state.logs.get(container).cloned().unwrap_or_default())
-        })
+    async fn logs(&self, container: &ContainerId, after: u64) -> Result<LogSlice> {
+        self.with(1, |state| Ok(service::logs(state, container, after)))
     }
 
     async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {

@@ -3,7 +3,7 @@
 
 use super::intake;
 use super::state::State;
-use crate::{Result, StoreError};
+use crate::{LogSlice, Result, StoreError};
 use berth_core::invariants::OwnedEntry;
 use berth_core::lifecycle;
 use berth_core::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
@@ -48,9 +48,23 @@ pub(super) fn append_logs(
     keep: usize,
 ) {
     let log = state.logs.entry(container.clone()).or_default();
-    log.extend(lines.iter().cloned());
-    let excess = log.len().saturating_sub(keep);
-    log.drain(..excess);
+    log.lines.extend(lines.iter().cloned());
+    let excess = log.lines.len().saturating_sub(keep.max(1));
+    log.lines.drain(..excess);
+    log.dropped += excess as u64;
+}
+
+pub(super) fn logs(state: &State, container: &ContainerId, after: u64) -> LogSlice {
+    let Some(log) = state.logs.get(container) else {
+        return LogSlice::default();
+    };
+    let end = log.dropped + log.lines.len() as u64;
+    let first = after.clamp(log.dropped, end);
+    let skip = usize::try_from(first - log.dropped).unwrap_or(usize::MAX);
+    LogSlice {
+        first,
+        lines: log.lines.iter().skip(skip).cloned().collect(),
+    }
 }
 
 pub(super) fn cancel(state: &mut State, container: &ContainerId) -> Result<ContainerRecord> {

@@ -37,6 +37,14 @@ pub(super) struct IntakeEntry {
     pub claimed: Option<Instant>,
 }
 
+/// A container's kept output lines, and how many earlier ones were dropped (the position
+/// of the first kept line).
+#[derive(Debug, Default)]
+pub(super) struct KeptLog {
+    pub dropped: u64,
+    pub lines: std::collections::VecDeque<String>,
+}
+
 /// All of the in-memory store's data.
 #[derive(Debug, Default)]
 pub(super) struct State {
@@ -50,7 +58,7 @@ pub(super) struct State {
     /// The pool (and its GPU type) each deferred container waits for.
     pub demand: HashMap<ContainerId, (Option<PoolName>, Option<GpuType>)>,
     /// The kept output lines of each container.
-    pub logs: HashMap<ContainerId, Vec<String>>,
+    pub logs: HashMap<ContainerId, KeptLog>,
     /// Recorded provisioning intents by pool, with their expiry.
     pub provisioning: HashMap<PoolName, Instant>,
     /// The last sequence number handed out (intake entries and deliveries).

@@ -109,6 +109,11 @@ impl Keys {
         format!("{}:{INTAKE_TAG}:logs:{id}", self.prefix)
     }
 
+    /// `P:{q}:logn:ID`, how many output lines were ever appended to a container's log.
+    pub fn log_count(&self, id: &ContainerId) -> String {
+        format!("{}:{INTAKE_TAG}:logn:{id}", self.prefix)
+    }
+
     /// `P:{q}:provision:POOL`, the recorded intent to provision workers for a pool.
     pub fn provisioning(&self, pool: &PoolName) -> String {
         format!("{}:{INTAKE_TAG}:provision:{pool}", self.prefix)

@@ -197,6 +197,10 @@ pub struct Scripts {
     pub cancel: LuaScript,
     /// Removes a worker that owns nothing.
     pub deregister: LuaScript,
+    /// Appends output lines to a container's log.
+    pub append_logs: LuaScript,
+    /// Reads a container's kept output lines from a position on.
+    pub read_logs: LuaScript,
 }
 
 impl Scripts {
@@ -222,11 +226,13 @@ impl Scripts {
             reclaim: intake_script!("reclaim.lua"),
             cancel: intake_script!("cancel.lua"),
             deregister: worker_script!("deregister.lua"),
+            append_logs: intake_script!("append_logs.lua"),
+            read_logs: intake_script!("read_logs.lua"),
         }
     }
 
     /// Every script, for loading.
-    pub fn all(&self) -> [&LuaScript; 20] {
+    pub fn all(&self) -> [&LuaScript; 22] {
         [
             &self.commit,
             &self.commit_many,
@@ -248,6 +254,8 @@ impl Scripts {
             &self.reclaim,
             &self.cancel,
             &self.deregister,
+            &self.append_logs,
+            &self.read_logs,
         ]
     }
 }

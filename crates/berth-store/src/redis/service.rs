@@ -5,7 +5,7 @@ use super::codec::{self, decode_owned, decode_record};
 use super::reply::{self, part, tagged, unexpected};
 use super::scripts::{SCRIPTS, ScriptCall};
 use super::store::{Call, RedisStore};
-use crate::{Result, StoreError};
+use crate::{LogSlice, Result, StoreError};
 use berth_core::invariants::OwnedEntry;
 use berth_core::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 use berth_core::{ContainerId, WorkerId};
@@ -111,7 +111,8 @@ impl RedisStore {
         Ok(records)
     }
 
-    /// See [`crate::Records::append_logs`]: RPUSH then LTRIM, in one pipeline on one key.
+    /// See [`crate::Records::append_logs`]: one script appends the lines, trims the list
+    /// and counts them.
     pub(super) async fn push_logs(
         &self,
         container: &ContainerId,
@@ -121,30 +122,30 @@ impl RedisStore {
         if lines.is_empty() {
             return Ok(());
         }
-        let key = self.keys.logs(container);
-        let mut push = redis::cmd("RPUSH");
-        push.arg(&key).arg(lines);
-        let mut trim = redis::cmd("LTRIM");
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        trim.arg(&key).arg(-keep.max(1)).arg(-1);
-        for value in self
-            .run(vec![Call::command(&key, push), Call::command(&key, trim)])
-            .await?
-        {
-            value?;
-        }
+        let keys = vec![self.keys.logs(container), self.keys.log_count(container)];
+        let mut args = Vec::with_capacity(lines.len() + 1);
+        args.push((keep as u64).min(codec::MAX_LUA_INT).to_string());
+        args.extend(lines.iter().cloned());
+        self.script(ScriptCall::new(&SCRIPTS.append_logs, keys, args))
+            .await?;
         Ok(())
     }
 
-    /// See [`crate::Records::logs`].
-    pub(super) async fn read_logs(&self, container: &ContainerId) -> Result<Vec<String>> {
-        let key = self.keys.logs(container);
-        let mut cmd = redis::cmd("LRANGE");
-        cmd.arg(&key).arg(0).arg(-1);
-        Ok(reply::items(self.command(&key, cmd).await?)?
+    /// See [`crate::Records::logs`]: one script reads the lines with their positions.
+    pub(super) async fn read_logs(&self, container: &ContainerId, after: u64) -> Result<LogSlice> {
+        let keys = vec![self.keys.logs(container), self.keys.log_count(container)];
+        let after = after.min(codec::MAX_LUA_INT);
+        let call = ScriptCall::new(&SCRIPTS.read_logs, keys, vec![after.to_string()]);
+        let value = self.script(call).await?;
+        let mut parts = reply::items(value.clone())?;
+        let first = reply::text(&part(&mut parts, 0, "read_logs position")?)
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| unexpected("read_logs", &value))?;
+        let lines = reply::items(part(&mut parts, 1, "read_logs lines")?)?
             .iter()
             .filter_map(reply::text)
-            .collect())
+            .collect();
+        Ok(LogSlice { first, lines })
     }
 
     /// See [`crate::Records::cancel`].

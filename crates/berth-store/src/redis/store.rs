@@ -437,8 +437,8 @@ impl Records for RedisStore {
         self.push_logs(container, lines, keep).await
     }
 
-    async fn logs(&self, container: &ContainerId) -> Result<Vec<String>> {
-        self.read_logs(container).await
+    async fn logs(&self, container: &ContainerId, after: u64) -> Result<LogSlice> {
+        self.read_logs(container, after).await
     }
 
     async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord> {

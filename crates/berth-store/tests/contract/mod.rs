@@ -1337,18 +1337,51 @@ pub async fn listing_and_logs(connect: impl Connect) {
     assert_eq!(scheduled.len(), 1);
     assert_eq!(store.containers(None, 1).await.unwrap().len(), 1);
 
-    assert!(store.logs(&cid("placed")).await.unwrap().is_empty());
+    let none = store.logs(&cid("placed"), 0).await.unwrap();
+    assert_eq!(none, LogSlice::default());
+    assert_eq!(store.logs(&cid("placed"), 7).await.unwrap().next(), 0);
     let lines: Vec<String> = (0..8).map(|i| format!("line {i}")).collect();
     store
         .append_logs(&cid("placed"), &lines[..5], 6)
         .await
         .unwrap();
+    let early = store.logs(&cid("placed"), 3).await.unwrap();
+    assert_eq!((early.first, early.next()), (3, 5));
+    assert_eq!(
+        early.lines,
+        lines[3..5].to_vec(),
+        "only the lines after the point"
+    );
     store
         .append_logs(&cid("placed"), &lines[5..], 6)
         .await
         .unwrap();
-    let kept = store.logs(&cid("placed")).await.unwrap();
-    assert_eq!(kept, lines[2..].to_vec(), "the last lines are kept");
+    let kept = store.logs(&cid("placed"), 0).await.unwrap();
+    assert_eq!(kept.lines, lines[2..].to_vec(), "the last lines are kept");
+    assert_eq!((kept.first, kept.next(), kept.dropped(0)), (2, 8, 2));
+    let after = store.logs(&cid("placed"), early.next()).await.unwrap();
+    assert_eq!(
+        after.lines,
+        lines[5..].to_vec(),
+        "from where the reader stopped"
+    );
+    let behind = store.logs(&cid("placed"), 1).await.unwrap();
+    assert_eq!(
+        (behind.first, behind.dropped(1)),
+        (2, 1),
+        "a reader that fell behind is told"
+    );
+    let past = store.logs(&cid("placed"), 99).await.unwrap();
+    assert!(past.lines.is_empty());
+    assert_eq!(past.next(), 8, "past the end: nothing, and the end");
+    let all_read = store.logs(&cid("placed"), 8).await.unwrap();
+    assert_eq!((all_read.first, all_read.lines.len()), (8, 0));
+    // A very long report: kept in the last lines, counted in full.
+    let many: Vec<String> = (0..2500).map(|i| format!("many {i}")).collect();
+    store.append_logs(&cid("placed"), &many, 6).await.unwrap();
+    let tail = store.logs(&cid("placed"), 8).await.unwrap();
+    assert_eq!(tail.lines, many[2494..].to_vec());
+    assert_eq!((tail.first, tail.next()), (2502, 2508));
 }
 
 pub async fn cancellation_fails_pending_and_flags_placed(connect: impl Connect) {

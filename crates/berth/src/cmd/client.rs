@@ -129,18 +129,29 @@ pub async fn run(connection: &Connection, args: RunArgs) -> anyhow::Result<i32> 
         for line in &logs.lines {
             println!("{line}");
         }
-        eprintln!(
-            "{} {} on {}{}",
-            view.id,
-            view.state,
-            show(view.worker.as_ref()),
-            ending(&view)
-        );
+        eprintln!("{}", summary(&view));
     }
-    Ok(match view.state {
+    Ok(exit_code(&view))
+}
+
+/// The exit code of a command that waited for a container to end (`run --wait`, `logs
+/// --follow`): its own exit code if it exited, else 1.
+pub fn exit_code(view: &ContainerView) -> i32 {
+    match view.state {
         ContainerState::Exited => view.exit_code.unwrap_or(0),
         _ => 1,
-    })
+    }
+}
+
+/// How an ended container ended, for people: `ID exited on WORKER, exit code 0`.
+pub fn summary(view: &ContainerView) -> String {
+    format!(
+        "{} {} on {}{}",
+        view.id,
+        view.state,
+        show(view.worker.as_ref()),
+        ending(view)
+    )
 }
 
 fn ending(view: &ContainerView) -> String {
@@ -256,10 +267,26 @@ fn workers_table(workers: &[WorkerView]) -> Table {
     table
 }
 
-/// `berth logs ID`.
-pub async fn logs(connection: &Connection, id: &str) -> anyhow::Result<i32> {
-    let id = ContainerId::new(id)?;
-    let logs = connection.client()?.logs(&id).await?;
+/// Arguments of `berth logs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// The container's id.
+    pub id: String,
+    /// Keep printing new lines until the container ends, then exit with its exit code (1
+    /// if it failed or was lost), as `run --wait` does. With --json, one JSON object per
+    /// line: `{"event":"line",...}`, `{"event":"dropped",...}`, `{"event":"ended",...}`.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// `berth logs ID [--follow]`.
+pub async fn logs(connection: &Connection, args: &LogsArgs) -> anyhow::Result<i32> {
+    let id = ContainerId::new(args.id.as_str())?;
+    let client = connection.client()?;
+    if args.follow {
+        return super::follow::follow(connection, &client, &id).await;
+    }
+    let logs = client.logs(&id).await?;
     print(connection, &logs, |logs| {
         logs.lines.iter().for_each(|line| println!("{line}"))
     })?;

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod client;
+pub mod follow;
 pub mod server;
 pub mod up;
 pub mod worker;
