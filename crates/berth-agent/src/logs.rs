@@ -104,37 +104,45 @@ where
         if chunk.is_empty() {
             break;
         }
-        let used = match chunk.iter().position(|b| *b == b'\n') {
-            Some(newline) => {
-                line.extend(&chunk[..newline]);
-                ring.lock().push(line.take());
-                newline + 1
-            }
-            None => {
-                line.extend(chunk);
-                chunk.len()
-            }
-        };
+        let used = chunk.len();
+        line.feed(chunk, &ring);
         reader.consume(used);
     }
-    if !line.is_empty() {
-        ring.lock().push(line.take());
-    }
+    line.finish(&ring);
 }
 
-/// The bytes of the line being read, cut at a limit.
-struct LineBuffer {
+/// The bytes of the line being read, cut at a limit: splits a byte stream into the lines
+/// a [`LogRing`] keeps (see [`pump_lines`] for the rules).
+pub(crate) struct LineBuffer {
     bytes: Vec<u8>,
     limit: usize,
     truncated: bool,
 }
 
 impl LineBuffer {
-    fn new(limit: usize) -> LineBuffer {
+    /// An empty buffer that cuts lines at `limit` bytes.
+    pub(crate) fn new(limit: usize) -> LineBuffer {
         LineBuffer {
             bytes: Vec::new(),
             limit,
             truncated: false,
+        }
+    }
+
+    /// Splits `chunk` into lines: each completed line goes into `ring`, the rest is kept.
+    pub(crate) fn feed(&mut self, mut chunk: &[u8], ring: &SharedLog) {
+        while let Some(newline) = chunk.iter().position(|b| *b == b'\n') {
+            self.extend(&chunk[..newline]);
+            ring.lock().push(self.take());
+            chunk = &chunk[newline + 1..];
+        }
+        self.extend(chunk);
+    }
+
+    /// Pushes the unterminated tail, if any, as a last line.
+    pub(crate) fn finish(&mut self, ring: &SharedLog) {
+        if !self.is_empty() {
+            ring.lock().push(self.take());
         }
     }
 

@@ -18,6 +18,11 @@ impl AttemptId {
     pub fn from_bits(bits: u64) -> AttemptId {
         AttemptId(format!("{bits:016x}"))
     }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for AttemptId {
