@@ -101,10 +101,11 @@ impl Agent {
             shutdown,
             abandon: CancellationToken::new(),
         });
-        if inner.register().await?.is_none() {
+        let Some(lease) = inner.register().await? else {
             tracing::info!("shut down before the worker could register");
             return Ok(());
-        }
+        };
+        inner.recover(&lease.owned).await;
         let heartbeat_stop = CancellationToken::new();
         let heartbeat = tokio::spawn(inner.clone().heartbeat_loop(heartbeat_stop.clone()));
         inner.clone().poll_loop().await;
@@ -184,6 +185,38 @@ impl Inner {
             Ok(Some(lease)) => self.keep_only(&lease.owned),
             Ok(None) => {}
             Err(err) => tracing::error!(error = %err, "registering again failed"),
+        }
+    }
+
+    /// Deals with the containers an earlier life of the agent left (after a crash or a
+    /// restart): those the worker still owns are adopted and supervised to their end; the
+    /// others are killed and removed, since their capacity was given back. An owned one
+    /// that cannot be adopted is reported FAILED, so its capacity is given back too.
+    async fn recover(self: &Arc<Self>, owned: &[(ContainerId, AttemptId)]) {
+        let owned: HashSet<&(ContainerId, AttemptId)> = owned.iter().collect();
+        for leftover in self.runtime.leftovers().await {
+            let key = (leftover.container.clone(), leftover.attempt.clone());
+            let target = container::Target::new(key.0.clone(), key.1.clone());
+            if !owned.contains(&key) {
+                tracing::warn!(container = %key.0, attempt = %key.1,
+                    "a container left by an earlier life that this worker does not own; killing it");
+                crate::metrics::leftover("discarded");
+                self.runtime.discard(&leftover).await;
+                continue;
+            }
+            match self.runtime.adopt(&leftover).await {
+                Ok(handle) => {
+                    crate::metrics::leftover("adopted");
+                    self.tasks.spawn(self.clone().run_adopted(target, handle));
+                }
+                Err(err) => {
+                    tracing::error!(container = %key.0, error = %err, "cannot adopt a container this worker owns; reporting it failed");
+                    crate::metrics::leftover("discarded");
+                    self.runtime.discard(&leftover).await;
+                    let reason = format!("lost when the worker restarted: {err}");
+                    self.fail_unadoptable(target, reason).await;
+                }
+            }
         }
     }
 

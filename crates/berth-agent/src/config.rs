@@ -2,9 +2,12 @@
 
 use crate::error::AgentError;
 use crate::retry::RetryPolicy;
-use crate::runtime::ProcessRuntimeConfig;
+use crate::runtime::runc::BindMount;
+use crate::runtime::{ProcessRuntimeConfig, RuncConfig};
 use berth_core::{GpuType, PoolName, Resources, WorkerId};
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
@@ -79,6 +82,44 @@ fn config_error(message: impl Into<String>) -> AgentError {
     AgentError::Config(message.into())
 }
 
+/// Which runtime runs the worker's containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// runc if it can be run on this host, else the process runtime (with a warning).
+    #[default]
+    Auto,
+    /// runc: OCI bundles with the booked limits enforced. The agent refuses to start
+    /// without runc.
+    Runc,
+    /// A plain process group on the host, nothing enforced: for development.
+    Process,
+}
+
+impl fmt::Display for RuntimeChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuntimeChoice::Auto => "auto",
+            RuntimeChoice::Runc => "runc",
+            RuntimeChoice::Process => "process",
+        })
+    }
+}
+
+impl FromStr for RuntimeChoice {
+    type Err = AgentError;
+
+    fn from_str(value: &str) -> Result<RuntimeChoice, AgentError> {
+        match value {
+            "auto" => Ok(RuntimeChoice::Auto),
+            "runc" => Ok(RuntimeChoice::Runc),
+            "process" => Ok(RuntimeChoice::Process),
+            other => Err(config_error(format!(
+                "unknown runtime {other:?}: choose runc, process or auto (runc where installed)"
+            ))),
+        }
+    }
+}
+
 /// Everything the agent needs to know. [`AgentConfig::new`] fills in the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -126,6 +167,17 @@ pub struct AgentConfig {
     /// How many times deregistration is tried while the server still sees containers on
     /// the worker (default 10).
     pub deregister_attempts: u32,
+    /// The container runtime (default [`RuntimeChoice::Auto`]: runc where installed).
+    pub runtime: RuntimeChoice,
+    /// The runc binary (default `runc`, looked up on `PATH`).
+    pub runc: PathBuf,
+    /// Give containers the host's network namespace instead of an own one (a pool's
+    /// opt-in; default false).
+    pub host_network: bool,
+    /// The most processes and threads one container may have under runc (default 4096).
+    pub pids_limit: i64,
+    /// Host paths bound into every container under runc (default none).
+    pub mounts: Vec<BindMount>,
 }
 
 impl AgentConfig {
@@ -137,6 +189,7 @@ impl AgentConfig {
         work_dir: impl Into<PathBuf>,
     ) -> AgentConfig {
         let runtime = ProcessRuntimeConfig::new(PathBuf::new());
+        let runc = RuncConfig::new(PathBuf::new(), worker_id.as_str());
         AgentConfig {
             server_url: server_url.into(),
             worker_id,
@@ -157,6 +210,11 @@ impl AgentConfig {
             max_line_bytes: runtime.max_line_bytes,
             retry: RetryPolicy::default(),
             deregister_attempts: 10,
+            runtime: RuntimeChoice::default(),
+            runc: runc.runc,
+            host_network: runc.host_network,
+            pids_limit: runc.pids_limit,
+            mounts: runc.mounts,
         }
     }
 
@@ -169,6 +227,22 @@ impl AgentConfig {
             log_lines: self.log_lines,
             max_line_bytes: self.max_line_bytes,
         }
+    }
+
+    /// The runc runtime's part of this configuration: its directory is `work_dir/runc`,
+    /// its images are in `work_dir/images`.
+    pub fn runc_runtime(&self) -> RuncConfig {
+        let mut config = RuncConfig::new(self.work_dir.join("runc"), self.worker_id.as_str());
+        config.runc = self.runc.clone();
+        config.images = self.work_dir.join("images");
+        config.default_timeout = self.default_timeout;
+        config.stop_grace = self.stop_grace;
+        config.log_lines = self.log_lines;
+        config.max_line_bytes = self.max_line_bytes;
+        config.pids_limit = self.pids_limit;
+        config.host_network = self.host_network;
+        config.mounts = self.mounts.clone();
+        config
     }
 
     /// Checks the values that would make the agent misbehave.
@@ -186,6 +260,9 @@ impl AgentConfig {
             return Err(config_error(
                 "poll_wait must be at least 100 ms: assignments are long-polled",
             ));
+        }
+        if self.pids_limit < 1 {
+            return Err(config_error("pids_limit must be at least 1"));
         }
         if self.poll_max == 0 {
             return Err(config_error("poll_max must be above 0"));
@@ -228,6 +305,19 @@ mod tests {
         capacity.gpu_count = 0;
         capacity.gpu_type = Some(GpuType::T4);
         assert!(matches!(capacity.resolve(), Err(AgentError::Config(_))));
+    }
+
+    #[test]
+    fn runtime_choices_parse_and_explain_a_typo() {
+        for choice in [
+            RuntimeChoice::Auto,
+            RuntimeChoice::Runc,
+            RuntimeChoice::Process,
+        ] {
+            assert_eq!(choice.to_string().parse::<RuntimeChoice>().unwrap(), choice);
+        }
+        let err = "runsc".parse::<RuntimeChoice>().unwrap_err().to_string();
+        assert!(err.contains("runc, process or auto"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,14 @@ pub enum AgentError {
         /// What went wrong.
         message: String,
     },
+    /// The container runtime could not be set up.
+    #[error("cannot set up the {runtime} runtime: {message}")]
+    Runtime {
+        /// The runtime.
+        runtime: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The server refused the worker's registration (not a transient failure).
     #[error("the server refused to register worker {worker}: {source}")]
     RegistrationRefused {

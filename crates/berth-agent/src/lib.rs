@@ -12,7 +12,8 @@
 //!   and [`ControlError`].
 //! - [`http`]: [`HttpControl`], the contract over the server's HTTP API
 //!   ([`berth_api::Client`]).
-//! - [`runtime`]: the [`ContainerRuntime`] contract and [`ProcessRuntime`], which runs a
+//! - [`runtime`]: the [`ContainerRuntime`] contract, [`RuncRuntime`] (OCI bundles under runc,
+//!   limits enforced) and [`ProcessRuntime`], which runs a
 //!   command as a process group with a timeout.
 //! - [`logs`]: the ring of last output lines.
 //! - [`config`]: [`AgentConfig`] and host capacity detection.
@@ -30,7 +31,7 @@ pub mod retry;
 pub mod runtime;
 
 pub use agent::Agent;
-pub use config::{AgentConfig, CapacityConfig, detect_host};
+pub use config::{AgentConfig, CapacityConfig, RuntimeChoice, detect_host};
 pub use control::{
     Control, ControlError, Delivery, HeartbeatReply, Lease, Registration, ReportedState,
     StatusReport,
@@ -40,18 +41,19 @@ pub use http::HttpControl;
 pub use logs::LogRing;
 pub use retry::RetryPolicy;
 pub use runtime::{
-    ContainerHandle, ContainerRuntime, ContainerSpec, Exit, ProcessRuntime, ProcessRuntimeConfig,
-    StartError,
+    ContainerHandle, ContainerRuntime, ContainerSpec, Exit, Leftover, ProcessRuntime,
+    ProcessRuntimeConfig, RuncConfig, RuncRuntime, StartError,
 };
 
 use std::sync::Arc;
 /// The shutdown signal [`run_agent`] and [`Agent::run`] take (re-exported from tokio-util).
 pub use tokio_util::sync::CancellationToken;
 
-/// Runs a worker agent against the server at [`AgentConfig::server_url`] with the
-/// [`ProcessRuntime`], until `shutdown` fires; then drains (see [`agent`]) and
-/// deregisters. Fails only on an invalid configuration, a work directory that cannot be
-/// created, or a registration the server refuses; an unavailable server is waited for.
+/// Runs a worker agent against the server at [`AgentConfig::server_url`] with the runtime
+/// [`AgentConfig::runtime`] chooses ([`runtime_for`]), until `shutdown` fires; then drains
+/// (see [`agent`]) and deregisters. Fails only on an invalid configuration, a runtime that
+/// cannot be set up, a work directory that cannot be created, or a registration the server
+/// refuses; an unavailable server is waited for.
 pub async fn run_agent(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
     let client = berth_api::Client::new(&config.server_url)
         .map_err(|err| AgentError::Client {
@@ -60,6 +62,34 @@ pub async fn run_agent(config: AgentConfig, shutdown: CancellationToken) -> Resu
         })?
         .with_timeout(config.call_timeout);
     let control = Arc::new(HttpControl::new(client));
-    let runtime = Arc::new(ProcessRuntime::new(config.process_runtime()));
+    let runtime = runtime_for(&config).await?;
     Agent::new(config, control, runtime)?.run(shutdown).await
+}
+
+/// The runtime `config` chooses: runc (set up and checked), or the process runtime; with
+/// [`RuntimeChoice::Auto`], runc if it can be run here, else the process runtime with a
+/// warning that nothing is enforced.
+pub async fn runtime_for(config: &AgentConfig) -> Result<Arc<dyn ContainerRuntime>, AgentError> {
+    let use_runc = match config.runtime {
+        RuntimeChoice::Runc => true,
+        RuntimeChoice::Process => false,
+        RuntimeChoice::Auto => {
+            let found = RuncRuntime::available(&config.runc).await;
+            if !found {
+                tracing::warn!(runc = %config.runc.display(),
+                    "runc not found: containers run as plain processes, with no limits enforced (install runc)");
+            }
+            found
+        }
+    };
+    if !use_runc {
+        return Ok(Arc::new(ProcessRuntime::new(config.process_runtime())));
+    }
+    let runtime = RuncRuntime::new(config.runc_runtime())
+        .await
+        .map_err(|err| AgentError::Runtime {
+            runtime: "runc".into(),
+            message: err.to_string(),
+        })?;
+    Ok(Arc::new(runtime))
 }

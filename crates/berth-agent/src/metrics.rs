@@ -10,6 +10,8 @@
 //! | `berth_agent_stale_deliveries_total` | counter | deliveries not run because the server said the record moved on (409) |
 //! | `berth_agent_server_errors_total` | counter | calls to the server that failed and were retried |
 //! | `berth_agent_reregistrations_total` | counter | registrations after a stale epoch, a lost status or an unknown worker |
+//! | `berth_agent_runc_start_seconds` | histogram | runc create and start of one container (shim spawned to pid file written) |
+//! | `berth_agent_leftovers_total` | counter | containers an earlier life of the agent left, by `action` (`adopted`, `discarded`) |
 
 /// Containers whose process started.
 pub const STARTED: &str = "berth_agent_containers_started_total";
@@ -25,6 +27,15 @@ pub const STALE: &str = "berth_agent_stale_deliveries_total";
 pub const SERVER_ERRORS: &str = "berth_agent_server_errors_total";
 /// Registrations after a stale epoch, a lost status or an unknown worker.
 pub const REREGISTRATIONS: &str = "berth_agent_reregistrations_total";
+
+/// runc create and start of one container, in seconds.
+pub const RUNC_START_SECONDS: &str = "berth_agent_runc_start_seconds";
+/// Containers an earlier life of the agent left, by `action`.
+pub const LEFTOVERS: &str = "berth_agent_leftovers_total";
+
+pub(crate) fn leftover(action: &'static str) {
+    metrics::counter!(LEFTOVERS, "action" => action).increment(1);
+}
 
 pub(crate) fn started() {
     metrics::counter!(STARTED).increment(1);

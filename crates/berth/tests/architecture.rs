@@ -126,10 +126,11 @@ fn the_model_users_do_not_link_the_store() {
     for name in ["berth-api", "berth-agent", "berth-chaos"] {
         let normal = &manifests[name].normal;
         assert!(
-            normal
-                .iter()
-                .all(|dep| dep == "berth-core" || dep == "berth-api" || dep == "berth-localredis"),
-            "{name} depends on {normal:?}: it may use only berth-core and berth-api (and, for the chaos harness, berth-localredis)"
+            normal.iter().all(
+                |dep| ["berth-core", "berth-api", "berth-localredis", "berth-image"]
+                    .contains(&dep.as_str())
+            ),
+            "{name} depends on {normal:?}: it may use only berth-core and berth-api (and, for the chaos harness, berth-localredis; for the agent's images, berth-image)"
         );
     }
 }

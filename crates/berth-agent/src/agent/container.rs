@@ -93,6 +93,27 @@ impl Drop for ActiveEntry {
     }
 }
 
+/// The record a run reports on: a delivery's container and attempt, or an adopted one's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    container: ContainerId,
+    attempt: AttemptId,
+}
+
+impl Target {
+    /// The record of `container` under `attempt`.
+    pub(super) fn new(container: ContainerId, attempt: AttemptId) -> Target {
+        Target { container, attempt }
+    }
+
+    fn of(delivery: &Delivery) -> Target {
+        Target {
+            container: delivery.container.clone(),
+            attempt: delivery.attempt.clone(),
+        }
+    }
+}
+
 /// A started container and how much of its output the server has.
 struct Supervised {
     handle: Box<dyn ContainerHandle>,
@@ -116,7 +137,11 @@ impl Inner {
             return self.fail_unstarted(&delivery, reason.to_string()).await;
         }
         match self.runtime.start(self.spec(&delivery)).await {
-            Ok(handle) => self.run_started(&delivery, handle, &stop).await,
+            Ok(handle) => {
+                let target = Target::of(&delivery);
+                let run = self.run_started(&target, handle, &stop);
+                tokio::join!(self.ack(&delivery), run);
+            }
             Err(err) => {
                 tracing::warn!(container = %delivery.container, error = %err, "container did not start");
                 self.fail_unstarted(&delivery, err.to_string()).await;
@@ -128,36 +153,89 @@ impl Inner {
     async fn fail_unstarted(&self, delivery: &Delivery, reason: String) {
         crate::metrics::failed();
         let failed = ReportedState::Failed { reason };
-        self.report_end(delivery, failed, Vec::new()).await;
+        self.report_end(&Target::of(delivery), failed, Vec::new())
+            .await;
         self.ack(delivery).await;
     }
 
-    /// Acknowledges the delivery while supervising its started container, then reports how
-    /// it ended with the output lines not sent yet.
+    /// Supervises a started container, then reports how it ended with the output lines
+    /// not sent yet.
     async fn run_started(
         &self,
-        delivery: &Delivery,
+        target: &Target,
         handle: Box<dyn ContainerHandle>,
         stop: &StopSignal,
     ) {
         crate::metrics::started();
-        tracing::info!(container = %delivery.container, attempt = %delivery.attempt, "container started");
+        tracing::info!(container = %target.container, attempt = %target.attempt, "container started");
         let mut run = Supervised { handle, sent: 0 };
-        let ((), exit) = tokio::join!(self.ack(delivery), self.supervise(delivery, &mut run, stop));
+        let exit = self.supervise(target, &mut run, stop).await;
         crate::metrics::ended();
         let state = final_state(&exit, stop.reason());
         match &state {
             ReportedState::Exited { .. } => crate::metrics::exited(),
             _ => crate::metrics::failed(),
         }
-        tracing::info!(container = %delivery.container, %exit, "container ended");
+        tracing::info!(container = %target.container, %exit, "container ended");
         let logs = self.unsent_logs(&run).0;
-        self.report_end(delivery, state, logs).await;
+        self.report_end(target, state, logs).await;
+    }
+
+    /// Takes over a container an earlier life of the agent started and the worker still
+    /// owns: reports it RUNNING again (which also sends the output kept so far), then
+    /// supervises it like one started now. If the server says the record moved on, the
+    /// container is stopped.
+    pub(super) async fn run_adopted(
+        self: Arc<Self>,
+        target: Target,
+        mut handle: Box<dyn ContainerHandle>,
+    ) {
+        let stop = Arc::new(StopSignal::default());
+        let Some(_entry) = self.enter_key(target.container.clone(), target.attempt.clone(), &stop)
+        else {
+            tracing::warn!(container = %target.container, "adopted twice; stopping the copy");
+            handle.kill().await;
+            return;
+        };
+        match self
+            .report(&target, ReportedState::Running, Vec::new(), &self.shutdown)
+            .await
+        {
+            Reported::Done => self.run_started(&target, handle, &stop).await,
+            Reported::Stopped => {
+                tracing::info!(container = %target.container, "shutting down before the adopted container was reported");
+                let exit = handle.kill().await;
+                let state = final_state(&exit, Some(StopReason::ShuttingDown));
+                self.report_end(&target, state, Vec::new()).await;
+            }
+            Reported::Stale(err) | Reported::Refused(err) => {
+                tracing::warn!(container = %target.container, error = %err, "the adopted container's record moved on; stopping it");
+                handle.kill().await;
+            }
+        }
+    }
+
+    /// Reports FAILED for a container the worker owns but could not take over after a
+    /// restart, so its capacity is given back.
+    pub(super) async fn fail_unadoptable(&self, target: Target, reason: String) {
+        crate::metrics::failed();
+        let failed = ReportedState::Failed { reason };
+        self.report_end(&target, failed, Vec::new()).await;
     }
 
     /// Marks the delivery's container active; `None` if it already is (a redelivery).
     fn enter(self: &Arc<Self>, delivery: &Delivery, stop: &Arc<StopSignal>) -> Option<ActiveEntry> {
-        let key = (delivery.container.clone(), delivery.attempt.clone());
+        self.enter_key(delivery.container.clone(), delivery.attempt.clone(), stop)
+    }
+
+    /// Marks a container active under `stop`; `None` if it already is.
+    fn enter_key(
+        self: &Arc<Self>,
+        container: ContainerId,
+        attempt: AttemptId,
+        stop: &Arc<StopSignal>,
+    ) -> Option<ActiveEntry> {
+        let key = (container, attempt);
         let mut active = self.active.lock();
         if active.contains_key(&key) {
             return None;
@@ -174,14 +252,15 @@ impl Inner {
     /// report could not go through before shutdown is left to the server (not acked).
     async fn claim(&self, delivery: &Delivery) -> bool {
         let container = &delivery.container;
-        let running = self.report(delivery, ReportedState::Running, Vec::new(), &self.shutdown);
+        let target = Target::of(delivery);
+        let running = self.report(&target, ReportedState::Running, Vec::new(), &self.shutdown);
         match running.await {
             Reported::Done => return true,
             Reported::Stale(err) => {
                 crate::metrics::stale();
                 tracing::info!(%container, attempt = %delivery.attempt, error = %err,
                     "stale delivery: held by another worker or attempt; not run");
-                self.release(delivery).await;
+                self.release(&target).await;
             }
             Reported::Refused(err) => {
                 tracing::error!(%container, error = %err, "the server refused the RUNNING report; not run");
@@ -208,12 +287,7 @@ impl Inner {
 
     /// Waits for the container to end, or stops it when asked; sends its new output lines
     /// every [`crate::AgentConfig::log_flush_every`] meanwhile.
-    async fn supervise(
-        &self,
-        delivery: &Delivery,
-        run: &mut Supervised,
-        stop: &StopSignal,
-    ) -> Exit {
+    async fn supervise(&self, target: &Target, run: &mut Supervised, stop: &StopSignal) -> Exit {
         let mut flush = self.config.log_flush_every.map(|every| {
             let mut ticks = interval_at(Instant::now() + every, every);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -231,26 +305,26 @@ impl Inner {
             tokio::select! {
                 exit = run.handle.wait() => return exit,
                 () = stop.token.cancelled() => return run.handle.kill().await,
-                () = tick => self.flush_logs(delivery, run, stop).await,
+                () = tick => self.flush_logs(target, run, stop).await,
             }
         }
     }
 
     /// Sends the output lines the server does not have yet with a RUNNING report (one try;
     /// what does not go through is sent next time).
-    async fn flush_logs(&self, delivery: &Delivery, run: &mut Supervised, stop: &StopSignal) {
+    async fn flush_logs(&self, target: &Target, run: &mut Supervised, stop: &StopSignal) {
         let (logs, next) = self.unsent_logs(run);
         if logs.is_empty() {
             return;
         }
         let report = StatusReport {
             worker: self.worker.clone(),
-            attempt: delivery.attempt.clone(),
+            attempt: target.attempt.clone(),
             epoch: self.epoch(),
             state: ReportedState::Running,
             logs,
         };
-        let container = &delivery.container;
+        let container = &target.container;
         match timeout(FLUSH_TIMEOUT, self.control.report(container, &report)).await {
             Ok(Ok(())) => run.sent = next,
             Ok(Err(err @ (ControlError::Conflict(_) | ControlError::StaleEpoch(_)))) => {
@@ -284,21 +358,21 @@ impl Inner {
 
     async fn report(
         &self,
-        delivery: &Delivery,
+        target: &Target,
         state: ReportedState,
         logs: Vec<String>,
         stop: &CancellationToken,
     ) -> Reported {
-        let what = format!("report of container {}", delivery.container);
+        let what = format!("report of container {}", target.container);
         let call = |epoch| {
             let report = StatusReport {
                 worker: self.worker.clone(),
-                attempt: delivery.attempt.clone(),
+                attempt: target.attempt.clone(),
                 epoch,
                 state: state.clone(),
                 logs: logs.clone(),
             };
-            async move { self.control.report(&delivery.container, &report).await }
+            async move { self.control.report(&target.container, &report).await }
         };
         match self.fenced(&what, stop, call).await {
             Ok(()) => Reported::Done,
@@ -311,17 +385,15 @@ impl Inner {
     /// Reports EXITED or FAILED (which releases the capacity), until it goes through or
     /// the drain gives up. If the server refuses the report with its logs, it is sent again
     /// without them: the capacity matters more than the output.
-    async fn report_end(&self, delivery: &Delivery, state: ReportedState, logs: Vec<String>) {
-        let container = &delivery.container;
+    async fn report_end(&self, target: &Target, state: ReportedState, logs: Vec<String>) {
+        let container = &target.container;
         let with_logs = !logs.is_empty();
         let mut outcome = self
-            .report(delivery, state.clone(), logs, &self.abandon)
+            .report(target, state.clone(), logs, &self.abandon)
             .await;
         if let (Reported::Refused(err), true) = (&outcome, with_logs) {
             tracing::warn!(%container, error = %err, "final status refused with its logs; sending it without");
-            outcome = self
-                .report(delivery, state, Vec::new(), &self.abandon)
-                .await;
+            outcome = self.report(target, state, Vec::new(), &self.abandon).await;
         }
         match outcome {
             Reported::Done => tracing::debug!(%container, "final status reported"),
@@ -336,8 +408,8 @@ impl Inner {
     }
 
     /// Gives back the reservation of a delivery this worker will not run.
-    async fn release(&self, delivery: &Delivery) {
-        let (container, attempt) = (&delivery.container, &delivery.attempt);
+    async fn release(&self, target: &Target) {
+        let (container, attempt) = (&target.container, &target.attempt);
         let what = format!("release of container {container}");
         let call = |epoch| {
             self.control

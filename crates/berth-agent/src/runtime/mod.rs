@@ -1,11 +1,14 @@
 //! How a container is run: the [`ContainerRuntime`] contract and what it returns.
 //!
-//! The agent only talks to this contract, so a runtime that runs OCI bundles (runc) can
-//! replace [`ProcessRuntime`] without touching the agent loop.
+//! The agent only talks to this contract. Two runtimes implement it: [`RuncRuntime`]
+//! (OCI bundles under runc, with the booked limits enforced; the default where runc is
+//! installed) and [`ProcessRuntime`] (a plain process group, for development).
 
 mod process;
+pub mod runc;
 
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};
+pub use runc::{RuncConfig, RuncRuntime};
 
 use async_trait::async_trait;
 use berth_core::AttemptId;
@@ -15,6 +18,9 @@ use std::time::Duration;
 
 /// The environment variable naming the container's id, set for every container.
 pub const ENV_CONTAINER_ID: &str = "BERTH_CONTAINER_ID";
+/// The environment variable naming the placement attempt the container runs under, set for
+/// every container (with the container id, it names one run).
+pub const ENV_ATTEMPT_ID: &str = "BERTH_ATTEMPT_ID";
 /// The environment variable naming the worker that runs the container, set for every container.
 pub const ENV_WORKER_ID: &str = "BERTH_WORKER_ID";
 /// The environment variable a request sets to choose its own timeout, in whole seconds.
@@ -58,6 +64,9 @@ pub enum Exit {
     },
     /// It was stopped through [`ContainerHandle::kill`].
     Killed,
+    /// The kernel's OOM killer killed a process of the container: it used more memory than
+    /// it booked. Reported as FAILED with the reason `oom_killed`, whatever its exit code.
+    OomKilled,
     /// The runtime lost track of it (waiting for it failed).
     Lost {
         /// What went wrong.
@@ -72,6 +81,7 @@ impl fmt::Display for Exit {
             Exit::Signalled { signal } => write!(f, "killed by signal {signal}"),
             Exit::TimedOut { after } => write!(f, "timed out after {} s", after.as_secs_f64()),
             Exit::Killed => f.write_str("killed"),
+            Exit::OomKilled => f.write_str("oom_killed"),
             Exit::Lost { reason } => write!(f, "lost track of the container: {reason}"),
         }
     }
@@ -109,6 +119,20 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The request's image could not be prepared.
+    #[error("image: {0}")]
+    Image(String),
+    /// The container runtime failed to create or start the container.
+    #[error("the container runtime failed: {0}")]
+    Runtime(String),
+    /// The booking cannot be turned into limits (e.g. no memory booked).
+    #[error("cannot enforce the booking {resources}: {why}")]
+    Unenforceable {
+        /// What was booked.
+        resources: Resources,
+        /// Why it cannot be enforced.
+        why: String,
+    },
     /// Starting the process failed for another reason.
     #[error("cannot start {program}: {source}")]
     Spawn {
@@ -117,6 +141,16 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+/// A container a runtime started in an earlier life of the agent (before a crash or a
+/// restart) and that is still there: running, or ended and not cleaned up yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// The container.
+    pub container: ContainerId,
+    /// The attempt it was started under.
+    pub attempt: AttemptId,
 }
 
 /// Starts containers. Implementations must be usable from many tasks at once.
@@ -130,6 +164,41 @@ pub trait ContainerRuntime: Send + Sync {
 
     /// Starts a container and returns its handle once it runs.
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError>;
+
+    /// The containers an earlier life of the agent left behind. A runtime whose containers
+    /// cannot outlive the agent has none.
+    async fn leftovers(&self) -> Vec<Leftover> {
+        Vec::new()
+    }
+
+    /// Takes over a leftover the worker still owns: its handle waits for it, stops it and
+    /// reads its output as if this life had started it.
+    async fn adopt(&self, leftover: &Leftover) -> Result<Box<dyn ContainerHandle>, StartError> {
+        Err(StartError::Runtime(format!(
+            "this runtime cannot adopt container {}",
+            leftover.container
+        )))
+    }
+
+    /// Kills and removes a leftover the worker does not own any more.
+    async fn discard(&self, _leftover: &Leftover) {}
+}
+
+/// The timeout of the container `spec` describes: the spec's, else [`ENV_TIMEOUT_SECS`]
+/// from its environment, else `default`.
+pub(crate) fn timeout_for(spec: &ContainerSpec, default: Duration) -> Result<Duration, StartError> {
+    if let Some(timeout) = spec.timeout {
+        return Ok(timeout);
+    }
+    match spec.payload.env.get(ENV_TIMEOUT_SECS) {
+        None => Ok(default),
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => Err(StartError::BadTimeout {
+                value: value.clone(),
+            }),
+        },
+    }
 }
 
 /// One started container. Dropping a handle whose container still runs kills it.

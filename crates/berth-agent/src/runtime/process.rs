@@ -1,8 +1,8 @@
 //! [`ProcessRuntime`]: runs a container's command as a plain process group on the host.
 
 use super::{
-    ContainerHandle, ContainerRuntime, ContainerSpec, ENV_CONTAINER_ID, ENV_TIMEOUT_SECS,
-    ENV_WORKER_ID, Exit, StartError,
+    ContainerHandle, ContainerRuntime, ContainerSpec, ENV_ATTEMPT_ID, ENV_CONTAINER_ID,
+    ENV_WORKER_ID, Exit, StartError, timeout_for,
 };
 use crate::logs::{LogRing, SharedLog, pump_lines};
 use async_trait::async_trait;
@@ -32,7 +32,7 @@ pub struct ProcessRuntimeConfig {
     /// The directory under which each container gets its own working directory
     /// (`<container>.<attempt>`), created before it starts and removed after it ends.
     pub work_dir: PathBuf,
-    /// The timeout of a container whose request does not set [`ENV_TIMEOUT_SECS`].
+    /// The timeout of a container whose request does not set [`ENV_TIMEOUT_SECS`](super::ENV_TIMEOUT_SECS).
     pub default_timeout: Duration,
     /// How long a container may take to stop after SIGTERM before it gets SIGKILL.
     pub stop_grace: Duration,
@@ -61,8 +61,8 @@ impl ProcessRuntimeConfig {
 ///
 /// The environment is not inherited from the agent: a container gets `PATH` (the
 /// agent's), `HOME` (its working directory), its request's variables, then
-/// [`ENV_CONTAINER_ID`] and [`ENV_WORKER_ID`]. Its timeout is the spec's, else
-/// [`ENV_TIMEOUT_SECS`] from its environment, else the configured default. The image is
+/// [`ENV_CONTAINER_ID`], [`ENV_ATTEMPT_ID`] and [`ENV_WORKER_ID`]. Its timeout is the spec's, else
+/// [`ENV_TIMEOUT_SECS`](super::ENV_TIMEOUT_SECS) from its environment, else the configured default. The image is
 /// ignored.
 #[derive(Debug)]
 pub struct ProcessRuntime {
@@ -84,21 +84,6 @@ impl ProcessRuntime {
         &self.config
     }
 
-    fn timeout_for(&self, spec: &ContainerSpec) -> Result<Duration, StartError> {
-        if let Some(timeout) = spec.timeout {
-            return Ok(timeout);
-        }
-        match spec.payload.env.get(ENV_TIMEOUT_SECS) {
-            None => Ok(self.config.default_timeout),
-            Some(value) => match value.trim().parse::<u64>() {
-                Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
-                _ => Err(StartError::BadTimeout {
-                    value: value.clone(),
-                }),
-            },
-        }
-    }
-
     fn note_image(&self, spec: &ContainerSpec) {
         if let Some(image) = &spec.payload.image
             && !self.image_noted.swap(true, Ordering::Relaxed)
@@ -117,6 +102,7 @@ impl ProcessRuntime {
             .env("HOME", dir)
             .envs(&spec.payload.env)
             .env(ENV_CONTAINER_ID, spec.container.as_str())
+            .env(ENV_ATTEMPT_ID, spec.attempt.as_str())
             .env(ENV_WORKER_ID, spec.worker.as_str())
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -137,7 +123,7 @@ impl ContainerRuntime for ProcessRuntime {
 
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
         let program = spec.payload.command.first().ok_or(StartError::NoCommand)?;
-        let limit = self.timeout_for(&spec)?;
+        let limit = timeout_for(&spec, self.config.default_timeout)?;
         self.note_image(&spec);
         let dir = self
             .config

@@ -1,0 +1,167 @@
+//! One container's bundle directory: what runc runs, what berth needs to take the
+//! container over after a restart, and what the container leaves behind.
+//!
+//! ```text
+//! <dir>/bundles/<runc id>/
+//!   config.json   the OCI runtime spec (written with oci-spec)
+//!   berth.json    [`Meta`]: whose container this is, and its deadline
+//!   output.log    stdout and stderr, appended by the container
+//!   work/         the container's writable /work (owned by its user)
+//!   pid           written by runc once the container's process runs
+//!   exit          written by the shim with runc's exit status once it ended
+//! ```
+
+use berth_core::{AttemptId, ContainerId, WorkerId};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What berth keeps about a container in its bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The container.
+    pub container: ContainerId,
+    /// The attempt it runs under.
+    pub attempt: AttemptId,
+    /// The worker that started it.
+    pub worker: WorkerId,
+    /// When its timeout fires, in milliseconds since the Unix epoch (`None`: never).
+    pub deadline_unix_ms: Option<u64>,
+    /// Its timeout in milliseconds, for the report.
+    pub timeout_ms: u64,
+    /// Its cgroup (runc's `cgroupsPath`).
+    pub cgroup: String,
+    /// The shim process that waits for runc and writes `exit`.
+    pub shim_pid: Option<u32>,
+}
+
+/// The paths of one bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    dir: PathBuf,
+}
+
+impl Bundle {
+    /// The bundle at `dir`.
+    pub fn at(dir: PathBuf) -> Bundle {
+        Bundle { dir }
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The OCI runtime spec.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    /// berth's [`Meta`].
+    pub fn meta_path(&self) -> PathBuf {
+        self.dir.join("berth.json")
+    }
+
+    /// The container's output.
+    pub fn output(&self) -> PathBuf {
+        self.dir.join("output.log")
+    }
+
+    /// The container's writable work directory.
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// runc's pid file.
+    pub fn pid(&self) -> PathBuf {
+        self.dir.join("pid")
+    }
+
+    /// The shim's exit status file.
+    pub fn exit(&self) -> PathBuf {
+        self.dir.join("exit")
+    }
+
+    /// Writes `meta` atomically (a temporary file renamed into place).
+    pub fn write_meta(&self, meta: &Meta) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
+        let tmp = self.dir.join("berth.json.tmp");
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(tmp, self.meta_path())
+    }
+
+    /// Reads the [`Meta`]; an error says what is wrong with it.
+    pub fn read_meta(&self) -> Result<Meta, String> {
+        let path = self.meta_path();
+        let bytes = std::fs::read(&path).map_err(|err| format!("{}: {err}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|err| format!("{}: {err}", path.display()))
+    }
+
+    /// runc's exit status as the shim wrote it: `None` while the container runs (or if
+    /// the file is unreadable).
+    pub fn read_exit(&self) -> Option<i32> {
+        std::fs::read_to_string(self.exit())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// True once runc wrote the pid file: the container's process runs.
+    pub fn started(&self) -> bool {
+        std::fs::metadata(self.pid()).is_ok_and(|m| m.len() > 0)
+    }
+
+    /// The last `max` bytes of the container's output, for an error message.
+    pub fn output_tail(&self, max: usize) -> String {
+        let bytes = std::fs::read(self.output()).unwrap_or_default();
+        let start = bytes.len().saturating_sub(max);
+        String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
+    }
+
+    /// Removes the whole bundle; one that is already gone is fine.
+    pub async fn remove(&self) {
+        if let Err(err) = tokio::fs::remove_dir_all(&self.dir).await
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %err, "cannot remove a bundle");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips_and_bad_meta_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Bundle::at(dir.path().to_path_buf());
+        let meta = Meta {
+            container: ContainerId::new("c-1").unwrap(),
+            attempt: AttemptId::from_bits(7),
+            worker: WorkerId::new("w-1").unwrap(),
+            deadline_unix_ms: Some(1_700_000_000_000),
+            timeout_ms: 3_600_000,
+            cgroup: "/berth/w-1/0000000000000007".into(),
+            shim_pid: Some(42),
+        };
+        bundle.write_meta(&meta).unwrap();
+        assert_eq!(bundle.read_meta().unwrap(), meta);
+        std::fs::write(bundle.meta_path(), b"{").unwrap();
+        assert!(bundle.read_meta().unwrap_err().contains("berth.json"));
+    }
+
+    #[test]
+    fn exit_and_start_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Bundle::at(dir.path().to_path_buf());
+        assert!(!bundle.started());
+        assert_eq!(bundle.read_exit(), None);
+        std::fs::write(bundle.pid(), "123").unwrap();
+        std::fs::write(bundle.exit(), "137\n").unwrap();
+        assert!(bundle.started());
+        assert_eq!(bundle.read_exit(), Some(137));
+    }
+}

@@ -1,0 +1,410 @@
+//! The runc runtime with real runc: limits from the booking, isolation, lifecycle, adoption
+//! after a crash, and nothing left behind. These tests need root and runc (the test script
+//! installs it); they fail, not skip, without them.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+use berth_agent::runtime::runc::{CgroupVersion, RuncConfig, RuncRuntime};
+use berth_agent::{ContainerHandle, ContainerRuntime, ContainerSpec, Exit, StartError};
+use berth_core::{AttemptId, ContainerId, Payload, Resources, WorkerId};
+use berth_image::ImageConfig;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// A fresh attempt id per container, as the store would draw.
+fn attempt() -> AttemptId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let salt = u64::from(std::process::id()) << 32;
+    AttemptId::from_bits(salt | NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn config(dir: &TempDir, worker: &str) -> RuncConfig {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the runc tests need root (runc creates cgroups and namespaces)"
+    );
+    let mut config = RuncConfig::new(dir.path().join("runc"), worker);
+    config.images = dir.path().join("images");
+    config.stop_grace = Duration::from_millis(500);
+    config
+}
+
+async fn runtime(dir: &TempDir, worker: &str) -> RuncRuntime {
+    RuncRuntime::new(config(dir, worker))
+        .await
+        .expect("runc must be installed for these tests (apt-get install runc busybox-static)")
+}
+
+fn spec(worker: &str, command: &[&str], cpu: u64, memory_mib: u64) -> ContainerSpec {
+    ContainerSpec {
+        container: ContainerId::new(format!("c-{}", attempt())).unwrap(),
+        attempt: attempt(),
+        worker: WorkerId::new(worker).unwrap(),
+        resources: Resources::new(cpu, memory_mib, 0),
+        payload: Payload {
+            image: None,
+            command: command.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+        },
+        timeout: None,
+    }
+}
+
+async fn run(runtime: &RuncRuntime, spec: ContainerSpec) -> (Exit, Vec<String>) {
+    let mut handle = runtime.start(spec).await.unwrap();
+    let exit = handle.wait().await;
+    (exit, handle.logs())
+}
+
+/// What runc, the cgroups, the mounts and the process table still hold of the runtime in
+/// `dir` for `worker`: empty when nothing leaked.
+fn leftovers(dir: &TempDir, worker: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let runc_dir = dir.path().join("runc");
+    for sub in ["bundles", "state"] {
+        for entry in std::fs::read_dir(runc_dir.join(sub)).unwrap().flatten() {
+            left.push(format!("{sub}: {}", entry.path().display()));
+        }
+    }
+    let parent = RuncConfig::new(&runc_dir, worker).cgroup_parent;
+    for cgroup in CgroupVersion::detect().dirs(&parent) {
+        if let Ok(entries) = std::fs::read_dir(&cgroup) {
+            for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                left.push(format!("cgroup: {}", entry.path().display()));
+            }
+        }
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = dir.path().to_string_lossy().into_owned();
+    for line in mountinfo.lines().filter(|l| l.contains(&root)) {
+        left.push(format!("mount: {line}"));
+    }
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&root) {
+            left.push(format!(
+                "process {}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    left
+}
+
+#[tokio::test]
+async fn output_and_exit_code_come_back_and_nothing_is_left() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-out").await;
+    let command = ["sh", "-c", "echo out; echo err >&2; exit 7"];
+    let (exit, logs) = run(&rt, spec("w-out", &command, 100, 64)).await;
+    assert_eq!(exit, Exit::Exited { code: 7 });
+    let mut sorted = logs.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        vec!["err", "out"],
+        "stdout and stderr both kept: {logs:?}"
+    );
+    assert_eq!(leftovers(&dir, "w-out"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn memory_beyond_the_booking_is_oom_killed() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-oom").await;
+    // 256 MiB through sort, which holds its whole input: 4x the 64 MiB booked.
+    let hog = ["sh", "-c", "head -c 268435456 /dev/zero | sort > /dev/null"];
+    let (exit, _) = run(&rt, spec("w-oom", &hog, 500, 64)).await;
+    assert_eq!(exit, Exit::OomKilled);
+    // Within the booking the same command succeeds.
+    let fits = ["sh", "-c", "head -c 1048576 /dev/zero | sort > /dev/null"];
+    let (exit, _) = run(&rt, spec("w-oom", &fits, 500, 64)).await;
+    assert_eq!(exit, Exit::Exited { code: 0 });
+    assert_eq!(leftovers(&dir, "w-oom"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_container_sees_its_limits() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-lim").await;
+    let script = match CgroupVersion::detect() {
+        CgroupVersion::V2 => {
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids.max"
+        }
+        _ => {
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max"
+        }
+    };
+    let (exit, logs) = run(&rt, spec("w-lim", &["sh", "-c", script], 250, 96)).await;
+    assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
+    let expected: Vec<&str> = match CgroupVersion::detect() {
+        CgroupVersion::V2 => vec!["100663296", "25000 100000", "4096"],
+        _ => vec!["100663296", "100663296", "25000", "4096"],
+    };
+    assert_eq!(logs, expected);
+}
+
+#[tokio::test]
+async fn a_busy_loop_gets_a_quarter_core_under_250m() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-cpu").await;
+    let usage = match CgroupVersion::detect() {
+        CgroupVersion::V2 => "grep usage_usec /sys/fs/cgroup/cpu.stat | cut -d' ' -f2",
+        _ => "echo $(( $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage) / 1000 ))",
+    };
+    let script = format!("while :; do :; done & sleep 3; kill $!; {usage}");
+    let (exit, logs) = run(&rt, spec("w-cpu", &["sh", "-c", &script], 250, 64)).await;
+    assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
+    let used_us: f64 = logs.last().unwrap().trim().parse().unwrap();
+    let cores = used_us / 3_000_000.0;
+    assert!(
+        (0.15..=0.35).contains(&cores),
+        "a busy loop under 250m used {cores:.3} cores over 3 s"
+    );
+}
+
+#[tokio::test]
+async fn own_pid_namespace_and_not_root() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-iso").await;
+    let (exit, logs) = run(
+        &rt,
+        spec(
+            "w-iso",
+            &[
+                "sh",
+                "-c",
+                "id -u; id -g; ps -o pid= | wc -l; hostname; cat /proc/net/dev | wc -l",
+            ],
+            100,
+            64,
+        ),
+    )
+    .await;
+    assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
+    assert_eq!(logs[0], "65534", "runs as nobody");
+    assert_eq!(logs[1], "65534");
+    let processes: u32 = logs[2].trim().parse().unwrap();
+    assert!(
+        processes <= 4,
+        "ps saw {processes} processes: not only its own"
+    );
+    assert!(logs[3].starts_with("c-"), "its own hostname: {}", logs[3]);
+    // An own network namespace has only loopback: two header lines and lo.
+    assert_eq!(
+        logs[4].trim(),
+        "3",
+        "only loopback in its network namespace"
+    );
+}
+
+#[tokio::test]
+async fn the_root_filesystem_is_read_only_and_work_is_writable() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-fs").await;
+    let script = "touch /bin/x 2>/dev/null && echo rootfs-writable; echo hi > /work/f && cat /work/f; echo t > /tmp/t && cat /tmp/t; pwd";
+    let (exit, logs) = run(&rt, spec("w-fs", &["sh", "-c", script], 100, 64)).await;
+    assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
+    assert_eq!(logs, vec!["hi", "t", "/work"]);
+}
+
+#[tokio::test]
+async fn an_image_from_an_oci_layout_runs_as_its_user() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-img").await;
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let layout = dir.path().join("layout");
+    let image_config = ImageConfig {
+        user: Some("1000:1001".into()),
+        env: vec!["PATH=/bin".into(), "GREETING=from-image".into()],
+        working_dir: None,
+        entrypoint: vec!["/bin/busybox".into()],
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            "cat /hello.txt; echo $GREETING; /bin/busybox id -u; /bin/busybox id -g".into(),
+        ],
+    };
+    berth_image::testing::write_layout(
+        &layout,
+        &[
+            ("bin/busybox", &busybox, 0o755),
+            ("hello.txt", b"hello from the layer\n", 0o644),
+        ],
+        &image_config,
+        Some("v1"),
+    )
+    .unwrap();
+    let mut image_spec = spec("w-img", &[], 100, 64);
+    image_spec.payload.image = Some(format!("oci:{}:v1", layout.display()));
+    let (exit, logs) = run(&rt, image_spec).await;
+    assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
+    assert_eq!(
+        logs,
+        vec!["hello from the layer", "from-image", "1000", "1001"]
+    );
+
+    let mut root_spec = spec("w-img", &[], 100, 64);
+    let root_layout = dir.path().join("root-layout");
+    berth_image::testing::write_layout(
+        &root_layout,
+        &[("bin/busybox", &busybox, 0o755)],
+        &ImageConfig {
+            user: Some("0".into()),
+            cmd: vec!["/bin/busybox".into(), "id".into(), "-u".into()],
+            ..image_config
+        },
+        None,
+    )
+    .unwrap();
+    root_spec.payload.image = Some(format!("oci:{}", root_layout.display()));
+    let (exit, logs) = run(&rt, root_spec).await;
+    assert_eq!(exit, Exit::Exited { code: 0 });
+    assert_eq!(logs, vec!["0"], "root only when the image asks for it");
+}
+
+#[tokio::test]
+async fn start_errors_say_what_is_wrong() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-err").await;
+    let err = rt
+        .start(spec("w-err", &["no-such-program"], 100, 64))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StartError::CommandNotFound { ref program } if program == "no-such-program"),
+        "{err}"
+    );
+    let mut registry = spec("w-err", &["true"], 100, 64);
+    registry.payload.image = Some("python:3.11".into());
+    let err = rt.start(registry).await.err().unwrap();
+    assert!(matches!(err, StartError::Image(_)), "{err}");
+    let err = rt
+        .start(spec("w-err", &["true"], 100, 0))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StartError::Unenforceable { .. }), "{err}");
+    assert_eq!(leftovers(&dir, "w-err"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn kill_and_timeout_stop_the_container_and_its_children() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-stop").await;
+    let tree = [
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 60 & sleep 60 & echo up; wait",
+    ];
+    let mut handle = rt.start(spec("w-stop", &tree, 100, 64)).await.unwrap();
+    wait_for_line(handle.as_ref(), "up").await;
+    assert_eq!(handle.kill().await, Exit::Killed);
+    assert_eq!(leftovers(&dir, "w-stop"), Vec::<String>::new());
+
+    let mut slow = spec("w-stop", &["sleep", "60"], 100, 64);
+    slow.timeout = Some(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let (exit, _) = run(&rt, slow).await;
+    assert_eq!(
+        exit,
+        Exit::TimedOut {
+            after: Duration::from_secs(1)
+        }
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(leftovers(&dir, "w-stop"), Vec::<String>::new());
+}
+
+async fn wait_for_line(handle: &dyn ContainerHandle, line: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !handle.logs().iter().any(|l| l == line) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never printed {line}: {:?}",
+            handle.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_runtime_adopts_or_discards_what_it_left() {
+    let dir = TempDir::new().unwrap();
+    let first = runtime(&dir, "w-adopt").await;
+    let keep = spec(
+        "w-adopt",
+        &["sh", "-c", "echo before; sleep 2; echo after; exit 4"],
+        100,
+        64,
+    );
+    let drop_it = spec("w-adopt", &["sleep", "60"], 100, 64);
+    let kept_attempt = keep.attempt.clone();
+    let handle = first.start(keep).await.unwrap();
+    let orphan = first.start(drop_it).await.unwrap();
+    // The agent dies: its handles are never dropped, nothing is cleaned up.
+    std::mem::forget(handle);
+    std::mem::forget(orphan);
+    drop(first);
+
+    let second = runtime(&dir, "w-adopt").await;
+    let mut found = second.leftovers().await;
+    found.sort_by(|a, b| a.attempt.cmp(&b.attempt));
+    assert_eq!(found.len(), 2, "{found:?}");
+    for leftover in found {
+        if leftover.attempt == kept_attempt {
+            let mut adopted = second.adopt(&leftover).await.unwrap();
+            assert_eq!(adopted.wait().await, Exit::Exited { code: 4 });
+            assert_eq!(adopted.logs(), vec!["before", "after"]);
+        } else {
+            second.discard(&leftover).await;
+        }
+    }
+    assert_eq!(leftovers(&dir, "w-adopt"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_containers_leave_nothing_behind() {
+    let dir = TempDir::new().unwrap();
+    let rt = std::sync::Arc::new(runtime(&dir, "w-leak").await);
+    let mut tasks = tokio::task::JoinSet::new();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    for i in 0..500u32 {
+        let rt = rt.clone();
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        tasks.spawn(async move {
+            let _permit = permit;
+            // Every tenth is killed while it runs, every tenth times out; the rest exit.
+            let command: &[&str] = match i % 10 {
+                0 => &["sleep", "30"],
+                1 => &["sh", "-c", "sleep 30 & wait"],
+                _ => &["sh", "-c", "echo $BERTH_CONTAINER_ID"],
+            };
+            let mut spec = spec("w-leak", command, 50, 32);
+            if i % 10 == 1 {
+                spec.timeout = Some(Duration::from_millis(300));
+            }
+            let mut handle = rt.start(spec).await.unwrap();
+            let exit = if i % 10 == 0 {
+                handle.kill().await
+            } else {
+                handle.wait().await
+            };
+            (i, exit)
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        let (i, exit) = result.unwrap();
+        let expected_kind = match i % 10 {
+            0 => matches!(exit, Exit::Killed),
+            1 => matches!(exit, Exit::TimedOut { .. }),
+            _ => exit == Exit::Exited { code: 0 },
+        };
+        assert!(expected_kind, "container {i} ended {exit:?}");
+    }
+    assert_eq!(leftovers(&dir, "w-leak"), Vec::<String>::new());
+}
