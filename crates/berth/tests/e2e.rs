@@ -1,7 +1,9 @@
 //! End to end with real processes: `berth server` on Redis with two `berth worker`
 //! processes, and `berth up` alone; `berth run --wait` completes and its output is visible
 //! through `berth logs`; `berth logs --follow` prints a running container's lines once each,
-//! in order, until it ends; a worker killed with SIGKILL has its containers given back once.
+//! in order, until it ends; a worker killed with SIGKILL has its containers given back once,
+//! and when it comes back it kills what it left running; a worker killed and restarted at
+//! once adopts its runc containers and reports them to their end.
 
 #![allow(clippy::unwrap_used)]
 
@@ -237,19 +239,7 @@ fn a_killed_workers_containers_are_lost_and_its_capacity_reclaimed_once() {
         "2",
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let mut doomed = spawn(&[
-        "worker",
-        "--server",
-        &server,
-        "--id",
-        "doomed",
-        "--cpu",
-        "2",
-        "--memory",
-        "2Gi",
-        "--work-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let mut doomed = spawn(&worker_args(&server, "doomed", dir.path()));
     workers_up(&server, 1);
     for i in 0..2 {
         let id = format!("long-{i}");
@@ -272,6 +262,10 @@ fn a_killed_workers_containers_are_lost_and_its_capacity_reclaimed_once() {
                 .contains(id)
         })
     });
+    // RUNNING is reported before runc starts a container: wait until runc has both.
+    eventually("both containers under runc", || {
+        runc_containers(dir.path()).len() == 2
+    });
     doomed.0.kill().unwrap();
     doomed.0.wait().unwrap();
     eventually("the containers to be declared lost", || {
@@ -285,6 +279,114 @@ fn a_killed_workers_containers_are_lost_and_its_capacity_reclaimed_once() {
         worker["free"], worker["total"],
         "capacity reclaimed, exactly once: {worker}"
     );
+    check_clean(&server);
+    // The runc containers outlived their agent; the worker, back, owns none of them and
+    // kills them all.
+    assert_eq!(
+        runc_containers(dir.path()).len(),
+        2,
+        "runc containers survive the agent"
+    );
+    let _back = spawn(&worker_args(&server, "doomed", dir.path()));
+    eventually("the leftovers to be killed", || {
+        runc_containers(dir.path()).is_empty()
+    });
+    check_clean(&server);
+}
+
+/// `berth worker` arguments for `id` with its work in `dir`, under runc.
+fn worker_args<'a>(server: &'a str, id: &'a str, dir: &'a std::path::Path) -> Vec<&'a str> {
+    vec![
+        "worker",
+        "--server",
+        server,
+        "--id",
+        id,
+        "--cpu",
+        "2",
+        "--memory",
+        "2Gi",
+        "--runtime",
+        "runc",
+        "--work-dir",
+        dir.to_str().unwrap(),
+    ]
+}
+
+/// The ids of the runc containers in the state root of the worker whose work is in `dir`.
+fn runc_containers(dir: &std::path::Path) -> Vec<String> {
+    let state = dir.join("runc").join("state");
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(&state)
+        .args(["list", "-q"])
+        .output()
+        .expect("runc must be installed (the test script installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_worker_restarted_after_sigkill_adopts_its_runc_containers() {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let _server = spawn(&["server", "--listen", &format!("127.0.0.1:{port}")]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = spawn(&worker_args(&server, "phoenix", dir.path()));
+    workers_up(&server, 1);
+    for i in 0..3 {
+        let id = format!("kept-{i}");
+        let script = format!("echo start-{i}; sleep 4; echo end-{i}; exit {}", 10 + i);
+        let out = berth(
+            &server,
+            &[
+                "run", "--id", &id, "--cpu", "100m", "--memory", "64Mi", "--", "sh", "-c", &script,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually("three containers running under runc", || {
+        runc_containers(dir.path()).len() == 3
+    });
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    let _agent = spawn(&worker_args(&server, "phoenix", dir.path()));
+    for i in 0..3 {
+        let id = format!("kept-{i}");
+        eventually("the adopted container to end", || {
+            json(&server, &["ps", "--json", "--state", "exited"])
+                .to_string()
+                .contains(&id)
+        });
+        let view = json(&server, &["ps", "--json", "--state", "exited"]);
+        let view = view
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == id.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(view["exit_code"], 10 + i, "{view}");
+        let logs = String::from_utf8_lossy(&berth(&server, &["logs", &id]).stdout).into_owned();
+        assert!(
+            logs.contains(&format!("end-{i}")),
+            "output after the restart is kept: {logs}"
+        );
+    }
+    assert!(runc_containers(dir.path()).is_empty());
+    let workers = json(&server, &["workers", "--json"]);
+    assert_eq!(workers[0]["free"], workers[0]["total"], "{workers}");
     check_clean(&server);
 }
 

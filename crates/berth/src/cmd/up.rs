@@ -21,9 +21,14 @@ pub struct UpArgs {
     /// How many local workers share this machine.
     #[arg(long, default_value_t = 4)]
     pub workers: u32,
-    /// Where the workers' containers get their working directories.
+    /// Where the workers keep their containers' bundles, images and runc state (default:
+    /// a directory named after the listen address in the temp dir, so a restarted `berth
+    /// up` finds and adopts what its workers left running).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// The workers' container runtime: runc, process or auto (runc where installed).
+    #[arg(long, env = "BERTH_RUNTIME", default_value = "auto")]
+    pub runtime: berth_agent::RuntimeChoice,
 }
 
 /// Runs the server and the workers until SIGINT or SIGTERM; then the workers drain and the
@@ -88,7 +93,7 @@ fn start_workers(
     let root = args
         .work_dir
         .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("berth-up-{}", std::process::id())));
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("berth-up-{}", path_safe(url))));
     let pool = PoolName::new("default")?;
     (0..args.workers)
         .map(|i| {
@@ -101,8 +106,16 @@ fn start_workers(
                 ..CapacityConfig::default()
             };
             config.grace = Duration::from_secs(10);
+            config.runtime = args.runtime;
             Ok(tokio::spawn(run_agent(config, drain.clone())))
         })
+        .collect()
+}
+
+/// `text` with every character but letters and digits replaced by `-`.
+fn path_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect()
 }
 

@@ -1,10 +1,10 @@
 //! `berth worker`: the agent on a machine. It registers this machine's capacity (detected,
-//! or as given), heartbeats, long-polls for its assignments, runs them as processes, reports
-//! their ends with their output, and drains on SIGTERM.
+//! or as given), heartbeats, long-polls for its assignments, runs them (under runc where it
+//! is installed), reports their ends with their output, and drains on SIGTERM.
 
 use crate::units::{parse_cpu, parse_memory};
 use anyhow::{Context, bail};
-use berth_agent::{AgentConfig, CancellationToken, CapacityConfig, run_agent};
+use berth_agent::{AgentConfig, CancellationToken, CapacityConfig, RuntimeChoice, run_agent};
 use berth_core::{GpuType, PoolName, WorkerId};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,12 +27,25 @@ pub struct WorkerArgs {
     /// GPUs: TYPE:COUNT, e.g. A10G:1 (never detected).
     #[arg(long)]
     pub gpu: Option<String>,
-    /// Where containers get their working directories.
+    /// Where the worker keeps its containers' bundles, images and runc state. Keep it
+    /// across restarts: a restarted worker adopts the containers it finds there.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     /// Seconds running containers may go on after SIGTERM before they are killed.
     #[arg(long, default_value_t = 30)]
     pub grace: u64,
+    /// The container runtime: runc (limits enforced), process (nothing enforced, for
+    /// development) or auto (runc where installed).
+    #[arg(long, env = "BERTH_RUNTIME", default_value = "auto")]
+    pub runtime: RuntimeChoice,
+    /// Give containers the host's network instead of an own network namespace with only
+    /// loopback (for a pool whose containers need the network).
+    #[arg(long)]
+    pub host_network: bool,
+    /// A host path bound into every container under runc, HOST:CONTAINER or
+    /// HOST:CONTAINER:ro (repeatable); requests cannot choose mounts.
+    #[arg(long = "mount", value_name = "HOST:CONTAINER[:ro]")]
+    pub mounts: Vec<berth_agent::runtime::runc::BindMount>,
 }
 
 /// The agent configuration for these arguments, talking to `server`.
@@ -46,9 +59,16 @@ pub fn config(args: &WorkerArgs, server: &str) -> anyhow::Result<AgentConfig> {
         .work_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("berth-worker-{id}")));
+    if args.id.is_none() && args.work_dir.is_none() {
+        tracing::info!(work_dir = %work_dir.display(),
+            "no --id or --work-dir: a restarted worker will not find this one's containers");
+    }
     let mut config = AgentConfig::new(server, id, pool, work_dir);
     config.capacity = capacity(args)?;
     config.grace = Duration::from_secs(args.grace);
+    config.runtime = args.runtime;
+    config.host_network = args.host_network;
+    config.mounts = args.mounts.clone();
     Ok(config)
 }
 
