@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite: installs what the tests need (redis-server
-# and redis-cli, cargo-nextest) if missing, then runs every test with
-# nextest, then the doc tests (nextest does not run those), then two short
-# seeded chaos runs (berth-chaos, standalone Redis and Redis Cluster).
+# and redis-cli, runc and a static busybox for containers, cargo-nextest) if
+# missing, then runs every test with nextest, then the doc tests (nextest does
+# not run those), then two short seeded chaos runs (berth-chaos: standalone
+# Redis with runc workers, and Redis Cluster with process workers).
 #
 # Usage: scripts/test.sh [extra cargo-nextest run arguments...]
 # (BERTH_SKIP_CHAOS=1 skips the chaos runs, e.g. when running a few tests.)
@@ -12,6 +13,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+# True if /bin/busybox is statically linked (the default root filesystem needs that).
+busybox_static() {
+    [ -x /bin/busybox ] && ! LC_ALL=C readelf -l /bin/busybox 2>/dev/null | grep -q 'Requesting program interpreter' \
+        && /bin/busybox --list >/dev/null 2>&1
+}
 
 # Runs a command as root: directly if we are root, else through sudo.
 as_root() {
@@ -39,6 +46,22 @@ done
 redis_version=$(redis-server --version)
 log "using $(command -v redis-server): $redis_version"
 
+# Containers: runc runs them; busybox-static is berth's default root filesystem.
+if ! command -v runc >/dev/null 2>&1 || ! [ -x /bin/busybox ] || ! busybox_static; then
+    log "runc or a static busybox missing: installing the Debian packages runc and busybox-static"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y runc busybox-static
+fi
+if ! command -v runc >/dev/null 2>&1 || ! busybox_static; then
+    log "runc or a static /bin/busybox is still missing; install runc and busybox-static and retry"
+    exit 1
+fi
+log "using $(command -v runc): $(runc --version | head -n1)"
+if [ "$(id -u)" -ne 0 ]; then
+    log "the runc tests need root (runc creates cgroups and namespaces); run this as root"
+    exit 1
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest missing: installing it with cargo install cargo-nextest --locked"
     cargo install cargo-nextest --locked
@@ -63,8 +86,8 @@ else
     cargo build --release -p berth -p berth-chaos
     target_dir="${CARGO_TARGET_DIR:-target}"
     chaos=("$target_dir/release/berth-chaos" --berth "$target_dir/release/berth" --seconds 60 --seed 7)
-    log "running: berth-chaos --seconds 60 --seed 7 (standalone Redis)"
-    "${chaos[@]}"
+    log "running: berth-chaos --seconds 60 --seed 7 --runtime runc (standalone Redis, runc workers)"
+    "${chaos[@]}" --runtime runc
     log "running: berth-chaos --seconds 60 --seed 7 --cluster"
     "${chaos[@]}" --cluster
 fi

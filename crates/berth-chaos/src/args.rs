@@ -36,6 +36,10 @@ pub struct Args {
     /// Keep the temporary directory (logs, the start log) even when the run passes.
     #[arg(long)]
     pub keep: bool,
+    /// The workers' container runtime: `process`, or `runc` (each container under runc
+    /// with its booked limits; the start log is bound into every container).
+    #[arg(long, default_value = "process", value_parser = ["process", "runc"])]
+    pub runtime: String,
 }
 
 #[cfg(test)]

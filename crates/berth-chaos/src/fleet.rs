@@ -78,17 +78,24 @@ struct WorkerSlot {
 pub struct Fleet {
     berth: PathBuf,
     dir: PathBuf,
+    /// The workers' runtime (`process` or `runc`).
+    runtime: String,
+    /// The start log, bound into runc containers at the same path.
+    starts: PathBuf,
     servers: Vec<ServerSlot>,
     workers: Vec<WorkerSlot>,
 }
 
 impl Fleet {
     /// A fleet running `berth`, with logs and work directories under `dir`, its replicas on
-    /// `ports` (one each); nothing is started yet.
-    pub fn new(berth: &Path, dir: &Path, ports: &[u16]) -> Fleet {
+    /// `ports` (one each), its workers on `runtime` with the start log at `starts`; nothing
+    /// is started yet.
+    pub fn new(berth: &Path, dir: &Path, ports: &[u16], runtime: &str, starts: &Path) -> Fleet {
         Fleet {
             berth: berth.to_owned(),
             dir: dir.to_owned(),
+            runtime: runtime.to_owned(),
+            starts: starts.to_owned(),
             servers: ports
                 .iter()
                 .map(|&port| ServerSlot {
@@ -211,7 +218,10 @@ impl Fleet {
         state.stopped = false;
         let id = format!("w{slot}-g{}", state.generation);
         let shape = SHAPES[slot % WORKERS];
-        let work = self.dir.join("work").join(&id);
+        // One work directory per slot, kept across generations: a worker started after a
+        // SIGKILL finds what the killed one left running under runc, owns none of it (its
+        // id is new) and kills it.
+        let work = self.dir.join("work").join(format!("slot-{slot}"));
         let mut args: Vec<String> = [
             "worker",
             "--server",
@@ -230,6 +240,11 @@ impl Fleet {
         .map(|s| (*s).to_owned())
         .collect();
         args.push(work.display().to_string());
+        args.extend(["--runtime".to_owned(), self.runtime.clone()]);
+        if self.runtime == "runc" {
+            let starts = self.starts.display().to_string();
+            args.extend(["--mount".to_owned(), format!("{starts}:{starts}")]);
+        }
         if let Some(gpu) = shape.gpu {
             args.extend(["--gpu".to_owned(), gpu.to_owned()]);
         }

@@ -45,7 +45,7 @@ pub enum RequestClass {
 /// A command that records its start in the start log, then sleeps `sleep` (seconds).
 pub fn recording_command(sleep: &str) -> Vec<String> {
     let script = format!(
-        "echo \"$BERTH_CONTAINER_ID ${{PWD##*/}} $BERTH_WORKER_ID\" >> \"${STARTS_ENV}\"; sleep {sleep}"
+        "echo \"$BERTH_CONTAINER_ID $BERTH_CONTAINER_ID.$BERTH_ATTEMPT_ID $BERTH_WORKER_ID\" >> \"${STARTS_ENV}\"; sleep {sleep}"
     );
     vec!["sh".to_owned(), "-c".to_owned(), script]
 }

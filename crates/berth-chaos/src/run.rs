@@ -113,6 +113,9 @@ pub async fn run(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Summar
 async fn start(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Target> {
     let starts = dir.join("starts.log");
     std::fs::File::create(&starts).with_context(|| format!("creating {}", starts.display()))?;
+    // Containers under runc run as nobody and append to the start log through a bind mount.
+    std::fs::set_permissions(&starts, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .with_context(|| format!("opening {} to containers", starts.display()))?;
     std::fs::create_dir_all(dir.join("work")).context("creating the work directory")?;
     let cluster = args.cluster;
     tracing::info!(cluster, "starting Redis");
@@ -126,7 +129,7 @@ async fn start(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Target> 
             other => anyhow::Error::new(other).context("starting Redis"),
         })?;
     let ports = free_ports(REPLICAS)?;
-    let fleet = Fleet::new(berth, dir, &ports);
+    let fleet = Fleet::new(berth, dir, &ports, &args.runtime, &starts);
     let gateway = Gateway::new(&fleet.server_urls()).context("the replicas' URLs")?;
     let target = Target {
         fleet: Arc::new(Mutex::new(fleet)),
