@@ -212,6 +212,24 @@ async fn the_root_filesystem_is_read_only_and_work_is_writable() {
 }
 
 #[tokio::test]
+async fn operator_mounts_reach_the_host_even_under_tmp() {
+    let dir = TempDir::new().unwrap();
+    let shared = dir.path().join("shared.log");
+    std::fs::write(&shared, "").unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let mut config = config(&dir, "w-mnt");
+    let inside = "/tmp/chaos/shared.log";
+    config.mounts = vec![format!("{}:{inside}", shared.display()).parse().unwrap()];
+    let rt = RuncRuntime::new(config).await.unwrap();
+    let script = format!("echo $BERTH_ATTEMPT_ID >> {inside}");
+    let job = spec("w-mnt", &["sh", "-c", &script], 100, 64);
+    let attempt = job.attempt.to_string();
+    let (exit, logs) = run(&rt, job).await;
+    assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
+    assert_eq!(std::fs::read_to_string(&shared).unwrap().trim(), attempt);
+}
+
+#[tokio::test]
 async fn an_image_from_an_oci_layout_runs_as_its_user() {
     let dir = TempDir::new().unwrap();
     let rt = runtime(&dir, "w-img").await;

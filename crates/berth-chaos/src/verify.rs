@@ -134,6 +134,7 @@ pub fn verify(observed: &Observed) -> Verdict {
         judge_record(id, facts, &mut verdict);
     }
     verdict.duplicates = duplicates(&observed.starts, &observed.violations);
+    verdict.lost.extend(unrecorded(observed));
     verdict.leaked = observed
         .workers
         .iter()
@@ -147,6 +148,30 @@ pub fn verify(observed: &Observed) -> Verdict {
         })
         .collect();
     verdict
+}
+
+/// Containers that exited without a line in the start log: their command never ran where
+/// the harness could see it (the start log must be reachable from every runtime), so a
+/// duplicate run could hide there too.
+fn unrecorded(observed: &Observed) -> Vec<Finding> {
+    let started: std::collections::HashSet<&str> =
+        observed.starts.iter().map(|s| s.id.as_str()).collect();
+    observed
+        .accepted
+        .iter()
+        .filter(|id| {
+            let exited = observed
+                .records
+                .get(*id)
+                .and_then(Option::as_ref)
+                .is_some_and(|f| f.state == ContainerState::Exited);
+            exited && !started.contains(id.as_str())
+        })
+        .map(|id| Finding {
+            id: id.clone(),
+            why: "exited without a line in the start log: its command never ran where the harness can see".to_owned(),
+        })
+        .collect()
 }
 
 fn judge_record(id: &str, facts: Option<&RecordFacts>, verdict: &mut Verdict) {
@@ -301,6 +326,19 @@ mod tests {
             Some(&1)
         );
         assert_eq!(verdict.reasons.len(), 2, "{:?}", verdict.reasons);
+    }
+
+    #[test]
+    fn an_exited_container_without_a_start_line_is_a_finding() {
+        let mut observed = clean();
+        observed.starts.clear();
+        let verdict = verify(&observed);
+        let unrecorded: Vec<&Finding> = verdict
+            .lost
+            .iter()
+            .filter(|f| f.why.contains("start log"))
+            .collect();
+        assert_eq!(unrecorded.len(), 1, "{verdict:?}");
     }
 
     #[test]

@@ -189,14 +189,6 @@ fn mounts(plan: &Plan) -> Result<Vec<Mount>, OciSpecError> {
         &plan.work,
         &["rbind", "rw", "nosuid", "nodev"],
     )?);
-    for mount in &plan.mounts {
-        let mode = if mount.read_only { "ro" } else { "rw" };
-        mounts.push(bind(
-            &mount.destination,
-            &mount.source,
-            &["rbind", mode, "nosuid", "nodev"],
-        )?);
-    }
     // A tmpfs is charged to the container's memory cgroup, so /tmp cannot outgrow the booking.
     let size = format!("size={}", memory_limit(plan.resources.memory_mib));
     mounts.push(
@@ -212,6 +204,15 @@ fn mounts(plan: &Plan) -> Result<Vec<Mount>, OciSpecError> {
             ])
             .build()?,
     );
+    // The operator's mounts come last, so one under /tmp or /work is not hidden by those.
+    for mount in &plan.mounts {
+        let mode = if mount.read_only { "ro" } else { "rw" };
+        mounts.push(bind(
+            &mount.destination,
+            &mount.source,
+            &["rbind", mode, "nosuid", "nodev"],
+        )?);
+    }
     Ok(mounts)
 }
 
