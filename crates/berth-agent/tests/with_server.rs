@@ -157,3 +157,36 @@ async fn runs_what_clients_submit_and_leaves_nothing_behind() {
     assert!(client.check().await.unwrap().violations.is_empty());
     stop_server.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_killed_container_fails_and_releases_its_capacity_once() {
+    let stop_server = CancellationToken::new();
+    let base = start_server(stop_server.clone()).await;
+    let client = Client::new(&base).unwrap();
+    let dir = TempDir::new().unwrap();
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(run_agent(agent_config(&base, &dir), shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while client.workers().await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 256 MiB through sort under a 64 MiB booking (submit books 64 MiB): 4x the booking.
+    let hog = ["sh", "-c", "head -c 268435456 /dev/zero | sort > /dev/null"];
+    let id = submit(&client, "hog", &hog, None).await;
+    let view = wait_for(&client, &id, "failed").await;
+    assert_eq!(view.reason.as_deref(), Some("oom_killed"), "{view:?}");
+    let worker = &client.workers().await.unwrap()[0];
+    assert_eq!(worker.free, worker.total, "capacity released: {worker:?}");
+    assert!(client.check().await.unwrap().violations.is_empty());
+    shutdown.cancel();
+    tokio::time::timeout(PATIENCE, agent)
+        .await
+        .expect("the agent stops")
+        .unwrap()
+        .unwrap();
+    stop_server.cancel();
+}
