@@ -74,6 +74,18 @@ async fn submit(
     client.submit(&spec).await.unwrap().id
 }
 
+/// Waits until the worker has registered.
+async fn wait_for_worker(client: &Client) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while client.workers().await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_for(client: &Client, id: &ContainerId, state: &str) -> ContainerView {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -97,14 +109,7 @@ async fn runs_what_clients_submit_and_leaves_nothing_behind() {
     let dir = TempDir::new().unwrap();
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(run_agent(agent_config(&base, &dir), shutdown.clone()));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while client.workers().await.unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_worker(&client).await;
     let registered = &client.workers().await.unwrap()[0];
     // runc is installed wherever these tests run (the test script installs it), so the
     // default (auto) runtime is runc, and every container below runs under it.
@@ -166,14 +171,7 @@ async fn an_oom_killed_container_fails_and_releases_its_capacity_once() {
     let dir = TempDir::new().unwrap();
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(run_agent(agent_config(&base, &dir), shutdown.clone()));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while client.workers().await.unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_worker(&client).await;
     // 256 MiB through sort under a 64 MiB booking (submit books 64 MiB): 4x the booking.
     let hog = ["sh", "-c", "head -c 268435456 /dev/zero | sort > /dev/null"];
     let id = submit(&client, "hog", &hog, None).await;

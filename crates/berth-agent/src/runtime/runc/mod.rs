@@ -291,13 +291,9 @@ impl RuncRuntime {
         ))
     }
 
-    /// Kills and deletes the runc container `id` and removes its bundle.
+    /// Kills and deletes the runc container `id` (`runc delete --force` kills what runs)
+    /// and removes its bundle.
     async fn destroy(&self, id: &str) {
-        if let Err(err) = self.context.runc.kill(id, "KILL", true).await
-            && !cli::is_gone(&err)
-        {
-            tracing::warn!(id, error = %err, "cannot kill a leftover container");
-        }
         if let Err(err) = self.context.runc.delete(id).await
             && !cli::is_gone(&err)
         {
