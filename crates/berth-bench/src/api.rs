@@ -27,19 +27,27 @@ const BATCH: usize = 500;
 const BATCH_CLIENTS: usize = 4;
 
 /// A server with its engine, on a fresh namespace of the chosen store.
-struct Running {
-    url: String,
+pub(crate) struct Running {
+    /// Where the server listens.
+    pub(crate) url: String,
     engine: Arc<Engine>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// A server on `store` with `workers` bench workers (never polled: the engine only places
+/// onto them), each with room for `per_worker` requests.
 async fn start(
     store: Arc<dyn Store>,
     workers: usize,
     per_worker: usize,
 ) -> anyhow::Result<Running> {
     fleet::register(&*store, workers, fleet::worker_for(per_worker)).await?;
+    serve(store).await
+}
+
+/// A server and its engine on `store`, listening on a free loopback port.
+pub(crate) async fn serve(store: Arc<dyn Store>) -> anyhow::Result<Running> {
     let engine = Arc::new(Engine::start(
         store.clone(),
         EngineConfig::default(),
@@ -62,7 +70,8 @@ async fn start(
 }
 
 impl Running {
-    async fn stop(self) -> anyhow::Result<()> {
+    /// Stops the server, then its engine.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.task.await.context("the server task")??;
         self.engine.stop().await;

@@ -18,6 +18,9 @@ pub enum Scenario {
     C1m,
     /// Through the HTTP API: 100 concurrent single submits, and batch submits.
     Api,
+    /// Container starts on real workers: 200 containers running `true`, runc and the
+    /// process runtime side by side, end to end and in the runtime alone.
+    Start,
 }
 
 impl Scenario {
@@ -28,6 +31,7 @@ impl Scenario {
             Scenario::Sustained => "sustained",
             Scenario::C1m => "c1m",
             Scenario::Api => "api",
+            Scenario::Start => "start",
         }
     }
 }
@@ -44,7 +48,7 @@ pub enum StoreKind {
 /// Arguments of `berth bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The experiment: seed, sustained or c1m.
+    /// The experiment: seed, sustained, c1m, api or start.
     #[arg(long, value_enum, default_value = "seed")]
     scenario: Scenario,
     /// The store: redis (default when redis-server is installed or --redis is given) or
@@ -82,9 +86,10 @@ pub struct BenchArgs {
     /// Seed: fleet sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10,20,40")]
     fleets: Vec<usize>,
-    /// Seed: concurrent requests per repetition.
-    #[arg(long, default_value_t = 100)]
-    containers: usize,
+    /// Seed: concurrent requests per repetition (default 100); start: containers per
+    /// runtime (default 200).
+    #[arg(long)]
+    containers: Option<usize>,
     /// Scale runs: engine replicas, comma-separated (default: 1,2,3,4 for sustained; 2 for
     /// c1m, the fastest on a 2-core machine, where one replica leaves Redis idle while it
     /// plans).
@@ -97,7 +102,8 @@ pub struct BenchArgs {
     #[arg(long)]
     requests: Option<usize>,
     /// Scale runs: the most requests submitted and not yet placed at any time (a closed
-    /// loop; default 4096 per replica).
+    /// loop; default 4096 per replica). Start: the most containers submitted and not yet
+    /// ended (default 4).
     #[arg(long, value_name = "N")]
     in_flight: Option<usize>,
     /// Also write the results as JSON to this file.
@@ -120,7 +126,7 @@ pub struct Settings {
     pub serial_repetitions: usize,
     /// Seed: fleet sizes.
     pub fleets: Vec<usize>,
-    /// Seed: requests per repetition.
+    /// Seed: requests per repetition; start: containers per runtime.
     pub containers: usize,
     /// Scale: replica counts.
     pub replicas: Vec<usize>,
@@ -164,7 +170,11 @@ impl BenchArgs {
             repetitions: self.repetitions,
             serial_repetitions,
             fleets: dedup(self.fleets.clone()),
-            containers: self.containers,
+            containers: self.containers.unwrap_or(if scenario == Scenario::Start {
+                200
+            } else {
+                100
+            }),
             replicas,
             workers,
             requests,
@@ -210,11 +220,10 @@ impl BenchArgs {
                 self.fleets
             );
         }
-        if !(1..=100_000).contains(&self.containers) {
-            bail!(
-                "--containers must be between 1 and 100000 (got {})",
-                self.containers
-            );
+        if let Some(n) = self.containers
+            && !(1..=100_000).contains(&n)
+        {
+            bail!("--containers must be between 1 and 100000 (got {n})");
         }
         Ok(serial_repetitions)
     }
@@ -227,7 +236,7 @@ impl BenchArgs {
             match scenario {
                 Scenario::Sustained => vec![1, 2, 3, 4],
                 Scenario::C1m => vec![2],
-                Scenario::Seed | Scenario::Api => vec![1],
+                Scenario::Seed | Scenario::Api | Scenario::Start => vec![1],
             }
         };
         if replicas.iter().any(|&n| !(1..=16).contains(&n)) {

@@ -12,6 +12,8 @@
 //! - `c1m`: 10,000 workers, 1,000,000 requests: time to place them all, peak scheduler
 //!   memory, Redis memory.
 //! - `api`: through the HTTP API: 100 concurrent single submits, and batch submits.
+//! - `start`: container starts on real local workers, runc and the process runtime side by
+//!   side: submit to RUNNING and to EXITED, and the runtime's create and start alone.
 //!
 //! The binary crate's `berth bench` subcommand flattens [`BenchArgs`] and calls [`run`].
 //! `berth demo` ([`demo`]), a single burst on a generated fleet with a table of where the
@@ -26,6 +28,7 @@
 //! - [`seed`]: the seed's experiment.
 //! - [`load`]: the scale driver behind [`sustained`] and [`c1m`].
 //! - [`api`]: the run through the HTTP API.
+//! - [`start`]: the container start run.
 //! - [`report`]: the results, as the JSON writes them.
 //! - [`percentile`]: nearest-rank percentiles.
 //! - [`format`](mod@format): figures and tables for people.
@@ -50,6 +53,7 @@ pub mod scale_tables;
 pub mod seed;
 pub mod seed_tables;
 pub mod simulated_rtt;
+pub mod start;
 pub mod store_choice;
 pub mod sustained;
 pub mod target;
@@ -82,6 +86,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Sustained => sustained::run(&choice, &settings, &mut report).await,
         Scenario::C1m => c1m::run(&choice, &settings, &mut report).await,
         Scenario::Api => api::run(&choice, &settings, &mut report).await,
+        Scenario::Start => start::run(&choice, &settings, &mut report).await,
     };
     let shutdown = choice.shutdown().await;
     outcome?;

@@ -41,6 +41,9 @@ pub struct BenchReport {
     /// The API scenario's results, if it ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api: Vec<ApiResult>,
+    /// The start scenario's results, one per runtime, if it ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub start: Vec<StartResult>,
     /// The verdicts on the targets.
     pub targets: Vec<Verdict>,
     /// Remarks on the run (store fallback, reduced repetitions, ...).
@@ -71,9 +74,30 @@ impl BenchReport {
             machine,
             runs: Vec::new(),
             api: Vec::new(),
+            start: Vec::new(),
             targets: Vec::new(),
             notes: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+impl BenchReport {
+    /// An empty report on a store of `kind` (`redis` or `memory`) and a 2-core machine.
+    pub(crate) fn empty(kind: &'static str) -> BenchReport {
+        let store = StoreInfo {
+            kind,
+            url: None,
+            started_by_bench: false,
+            version: None,
+            description: String::new(),
+        };
+        let machine = Machine {
+            cores: 2,
+            memory_bytes: 0,
+            memory_gib: 0.0,
+        };
+        BenchReport::new(store, machine)
     }
 }
 
@@ -279,4 +303,49 @@ pub struct ApiResult {
     pub batch_requests: usize,
     /// Batch submits: placements per second (first submit to last placement).
     pub batch_placements_per_sec: f64,
+}
+
+/// A latency's median, 99th percentile and maximum, in ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Spread {
+    /// Median (nearest rank).
+    pub p50: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// The start scenario's results for one runtime (in the JSON under `start`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StartResult {
+    /// `runc` or `process`.
+    pub runtime: String,
+    /// Containers measured (after the warm-up).
+    pub containers: usize,
+    /// The most containers submitted and not yet ended at any time.
+    pub in_flight: usize,
+    /// Local workers.
+    pub workers: usize,
+    /// Submit to RUNNING (the agent's claim), from the store's timestamps.
+    pub submit_to_running_ms: Spread,
+    /// Submit to EXITED, from the store's timestamps.
+    pub submit_to_exited_ms: Spread,
+    /// The runtime alone, no server: the call that creates and starts a container, until
+    /// its process runs.
+    pub runtime_start_ms: Spread,
+    /// The runtime alone: from that call to the container's end and clean-up.
+    pub runtime_start_to_exit_ms: Spread,
+}
+
+impl Spread {
+    /// The spread of `samples` (any order; empty gives zeros).
+    pub fn of(mut samples: Vec<f64>) -> Spread {
+        samples.sort_by(f64::total_cmp);
+        Spread {
+            p50: crate::percentile::percentile(&samples, 50.0),
+            p99: crate::percentile::percentile(&samples, 99.0),
+            max: samples.last().copied().unwrap_or(0.0),
+        }
+    }
 }

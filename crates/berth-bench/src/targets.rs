@@ -127,6 +127,7 @@ pub fn judge(report: &BenchReport) -> Vec<Verdict> {
             }
         }
     }
+    out.extend(crate::start::verdicts(report));
     out
 }
 
@@ -430,24 +431,10 @@ fn c1m_why(r: &RunResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::Machine;
-    use crate::store_choice::StoreInfo;
     use crate::target::MEMORY_STORE;
 
     fn report(kind: &'static str) -> BenchReport {
-        let store = StoreInfo {
-            kind,
-            url: None,
-            started_by_bench: false,
-            version: None,
-            description: String::new(),
-        };
-        let machine = Machine {
-            cores: 2,
-            memory_bytes: 0,
-            memory_gib: 0.0,
-        };
-        BenchReport::new(store, machine)
+        BenchReport::empty(kind)
     }
 
     fn seed(strategy: &str, rtt_ms: f64, p50_ms: f64, locks: f64) -> RunResult {

@@ -1,6 +1,6 @@
 //! `berth bench` end to end on the embedded store: the seed scenario with one repetition
-//! writes JSON with the required fields, and every strategy places all 100 requests. No
-//! timing is asserted.
+//! writes JSON with the required fields, and every strategy places all 100 requests; the
+//! start scenario runs both runtimes on real workers. No timing is asserted.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
@@ -141,4 +141,67 @@ fn bad_arguments_are_refused_with_a_reason() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// The start scenario on real runc and process workers (root and runc needed: the test
+/// script installs runc): both runtimes run every container to EXITED 0, and every figure
+/// is in the JSON. Timing is judged by the bench, not asserted here.
+#[test]
+fn the_start_scenario_runs_both_runtimes_and_writes_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("start.json");
+    let output = berth()
+        .args(["bench", "--scenario", "start", "--store", "memory"])
+        .args(["--containers", "6", "--in-flight", "2", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "berth bench --scenario start failed (it needs root and runc): {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("submit -> RUNNING"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let start = json["start"].as_array().unwrap();
+    let runtimes: Vec<&str> = start
+        .iter()
+        .map(|r| r["runtime"].as_str().unwrap())
+        .collect();
+    assert_eq!(runtimes, ["runc", "process"]);
+    for result in start {
+        assert_eq!(result["containers"], 6);
+        assert_eq!(result["in_flight"], 2);
+        for figure in [
+            "submit_to_running_ms",
+            "submit_to_exited_ms",
+            "runtime_start_ms",
+            "runtime_start_to_exit_ms",
+        ] {
+            let spread = &result[figure];
+            let (p50, p99, max) = (
+                spread["p50"].as_f64().unwrap(),
+                spread["p99"].as_f64().unwrap(),
+                spread["max"].as_f64().unwrap(),
+            );
+            assert!(p50 <= p99 && p99 <= max, "{figure}: {spread}");
+        }
+        let running = result["submit_to_running_ms"]["max"].as_f64().unwrap();
+        let exited = result["submit_to_exited_ms"]["p50"].as_f64().unwrap();
+        assert!(
+            exited > 0.0,
+            "a container cannot end the moment it was submitted: {result}"
+        );
+        assert!(running <= result["submit_to_exited_ms"]["max"].as_f64().unwrap());
+    }
+    let verdict = json["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["target"].as_str().unwrap().starts_with("start:"))
+        .unwrap();
+    assert!(["met", "partly", "missed"].contains(&verdict["verdict"].as_str().unwrap()));
 }

@@ -56,10 +56,24 @@ impl Protocol {
             }
         }
         for container in &result.stop {
-            tracing::warn!(%worker, %container, "the worker runs a container it does not own; telling it to stop");
+            if self.ended_here(worker, container).await {
+                // The usual case: the worker's end report landed between its snapshot of
+                // what it runs and this heartbeat. The stop is then a no-op on the worker.
+                tracing::debug!(%worker, %container, "the heartbeat crossed the container's end report");
+            } else {
+                tracing::warn!(%worker, %container, "the worker runs a container it does not own; telling it to stop");
+            }
             metrics::counter!("berth_reconciled_total", "action" => "stop").increment(1);
         }
         Ok(result)
+    }
+
+    /// True when `container`'s record says it ended on `worker` (read errors count as no).
+    async fn ended_here(&self, worker: &WorkerId, container: &ContainerId) -> bool {
+        matches!(
+            self.store.container(container).await,
+            Ok(Some(record)) if record.state.is_terminal() && record.worker.as_ref() == Some(worker)
+        )
     }
 
     /// Releases `entry` if its reservation is dead; true if that gave capacity back.
