@@ -7,6 +7,7 @@
 //! - [`ids`]: validated identifiers (container, worker, pool), safe inside Redis keys.
 //! - [`resources`]: CPU millicores, memory MiB and GPU count, with checked arithmetic.
 //! - [`gpu`]: GPU types and a request's preference list.
+//! - [`device`]: GPU devices and the shares of them containers hold, in milli-GPUs.
 //! - [`worker`]: workers, their status, pools and placement policies.
 //! - [`runtime`]: the name of a worker's container runtime (`process`, `runc`).
 //! - [`attributes`]: a worker's static attributes as named text fields, by one table.
@@ -30,6 +31,7 @@
 pub mod assignment;
 pub mod attributes;
 pub mod demand;
+pub mod device;
 pub mod feasibility;
 pub mod gpu;
 pub mod ids;
@@ -49,6 +51,7 @@ pub mod worker;
 
 pub use assignment::Assignment;
 pub use demand::{PoolDemand, aggregate_demand};
+pub use device::{DeviceError, DeviceShare, GPU_MILLI, GpuDevice};
 pub use gpu::{GpuPreference, GpuType, GpuTypeError};
 pub use ids::{ContainerId, IdError, PoolName, WorkerId};
 pub use invariants::{CheckOptions, Violation};
