@@ -211,6 +211,7 @@ impl ContainerSpec {
         let (gpu_count, gpu) = gpu_preference(self.gpu.as_ref())?;
         let payload = payload(self.image, self.command, self.env, self.timeout_secs)?;
         let request = ContainerRequest {
+            gpu_fraction_milli: None,
             id,
             tenant: self.tenant,
             resources: Resources::new(self.cpu_millicores, self.memory_mib, gpu_count),
@@ -374,6 +375,7 @@ fn request_error(error: RequestError) -> ApiError {
             other => other,
         },
         RequestError::TypesWithoutCount | RequestError::EmptyTypeList => "gpu.types",
+        RequestError::BadFraction(_) | RequestError::WholeAndFraction { .. } => "gpu.count",
     };
     let message = match &error {
         RequestError::ZeroSized { field } => {

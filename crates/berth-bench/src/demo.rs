@@ -66,6 +66,7 @@ async fn register_fleet(store: &dyn Store, workers: usize) -> anyhow::Result<()>
     let pool = PoolAttributes::plain(PoolName::new("default")?);
     for i in 0..workers {
         let registration = WorkerRegistration {
+            devices: Vec::new(),
             id: WorkerId::new(format!("worker-{i:03}"))?,
             pool: pool.clone(),
             status: WorkerStatus::Available,
@@ -83,6 +84,7 @@ async fn place_all(engine: &Engine, count: usize) -> anyhow::Result<BTreeMap<Wor
     let now = engine.now_ms();
     let submits = (0..count).map(|i| {
         let request = ContainerRequest {
+            gpu_fraction_milli: None,
             id: ContainerId::new(format!("demo-{i}")).expect("demo ids are valid"),
             tenant: "demo".to_owned(),
             resources: Resources::new(1000, 1024, 0),

@@ -48,6 +48,7 @@ pub async fn register(
     futures::stream::iter(ids.iter().cloned())
         .map(|id| {
             let registration = WorkerRegistration {
+                devices: Vec::new(),
                 id,
                 pool: pool.clone(),
                 status: WorkerStatus::Available,
@@ -67,6 +68,7 @@ pub async fn register(
 /// One bench request: 1 CPU, 1 GiB, accepted at `submitted_at_ms`.
 pub fn request(id: String, submitted_at_ms: u64) -> anyhow::Result<ContainerRequest> {
     Ok(ContainerRequest {
+        gpu_fraction_milli: None,
         id: ContainerId::new(id).context("a bench container id")?,
         tenant: "bench".to_owned(),
         resources: REQUEST,

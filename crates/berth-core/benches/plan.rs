@@ -30,6 +30,7 @@ fn attributes(name: &str, priority: i32, policy: PlacementPolicy) -> PoolAttribu
 
 fn worker(id: String, pool: PoolAttributes, total: Resources, gpu: Option<GpuType>) -> Worker {
     Worker {
+        gpus: Vec::new(),
         id: WorkerId::new(id).expect("valid worker id"),
         pool,
         status: WorkerStatus::Available,
@@ -44,6 +45,7 @@ fn worker(id: String, pool: PoolAttributes, total: Resources, gpu: Option<GpuTyp
 
 fn request(id: String, resources: Resources) -> ContainerRequest {
     ContainerRequest {
+        gpu_fraction_milli: None,
         id: ContainerId::new(id).expect("valid container id"),
         tenant: "bench".into(),
         resources,

@@ -1,6 +1,6 @@
 //! What a worker is told to run: one assignment per placed container.
 
-use crate::{AttemptId, ContainerId, Payload, Resources};
+use crate::{AttemptId, ContainerId, DeviceShare, Payload, Resources};
 use serde::{Deserialize, Serialize};
 
 /// One container delivered to its worker through the worker's assignment queue.
@@ -14,6 +14,9 @@ pub struct Assignment {
     pub attempt: AttemptId,
     /// What it reserved.
     pub resources: Resources,
+    /// The GPU device shares it reserved (empty without GPUs).
+    #[serde(default)]
+    pub devices: Vec<DeviceShare>,
     /// What to run.
     pub payload: Payload,
 }

@@ -35,7 +35,7 @@ pub struct AttributeError {
 }
 
 /// Every static attribute of a worker, in the order they are written and checked.
-pub static WORKER_ATTRIBUTES: [WorkerAttribute; 7] = [
+pub static WORKER_ATTRIBUTES: [WorkerAttribute; 8] = [
     WorkerAttribute {
         field: "pool",
         format: |r| r.pool.pool.to_string(),
@@ -76,7 +76,7 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 7] = [
         field: "policy",
         format: |r| r.pool.policy.as_str().to_owned(),
         parse: |text, r| {
-            r.pool.policy = parsed::<PlacementPolicy>(text, "spread or pack")?;
+            r.pool.policy = parsed::<PlacementPolicy>(text, "spread, pack or fgd")?;
             Ok(())
         },
         when_missing: None,
@@ -115,6 +115,24 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 7] = [
         },
         when_missing: Some("process"),
     },
+    // Added with per-device GPUs; after `gpu_type`, which it needs. A worker written before
+    // it lists no devices (its GPUs, if any, read as unlisted ones: see
+    // `Worker::device_slots`).
+    WorkerAttribute {
+        field: "gpu_devices",
+        format: |r| crate::GpuDevice::format_list(&r.devices),
+        parse: |text, r| {
+            r.devices = match (&r.gpu_type, text) {
+                (_, "") => Vec::new(),
+                (Some(ty), text) => {
+                    crate::GpuDevice::parse_list(text, ty).map_err(|e| e.to_string())?
+                }
+                (None, _) => return Err("lists GPU devices but the worker has no GPU type".into()),
+            };
+            Ok(())
+        },
+        when_missing: Some(""),
+    },
 ];
 
 /// The registration's static attributes as (field, text) pairs, in table order.
@@ -142,6 +160,7 @@ pub fn parse_attributes<'s>(
         problem: e.to_string(),
     })?;
     let mut registration = WorkerRegistration {
+        devices: Vec::new(),
         id,
         pool: PoolAttributes::plain(unset),
         status,
@@ -186,6 +205,7 @@ mod tests {
 
     fn registration() -> WorkerRegistration {
         WorkerRegistration {
+            devices: Vec::new(),
             id: WorkerId::new("w1").unwrap(),
             pool: PoolAttributes {
                 pool: PoolName::new("gpu-a").unwrap(),

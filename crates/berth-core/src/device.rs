@@ -72,12 +72,106 @@ pub enum DeviceError {
         /// The share as given.
         milli: u32,
     },
+    /// A worker lists a different number of devices than it counts GPUs.
+    #[error("the worker counts {count} GPUs but lists {listed} devices; list each GPU once")]
+    CountMismatch {
+        /// Its GPU count.
+        count: u32,
+        /// The devices listed.
+        listed: usize,
+    },
     /// A share list that does not parse (`index:milli`, comma-separated).
     #[error("GPU device shares {0:?} are not a comma-separated list of index:milli")]
     BadShareList(String),
+    /// Shares that are not what a reservation of `count` whole GPUs (or, with 0, of at most
+    /// one fraction) holds.
+    #[error(
+        "GPU device shares {shares:?} do not fit a reservation of {count} GPUs: it holds that many distinct whole devices, or with 0 GPUs at most one fraction"
+    )]
+    SharesMismatch {
+        /// The whole GPUs reserved.
+        count: u32,
+        /// The shares as given.
+        shares: String,
+    },
+    /// A stored device that does not parse (`index:uuid:memory:health`).
+    #[error("GPU device {0:?} is not index:uuid:memory_mib:health")]
+    BadDeviceList(String),
+}
+
+/// A decimal number of plain digits (no sign, no spaces).
+fn digits<T: FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 impl GpuDevice {
+    /// The devices of a worker that counts `count` GPUs of `gpu_type` without listing them:
+    /// indices 0 to `count - 1`, memory and UUID unknown, healthy.
+    pub fn unlisted(gpu_type: &GpuType, count: u32) -> Vec<GpuDevice> {
+        (0..count)
+            .map(|index| GpuDevice {
+                index,
+                gpu_type: gpu_type.clone(),
+                memory_mib: 0,
+                uuid: None,
+                healthy: true,
+            })
+            .collect()
+    }
+
+    /// The devices as the worker hash keeps them: `index:uuid:memory:health` for each,
+    /// `;`-separated (the type is the worker's; an unknown UUID is empty; health `1` or
+    /// `0`).
+    pub fn format_list(devices: &[GpuDevice]) -> String {
+        devices
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{}:{}:{}",
+                    d.index,
+                    d.uuid.as_deref().unwrap_or(""),
+                    d.memory_mib,
+                    u8::from(d.healthy)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    /// Parses [`GpuDevice::format_list`]'s form for a worker whose GPUs are `gpu_type`,
+    /// checked as [`GpuDevice::validate_all`] does.
+    pub fn parse_list(text: &str, gpu_type: &GpuType) -> Result<Vec<GpuDevice>, DeviceError> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let devices = text
+            .split(';')
+            .map(|part| {
+                let bad = || DeviceError::BadDeviceList(part.to_owned());
+                let fields: Vec<&str> = part.split(':').collect();
+                let [index, uuid, memory, health] = fields.as_slice() else {
+                    return Err(bad());
+                };
+                Ok(GpuDevice {
+                    index: digits(index).ok_or_else(bad)?,
+                    gpu_type: gpu_type.clone(),
+                    memory_mib: digits(memory).ok_or_else(bad)?,
+                    uuid: (!uuid.is_empty()).then(|| (*uuid).to_owned()),
+                    healthy: match *health {
+                        "1" => true,
+                        "0" => false,
+                        _ => return Err(bad()),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        GpuDevice::validate_all(&devices)?;
+        Ok(devices)
+    }
+
     /// Checks one worker's devices: distinct indices, one type, well-formed UUIDs.
     pub fn validate_all(devices: &[GpuDevice]) -> Result<(), DeviceError> {
         let mut seen = std::collections::BTreeSet::new();
@@ -150,6 +244,33 @@ impl DeviceShare {
         }
     }
 
+    /// Checks the shares of one reservation of `count` whole GPUs: each share valid, on
+    /// distinct devices, and either `count` whole devices or (with `count` 0) at most one
+    /// fraction.
+    pub fn check_reservation(count: u32, shares: &[DeviceShare]) -> Result<(), DeviceError> {
+        for share in shares {
+            share.validate()?;
+        }
+        let mut indices: Vec<u32> = shares.iter().map(|s| s.index).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let whole = shares.iter().filter(|s| s.is_whole()).count();
+        let fine = indices.len() == shares.len()
+            && if count == 0 {
+                shares.len() <= 1 && whole == 0
+            } else {
+                whole == shares.len() && u32::try_from(whole) == Ok(count)
+            };
+        if fine {
+            Ok(())
+        } else {
+            Err(DeviceError::SharesMismatch {
+                count,
+                shares: DeviceShare::format_list(shares),
+            })
+        }
+    }
+
     /// The shares as stored and sent: `index:milli`, comma-separated (empty for none).
     pub fn format_list(shares: &[DeviceShare]) -> String {
         shares
@@ -186,15 +307,9 @@ impl FromStr for DeviceShare {
     fn from_str(text: &str) -> Result<DeviceShare, DeviceError> {
         let bad = || DeviceError::BadShareList(text.to_owned());
         let (index, milli) = text.split_once(':').ok_or_else(bad)?;
-        let number = |s: &str| {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            s.parse::<u32>().map_err(|_| bad())
-        };
         Ok(DeviceShare {
-            index: number(index)?,
-            milli: number(milli)?,
+            index: digits(index).ok_or_else(bad)?,
+            milli: digits(milli).ok_or_else(bad)?,
         })
     }
 }
@@ -246,6 +361,33 @@ mod tests {
     }
 
     #[test]
+    fn device_lists_round_trip_and_refuse_garbage() {
+        let mut devices = GpuDevice::unlisted(&GpuType::A10G, 2);
+        devices[1].uuid = Some("GPU-1f".to_owned());
+        devices[1].memory_mib = 24_576;
+        devices[1].healthy = false;
+        let text = GpuDevice::format_list(&devices);
+        assert_eq!(text, "0::0:1;1:GPU-1f:24576:0");
+        assert_eq!(GpuDevice::parse_list(&text, &GpuType::A10G), Ok(devices));
+        assert_eq!(GpuDevice::parse_list("", &GpuType::A10G), Ok(Vec::new()));
+        for bad in [
+            "0",
+            "0::0",
+            "0::0:2",
+            "x::0:1",
+            "0::-1:1",
+            "0::0:1;",
+            "0::0:1;0::0:1",
+            "0:a b:0:1",
+        ] {
+            assert!(
+                GpuDevice::parse_list(bad, &GpuType::A10G).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn shares_are_one_to_a_thousand_milli() {
         assert!(DeviceShare::whole(3).is_whole());
         assert_eq!(DeviceShare::whole(3).validate(), Ok(()));
@@ -259,6 +401,35 @@ mod tests {
                 Err(DeviceError::BadShare { index: 2, milli })
             );
         }
+    }
+
+    #[test]
+    fn a_reservation_holds_its_whole_devices_or_one_fraction() {
+        let half = DeviceShare {
+            index: 1,
+            milli: 500,
+        };
+        let ok =
+            |count, shares: &[DeviceShare]| DeviceShare::check_reservation(count, shares).is_ok();
+        assert!(ok(0, &[]));
+        assert!(ok(0, &[half]));
+        assert!(ok(2, &[DeviceShare::whole(0), DeviceShare::whole(3)]));
+        assert!(!ok(1, &[]));
+        assert!(!ok(0, &[DeviceShare::whole(0)]));
+        assert!(!ok(
+            0,
+            &[
+                half,
+                DeviceShare {
+                    index: 2,
+                    milli: 10
+                }
+            ]
+        ));
+        assert!(!ok(1, &[half]));
+        assert!(!ok(2, &[DeviceShare::whole(0), DeviceShare::whole(0)]));
+        assert!(!ok(1, &[DeviceShare::whole(0), half]));
+        assert!(!ok(0, &[DeviceShare { index: 1, milli: 0 }]));
     }
 
     #[test]

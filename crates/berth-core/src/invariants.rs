@@ -2,7 +2,10 @@
 //! alike. Reading the dump is the store's job; judging it is this module's, and it is pure:
 //! the time it judges at is given.
 
-use crate::{AttemptId, ContainerId, ContainerRecord, ContainerState, Resources, Worker};
+use crate::{
+    AttemptId, ContainerId, ContainerRecord, ContainerState, DeviceShare, GPU_MILLI, Resources,
+    Worker,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -32,6 +35,8 @@ pub struct OwnedEntry {
     pub attempt: AttemptId,
     /// What it holds.
     pub resources: Resources,
+    /// The GPU device shares it holds (empty without GPUs).
+    pub devices: Vec<DeviceShare>,
 }
 
 /// One entry of a worker's assignment queue (delivered or not, not acknowledged yet).
@@ -197,8 +202,18 @@ fn check_capacity(worker: &Worker, owned: &[OwnedEntry], found: &mut Vec<Violati
     let held = owned
         .iter()
         .try_fold(Resources::ZERO, |sum, e| sum.checked_add(e.resources));
+    // With a device list, GPUs are accounted per device (check_devices); the count of free
+    // GPUs is the wholly free devices, which owned fractions also take from.
+    let devices = !worker.gpus.is_empty();
     let accounted = held.and_then(|held| held.checked_add(worker.free));
-    if accounted != Some(worker.total) {
+    let balanced = match accounted {
+        Some(sum) if devices => {
+            sum.cpu_millicores == worker.total.cpu_millicores
+                && sum.memory_mib == worker.total.memory_mib
+        }
+        other => other == Some(worker.total),
+    };
+    if !balanced {
         found.push(violation(
             &worker.id,
             format!(
@@ -213,6 +228,80 @@ fn check_capacity(worker: &Worker, owned: &[OwnedEntry], found: &mut Vec<Violati
         found.push(violation(
             &worker.id,
             format!("free ({}) exceeds total ({})", worker.free, worker.total),
+        ));
+    }
+    if devices {
+        check_devices(worker, owned, found);
+    }
+}
+
+/// Per device: what is free plus the shares owned on it is the whole device (on a healthy
+/// device; an unhealthy one is not booked, so only its shares must fit), no share names a
+/// device the worker lacks, each entry holds as many whole devices as it counts GPUs, and
+/// the free GPU count is the number of wholly free healthy devices.
+fn check_devices(worker: &Worker, owned: &[OwnedEntry], found: &mut Vec<Violation>) {
+    let mut shared: HashMap<u32, u64> = HashMap::new();
+    for entry in owned {
+        let whole = entry.devices.iter().filter(|d| d.is_whole()).count();
+        if u32::try_from(whole) != Ok(entry.resources.gpu_count) {
+            found.push(violation(
+                &worker.id,
+                format!(
+                    "{} holds {} GPUs but {whole} whole devices ({})",
+                    entry.container,
+                    entry.resources.gpu_count,
+                    DeviceShare::format_list(&entry.devices)
+                ),
+            ));
+        }
+        for share in &entry.devices {
+            *shared.entry(share.index).or_default() += u64::from(share.milli);
+        }
+    }
+    for (index, milli) in &shared {
+        if !worker.gpus.iter().any(|g| g.device.index == *index) {
+            found.push(violation(
+                &worker.id,
+                format!("{milli} milli-GPUs are owned on device {index}, which it does not have"),
+            ));
+        }
+    }
+    for gpu in &worker.gpus {
+        let index = gpu.device.index;
+        let held = shared.get(&index).copied().unwrap_or(0);
+        let whole = u64::from(GPU_MILLI);
+        let broken = if gpu.device.healthy {
+            u64::from(gpu.free_milli) + held != whole
+        } else {
+            held > whole
+        };
+        if broken && gpu.device.healthy {
+            found.push(violation(
+                &worker.id,
+                format!(
+                    "device {index}: free ({}) + owned ({held}) milli-GPUs != {whole}",
+                    gpu.free_milli
+                ),
+            ));
+        } else if broken {
+            found.push(violation(
+                &worker.id,
+                format!("device {index} (unhealthy): owned {held} milli-GPUs exceed {whole}"),
+            ));
+        }
+    }
+    let wholly_free = worker
+        .device_slots()
+        .iter()
+        .filter(|s| s.free == GPU_MILLI)
+        .count();
+    if u32::try_from(wholly_free) != Ok(worker.free.gpu_count) {
+        found.push(violation(
+            &worker.id,
+            format!(
+                "free GPU count {} != {wholly_free} wholly free devices",
+                worker.free.gpu_count
+            ),
         ));
     }
 }

@@ -8,6 +8,8 @@
 //! - [`resources`]: CPU millicores, memory MiB and GPU count, with checked arithmetic.
 //! - [`gpu`]: GPU types and a request's preference list.
 //! - [`device`]: GPU devices and the shares of them containers hold, in milli-GPUs.
+//! - [`gpu_fit`]: which devices a request gets on a worker, and the fragmentation measure
+//!   of the fragmentation-aware policy.
 //! - [`worker`]: workers, their status, pools and placement policies.
 //! - [`runtime`]: the name of a worker's container runtime (`process`, `runc`).
 //! - [`attributes`]: a worker's static attributes as named text fields, by one table.
@@ -34,6 +36,7 @@ pub mod demand;
 pub mod device;
 pub mod feasibility;
 pub mod gpu;
+pub mod gpu_fit;
 pub mod ids;
 mod index;
 pub mod invariants;
@@ -53,14 +56,17 @@ pub use assignment::Assignment;
 pub use demand::{PoolDemand, aggregate_demand};
 pub use device::{DeviceError, DeviceShare, GPU_MILLI, GpuDevice};
 pub use gpu::{GpuPreference, GpuType, GpuTypeError};
+pub use gpu_fit::GpuAsk;
 pub use ids::{ContainerId, IdError, PoolName, WorkerId};
 pub use invariants::{CheckOptions, Violation};
 pub use lifecycle::Transition;
 pub use plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
-pub use planner::{plan, plan_with, planning_order};
+pub use planner::{plan, plan_for_demand, plan_with, planning_order};
 pub use record::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 pub use request::{ContainerRequest, Payload, RequestError};
 pub use resources::Resources;
 pub use runtime::{RuntimeName, RuntimeNameError};
 pub use verify::verify_plan;
-pub use worker::{PlacementPolicy, Pool, PoolAttributes, Worker, WorkerRegistration, WorkerStatus};
+pub use worker::{
+    PlacementPolicy, Pool, PoolAttributes, Worker, WorkerGpu, WorkerRegistration, WorkerStatus,
+};

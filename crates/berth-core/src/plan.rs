@@ -1,6 +1,6 @@
 //! The result of batch planning: placements grouped by worker, and what could not be placed.
 
-use crate::{ContainerId, Pool, Resources, Worker, WorkerId};
+use crate::{ContainerId, DeviceShare, Pool, Resources, Worker, WorkerId};
 use serde::{Deserialize, Serialize};
 
 /// The fleet as the planner sees it: the workers, and the pools an autoscaler could grow.
@@ -37,6 +37,9 @@ pub struct Placement {
     pub container: ContainerId,
     /// What it reserves.
     pub resources: Resources,
+    /// The GPU devices it gets, and how much of each (empty without GPUs).
+    #[serde(default)]
+    pub devices: Vec<DeviceShare>,
 }
 
 /// Every placement a plan makes on one worker: the unit a store commits atomically.

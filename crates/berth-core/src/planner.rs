@@ -4,11 +4,12 @@
 //! a working copy of the workers' free capacity (a staged reservation), so a plan can never
 //! overbook its own snapshot. The snapshot itself is never mutated.
 
+use crate::gpu_fit::{self, DemandShape, DeviceSlot, GpuAsk};
 use crate::index::{self, Bucket};
 use crate::plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
 use crate::rules::{Candidate, Stage, check_through};
 use crate::scoring::{GroupScore, affinity_with_seed, fit_score, request_seed, room, start_offset};
-use crate::{ContainerRequest, Resources};
+use crate::{ContainerRequest, DeviceShare, PlacementPolicy, Resources};
 use std::cmp::Reverse;
 
 /// Plans a batch with the default options. See [`plan_with`].
@@ -20,7 +21,26 @@ pub fn plan(snapshot: &Snapshot, requests: &[ContainerRequest]) -> Plan {
 /// explains every request it could not place. In debug builds the plan's post-conditions are
 /// checked with [`crate::verify_plan`].
 pub fn plan_with(snapshot: &Snapshot, requests: &[ContainerRequest], options: PlanOptions) -> Plan {
-    let mut planner = Planner::new(snapshot, options);
+    let demand = gpu_fit::demand_of(
+        requests
+            .iter()
+            .filter(|r| r.validate().is_ok())
+            .map(|r| (&r.resources, r.gpu_ask())),
+    );
+    plan_for_demand(snapshot, requests, options, &demand)
+}
+
+/// [`plan_with`], with the fragmentation-aware policy ([`PlacementPolicy::Fgd`]) weighing
+/// fragmentation against `demand`, the GPU demand the caller expects of the pool (e.g.
+/// from a workload's published statistics), where [`plan_with`] takes the batch's own
+/// GPU requests as the demand.
+pub fn plan_for_demand(
+    snapshot: &Snapshot,
+    requests: &[ContainerRequest],
+    options: PlanOptions,
+    demand: &[DemandShape],
+) -> Plan {
+    let mut planner = Planner::new(snapshot, options, demand);
     for index in planning_order(requests) {
         planner.place(index, &requests[index]);
     }
@@ -49,31 +69,59 @@ struct Planner<'a> {
     snapshot: &'a Snapshot,
     options: PlanOptions,
     buckets: Vec<Bucket>,
-    /// Free capacity of each worker after the placements made so far.
+    /// Free capacity of each worker after the placements made so far. Its GPU count is the
+    /// number of wholly free devices.
     free: Vec<Resources>,
+    /// Free milli-GPUs of each worker's bookable devices after the placements made so far.
+    slots: Vec<Vec<DeviceSlot>>,
+    /// The GPU demand the fragmentation-aware policy weighs placements against.
+    demand: &'a [DemandShape],
     /// Placements made so far, by worker index.
     placements: Vec<Vec<Placement>>,
     unplaced: Vec<Unplaced>,
 }
 
+/// A feasible worker's rank for a request (higher is better: fit, then affinity) and the
+/// devices it would give the request.
+type Ranked = ((u64, u64), Vec<DeviceShare>);
+
+/// The fit of a placement that leaves the expected fragmentation unchanged; each milli-GPU
+/// of growth lowers it by one (and a shrink raises it).
+const FGD_NEUTRAL: i128 = 1 << 62;
+
 impl<'a> Planner<'a> {
-    fn new(snapshot: &'a Snapshot, options: PlanOptions) -> Self {
+    fn new(snapshot: &'a Snapshot, options: PlanOptions, demand: &'a [DemandShape]) -> Self {
+        let slots: Vec<Vec<DeviceSlot>> =
+            snapshot.workers.iter().map(|w| w.device_slots()).collect();
+        let free = snapshot
+            .workers
+            .iter()
+            .zip(&slots)
+            .map(|(w, slots)| Resources {
+                // The device list and the count must both allow a booking.
+                gpu_count: w.free.gpu_count.min(gpu_fit::whole_free(slots)),
+                ..w.free
+            })
+            .collect();
         Planner {
             snapshot,
             options,
             buckets: index::build(&snapshot.workers),
-            free: snapshot.workers.iter().map(|w| w.free).collect(),
+            free,
+            slots,
+            demand,
             placements: vec![Vec::new(); snapshot.workers.len()],
             unplaced: Vec::new(),
         }
     }
 
+    /// Places one request, or records why it cannot be placed.
     fn place(&mut self, index: usize, request: &ContainerRequest) {
         if let Err(error) = request.validate() {
             return self.reject(index, request, UnplacedReason::Invalid(error.to_string()));
         }
         match self.choose(request) {
-            Some(worker) => self.reserve(worker, index, request),
+            Some((worker, devices)) => self.reserve(worker, index, request, devices),
             None => {
                 let reason = self.classify(request);
                 self.reject(index, request, reason);
@@ -81,16 +129,43 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn reserve(&mut self, worker: usize, index: usize, request: &ContainerRequest) {
-        // `choose` only returns workers whose free capacity holds the request.
-        if let Some(left) = self.free[worker].checked_sub(request.resources) {
+    /// Deducts the request and its devices from the worker's working copy and records the
+    /// placement.
+    fn reserve(
+        &mut self,
+        worker: usize,
+        index: usize,
+        request: &ContainerRequest,
+        devices: Vec<DeviceShare>,
+    ) {
+        // `choose` only returns workers whose free capacity and devices hold the request.
+        let Some(left) = self.after(worker, &request.resources, &devices) else {
+            return;
+        };
+        if gpu_fit::take(&mut self.slots[worker], &devices) {
             self.free[worker] = left;
             self.placements[worker].push(Placement {
                 request: index,
                 container: request.id.clone(),
                 resources: request.resources,
+                devices,
             });
         }
+    }
+
+    /// The worker's free capacity once `resources` and `devices` are taken from it, its GPU
+    /// count lowered by the wholly free devices a fraction breaks into; `None` when it does
+    /// not hold them.
+    fn after(
+        &self,
+        worker: usize,
+        resources: &Resources,
+        devices: &[DeviceShare],
+    ) -> Option<Resources> {
+        let mut left = self.free[worker].checked_sub(*resources)?;
+        let broken = gpu_fit::wholes_broken(&self.slots[worker], devices);
+        left.gpu_count = left.gpu_count.checked_sub(broken)?;
+        Some(left)
     }
 
     fn reject(&mut self, index: usize, request: &ContainerRequest, reason: UnplacedReason) {
@@ -101,29 +176,31 @@ impl<'a> Planner<'a> {
         });
     }
 
-    /// The best worker for the request, searching groups of buckets from the best group
-    /// score down and stopping at the first group with a feasible worker.
-    fn choose(&mut self, request: &ContainerRequest) -> Option<usize> {
+    /// The best worker for the request and the devices it gets there: the best group score
+    /// first, then within the group the best fit, then rendezvous affinity.
+    fn choose(&mut self, request: &ContainerRequest) -> Option<(usize, Vec<DeviceShare>)> {
         let mut candidates = self.candidate_buckets(request);
         candidates.sort_by_key(|&(score, bucket)| (Reverse(score), bucket));
         for group in candidates.chunk_by(|a, b| a.0 == b.0) {
             let buckets: Vec<usize> = group.iter().map(|&(_, bucket)| bucket).collect();
-            if let Some(worker) = self.best_in(&buckets, request) {
-                return Some(worker);
+            if let Some(found) = self.best_in(&buckets, request) {
+                return Some(found);
             }
-            for &bucket in &buckets {
-                self.buckets[bucket].remember_full_for(request.resources);
+            if remembers_failures(request) {
+                for &bucket in &buckets {
+                    self.buckets[bucket].remember_full_for(request.resources);
+                }
             }
         }
         None
     }
 
-    /// Buckets that take work, pass the static rules and are not known to be full for this
-    /// demand, each with its group score.
+    /// The buckets whose workers may take the request (static rules and status), with
+    /// their group scores.
     fn candidate_buckets(&self, request: &ContainerRequest) -> Vec<(GroupScore, usize)> {
         let mut out = Vec::new();
         for (position, bucket) in self.buckets.iter().enumerate() {
-            if bucket.known_full_for(&request.resources) {
+            if remembers_failures(request) && bucket.known_full_for(&request.resources) {
                 continue;
             }
             let workers = &self.snapshot.workers;
@@ -138,9 +215,14 @@ impl<'a> Planner<'a> {
         out
     }
 
-    /// The best feasible worker among equally scored buckets: by the pool policy's fit,
-    /// then rendezvous affinity. Large groups are sampled (see [`PlanOptions`]).
-    fn best_in(&self, buckets: &[usize], request: &ContainerRequest) -> Option<usize> {
+    /// The best feasible worker among the buckets' members and its devices. Groups larger
+    /// than [`PlanOptions::max_candidates`] are sampled: the walk starts at an offset drawn
+    /// from the request id and stops after that many feasible workers.
+    fn best_in(
+        &self,
+        buckets: &[usize],
+        request: &ContainerRequest,
+    ) -> Option<(usize, Vec<DeviceShare>)> {
         let members: Vec<&[usize]> = buckets
             .iter()
             .map(|&b| self.buckets[b].workers.as_slice())
@@ -152,7 +234,7 @@ impl<'a> Planner<'a> {
         } else {
             start_offset(&request.id, len)
         };
-        let mut best: Option<((u64, u64), usize)> = None;
+        let mut best: Option<(Ranked, usize)> = None;
         let mut feasible = 0;
         let seed = request_seed(&request.id);
         for step in 0..len {
@@ -162,26 +244,69 @@ impl<'a> Planner<'a> {
                 start + step - len
             };
             let worker = member_at(&members, position);
-            let Some(key) = self.rank(worker, request, seed) else {
+            let Some(ranked) = self.rank(worker, request, seed) else {
                 continue;
             };
             feasible += 1;
-            if best.is_none_or(|(best_key, _)| key > best_key) {
-                best = Some((key, worker));
+            if best
+                .as_ref()
+                .is_none_or(|((best_key, _), _)| ranked.0 > *best_key)
+            {
+                best = Some((ranked, worker));
             }
             if !exact && feasible >= self.options.max_candidates {
                 break;
             }
         }
-        best.map(|(_, worker)| worker)
+        best.map(|((_, devices), worker)| (worker, devices))
     }
 
-    /// (policy fit, affinity) of a worker for the request, or `None` if it has no room.
-    fn rank(&self, worker: usize, request: &ContainerRequest, seed: u64) -> Option<(u64, u64)> {
+    /// The worker's rank for the request and the devices it would give, or `None` when its
+    /// free capacity or devices do not hold the request.
+    fn rank(&self, worker: usize, request: &ContainerRequest, seed: u64) -> Option<Ranked> {
         let spec = &self.snapshot.workers[worker];
-        let left = self.free[worker].checked_sub(request.resources)?;
-        let fit = fit_score(spec.pool.policy, room(&left, &spec.total));
-        Some((fit, affinity_with_seed(seed, &spec.id)))
+        let ask = request.gpu_ask();
+        let (fit, devices) = match spec.pool.policy {
+            PlacementPolicy::Fgd if ask != GpuAsk::None => {
+                self.least_fragmenting(worker, request, ask)?
+            }
+            policy => {
+                let devices = gpu_fit::choose(&self.slots[worker], ask)?;
+                let left = self.after(worker, &request.resources, &devices)?;
+                (fit_score(policy, room(&left, &spec.total)), devices)
+            }
+        };
+        Some(((fit, affinity_with_seed(seed, &spec.id)), devices))
+    }
+
+    /// Among the ways the worker's devices could hold the request, the one that grows the
+    /// worker's expected fragmentation of [`Planner::demand`] least, and its fit.
+    fn least_fragmenting(
+        &self,
+        worker: usize,
+        request: &ContainerRequest,
+        ask: GpuAsk,
+    ) -> Option<(u64, Vec<DeviceShare>)> {
+        let slots = &self.slots[worker];
+        let before = gpu_fit::fragmentation(slots, &self.free[worker], self.demand);
+        let mut best: Option<(i128, Vec<DeviceShare>)> = None;
+        for devices in gpu_fit::alternatives(slots, ask) {
+            let Some(left) = self.after(worker, &request.resources, &devices) else {
+                continue;
+            };
+            let mut next = slots.clone();
+            if !gpu_fit::take(&mut next, &devices) {
+                continue;
+            }
+            let after = gpu_fit::fragmentation(&next, &left, self.demand);
+            let growth = i128::try_from(after).ok()? - i128::try_from(before).ok()?;
+            if best.as_ref().is_none_or(|(least, _)| growth < *least) {
+                best = Some((growth, devices));
+            }
+        }
+        let (growth, devices) = best?;
+        let fit = u64::try_from((FGD_NEUTRAL - growth).max(0)).unwrap_or(u64::MAX);
+        Some((fit, devices))
     }
 
     /// Why no worker took the request: nothing matches, it never fits, or no room now.
@@ -245,4 +370,10 @@ fn member_at(members: &[&[usize]], mut position: usize) -> usize {
         position -= member.len();
     }
     unreachable!("position is below the total length")
+}
+
+/// True when a failed request may mark its buckets full for larger requests: not for a GPU
+/// fraction, whose failure says nothing of a smaller fraction with the same CPU and memory.
+fn remembers_failures(request: &ContainerRequest) -> bool {
+    request.gpu_fraction_milli.is_none()
 }

@@ -1,6 +1,7 @@
 //! Container requests: what a client asks the scheduler to place.
 
-use crate::{ContainerId, GpuPreference, PoolName, Resources};
+use crate::gpu_fit::GpuAsk;
+use crate::{ContainerId, GPU_MILLI, GpuPreference, PoolName, Resources};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -27,8 +28,12 @@ pub struct ContainerRequest {
     pub id: ContainerId,
     /// Who asked; carried for accounting.
     pub tenant: String,
-    /// CPU, memory and the number of GPUs.
+    /// CPU, memory and the number of whole GPUs.
     pub resources: Resources,
+    /// A fraction of one GPU instead of whole GPUs, in milli-GPUs (1 to 999; `A10G:0.25`
+    /// is 250). It always lives on one device. `None` with whole GPUs or none.
+    #[serde(default)]
+    pub gpu_fraction_milli: Option<u32>,
     /// Which GPU types are acceptable, in order of preference. Ignored without GPUs.
     #[serde(default)]
     pub gpu: GpuPreference,
@@ -84,6 +89,21 @@ pub enum RequestError {
     /// An empty list of GPU types was given with a GPU count.
     #[error("field gpu: the list of GPU types is empty; list at least one type, or use any")]
     EmptyTypeList,
+    /// A GPU fraction outside 1 to 999 milli-GPUs.
+    #[error(
+        "field gpu: a fraction of a GPU must be 0.001 to 0.999 (1 to 999 milli-GPUs; got {0}); ask for whole GPUs with a count"
+    )]
+    BadFraction(u32),
+    /// Both whole GPUs and a fraction.
+    #[error(
+        "field gpu: a request asks for whole GPUs or for a fraction of one, not both (got {count} and {milli} milli-GPUs)"
+    )]
+    WholeAndFraction {
+        /// The whole GPUs asked for.
+        count: u32,
+        /// The fraction asked for.
+        milli: u32,
+    },
 }
 
 impl ContainerRequest {
@@ -103,20 +123,40 @@ impl ContainerRequest {
         check_limit("cpu_millicores", r.cpu_millicores, MAX_CPU_MILLICORES)?;
         check_limit("memory_mib", r.memory_mib, MAX_MEMORY_MIB)?;
         check_limit("gpu_count", r.gpu_count.into(), MAX_GPU_COUNT.into())?;
-        match (&self.gpu, r.gpu_count) {
-            (GpuPreference::Types(types), 0) if !types.is_empty() => {
+        if let Some(milli) = self.gpu_fraction_milli {
+            if !(1..GPU_MILLI).contains(&milli) {
+                return Err(RequestError::BadFraction(milli));
+            }
+            if r.gpu_count > 0 {
+                return Err(RequestError::WholeAndFraction {
+                    count: r.gpu_count,
+                    milli,
+                });
+            }
+        }
+        match (&self.gpu, self.wants_gpus()) {
+            (GpuPreference::Types(types), false) if !types.is_empty() => {
                 Err(RequestError::TypesWithoutCount)
             }
-            (GpuPreference::Types(types), n) if n > 0 && types.is_empty() => {
+            (GpuPreference::Types(types), true) if types.is_empty() => {
                 Err(RequestError::EmptyTypeList)
             }
             _ => Ok(()),
         }
     }
 
-    /// True when the request asks for at least one GPU.
+    /// True when the request asks for GPUs: whole ones or a fraction of one.
     pub fn wants_gpus(&self) -> bool {
-        self.resources.gpu_count > 0
+        self.gpu_ask() != GpuAsk::None
+    }
+
+    /// What the request asks of GPU devices.
+    pub fn gpu_ask(&self) -> GpuAsk {
+        match (self.resources.gpu_count, self.gpu_fraction_milli) {
+            (0, Some(milli)) => GpuAsk::Fraction(milli),
+            (0, None) => GpuAsk::None,
+            (count, _) => GpuAsk::Whole(count),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The planner's post-conditions, as a function that tests and debug builds call.
 
+use crate::gpu_fit::{self, DeviceSlot, GpuAsk};
 use crate::plan::{Plan, Snapshot};
-use crate::{ContainerRequest, Resources, Worker, feasibility};
+use crate::{ContainerRequest, DeviceShare, Resources, Worker, feasibility};
 use std::collections::HashMap;
 
 /// Checks a plan against its inputs and returns the first broken post-condition:
@@ -21,7 +22,7 @@ pub fn verify_plan(
         .collect();
     // Free capacity left on each worker by the groups checked so far: a plan that names one
     // worker in two groups must not get the worker's free capacity twice.
-    let mut left: HashMap<&str, Resources> = HashMap::new();
+    let mut left: HashMap<&str, (Resources, Vec<DeviceSlot>)> = HashMap::new();
     for group in &plan.workers {
         let worker = by_id
             .get(group.worker.as_str())
@@ -29,7 +30,15 @@ pub fn verify_plan(
         if group.base_version != worker.version {
             return Err(format!("worker {} has a stale base version", worker.id));
         }
-        let free = left.entry(worker.id.as_str()).or_insert(worker.free);
+        let (free, slots) = left.entry(worker.id.as_str()).or_insert_with(|| {
+            let slots = worker.device_slots();
+            let whole = worker.free.gpu_count.min(gpu_fit::whole_free(&slots));
+            let free = Resources {
+                gpu_count: whole,
+                ..worker.free
+            };
+            (free, slots)
+        });
         for placement in &group.placements {
             let request = requests
                 .get(placement.request)
@@ -43,9 +52,21 @@ pub fn verify_plan(
             }
             feasibility::check(worker, free, request)
                 .map_err(|why| format!("{} on {}: {why}", request.id, worker.id))?;
+            check_devices(request.gpu_ask(), &placement.devices)
+                .map_err(|why| format!("{} on {}: {why}", request.id, worker.id))?;
+            let broken = gpu_fit::wholes_broken(slots, &placement.devices);
+            if !gpu_fit::take(slots, &placement.devices) {
+                return Err(format!(
+                    "{} on {}: devices {} are not free",
+                    request.id,
+                    worker.id,
+                    DeviceShare::format_list(&placement.devices)
+                ));
+            }
             *free = free
                 .checked_sub(request.resources)
                 .unwrap_or(Resources::ZERO);
+            free.gpu_count = free.gpu_count.saturating_sub(broken);
         }
     }
     for unplaced in &plan.unplaced {
@@ -54,6 +75,31 @@ pub fn verify_plan(
     match seen.iter().position(|&n| n != 1) {
         Some(missing) => Err(format!("request {missing} is neither placed nor explained")),
         None => Ok(()),
+    }
+}
+
+/// Checks that `devices` are what `ask` asks for: none without GPUs, `n` distinct whole
+/// devices, or one share of the fraction.
+fn check_devices(ask: GpuAsk, devices: &[DeviceShare]) -> Result<(), String> {
+    let fine = match ask {
+        GpuAsk::None => devices.is_empty(),
+        GpuAsk::Whole(n) => {
+            let mut indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
+            indices.sort_unstable();
+            indices.dedup();
+            devices.iter().all(DeviceShare::is_whole)
+                && indices.len() == devices.len()
+                && u32::try_from(devices.len()) == Ok(n)
+        }
+        GpuAsk::Fraction(milli) => matches!(devices, [share] if share.milli == milli),
+    };
+    if fine {
+        Ok(())
+    } else {
+        Err(format!(
+            "devices {} do not match the ask {ask:?}",
+            DeviceShare::format_list(devices)
+        ))
     }
 }
 

@@ -1,6 +1,9 @@
 //! Workers (the machines containers run on) and pools (groups of alike workers).
 
-use crate::{GpuType, PoolName, Resources, RuntimeName, WorkerId};
+use crate::gpu_fit::DeviceSlot;
+use crate::{
+    DeviceShare, GPU_MILLI, GpuDevice, GpuType, PoolName, Resources, RuntimeName, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -74,6 +77,10 @@ pub enum PlacementPolicy {
     /// Prefer the worker with the least room left after placing (best fit): fewer busy
     /// machines, so idle ones can be scaled down.
     Pack,
+    /// Fragmentation-aware (GPU pools): where the placement grows the expected
+    /// fragmentation of the pool's GPU demand least (see [`crate::gpu_fit`]), in the spirit
+    /// of FGD (Weng et al., USENIX ATC '23). On workers without GPUs it packs.
+    Fgd,
 }
 
 impl PlacementPolicy {
@@ -82,13 +89,14 @@ impl PlacementPolicy {
         match self {
             PlacementPolicy::Spread => "spread",
             PlacementPolicy::Pack => "pack",
+            PlacementPolicy::Fgd => "fgd",
         }
     }
 }
 
 /// A string that is not a placement policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown placement policy {0:?}; expected spread or pack")]
+#[error("unknown placement policy {0:?}; expected spread, pack or fgd")]
 pub struct PlacementPolicyError(pub String);
 
 impl FromStr for PlacementPolicy {
@@ -97,6 +105,7 @@ impl FromStr for PlacementPolicy {
         match s {
             "spread" => Ok(PlacementPolicy::Spread),
             "pack" => Ok(PlacementPolicy::Pack),
+            "fgd" => Ok(PlacementPolicy::Fgd),
             other => Err(PlacementPolicyError(other.to_owned())),
         }
     }
@@ -149,6 +158,10 @@ pub struct Worker {
     pub free: Resources,
     /// The worker's one GPU type, if it has GPUs.
     pub gpu_type: Option<GpuType>,
+    /// Its GPU devices and what is free on each. Empty on a record from before devices were
+    /// kept: then [`Worker::device_slots`] derives them from the counts.
+    #[serde(default)]
+    pub gpus: Vec<WorkerGpu>,
     /// The container runtime it runs containers with, as it stated when it registered.
     pub runtime: RuntimeName,
     /// Bumped by every change of capacity or status; read by the lock-based commit paths.
@@ -159,10 +172,124 @@ pub struct Worker {
     pub epoch: u64,
 }
 
+/// One GPU device of a worker and what of it is not booked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerGpu {
+    /// The device.
+    pub device: GpuDevice,
+    /// Its free milli-GPUs, 0 to [`GPU_MILLI`].
+    pub free_milli: u32,
+}
+
 impl Worker {
     /// True when the worker has at least one GPU.
     pub fn has_gpus(&self) -> bool {
         self.gpu_type.is_some() && self.total.gpu_count > 0
+    }
+
+    /// Books `shares` on its devices, all or nothing: false (and nothing changed) when a
+    /// share names a device it cannot book (unknown or unhealthy) or more than the device has
+    /// free (a whole share needs a wholly free device). Its free GPU count then counts the
+    /// wholly free healthy devices.
+    pub fn book_devices(&mut self, shares: &[DeviceShare]) -> bool {
+        let mut gpus = self.gpus.clone();
+        for share in shares {
+            let Some(gpu) = gpus
+                .iter_mut()
+                .find(|g| g.device.index == share.index && g.device.healthy)
+            else {
+                return false;
+            };
+            let Some(left) = gpu.free_milli.checked_sub(share.milli) else {
+                return false;
+            };
+            gpu.free_milli = left;
+        }
+        self.gpus = gpus;
+        self.count_free_gpus();
+        true
+    }
+
+    /// Credits `shares` back to its devices, all or nothing: false (and nothing changed)
+    /// when a credit would raise a device above the whole. A share on a device it no
+    /// longer lists is dropped (nothing to credit).
+    pub fn credit_devices(&mut self, shares: &[DeviceShare]) -> bool {
+        let mut gpus = self.gpus.clone();
+        for share in shares {
+            if let Some(gpu) = gpus.iter_mut().find(|g| g.device.index == share.index) {
+                match gpu.free_milli.checked_add(share.milli) {
+                    Some(free) if free <= GPU_MILLI => gpu.free_milli = free,
+                    _ => return false,
+                }
+            }
+        }
+        self.gpus = gpus;
+        self.count_free_gpus();
+        true
+    }
+
+    /// Sets what is free on each device to the whole less `owned`, the shares its
+    /// containers hold (healthy or not), as a (re-)registration finds them. Fails with
+    /// the first device whose shares exceed the whole (nothing changed then). A share on a
+    /// device it does not list is dropped: nothing there to account.
+    pub fn account_owned_devices(&mut self, owned: &[DeviceShare]) -> Result<(), u32> {
+        let mut gpus = self.gpus.clone();
+        for gpu in &mut gpus {
+            gpu.free_milli = GPU_MILLI;
+        }
+        for share in owned {
+            if let Some(gpu) = gpus.iter_mut().find(|g| g.device.index == share.index) {
+                gpu.free_milli = gpu.free_milli.checked_sub(share.milli).ok_or(share.index)?;
+            }
+        }
+        self.gpus = gpus;
+        self.count_free_gpus();
+        Ok(())
+    }
+
+    /// Sets the free GPU count to the wholly free healthy devices (with a device list).
+    fn count_free_gpus(&mut self) {
+        if !self.gpus.is_empty() {
+            let whole = self
+                .gpus
+                .iter()
+                .filter(|g| g.device.healthy && g.free_milli >= GPU_MILLI)
+                .count();
+            self.free.gpu_count = u32::try_from(whole).unwrap_or(u32::MAX);
+        }
+    }
+
+    /// The devices it can book (the healthy ones) with their free milli-GPUs, by index.
+    /// A worker without a device list (a record from before devices were kept) has devices
+    /// 0 to `total.gpu_count - 1`, the first `free.gpu_count` of them wholly free.
+    pub fn device_slots(&self) -> Vec<DeviceSlot> {
+        if !self.has_gpus() {
+            return Vec::new();
+        }
+        if self.gpus.is_empty() {
+            return (0..self.total.gpu_count)
+                .map(|index| DeviceSlot {
+                    index,
+                    free: if index < self.free.gpu_count {
+                        GPU_MILLI
+                    } else {
+                        0
+                    },
+                })
+                .collect();
+        }
+        let mut slots: Vec<DeviceSlot> = self
+            .gpus
+            .iter()
+            .filter(|gpu| gpu.device.healthy)
+            .map(|gpu| DeviceSlot {
+                index: gpu.device.index,
+                free: gpu.free_milli.min(GPU_MILLI),
+            })
+            .collect();
+        slots.sort_by_key(|slot| slot.index);
+        slots
     }
 }
 
@@ -192,25 +319,92 @@ pub struct WorkerRegistration {
     pub total: Resources,
     /// Its GPU type, if it has GPUs.
     pub gpu_type: Option<GpuType>,
+    /// Its GPU devices (empty: devices 0 to `total.gpu_count - 1` of `gpu_type`, details
+    /// unknown).
+    #[serde(default)]
+    pub devices: Vec<GpuDevice>,
     /// The container runtime it runs containers with ([`RuntimeName::PROCESS`] for an agent
     /// that does not say).
     pub runtime: RuntimeName,
 }
 
 impl WorkerRegistration {
+    /// The registration with its device list complete and checked: a worker that counts
+    /// GPUs without listing them gets [`GpuDevice::unlisted`] devices; a listed one must
+    /// list each GPU once, of the worker's type. A worker without GPUs lists none.
+    pub fn with_devices(mut self) -> Result<WorkerRegistration, crate::DeviceError> {
+        let count = if self.gpu_type.is_some() {
+            self.total.gpu_count
+        } else {
+            0
+        };
+        match &self.gpu_type {
+            Some(ty) if self.devices.is_empty() => {
+                self.devices = GpuDevice::unlisted(ty, count);
+            }
+            Some(ty) => {
+                for device in &mut self.devices {
+                    if device.gpu_type != *ty {
+                        return Err(crate::DeviceError::MixedTypes {
+                            index: device.index,
+                            expected: ty.clone(),
+                            found: device.gpu_type.clone(),
+                        });
+                    }
+                }
+            }
+            None => {}
+        }
+        if u32::try_from(self.devices.len()) != Ok(count) {
+            return Err(crate::DeviceError::CountMismatch {
+                count,
+                listed: self.devices.len(),
+            });
+        }
+        GpuDevice::validate_all(&self.devices)?;
+        Ok(self)
+    }
+
     /// The worker this registration describes, with the given free capacity, version and
-    /// epoch (a store's bookkeeping).
+    /// epoch (a store's bookkeeping). Its listed devices start wholly free as far as
+    /// `free`'s GPU count goes (lowest indices first, healthy ones only), the rest fully
+    /// booked; a store that keeps per-device state then sets each device's own. The free
+    /// GPU count is then the wholly free healthy devices.
     pub fn into_worker(self, free: Resources, version: u64, epoch: u64) -> Worker {
-        Worker {
+        let mut worker = Worker {
             id: self.id,
             pool: self.pool,
             status: self.status,
             total: self.total,
             free,
+            gpus: devices_with_free(self.devices, free.gpu_count),
             gpu_type: self.gpu_type,
             runtime: self.runtime,
             version,
             epoch,
-        }
+        };
+        worker.count_free_gpus();
+        worker
     }
+}
+
+/// `devices` with the first `whole_free` of them (by index) wholly free and the rest fully
+/// booked: per-device state from the aggregate count, for a worker whose store has only the
+/// count.
+fn devices_with_free(mut devices: Vec<GpuDevice>, whole_free: u32) -> Vec<WorkerGpu> {
+    devices.sort_by_key(|device| device.index);
+    let mut left = whole_free;
+    devices
+        .into_iter()
+        .map(|device| {
+            let free = left > 0 && device.healthy;
+            if free {
+                left -= 1;
+            }
+            WorkerGpu {
+                device,
+                free_milli: if free { GPU_MILLI } else { 0 },
+            }
+        })
+        .collect()
 }

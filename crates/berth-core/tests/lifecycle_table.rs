@@ -12,6 +12,7 @@ use berth_core::{
 
 fn record(state: ContainerState) -> ContainerRecord {
     let mut record = lifecycle::pending(ContainerRequest {
+        gpu_fraction_milli: None,
         id: ContainerId::new("c1").unwrap(),
         tenant: "tenant".into(),
         resources: Resources::new(100, 64, 0),

@@ -117,6 +117,7 @@ fn fleet() -> impl Strategy<Value = Snapshot> {
                 .into_iter()
                 .enumerate()
                 .map(|(index, (pool, gpu, status, total, free))| Worker {
+                    gpus: Vec::new(),
                     id: WorkerId::new(format!("w{index}")).unwrap(),
                     pool: attributes[pool].clone(),
                     status,
@@ -199,6 +200,7 @@ fn request() -> impl Strategy<Value = ContainerRequest> {
                     gpu
                 };
                 ContainerRequest {
+                    gpu_fraction_milli: None,
                     id: ContainerId::new("unnamed").unwrap(),
                     tenant: "t".into(),
                     resources: Resources::new(cpu, memory, gpus),

@@ -52,6 +52,7 @@ impl PoolExt for PoolAttributes {
 fn worker(id: &str) -> Worker {
     let total = Resources::new(16_000, 64 * GIB, 0);
     Worker {
+        gpus: Vec::new(),
         id: WorkerId::new(id).unwrap(),
         pool: pool("default"),
         status: WorkerStatus::Available,
@@ -110,6 +111,7 @@ impl WorkerExt for Worker {
 /// A CPU request of 1000m and 1 GiB, priority 0, submitted at 1000 ms.
 fn req(id: &str) -> ContainerRequest {
     ContainerRequest {
+        gpu_fraction_milli: None,
         id: ContainerId::new(id).unwrap(),
         tenant: "tenant".into(),
         resources: Resources::new(1000, GIB, 0),
@@ -1028,6 +1030,7 @@ fn verify_plan_rejects_broken_plans() {
         placements: requests
             .iter()
             .map(|&i| berth_core::Placement {
+                devices: Vec::new(),
                 request: i,
                 // An out-of-range index borrows the last request's id and size.
                 container: batch[i.min(1)].id.clone(),

@@ -156,6 +156,7 @@ async fn placed_after_a_new_worker_registers(
     let w1 = WorkerId::new("w1").unwrap();
     store
         .register_worker(&WorkerRegistration {
+            devices: Vec::new(),
             id: w1.clone(),
             pool: cpu_pool(),
             status: WorkerStatus::Available,

@@ -32,6 +32,7 @@ impl PoolController for Autoscaler {
         };
         for i in 0..count as usize {
             let registration = WorkerRegistration {
+                devices: Vec::new(),
                 id: WorkerId::new(format!("{}-new-{}", pool.attributes.pool, first + i)).unwrap(),
                 pool: pool.attributes.clone(),
                 status: WorkerStatus::Available,

@@ -85,6 +85,7 @@ impl Rig {
         let group = CommitGroup {
             worker: worker.clone(),
             reservations: vec![Reservation {
+                devices: Vec::new(),
                 container: cid(id),
                 attempt: AttemptId(attempt.into()),
                 resources: Resources::new(1000, 256, 0),
@@ -112,6 +113,7 @@ fn cid(id: &str) -> ContainerId {
 
 fn registration(id: &str, cpu: u64) -> WorkerRegistration {
     WorkerRegistration {
+        devices: Vec::new(),
         id: WorkerId::new(id).unwrap(),
         pool: PoolAttributes::plain(PoolName::new("cpu").unwrap()),
         status: WorkerStatus::Available,
@@ -123,6 +125,7 @@ fn registration(id: &str, cpu: u64) -> WorkerRegistration {
 
 fn request(id: &str, cpu: u64) -> ContainerRequest {
     ContainerRequest {
+        gpu_fraction_milli: None,
         id: cid(id),
         tenant: "t".into(),
         resources: Resources::new(cpu, 256, 0),

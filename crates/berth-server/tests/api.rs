@@ -448,6 +448,7 @@ async fn the_long_poll_waits_without_spinning() {
     let group = berth_store::CommitGroup {
         worker: w1.clone(),
         reservations: vec![berth_store::Reservation {
+            devices: Vec::new(),
             container: cid("direct-1"),
             attempt: AttemptId("a1".into()),
             resources: berth_core::Resources::new(100, 100, 0),
@@ -745,6 +746,7 @@ async fn orphaned_reservations_are_adopted_or_released() {
         |worker: &berth_core::WorkerId, id: &str, attempt: &str| berth_store::CommitGroup {
             worker: worker.clone(),
             reservations: vec![berth_store::Reservation {
+                devices: Vec::new(),
                 container: cid(id),
                 attempt: AttemptId(attempt.into()),
                 resources: berth_core::Resources::new(1000, 1024, 0),

@@ -19,6 +19,7 @@ const WARMUP: usize = 200;
 
 fn registration(id: &WorkerId) -> WorkerRegistration {
     WorkerRegistration {
+        devices: Vec::new(),
         id: id.clone(),
         pool: PoolAttributes::plain(PoolName::new("bench").unwrap()),
         status: WorkerStatus::Available,
@@ -36,6 +37,7 @@ fn batch(workers: &[WorkerId], iteration: usize) -> Vec<CommitGroup> {
             worker: w.clone(),
             reservations: (0..PER_WORKER)
                 .map(|c| Reservation {
+                    devices: Vec::new(),
                     container: ContainerId::new(format!("i{iteration}-{w}-{c}")).unwrap(),
                     attempt: berth_store::new_attempt(),
                     resources: Resources::new(250, 512, 0),

@@ -3,8 +3,8 @@
 //! registrations, demand, violations) lives in `berth-core`.
 
 use berth_core::{
-    AttemptId, ContainerId, ContainerRequest, ContainerState, GpuType, Payload, PoolName,
-    Resources, Worker, WorkerId,
+    AttemptId, ContainerId, ContainerRequest, ContainerState, DeviceShare, GpuType, Payload,
+    PoolName, Resources, Worker, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,11 @@ pub struct Reservation {
     pub attempt: AttemptId,
     /// What it reserves.
     pub resources: Resources,
+    /// The GPU device shares it reserves: `resources.gpu_count` whole devices, or one share
+    /// of a fraction; empty without GPUs. The commit checks them against the worker's
+    /// devices.
+    #[serde(default)]
+    pub devices: Vec<DeviceShare>,
     /// What the worker needs to run it; carried, never read.
     pub payload: Payload,
 }
@@ -87,8 +92,8 @@ pub enum ReleaseOutcome {
     Released {
         /// What was given back.
         resources: Resources,
-        /// The worker's state after the release.
-        worker: Worker,
+        /// The worker's state after the release (boxed: a worker is large beside `NotOwned`).
+        worker: Box<Worker>,
     },
     /// The worker did not own the container (or not for that attempt): nothing changed.
     NotOwned,

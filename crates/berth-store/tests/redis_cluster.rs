@@ -71,6 +71,7 @@ fn wid(id: &str) -> WorkerId {
 
 fn registration(id: &WorkerId, cpu: u64) -> WorkerRegistration {
     WorkerRegistration {
+        devices: Vec::new(),
         id: id.clone(),
         pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
         status: WorkerStatus::Available,
@@ -82,6 +83,7 @@ fn registration(id: &WorkerId, cpu: u64) -> WorkerRegistration {
 
 fn reservation(container: &str) -> Reservation {
     Reservation {
+        devices: Vec::new(),
         container: ContainerId::new(container).unwrap(),
         attempt: AttemptId(format!("a-{container}")),
         resources: Resources::new(1, 1, 0),

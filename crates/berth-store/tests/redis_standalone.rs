@@ -71,6 +71,7 @@ fn wid(id: &str) -> WorkerId {
 
 fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
     WorkerRegistration {
+        devices: Vec::new(),
         id: wid(id),
         pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
         status: WorkerStatus::Available,
@@ -82,6 +83,7 @@ fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
 
 fn reservation(container: &str, cpu: u64) -> Reservation {
     Reservation {
+        devices: Vec::new(),
         container: ContainerId::new(container).unwrap(),
         attempt: AttemptId(format!("a-{container}")),
         resources: Resources::new(cpu, 16, 0),
@@ -91,6 +93,7 @@ fn reservation(container: &str, cpu: u64) -> Reservation {
 
 fn request(id: &str) -> ContainerRequest {
     ContainerRequest {
+        gpu_fraction_milli: None,
         id: ContainerId::new(id).unwrap(),
         tenant: "t".into(),
         resources: Resources::new(100, 64, 0),

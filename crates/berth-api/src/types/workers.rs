@@ -217,6 +217,7 @@ impl RegisterWorker {
                 .map_err(|e| ApiError::invalid("runtime", e.to_string()))?,
         };
         Ok(WorkerRegistration {
+            devices: Vec::new(),
             id: self.id.clone(),
             pool,
             status,

@@ -30,6 +30,7 @@ fn worker(id: &str, owned: &[(&str, &str)], heartbeat_ms: u64) -> WorkerDump {
     let held = Resources::new(100 * owned.len() as u64, 100 * owned.len() as u64, 0);
     WorkerDump {
         worker: Worker {
+            gpus: Vec::new(),
             id: WorkerId::new(id).unwrap(),
             pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
             status: WorkerStatus::Available,
@@ -43,6 +44,7 @@ fn worker(id: &str, owned: &[(&str, &str)], heartbeat_ms: u64) -> WorkerDump {
         owned: owned
             .iter()
             .map(|(c, a)| OwnedEntry {
+                devices: Vec::new(),
                 container: cid(c),
                 attempt: attempt(a),
                 resources: each,
@@ -64,6 +66,7 @@ fn queued(delivery: &str, container: &str, attempt_id: &str) -> QueuedAssignment
 
 fn record(id: &str, state: ContainerState, holder: Option<(&str, &str)>) -> ContainerRecord {
     let mut record = crate::lifecycle::pending(ContainerRequest {
+        gpu_fraction_milli: None,
         id: cid(id),
         tenant: "t".into(),
         resources: Resources::new(100, 100, 0),

@@ -76,6 +76,7 @@ fn commit_group(plan: &WorkerPlan, claims: &[Claim]) -> CommitGroup {
                     container: claim.request.id.clone(),
                     attempt: claim.attempt.clone(),
                     resources: claim.request.resources,
+                    devices: p.devices.clone(),
                     payload: claim.request.payload.clone(),
                 }
             })

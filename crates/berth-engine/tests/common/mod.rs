@@ -40,6 +40,7 @@ pub async fn fleet_in(
         let id = WorkerId::new(format!("w{i}")).unwrap();
         store
             .register_worker(&WorkerRegistration {
+                devices: Vec::new(),
                 id: id.clone(),
                 pool: pool.clone(),
                 status: WorkerStatus::Available,
@@ -57,6 +58,7 @@ pub async fn fleet_in(
 /// A CPU request `id` for `cpu` millicores and 1 GiB, submitted at `at_ms`.
 pub fn request(id: &str, cpu: u64, priority: i32, at_ms: u64) -> ContainerRequest {
     ContainerRequest {
+        gpu_fraction_milli: None,
         id: ContainerId::new(id).unwrap(),
         tenant: "tenant".into(),
         resources: Resources::new(cpu, 1024, 0),

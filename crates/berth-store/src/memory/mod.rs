@@ -16,7 +16,9 @@ use berth_core::{
     Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand, ReclaimOutcome, Transition,
     Violation, WorkerRegistration,
 };
-use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
+use berth_core::{
+    ContainerId, ContainerRequest, DeviceShare, PoolName, Worker, WorkerId, WorkerStatus,
+};
 use parking_lot::Mutex;
 use state::{State, WorkerEntry, sum};
 use std::sync::Arc;
@@ -484,22 +486,36 @@ fn dump(state: &mut State) -> Dump {
 }
 
 fn register(state: &mut State, registration: &WorkerRegistration) -> Result<Worker> {
+    let registration = registration
+        .clone()
+        .with_devices()
+        .map_err(|e| StoreError::InvalidArgument(format!("worker {}: {e}", registration.id)))?;
     if let Some(entry) = state.workers.get_mut(&registration.id) {
         let reserved = sum(entry.owned.values().map(|o| o.resources))?;
-        let free =
-            registration
-                .total
-                .checked_sub(reserved)
-                .ok_or_else(|| StoreError::BelowReserved {
-                    worker: registration.id.clone(),
-                    total: registration.total.to_string(),
-                    reserved: reserved.to_string(),
-                })?;
-        let worker = &mut entry.worker;
-        *worker = registration
-            .clone()
-            .into_worker(free, worker.version + 1, worker.epoch + 1);
-        return Ok(worker.clone());
+        let below = |reserved: String| StoreError::BelowReserved {
+            worker: registration.id.clone(),
+            total: registration.total.to_string(),
+            reserved,
+        };
+        let free = registration
+            .total
+            .checked_sub(reserved)
+            .ok_or_else(|| below(reserved.to_string()))?;
+        let mut worker = registration.clone().into_worker(
+            free,
+            entry.worker.version + 1,
+            entry.worker.epoch + 1,
+        );
+        let shares: Vec<DeviceShare> = entry
+            .owned
+            .values()
+            .flat_map(|o| o.devices.iter().copied())
+            .collect();
+        worker
+            .account_owned_devices(&shares)
+            .map_err(|device| below(format!("more than GPU device {device} holds")))?;
+        entry.worker = worker;
+        return Ok(entry.worker.clone());
     }
     let worker = registration.clone().into_worker(registration.total, 1, 1);
     state.workers.insert(
@@ -543,6 +559,10 @@ pub(crate) fn validate_groups(groups: &[CommitGroup]) -> Result<()> {
                     reservation.container
                 )));
             }
+            DeviceShare::check_reservation(reservation.resources.gpu_count, &reservation.devices)
+                .map_err(|e| {
+                StoreError::InvalidArgument(format!("container {}: {e}", reservation.container))
+            })?;
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use crate::model::*;
 use crate::{Result, StoreError};
 use berth_core::invariants::OwnedEntry;
 use berth_core::{Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand};
-use berth_core::{ContainerId, GpuType, PoolName, Resources, Worker, WorkerId};
+use berth_core::{ContainerId, DeviceShare, GpuType, PoolName, Resources, Worker, WorkerId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -147,10 +147,20 @@ impl State {
         let Some(left) = entry.worker.free.checked_sub(needed) else {
             return Ok(rejected(Rejection::NoRoom, Some(entry.worker.clone())));
         };
+        let mut booked = entry.worker.clone();
+        booked.free = left;
+        let shares: Vec<DeviceShare> = fresh
+            .iter()
+            .flat_map(|r| r.devices.iter().copied())
+            .collect();
+        if !booked.book_devices(&shares) {
+            return Ok(rejected(Rejection::NoRoom, Some(entry.worker.clone())));
+        }
         let first_seq = self.seq + 1;
         self.seq += fresh.len() as u64;
         let entry = self.entry_mut(&group.worker)?;
-        entry.worker.free = left;
+        entry.worker.free = booked.free;
+        entry.worker.gpus = booked.gpus;
         entry.worker.version += 1;
         for (offset, reservation) in fresh.into_iter().enumerate() {
             own_and_queue(entry, reservation, first_seq + offset as u64);
@@ -177,22 +187,27 @@ impl State {
             return Ok(ReleaseOutcome::NotOwned);
         }
         let resources = owned.resources;
-        let free = entry
+        let mut credited = entry.worker.clone();
+        credited.free = entry
             .worker
             .free
             .checked_add(resources)
             .filter(|free| free.fits_in(&entry.worker.total))
             .ok_or_else(|| corrupt_capacity(&entry.worker))?;
+        if !credited.credit_devices(&owned.devices) {
+            return Err(corrupt_capacity(&entry.worker));
+        }
         let attempt = owned.attempt.clone();
         entry.owned.remove(container);
         entry
             .queue
             .retain(|_, d| d.assignment.container != *container || d.assignment.attempt != attempt);
-        entry.worker.free = free;
+        entry.worker.free = credited.free;
+        entry.worker.gpus = credited.gpus;
         entry.worker.version += 1;
         Ok(ReleaseOutcome::Released {
             resources,
-            worker: entry.worker.clone(),
+            worker: Box::new(entry.worker.clone()),
         })
     }
 }
@@ -225,6 +240,7 @@ fn own_and_queue(entry: &mut WorkerEntry, reservation: &Reservation, seq: u64) {
     entry.owned.insert(
         reservation.container.clone(),
         OwnedEntry {
+            devices: reservation.devices.clone(),
             container: reservation.container.clone(),
             attempt: reservation.attempt.clone(),
             resources: reservation.resources,
@@ -235,6 +251,7 @@ fn own_and_queue(entry: &mut WorkerEntry, reservation: &Reservation, seq: u64) {
         container: reservation.container.clone(),
         attempt: reservation.attempt.clone(),
         resources: reservation.resources,
+        devices: reservation.devices.clone(),
         payload: reservation.payload.clone(),
     };
     entry.queue.insert(

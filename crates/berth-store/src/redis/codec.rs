@@ -9,7 +9,8 @@ use crate::{Result, StoreError};
 use berth_core::attributes::{format_attributes, parse_attributes};
 use berth_core::invariants::OwnedEntry;
 use berth_core::{
-    ContainerId, ContainerRequest, Payload, Resources, Worker, WorkerId, WorkerStatus,
+    ContainerId, ContainerRequest, DeviceShare, GPU_MILLI, Payload, Resources, Worker, WorkerId,
+    WorkerStatus,
 };
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -99,22 +100,75 @@ pub fn decode_worker(key: &str, id: &WorkerId, fields: &Fields) -> Result<Worker
     let free = hash.resources("free")?;
     let version = hash.uint("version")?;
     let epoch = hash.uint("epoch")?;
-    Ok(WorkerRegistration {
+    let mut worker = WorkerRegistration {
         status,
         total,
         ..registration
     }
-    .into_worker(free, version, epoch))
+    .into_worker(free, version, epoch);
+    if !worker.gpus.is_empty() {
+        let text = hash.text("gpu_free")?;
+        let left = parse_device_free(text)
+            .ok_or_else(|| corrupt(key, "gpu_free", &format!("{text:?} is not index:free,...")))?;
+        for gpu in &mut worker.gpus {
+            // A device without an entry is not bookable (unhealthy): nothing free on it.
+            gpu.free_milli = left
+                .iter()
+                .find(|(index, _)| *index == gpu.device.index)
+                .map_or(0, |(_, free)| *free);
+        }
+        // The stored count, as the scripts keep it (the check compares it with the devices).
+        worker.free.gpu_count = free.gpu_count;
+    }
+    Ok(worker)
 }
 
-/// The arguments of register.lua: `now`, status and total capacity, then the static
+/// The `gpu_free` field: `index:free` for each bookable device, comma-separated, free 0 to
+/// [`GPU_MILLI`]; `None` if it is not that.
+fn parse_device_free(text: &str) -> Option<Vec<(u32, u32)>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    text.split(',')
+        .map(|part| {
+            let (index, free) = part.split_once(':')?;
+            let digits = |s: &str| {
+                (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| s.parse::<u32>().ok())
+                    .flatten()
+            };
+            let free = digits(free).filter(|&f| f <= GPU_MILLI)?;
+            Some((digits(index)?, free))
+        })
+        .collect()
+}
+
+/// The `gpu_free` field of a freshly registered worker: each healthy device wholly free
+/// (register.lua then takes what the owned hash holds).
+pub fn initial_device_free(registration: &WorkerRegistration) -> String {
+    registration
+        .devices
+        .iter()
+        .filter(|d| d.healthy)
+        .map(|d| format!("{}:{GPU_MILLI}", d.index))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The arguments of register.lua: `now`, status, total capacity and the devices' initial
+/// free milli-GPUs (`gpu_free`), then the static
 /// attributes as field/value pairs (by
 /// [`berth_core::attributes::WORKER_ATTRIBUTES`]).
 pub fn registration_args(registration: &WorkerRegistration, now_ms: u64) -> Result<Vec<String>> {
+    let registration = registration
+        .clone()
+        .with_devices()
+        .map_err(|e| StoreError::InvalidArgument(format!("worker {}: {e}", registration.id)))?;
     let total = checked_resources(&registration.total, "total")?;
     let mut args = vec![now_ms.to_string(), registration.status.as_str().to_owned()];
     args.extend(total);
-    for (field, value) in format_attributes(registration) {
+    args.push(initial_device_free(&registration));
+    for (field, value) in format_attributes(&registration) {
         args.push(field.to_owned());
         args.push(value);
     }
@@ -136,13 +190,20 @@ pub fn checked_resources(resources: &Resources, what: &str) -> Result<[String; 3
     ])
 }
 
-/// Decodes one ownership entry `attempt cpu mem gpu` of the owned hash at `key`.
+/// Decodes one ownership entry `attempt cpu mem gpu [devices]` of the owned hash at `key`
+/// (devices as [`DeviceShare::format_list`] writes them; absent without GPU devices).
 pub fn decode_owned(key: &str, container: &str, value: &str) -> Result<OwnedEntry> {
     let bad = |problem: &str| corrupt(key, container, problem);
     let container = ContainerId::new(container).map_err(|e| bad(&e.to_string()))?;
     let parts: Vec<&str> = value.split(' ').collect();
-    let [attempt, cpu, mem, gpu] = parts.as_slice() else {
-        return Err(bad(&format!("{value:?} is not \"attempt cpu mem gpu\"")));
+    let (attempt, cpu, mem, gpu, devices) = match parts.as_slice() {
+        [attempt, cpu, mem, gpu] => (attempt, cpu, mem, gpu, ""),
+        [attempt, cpu, mem, gpu, devices] => (attempt, cpu, mem, gpu, *devices),
+        _ => {
+            return Err(bad(&format!(
+                "{value:?} is not \"attempt cpu mem gpu [devices]\""
+            )));
+        }
     };
     let number = |text: &str| {
         text.parse::<u64>().map_err(|_| {
@@ -156,7 +217,9 @@ pub fn decode_owned(key: &str, container: &str, value: &str) -> Result<OwnedEntr
     if attempt.is_empty() {
         return Err(bad(&format!("{value:?} has an empty attempt")));
     }
+    let devices = DeviceShare::parse_list(devices).map_err(|e| bad(&format!("{value:?}: {e}")))?;
     Ok(OwnedEntry {
+        devices,
         container,
         attempt: AttemptId((*attempt).to_owned()),
         resources: Resources::new(number(cpu)?, number(mem)?, gpu_count),
@@ -218,6 +281,8 @@ pub fn decode_assignment(key: &str, delivery: &str, fields: &Fields) -> Result<A
             hash.uint("mem")?,
             hash.parse("gpu", "a GPU count")?,
         ),
+        devices: DeviceShare::parse_list(hash.optional("devices").unwrap_or(""))
+            .map_err(|e| corrupt(key, &field("devices"), &e.to_string()))?,
         payload,
     })
 }
@@ -372,6 +437,7 @@ mod tests {
     #[test]
     fn registration_round_trips_through_the_codec() {
         let registration = WorkerRegistration {
+            devices: Vec::new(),
             id: WorkerId::new("w1").unwrap(),
             pool: PoolAttributes {
                 pool: PoolName::new("p").unwrap(),
@@ -394,6 +460,7 @@ mod tests {
                 "1000",
                 "2048",
                 "0",
+                "",
                 "pool",
                 "p",
                 "priority",
@@ -407,7 +474,9 @@ mod tests {
                 "gpu_type",
                 "",
                 "runtime",
-                "runc"
+                "runc",
+                "gpu_devices",
+                ""
             ]
         );
         let too_big = WorkerRegistration {
@@ -426,7 +495,19 @@ mod tests {
         let entry = decode_owned(key, "c1", "a1 500 256 1").unwrap();
         assert_eq!(entry.attempt, AttemptId("a1".into()));
         assert_eq!(entry.resources, Resources::new(500, 256, 1));
-        for bad in ["a1 500 256", "a1 x 256 1", " 1 2 3", "a1 1 2 99999999999"] {
+        assert!(entry.devices.is_empty());
+        let entry = decode_owned(key, "c1", "a1 500 256 1 3:1000").unwrap();
+        assert_eq!(entry.devices, [DeviceShare::whole(3)]);
+        for bad in [
+            "a1 500 256",
+            "a1 x 256 1",
+            " 1 2 3",
+            "a1 1 2 99999999999",
+            "a1 1 2 1 3:1001",
+            "a1 1 2 1 3:0",
+            "a1 1 2 1 x",
+            "a1 1 2 1 3:1000 extra",
+        ] {
             match decode_owned(key, "c1", bad) {
                 Err(StoreError::Corrupt { key: k, field, .. }) => {
                     assert_eq!((k.as_str(), field.as_str()), (key, "c1"));

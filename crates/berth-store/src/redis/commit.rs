@@ -9,7 +9,7 @@ use super::store::{Call, RedisStore};
 use crate::model::*;
 use crate::{Result, StoreError};
 use berth_core::AttemptId;
-use berth_core::{ContainerId, WorkerId};
+use berth_core::{ContainerId, DeviceShare, WorkerId};
 use redis::Value;
 
 /// How a group is committed: lock-free, or under a lock at an expected version.
@@ -124,7 +124,7 @@ impl RedisStore {
     fn commit_many_call(&self, groups: &[CommitGroup]) -> Result<ScriptCall> {
         let mut keys = Vec::with_capacity(3 * groups.len());
         let reservations: usize = groups.iter().map(|g| g.reservations.len()).sum();
-        let mut args = Vec::with_capacity(1 + groups.len() + 6 * reservations);
+        let mut args = Vec::with_capacity(1 + groups.len() + 7 * reservations);
         args.push(groups.len().to_string());
         for group in groups {
             keys.extend(self.worker_keys(&group.worker));
@@ -210,6 +210,7 @@ fn push_reservations(args: &mut Vec<String>, group: &CommitGroup) -> Result<()> 
     for r in &group.reservations {
         let [cpu, mem, gpu] = checked_resources(&r.resources, "a reservation")?;
         args.extend([r.container.to_string(), r.attempt.0.clone(), cpu, mem, gpu]);
+        args.push(DeviceShare::format_list(&r.devices));
         args.push(serde_json::to_string(&r.payload)?);
     }
     Ok(())

@@ -243,7 +243,7 @@ impl RedisStore {
         match tag.as_str() {
             "released" => Ok(ReleaseOutcome::Released {
                 resources: resources_reply(&mut parts, 0)?,
-                worker: self.decode_worker_reply(worker, part(&mut parts, 3, "worker")?)?,
+                worker: Box::new(self.decode_worker_reply(worker, part(&mut parts, 3, "worker")?)?),
             }),
             "not_owned" => Ok(ReleaseOutcome::NotOwned),
             "unknown" => Err(StoreError::UnknownWorker(worker.clone())),

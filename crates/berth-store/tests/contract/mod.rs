@@ -5,8 +5,14 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+mod devices;
 mod table;
 
+pub use devices::{
+    an_unhealthy_device_is_never_booked, concurrent_device_commits_never_overbook,
+    devices_are_booked_once_and_credited_exactly, reregistration_keeps_what_devices_hold,
+    reservations_must_name_their_devices,
+};
 pub use table::every_cell_of_the_state_machine_is_kept;
 
 use berth_core::*;
@@ -58,7 +64,12 @@ macro_rules! contract_tests {
             a_release_drops_the_undelivered_assignment,
             check_stays_clean_through_a_containers_life,
             check_judges_owners_by_their_heartbeats,
-            every_cell_of_the_state_machine_is_kept
+            every_cell_of_the_state_machine_is_kept,
+            devices_are_booked_once_and_credited_exactly,
+            an_unhealthy_device_is_never_booked,
+            reregistration_keeps_what_devices_hold,
+            reservations_must_name_their_devices,
+            concurrent_device_commits_never_overbook,
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -89,6 +100,7 @@ where
 /// The reservation a claim makes (with an empty payload).
 fn reservation_for(claim: &Claim) -> Reservation {
     Reservation {
+        devices: Vec::new(),
         container: claim.request.id.clone(),
         attempt: claim.attempt.clone(),
         resources: claim.request.resources,
@@ -137,6 +149,7 @@ async fn register(store: &dyn Store, id: &str, cpu: u64, mem: u64) {
 
 fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
     WorkerRegistration {
+        devices: Vec::new(),
         id: wid(id),
         pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
         status: WorkerStatus::Available,
@@ -148,6 +161,7 @@ fn registration(id: &str, cpu: u64, mem: u64) -> WorkerRegistration {
 
 fn reservation(container: &str, cpu: u64, mem: u64) -> Reservation {
     Reservation {
+        devices: Vec::new(),
         container: cid(container),
         attempt: AttemptId(format!("a-{container}")),
         resources: Resources::new(cpu, mem, 0),
@@ -168,6 +182,7 @@ fn group(worker: &str, reservations: Vec<Reservation>) -> CommitGroup {
 
 fn request(id: &str, cpu: u64) -> ContainerRequest {
     ContainerRequest {
+        gpu_fraction_milli: None,
         id: cid(id),
         tenant: "t".into(),
         resources: Resources::new(cpu, 256, 0),
@@ -777,6 +792,7 @@ pub async fn claim_settle_and_backlog(connect: impl Connect) {
 
     let c1 = &claims[0];
     let res = Reservation {
+        devices: Vec::new(),
         container: c1.request.id.clone(),
         attempt: c1.attempt.clone(),
         resources: c1.request.resources,

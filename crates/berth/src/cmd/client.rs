@@ -374,6 +374,7 @@ mod tests {
     fn view(id: &str, runtime: RuntimeName) -> WorkerView {
         let total = Resources::new(4000, 8192, 0);
         let worker: Worker = WorkerRegistration {
+            devices: Vec::new(),
             id: WorkerId::new(id).unwrap(),
             pool: PoolAttributes::plain(PoolName::new("cpu").unwrap()),
             status: WorkerStatus::Available,

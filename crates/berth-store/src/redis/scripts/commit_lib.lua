@@ -3,7 +3,8 @@
 
 -- Commits one group on one worker. `keys`: worker hash, owned hash, assignment stream, and
 -- (mode `locked` only) the lock. `argv[base]` is the number n of reservations, followed by
--- n times: container, attempt, cpu, mem, gpu, payload JSON. `token` and `expected` are the
+-- n times: container, attempt, cpu, mem, gpu, devices (`index:milli,...`, '' for none),
+-- payload JSON. `token` and `expected` are the
 -- lock token and the expected version (mode `locked`; else nil). Returns the group's reply
 -- as commit.lua documents it, or an error reply (a table with `err`); nothing is written
 -- unless every check passed (see commit.lua's guarantee).
@@ -11,22 +12,23 @@ local function commit_group(keys, argv, base, mode, token, expected)
   local worker_key, owned_key, assign_key = keys[1], keys[2], keys[3]
   -- 1. Arguments.
   local n = uint(argv[base])
-  if n == nil or #argv < base + 6 * n then
+  if n == nil or #argv < base + 7 * n then
     return invalid('reservation count ' .. tostring(argv[base]) .. ' for ' .. #argv .. ' arguments')
   end
   local containers, res = {}, {}
   for i = 1, n do
-    local at = base + (i - 1) * 6
+    local at = base + (i - 1) * 7
     local container, attempt = argv[at + 1], argv[at + 2]
     local cpu, mem, gpu = uint(argv[at + 3]), uint(argv[at + 4]), uint(argv[at + 5])
+    local devices = parse_devices(argv[at + 6], 1)
     if container == '' or not string.find(attempt, '^%S+$') then
       return invalid('reservation ' .. i .. ': container or attempt')
     end
-    if cpu == nil or mem == nil or gpu == nil then
-      return invalid('reservation ' .. i .. ': resources')
+    if cpu == nil or mem == nil or gpu == nil or devices == nil then
+      return invalid('reservation ' .. i .. ': resources or devices')
     end
     containers[i] = container
-    res[i] = { cpu, mem, gpu }
+    res[i] = { cpu, mem, gpu, devices }
   end
 
   -- 2. Stored state, read and checked before any write.
@@ -49,7 +51,7 @@ local function commit_group(keys, argv, base, mode, token, expected)
   -- 3. Split into already owned (an idempotent retry) and new reservations.
   local owned = hmget_all(owned_key, containers)
   local fresh, already, seen = {}, {}, {}
-  local cpu, mem, gpu = 0, 0, 0
+  local cpu, mem, gpu, shares = 0, 0, 0, {}
   for i = 1, n do
     local container = containers[i]
     if owned[i] then
@@ -57,7 +59,7 @@ local function commit_group(keys, argv, base, mode, token, expected)
       if entry == nil then
         return corrupt(owned_key, container, owned_problem(owned[i]))
       end
-      if entry.attempt ~= argv[base + (i - 1) * 6 + 2] then
+      if entry.attempt ~= argv[base + (i - 1) * 7 + 2] then
         -- Held under another attempt (about to be released or adopted): not a retry.
         return { 'owned_elsewhere', worker_reply(worker) }
       end
@@ -68,6 +70,9 @@ local function commit_group(keys, argv, base, mode, token, expected)
       fresh[#fresh + 1] = i
       local r = res[i]
       cpu, mem, gpu = cpu + r[1], mem + r[2], gpu + r[3]
+      for _, share in ipairs(r[4]) do
+        shares[#shares + 1] = share
+      end
     end
   end
   if #fresh == 0 then
@@ -80,15 +85,28 @@ local function commit_group(keys, argv, base, mode, token, expected)
   if cpu > cap.free_cpu or mem > cap.free_mem or gpu > cap.free_gpu then
     return { 'no_room', worker_reply(worker) }
   end
+  -- The device shares: each on a bookable device with room (a whole share needs a wholly
+  -- free device), summed over the group.
+  local device_free = nil
+  if #shares > 0 then
+    local free, bad = read_device_free(worker_key, worker)
+    if bad then
+      return bad
+    end
+    device_free = move_shares(free, shares, -1, true)
+    if device_free == nil then
+      return { 'no_room', worker_reply(worker) }
+    end
+  end
 
   -- 4. Writes. The first append goes first: it is what finds a stream key of another type,
   -- and it fails alone.
   local entries = {}
   for k, i in ipairs(fresh) do
-    local at = base + (i - 1) * 6
+    local at = base + (i - 1) * 7
     local added = redis.pcall('XADD', assign_key, '*', 'container', argv[at + 1],
       'attempt', argv[at + 2], 'cpu', argv[at + 3], 'mem', argv[at + 4], 'gpu', argv[at + 5],
-      'payload', argv[at + 6])
+      'devices', argv[at + 6], 'payload', argv[at + 7])
     if type(added) == 'table' and added.err then
       if k == 1 then
         return corrupt(assign_key, 'type', 'is not a stream: ' .. added.err)
@@ -98,10 +116,19 @@ local function commit_group(keys, argv, base, mode, token, expected)
     entries[2 * k - 1] = argv[at + 1]
     -- The resources as sent: step 1 checked that they are plain decimal integers.
     entries[2 * k] = argv[at + 2] .. ' ' .. argv[at + 3] .. ' ' .. argv[at + 4] .. ' ' .. argv[at + 5]
+    if argv[at + 6] ~= '' then
+      entries[2 * k] = entries[2 * k] .. ' ' .. argv[at + 6]
+    end
   end
   hset_all(owned_key, entries)
   local free_cpu, free_mem = str(cap.free_cpu - cpu), str(cap.free_mem - mem)
   local free_gpu, version = str(cap.free_gpu - gpu), str(cap.version + 1)
+  if device_free then
+    -- Fractions that break into a wholly free device take it from the free count too.
+    free_gpu = str(whole_devices(device_free))
+    worker.gpu_free = format_devices(device_free)
+    redis.call('HSET', worker_key, 'gpu_free', worker.gpu_free)
+  end
   redis.call('HSET', worker_key, 'free_cpu', free_cpu, 'free_mem', free_mem, 'free_gpu',
     free_gpu, 'version', version)
   worker.free_cpu, worker.free_mem, worker.free_gpu = free_cpu, free_mem, free_gpu

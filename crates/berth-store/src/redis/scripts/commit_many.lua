@@ -5,7 +5,7 @@
 -- KEYS: per group three: worker hash `P:{w:ID}:worker`, owned hash `P:{w:ID}:owned`,
 --       assignment stream `P:{w:ID}:assign`.
 -- ARGV: 1 the number g of groups; then per group: the number n of its reservations and
---       n times: container, attempt, cpu, mem, gpu, payload JSON.
+--       n times: container, attempt, cpu, mem, gpu, devices, payload JSON.
 -- Reply: one reply per group, in order, each as commit.lua's.
 -- Guarantee: each group all or nothing, as commit.lua's; groups are committed in order. An
 --   error (malformed arguments, corrupt stored data) is the call's reply: the groups before
@@ -25,7 +25,7 @@ for i = 1, g do
     return invalid('group ' .. i .. ': reservation count ' .. tostring(ARGV[at]))
   end
   bases[i] = at
-  at = at + 1 + 6 * n
+  at = at + 1 + 7 * n
 end
 if at ~= #ARGV + 1 then
   return invalid('commit_many arguments: ' .. #ARGV .. ' for ' .. g .. ' groups')

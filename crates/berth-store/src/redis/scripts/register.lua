@@ -2,7 +2,8 @@
 --
 -- KEYS: 1 worker hash `P:{w:ID}:worker`, 2 owned hash `P:{w:ID}:owned`,
 --       3 assignment stream `P:{w:ID}:assign`.
--- ARGV: 1 now ms, 2 status, 3 total cpu, 4 total mem, 5 total gpu; then pairs of field and
+-- ARGV: 1 now ms, 2 status, 3 total cpu, 4 total mem, 5 total gpu, 6 the bookable devices
+--       wholly free (`index:1000,...`, '' without GPUs); then pairs of field and
 --       value: the worker's static attributes (berth_core::attributes::WORKER_ATTRIBUTES),
 --       validated and formatted by the caller and written as given (this script does not know
 --       their names; it refuses only a field it manages itself or an empty one).
@@ -16,22 +17,23 @@
 --   `P:workers` (another slot) before calling this.
 
 local worker_key, owned_key, assign_key = KEYS[1], KEYS[2], KEYS[3]
-local FIXED = 5
+local FIXED = 6
 if #ARGV < FIXED or (#ARGV - FIXED) % 2 ~= 0 then
-  return invalid('register takes 5 arguments and field/value pairs, got ' .. #ARGV)
+  return invalid('register takes 6 arguments and field/value pairs, got ' .. #ARGV)
 end
 local statuses = { available = true, pending = true, draining = true, disabled = true,
   lost = true }
 local now = uint(ARGV[1])
 local total = { cpu = uint(ARGV[3]), mem = uint(ARGV[4]), gpu = uint(ARGV[5]) }
+local devices = parse_devices(ARGV[6], 0)
 if not statuses[ARGV[2]] or now == nil
-  or total.cpu == nil or total.mem == nil or total.gpu == nil then
+  or total.cpu == nil or total.mem == nil or total.gpu == nil or devices == nil then
   return invalid('registration fields')
 end
 -- The fields this script writes itself: an attribute must not name one.
 local managed = { status = true, total_cpu = true, total_mem = true, total_gpu = true,
-  free_cpu = true, free_mem = true, free_gpu = true, version = true, epoch = true,
-  heartbeat_ms = true }
+  free_cpu = true, free_mem = true, free_gpu = true, gpu_free = true, version = true,
+  epoch = true, heartbeat_ms = true }
 local attributes = {}
 for i = FIXED + 1, #ARGV, 2 do
   if ARGV[i] == '' or managed[ARGV[i]] then
@@ -43,6 +45,7 @@ end
 
 -- What the owned hash holds.
 local reserved = { cpu = 0, mem = 0, gpu = 0 }
+local shares = {}
 local owned = redis.call('HGETALL', owned_key)
 for i = 1, #owned, 2 do
   local entry = parse_owned(owned[i + 1])
@@ -52,8 +55,15 @@ for i = 1, #owned, 2 do
   reserved.cpu = reserved.cpu + entry.cpu
   reserved.mem = reserved.mem + entry.mem
   reserved.gpu = reserved.gpu + entry.gpu
+  for _, share in ipairs(entry.devices) do
+    shares[#shares + 1] = share
+  end
 end
-if reserved.cpu > total.cpu or reserved.mem > total.mem or reserved.gpu > total.gpu then
+-- What its containers hold of each device stays held; a device no longer listed (not
+-- bookable now) has nothing to take from.
+local device_free = move_shares(devices, shares, -1, false)
+if reserved.cpu > total.cpu or reserved.mem > total.mem or reserved.gpu > total.gpu
+  or device_free == nil then
   return { 'below_reserved', str(reserved.cpu), str(reserved.mem), str(reserved.gpu) }
 end
 
@@ -82,7 +92,8 @@ end
 local managed_values = { 'status', ARGV[2],
   'total_cpu', str(total.cpu), 'total_mem', str(total.mem), 'total_gpu', str(total.gpu),
   'free_cpu', str(total.cpu - reserved.cpu), 'free_mem', str(total.mem - reserved.mem),
-  'free_gpu', str(total.gpu - reserved.gpu),
+  'free_gpu', str(total.gpu > 0 and whole_devices(device_free) or 0),
+  'gpu_free', format_devices(device_free),
   'version', str(version + 1), 'epoch', str(epoch + 1), 'heartbeat_ms', heartbeat }
 for _, item in ipairs(managed_values) do
   attributes[#attributes + 1] = item

@@ -9,8 +9,9 @@
 --        release: the worker hash as a flat field/value list (worker_reply, worker_lib.lua).
 -- Guarantee: idempotent and atomic; fenced: nothing is written under a stale epoch. Only a
 --   container owned (under `attempt`, if given) is released: its entry is removed, its
---   assignment entries (undelivered or unacknowledged) are dropped, free credited back and
---   the version bumped. If the credit would raise free above total, an error reply
+--   assignment entries (undelivered or unacknowledged) are dropped, free credited back
+--   (with its device shares, to exactly those devices; the free GPU count becomes the
+--   wholly free devices) and the version bumped. If the credit would raise free above total, an error reply
 --   (corruption) and nothing written.
 
 local worker_key, owned_key, assign_key = KEYS[1], KEYS[2], KEYS[3]
@@ -44,6 +45,20 @@ end
 local cpu, mem, gpu = cap.free_cpu + entry.cpu, cap.free_mem + entry.mem, cap.free_gpu + entry.gpu
 if cpu > cap.total_cpu or mem > cap.total_mem or gpu > cap.total_gpu then
   return corrupt(worker_key, 'free', 'releasing ' .. container .. ' would raise free above total')
+end
+if #entry.devices > 0 then
+  -- Exactly the shares the entry holds go back to their devices.
+  local free, bad = read_device_free(worker_key, worker)
+  if bad then
+    return bad
+  end
+  local credited = move_shares(free, entry.devices, 1, false)
+  if credited == nil then
+    return corrupt(worker_key, 'gpu_free', 'releasing ' .. container .. ' would raise a device above the whole')
+  end
+  gpu = whole_devices(credited)
+  worker.gpu_free = format_devices(credited)
+  redis.call('HSET', worker_key, 'gpu_free', worker.gpu_free)
 end
 worker.free_cpu, worker.free_mem, worker.free_gpu = str(cpu), str(mem), str(gpu)
 worker.version = str(cap.version + 1)

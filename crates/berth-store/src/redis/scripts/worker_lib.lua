@@ -117,19 +117,102 @@ local function hmget_all(key, fields)
   return out
 end
 
--- An ownership entry `attempt cpu mem gpu`, or nil.
+-- One whole GPU in milli-GPUs.
+local GPU_MILLI = 1000
+
+-- A device list `index:milli,...` as an array of {index, milli} in order, each milli from
+-- `least` to GPU_MILLI, no index twice; nil if it is not that. '' is the empty list.
+local function parse_devices(s, least)
+  local out, seen = {}, {}
+  if s == '' then
+    return out
+  end
+  for part in string.gmatch(s .. ',', '([^,]*),') do
+    local index, milli = string.match(part, '^(%d+):(%d+)$')
+    index, milli = uint(index), uint(milli)
+    if index == nil or milli == nil or milli < least or milli > GPU_MILLI or seen[index] then
+      return nil
+    end
+    seen[index] = true
+    out[#out + 1] = { index = index, milli = milli }
+  end
+  return out
+end
+
+-- A device list as `index:milli,...`.
+local function format_devices(list)
+  local parts = {}
+  for i, d in ipairs(list) do
+    parts[i] = d.index .. ':' .. d.milli
+  end
+  return table.concat(parts, ',')
+end
+
+-- How many devices of the free list are wholly free: the worker's free GPU count.
+local function whole_devices(free)
+  local n = 0
+  for _, d in ipairs(free) do
+    if d.milli == GPU_MILLI then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- The free list with `shares` taken (sign -1) or given back (sign 1), as a new list; nil
+-- when a share would take a device below 0 or raise it above the whole, or (`strict`)
+-- names a device not in the list. Not strict, such shares are skipped: the device is not
+-- bookable now (unhealthy), so there is nothing to account on it.
+local function move_shares(free, shares, sign, strict)
+  local out, at = {}, {}
+  for i, d in ipairs(free) do
+    out[i] = { index = d.index, milli = d.milli }
+    at[d.index] = i
+  end
+  for _, share in ipairs(shares) do
+    local i = at[share.index]
+    if i == nil then
+      if strict then
+        return nil
+      end
+    else
+      local milli = out[i].milli + sign * share.milli
+      if milli < 0 or milli > GPU_MILLI then
+        return nil
+      end
+      out[i].milli = milli
+    end
+  end
+  return out
+end
+
+-- The worker table's free device list (field `gpu_free`), or nil and an error reply.
+local function read_device_free(key, w)
+  local list = parse_devices(w.gpu_free or '', 0)
+  if list == nil then
+    return nil, corrupt(key, 'gpu_free', 'is not index:free,...: ' .. tostring(w.gpu_free))
+  end
+  return list, nil
+end
+
+-- An ownership entry `attempt cpu mem gpu [devices]`, or nil.
 local function parse_owned(s)
-  local attempt, cpu, mem, gpu = string.match(s, '^(%S+) (%d+) (%d+) (%d+)$')
+  local attempt, cpu, mem, gpu, devices = string.match(s, '^(%S+) (%d+) (%d+) (%d+) (%S+)$')
+  if attempt == nil then
+    attempt, cpu, mem, gpu = string.match(s, '^(%S+) (%d+) (%d+) (%d+)$')
+    devices = ''
+  end
   if attempt == nil then
     return nil
   end
-  local entry = { attempt = attempt, cpu = uint(cpu), mem = uint(mem), gpu = uint(gpu) }
-  if entry.cpu == nil or entry.mem == nil or entry.gpu == nil then
+  local entry = { attempt = attempt, cpu = uint(cpu), mem = uint(mem), gpu = uint(gpu),
+    devices = parse_devices(devices, 1) }
+  if entry.cpu == nil or entry.mem == nil or entry.gpu == nil or entry.devices == nil then
     return nil
   end
   return entry
 end
 
 local function owned_problem(s)
-  return 'is not "attempt cpu mem gpu": ' .. s
+  return 'is not "attempt cpu mem gpu [devices]": ' .. s
 end

@@ -1,0 +1,336 @@
+//! Which devices of a worker a request gets, and how much a placement fragments a pool's
+//! GPUs.
+//!
+//! A worker's devices are seen as [`DeviceSlot`]s: the healthy devices with their free
+//! milli-GPUs (an unhealthy device is never booked, so it has no slot). [`choose`] picks
+//! the devices for a [`GpuAsk`]: whole GPUs take devices that are wholly free; a fraction
+//! takes one device with room for it, the fullest such device first (best fit), so whole
+//! devices stay whole for whole-GPU requests.
+//!
+//! [`fragmentation`] measures, in the spirit of FGD (Weng et al., "Beware of
+//! Fragmentation", USENIX ATC '23), how much of a worker's free GPU capacity the expected
+//! GPU demand could not use: for each shape of that demand, weighted by how common it is,
+//! the free milli-GPUs it cannot use on this worker. A shape that does not fit the worker's
+//! free CPU or memory, or cannot get its GPUs, can use none of them; otherwise a fraction
+//! cannot use devices with less free than it asks, and whole GPUs cannot use partly booked
+//! devices. The fragmentation-aware policy places where this measure grows least.
+
+use crate::{DeviceShare, GPU_MILLI, Resources};
+
+/// What a request asks of GPU devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GpuAsk {
+    /// No GPU.
+    None,
+    /// This many whole devices.
+    Whole(u32),
+    /// This many milli-GPUs (1 to 999) of one device.
+    Fraction(u32),
+}
+
+impl GpuAsk {
+    /// The ask's size in milli-GPUs.
+    pub fn milli(self) -> u64 {
+        match self {
+            GpuAsk::None => 0,
+            GpuAsk::Whole(n) => u64::from(n) * u64::from(GPU_MILLI),
+            GpuAsk::Fraction(milli) => milli.into(),
+        }
+    }
+}
+
+/// One healthy device of a worker and its free milli-GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceSlot {
+    /// The device's index on the worker.
+    pub index: u32,
+    /// Its free milli-GPUs, 0 to [`GPU_MILLI`].
+    pub free: u32,
+}
+
+impl DeviceSlot {
+    fn is_whole(&self) -> bool {
+        self.free >= GPU_MILLI
+    }
+}
+
+/// The devices `slots` would give `ask` (best fit for a fraction, lowest indices for whole
+/// GPUs), or `None` when they cannot hold it. No GPU asked: no devices.
+pub fn choose(slots: &[DeviceSlot], ask: GpuAsk) -> Option<Vec<DeviceShare>> {
+    match ask {
+        GpuAsk::None => Some(Vec::new()),
+        GpuAsk::Whole(n) => {
+            let whole: Vec<DeviceShare> = slots
+                .iter()
+                .filter(|slot| slot.is_whole())
+                .take(usize::try_from(n).ok()?)
+                .map(|slot| DeviceShare::whole(slot.index))
+                .collect();
+            (whole.len() == usize::try_from(n).ok()?).then_some(whole)
+        }
+        GpuAsk::Fraction(milli) => slots
+            .iter()
+            .filter(|slot| slot.free >= milli)
+            .min_by_key(|slot| (slot.free, slot.index))
+            .map(|slot| {
+                vec![DeviceShare {
+                    index: slot.index,
+                    milli,
+                }]
+            }),
+    }
+}
+
+/// Every way `slots` could give `ask` that differs in what it leaves: for a fraction, one
+/// choice per distinct free amount (the lowest index among equals); for whole GPUs, the
+/// single choice of [`choose`] (wholly free devices are alike).
+pub fn alternatives(slots: &[DeviceSlot], ask: GpuAsk) -> Vec<Vec<DeviceShare>> {
+    match ask {
+        GpuAsk::Fraction(milli) => {
+            let mut seen = Vec::new();
+            let mut out = Vec::new();
+            for slot in slots.iter().filter(|slot| slot.free >= milli) {
+                if !seen.contains(&slot.free) {
+                    seen.push(slot.free);
+                    out.push(vec![DeviceShare {
+                        index: slot.index,
+                        milli,
+                    }]);
+                }
+            }
+            out
+        }
+        _ => choose(slots, ask).into_iter().collect(),
+    }
+}
+
+/// Takes `shares` from `slots`; false (and `slots` unchanged) when a share names no slot
+/// or more than its slot has free.
+pub fn take(slots: &mut [DeviceSlot], shares: &[DeviceShare]) -> bool {
+    let mut next = slots.to_vec();
+    for share in shares {
+        let Some(slot) = next.iter_mut().find(|slot| slot.index == share.index) else {
+            return false;
+        };
+        let Some(left) = slot.free.checked_sub(share.milli) else {
+            return false;
+        };
+        slot.free = left;
+    }
+    slots.copy_from_slice(&next);
+    true
+}
+
+/// How many wholly free devices of `slots` the fractions in `devices` break into: what a
+/// placement takes from the worker's free GPU count beyond its whole GPUs.
+pub fn wholes_broken(slots: &[DeviceSlot], devices: &[DeviceShare]) -> u32 {
+    let broken = devices
+        .iter()
+        .filter(|share| !share.is_whole())
+        .filter(|share| {
+            slots
+                .iter()
+                .any(|slot| slot.index == share.index && slot.is_whole())
+        })
+        .count();
+    u32::try_from(broken).unwrap_or(u32::MAX)
+}
+
+/// How many devices of `slots` are wholly free: the worker's free GPU count.
+pub fn whole_free(slots: &[DeviceSlot]) -> u32 {
+    let whole = slots.iter().filter(|slot| slot.is_whole()).count();
+    u32::try_from(whole).unwrap_or(u32::MAX)
+}
+
+/// One shape of the expected GPU demand and how common it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DemandShape {
+    /// Its CPU and memory (its GPU count is in `gpus`).
+    pub resources: Resources,
+    /// Its GPUs.
+    pub gpus: GpuAsk,
+    /// Its weight: how many requests of this shape the demand holds.
+    pub weight: u64,
+}
+
+/// The free milli-GPUs of `slots` that `shape` could not use on a worker with `free` CPU
+/// and memory (see the module documentation).
+fn unusable(slots: &[DeviceSlot], free: &Resources, shape: &DemandShape) -> u64 {
+    let total: u64 = slots.iter().map(|slot| u64::from(slot.free)).sum();
+    let fits = shape.resources.cpu_millicores <= free.cpu_millicores
+        && shape.resources.memory_mib <= free.memory_mib
+        && choose(slots, shape.gpus).is_some();
+    if !fits {
+        return total;
+    }
+    let usable = |slot: &DeviceSlot| match shape.gpus {
+        GpuAsk::None => false,
+        GpuAsk::Whole(_) => slot.is_whole(),
+        GpuAsk::Fraction(milli) => slot.free >= milli,
+    };
+    slots
+        .iter()
+        .filter(|slot| !usable(slot))
+        .map(|slot| u64::from(slot.free))
+        .sum()
+}
+
+/// The worker's fragmentation for `demand`: the weighted sum over its shapes of the free
+/// milli-GPUs each could not use (comparable between workers for one demand; divide by the
+/// total weight for the expectation).
+pub fn fragmentation(slots: &[DeviceSlot], free: &Resources, demand: &[DemandShape]) -> u128 {
+    demand
+        .iter()
+        .map(|shape| u128::from(shape.weight) * u128::from(unusable(slots, free, shape)))
+        .sum()
+}
+
+/// The demand that `asks` make, one shape per distinct (resources, GPUs), weighted by
+/// count; requests without GPUs are left out (they use no GPU).
+pub fn demand_of<'a>(asks: impl IntoIterator<Item = (&'a Resources, GpuAsk)>) -> Vec<DemandShape> {
+    let mut shapes: Vec<DemandShape> = Vec::new();
+    for (resources, gpus) in asks {
+        if gpus == GpuAsk::None {
+            continue;
+        }
+        let resources = Resources::new(resources.cpu_millicores, resources.memory_mib, 0);
+        match shapes
+            .iter_mut()
+            .find(|s| s.resources == resources && s.gpus == gpus)
+        {
+            Some(shape) => shape.weight += 1,
+            None => shapes.push(DemandShape {
+                resources,
+                gpus,
+                weight: 1,
+            }),
+        }
+    }
+    shapes
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    fn slots(free: &[u32]) -> Vec<DeviceSlot> {
+        free.iter()
+            .zip(0..)
+            .map(|(&free, index)| DeviceSlot { index, free })
+            .collect()
+    }
+
+    #[test]
+    fn whole_gpus_take_wholly_free_devices_lowest_first() {
+        let s = slots(&[500, 1000, 1000, 0]);
+        assert_eq!(
+            choose(&s, GpuAsk::Whole(2)),
+            Some(vec![DeviceShare::whole(1), DeviceShare::whole(2)])
+        );
+        assert_eq!(choose(&s, GpuAsk::Whole(3)), None);
+        assert_eq!(choose(&s, GpuAsk::None), Some(Vec::new()));
+        assert_eq!(choose(&[], GpuAsk::Whole(1)), None);
+    }
+
+    #[test]
+    fn a_fraction_takes_the_fullest_device_with_room() {
+        let s = slots(&[1000, 300, 250, 200]);
+        let share = |index, milli| Some(vec![DeviceShare { index, milli }]);
+        assert_eq!(choose(&s, GpuAsk::Fraction(250)), share(2, 250));
+        assert_eq!(choose(&s, GpuAsk::Fraction(301)), share(0, 301));
+        assert_eq!(choose(&slots(&[200, 100]), GpuAsk::Fraction(250)), None);
+        // Equal room: the lower index.
+        assert_eq!(
+            choose(&slots(&[400, 400]), GpuAsk::Fraction(100)),
+            share(0, 100)
+        );
+    }
+
+    #[test]
+    fn alternatives_cover_each_distinct_room_once() {
+        let s = slots(&[1000, 400, 400, 100]);
+        let indices: Vec<u32> = alternatives(&s, GpuAsk::Fraction(300))
+            .iter()
+            .map(|shares| shares[0].index)
+            .collect();
+        assert_eq!(indices, [0, 1]);
+        assert_eq!(alternatives(&s, GpuAsk::Whole(1)).len(), 1);
+        assert!(alternatives(&s, GpuAsk::Whole(2)).is_empty());
+    }
+
+    #[test]
+    fn take_is_all_or_nothing() {
+        let mut s = slots(&[1000, 300]);
+        assert!(take(
+            &mut s,
+            &[DeviceShare {
+                index: 1,
+                milli: 300
+            }]
+        ));
+        assert_eq!(s, slots(&[1000, 0]));
+        let before = s.clone();
+        assert!(!take(
+            &mut s,
+            &[DeviceShare::whole(0), DeviceShare { index: 1, milli: 1 }]
+        ));
+        assert!(!take(&mut s, &[DeviceShare::whole(7)]));
+        assert_eq!(s, before);
+        assert_eq!(whole_free(&s), 1);
+    }
+
+    fn shape(gpus: GpuAsk, weight: u64) -> DemandShape {
+        DemandShape {
+            resources: Resources::new(1000, 1024, 0),
+            gpus,
+            weight,
+        }
+    }
+
+    #[test]
+    fn fragmentation_counts_what_each_shape_cannot_use() {
+        let free = Resources::new(8000, 16_384, 0);
+        let s = slots(&[1000, 600, 200]);
+        // Half a GPU can use devices 0 and 1, not the 200 left on device 2.
+        assert_eq!(
+            fragmentation(&s, &free, &[shape(GpuAsk::Fraction(500), 1)]),
+            200
+        );
+        // A whole GPU can use only device 0.
+        assert_eq!(fragmentation(&s, &free, &[shape(GpuAsk::Whole(1), 1)]), 800);
+        // Two whole GPUs cannot run here at all: every free milli-GPU is lost to them.
+        assert_eq!(
+            fragmentation(&s, &free, &[shape(GpuAsk::Whole(2), 1)]),
+            1800
+        );
+        // Weights multiply, shapes add.
+        let demand = [shape(GpuAsk::Fraction(500), 3), shape(GpuAsk::Whole(1), 2)];
+        assert_eq!(fragmentation(&s, &free, &demand), 3 * 200 + 2 * 800);
+        // Without the CPU a shape needs, it can use nothing.
+        let tight = Resources::new(500, 16_384, 0);
+        assert_eq!(
+            fragmentation(&s, &tight, &[shape(GpuAsk::Fraction(100), 1)]),
+            1800
+        );
+    }
+
+    #[test]
+    fn demand_groups_equal_shapes_and_skips_cpu_only_requests() {
+        let a = Resources::new(1000, 1024, 1);
+        let b = Resources::new(2000, 1024, 0);
+        let demand = demand_of([
+            (&a, GpuAsk::Whole(1)),
+            (&a, GpuAsk::Whole(1)),
+            (&b, GpuAsk::Fraction(250)),
+            (&b, GpuAsk::None),
+        ]);
+        assert_eq!(demand.len(), 2);
+        assert_eq!(demand[0].weight, 2);
+        assert_eq!(demand[0].resources.gpu_count, 0);
+        assert_eq!(demand[1].gpus, GpuAsk::Fraction(250));
+        assert_eq!(GpuAsk::Whole(2).milli(), 2000);
+        assert_eq!(GpuAsk::Fraction(250).milli(), 250);
+        assert_eq!(GpuAsk::None.milli(), 0);
+    }
+}
