@@ -17,6 +17,7 @@
 //!   command as a process group with a timeout.
 //! - [`logs`]: the ring of last output lines.
 //! - [`config`]: [`AgentConfig`] and host capacity detection.
+//! - [`gpu`]: the worker's GPU devices, detected with `nvidia-smi`.
 //! - [`retry`]: the backoff used for every call to the server.
 //! - [`metrics`]: the metric names.
 
@@ -24,6 +25,7 @@ pub mod agent;
 pub mod config;
 pub mod control;
 mod error;
+pub mod gpu;
 pub mod http;
 pub mod logs;
 pub mod metrics;
