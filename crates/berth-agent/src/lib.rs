@@ -33,7 +33,9 @@ pub mod retry;
 pub mod runtime;
 
 pub use agent::Agent;
-pub use config::{AgentConfig, CapacityConfig, RuntimeChoice, detect_host};
+pub use config::{
+    AgentConfig, CapacityConfig, GpuConfig, ResolvedCapacity, RuntimeChoice, detect_host,
+};
 pub use control::{
     Control, ControlError, Delivery, HeartbeatReply, Lease, Registration, ReportedState,
     StatusReport,
@@ -64,8 +66,14 @@ pub async fn run_agent(config: AgentConfig, shutdown: CancellationToken) -> Resu
         })?
         .with_timeout(config.call_timeout);
     let control = Arc::new(HttpControl::new(client));
+    config.validate()?;
+    // Resolved once: the runtime and the registration must see the same devices, and
+    // detection runs nvidia-smi.
+    let capacity = config.capacity.resolve()?;
     let runtime = runtime_for(&config).await?;
-    Agent::new(config, control, runtime)?.run(shutdown).await
+    Agent::with_capacity(config, capacity, control, runtime)?
+        .run(shutdown)
+        .await
 }
 
 /// The runtime `config` chooses: runc (set up and checked), or the process runtime; with
