@@ -309,7 +309,8 @@ impl AgentConfig {
         }
     }
 
-    /// The process runtime's part of this configuration.
+    /// The process runtime's part of this configuration, without GPU devices (they are
+    /// resolved from [`AgentConfig::capacity`]; [`crate::runtime_for`] adds them).
     pub fn process_runtime(&self) -> ProcessRuntimeConfig {
         ProcessRuntimeConfig {
             work_dir: self.work_dir.clone(),
@@ -317,11 +318,14 @@ impl AgentConfig {
             stop_grace: self.stop_grace,
             log_lines: self.log_lines,
             max_line_bytes: self.max_line_bytes,
+            // The devices come from the resolved capacity: see `crate::runtime_for`.
+            gpus: Vec::new(),
         }
     }
 
     /// The runc runtime's part of this configuration: its directory is `work_dir/runc`,
-    /// its images are in `work_dir/images`.
+    /// its images are in `work_dir/images`; without GPU devices (they are resolved from
+    /// [`AgentConfig::capacity`]; [`crate::runtime_for`] adds them).
     pub fn runc_runtime(&self) -> RuncConfig {
         let mut config = RuncConfig::new(self.work_dir.join("runc"), self.worker_id.as_str());
         config.runc = self.runc.clone();

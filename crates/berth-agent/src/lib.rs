@@ -49,6 +49,7 @@ pub use runtime::{
     ProcessRuntimeConfig, RuncConfig, RuncRuntime, StartError,
 };
 
+use berth_core::GpuDevice;
 use std::sync::Arc;
 /// The shutdown signal [`run_agent`] and [`Agent::run`] take (re-exported from tokio-util).
 pub use tokio_util::sync::CancellationToken;
@@ -70,16 +71,20 @@ pub async fn run_agent(config: AgentConfig, shutdown: CancellationToken) -> Resu
     // Resolved once: the runtime and the registration must see the same devices, and
     // detection runs nvidia-smi.
     let capacity = config.capacity.resolve()?;
-    let runtime = runtime_for(&config).await?;
+    let runtime = runtime_for(&config, &capacity.gpus).await?;
     Agent::with_capacity(config, capacity, control, runtime)?
         .run(shutdown)
         .await
 }
 
-/// The runtime `config` chooses: runc (set up and checked), or the process runtime; with
+/// The runtime `config` chooses, given the worker's GPU devices (from
+/// [`CapacityConfig::resolve`]): runc (set up and checked), or the process runtime; with
 /// [`RuntimeChoice::Auto`], runc if it can be run here, else the process runtime with a
 /// warning that nothing is enforced.
-pub async fn runtime_for(config: &AgentConfig) -> Result<Arc<dyn ContainerRuntime>, AgentError> {
+pub async fn runtime_for(
+    config: &AgentConfig,
+    gpus: &[GpuDevice],
+) -> Result<Arc<dyn ContainerRuntime>, AgentError> {
     let use_runc = match config.runtime {
         RuntimeChoice::Runc => true,
         RuntimeChoice::Process => false,
@@ -93,9 +98,13 @@ pub async fn runtime_for(config: &AgentConfig) -> Result<Arc<dyn ContainerRuntim
         }
     };
     if !use_runc {
-        return Ok(Arc::new(ProcessRuntime::new(config.process_runtime())));
+        let mut process = config.process_runtime();
+        process.gpus = gpus.to_vec();
+        return Ok(Arc::new(ProcessRuntime::new(process)));
     }
-    let runtime = RuncRuntime::new(config.runc_runtime())
+    let mut runc = config.runc_runtime();
+    runc.gpus = gpus.to_vec();
+    let runtime = RuncRuntime::new(runc)
         .await
         .map_err(|err| AgentError::Runtime {
             runtime: "runc".into(),
