@@ -88,7 +88,7 @@ fn detected(nvidia_smi: &Path) -> Result<Vec<GpuDevice>, AgentError> {
     let path = std::env::var_os("PATH");
     let program =
         gpu::find_program(nvidia_smi, path.as_deref()).ok_or_else(|| GpuDetectError::NotFound {
-            program: format!("{} (on PATH)", nvidia_smi.display()),
+            program: format!("{} on PATH", nvidia_smi.display()),
         })?;
     let devices = gpu::detect_nvidia(&program)?;
     if !devices.iter().any(|device| device.healthy) {

@@ -15,7 +15,7 @@ pub enum AgentError {
     Detect(String),
     /// The worker's GPUs could not be detected (`--gpu auto`).
     #[error("cannot detect the worker's GPUs: {0}")]
-    GpuDetect(#[from] crate::gpu::GpuDetectError),
+    GpuDetect(crate::gpu::GpuDetectError),
     /// GPU detection ran but found no healthy GPU, though the worker was told to have some.
     #[error(
         "{program} found no healthy GPU ({unhealthy} unhealthy); fix the GPUs, declare them as TYPE:COUNT, or run the worker without GPUs"
@@ -58,4 +58,12 @@ pub enum AgentError {
         /// What the server said.
         source: ControlError,
     },
+}
+
+// By hand, not `#[from]`: the message already holds the cause, and a source would make
+// error reports (anyhow's chain) say it twice.
+impl From<crate::gpu::GpuDetectError> for AgentError {
+    fn from(err: crate::gpu::GpuDetectError) -> AgentError {
+        AgentError::GpuDetect(err)
+    }
 }

@@ -31,7 +31,7 @@ const BROKEN_MARKS: [&str; 3] = ["ERR!", "[GPU requires reset]", "[Unknown Error
 pub enum GpuDetectError {
     /// The program does not exist (or is not on `PATH`).
     #[error(
-        "{program} not found: install the NVIDIA driver's nvidia-smi, or declare the GPUs with --gpu TYPE:COUNT"
+        "cannot find {program}: install the NVIDIA driver's nvidia-smi, or declare the GPUs with --gpu TYPE:COUNT"
     )]
     NotFound {
         /// The program looked for.
