@@ -12,12 +12,12 @@
 
 mod container;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, ResolvedCapacity};
 use crate::control::{Control, ControlError, Delivery, Lease, Registration};
 use crate::error::AgentError;
 use crate::retry::{Backoff, GaveUp, retry};
 use crate::runtime::ContainerRuntime;
-use berth_core::AttemptId;
+use berth_core::{AttemptId, GpuDevice};
 use berth_core::{ContainerId, WorkerId};
 use container::StopSignal;
 use parking_lot::Mutex;
@@ -56,12 +56,26 @@ impl Agent {
         runtime: Arc<dyn ContainerRuntime>,
     ) -> Result<Agent, AgentError> {
         config.validate()?;
-        let (total, gpu_type) = config.capacity.resolve()?;
+        let capacity = config.capacity.resolve()?;
+        Agent::with_capacity(config, capacity, control, runtime)
+    }
+
+    /// Checks the configuration and registers `capacity`, already resolved from
+    /// `config.capacity` (so that GPUs are detected once, and the runtime was given the same
+    /// devices). Logs the worker's GPU devices.
+    pub fn with_capacity(
+        config: AgentConfig,
+        capacity: ResolvedCapacity,
+        control: Arc<dyn Control>,
+        runtime: Arc<dyn ContainerRuntime>,
+    ) -> Result<Agent, AgentError> {
+        config.validate()?;
+        log_gpus(&capacity.gpus);
         let registration = Registration {
             worker: config.worker_id.clone(),
             pool: config.pool.clone(),
-            total,
-            gpu_type,
+            total: capacity.total,
+            gpu_type: capacity.gpu_type,
             runtime: runtime.name(),
         };
         Ok(Agent {
@@ -116,6 +130,20 @@ impl Agent {
         }
         inner.deregister().await;
         Ok(())
+    }
+}
+
+/// One line per GPU device at info (a warning for an unhealthy one, which is not booked).
+fn log_gpus(gpus: &[GpuDevice]) {
+    for gpu in gpus {
+        let uuid = gpu.uuid.as_deref().unwrap_or("unknown");
+        if gpu.healthy {
+            tracing::info!(index = gpu.index, gpu_type = %gpu.gpu_type, memory_mib = gpu.memory_mib,
+                uuid, "GPU device");
+        } else {
+            tracing::warn!(index = gpu.index, gpu_type = %gpu.gpu_type, uuid,
+                "GPU device unhealthy: it is not registered and gets no containers");
+        }
     }
 }
 

@@ -1,39 +1,126 @@
 //! The agent's configuration, and the host capacity it registers.
 
 use crate::error::AgentError;
+use crate::gpu::{self, GpuDetectError};
 use crate::retry::RetryPolicy;
 use crate::runtime::runc::BindMount;
 use crate::runtime::{ProcessRuntimeConfig, RuncConfig};
-use berth_core::{GpuType, PoolName, Resources, WorkerId};
+use berth_core::{GpuDevice, GpuType, PoolName, Resources, WorkerId};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
-/// The capacity a worker registers. Anything left `None` is detected on the host; GPUs are
-/// never detected.
+/// The capacity a worker registers. CPU and memory left `None` are detected on the host;
+/// GPUs are detected only when [`GpuConfig::Detect`] says so.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CapacityConfig {
     /// CPU in millicores; detected: 1000 per CPU the agent may use.
     pub cpu_millicores: Option<u64>,
     /// Memory in MiB; detected: the host's memory, or its cgroup's limit when lower.
     pub memory_mib: Option<u64>,
-    /// The GPU type, required when `gpu_count` is above 0.
+    /// Where the worker's GPUs come from (default: it has none).
+    pub gpus: GpuConfig,
+}
+
+/// Where a worker's GPU devices come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum GpuConfig {
+    /// The worker has no GPUs.
+    #[default]
+    None,
+    /// `count` devices of `gpu_type` as the operator declares them (`--gpu A10G:2`):
+    /// indices 0 to `count - 1`, memory and UUID unknown, all healthy. For a worker whose
+    /// GPUs cannot be queried, and for tests.
+    Declared {
+        /// Their type.
+        gpu_type: GpuType,
+        /// How many (above 0).
+        count: u32,
+    },
+    /// Detected once at startup by running this `nvidia-smi` (`--gpu auto`; a name
+    /// without a slash is looked up on `PATH`). Finding no healthy GPU is an error: the
+    /// operator asked for GPUs.
+    Detect {
+        /// The program to run.
+        nvidia_smi: PathBuf,
+    },
+}
+
+impl GpuConfig {
+    /// [`GpuConfig::Detect`] with `nvidia-smi` from `PATH`.
+    pub fn detect() -> GpuConfig {
+        GpuConfig::Detect {
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+        }
+    }
+
+    /// The worker's devices: none, the declared ones, or the detected ones (checked to be
+    /// one worker's, with at least one healthy).
+    pub fn devices(&self) -> Result<Vec<GpuDevice>, AgentError> {
+        match self {
+            GpuConfig::None => Ok(Vec::new()),
+            GpuConfig::Declared { gpu_type, count } => declared(gpu_type, *count),
+            GpuConfig::Detect { nvidia_smi } => detected(nvidia_smi),
+        }
+    }
+}
+
+fn declared(gpu_type: &GpuType, count: u32) -> Result<Vec<GpuDevice>, AgentError> {
+    if count == 0 {
+        return Err(config_error(format!(
+            "{count} GPUs of type {gpu_type} declared: declare at least one, or none at all"
+        )));
+    }
+    Ok((0..count)
+        .map(|index| GpuDevice {
+            index,
+            gpu_type: gpu_type.clone(),
+            memory_mib: 0,
+            uuid: None,
+            healthy: true,
+        })
+        .collect())
+}
+
+fn detected(nvidia_smi: &Path) -> Result<Vec<GpuDevice>, AgentError> {
+    let path = std::env::var_os("PATH");
+    let program =
+        gpu::find_program(nvidia_smi, path.as_deref()).ok_or_else(|| GpuDetectError::NotFound {
+            program: format!("{} on PATH", nvidia_smi.display()),
+        })?;
+    let devices = gpu::detect_nvidia(&program)?;
+    if !devices.iter().any(|device| device.healthy) {
+        return Err(AgentError::NoGpus {
+            program: program.display().to_string(),
+            unhealthy: devices.len(),
+        });
+    }
+    Ok(devices)
+}
+
+/// What a worker registers, resolved from a [`CapacityConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedCapacity {
+    /// Its total capacity; `gpu_count` is the number of healthy devices, since only those
+    /// may be booked.
+    pub total: Resources,
+    /// The type of its GPUs, `None` without a healthy one.
     pub gpu_type: Option<GpuType>,
-    /// How many GPUs the worker has.
-    pub gpu_count: u32,
+    /// Every device, unhealthy ones too: the runtimes resolve a container's device shares
+    /// against them.
+    pub gpus: Vec<GpuDevice>,
 }
 
 impl CapacityConfig {
-    /// The capacity to register and the GPU type: configured values, the rest detected.
-    pub fn resolve(&self) -> Result<(Resources, Option<GpuType>), AgentError> {
-        let gpu_type = match (&self.gpu_type, self.gpu_count) {
-            (None, 0) => None,
-            (Some(ty), n) if n > 0 => Some(ty.clone()),
-            (None, _) => return Err(config_error("gpu_count is set but gpu_type is not")),
-            (Some(_), _) => return Err(config_error("gpu_type is set but gpu_count is 0")),
-        };
+    /// The capacity to register and the GPU devices: configured values, the rest
+    /// detected. Detecting GPUs runs `nvidia-smi`, which blocks for as long as it takes
+    /// (at most [`gpu::DETECT_TIMEOUT`]).
+    pub fn resolve(&self) -> Result<ResolvedCapacity, AgentError> {
+        let gpus = self.gpus.devices()?;
+        let healthy: Vec<&GpuDevice> = gpus.iter().filter(|device| device.healthy).collect();
+        let gpu_type = healthy.first().map(|device| device.gpu_type.clone());
         let host = match (self.cpu_millicores, self.memory_mib) {
             (Some(cpu), Some(memory)) => Resources::new(cpu, memory, 0),
             _ => detect_host()?,
@@ -41,14 +128,18 @@ impl CapacityConfig {
         let total = Resources::new(
             self.cpu_millicores.unwrap_or(host.cpu_millicores),
             self.memory_mib.unwrap_or(host.memory_mib),
-            self.gpu_count,
+            u32::try_from(healthy.len()).unwrap_or(u32::MAX),
         );
         if total.cpu_millicores == 0 || total.memory_mib == 0 {
             return Err(config_error(format!(
                 "the capacity {total} has no CPU or memory"
             )));
         }
-        Ok((total, gpu_type))
+        Ok(ResolvedCapacity {
+            total,
+            gpu_type,
+            gpus,
+        })
     }
 }
 
@@ -218,7 +309,8 @@ impl AgentConfig {
         }
     }
 
-    /// The process runtime's part of this configuration.
+    /// The process runtime's part of this configuration, without GPU devices (they are
+    /// resolved from [`AgentConfig::capacity`]; [`crate::runtime_for`] adds them).
     pub fn process_runtime(&self) -> ProcessRuntimeConfig {
         ProcessRuntimeConfig {
             work_dir: self.work_dir.clone(),
@@ -226,11 +318,14 @@ impl AgentConfig {
             stop_grace: self.stop_grace,
             log_lines: self.log_lines,
             max_line_bytes: self.max_line_bytes,
+            // The devices come from the resolved capacity: see `crate::runtime_for`.
+            gpus: Vec::new(),
         }
     }
 
     /// The runc runtime's part of this configuration: its directory is `work_dir/runc`,
-    /// its images are in `work_dir/images`.
+    /// its images are in `work_dir/images`; without GPU devices (they are resolved from
+    /// [`AgentConfig::capacity`]; [`crate::runtime_for`] adds them).
     pub fn runc_runtime(&self) -> RuncConfig {
         let mut config = RuncConfig::new(self.work_dir.join("runc"), self.worker_id.as_str());
         config.runc = self.runc.clone();
@@ -290,21 +385,88 @@ mod tests {
     }
 
     #[test]
-    fn configured_values_win_and_gpus_need_a_type() {
+    fn configured_values_win_and_declared_gpus_are_devices() {
         let mut capacity = CapacityConfig {
             cpu_millicores: Some(4000),
             memory_mib: Some(8192),
-            gpu_type: Some(GpuType::H100),
-            gpu_count: 2,
+            gpus: GpuConfig::Declared {
+                gpu_type: GpuType::H100,
+                count: 2,
+            },
         };
-        let (total, ty) = capacity.resolve().unwrap();
-        assert_eq!(total, Resources::new(4000, 8192, 2));
-        assert_eq!(ty, Some(GpuType::H100));
-        capacity.gpu_type = None;
+        let resolved = capacity.resolve().unwrap();
+        assert_eq!(resolved.total, Resources::new(4000, 8192, 2));
+        assert_eq!(resolved.gpu_type, Some(GpuType::H100));
+        let indices: Vec<u32> = resolved.gpus.iter().map(|d| d.index).collect();
+        assert_eq!(indices, [0, 1]);
+        assert!(resolved.gpus.iter().all(|d| d.healthy && d.uuid.is_none()));
+        capacity.gpus = GpuConfig::Declared {
+            gpu_type: GpuType::T4,
+            count: 0,
+        };
         assert!(matches!(capacity.resolve(), Err(AgentError::Config(_))));
-        capacity.gpu_count = 0;
-        capacity.gpu_type = Some(GpuType::T4);
-        assert!(matches!(capacity.resolve(), Err(AgentError::Config(_))));
+    }
+
+    fn fake_smi(dir: &Path, rows: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("nvidia-smi");
+        std::fs::write(&path, format!("#!/bin/sh\ncat <<'EOF'\n{rows}EOF\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn detected_gpus_register_the_healthy_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = "index, uuid, name, memory.total [MiB]\n\
+            0, GPU-a, NVIDIA L4, 23034 MiB\n\
+            1, GPU-b, NVIDIA L4, [GPU requires reset]\n\
+            2, GPU-c, NVIDIA L4, 23034 MiB\n";
+        let capacity = CapacityConfig {
+            cpu_millicores: Some(1000),
+            memory_mib: Some(1024),
+            gpus: GpuConfig::Detect {
+                nvidia_smi: fake_smi(dir.path(), rows),
+            },
+        };
+        let resolved = capacity.resolve().unwrap();
+        assert_eq!(resolved.total.gpu_count, 2);
+        assert_eq!(resolved.gpu_type, Some(GpuType::L4));
+        assert_eq!(resolved.gpus.len(), 3);
+        assert!(!resolved.gpus[1].healthy);
+    }
+
+    #[test]
+    fn detecting_no_healthy_gpu_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        for (rows, unhealthy) in [
+            ("index, uuid, name, memory.total [MiB]\n", 0),
+            ("0, [N/A], ERR!, ERR!\n", 1),
+        ] {
+            let capacity = CapacityConfig {
+                cpu_millicores: Some(1000),
+                memory_mib: Some(1024),
+                gpus: GpuConfig::Detect {
+                    nvidia_smi: fake_smi(dir.path(), rows),
+                },
+            };
+            let err = capacity.resolve().unwrap_err();
+            assert!(
+                matches!(&err, AgentError::NoGpus { unhealthy: n, .. } if *n == unhealthy),
+                "{err}"
+            );
+        }
+        let missing = CapacityConfig {
+            gpus: GpuConfig::Detect {
+                nvidia_smi: dir.path().join("absent"),
+            },
+            ..CapacityConfig::default()
+        };
+        let err = missing.resolve().unwrap_err();
+        assert!(
+            matches!(err, AgentError::GpuDetect(GpuDetectError::NotFound { .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -326,9 +488,10 @@ mod tests {
             cpu_millicores: Some(1500),
             ..CapacityConfig::default()
         };
-        let (total, ty) = capacity.resolve().unwrap();
-        assert_eq!(total.cpu_millicores, 1500);
-        assert!(total.memory_mib > 0);
-        assert_eq!(ty, None);
+        let resolved = capacity.resolve().unwrap();
+        assert_eq!(resolved.total.cpu_millicores, 1500);
+        assert!(resolved.total.memory_mib > 0);
+        assert_eq!(resolved.gpu_type, None);
+        assert!(resolved.gpus.is_empty());
     }
 }

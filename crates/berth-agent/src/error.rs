@@ -13,6 +13,19 @@ pub enum AgentError {
     /// The host's CPUs and memory could not be read.
     #[error("cannot detect the host's capacity: {0}; configure CPU and memory instead")]
     Detect(String),
+    /// The worker's GPUs could not be detected (`--gpu auto`).
+    #[error("cannot detect the worker's GPUs: {0}")]
+    GpuDetect(crate::gpu::GpuDetectError),
+    /// GPU detection ran but found no healthy GPU, though the worker was told to have some.
+    #[error(
+        "{program} found no healthy GPU ({unhealthy} unhealthy); fix the GPUs, declare them as TYPE:COUNT, or run the worker without GPUs"
+    )]
+    NoGpus {
+        /// The program run.
+        program: String,
+        /// How many devices it listed, all unhealthy.
+        unhealthy: usize,
+    },
     /// The work directory could not be created.
     #[error("cannot create the work directory {path}: {source}")]
     WorkDir {
@@ -45,4 +58,12 @@ pub enum AgentError {
         /// What the server said.
         source: ControlError,
     },
+}
+
+// By hand, not `#[from]`: the message already holds the cause, and a source would make
+// error reports (anyhow's chain) say it twice.
+impl From<crate::gpu::GpuDetectError> for AgentError {
+    fn from(err: crate::gpu::GpuDetectError) -> AgentError {
+        AgentError::GpuDetect(err)
+    }
 }

@@ -17,6 +17,7 @@
 //!   command as a process group with a timeout.
 //! - [`logs`]: the ring of last output lines.
 //! - [`config`]: [`AgentConfig`] and host capacity detection.
+//! - [`gpu`]: the worker's GPU devices, detected with `nvidia-smi`.
 //! - [`retry`]: the backoff used for every call to the server.
 //! - [`metrics`]: the metric names.
 
@@ -24,6 +25,7 @@ pub mod agent;
 pub mod config;
 pub mod control;
 mod error;
+pub mod gpu;
 pub mod http;
 pub mod logs;
 pub mod metrics;
@@ -31,7 +33,9 @@ pub mod retry;
 pub mod runtime;
 
 pub use agent::Agent;
-pub use config::{AgentConfig, CapacityConfig, RuntimeChoice, detect_host};
+pub use config::{
+    AgentConfig, CapacityConfig, GpuConfig, ResolvedCapacity, RuntimeChoice, detect_host,
+};
 pub use control::{
     Control, ControlError, Delivery, HeartbeatReply, Lease, Registration, ReportedState,
     StatusReport,
@@ -45,6 +49,7 @@ pub use runtime::{
     ProcessRuntimeConfig, RuncConfig, RuncRuntime, StartError,
 };
 
+use berth_core::GpuDevice;
 use std::sync::Arc;
 /// The shutdown signal [`run_agent`] and [`Agent::run`] take (re-exported from tokio-util).
 pub use tokio_util::sync::CancellationToken;
@@ -62,14 +67,24 @@ pub async fn run_agent(config: AgentConfig, shutdown: CancellationToken) -> Resu
         })?
         .with_timeout(config.call_timeout);
     let control = Arc::new(HttpControl::new(client));
-    let runtime = runtime_for(&config).await?;
-    Agent::new(config, control, runtime)?.run(shutdown).await
+    config.validate()?;
+    // Resolved once: the runtime and the registration must see the same devices, and
+    // detection runs nvidia-smi.
+    let capacity = config.capacity.resolve()?;
+    let runtime = runtime_for(&config, &capacity.gpus).await?;
+    Agent::with_capacity(config, capacity, control, runtime)?
+        .run(shutdown)
+        .await
 }
 
-/// The runtime `config` chooses: runc (set up and checked), or the process runtime; with
+/// The runtime `config` chooses, given the worker's GPU devices (from
+/// [`CapacityConfig::resolve`]): runc (set up and checked), or the process runtime; with
 /// [`RuntimeChoice::Auto`], runc if it can be run here, else the process runtime with a
 /// warning that nothing is enforced.
-pub async fn runtime_for(config: &AgentConfig) -> Result<Arc<dyn ContainerRuntime>, AgentError> {
+pub async fn runtime_for(
+    config: &AgentConfig,
+    gpus: &[GpuDevice],
+) -> Result<Arc<dyn ContainerRuntime>, AgentError> {
     let use_runc = match config.runtime {
         RuntimeChoice::Runc => true,
         RuntimeChoice::Process => false,
@@ -83,9 +98,13 @@ pub async fn runtime_for(config: &AgentConfig) -> Result<Arc<dyn ContainerRuntim
         }
     };
     if !use_runc {
-        return Ok(Arc::new(ProcessRuntime::new(config.process_runtime())));
+        let mut process = config.process_runtime();
+        process.gpus = gpus.to_vec();
+        return Ok(Arc::new(ProcessRuntime::new(process)));
     }
-    let runtime = RuncRuntime::new(config.runc_runtime())
+    let mut runc = config.runc_runtime();
+    runc.gpus = gpus.to_vec();
+    let runtime = RuncRuntime::new(runc)
         .await
         .map_err(|err| AgentError::Runtime {
             runtime: "runc".into(),

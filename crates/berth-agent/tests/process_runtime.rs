@@ -5,7 +5,9 @@
 use berth_agent::runtime::{ENV_TIMEOUT_SECS, ProcessRuntime, ProcessRuntimeConfig};
 use berth_agent::{ContainerRuntime, ContainerSpec, Exit, StartError};
 use berth_core::AttemptId;
-use berth_core::{ContainerId, Payload, Resources, RuntimeName, WorkerId};
+use berth_core::{
+    ContainerId, DeviceShare, GpuDevice, GpuType, Payload, Resources, RuntimeName, WorkerId,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +33,7 @@ fn spec(command: &[&str], env: &[(&str, &str)]) -> ContainerSpec {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
         },
+        devices: Vec::new(),
         timeout: None,
     }
 }
@@ -233,4 +236,47 @@ async fn env_vars_and_the_working_directory_are_set() {
     );
     assert_eq!(logs[2], "unset", "the agent's environment is not inherited");
     assert!(!workdir.exists(), "the working directory is removed");
+}
+
+fn gpu(index: u32, uuid: Option<&str>) -> GpuDevice {
+    GpuDevice {
+        index,
+        gpu_type: GpuType::L4,
+        memory_mib: 22_000,
+        uuid: uuid.map(str::to_owned),
+        healthy: true,
+    }
+}
+
+#[tokio::test]
+async fn the_environment_names_the_assigned_gpus_only() {
+    let dir = TempDir::new().unwrap();
+    let mut config = ProcessRuntimeConfig::new(dir.path());
+    config.gpus = vec![gpu(0, Some("GPU-aaa")), gpu(1, Some("GPU-bbb"))];
+    let runtime = ProcessRuntime::new(config);
+    let print = "echo $CUDA_VISIBLE_DEVICES/$NVIDIA_VISIBLE_DEVICES/$BERTH_GPU_MILLI/$CUDA_MPS_ACTIVE_THREAD_PERCENTAGE/$CUDA_MPS_PINNED_DEVICE_MEM_LIMIT";
+    // The request's own values for these names are overridden.
+    let mut job = spec(&["sh", "-c", print], &[("CUDA_VISIBLE_DEVICES", "0,1")]);
+    job.devices = vec![DeviceShare {
+        index: 1,
+        milli: 250,
+    }];
+    let (exit, logs) = run(&runtime, job).await;
+    assert_eq!(exit, Exit::Exited { code: 0 });
+    assert_eq!(logs, ["GPU-bbb/GPU-bbb/250/25/GPU-bbb=5500M"]);
+
+    let mut job = spec(&["sh", "-c", print], &[]);
+    job.devices = vec![DeviceShare::whole(0), DeviceShare::whole(1)];
+    let (_, logs) = run(&runtime, job).await;
+    assert_eq!(logs, ["GPU-aaa,GPU-bbb/GPU-aaa,GPU-bbb///"]);
+
+    let job = spec(&["sh", "-c", print], &[("NVIDIA_VISIBLE_DEVICES", "all")]);
+    let (_, logs) = run(&runtime, job).await;
+    assert_eq!(logs, ["/void///"]);
+
+    let mut job = spec(&["true"], &[]);
+    job.devices = vec![DeviceShare::whole(2)];
+    let err = runtime.start(job).await.err().unwrap();
+    assert!(matches!(err, StartError::Gpus { .. }), "{err:?}");
+    assert!(is_empty_dir(dir.path()), "nothing was created");
 }

@@ -6,9 +6,13 @@
 
 use berth_agent::runtime::runc::{CgroupVersion, RuncConfig, RuncRuntime};
 use berth_agent::{ContainerHandle, ContainerRuntime, ContainerSpec, Exit, StartError};
-use berth_core::{AttemptId, ContainerId, Payload, Resources, WorkerId};
+use berth_core::{
+    AttemptId, ContainerId, DeviceShare, GpuDevice, GpuType, Payload, Resources, WorkerId,
+};
 use berth_image::ImageConfig;
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -48,6 +52,7 @@ fn spec(worker: &str, command: &[&str], cpu: u64, memory_mib: u64) -> ContainerS
             command: command.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
         },
+        devices: Vec::new(),
         timeout: None,
     }
 }
@@ -209,6 +214,78 @@ async fn the_root_filesystem_is_read_only_and_work_is_writable() {
     let (exit, logs) = run(&rt, spec("w-fs", &["sh", "-c", script], 100, 64)).await;
     assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
     assert_eq!(logs, vec!["hi", "t", "/work"]);
+}
+
+/// Two GPUs of the worker: device 0 with a UUID, device 1 without.
+fn two_gpus() -> Vec<GpuDevice> {
+    (0..2)
+        .map(|index| GpuDevice {
+            index,
+            gpu_type: GpuType::A10G,
+            memory_mib: 23_028,
+            uuid: (index == 0).then(|| "GPU-aaa".to_owned()),
+            healthy: true,
+        })
+        .collect()
+}
+
+/// Fake NVIDIA character nodes (major 195) in `dir`, world-readable as the driver's are.
+fn fake_nvidia_nodes(dir: &Path, nodes: &[(&str, u64)]) {
+    for (name, minor) in nodes {
+        let path = dir.join(name);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(195, *minor),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_container_sees_only_its_gpu() {
+    let dir = TempDir::new().unwrap();
+    let dev = dir.path().join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    fake_nvidia_nodes(&dev, &[("nvidia0", 0), ("nvidia1", 1), ("nvidiactl", 255)]);
+    let mut config = config(&dir, "w-gpu");
+    config.device_dir = dev;
+    config.gpus = two_gpus();
+    let rt = RuncRuntime::new(config).await.unwrap();
+    // Opening a fake node finds no driver behind it (ENXIO), which the device cgroup lets
+    // through only for an allowed node; a denied one fails with EPERM first.
+    let script = "ls /dev | grep nvidia; \
+        echo cuda=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES; \
+        cat /dev/nvidia1 2>&1 | grep -q 'not permitted' && echo nvidia1-denied; true";
+    let mut job = spec("w-gpu", &["sh", "-c", script], 100, 64);
+    job.devices = vec![DeviceShare::whole(1)];
+    job.payload
+        .env
+        .insert("CUDA_VISIBLE_DEVICES".into(), "0,1".into());
+    let (exit, logs) = run(&rt, job).await;
+    assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
+    assert_eq!(logs, ["nvidia1", "nvidiactl", "cuda=1 nvidia=1"]);
+
+    // Without a share: no node, and CUDA sees nothing.
+    let script = "ls /dev | grep -c nvidia; echo cuda=[$CUDA_VISIBLE_DEVICES] nvidia=$NVIDIA_VISIBLE_DEVICES";
+    let (exit, logs) = run(&rt, spec("w-gpu", &["sh", "-c", script], 100, 64)).await;
+    assert_eq!(exit, Exit::Exited { code: 0 }, "{logs:?}");
+    assert_eq!(logs, ["0", "cuda=[] nvidia=void"]);
+    assert_eq!(leftovers(&dir, "w-gpu"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_device_the_worker_lacks_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let rt = runtime(&dir, "w-nogpu").await;
+    let mut job = spec("w-nogpu", &["true"], 100, 64);
+    job.devices = vec![DeviceShare::whole(0)];
+    let err = rt.start(job).await.err().unwrap();
+    assert!(matches!(err, StartError::Gpus { .. }), "{err:?}");
+    assert_eq!(leftovers(&dir, "w-nogpu"), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -330,6 +330,7 @@ async fn start_and_wait(
             command: vec!["true".to_owned()],
             env: BTreeMap::new(),
         },
+        devices: Vec::new(),
         timeout: Some(CONTAINER_LIMIT),
     };
     let began = Instant::now();

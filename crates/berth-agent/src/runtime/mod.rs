@@ -2,17 +2,20 @@
 //!
 //! The agent only talks to this contract. Two runtimes implement it: [`RuncRuntime`]
 //! (OCI bundles under runc, with the booked limits enforced; the default where runc is
-//! installed) and [`ProcessRuntime`] (a plain process group, for development).
+//! installed) and [`ProcessRuntime`] (a plain process group, for development). Both give a
+//! container exactly its GPU devices ([`gpus`]).
 
+pub mod gpus;
 mod process;
 pub mod runc;
 
+pub use gpus::{AssignedGpu, AssignedGpus};
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};
 pub use runc::{RuncConfig, RuncRuntime};
 
 use async_trait::async_trait;
 use berth_core::AttemptId;
-use berth_core::{ContainerId, Payload, Resources, RuntimeName, WorkerId};
+use berth_core::{ContainerId, DeviceShare, Payload, Resources, RuntimeName, WorkerId};
 use std::fmt;
 use std::time::Duration;
 
@@ -37,8 +40,12 @@ pub struct ContainerSpec {
     pub worker: WorkerId,
     /// What it reserved on the worker.
     pub resources: Resources,
-    /// What to run: image, command, environment.
+    /// What to run: image, command, environment. The GPU variables of [`gpus`] override
+    /// the environment's values for the same names.
     pub payload: Payload,
+    /// The GPU device shares it was assigned on this worker; none means it sees no GPU.
+    /// The runtime resolves them against the worker's devices ([`AssignedGpus`]).
+    pub devices: Vec<DeviceShare>,
     /// Its timeout, if its request set one; otherwise [`ENV_TIMEOUT_SECS`] in its
     /// environment, then the runtime's default, apply.
     pub timeout: Option<Duration>,
@@ -131,6 +138,13 @@ pub enum StartError {
         /// What was booked.
         resources: Resources,
         /// Why it cannot be enforced.
+        why: String,
+    },
+    /// The assigned GPU device shares cannot be given on this worker (a device it does not
+    /// have, one listed twice, a share out of range).
+    #[error("cannot give the container its GPUs: {why}")]
+    Gpus {
+        /// What is wrong with the shares.
         why: String,
     },
     /// Starting the process failed for another reason.

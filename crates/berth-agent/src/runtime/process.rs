@@ -1,12 +1,13 @@
 //! [`ProcessRuntime`]: runs a container's command as a plain process group on the host.
 
+use super::gpus::AssignedGpus;
 use super::{
     ContainerHandle, ContainerRuntime, ContainerSpec, ENV_ATTEMPT_ID, ENV_CONTAINER_ID,
     ENV_WORKER_ID, Exit, StartError, timeout_for,
 };
 use crate::logs::{LogRing, SharedLog, pump_lines};
 use async_trait::async_trait;
-use berth_core::RuntimeName;
+use berth_core::{GpuDevice, RuntimeName};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
@@ -40,6 +41,8 @@ pub struct ProcessRuntimeConfig {
     pub log_lines: usize,
     /// Longer output lines are cut to this many bytes.
     pub max_line_bytes: usize,
+    /// The worker's GPU devices, which containers' device shares refer to (default none).
+    pub gpus: Vec<GpuDevice>,
 }
 
 impl ProcessRuntimeConfig {
@@ -52,6 +55,7 @@ impl ProcessRuntimeConfig {
             stop_grace: Duration::from_secs(5),
             log_lines: 1000,
             max_line_bytes: 16 * 1024,
+            gpus: Vec::new(),
         }
     }
 }
@@ -60,8 +64,9 @@ impl ProcessRuntimeConfig {
 /// process group (so killing it kills its children too), in its own working directory.
 ///
 /// The environment is not inherited from the agent: a container gets `PATH` (the
-/// agent's), `HOME` (its working directory), its request's variables, then
-/// [`ENV_CONTAINER_ID`], [`ENV_ATTEMPT_ID`] and [`ENV_WORKER_ID`]. Its timeout is the spec's, else
+/// agent's), `HOME` (its working directory), its request's variables, then its GPU
+/// variables ([`super::gpus`]: the only fence this runtime puts around GPUs, which a
+/// process may ignore), [`ENV_CONTAINER_ID`], [`ENV_ATTEMPT_ID`] and [`ENV_WORKER_ID`]. Its timeout is the spec's, else
 /// [`ENV_TIMEOUT_SECS`](super::ENV_TIMEOUT_SECS) from its environment, else the configured default. The image is
 /// ignored.
 #[derive(Debug)]
@@ -92,7 +97,13 @@ impl ProcessRuntime {
         }
     }
 
-    fn command(&self, spec: &ContainerSpec, program: &str, dir: &Path) -> Command {
+    fn command(
+        &self,
+        spec: &ContainerSpec,
+        gpus: &AssignedGpus,
+        program: &str,
+        dir: &Path,
+    ) -> Command {
         let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
         let mut command = Command::new(program);
         command
@@ -101,6 +112,7 @@ impl ProcessRuntime {
             .env("PATH", path)
             .env("HOME", dir)
             .envs(&spec.payload.env)
+            .envs(gpus.env())
             .env(ENV_CONTAINER_ID, spec.container.as_str())
             .env(ENV_ATTEMPT_ID, spec.attempt.as_str())
             .env(ENV_WORKER_ID, spec.worker.as_str())
@@ -124,13 +136,14 @@ impl ContainerRuntime for ProcessRuntime {
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
         let program = spec.payload.command.first().ok_or(StartError::NoCommand)?;
         let limit = timeout_for(&spec, self.config.default_timeout)?;
+        let gpus = AssignedGpus::resolve(&spec.devices, &self.config.gpus)?;
         self.note_image(&spec);
         let dir = self
             .config
             .work_dir
             .join(format!("{}.{}", spec.container, spec.attempt));
         prepare_dir(&dir).await?;
-        let mut child = match self.command(&spec, program, &dir).spawn() {
+        let mut child = match self.command(&spec, &gpus, program, &dir).spawn() {
             Ok(child) => child,
             Err(err) => {
                 remove_dir(&dir).await;

@@ -4,7 +4,9 @@
 
 use crate::units::{parse_cpu, parse_memory};
 use anyhow::{Context, bail};
-use berth_agent::{AgentConfig, CancellationToken, CapacityConfig, RuntimeChoice, run_agent};
+use berth_agent::{
+    AgentConfig, CancellationToken, CapacityConfig, GpuConfig, RuntimeChoice, run_agent,
+};
 use berth_core::{GpuType, PoolName, WorkerId};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,8 +26,9 @@ pub struct WorkerArgs {
     /// Memory to offer (default: detected), e.g. 8Gi.
     #[arg(long)]
     pub memory: Option<String>,
-    /// GPUs: TYPE:COUNT, e.g. A10G:1 (never detected).
-    #[arg(long)]
+    /// GPUs: `auto` (detected with nvidia-smi from PATH; finding none is an error), or
+    /// TYPE:COUNT to declare them, e.g. A10G:2 (devices 0 to COUNT-1). Default: none.
+    #[arg(long, value_name = "auto|TYPE:COUNT")]
     pub gpu: Option<String>,
     /// Where the worker keeps its containers' bundles, images and runc state. Keep it
     /// across restarts: a restarted worker adopts the containers it finds there.
@@ -88,25 +91,38 @@ fn default_id() -> String {
 }
 
 fn capacity(args: &WorkerArgs) -> anyhow::Result<CapacityConfig> {
-    let mut capacity = CapacityConfig {
+    Ok(CapacityConfig {
         cpu_millicores: args.cpu.as_deref().map(parse_cpu).transpose()?,
         memory_mib: args.memory.as_deref().map(parse_memory).transpose()?,
-        ..CapacityConfig::default()
-    };
-    if let Some(gpu) = &args.gpu {
-        let Some((ty, count)) = gpu.rsplit_once(':') else {
-            bail!("--gpu {gpu:?}: expected TYPE:COUNT, e.g. A10G:1");
-        };
-        capacity.gpu_type = Some(
-            ty.parse::<GpuType>()
-                .with_context(|| format!("--gpu {gpu:?}"))?,
-        );
-        capacity.gpu_count =
-            count.parse().ok().filter(|n| *n > 0).with_context(|| {
-                format!("--gpu {gpu:?}: the count must be a whole number above 0")
-            })?;
+        gpus: args
+            .gpu
+            .as_deref()
+            .map(parse_gpu)
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+/// `--gpu`: `auto`, or TYPE:COUNT with a count above 0.
+fn parse_gpu(gpu: &str) -> anyhow::Result<GpuConfig> {
+    if gpu.eq_ignore_ascii_case("auto") {
+        return Ok(GpuConfig::detect());
     }
-    Ok(capacity)
+    let Some((ty, count)) = gpu.rsplit_once(':') else {
+        bail!("--gpu {gpu:?}: expected auto or TYPE:COUNT, e.g. A10G:1");
+    };
+    if ty.eq_ignore_ascii_case("auto") {
+        bail!("--gpu {gpu:?}: auto takes no count; it uses every GPU nvidia-smi lists");
+    }
+    let gpu_type = ty
+        .parse::<GpuType>()
+        .with_context(|| format!("--gpu {gpu:?}"))?;
+    let count = count
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .with_context(|| format!("--gpu {gpu:?}: the count must be a whole number above 0"))?;
+    Ok(GpuConfig::Declared { gpu_type, count })
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then drains.
@@ -121,4 +137,25 @@ pub async fn run(args: WorkerArgs, server: &str) -> anyhow::Result<()> {
     eprintln!("berth worker {} joining {server}", config.worker_id);
     run_agent(config, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_flags_detect_or_declare() {
+        assert_eq!(parse_gpu("auto").unwrap(), GpuConfig::detect());
+        assert_eq!(
+            parse_gpu("A10G:2").unwrap(),
+            GpuConfig::Declared {
+                gpu_type: GpuType::A10G,
+                count: 2
+            }
+        );
+        for bad in ["A10G", "A10G:0", "A10G:x", ":1", "auto:1", "bad type:1"] {
+            assert!(parse_gpu(bad).is_err(), "{bad} accepted");
+        }
+    }
 }

@@ -21,19 +21,23 @@
 mod bundle;
 mod cgroup;
 mod cli;
+mod devices;
 mod follow;
 mod handle;
 mod spec;
 
 pub use cgroup::CgroupVersion;
+pub use devices::DeviceNode;
 pub use spec::{BindMount, CPU_PERIOD_US, cpu_limits, memory_limit};
 
 use crate::logs::{LogRing, SharedLog};
+use crate::runtime::gpus::AssignedGpus;
 use crate::runtime::{
     ContainerHandle, ContainerRuntime, ContainerSpec, ENV_ATTEMPT_ID, ENV_CONTAINER_ID,
     ENV_WORKER_ID, Leftover, StartError, timeout_for,
 };
 use async_trait::async_trait;
+use berth_core::GpuDevice;
 use berth_image::{ImageStore, PreparedImage};
 use bundle::{Bundle, Meta};
 use cli::Runc;
@@ -88,12 +92,17 @@ pub struct RuncConfig {
     pub host_network: bool,
     /// Host paths bound into every container (chosen by the worker's operator).
     pub mounts: Vec<BindMount>,
+    /// The worker's GPU devices, which containers' device shares refer to (default none).
+    pub gpus: Vec<GpuDevice>,
+    /// Where the host's device nodes are (default `/dev`): a container with GPUs gets its
+    /// devices' `nvidia<index>` and the driver's shared nodes from here.
+    pub device_dir: PathBuf,
 }
 
 impl RuncConfig {
     /// The defaults under `dir` for the worker `worker`: `runc` from `PATH`, images in
     /// `dir/images`, 1 hour timeout, 5 s stop grace, 30 s to start, 1000 lines of 16 KiB,
-    /// 4096 pids, an own network namespace.
+    /// 4096 pids, an own network namespace, no GPUs, device nodes from `/dev`.
     pub fn new(dir: impl Into<PathBuf>, worker: &str) -> RuncConfig {
         let dir = dir.into();
         RuncConfig {
@@ -109,6 +118,8 @@ impl RuncConfig {
             pids_limit: 4096,
             host_network: false,
             mounts: Vec::new(),
+            gpus: Vec::new(),
+            device_dir: PathBuf::from("/dev"),
         }
     }
 }
@@ -409,9 +420,9 @@ fn command_of(spec: &ContainerSpec, image: &PreparedImage) -> Result<Vec<String>
     Ok(args)
 }
 
-/// The environment: the image's, `HOME`, the request's, then berth's own variables (later
-/// ones win).
-fn env_of(spec: &ContainerSpec, image: &PreparedImage) -> Vec<String> {
+/// The environment: the image's, `HOME`, the request's, then the GPU variables
+/// ([`crate::runtime::gpus`]) and berth's own (later ones win).
+fn env_of(spec: &ContainerSpec, image: &PreparedImage, gpus: &AssignedGpus) -> Vec<String> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |key: &str, value: &str| {
         env.retain(|(k, _)| k != key);
@@ -429,6 +440,9 @@ fn env_of(spec: &ContainerSpec, image: &PreparedImage) -> Vec<String> {
     set("HOME", "/work");
     for (key, value) in &spec.payload.env {
         set(key, value);
+    }
+    for (key, value) in gpus.env() {
+        set(key, &value);
     }
     set(ENV_CONTAINER_ID, spec.container.as_str());
     set(ENV_ATTEMPT_ID, spec.attempt.as_str());
@@ -509,7 +523,8 @@ impl ContainerRuntime for RuncRuntime {
         let id = runc_id(spec.attempt.as_str())?;
         let image = self.prepare_image(spec.payload.image.as_deref()).await?;
         let args = command_of(&spec, &image)?;
-        let env = env_of(&spec, &image);
+        let gpus = AssignedGpus::resolve(&spec.devices, &self.config.gpus)?;
+        let env = env_of(&spec, &image, &gpus);
         check_program(&image.rootfs, &args[0], &env)?;
         let user = user_of(&image)?;
         let bundle = self.bundle(&id);
@@ -535,6 +550,7 @@ impl ContainerRuntime for RuncRuntime {
             pids_limit: self.config.pids_limit,
             host_network: self.config.host_network,
             mounts: self.config.mounts.clone(),
+            devices: devices::gpu_nodes(&self.config.device_dir, &gpus.indices()),
         };
         let oci = spec::build(&plan)
             .map_err(|err| StartError::Runtime(format!("cannot build config.json: {err}")))?;

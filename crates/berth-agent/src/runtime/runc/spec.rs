@@ -1,12 +1,15 @@
 //! The OCI runtime spec (config.json) of one container, written with the `oci-spec` crate:
 //! runc's defaults (namespaces, masked and read-only paths, capabilities, no new
-//! privileges) plus what the booking and the image say.
+//! privileges) plus what the booking and the image say, and the container's GPU device
+//! nodes.
 
+use super::devices::DeviceNode;
 use berth_core::Resources;
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, RootBuilder, Spec, UserBuilder,
 };
 use std::path::{Path, PathBuf};
 
@@ -42,6 +45,9 @@ pub struct Plan {
     pub host_network: bool,
     /// Host directories or files bound into the container.
     pub mounts: Vec<BindMount>,
+    /// The host's device nodes it is given (its GPUs'), created in its `/dev` and allowed
+    /// by its device cgroup.
+    pub devices: Vec<DeviceNode>,
 }
 
 /// A host path bound into every container of a worker (a dataset, a cache, a socket): the
@@ -135,6 +141,11 @@ pub fn build(plan: &Plan) -> Result<Spec, OciSpecError> {
     linux.set_namespaces(Some(namespaces));
     linux.set_cgroups_path(Some(PathBuf::from(&plan.cgroup)));
     linux.set_resources(Some(resources(plan)?));
+    let mut devices = linux.devices().clone().unwrap_or_default();
+    for node in &plan.devices {
+        devices.push(linux_device(node)?);
+    }
+    linux.set_devices(Some(devices));
     spec.set_linux(Some(linux));
     Ok(spec)
 }
@@ -143,11 +154,15 @@ fn resources(plan: &Plan) -> Result<oci_spec::runtime::LinuxResources, OciSpecEr
     let (shares, quota, period) = cpu_limits(plan.resources.cpu_millicores);
     let memory = memory_limit(plan.resources.memory_mib);
     // Deny every device; runc adds back the ones every container needs (null, zero,
-    // random, tty, ...). A container's GPUs are allowed here once they are assigned.
+    // random, tty, ...); then allow the container's own GPU nodes, later rules winning.
     let deny_all = LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")
         .build()?;
+    let mut rules = vec![deny_all];
+    for node in &plan.devices {
+        rules.push(allow(node)?);
+    }
     LinuxResourcesBuilder::default()
         .cpu(
             LinuxCpuBuilder::default()
@@ -164,7 +179,29 @@ fn resources(plan: &Plan) -> Result<oci_spec::runtime::LinuxResources, OciSpecEr
                 .build()?,
         )
         .pids(LinuxPidsBuilder::default().limit(plan.pids_limit).build()?)
-        .devices(vec![deny_all])
+        .devices(rules)
+        .build()
+}
+
+fn linux_device(node: &DeviceNode) -> Result<LinuxDevice, OciSpecError> {
+    LinuxDeviceBuilder::default()
+        .path(&node.path)
+        .typ(LinuxDeviceType::C)
+        .major(node.major)
+        .minor(node.minor)
+        .file_mode(node.mode)
+        .uid(node.uid)
+        .gid(node.gid)
+        .build()
+}
+
+fn allow(node: &DeviceNode) -> Result<LinuxDeviceCgroup, OciSpecError> {
+    LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(LinuxDeviceType::C)
+        .major(node.major)
+        .minor(node.minor)
+        .access("rwm")
         .build()
 }
 
@@ -244,6 +281,7 @@ mod tests {
             pids_limit: 512,
             host_network: false,
             mounts: vec!["/data:/data:ro".parse().unwrap()],
+            devices: Vec::new(),
         }
     }
 
@@ -315,6 +353,69 @@ mod tests {
             .find(|m| m["destination"] == "/data")
             .unwrap();
         assert!(data["options"].as_array().unwrap().contains(&"ro".into()));
+    }
+
+    #[test]
+    fn one_whole_gpu_of_two_gets_its_node_and_the_control_node_only() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::devices::make_fake_nodes(
+            dir.path(),
+            &[("nvidia0", 0), ("nvidia1", 1), ("nvidiactl", 255)],
+        );
+        let spec = build(&Plan {
+            devices: super::super::devices::gpu_nodes(dir.path(), &[0]),
+            ..plan()
+        })
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let devices: Vec<(&str, &str, i64, i64)> = json["linux"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let number = |key: &str| d[key].as_i64().unwrap();
+                let path = d["path"].as_str().unwrap();
+                (
+                    path,
+                    d["type"].as_str().unwrap(),
+                    number("major"),
+                    number("minor"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            devices,
+            [
+                ("/dev/nvidia0", "c", 195, 0),
+                ("/dev/nvidiactl", "c", 195, 255)
+            ]
+        );
+        let rules = json["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules.len(), 3, "{rules:?}");
+        assert_eq!(rules[0]["allow"], false);
+        for (rule, minor) in rules[1..].iter().zip([0, 255]) {
+            assert_eq!(rule["allow"], true);
+            assert_eq!(rule["type"], "c");
+            assert_eq!(rule["major"], 195);
+            assert_eq!(rule["minor"], minor);
+            assert_eq!(rule["access"], "rwm");
+        }
+    }
+
+    #[test]
+    fn no_gpu_no_device_rule_but_the_deny() {
+        let json = serde_json::to_value(build(&plan()).unwrap()).unwrap();
+        let rules = json["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules.len(), 1);
+        let nodes = json["linux"]["devices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            nodes
+                .iter()
+                .all(|n| !n["path"].as_str().unwrap().contains("nvidia"))
+        );
     }
 
     #[test]
