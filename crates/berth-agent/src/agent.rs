@@ -76,6 +76,7 @@ impl Agent {
             pool: config.pool.clone(),
             total: capacity.total,
             gpu_type: capacity.gpu_type,
+            devices: capacity.gpus,
             runtime: runtime.name(),
         };
         Ok(Agent {

@@ -103,10 +103,10 @@ fn detected(nvidia_smi: &Path) -> Result<Vec<GpuDevice>, AgentError> {
 /// What a worker registers, resolved from a [`CapacityConfig`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedCapacity {
-    /// Its total capacity; `gpu_count` is the number of healthy devices, since only those
-    /// may be booked.
+    /// Its total capacity; `gpu_count` is the number of devices, healthy or not (the
+    /// scheduler books only the healthy ones).
     pub total: Resources,
-    /// The type of its GPUs, `None` without a healthy one.
+    /// The type of its GPUs, `None` without GPUs.
     pub gpu_type: Option<GpuType>,
     /// Every device, unhealthy ones too: the runtimes resolve a container's device shares
     /// against them.
@@ -119,8 +119,7 @@ impl CapacityConfig {
     /// (at most [`gpu::DETECT_TIMEOUT`]).
     pub fn resolve(&self) -> Result<ResolvedCapacity, AgentError> {
         let gpus = self.gpus.devices()?;
-        let healthy: Vec<&GpuDevice> = gpus.iter().filter(|device| device.healthy).collect();
-        let gpu_type = healthy.first().map(|device| device.gpu_type.clone());
+        let gpu_type = gpus.first().map(|device| device.gpu_type.clone());
         let host = match (self.cpu_millicores, self.memory_mib) {
             (Some(cpu), Some(memory)) => Resources::new(cpu, memory, 0),
             _ => detect_host()?,
@@ -128,7 +127,7 @@ impl CapacityConfig {
         let total = Resources::new(
             self.cpu_millicores.unwrap_or(host.cpu_millicores),
             self.memory_mib.unwrap_or(host.memory_mib),
-            u32::try_from(healthy.len()).unwrap_or(u32::MAX),
+            u32::try_from(gpus.len()).unwrap_or(u32::MAX),
         );
         if total.cpu_millicores == 0 || total.memory_mib == 0 {
             return Err(config_error(format!(
@@ -416,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn detected_gpus_register_the_healthy_ones() {
+    fn detected_gpus_register_every_device_unhealthy_ones_marked() {
         let dir = tempfile::tempdir().unwrap();
         let rows = "index, uuid, name, memory.total [MiB]\n\
             0, GPU-a, NVIDIA L4, 23034 MiB\n\
@@ -430,7 +429,8 @@ mod tests {
             },
         };
         let resolved = capacity.resolve().unwrap();
-        assert_eq!(resolved.total.gpu_count, 2);
+        // All three count; the scheduler books only the healthy ones.
+        assert_eq!(resolved.total.gpu_count, 3);
         assert_eq!(resolved.gpu_type, Some(GpuType::L4));
         assert_eq!(resolved.gpus.len(), 3);
         assert!(!resolved.gpus[1].healthy);

@@ -4,7 +4,10 @@
 
 use async_trait::async_trait;
 use berth_core::AttemptId;
-use berth_core::{ContainerId, GpuType, Payload, PoolName, Resources, RuntimeName, WorkerId};
+use berth_core::{
+    ContainerId, DeviceShare, GpuDevice, GpuType, Payload, PoolName, Resources, RuntimeName,
+    WorkerId,
+};
 use std::time::Duration;
 
 /// What the worker registers.
@@ -18,6 +21,9 @@ pub struct Registration {
     pub total: Resources,
     /// Its GPU type, if it has GPUs.
     pub gpu_type: Option<GpuType>,
+    /// Its GPU devices, one per GPU of `total` (unhealthy ones too: the scheduler does not
+    /// book those).
+    pub devices: Vec<GpuDevice>,
     /// The container runtime it runs containers with ([`crate::ContainerRuntime::name`]).
     pub runtime: RuntimeName,
 }
@@ -43,6 +49,8 @@ pub struct Delivery {
     pub attempt: AttemptId,
     /// What it reserved.
     pub resources: Resources,
+    /// The GPU device shares it reserved: it gets exactly these devices.
+    pub devices: Vec<DeviceShare>,
     /// What to run.
     pub payload: Payload,
     /// Kill it once it has run this long, if its request set a timeout.

@@ -8,7 +8,7 @@ use crate::control::{
 use async_trait::async_trait;
 use berth_api as api;
 use berth_core::AttemptId;
-use berth_core::{ContainerId, Payload, WorkerId, WorkerStatus};
+use berth_core::{ContainerId, DeviceShare, Payload, WorkerId, WorkerStatus};
 use std::time::Duration;
 
 /// The longest failure reason the server accepts, in bytes.
@@ -89,6 +89,14 @@ fn delivery(view: api::AssignmentView) -> Delivery {
         container: view.container,
         attempt: view.attempt,
         resources: view.resources.into(),
+        devices: view
+            .devices
+            .iter()
+            .map(|d| DeviceShare {
+                index: d.index,
+                milli: d.milli,
+            })
+            .collect(),
         payload: Payload {
             image: view.image,
             command: view.command,
@@ -109,6 +117,11 @@ impl Control for HttpControl {
             total.memory_mib,
         );
         body.gpu = registration.gpu_type.as_ref().map(|ty| api::WorkerGpu {
+            devices: registration
+                .devices
+                .iter()
+                .map(api::DeviceView::from)
+                .collect(),
             count: total.gpu_count,
             gpu_type: ty.to_string(),
         });

@@ -113,8 +113,18 @@ impl ToSchema for GpuTypes {}
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSpec {
-    /// How many GPUs, at least 1 (omit `gpu` for a CPU-only container).
+    /// How many whole GPUs, each a device of its own (omit `gpu` for a CPU-only container;
+    /// 0 or absent with `milli`).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 65536)]
     pub count: u32,
+    /// Instead of whole GPUs, a fraction of one GPU in milli-GPUs, 1 to 999 (`250` is a
+    /// quarter): it lives on one device, which other fractions share. What it gets of the
+    /// device is a share the scheduler books; the device itself does not enforce it unless
+    /// the worker runs CUDA MPS (see the README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 999)]
+    pub milli: Option<u32>,
     /// Which types are acceptable.
     #[serde(default)]
     #[schema(inline)]
@@ -209,9 +219,10 @@ impl ContainerSpec {
             None => None,
         };
         let (gpu_count, gpu) = gpu_preference(self.gpu.as_ref())?;
+        let gpu_fraction_milli = self.gpu.as_ref().and_then(|g| g.milli);
         let payload = payload(self.image, self.command, self.env, self.timeout_secs)?;
         let request = ContainerRequest {
-            gpu_fraction_milli: None,
+            gpu_fraction_milli,
             id,
             tenant: self.tenant,
             resources: Resources::new(self.cpu_millicores, self.memory_mib, gpu_count),
@@ -239,11 +250,26 @@ fn gpu_preference(gpu: Option<&GpuSpec>) -> Result<(u32, GpuPreference), ApiErro
     let Some(gpu) = gpu else {
         return Ok((0, GpuPreference::Any));
     };
-    if gpu.count == 0 {
-        return Err(ApiError::invalid(
-            "gpu.count",
-            "must be at least 1; omit gpu for a CPU-only container",
-        ));
+    match (gpu.count, gpu.milli) {
+        (0, None) => {
+            return Err(ApiError::invalid(
+                "gpu.count",
+                "must be at least 1, or give gpu.milli (1 to 999) for a fraction of one GPU; omit gpu for a CPU-only container",
+            ));
+        }
+        (count, Some(milli)) if count > 0 => {
+            return Err(ApiError::invalid(
+                "gpu.milli",
+                format!("{milli} milli-GPUs and {count} whole GPUs: ask for one or the other"),
+            ));
+        }
+        (_, Some(milli)) if !(1..1000).contains(&milli) => {
+            return Err(ApiError::invalid(
+                "gpu.milli",
+                format!("must be 1 to 999 (got {milli}); ask for whole GPUs with gpu.count"),
+            ));
+        }
+        _ => {}
     }
     if gpu.count > MAX_GPU_COUNT {
         return Err(ApiError::invalid(
@@ -375,7 +401,7 @@ fn request_error(error: RequestError) -> ApiError {
             other => other,
         },
         RequestError::TypesWithoutCount | RequestError::EmptyTypeList => "gpu.types",
-        RequestError::BadFraction(_) | RequestError::WholeAndFraction { .. } => "gpu.count",
+        RequestError::BadFraction(_) | RequestError::WholeAndFraction { .. } => "gpu.milli",
     };
     let message = match &error {
         RequestError::ZeroSized { field } => {

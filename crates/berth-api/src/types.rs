@@ -135,8 +135,9 @@ pub struct ContainerView {
 impl From<&ContainerRecord> for ContainerView {
     fn from(record: &ContainerRecord) -> ContainerView {
         let request = &record.request;
-        let gpu = (request.resources.gpu_count > 0).then(|| GpuSpec {
+        let gpu = request.wants_gpus().then(|| GpuSpec {
             count: request.resources.gpu_count,
+            milli: request.gpu_fraction_milli,
             types: match &request.gpu {
                 GpuPreference::Any => GpuTypes::Any,
                 GpuPreference::Types(types) => {

@@ -109,7 +109,11 @@ impl RequestMaker {
                 1 => GpuTypes::List(vec!["A100-80".to_owned(), "A10G".to_owned()]),
                 _ => GpuTypes::Any,
             };
-            spec.gpu = Some(GpuSpec { count: 1, types });
+            spec.gpu = Some(GpuSpec {
+                count: 1,
+                milli: None,
+                types,
+            });
             (RequestClass::Gpu, spec)
         } else if roll < 990 {
             (
@@ -120,6 +124,7 @@ impl RequestMaker {
             let mut spec = recording_spec(id, 1000, 1024, &sleep, &self.starts);
             spec.gpu = Some(GpuSpec {
                 count: 2,
+                milli: None,
                 types: GpuTypes::List(vec!["A100-80".to_owned()]),
             });
             (RequestClass::Big, spec)

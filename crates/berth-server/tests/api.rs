@@ -491,6 +491,7 @@ async fn ten_thousand_gpus_are_refused_at_once() {
     let mut huge = spec(Some("huge"), 1000, 1024);
     huge.gpu = Some(GpuSpec {
         count: 10_000,
+        milli: None,
         types: GpuTypes::Any,
     });
     let started = Instant::now();
@@ -504,6 +505,7 @@ async fn ten_thousand_gpus_are_refused_at_once() {
     let mut odd = spec(Some("odd"), 1000, 1024);
     odd.gpu = Some(GpuSpec {
         count: 1,
+        milli: None,
         types: GpuTypes::List(vec!["MI300X".into()]),
     });
     let error = server.client.submit(&odd).await.unwrap_err();
@@ -527,6 +529,7 @@ async fn ten_thousand_gpus_are_refused_at_once() {
     let mut fits = spec(Some("fits"), 1000, 1024);
     fits.gpu = Some(GpuSpec {
         count: 8,
+        milli: None,
         types: GpuTypes::List(vec!["A100-80".into()]),
     });
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Quantities as Kubernetes users write them: CPU as `500m` or `2` (cores, decimals allowed),
 //! memory as `512Mi`, `4Gi`, `1G`, `1000M` or plain bytes; GPUs as `TYPE[,TYPE...]:COUNT`
-//! or `any:COUNT`.
+//! or `any:COUNT`, the count whole or a fraction of one GPU (`0.25`).
 
 use berth_core::{GpuPreference, GpuType};
 
@@ -78,27 +78,55 @@ pub fn parse_memory(input: &str) -> Result<u64, UnitError> {
     u64::try_from(bytes.div_ceil(1 << 20)).map_err(|_| bad("too large"))
 }
 
-/// A GPU demand: `A10G,A100-40:1` (these types, preferred in order, one GPU) or `any:2`.
-pub fn parse_gpu(input: &str) -> Result<(GpuPreference, u32), UnitError> {
+/// How many GPUs a container asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuAmount {
+    /// Whole GPUs, each a device of its own.
+    Whole(u32),
+    /// A fraction of one GPU, in milli-GPUs (1 to 999).
+    Milli(u32),
+}
+
+/// A GPU demand: `A10G,A100-40:1` (these types, preferred in order, one GPU), `any:2`, or
+/// a fraction of one GPU such as `A10G:0.25` (250 milli-GPUs, to a thousandth).
+pub fn parse_gpu(input: &str) -> Result<(GpuPreference, GpuAmount), UnitError> {
     let bad = |problem: &str| error("gpu", input, problem);
-    let (types, count) = input
-        .rsplit_once(':')
-        .ok_or_else(|| bad("expected TYPE[,TYPE...]:COUNT or any:COUNT, e.g. A10G:1"))?;
-    let count: u32 = count
-        .trim()
-        .parse()
-        .map_err(|_| bad("the count after ':' must be a whole number"))?;
-    if count == 0 {
-        return Err(bad("the count must be at least 1"));
-    }
+    let (types, count) = input.rsplit_once(':').ok_or_else(|| {
+        bad("expected TYPE[,TYPE...]:COUNT or any:COUNT, e.g. A10G:1 or A10G:0.5")
+    })?;
+    let amount = parse_gpu_amount(count.trim()).map_err(&bad)?;
     if types.trim().eq_ignore_ascii_case("any") {
-        return Ok((GpuPreference::Any, count));
+        return Ok((GpuPreference::Any, amount));
     }
     let parsed = types
         .split(',')
         .map(|t| t.parse::<GpuType>().map_err(|e| bad(&e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((GpuPreference::Types(parsed), count))
+    Ok((GpuPreference::Types(parsed), amount))
+}
+
+/// `2` (whole GPUs, at least 1) or `0.25` (a fraction below 1, to a thousandth).
+fn parse_gpu_amount(text: &str) -> Result<GpuAmount, &'static str> {
+    let Some((whole, fraction)) = text.split_once('.') else {
+        return match text.parse::<u32>() {
+            Ok(0) => Err("the count must be at least 1, or a fraction such as 0.5"),
+            Ok(count) => Ok(GpuAmount::Whole(count)),
+            Err(_) => Err("the count after ':' must be a whole number or a fraction such as 0.5"),
+        };
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if whole != "0" || !digits(fraction) || fraction.len() > 3 {
+        return Err(
+            "a fraction is 0.001 to 0.999 of one GPU (ask for whole GPUs with a whole number)",
+        );
+    }
+    let milli = format!("{fraction:0<3}")
+        .parse::<u32>()
+        .map_err(|_| "the fraction does not parse")?;
+    if milli == 0 {
+        return Err("a fraction must be above 0");
+    }
+    Ok(GpuAmount::Milli(milli))
 }
 
 #[cfg(test)]
@@ -134,10 +162,32 @@ mod tests {
             pref,
             GpuPreference::Types(vec![GpuType::A10G, GpuType::A100_40])
         );
-        assert_eq!(n, 1);
-        assert_eq!(parse_gpu("any:2"), Ok((GpuPreference::Any, 2)));
+        assert_eq!(n, GpuAmount::Whole(1));
+        assert_eq!(
+            parse_gpu("any:2"),
+            Ok((GpuPreference::Any, GpuAmount::Whole(2)))
+        );
         assert!(parse_gpu("A10G").is_err());
         assert!(parse_gpu("A10G:0").is_err());
         assert!(parse_gpu("A 10G:1").is_err());
+    }
+
+    #[test]
+    fn gpu_fractions_are_thousandths_of_one_gpu() {
+        let milli = |text: &str| parse_gpu(text).map(|(_, amount)| amount);
+        assert_eq!(milli("A10G:0.25"), Ok(GpuAmount::Milli(250)));
+        assert_eq!(milli("A10G:0.5"), Ok(GpuAmount::Milli(500)));
+        assert_eq!(milli("any:0.001"), Ok(GpuAmount::Milli(1)));
+        assert_eq!(milli("any:0.999"), Ok(GpuAmount::Milli(999)));
+        for bad in [
+            "A10G:0.0",
+            "A10G:0.0001",
+            "A10G:1.5",
+            "A10G:.5",
+            "A10G:0.",
+            "A10G:0.-1",
+        ] {
+            assert!(parse_gpu(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -486,3 +486,73 @@ fn logs_follow_prints_every_line_once_in_order_until_the_container_ends() {
     assert_eq!(unknown.status.code(), Some(2));
     check_clean(&server);
 }
+
+/// The README's GPU example, on Redis with a runc worker of two A10G: two 1-GPU containers
+/// that run at once get different devices (CUDA_VISIBLE_DEVICES 0 and 1); two halves of a
+/// GPU share one device and are told their share. The worker's devices show in `berth
+/// workers --json`, and the check is clean after.
+#[test]
+fn gpu_containers_get_their_own_devices() {
+    let redis = LocalRedis::start().unwrap();
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let _server = spawn(&["server", "--listen", &listen, "--redis", &redis.url()]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = worker_args(&server, "gpu-w", dir.path());
+    args.extend(["--gpu", "A10G:2"]);
+    let _worker = spawn(&args);
+    workers_up(&server, 1);
+    let workers = json(&server, &["workers", "--json"]);
+    let gpus = workers[0]["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2, "{workers}");
+
+    let show = "sleep 1; echo devices=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES milli=$BERTH_GPU_MILLI";
+    let runs = [
+        ("g-1", "A10G:1"),
+        ("g-2", "A10G:1"),
+        ("h-1", "A10G:0.5"),
+        ("h-2", "A10G:0.5"),
+    ];
+    for pair in runs.chunks(2) {
+        for (id, gpu) in pair {
+            let out = berth(
+                &server,
+                &[
+                    "run", "--id", id, "--gpu", gpu, "--cpu", "100m", "--memory", "64Mi", "--",
+                    "sh", "-c", show,
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for (id, _) in pair {
+            eventually("the GPU container to exit", || {
+                let view = json(&server, &["ps", "--json"]);
+                view.as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["id"] == *id && c["state"] == "exited")
+            });
+        }
+    }
+    let line = |id: &str| {
+        let logs = berth(&server, &["logs", id]);
+        String::from_utf8_lossy(&logs.stdout).trim().to_owned()
+    };
+    let whole: Vec<String> = ["g-1", "g-2"].iter().map(|id| line(id)).collect();
+    let mut devices: Vec<&str> = whole
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    devices.sort_unstable();
+    assert_eq!(devices, ["devices=0", "devices=1"], "{whole:?}");
+    assert!(whole.iter().all(|l| l.ends_with("milli=")), "{whole:?}");
+    let halves: Vec<String> = ["h-1", "h-2"].iter().map(|id| line(id)).collect();
+    assert_eq!(halves[0], halves[1], "two halves share one device");
+    assert!(halves[0].ends_with("milli=500"), "{halves:?}");
+    check_clean(&server);
+}

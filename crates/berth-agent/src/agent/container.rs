@@ -281,9 +281,7 @@ impl Inner {
             worker: self.worker.clone(),
             resources: delivery.resources,
             payload: delivery.payload.clone(),
-            // The delivery will carry the scheduler's device shares; until it does, a
-            // container is given no GPU.
-            devices: Vec::new(),
+            devices: delivery.devices.clone(),
             timeout: delivery.timeout,
         }
     }

@@ -133,6 +133,7 @@ impl FakeServer {
             );
             s.next_delivery += 1;
             let delivery = Delivery {
+                devices: Vec::new(),
                 id: format!("d-{}", s.next_delivery),
                 container,
                 attempt: delivered.clone(),

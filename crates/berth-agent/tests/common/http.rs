@@ -113,6 +113,7 @@ async fn register(
         .parse::<RuntimeName>()
         .map_err(|e| bad(e.to_string()))?;
     let registration = Registration {
+        devices: Vec::new(),
         worker: body.id.clone(),
         pool: pool.clone(),
         total,
@@ -121,6 +122,7 @@ async fn register(
     };
     let lease = server.register(&registration)?;
     let worker = api::WorkerView {
+        gpus: Vec::new(),
         id: body.id,
         pool,
         pool_priority: 0,
@@ -191,6 +193,7 @@ async fn assignments(
     let assignments = deliveries
         .into_iter()
         .map(|d| api::AssignmentView {
+            devices: Vec::new(),
             delivery: d.id,
             container: d.container,
             attempt: d.attempt,

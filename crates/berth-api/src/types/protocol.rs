@@ -54,6 +54,9 @@ pub struct AssignmentView {
     pub attempt: AttemptId,
     /// What it reserved.
     pub resources: ResourcesView,
+    /// The GPU device shares it reserved (empty without GPUs): give it exactly these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceShareView>,
     /// Its image, if any.
     pub image: Option<String>,
     /// Its command.
@@ -73,12 +76,32 @@ impl From<&Assignment> for AssignmentView {
             container: a.container.clone(),
             attempt: a.attempt.clone(),
             resources: a.resources.into(),
+            devices: a
+                .devices
+                .iter()
+                .map(|d| DeviceShareView {
+                    index: d.index,
+                    milli: d.milli,
+                })
+                .collect(),
             image: a.payload.image.clone(),
             command: a.payload.command.clone(),
             env,
             timeout_secs: timeout_secs(&a.payload),
         }
     }
+}
+
+/// A share of one GPU device: `milli` milli-GPUs (1000: the whole device) of device
+/// `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceShareView {
+    /// The device's index on the worker.
+    pub index: u32,
+    /// The share, 1 to 1000 milli-GPUs.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub milli: u32,
 }
 
 /// A worker's assignments (empty when none arrived within the wait).

@@ -31,6 +31,7 @@ fn a_configured_pool_supplies_the_attributes() {
         8192,
     );
     register.gpu = Some(WorkerGpu {
+        devices: Vec::new(),
         count: 4,
         gpu_type: "a100-40".into(),
     });

@@ -4,7 +4,7 @@ use super::ResourcesView;
 use crate::error::ApiError;
 use crate::spec::parse_gpu_type;
 use berth_core::request::{MAX_CPU_MILLICORES, MAX_GPU_COUNT, MAX_MEMORY_MIB};
-use berth_core::{AttemptId, WorkerRegistration};
+use berth_core::{AttemptId, GpuDevice, GpuType, WorkerRegistration};
 use berth_core::{
     ContainerId, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, RuntimeName, Worker,
     WorkerId, WorkerStatus,
@@ -39,6 +39,10 @@ pub struct WorkerView {
     pub free: ResourcesView,
     /// Its GPU type, if it has GPUs.
     pub gpu_type: Option<String>,
+    /// Its GPU devices and what is free on each (absent without GPUs, or from a server that
+    /// does not send them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<DeviceStateView>,
     /// The container runtime it runs containers with, e.g. `process` or `runc`. A view from
     /// a server that does not send it reads as `process`.
     #[serde(default)]
@@ -69,6 +73,14 @@ impl WorkerView {
             total: worker.total.into(),
             free: worker.free.into(),
             gpu_type: worker.gpu_type.as_ref().map(ToString::to_string),
+            gpus: worker
+                .gpus
+                .iter()
+                .map(|g| DeviceStateView {
+                    device: DeviceView::from(&g.device),
+                    free_milli: g.free_milli,
+                })
+                .collect(),
             runtime: worker.runtime.clone(),
             version: worker.version,
             epoch: worker.epoch,
@@ -111,11 +123,41 @@ pub struct WorkerList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerGpu {
-    /// How many GPUs, at least 1.
+    /// How many GPUs, at least 1: every device, healthy or not.
     pub count: u32,
     /// Their type (all of a worker's GPUs are of one type), e.g. `A100-40`.
     #[serde(rename = "type")]
     pub gpu_type: String,
+    /// The devices, one per GPU, if the worker knows them (`berth worker --gpu auto`);
+    /// absent: devices 0 to `count - 1`, details unknown, all healthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceView>,
+}
+
+/// One GPU device of a worker, as it registers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceView {
+    /// Its index on the worker (`nvidia-smi`'s, and `/dev/nvidia<index>`).
+    pub index: u32,
+    /// Its UUID, if known (1 to 64 letters, digits, `-`, `_`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Its memory in MiB (0: unknown).
+    #[serde(default)]
+    pub memory_mib: u64,
+    /// False when the worker found it unhealthy: it is not booked.
+    pub healthy: bool,
+}
+
+/// One GPU device of a registered worker and what of it is free.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceStateView {
+    /// The device.
+    #[serde(flatten)]
+    pub device: DeviceView,
+    /// Its free milli-GPUs (1000 is the whole device).
+    pub free_milli: u32,
 }
 
 /// What a worker agent says about itself when it (re-)registers. If `pool` names a pool of
@@ -204,11 +246,13 @@ impl RegisterWorker {
         }
         check_capacity("cpu_millicores", self.cpu_millicores, MAX_CPU_MILLICORES)?;
         check_capacity("memory_mib", self.memory_mib, MAX_MEMORY_MIB)?;
-        let (gpu_count, gpu_type) = match &self.gpu {
-            None => (0, None),
+        let (gpu_count, gpu_type, devices) = match &self.gpu {
+            None => (0, None, Vec::new()),
             Some(gpu) => {
                 check_capacity("gpu.count", gpu.count.into(), MAX_GPU_COUNT.into())?;
-                (gpu.count, Some(parse_gpu_type("gpu.type", &gpu.gpu_type)?))
+                let ty = parse_gpu_type("gpu.type", &gpu.gpu_type)?;
+                let devices = gpu.devices.iter().map(|d| d.to_device(&ty)).collect();
+                (gpu.count, Some(ty), devices)
             }
         };
         let runtime = match &self.runtime {
@@ -216,15 +260,17 @@ impl RegisterWorker {
             Some(name) => RuntimeName::new(name.as_str())
                 .map_err(|e| ApiError::invalid("runtime", e.to_string()))?,
         };
-        Ok(WorkerRegistration {
-            devices: Vec::new(),
+        WorkerRegistration {
+            devices,
             id: self.id.clone(),
             pool,
             status,
             total: Resources::new(self.cpu_millicores, self.memory_mib, gpu_count),
             gpu_type,
             runtime,
-        })
+        }
+        .with_devices()
+        .map_err(|e| ApiError::invalid("gpu.devices", e.to_string()))
     }
 
     fn agree_with(&self, configured: &PoolAttributes) -> Result<PoolAttributes, ApiError> {
@@ -283,4 +329,28 @@ fn check_capacity(field: &str, value: u64, limit: u64) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+impl DeviceView {
+    /// The device of type `gpu_type` this view describes.
+    pub fn to_device(&self, gpu_type: &GpuType) -> GpuDevice {
+        GpuDevice {
+            index: self.index,
+            gpu_type: gpu_type.clone(),
+            memory_mib: self.memory_mib,
+            uuid: self.uuid.clone(),
+            healthy: self.healthy,
+        }
+    }
+}
+
+impl From<&GpuDevice> for DeviceView {
+    fn from(device: &GpuDevice) -> DeviceView {
+        DeviceView {
+            index: device.index,
+            uuid: device.uuid.clone(),
+            memory_mib: device.memory_mib,
+            healthy: device.healthy,
+        }
+    }
 }

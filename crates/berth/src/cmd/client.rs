@@ -2,7 +2,7 @@
 //! Each finds the server through `--server`, else `BERTH_SERVER`, else
 //! http://127.0.0.1:7700; tables for people, `--json` for scripts.
 
-use crate::units::{parse_cpu, parse_gpu, parse_memory};
+use crate::units::{GpuAmount, parse_cpu, parse_gpu, parse_memory};
 use anyhow::{Context, bail};
 use berth_api::{Client, ContainerSpec, ContainerView, GpuSpec, GpuTypes, WorkerView};
 use berth_core::{ContainerId, GpuPreference, WorkerId};
@@ -85,14 +85,22 @@ pub fn spec(args: &RunArgs) -> anyhow::Result<ContainerSpec> {
     spec.preemptible = args.preemptible;
     spec.timeout_secs = args.timeout;
     if let Some(gpu) = &args.gpu {
-        let (preference, count) = parse_gpu(gpu)?;
+        let (preference, amount) = parse_gpu(gpu)?;
+        let (count, milli) = match amount {
+            GpuAmount::Whole(count) => (count, None),
+            GpuAmount::Milli(milli) => (0, Some(milli)),
+        };
         let types = match preference {
             GpuPreference::Any => GpuTypes::Any,
             GpuPreference::Types(types) => {
                 GpuTypes::List(types.iter().map(ToString::to_string).collect())
             }
         };
-        spec.gpu = Some(GpuSpec { count, types });
+        spec.gpu = Some(GpuSpec {
+            count,
+            milli,
+            types,
+        });
     }
     spec.env = parse_env(&args.env)?;
     Ok(spec)
