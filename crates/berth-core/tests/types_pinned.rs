@@ -1,12 +1,13 @@
 //! The domain types' promises, pinned at their edges: which workers have GPUs, the text forms
-//! of statuses, policies and GPU types, and the length limits of identifiers and GPU names.
+//! of statuses, policies, GPU types and resources, the length limits of identifiers and GPU
+//! names, and a worker plan's total.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
 use berth_core::ids::MAX_ID_LEN;
 use berth_core::{
-    ContainerId, GpuType, GpuTypeError, IdError, PlacementPolicy, PoolAttributes, PoolName,
-    Resources, RuntimeName, Worker, WorkerId, WorkerStatus,
+    ContainerId, GpuType, GpuTypeError, IdError, Placement, PlacementPolicy, PoolAttributes,
+    PoolName, Resources, RuntimeName, Worker, WorkerId, WorkerPlan, WorkerStatus,
 };
 
 fn worker(gpu_type: Option<GpuType>, gpu_count: u32) -> Worker {
@@ -127,4 +128,60 @@ fn a_gpu_type_becomes_its_canonical_name_as_a_string() {
     );
     let back: GpuType = serde_json::from_str("\"a10g\"").unwrap();
     assert_eq!(back, GpuType::A10G);
+}
+
+#[test]
+fn only_no_resources_at_all_is_zero() {
+    assert!(Resources::ZERO.is_zero());
+    assert!(Resources::new(0, 0, 0).is_zero());
+    assert!(!Resources::new(1, 0, 0).is_zero());
+    assert!(!Resources::new(0, 1, 0).is_zero());
+    assert!(!Resources::new(0, 0, 1).is_zero());
+}
+
+#[test]
+fn resources_are_shown_with_their_units() {
+    assert_eq!(
+        Resources::new(1500, 2048, 1).to_string(),
+        "cpu=1500m memory=2048Mi gpu=1"
+    );
+}
+
+fn placement(container: &str, resources: Resources) -> Placement {
+    Placement {
+        request: 0,
+        container: ContainerId::new(container).unwrap(),
+        resources,
+    }
+}
+
+#[test]
+fn a_worker_plans_total_is_the_sum_of_its_placements() {
+    let group = WorkerPlan {
+        worker: WorkerId::new("w").unwrap(),
+        base_version: 1,
+        placements: vec![
+            placement("a", Resources::new(1000, 512, 0)),
+            placement("b", Resources::new(250, 1024, 2)),
+        ],
+    };
+    assert_eq!(group.total(), Some(Resources::new(1250, 1536, 2)));
+    let empty = WorkerPlan {
+        placements: Vec::new(),
+        ..group
+    };
+    assert_eq!(empty.total(), Some(Resources::ZERO));
+}
+
+#[test]
+fn a_worker_plans_total_is_none_when_it_overflows() {
+    let group = WorkerPlan {
+        worker: WorkerId::new("w").unwrap(),
+        base_version: 1,
+        placements: vec![
+            placement("a", Resources::new(u64::MAX, 1, 0)),
+            placement("b", Resources::new(1, 1, 0)),
+        ],
+    };
+    assert_eq!(group.total(), None);
 }
