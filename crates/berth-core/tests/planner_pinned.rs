@@ -1,0 +1,194 @@
+//! Candidate sampling in the planner, pinned: in a group of equally scored workers larger
+//! than `max_candidates`, the planner scores that many feasible candidates, starting at the
+//! request's hashed offset ([`start_offset`]) and wrapping around the group, and takes the
+//! best of them by policy fit, then affinity; a group no larger is scored exactly.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+use berth_core::scoring::{affinity, fit_score, room, start_offset};
+use berth_core::{
+    ContainerId, ContainerRequest, GpuPreference, Payload, PlacementPolicy, Plan, PlanOptions,
+    PoolAttributes, PoolName, Resources, RuntimeName, Snapshot, Worker, WorkerId, WorkerStatus,
+    plan_with, planning_order, verify_plan,
+};
+use std::collections::HashMap;
+
+const WORKERS: usize = 12;
+
+/// One pool of `WORKERS` alike workers (one group), with free capacity from full to empty
+/// in a scattered order, so the best worker of a sample is rarely the best of all.
+fn fleet(policy: PlacementPolicy) -> Snapshot {
+    let mut attributes = PoolAttributes::plain(PoolName::new("p").unwrap());
+    attributes.policy = policy;
+    let total = Resources::new(16_000, 16 * 1024, 0);
+    let workers = (0..WORKERS)
+        .map(|i| {
+            // 0 to 16 cores free: 0 (full) for every fifth worker.
+            let cores = if i % 5 == 3 {
+                0
+            } else {
+                (i as u64 * 7) % 16 + 1
+            };
+            Worker {
+                id: WorkerId::new(format!("w{i:02}")).unwrap(),
+                pool: attributes.clone(),
+                status: WorkerStatus::Available,
+                total,
+                free: Resources::new(cores * 1000, cores * 1024, 0),
+                gpu_type: None,
+                runtime: RuntimeName::PROCESS,
+                version: 3,
+                epoch: 1,
+            }
+        })
+        .collect();
+    Snapshot {
+        workers,
+        pools: Vec::new(),
+    }
+}
+
+/// Requests of one or two cores (and as many GiB), each submitted a millisecond later.
+fn batch(count: usize) -> Vec<ContainerRequest> {
+    (0..count)
+        .map(|i| {
+            let cores = 1 + (i as u64 % 2);
+            ContainerRequest {
+                id: ContainerId::new(format!("c{i:03}")).unwrap(),
+                tenant: "t".into(),
+                resources: Resources::new(cores * 1000, cores * 1024, 0),
+                gpu: GpuPreference::Any,
+                pool_selector: None,
+                preemptible: false,
+                priority: 0,
+                submitted_at_ms: i as u64,
+                payload: Payload::default(),
+            }
+        })
+        .collect()
+}
+
+/// The worker the documented sampling picks for `request` given the free capacity left:
+/// the best (policy fit, affinity) among the first `max_candidates` feasible workers from
+/// the request's offset, wrapping around; every worker when the group is that small.
+fn sampled_choice(
+    snapshot: &Snapshot,
+    free: &[Resources],
+    request: &ContainerRequest,
+    max_candidates: usize,
+) -> Option<usize> {
+    let len = snapshot.workers.len();
+    let exact = len <= max_candidates;
+    let start = if exact {
+        0
+    } else {
+        start_offset(&request.id, len)
+    };
+    let scored = (0..len)
+        .map(|step| (start + step) % len)
+        .filter_map(|i| {
+            let worker = &snapshot.workers[i];
+            let left = free[i].checked_sub(request.resources)?;
+            let fit = fit_score(worker.pool.policy, room(&left, &worker.total));
+            Some(((fit, affinity(&request.id, &worker.id)), i))
+        })
+        .take(if exact { len } else { max_candidates });
+    scored.max().map(|(_, i)| i)
+}
+
+/// Replays a batch in planning order with [`sampled_choice`]: each request's worker, if any.
+fn expected(
+    snapshot: &Snapshot,
+    requests: &[ContainerRequest],
+    max_candidates: usize,
+) -> Vec<Option<usize>> {
+    let mut free: Vec<Resources> = snapshot.workers.iter().map(|w| w.free).collect();
+    let mut out = vec![None; requests.len()];
+    for index in planning_order(requests) {
+        let request = &requests[index];
+        if let Some(w) = sampled_choice(snapshot, &free, request, max_candidates) {
+            free[w] = free[w].checked_sub(request.resources).unwrap();
+            out[index] = Some(w);
+        }
+    }
+    out
+}
+
+/// Where the plan put each request.
+fn actual(snapshot: &Snapshot, requests: &[ContainerRequest], plan: &Plan) -> Vec<Option<usize>> {
+    let by_id: HashMap<&WorkerId, usize> = snapshot
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (&w.id, i))
+        .collect();
+    let mut out = vec![None; requests.len()];
+    for group in &plan.workers {
+        for placement in &group.placements {
+            out[placement.request] = Some(by_id[&group.worker]);
+        }
+    }
+    out
+}
+
+fn check_sampling(policy: PlacementPolicy, max_candidates: usize) {
+    let snapshot = fleet(policy);
+    let requests = batch(60);
+    let plan = plan_with(&snapshot, &requests, PlanOptions { max_candidates });
+    verify_plan(&snapshot, &requests, &plan).unwrap();
+    assert_eq!(
+        actual(&snapshot, &requests, &plan),
+        expected(&snapshot, &requests, max_candidates),
+        "{policy:?}, max_candidates {max_candidates}"
+    );
+}
+
+#[test]
+fn a_sample_takes_the_best_of_the_first_feasible_candidates_from_the_requests_offset() {
+    for max_candidates in [1, 2, 3, 5, 8, WORKERS - 1] {
+        check_sampling(PlacementPolicy::Spread, max_candidates);
+        check_sampling(PlacementPolicy::Pack, max_candidates);
+    }
+}
+
+#[test]
+fn a_group_no_larger_than_max_candidates_is_scored_exactly() {
+    for max_candidates in [WORKERS, WORKERS + 1, 64] {
+        check_sampling(PlacementPolicy::Spread, max_candidates);
+        check_sampling(PlacementPolicy::Pack, max_candidates);
+    }
+}
+
+#[test]
+fn sampling_changes_the_choice_for_some_requests() {
+    // The fleet and batch above are such that a small sample and the exact search disagree,
+    // so the sampling tests could tell the two apart.
+    let snapshot = fleet(PlacementPolicy::Spread);
+    let requests = batch(60);
+    for max_candidates in [1, 2, 3] {
+        assert_ne!(
+            expected(&snapshot, &requests, max_candidates),
+            expected(&snapshot, &requests, WORKERS),
+            "max_candidates {max_candidates}"
+        );
+    }
+}
+
+#[test]
+fn a_sample_of_one_takes_the_first_worker_with_room_from_the_requests_offset() {
+    let snapshot = fleet(PlacementPolicy::Spread);
+    for request in batch(40) {
+        let requests = [request];
+        let plan = plan_with(&snapshot, &requests, PlanOptions { max_candidates: 1 });
+        let start = start_offset(&requests[0].id, WORKERS);
+        let first_with_room = (0..WORKERS)
+            .map(|step| (start + step) % WORKERS)
+            .find(|&i| requests[0].resources.fits_in(&snapshot.workers[i].free));
+        assert_eq!(
+            actual(&snapshot, &requests, &plan)[0],
+            first_with_room,
+            "{} from offset {start}",
+            requests[0].id
+        );
+    }
+}
