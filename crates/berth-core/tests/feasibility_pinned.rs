@@ -18,6 +18,7 @@ fn attributes(pool: &str, priority: i32) -> PoolAttributes {
 fn worker(id: &str, pool: PoolAttributes, gpu_type: Option<GpuType>, gpus: u32) -> Worker {
     let total = Resources::new(8000, 32 * 1024, gpus);
     Worker {
+        gpus: Vec::new(),
         id: WorkerId::new(id).unwrap(),
         pool,
         status: WorkerStatus::Available,
@@ -32,6 +33,7 @@ fn worker(id: &str, pool: PoolAttributes, gpu_type: Option<GpuType>, gpus: u32) 
 
 fn request(gpus: u32, gpu: GpuPreference) -> ContainerRequest {
     ContainerRequest {
+        gpu_fraction_milli: None,
         id: ContainerId::new("r").unwrap(),
         tenant: "t".into(),
         resources: Resources::new(1000, 1024, gpus),

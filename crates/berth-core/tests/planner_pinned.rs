@@ -30,6 +30,7 @@ fn fleet(policy: PlacementPolicy) -> Snapshot {
                 (i as u64 * 7) % 16 + 1
             };
             Worker {
+                gpus: Vec::new(),
                 id: WorkerId::new(format!("w{i:02}")).unwrap(),
                 pool: attributes.clone(),
                 status: WorkerStatus::Available,
@@ -54,6 +55,7 @@ fn batch(count: usize) -> Vec<ContainerRequest> {
         .map(|i| {
             let cores = 1 + (i as u64 % 2);
             ContainerRequest {
+                gpu_fraction_milli: None,
                 id: ContainerId::new(format!("c{i:03}")).unwrap(),
                 tenant: "t".into(),
                 resources: Resources::new(cores * 1000, cores * 1024, 0),

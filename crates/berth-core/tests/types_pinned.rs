@@ -13,6 +13,7 @@ use berth_core::{
 fn worker(gpu_type: Option<GpuType>, gpu_count: u32) -> Worker {
     let total = Resources::new(8000, 32 * 1024, gpu_count);
     Worker {
+        gpus: Vec::new(),
         id: WorkerId::new("w").unwrap(),
         pool: PoolAttributes::plain(PoolName::new("p").unwrap()),
         status: WorkerStatus::Available,
@@ -149,6 +150,7 @@ fn resources_are_shown_with_their_units() {
 
 fn placement(container: &str, resources: Resources) -> Placement {
     Placement {
+        devices: Vec::new(),
         request: 0,
         container: ContainerId::new(container).unwrap(),
         resources,
