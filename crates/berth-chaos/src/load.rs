@@ -32,7 +32,7 @@ const LOAD_STREAM: u64 = 0x6c6f_6164;
 pub enum RequestClass {
     /// CPU and memory only.
     Cpu,
-    /// One GPU of a listed type, or of any type.
+    /// One GPU of a listed type or of any type, or a fraction (a quarter or a half) of one.
     Gpu,
     /// A whole worker (2 CPUs, or both GPUs of the one A100 worker): deferred while the
     /// fleet is busy, placed once a worker is idle. The two-GPU ones are rare (1%): they
@@ -109,9 +109,11 @@ impl RequestMaker {
                 1 => GpuTypes::List(vec!["A100-80".to_owned(), "A10G".to_owned()]),
                 _ => GpuTypes::Any,
             };
+            // A third ask for a fraction of one GPU, which shares a device with others.
+            let milli = [None, None, Some(250), None, Some(500), None][self.rng.random_range(0..6)];
             spec.gpu = Some(GpuSpec {
-                count: 1,
-                milli: None,
+                count: u32::from(milli.is_none()),
+                milli,
                 types,
             });
             (RequestClass::Gpu, spec)
