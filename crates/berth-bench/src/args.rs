@@ -21,6 +21,9 @@ pub enum Scenario {
     /// Container starts on real workers: 200 containers running `true`, runc and the
     /// process runtime side by side, end to end and in the runtime alone.
     Start,
+    /// An arrival-only fill of a GPU fleet shaped by Alibaba's 2023 GPU trace, under
+    /// spread, pack and the fragmentation-aware policy (the planner alone, no store).
+    GpuSharing,
 }
 
 impl Scenario {
@@ -32,6 +35,7 @@ impl Scenario {
             Scenario::C1m => "c1m",
             Scenario::Api => "api",
             Scenario::Start => "start",
+            Scenario::GpuSharing => "gpu-sharing",
         }
     }
 }
@@ -48,7 +52,7 @@ pub enum StoreKind {
 /// Arguments of `berth bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The experiment: seed, sustained, c1m, api or start.
+    /// The experiment: seed, sustained, c1m, api, start or gpu-sharing.
     #[arg(long, value_enum, default_value = "seed")]
     scenario: Scenario,
     /// The store: redis (default when redis-server is installed or --redis is given) or
@@ -95,10 +99,12 @@ pub struct BenchArgs {
     /// plans).
     #[arg(long, value_delimiter = ',')]
     replicas: Vec<usize>,
-    /// Scale runs: workers (default 1,000 for sustained, 10,000 for c1m).
+    /// Scale runs: workers (default 1,000 for sustained, 10,000 for c1m); gpu-sharing:
+    /// nodes (default 400).
     #[arg(long)]
     workers: Option<usize>,
-    /// Scale runs and api's batch submits: requests (default 100,000; 1,000,000 for c1m).
+    /// Scale runs and api's batch submits: requests (default 100,000; 1,000,000 for c1m);
+    /// gpu-sharing: pods in the stream (default 8,000).
     #[arg(long)]
     requests: Option<usize>,
     /// Scale runs: the most requests submitted and not yet placed at any time (a closed
@@ -236,7 +242,7 @@ impl BenchArgs {
             match scenario {
                 Scenario::Sustained => vec![1, 2, 3, 4],
                 Scenario::C1m => vec![2],
-                Scenario::Seed | Scenario::Api | Scenario::Start => vec![1],
+                Scenario::Seed | Scenario::Api | Scenario::Start | Scenario::GpuSharing => vec![1],
             }
         };
         if replicas.iter().any(|&n| !(1..=16).contains(&n)) {
@@ -249,6 +255,7 @@ impl BenchArgs {
     fn check_scale_sizes(&self, scenario: Scenario) -> anyhow::Result<(usize, usize)> {
         let (default_workers, default_requests) = match scenario {
             Scenario::C1m => (10_000, 1_000_000),
+            Scenario::GpuSharing => (400, 8_000),
             _ => (1_000, 100_000),
         };
         let workers = self.workers.unwrap_or(default_workers);

@@ -14,6 +14,8 @@
 //! - `api`: through the HTTP API: 100 concurrent single submits, and batch submits.
 //! - `start`: container starts on real local workers, runc and the process runtime side by
 //!   side: submit to RUNNING and to EXITED, and the runtime's create and start alone.
+//! - `gpu-sharing`: an arrival-only fill of a GPU fleet shaped by Alibaba's 2023 GPU trace,
+//!   spread, pack and the fragmentation-aware policy side by side (the planner alone).
 //!
 //! The binary crate's `berth bench` subcommand flattens [`BenchArgs`] and calls [`run`].
 //! `berth demo` ([`demo`]), a single burst on a generated fleet with a table of where the
@@ -29,6 +31,7 @@
 //! - [`load`]: the scale driver behind [`sustained`] and [`c1m`].
 //! - [`api`]: the run through the HTTP API.
 //! - [`start`]: the container start run.
+//! - [`gpu_sharing`]: the GPU-sharing fill.
 //! - [`report`]: the results, as the JSON writes them.
 //! - [`percentile`]: nearest-rank percentiles.
 //! - [`format`](mod@format): figures and tables for people.
@@ -44,6 +47,7 @@ pub mod c1m;
 pub mod demo;
 pub mod fleet;
 pub mod format;
+pub mod gpu_sharing;
 pub mod load;
 pub mod percentile;
 pub mod progress;
@@ -66,6 +70,9 @@ use anyhow::Context;
 /// Runs the bench.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
+    if settings.scenario == Scenario::GpuSharing {
+        return run_without_store(&args, &settings);
+    }
     let choice = store_choice::StoreChoice::choose(args.store, args.redis.clone())
         .await?
         .with_replica_acks(args.replica_acks);
@@ -87,10 +94,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::C1m => c1m::run(&choice, &settings, &mut report).await,
         Scenario::Api => api::run(&choice, &settings, &mut report).await,
         Scenario::Start => start::run(&choice, &settings, &mut report).await,
+        Scenario::GpuSharing => unreachable!("run without a store above"),
     };
     let shutdown = choice.shutdown().await;
     outcome?;
     shutdown?;
+    finish(&args, report)
+}
+
+/// The gpu-sharing scenario: the planner alone, so no store is chosen or started.
+fn run_without_store(args: &BenchArgs, settings: &Settings) -> anyhow::Result<()> {
+    let machine = fleet::Machine::detect();
+    println!(
+        "berth bench --scenario gpu-sharing: the planner alone; machine {} cores, {:.1} GiB",
+        machine.cores, machine.memory_gib,
+    );
+    let store = store_choice::StoreInfo {
+        kind: "none",
+        url: None,
+        started_by_bench: false,
+        version: None,
+        description: "none (the planner alone)".to_owned(),
+    };
+    let mut report = report::BenchReport::new(store, machine);
+    gpu_sharing::run(settings.workers, settings.requests, &mut report)?;
+    finish(args, report)
+}
+
+/// Prints the verdicts and writes the JSON, if asked.
+fn finish(args: &BenchArgs, mut report: report::BenchReport) -> anyhow::Result<()> {
     targets::print_targets(&mut report);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).context("serializing the results")?;

@@ -44,6 +44,9 @@ pub struct BenchReport {
     /// The start scenario's results, one per runtime, if it ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub start: Vec<StartResult>,
+    /// The gpu-sharing scenario's results, if it ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpu_sharing: Vec<GpuSharingResult>,
     /// The verdicts on the targets.
     pub targets: Vec<Verdict>,
     /// Remarks on the run (store fallback, reduced repetitions, ...).
@@ -75,6 +78,7 @@ impl BenchReport {
             runs: Vec::new(),
             api: Vec::new(),
             start: Vec::new(),
+            gpu_sharing: Vec::new(),
             targets: Vec::new(),
             notes: Vec::new(),
         }
@@ -348,4 +352,45 @@ impl Spread {
             max: samples.last().copied().unwrap_or(0.0),
         }
     }
+}
+
+/// A GPU fleet's state during an arrival-only fill.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PolicyFill {
+    /// Pods placed so far.
+    pub placed: usize,
+    /// The share of the fleet's GPU capacity (in milli-GPUs) allocated.
+    pub gpu_allocation_rate: f64,
+    /// The GPUs not allocated (milli-GPUs / 1000): with the stream's pods refused, free but
+    /// unusable for them.
+    pub unallocated_gpus: f64,
+}
+
+/// The gpu-sharing scenario's results (in the JSON under `gpu_sharing`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GpuSharingResult {
+    /// Nodes in the fleet.
+    pub nodes: usize,
+    /// GPUs in the fleet.
+    pub gpus: u64,
+    /// Pods in the stream.
+    pub pods: usize,
+    /// The seed of the fleet and the stream.
+    pub seed: u64,
+    /// Per policy: its name and its fill.
+    pub policies: Vec<(String, Fill)>,
+}
+
+/// One policy's arrival-only fill.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Fill {
+    /// At the first GPU pod refused.
+    pub first_refusal: PolicyFill,
+    /// When the GPUs the arrived pods asked for first exceed the fleet's GPUs (the point
+    /// the FGD paper compares policies at).
+    pub at_capacity: PolicyFill,
+    /// After the whole stream.
+    pub end: PolicyFill,
+    /// The time the planner took over the whole stream, in ms.
+    pub planning_ms: f64,
 }

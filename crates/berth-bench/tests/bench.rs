@@ -205,3 +205,64 @@ fn the_start_scenario_runs_both_runtimes_and_writes_every_figure() {
         .unwrap();
     assert!(["met", "partly", "missed"].contains(&verdict["verdict"].as_str().unwrap()));
 }
+
+/// The gpu-sharing fill, small (40 nodes, 800 pods): every policy runs, the figures are in
+/// the JSON and consistent, and the target has a verdict. Which policy wins is judged by
+/// the bench, not here.
+#[test]
+fn the_gpu_sharing_scenario_fills_under_every_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gpu.json");
+    let output = berth()
+        .args([
+            "bench",
+            "--scenario",
+            "gpu-sharing",
+            "--workers",
+            "40",
+            "--requests",
+            "800",
+            "--json",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let run = &json["gpu_sharing"][0];
+    assert_eq!(run["nodes"], 40);
+    assert_eq!(run["pods"], 800);
+    let policies: Vec<&str> = run["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(policies, ["spread", "pack", "fgd"]);
+    for policy in run["policies"].as_array().unwrap() {
+        let fill = &policy[1];
+        for point in ["first_refusal", "at_capacity", "end"] {
+            let rate = fill[point]["gpu_allocation_rate"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&rate), "{point}: {fill}");
+        }
+        let placed = |point: &str| fill[point]["placed"].as_u64().unwrap();
+        assert!(
+            placed("first_refusal") <= placed("at_capacity")
+                || placed("at_capacity") <= placed("end")
+        );
+        assert!(placed("end") <= 800);
+    }
+    let verdict = json["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["target"].as_str().unwrap().starts_with("gpu-sharing:"))
+        .unwrap();
+    assert!(["met", "missed"].contains(&verdict["verdict"].as_str().unwrap()));
+}

@@ -85,9 +85,12 @@ struct Planner<'a> {
 /// devices it would give the request.
 type Ranked = ((u64, u64), Vec<DeviceShare>);
 
-/// The fit of a placement that leaves the expected fragmentation unchanged; each milli-GPU
-/// of growth lowers it by one (and a shrink raises it).
-const FGD_NEUTRAL: i128 = 1 << 62;
+/// The fragmentation part of the fit of a placement that leaves the expected fragmentation
+/// unchanged; each weighted milli-GPU of growth lowers it by one (a shrink raises it).
+const FGD_NEUTRAL: i128 = 1 << 40;
+/// The fragmentation part is scaled by this, so that among placements that fragment alike
+/// the pack score (below [`crate::scoring::ROOM_SCALE`]) decides.
+const FGD_SCALE: i128 = 1 << 20;
 
 impl<'a> Planner<'a> {
     fn new(snapshot: &'a Snapshot, options: PlanOptions, demand: &'a [DemandShape]) -> Self {
@@ -305,8 +308,11 @@ impl<'a> Planner<'a> {
             }
         }
         let (growth, devices) = best?;
-        let fit = u64::try_from((FGD_NEUTRAL - growth).max(0)).unwrap_or(u64::MAX);
-        Some((fit, devices))
+        let left = self.after(worker, &request.resources, &devices)?;
+        let spec = &self.snapshot.workers[worker];
+        let pack = i128::from(fit_score(PlacementPolicy::Pack, room(&left, &spec.total)));
+        let fit = (FGD_NEUTRAL - growth).max(0) * FGD_SCALE + pack;
+        Some((u64::try_from(fit).unwrap_or(u64::MAX), devices))
     }
 
     /// Why no worker took the request: nothing matches, it never fits, or no room now.
