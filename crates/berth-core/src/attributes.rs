@@ -7,8 +7,8 @@
 //! names).
 
 use crate::WorkerRegistration;
+use crate::{CpuReserve, PlacementPolicy, WorkerStatus};
 use crate::{GpuType, PoolAttributes, PoolName, Resources, RuntimeName, WorkerId};
-use crate::{PlacementPolicy, WorkerStatus};
 
 /// One static attribute of a worker as a text field.
 pub struct WorkerAttribute {
@@ -35,7 +35,7 @@ pub struct AttributeError {
 }
 
 /// Every static attribute of a worker, in the order they are written and checked.
-pub static WORKER_ATTRIBUTES: [WorkerAttribute; 8] = [
+pub static WORKER_ATTRIBUTES: [WorkerAttribute; 9] = [
     WorkerAttribute {
         field: "pool",
         format: |r| r.pool.pool.to_string(),
@@ -133,6 +133,25 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 8] = [
         },
         when_missing: Some(""),
     },
+    // Added with CPU-only requests on GPU workers: `<cpu_millicores>,<memory_mib>` of the
+    // reserve, empty when the pool keeps its GPU workers for GPU requests. A worker written
+    // before it reads as empty: GPU requests only, as then.
+    WorkerAttribute {
+        field: "cpu_on_gpu",
+        format: |r| {
+            r.pool
+                .cpu_on_gpu
+                .map_or_else(String::new, CpuReserve::as_text)
+        },
+        parse: |text, r| {
+            r.pool.cpu_on_gpu = match text {
+                "" => None,
+                text => Some(text.parse::<CpuReserve>().map_err(|e| e.to_string())?),
+            };
+            Ok(())
+        },
+        when_missing: Some(""),
+    },
 ];
 
 /// The registration's static attributes as (field, text) pairs, in table order.
@@ -213,6 +232,10 @@ mod tests {
                 preemptible: true,
                 requires_pool_selector: false,
                 policy: PlacementPolicy::Pack,
+                cpu_on_gpu: Some(CpuReserve {
+                    cpu_millicores: 500,
+                    memory_mib: 1024,
+                }),
             },
             status: WorkerStatus::Pending,
             total: Resources::new(1000, 2048, 4),
