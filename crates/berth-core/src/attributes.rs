@@ -327,6 +327,42 @@ mod tests {
     }
 
     #[test]
+    fn cpu_on_gpu_round_trips_and_reads_as_off_when_missing() {
+        let original = registration();
+        let mut stored: HashMap<&str, String> = format_attributes(&original).collect();
+        assert_eq!(stored["cpu_on_gpu"], "500,1024");
+        assert_eq!(read_back(&original, &stored).unwrap(), original);
+        stored.remove("cpu_on_gpu");
+        let back = read_back(&original, &stored).unwrap();
+        assert_eq!(
+            back.pool.cpu_on_gpu, None,
+            "a worker stored before the switch: off"
+        );
+        let off = WorkerRegistration {
+            pool: PoolAttributes {
+                cpu_on_gpu: None,
+                ..original.pool.clone()
+            },
+            ..original.clone()
+        };
+        let stored: HashMap<&str, String> = format_attributes(&off).collect();
+        assert_eq!(stored["cpu_on_gpu"], "");
+        assert_eq!(read_back(&off, &stored).unwrap(), off);
+    }
+
+    #[test]
+    fn a_bad_cpu_on_gpu_is_an_error_naming_the_field() {
+        let original = registration();
+        for bad in ["500", "500,", ",1", "a,b", "-1,1", "1,2,3"] {
+            let mut stored: HashMap<&str, String> = format_attributes(&original).collect();
+            stored.insert("cpu_on_gpu", bad.to_owned());
+            let error = read_back(&original, &stored).unwrap_err();
+            assert_eq!(error.field, "cpu_on_gpu", "{bad:?}");
+            assert!(error.problem.contains("CPU reserve"), "{error}");
+        }
+    }
+
+    #[test]
     fn field_names_are_distinct() {
         let mut names: Vec<&str> = WORKER_ATTRIBUTES.iter().map(|a| a.field).collect();
         names.sort_unstable();
