@@ -25,6 +25,7 @@ fn attributes(name: &str, priority: i32, policy: PlacementPolicy) -> PoolAttribu
         preemptible: false,
         requires_pool_selector: false,
         policy,
+        cpu_on_gpu: None,
     }
 }
 

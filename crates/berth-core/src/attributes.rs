@@ -7,8 +7,8 @@
 //! names).
 
 use crate::WorkerRegistration;
+use crate::{CpuReserve, PlacementPolicy, WorkerStatus};
 use crate::{GpuType, PoolAttributes, PoolName, Resources, RuntimeName, WorkerId};
-use crate::{PlacementPolicy, WorkerStatus};
 
 /// One static attribute of a worker as a text field.
 pub struct WorkerAttribute {
@@ -35,7 +35,7 @@ pub struct AttributeError {
 }
 
 /// Every static attribute of a worker, in the order they are written and checked.
-pub static WORKER_ATTRIBUTES: [WorkerAttribute; 8] = [
+pub static WORKER_ATTRIBUTES: [WorkerAttribute; 9] = [
     WorkerAttribute {
         field: "pool",
         format: |r| r.pool.pool.to_string(),
@@ -133,6 +133,25 @@ pub static WORKER_ATTRIBUTES: [WorkerAttribute; 8] = [
         },
         when_missing: Some(""),
     },
+    // Added with CPU-only requests on GPU workers: `<cpu_millicores>,<memory_mib>` of the
+    // reserve, empty when the pool keeps its GPU workers for GPU requests. A worker written
+    // before it reads as empty: GPU requests only, as then.
+    WorkerAttribute {
+        field: "cpu_on_gpu",
+        format: |r| {
+            r.pool
+                .cpu_on_gpu
+                .map_or_else(String::new, CpuReserve::as_text)
+        },
+        parse: |text, r| {
+            r.pool.cpu_on_gpu = match text {
+                "" => None,
+                text => Some(text.parse::<CpuReserve>().map_err(|e| e.to_string())?),
+            };
+            Ok(())
+        },
+        when_missing: Some(""),
+    },
 ];
 
 /// The registration's static attributes as (field, text) pairs, in table order.
@@ -213,6 +232,10 @@ mod tests {
                 preemptible: true,
                 requires_pool_selector: false,
                 policy: PlacementPolicy::Pack,
+                cpu_on_gpu: Some(CpuReserve {
+                    cpu_millicores: 500,
+                    memory_mib: 1024,
+                }),
             },
             status: WorkerStatus::Pending,
             total: Resources::new(1000, 2048, 4),
@@ -300,6 +323,42 @@ mod tests {
                 ),
                 Some(_) => assert!(back.is_ok(), "{}: {back:?}", attribute.field),
             }
+        }
+    }
+
+    #[test]
+    fn cpu_on_gpu_round_trips_and_reads_as_off_when_missing() {
+        let original = registration();
+        let mut stored: HashMap<&str, String> = format_attributes(&original).collect();
+        assert_eq!(stored["cpu_on_gpu"], "500,1024");
+        assert_eq!(read_back(&original, &stored).unwrap(), original);
+        stored.remove("cpu_on_gpu");
+        let back = read_back(&original, &stored).unwrap();
+        assert_eq!(
+            back.pool.cpu_on_gpu, None,
+            "a worker stored before the switch: off"
+        );
+        let off = WorkerRegistration {
+            pool: PoolAttributes {
+                cpu_on_gpu: None,
+                ..original.pool.clone()
+            },
+            ..original.clone()
+        };
+        let stored: HashMap<&str, String> = format_attributes(&off).collect();
+        assert_eq!(stored["cpu_on_gpu"], "");
+        assert_eq!(read_back(&off, &stored).unwrap(), off);
+    }
+
+    #[test]
+    fn a_bad_cpu_on_gpu_is_an_error_naming_the_field() {
+        let original = registration();
+        for bad in ["500", "500,", ",1", "a,b", "-1,1", "1,2,3"] {
+            let mut stored: HashMap<&str, String> = format_attributes(&original).collect();
+            stored.insert("cpu_on_gpu", bad.to_owned());
+            let error = read_back(&original, &stored).unwrap_err();
+            assert_eq!(error.field, "cpu_on_gpu", "{bad:?}");
+            assert!(error.problem.contains("CPU reserve"), "{error}");
         }
     }
 

@@ -26,8 +26,9 @@ pub enum Infeasible {
     /// A non-preemptible request and a preemptible worker.
     #[error("the worker is preemptible and the request is not")]
     Preemptible,
-    /// A CPU-only request and a GPU worker.
-    #[error("CPU-only requests never go to GPU workers")]
+    /// A CPU-only request and a GPU worker whose pool does not let CPU-only requests on
+    /// ([`crate::PoolAttributes::cpu_on_gpu`] unset).
+    #[error("CPU-only requests do not go to this pool's GPU workers")]
     GpuWorkerForCpuRequest,
     /// A GPU request and a worker without GPUs.
     #[error("the request needs GPUs and the worker has none")]
@@ -45,6 +46,19 @@ pub enum Infeasible {
         needed: Resources,
         /// The worker's total capacity.
         total: Resources,
+    },
+    /// A CPU-only request on a GPU worker would eat into what the worker keeps free for GPU
+    /// work.
+    #[error(
+        "the request needs {needed}, the worker has {free} free and keeps {reserve} for GPU work"
+    )]
+    GpuReserve {
+        /// What the request needs.
+        needed: Resources,
+        /// What the worker keeps free for GPU work.
+        reserve: crate::CpuReserve,
+        /// The worker's free capacity.
+        free: Resources,
     },
     /// The worker's free capacity is too small right now.
     #[error("the request needs {needed}, the worker has {free} free")]
@@ -90,8 +104,10 @@ pub fn check(
 }
 
 /// The pool that should grow for a request that found no room: among the pools whose
-/// workers (or configured shape) pass the static rules, the one with the highest priority,
-/// then the best GPU rank, then the name. Returns the pool and its GPU type.
+/// workers (or configured shape) pass the static rules, one whose GPUs the request wants
+/// (a CPU-only request grows a CPU pool before a GPU pool that lets it on: GPU machines are
+/// not bought for CPU work while a CPU pool could grow), then the highest priority, then the
+/// best GPU rank, then the name. Returns the pool and its GPU type.
 pub fn demand_target(
     snapshot: &crate::Snapshot,
     request: &ContainerRequest,
@@ -106,7 +122,9 @@ pub fn demand_target(
         .filter_map(|candidate| {
             let rank = check_through(Stage::Class, request, &candidate).ok()?;
             let attributes = candidate.attributes;
+            let cpu_on_gpu = candidate.gpu_type.is_some() && !request.wants_gpus();
             Some((
+                cpu_on_gpu,
                 std::cmp::Reverse(attributes.priority),
                 rank,
                 &attributes.pool,
@@ -114,5 +132,5 @@ pub fn demand_target(
             ))
         })
         .min()
-        .map(|(_, _, pool, gpu)| (pool.clone(), gpu.cloned()))
+        .map(|(_, _, _, pool, gpu)| (pool.clone(), gpu.cloned()))
 }

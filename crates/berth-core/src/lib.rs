@@ -68,5 +68,6 @@ pub use resources::Resources;
 pub use runtime::{RuntimeName, RuntimeNameError};
 pub use verify::verify_plan;
 pub use worker::{
-    PlacementPolicy, Pool, PoolAttributes, Worker, WorkerGpu, WorkerRegistration, WorkerStatus,
+    CpuReserve, CpuReserveError, PlacementPolicy, Pool, PoolAttributes, Worker, WorkerGpu,
+    WorkerRegistration, WorkerStatus,
 };

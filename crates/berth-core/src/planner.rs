@@ -7,7 +7,7 @@
 use crate::gpu_fit::{self, DemandShape, DeviceSlot, GpuAsk};
 use crate::index::{self, Bucket};
 use crate::plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
-use crate::rules::{Candidate, Stage, check_through};
+use crate::rules::{Candidate, Stage, check_through, gpu_reserve, needed};
 use crate::scoring::{GroupScore, affinity_with_seed, fit_score, request_seed, room, start_offset};
 use crate::{ContainerRequest, DeviceShare, PlacementPolicy, Resources};
 use std::cmp::Reverse;
@@ -211,7 +211,7 @@ impl<'a> Planner<'a> {
                 continue;
             };
             out.push((
-                GroupScore::of(&workers[bucket.representative], rank),
+                GroupScore::of(&workers[bucket.representative], request, rank),
                 position,
             ));
         }
@@ -276,6 +276,9 @@ impl<'a> Planner<'a> {
             policy => {
                 let devices = gpu_fit::choose(&self.slots[worker], ask)?;
                 let left = self.after(worker, &request.resources, &devices)?;
+                if !keeps_gpu_reserve(spec, request, &left) {
+                    return None;
+                }
                 (fit_score(policy, room(&left, &spec.total)), devices)
             }
         };
@@ -315,25 +318,26 @@ impl<'a> Planner<'a> {
         Some((u64::try_from(fit).unwrap_or(u64::MAX), devices))
     }
 
-    /// Why no worker took the request: nothing matches, it never fits, or no room now.
+    /// Why no worker took the request: nothing matches, it never fits, or no room now. A
+    /// GPU worker that lets a CPU-only request on could ever hold it only with its reserve
+    /// for GPU work left free ([`crate::rules::needed`]).
     fn classify(&self, request: &ContainerRequest) -> UnplacedReason {
-        let demand = &request.resources;
         let mut matched = false;
         for bucket in &self.buckets {
-            if bucket
-                .check(&self.snapshot.workers, Stage::Class, request)
-                .is_ok()
-            {
+            let worker = &self.snapshot.workers[bucket.representative];
+            let candidate = Candidate::static_worker(worker);
+            if check_through(Stage::Class, request, &candidate).is_ok() {
                 matched = true;
-                if bucket.could_ever_hold(demand) {
+                if needed(request, &candidate).is_some_and(|n| bucket.could_ever_hold(&n)) {
                     return UnplacedReason::NoRoomNow;
                 }
             }
         }
         for pool in &self.snapshot.pools {
-            if check_through(Stage::Class, request, &Candidate::pool(pool)).is_ok() {
+            let candidate = Candidate::pool(pool);
+            if check_through(Stage::Class, request, &candidate).is_ok() {
                 matched = true;
-                if demand.fits_in(&pool.worker_size) {
+                if needed(request, &candidate).is_some_and(|n| n.fits_in(&pool.worker_size)) {
                     return UnplacedReason::NoRoomNow;
                 }
             }
@@ -376,6 +380,14 @@ fn member_at(members: &[&[usize]], mut position: usize) -> usize {
         position -= member.len();
     }
     unreachable!("position is below the total length")
+}
+
+/// True unless the request is CPU-only and `left`, the worker's free capacity after placing
+/// it, would fall below the reserve the worker keeps for GPU work (the planner's side of
+/// [`crate::rules::KeepsGpuReserve`], which the plan's verification checks against).
+fn keeps_gpu_reserve(worker: &crate::Worker, request: &ContainerRequest, left: &Resources) -> bool {
+    gpu_reserve(request, &Candidate::static_worker(worker))
+        .is_none_or(|reserve| reserve.as_resources().fits_in(left))
 }
 
 /// True when a failed request may mark its buckets full for larger requests: not for a GPU

@@ -11,7 +11,9 @@
 //! alike.
 
 use crate::feasibility::Infeasible;
-use crate::{ContainerRequest, GpuType, Pool, PoolAttributes, Resources, Worker, WorkerStatus};
+use crate::{
+    ContainerRequest, CpuReserve, GpuType, Pool, PoolAttributes, Resources, Worker, WorkerStatus,
+};
 
 /// When a rule's verdict can change, which decides where it applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -170,13 +172,14 @@ pub trait PlacementRule: Sync {
 
 /// The rules, in the order they are checked (which decides the reason given when several
 /// refuse): stages in order, class rules first.
-pub static RULES: [&dyn PlacementRule; 6] = [
+pub static RULES: [&dyn PlacementRule; 7] = [
     &PoolSelector,
     &Preemptible,
     &GpuTypeAccepted,
     &AcceptsWork,
     &FitsWorker,
     &FitsFree,
+    &KeepsGpuReserve,
 ];
 
 /// Runs every rule of a stage up to `last` against the candidate; on success, the GPU type's
@@ -251,8 +254,10 @@ impl PlacementRule for Preemptible {
     }
 }
 
-/// CPU-only requests never on GPU workers; GPU requests on workers with a GPU type in their
-/// preference list (ranked by its position there).
+/// CPU-only requests on GPU workers only where the pool allows it
+/// ([`PoolAttributes::cpu_on_gpu`]; the reserve it keeps is [`KeepsGpuReserve`]'s, a
+/// capacity check); GPU requests on workers with a GPU type in their preference list (ranked
+/// by its position there).
 pub struct GpuTypeAccepted;
 
 impl PlacementRule for GpuTypeAccepted {
@@ -262,6 +267,7 @@ impl PlacementRule for GpuTypeAccepted {
     fn feasible(&self, request: &ContainerRequest, c: &Candidate<'_>) -> Result<usize, Infeasible> {
         match (c.gpu_type, request.wants_gpus()) {
             (None, false) => Ok(0),
+            (Some(_), false) if c.attributes.cpu_on_gpu.is_some() => Ok(0),
             (Some(_), false) => Err(Infeasible::GpuWorkerForCpuRequest),
             (None, true) => Err(Infeasible::NoGpus),
             (Some(ty), true) => request
@@ -272,6 +278,37 @@ impl PlacementRule for GpuTypeAccepted {
     }
     fn bucket_key<'a>(&self, c: &Candidate<'a>, key: &mut BucketKey<'a>) {
         key.push(c.gpu_type.map_or(Fact::Absent, |ty| Fact::Text(ty.name())));
+        // The switch and its reserve: a bucket's workers then agree on whether a CPU-only
+        // request may come and on what it must leave free (the planner's per-bucket
+        // "never fits" and "known full" shortcuts rely on that).
+        let reserve = c.attributes.cpu_on_gpu;
+        key.push(Fact::Flag(reserve.is_some()));
+        key.push(reserve.map_or(Fact::Absent, |r| Fact::Int(clamp(r.cpu_millicores))));
+        key.push(reserve.map_or(Fact::Absent, |r| Fact::Int(clamp(r.memory_mib))));
+    }
+}
+
+/// A reserve as a key fact; values beyond `i64` (never configured in practice) share one.
+fn clamp(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The reserve a candidate keeps free for GPU work against `request`: set exactly when the
+/// request is CPU-only and the candidate a GPU worker whose pool lets CPU-only requests on.
+pub fn gpu_reserve(request: &ContainerRequest, candidate: &Candidate<'_>) -> Option<CpuReserve> {
+    match (candidate.gpu_type, request.wants_gpus()) {
+        (Some(_), false) => candidate.attributes.cpu_on_gpu,
+        _ => None,
+    }
+}
+
+/// What a candidate must have free (or in all) to take `request`: the request, plus the
+/// reserve it keeps for GPU work when [`gpu_reserve`] has one. `None` when that sum
+/// overflows: no worker could ever hold it.
+pub fn needed(request: &ContainerRequest, candidate: &Candidate<'_>) -> Option<Resources> {
+    match gpu_reserve(request, candidate) {
+        Some(reserve) => request.resources.checked_add(reserve.as_resources()),
+        None => Some(request.resources),
     }
 }
 
@@ -326,6 +363,32 @@ impl PlacementRule for FitsFree {
                 free: *free,
             }),
             _ => Ok(0),
+        }
+    }
+    fn bucket_key<'a>(&self, _: &Candidate<'a>, _: &mut BucketKey<'a>) {}
+}
+
+/// A CPU-only request on a GPU worker leaves the worker's reserve for GPU work free:
+/// free less the request stays at or above [`PoolAttributes::cpu_on_gpu`] in CPU and memory.
+/// A capacity check, since free changes with every placement; it passes for every other
+/// pairing (the reserve is only against CPU work, so GPU requests may use it).
+pub struct KeepsGpuReserve;
+
+impl PlacementRule for KeepsGpuReserve {
+    fn stage(&self) -> Stage {
+        Stage::Capacity
+    }
+    fn feasible(&self, request: &ContainerRequest, c: &Candidate<'_>) -> Result<usize, Infeasible> {
+        let (Some(reserve), Some(free)) = (gpu_reserve(request, c), c.free) else {
+            return Ok(0);
+        };
+        match needed(request, c) {
+            Some(needed) if needed.fits_in(free) => Ok(0),
+            _ => Err(Infeasible::GpuReserve {
+                needed: request.resources,
+                reserve,
+                free: *free,
+            }),
         }
     }
     fn bucket_key<'a>(&self, _: &Candidate<'a>, _: &mut BucketKey<'a>) {}

@@ -1,18 +1,28 @@
 //! Stages 2 and 3, scoring and tie-break: which feasible worker is best for a request.
 //!
-//! A worker's score is compared lexicographically: pool priority, then available over
+//! A worker's score is compared lexicographically: a worker of the request's own kind (a CPU
+//! worker for a CPU-only request) over a GPU worker that lets CPU-only requests on, then pool
+//! priority, then available over
 //! pending, then the GPU type's position in the request's preference list (earlier is
 //! better), then the pool's policy (spread: the most room left; pack: the least room left
 //! after placing), and finally a rendezvous hash of (request id, worker id), so replicas
 //! agree on the order and concurrent schedulers spread over equally good workers.
 
 use crate::rules::{BucketKey, Fact};
-use crate::{ContainerId, PlacementPolicy, Resources, Worker, WorkerId, WorkerStatus};
+use crate::{
+    ContainerId, ContainerRequest, PlacementPolicy, Resources, Worker, WorkerId, WorkerStatus,
+};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// The part of a score shared by every worker of one pool, GPU type and status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupScore {
+    /// 0 for a CPU-only request on a GPU worker (allowed by
+    /// [`crate::PoolAttributes::cpu_on_gpu`]), 1 otherwise. It comes first, before the pool
+    /// priority, so a CPU-only request takes a GPU worker only when no CPU worker has room:
+    /// GPU workers lend idle cores, they are not where CPU work is meant to go, and every
+    /// core left free there is room for a GPU request.
+    pub own_kind: u8,
     /// The pool's priority: higher wins.
     pub priority: i32,
     /// 1 for available workers, 0 for pending ones.
@@ -22,10 +32,11 @@ pub struct GroupScore {
 }
 
 impl GroupScore {
-    /// The group score of a worker for a request whose preference list ranks the worker's
+    /// The group score of a worker for `request`, whose preference list ranks the worker's
     /// GPU type at `gpu_rank`.
-    pub fn of(worker: &Worker, gpu_rank: usize) -> GroupScore {
+    pub fn of(worker: &Worker, request: &ContainerRequest, gpu_rank: usize) -> GroupScore {
         GroupScore {
+            own_kind: u8::from(request.wants_gpus() || !worker.has_gpus()),
             priority: worker.pool.priority,
             available: u8::from(worker.status == WorkerStatus::Available),
             gpu_preference: usize::MAX - gpu_rank,
@@ -44,7 +55,7 @@ impl GroupScore {
 /// The full score of one worker for one request; the highest wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Score {
-    /// Pool priority, availability, GPU preference.
+    /// Own kind, pool priority, availability, GPU preference.
     pub group: GroupScore,
     /// The pool policy's view of the room left after placing (higher is better).
     pub fit: u64,

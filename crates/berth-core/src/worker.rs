@@ -126,11 +126,71 @@ pub struct PoolAttributes {
     pub requires_pool_selector: bool,
     /// How to choose among the pool's workers.
     pub policy: PlacementPolicy,
+    /// Whether CPU-only requests may run on the pool's GPU workers, and what each such worker
+    /// keeps free for GPU work when they do. `None` (the default, and how a worker stored
+    /// before the switch reads): never, so GPU workers stay whole for GPU requests. Set, a
+    /// CPU-only request may take a GPU worker's idle cores, but only as long as the worker
+    /// keeps at least the reserve free (see [`crate::rules::KeepsGpuReserve`]); CPU workers
+    /// are still preferred (see [`crate::scoring::GroupScore`]).
+    #[serde(default)]
+    pub cpu_on_gpu: Option<CpuReserve>,
+}
+
+/// The CPU and memory a GPU worker keeps free for GPU requests while CPU-only requests run
+/// on it: without it, CPU work could take every core of a GPU worker and leave its GPUs
+/// unusable. A CPU-only request fits a GPU worker only if its free capacity less the request
+/// stays at or above the reserve in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuReserve {
+    /// CPU millicores kept free for GPU work.
+    pub cpu_millicores: u64,
+    /// Memory MiB kept free for GPU work.
+    pub memory_mib: u64,
+}
+
+impl CpuReserve {
+    /// The reserve as resources (no GPUs: CPU-only requests take none).
+    pub fn as_resources(self) -> Resources {
+        Resources::new(self.cpu_millicores, self.memory_mib, 0)
+    }
+
+    /// The reserve as stored and shown: `<cpu_millicores>,<memory_mib>`, e.g. `8000,32768`.
+    pub fn as_text(self) -> String {
+        format!("{},{}", self.cpu_millicores, self.memory_mib)
+    }
+}
+
+impl fmt::Display for CpuReserve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} millicores and {} MiB",
+            self.cpu_millicores, self.memory_mib
+        )
+    }
+}
+
+/// A string that is not a CPU reserve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a CPU reserve; expected <cpu_millicores>,<memory_mib>, e.g. 8000,32768")]
+pub struct CpuReserveError(pub String);
+
+impl FromStr for CpuReserve {
+    type Err = CpuReserveError;
+    fn from_str(s: &str) -> Result<Self, CpuReserveError> {
+        let error = || CpuReserveError(s.to_owned());
+        let (cpu, memory) = s.split_once(',').ok_or_else(error)?;
+        Ok(CpuReserve {
+            cpu_millicores: cpu.trim().parse().map_err(|_| error())?,
+            memory_mib: memory.trim().parse().map_err(|_| error())?,
+        })
+    }
 }
 
 impl PoolAttributes {
     /// A pool without preferences: priority 0, not preemptible, open to every request,
-    /// spreading its placements.
+    /// spreading its placements, its GPU workers (if any) for GPU requests only.
     pub fn plain(pool: PoolName) -> PoolAttributes {
         PoolAttributes {
             pool,
@@ -138,6 +198,7 @@ impl PoolAttributes {
             preemptible: false,
             requires_pool_selector: false,
             policy: PlacementPolicy::Spread,
+            cpu_on_gpu: None,
         }
     }
 }

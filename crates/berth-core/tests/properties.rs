@@ -54,6 +54,7 @@ fn pool_attributes() -> impl Strategy<Value = PoolAttributes> {
                 } else {
                     PlacementPolicy::Spread
                 },
+                cpu_on_gpu: None,
             },
         )
 }
@@ -268,7 +269,7 @@ fn score(
     let rank = check(worker, free, request).ok()?;
     let left = free.checked_sub(request.resources)?;
     Some((
-        GroupScore::of(worker, rank),
+        GroupScore::of(worker, request, rank),
         fit_score(worker.pool.policy, room(&left, &worker.total)),
         affinity(&request.id, &worker.id),
     ))

@@ -1094,6 +1094,7 @@ fn demand_goes_to_the_best_matching_pool() {
         preemptible: false,
         requires_pool_selector: false,
         policy: PlacementPolicy::Spread,
+        cpu_on_gpu: None,
     };
     let high = PoolAttributes {
         pool: PoolName::new("high").unwrap(),

@@ -100,6 +100,7 @@ use tower_http::trace::TraceLayer;
         berth_api::DeviceView,
         berth_api::DeviceStateView,
         berth_api::DeviceShareView,
+        berth_api::CpuReserveView,
         berth_api::HeartbeatRequest,
         berth_api::HeartbeatResponse,
         berth_api::AssignmentView,

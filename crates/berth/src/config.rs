@@ -3,7 +3,7 @@
 //! variables override the file (see `berth server --help`).
 
 use crate::units::{parse_cpu, parse_memory};
-use berth_core::{GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources};
+use berth_core::{CpuReserve, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -85,6 +85,21 @@ pub struct PoolSection {
     pub policy: Option<String>,
     /// The size of one worker an autoscaler would add.
     pub worker_size: Option<WorkerSize>,
+    /// Lets CPU-only requests use the pool's GPU workers, each keeping this much free for
+    /// GPU work: `{ cpu = "8", memory = "32Gi" }`. Absent: GPU workers take GPU requests
+    /// only.
+    pub cpu_on_gpu: Option<ReserveSection>,
+}
+
+/// What a GPU worker keeps free for GPU work while CPU-only requests run on it:
+/// `{ cpu = "8", memory = "32Gi" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveSection {
+    /// CPU, as `8` or `8000m`.
+    pub cpu: String,
+    /// Memory, as `32Gi`.
+    pub memory: String,
 }
 
 /// A worker's size in the file: `{ cpu = "16", memory = "64Gi", gpus = 8 }`.
@@ -188,6 +203,15 @@ impl PoolSection {
                 size.gpus,
             ),
         };
+        let cpu_on_gpu = match &self.cpu_on_gpu {
+            None => None,
+            Some(reserve) => Some(CpuReserve {
+                cpu_millicores: parse_cpu(&reserve.cpu)
+                    .map_err(|e| invalid("cpu_on_gpu.cpu", e.to_string()))?,
+                memory_mib: parse_memory(&reserve.memory)
+                    .map_err(|e| invalid("cpu_on_gpu.memory", e.to_string()))?,
+            }),
+        };
         if worker_size.gpu_count > 0 && gpu_type.is_none() {
             return Err(invalid(
                 "gpu_type",
@@ -201,6 +225,7 @@ impl PoolSection {
                 preemptible: self.preemptible,
                 requires_pool_selector: self.requires_selector,
                 policy,
+                cpu_on_gpu,
             },
             gpu_type,
             worker_size,
@@ -226,6 +251,9 @@ priority = 10
 requires_selector = true
 policy = "pack"
 worker_size = { cpu = "32", memory = "256Gi", gpus = 8 }
+cpu_on_gpu = { cpu = "4", memory = "64Gi" }
+[[pools]]
+name = "cpu"
 "#;
 
     #[test]
@@ -236,6 +264,34 @@ worker_size = { cpu = "32", memory = "256Gi", gpus = 8 }
         assert_eq!(pools[0].worker_size, Resources::new(32_000, 262_144, 8));
         assert_eq!(pools[0].attributes.policy, PlacementPolicy::Pack);
         assert!(pools[0].attributes.requires_pool_selector);
+        assert_eq!(
+            pools[0].attributes.cpu_on_gpu,
+            Some(CpuReserve {
+                cpu_millicores: 4000,
+                memory_mib: 65_536
+            })
+        );
+        assert_eq!(pools[1].attributes.cpu_on_gpu, None, "off unless asked for");
+    }
+
+    #[test]
+    fn a_bad_cpu_on_gpu_reserve_names_its_key() {
+        let pool = |reserve: &str| format!("[[pools]]\nname = \"a\"\ncpu_on_gpu = {reserve}\n");
+        let error =
+            FileConfig::parse(&pool(r#"{ cpu = "lots", memory = "1Gi" }"#), "f").unwrap_err();
+        assert!(
+            error.to_string().starts_with("pools[0].cpu_on_gpu.cpu"),
+            "{error}"
+        );
+        let error = FileConfig::parse(&pool(r#"{ cpu = "1", memory = "-1Gi" }"#), "f").unwrap_err();
+        assert!(
+            error.to_string().starts_with("pools[0].cpu_on_gpu.memory"),
+            "{error}"
+        );
+        let error = FileConfig::parse(&pool(r#"{ cpu = "1" }"#), "f").unwrap_err();
+        assert!(error.to_string().contains("memory"), "{error}");
+        let error = FileConfig::parse(&pool("true"), "f").unwrap_err();
+        assert!(error.to_string().contains("cpu_on_gpu"), "{error}");
     }
 
     #[test]

@@ -129,6 +129,7 @@ async fn register(
         preemptible: false,
         requires_pool_selector: false,
         policy: PlacementPolicy::Spread,
+        cpu_on_gpu: None,
         status: WorkerStatus::Available,
         total: total.into(),
         free: total.into(),

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 use super::*;
 use berth_core::{
-    GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, RuntimeName, WorkerStatus,
+    CpuReserve, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, RuntimeName, WorkerStatus,
 };
 
 fn pool(name: &str, priority: i32) -> Pool {
@@ -15,6 +15,7 @@ fn pool(name: &str, priority: i32) -> Pool {
             preemptible: false,
             requires_pool_selector: false,
             policy: PlacementPolicy::Pack,
+            cpu_on_gpu: None,
         },
         gpu_type: None,
         worker_size: Resources::new(1000, 1000, 0),
@@ -110,6 +111,75 @@ fn the_runtime_is_left_out_of_the_json_when_absent() {
     }))
     .unwrap();
     assert_eq!(with.runtime.as_deref(), Some("runc"));
+}
+
+#[test]
+fn cpu_on_gpu_is_accepted_in_registration_and_shown() {
+    let json = serde_json::json!({
+        "id": "w1", "pool": "adhoc", "cpu_millicores": 8000, "memory_mib": 16384,
+        "gpu": { "count": 2, "type": "a10g" },
+        "cpu_on_gpu": { "cpu_millicores": 2000, "memory_mib": 4096 }
+    });
+    let register: RegisterWorker = serde_json::from_value(json).unwrap();
+    let reserve = CpuReserve {
+        cpu_millicores: 2000,
+        memory_mib: 4096,
+    };
+    let registration = register.resolve(&[]).unwrap();
+    assert_eq!(registration.pool.cpu_on_gpu, Some(reserve));
+    let worker = registration.into_worker(Resources::new(8000, 16384, 2), 1, 1);
+    let view = WorkerView::new(&worker, None, 0);
+    assert_eq!(view.cpu_on_gpu, Some(reserve.into()));
+    let json = serde_json::to_value(&view).unwrap();
+    assert_eq!(json["cpu_on_gpu"]["memory_mib"], 4096, "{json}");
+
+    let plain = RegisterWorker::new(
+        WorkerId::new("w1").unwrap(),
+        &PoolName::new("adhoc").unwrap(),
+        1,
+        1,
+    );
+    assert_eq!(
+        plain.resolve(&[]).unwrap().pool.cpu_on_gpu,
+        None,
+        "off by default"
+    );
+    let json = serde_json::to_value(&plain).unwrap();
+    assert!(json.get("cpu_on_gpu").is_none(), "{json}");
+    let bad = serde_json::json!({
+        "id": "w1", "pool": "p", "cpu_millicores": 1, "memory_mib": 1,
+        "cpu_on_gpu": { "cpu_millicores": -1, "memory_mib": 1 }
+    });
+    assert!(serde_json::from_value::<RegisterWorker>(bad).is_err());
+}
+
+#[test]
+fn cpu_on_gpu_must_agree_with_a_configured_pool() {
+    let mut configured = pool("gpu", 5);
+    let mut register = RegisterWorker::new(
+        WorkerId::new("w1").unwrap(),
+        &PoolName::new("gpu").unwrap(),
+        4000,
+        8192,
+    );
+    let reserve = CpuReserveView {
+        cpu_millicores: 1000,
+        memory_mib: 2048,
+    };
+    register.cpu_on_gpu = Some(reserve);
+    let error = register.resolve(&[configured.clone()]).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("cpu_on_gpu"));
+    assert!(error.message.contains("off"), "{}", error.message);
+    configured.attributes.cpu_on_gpu = Some(reserve.into());
+    let registration = register.resolve(&[configured.clone()]).unwrap();
+    assert_eq!(registration.pool.cpu_on_gpu, Some(reserve.into()));
+    register.cpu_on_gpu = None;
+    let registration = register.resolve(&[configured]).unwrap();
+    assert_eq!(
+        registration.pool.cpu_on_gpu,
+        Some(reserve.into()),
+        "the configured pool supplies it"
+    );
 }
 
 #[test]

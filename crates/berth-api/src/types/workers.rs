@@ -6,8 +6,8 @@ use crate::spec::parse_gpu_type;
 use berth_core::request::{MAX_CPU_MILLICORES, MAX_GPU_COUNT, MAX_MEMORY_MIB};
 use berth_core::{AttemptId, GpuDevice, GpuType, WorkerRegistration};
 use berth_core::{
-    ContainerId, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, RuntimeName, Worker,
-    WorkerId, WorkerStatus,
+    ContainerId, CpuReserve, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources,
+    RuntimeName, Worker, WorkerId, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -30,6 +30,11 @@ pub struct WorkerView {
     /// `spread` or `pack`.
     #[schema(value_type = String, example = "spread")]
     pub policy: PlacementPolicy,
+    /// Set when CPU-only requests may run on the pool's GPU workers: what each keeps free
+    /// for GPU work. Absent: GPU workers take GPU requests only (and a view from a server
+    /// without the switch reads so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_on_gpu: Option<CpuReserveView>,
     /// `available`, `pending`, `draining`, `disabled` or `lost`.
     #[schema(value_type = String, example = "available")]
     pub status: WorkerStatus,
@@ -69,6 +74,7 @@ impl WorkerView {
             preemptible: worker.pool.preemptible,
             requires_pool_selector: worker.pool.requires_pool_selector,
             policy: worker.pool.policy,
+            cpu_on_gpu: worker.pool.cpu_on_gpu.map(CpuReserveView::from),
             status: worker.status,
             total: worker.total.into(),
             free: worker.free.into(),
@@ -86,6 +92,36 @@ impl WorkerView {
             epoch: worker.epoch,
             last_heartbeat_ms,
             heartbeat_age_ms: last_heartbeat_ms.map(|at| now_ms.saturating_sub(at)),
+        }
+    }
+}
+
+/// What a GPU worker keeps free for GPU work while CPU-only requests run on it (see
+/// [`PoolAttributes::cpu_on_gpu`]): a CPU-only request goes there only if the worker's free
+/// capacity less the request stays at or above both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CpuReserveView {
+    /// CPU millicores kept free.
+    pub cpu_millicores: u64,
+    /// Memory MiB kept free.
+    pub memory_mib: u64,
+}
+
+impl From<CpuReserve> for CpuReserveView {
+    fn from(reserve: CpuReserve) -> Self {
+        CpuReserveView {
+            cpu_millicores: reserve.cpu_millicores,
+            memory_mib: reserve.memory_mib,
+        }
+    }
+}
+
+impl From<CpuReserveView> for CpuReserve {
+    fn from(view: CpuReserveView) -> Self {
+        CpuReserve {
+            cpu_millicores: view.cpu_millicores,
+            memory_mib: view.memory_mib,
         }
     }
 }
@@ -185,6 +221,11 @@ pub struct RegisterWorker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub policy: Option<PlacementPolicy>,
+    /// Lets CPU-only requests use the pool's GPU workers, each keeping this much free for
+    /// GPU work. Absent: as configured for the pool, or (for a pool not configured) GPU
+    /// requests only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_on_gpu: Option<CpuReserveView>,
     /// `available` (the default) or `pending`. A worker an operator drained or disabled
     /// keeps that status when it registers again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,6 +256,7 @@ impl RegisterWorker {
             preemptible: None,
             requires_pool_selector: None,
             policy: None,
+            cpu_on_gpu: None,
             status: None,
             cpu_millicores,
             memory_mib,
@@ -235,6 +277,7 @@ impl RegisterWorker {
                 preemptible: self.preemptible.unwrap_or(false),
                 requires_pool_selector: self.requires_pool_selector.unwrap_or(false),
                 policy: self.policy.unwrap_or_default(),
+                cpu_on_gpu: self.cpu_on_gpu.map(CpuReserve::from),
             },
         };
         let status = self.status.unwrap_or(WorkerStatus::Available);
@@ -312,6 +355,19 @@ impl RegisterWorker {
                 "policy",
                 p.as_str().into(),
                 configured.policy.as_str().into(),
+            ));
+        }
+        if let Some(r) = self
+            .cpu_on_gpu
+            .map(CpuReserve::from)
+            .filter(|r| Some(*r) != configured.cpu_on_gpu)
+        {
+            return Err(differs(
+                "cpu_on_gpu",
+                r.as_text(),
+                configured
+                    .cpu_on_gpu
+                    .map_or_else(|| "off".to_owned(), CpuReserve::as_text),
             ));
         }
         Ok(configured.clone())

@@ -445,6 +445,10 @@ mod tests {
                 preemptible: false,
                 requires_pool_selector: true,
                 policy: PlacementPolicy::Spread,
+                cpu_on_gpu: Some(berth_core::CpuReserve {
+                    cpu_millicores: 2000,
+                    memory_mib: 4096,
+                }),
             },
             status: WorkerStatus::Pending,
             total: Resources::new(1000, 2048, 0),
@@ -476,7 +480,9 @@ mod tests {
                 "runtime",
                 "runc",
                 "gpu_devices",
-                ""
+                "",
+                "cpu_on_gpu",
+                "2000,4096"
             ]
         );
         let too_big = WorkerRegistration {
