@@ -2,7 +2,7 @@
 //! alone, for runc and the process runtime side by side.
 //!
 //! For each runtime:
-//! 1. **End to end.** A server in this process on the chosen store, and [`WORKERS`] local
+//! 1. **End to end.** A server in this process on the chosen store, and 2 local
 //!    agents with that runtime (real agents over HTTP, as `berth up` runs them). A warm-up
 //!    runs containers until every worker has run one, so each has its image (the default
 //!    rootfs) prepared and cached. Then `--containers` (200) containers running `true`, at
