@@ -147,21 +147,22 @@ impl State {
         let Some(left) = entry.worker.free.checked_sub(needed) else {
             return Ok(rejected(Rejection::NoRoom, Some(entry.worker.clone())));
         };
-        let mut booked = entry.worker.clone();
-        booked.free = left;
         let shares: Vec<DeviceShare> = fresh
             .iter()
             .flat_map(|r| r.devices.iter().copied())
             .collect();
-        if !booked.book_devices(&shares) {
+        let entry = self.entry_mut(&group.worker)?;
+        let before = entry.worker.free;
+        entry.worker.free = left;
+        // All or nothing: on refusal the devices are untouched and free is put back.
+        if !entry.worker.book_devices(&shares) {
+            entry.worker.free = before;
             return Ok(rejected(Rejection::NoRoom, Some(entry.worker.clone())));
         }
+        entry.worker.version += 1;
         let first_seq = self.seq + 1;
         self.seq += fresh.len() as u64;
         let entry = self.entry_mut(&group.worker)?;
-        entry.worker.free = booked.free;
-        entry.worker.gpus = booked.gpus;
-        entry.worker.version += 1;
         for (offset, reservation) in fresh.into_iter().enumerate() {
             own_and_queue(entry, reservation, first_seq + offset as u64);
         }
@@ -187,23 +188,25 @@ impl State {
             return Ok(ReleaseOutcome::NotOwned);
         }
         let resources = owned.resources;
-        let mut credited = entry.worker.clone();
-        credited.free = entry
+        let devices = owned.devices.clone();
+        let attempt = owned.attempt.clone();
+        let free = entry
             .worker
             .free
             .checked_add(resources)
             .filter(|free| free.fits_in(&entry.worker.total))
             .ok_or_else(|| corrupt_capacity(&entry.worker))?;
-        if !credited.credit_devices(&owned.devices) {
+        let before = entry.worker.free;
+        entry.worker.free = free;
+        // All or nothing: on refusal the devices are untouched and free is put back.
+        if !entry.worker.credit_devices(&devices) {
+            entry.worker.free = before;
             return Err(corrupt_capacity(&entry.worker));
         }
-        let attempt = owned.attempt.clone();
         entry.owned.remove(container);
         entry
             .queue
             .retain(|_, d| d.assignment.container != *container || d.assignment.attempt != attempt);
-        entry.worker.free = credited.free;
-        entry.worker.gpus = credited.gpus;
         entry.worker.version += 1;
         Ok(ReleaseOutcome::Released {
             resources,

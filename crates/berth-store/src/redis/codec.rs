@@ -131,14 +131,9 @@ fn parse_device_free(text: &str) -> Option<Vec<(u32, u32)>> {
     }
     text.split(',')
         .map(|part| {
-            let (index, free) = part.split_once(':')?;
-            let digits = |s: &str| {
-                (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| s.parse::<u32>().ok())
-                    .flatten()
-            };
-            let free = digits(free).filter(|&f| f <= GPU_MILLI)?;
-            Some((digits(index)?, free))
+            // The share's text form, where 0 (a device wholly booked) is allowed.
+            let free: DeviceShare = part.parse().ok()?;
+            (free.milli <= GPU_MILLI).then_some((free.index, free.milli))
         })
         .collect()
 }
