@@ -11,6 +11,7 @@
 //!    sees containers on it).
 
 mod container;
+mod gpu_health;
 
 use crate::config::{AgentConfig, ResolvedCapacity};
 use crate::control::{Control, ControlError, Delivery, Lease, Registration};
@@ -106,7 +107,7 @@ impl Agent {
         let inner = Arc::new(Inner {
             worker: self.config.worker_id.clone(),
             config: self.config,
-            registration: self.registration,
+            registration: Mutex::new(self.registration),
             control: self.control,
             runtime: self.runtime,
             epoch: AtomicU64::new(0),
@@ -123,11 +124,15 @@ impl Agent {
         inner.recover(&lease.owned).await;
         let heartbeat_stop = CancellationToken::new();
         let heartbeat = tokio::spawn(inner.clone().heartbeat_loop(heartbeat_stop.clone()));
+        let gpu_health = tokio::spawn(inner.clone().gpu_health_loop(inner.shutdown.clone()));
         inner.clone().poll_loop().await;
         inner.drain().await;
         heartbeat_stop.cancel();
         if let Err(err) = heartbeat.await {
             tracing::error!(error = %err, "the heartbeat task failed");
+        }
+        if let Err(err) = gpu_health.await {
+            tracing::error!(error = %err, "the GPU health task failed");
         }
         inner.deregister().await;
         Ok(())
@@ -152,7 +157,8 @@ fn log_gpus(gpus: &[GpuDevice]) {
 pub(crate) struct Inner {
     worker: WorkerId,
     config: AgentConfig,
-    registration: Registration,
+    /// What it registers; the GPU health check updates the devices' health.
+    registration: Mutex<Registration>,
     control: Arc<dyn Control>,
     runtime: Arc<dyn ContainerRuntime>,
     /// The epoch of the latest registration: every call to the server carries it.
@@ -175,11 +181,12 @@ impl Inner {
     /// Registers, retrying while the server is unavailable, and takes the new epoch; `None`
     /// if shut down first.
     async fn register(&self) -> Result<Option<Lease>, AgentError> {
-        let call = || self.control.register(&self.registration);
+        let registration = self.registration.lock().clone();
+        let call = || self.control.register(&registration);
         match retry("register", self.config.retry, &self.shutdown, call).await {
             Ok(lease) => {
                 self.epoch.store(lease.epoch, Ordering::SeqCst);
-                let r = &self.registration;
+                let r = &registration;
                 tracing::info!(worker = %r.worker, epoch = lease.epoch, pool = %r.pool,
                     total = %r.total, gpu_type = ?r.gpu_type, owned = lease.owned.len(),
                     "worker registered");
@@ -208,12 +215,31 @@ impl Inner {
         if self.epoch() != presented {
             return;
         }
-        tracing::warn!(worker = %self.worker, epoch = presented, why, "registering again");
+        self.register_again_locked(why).await;
+    }
+
+    /// Registers again now (with new GPU health), once at a time with [`Inner::renew`].
+    pub(crate) async fn register_again(&self, why: &str) -> Option<Lease> {
+        let _one = self.renewing.lock().await;
+        self.register_again_locked(why).await
+    }
+
+    /// Registers again and stops every running container the registration does not list
+    /// as owned; the caller holds `renewing`. `None` if the registration failed or the
+    /// agent shut down first.
+    async fn register_again_locked(&self, why: &str) -> Option<Lease> {
+        tracing::warn!(worker = %self.worker, epoch = self.epoch(), why, "registering again");
         crate::metrics::reregistered();
         match self.register().await {
-            Ok(Some(lease)) => self.keep_only(&lease.owned),
-            Ok(None) => {}
-            Err(err) => tracing::error!(error = %err, "registering again failed"),
+            Ok(Some(lease)) => {
+                self.keep_only(&lease.owned);
+                Some(lease)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!(error = %err, "registering again failed");
+                None
+            }
         }
     }
 

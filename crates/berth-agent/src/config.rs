@@ -39,9 +39,10 @@ pub enum GpuConfig {
         /// How many (above 0).
         count: u32,
     },
-    /// Detected once at startup by running this `nvidia-smi` (`--gpu auto`; a name
-    /// without a slash is looked up on `PATH`). Finding no healthy GPU is an error: the
-    /// operator asked for GPUs.
+    /// Detected at startup by running this `nvidia-smi` (`--gpu auto`; a name without a
+    /// slash is looked up on `PATH`), then run again every
+    /// [`AgentConfig::gpu_check_every`] to follow the devices' health. Finding no healthy
+    /// GPU at startup is an error: the operator asked for GPUs.
     Detect {
         /// The program to run.
         nvidia_smi: PathBuf,
@@ -62,7 +63,28 @@ impl GpuConfig {
         match self {
             GpuConfig::None => Ok(Vec::new()),
             GpuConfig::Declared { gpu_type, count } => declared(gpu_type, *count),
-            GpuConfig::Detect { nvidia_smi } => detected(nvidia_smi),
+            GpuConfig::Detect { nvidia_smi } => {
+                let (program, devices) = detect_all(nvidia_smi)?;
+                if !devices.iter().any(|device| device.healthy) {
+                    return Err(AgentError::NoGpus {
+                        program: program.display().to_string(),
+                        unhealthy: devices.len(),
+                    });
+                }
+                Ok(devices)
+            }
+        }
+    }
+
+    /// The devices as they are now, for the periodic health check: `None` when the
+    /// devices are not detected (declared devices have no health to follow). Unlike
+    /// [`GpuConfig::devices`], every device may be unhealthy: that is a state to report.
+    pub fn probe(&self) -> Option<Result<Vec<GpuDevice>, AgentError>> {
+        match self {
+            GpuConfig::Detect { nvidia_smi } => {
+                Some(detect_all(nvidia_smi).map(|(_, devices)| devices))
+            }
+            GpuConfig::None | GpuConfig::Declared { .. } => None,
         }
     }
 }
@@ -84,20 +106,15 @@ fn declared(gpu_type: &GpuType, count: u32) -> Result<Vec<GpuDevice>, AgentError
         .collect())
 }
 
-fn detected(nvidia_smi: &Path) -> Result<Vec<GpuDevice>, AgentError> {
+/// The program found on `PATH` and every device it lists.
+fn detect_all(nvidia_smi: &Path) -> Result<(PathBuf, Vec<GpuDevice>), AgentError> {
     let path = std::env::var_os("PATH");
     let program =
         gpu::find_program(nvidia_smi, path.as_deref()).ok_or_else(|| GpuDetectError::NotFound {
             program: format!("{} on PATH", nvidia_smi.display()),
         })?;
     let devices = gpu::detect_nvidia(&program)?;
-    if !devices.iter().any(|device| device.healthy) {
-        return Err(AgentError::NoGpus {
-            program: program.display().to_string(),
-            unhealthy: devices.len(),
-        });
-    }
-    Ok(devices)
+    Ok((program, devices))
 }
 
 /// What a worker registers, resolved from a [`CapacityConfig`].
@@ -225,6 +242,9 @@ pub struct AgentConfig {
     pub work_dir: PathBuf,
     /// How often it heartbeats (default 1 s).
     pub heartbeat_every: Duration,
+    /// How often detected GPUs ([`GpuConfig::Detect`]) are queried again for their health
+    /// (default 30 s); a change registers the worker again with the new health.
+    pub gpu_check_every: Duration,
     /// How long one long-poll for assignments waits on the server (default 20 s).
     pub poll_wait: Duration,
     /// At most this many assignments per poll (default 64).
@@ -287,6 +307,7 @@ impl AgentConfig {
             capacity: CapacityConfig::default(),
             work_dir: work_dir.into(),
             heartbeat_every: Duration::from_secs(1),
+            gpu_check_every: Duration::from_secs(30),
             poll_wait: Duration::from_secs(20),
             poll_max: 64,
             grace: Duration::from_secs(30),
@@ -343,6 +364,9 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), AgentError> {
         if self.heartbeat_every.is_zero() {
             return Err(config_error("heartbeat_every must be above 0"));
+        }
+        if self.gpu_check_every.is_zero() {
+            return Err(config_error("gpu_check_every must be above 0"));
         }
         if self.log_flush_every.is_some_and(|every| every.is_zero()) {
             return Err(config_error("log_flush_every must be above 0"));

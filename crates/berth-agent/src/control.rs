@@ -36,6 +36,9 @@ pub struct Lease {
     pub epoch: u64,
     /// The containers the worker owns, with the attempts they are reserved under.
     pub owned: Vec<(ContainerId, AttemptId)>,
+    /// The owned containers that hold a share of a device the registration reported
+    /// unhealthy.
+    pub on_unhealthy_gpus: Vec<ContainerId>,
 }
 
 /// One assignment delivered to the worker.

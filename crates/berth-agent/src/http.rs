@@ -134,6 +134,7 @@ impl Control for HttpControl {
                 .into_iter()
                 .map(|o| (o.container, o.attempt))
                 .collect(),
+            on_unhealthy_gpus: registered.on_unhealthy_gpus,
         })
     }
 

@@ -12,6 +12,8 @@
 //! | `berth_agent_reregistrations_total` | counter | registrations after a stale epoch, a lost status or an unknown worker |
 //! | `berth_agent_runc_start_seconds` | histogram | runc create and start of one container (shim spawned to pid file written) |
 //! | `berth_agent_leftovers_total` | counter | containers an earlier life of the agent left, by `action` (`adopted`, `discarded`) |
+//! | `berth_agent_gpus_unhealthy` | gauge | the worker's GPU devices found unhealthy by the latest check |
+//! | `berth_agent_gpu_check_failures_total` | counter | GPU health checks that could not run (`nvidia-smi` missing, failing or hanging) |
 
 /// Containers whose process started.
 pub const STARTED: &str = "berth_agent_containers_started_total";
@@ -32,6 +34,19 @@ pub const REREGISTRATIONS: &str = "berth_agent_reregistrations_total";
 pub const RUNC_START_SECONDS: &str = "berth_agent_runc_start_seconds";
 /// Containers an earlier life of the agent left, by `action`.
 pub const LEFTOVERS: &str = "berth_agent_leftovers_total";
+
+/// The worker's GPU devices found unhealthy by the latest check.
+pub const GPUS_UNHEALTHY: &str = "berth_agent_gpus_unhealthy";
+/// GPU health checks that could not run.
+pub const GPU_CHECK_FAILURES: &str = "berth_agent_gpu_check_failures_total";
+
+pub(crate) fn gpus_unhealthy(count: usize) {
+    metrics::gauge!(GPUS_UNHEALTHY).set(count as f64);
+}
+
+pub(crate) fn gpu_check_failed() {
+    metrics::counter!(GPU_CHECK_FAILURES).increment(1);
+}
 
 pub(crate) fn leftover(action: &'static str) {
     metrics::counter!(LEFTOVERS, "action" => action).increment(1);

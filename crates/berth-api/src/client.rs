@@ -358,6 +358,12 @@ impl Client {
         Ok(list.workers)
     }
 
+    /// `GET /v1/workers/{id}`: one worker with the containers it owns and their devices.
+    pub async fn worker(&self, id: &WorkerId) -> Result<WorkerDetail, ClientError> {
+        self.json::<_, ()>(Method::GET, &["v1", "workers", id.as_str()], &[], None)
+            .await
+    }
+
     /// `POST /v1/workers/{id}/drain`: the worker takes no new containers.
     pub async fn drain(&self, id: &WorkerId) -> Result<WorkerView, ClientError> {
         self.worker_action(id, "drain").await

@@ -23,8 +23,26 @@ pub struct Registered {
     /// What it owns: a worker that comes back after it was presumed dead keeps running
     /// these and stops the rest.
     pub owned: Vec<OwnedEntry>,
+    /// The containers of `owned` that hold a share of a device the registration reports
+    /// unhealthy (reported, not stopped).
+    pub on_unhealthy_gpus: Vec<ContainerId>,
     /// When it registered (counts as a heartbeat), by the engine's clock.
     pub at_ms: u64,
+}
+
+/// The containers of `owned` that hold a share of one of `worker`'s unhealthy devices.
+pub fn on_unhealthy_gpus(worker: &Worker, owned: &[OwnedEntry]) -> Vec<ContainerId> {
+    let unhealthy: Vec<u32> = worker
+        .gpus
+        .iter()
+        .filter(|gpu| !gpu.device.healthy)
+        .map(|gpu| gpu.device.index)
+        .collect();
+    owned
+        .iter()
+        .filter(|entry| entry.devices.iter().any(|d| unhealthy.contains(&d.index)))
+        .map(|entry| entry.container.clone())
+        .collect()
 }
 
 /// A heartbeat's answer.
@@ -62,11 +80,34 @@ impl Protocol {
         tracing::info!(worker = %worker.id, epoch = worker.epoch, pool = %worker.pool.pool,
             total = %worker.total, owned = owned.len(), "worker registered");
         metrics::counter!("berth_workers_registered_total").increment(1);
+        let on_unhealthy = on_unhealthy_gpus(&worker, &owned);
+        for container in &on_unhealthy {
+            tracing::warn!(worker = %worker.id, %container,
+                "a container holds a GPU its worker reports unhealthy");
+        }
+        metrics::counter!("berth_containers_on_unhealthy_gpus_total")
+            .increment(on_unhealthy.len() as u64);
         Ok(Registered {
             worker,
             owned,
+            on_unhealthy_gpus: on_unhealthy,
             at_ms,
         })
+    }
+
+    /// One worker, its last heartbeat, and the containers it owns (with their devices);
+    /// `None` for an unknown worker.
+    pub async fn worker_detail(
+        &self,
+        id: &WorkerId,
+    ) -> Result<Option<(Worker, Option<u64>, Vec<OwnedEntry>)>, ProtocolError> {
+        let Some(worker) = self.store.worker(id).await? else {
+            return Ok(None);
+        };
+        let owned = self.store.owned(id).await?;
+        let beats = self.store.heartbeats().await?;
+        let last = beats.iter().find(|(w, _)| w == id).map(|(_, at)| *at);
+        Ok(Some((worker, last, owned)))
     }
 
     /// Sets a worker's status (an operator drains, disables or enables it); returns the

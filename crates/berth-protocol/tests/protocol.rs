@@ -463,3 +463,39 @@ fn a_report_is_checked_before_anything_is_read() {
         Some("reason")
     );
 }
+
+#[test]
+fn containers_on_unhealthy_devices_are_named_and_no_others() {
+    use berth_core::invariants::OwnedEntry;
+    use berth_core::{DeviceShare, GpuType};
+    let total = Resources::new(4000, 8192, 3);
+    let mut registration = WorkerRegistration {
+        gpu_type: Some(GpuType::A10G),
+        total,
+        ..registration("g", 4000)
+    }
+    .with_devices()
+    .unwrap();
+    registration.devices[1].healthy = false;
+    let worker = registration.into_worker(total, 1, 1);
+    let owned = |id: &str, devices: &[(u32, u32)]| OwnedEntry {
+        container: cid(id),
+        attempt: AttemptId::from_bits(1),
+        resources: Resources::new(100, 64, 0),
+        devices: devices
+            .iter()
+            .map(|&(index, milli)| DeviceShare { index, milli })
+            .collect(),
+    };
+    let entries = [
+        owned("cpu-only", &[]),
+        owned("on-0", &[(0, 1000)]),
+        owned("half-on-1", &[(1, 500)]),
+        owned("on-0-and-1", &[(0, 1000), (1, 1000)]),
+        owned("on-2", &[(2, 250)]),
+    ];
+    assert_eq!(
+        berth_protocol::workers::on_unhealthy_gpus(&worker, &entries),
+        [cid("half-on-1"), cid("on-0-and-1")]
+    );
+}

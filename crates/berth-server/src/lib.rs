@@ -69,6 +69,7 @@ use tower_http::trace::TraceLayer;
         containers::report,
         workers::list,
         workers::register,
+        workers::get,
         workers::drain,
         workers::disable,
         workers::enable,
@@ -164,7 +165,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workers", get(workers::list).post(workers::register))
         .route(
             "/v1/workers/{id}",
-            axum::routing::delete(workers::deregister),
+            get(workers::get).delete(workers::deregister),
         )
         .route("/v1/workers/{id}/drain", post(workers::drain))
         .route("/v1/workers/{id}/disable", post(workers::disable))

@@ -1,4 +1,4 @@
-//! The worker endpoints: the operators' (list, drain, disable, enable, remove) and the
+//! The worker endpoints: the operators' (list, one worker, drain, disable, enable, remove) and the
 //! worker agents' protocol (register, heartbeat, long-poll assignments, acknowledge,
 //! release). Each parses, calls [`berth_protocol::Protocol`] and maps its answer.
 
@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use berth_api::types::check_attempt;
 use berth_api::{
     AssignmentList, AssignmentView, ErrorBody, HeartbeatRequest, HeartbeatResponse, OwnedView,
-    RegisterWorker, Registered, ReleaseRequest, ReleaseResponse, WorkerList, WorkerView,
+    RegisterWorker, Registered, ReleaseRequest, ReleaseResponse, WorkerDetail, WorkerList,
+    WorkerView,
 };
 use berth_core::{WorkerId, WorkerStatus};
 use std::collections::HashMap;
@@ -63,14 +64,36 @@ pub async fn register(
     let now = registered.at_ms;
     Ok(Json(Registered {
         worker: WorkerView::new(&registered.worker, Some(now), now),
-        owned: registered
-            .owned
-            .into_iter()
-            .map(|o| OwnedView {
-                container: o.container,
-                attempt: o.attempt,
-            })
-            .collect(),
+        owned: registered.owned.into_iter().map(OwnedView::from).collect(),
+        on_unhealthy_gpus: registered.on_unhealthy_gpus,
+    }))
+}
+
+/// One worker with the containers it owns and the GPU devices each holds (e.g. to see who
+/// is on a device its worker reports unhealthy).
+#[utoipa::path(
+    get, path = "/v1/workers/{id}", tag = "workers",
+    params(("id" = String, Path, description = "The worker's id")),
+    responses(
+        (status = 200, body = WorkerDetail),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): Shared,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<WorkerDetail>, HttpError> {
+    let id = worker_id(&id)?;
+    let Some((worker, last, mut owned)) = state.protocol.worker_detail(&id).await? else {
+        return Err(HttpError::not_found(format!(
+            "no worker {id} is registered"
+        )));
+    };
+    owned.sort_by(|a, b| a.container.cmp(&b.container));
+    Ok(Json(WorkerDetail {
+        worker: WorkerView::new(&worker, last, state.now_ms()),
+        owned: owned.into_iter().map(OwnedView::from).collect(),
     }))
 }
 

@@ -49,10 +49,13 @@ enum Command {
         #[command(flatten)]
         args: cmd::client::PsArgs,
     },
-    /// Lists workers.
+    /// Lists workers; with an id, one worker and the containers it owns with their GPU
+    /// devices.
     Workers {
         #[command(flatten)]
         connection: cmd::client::Connection,
+        /// One worker's id.
+        id: Option<String>,
     },
     /// Prints a container's kept output; with --follow, its new output until it ends.
     Logs {
@@ -122,7 +125,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Up(args) => cmd::up::run(args).await.map(|()| 0),
         Command::Run { connection, args } => client::run(&connection, args).await,
         Command::Ps { connection, args } => client::ps(&connection, args).await,
-        Command::Workers { connection } => client::workers(&connection).await,
+        Command::Workers { connection, id } => match id {
+            Some(id) => client::worker(&connection, &id).await,
+            None => client::workers(&connection).await,
+        },
         Command::Logs { connection, args } => client::logs(&connection, &args).await,
         Command::Cancel { connection, id } => client::cancel(&connection, &id).await,
         Command::Demand { connection } => client::demand(&connection).await,

@@ -3,7 +3,9 @@
 //! through `berth logs`; `berth logs --follow` prints a running container's lines once each,
 //! in order, until it ends; a worker killed with SIGKILL has its containers given back once,
 //! and when it comes back it kills what it left running; a worker killed and restarted at
-//! once adopts its runc containers and reports them to their end.
+//! once adopts its runc containers and reports them to their end; GPU containers get their
+//! own devices; a GPU that turns unhealthy (a fake `nvidia-smi`) takes no containers until
+//! it recovers, and the containers on it are shown on it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -103,6 +105,15 @@ fn run_hello(server: &str) {
     assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "hello");
     let failed = berth(server, &["run", "--wait", "--", "sh", "-c", "exit 7"]);
     assert_eq!(failed.status.code(), Some(7), "the exit code comes back");
+}
+
+/// A `berth server` on a Redis of its own, and its URL.
+fn server_on_redis() -> (LocalRedis, Proc, String) {
+    let redis = LocalRedis::start().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = spawn(&["server", "--listen", &listen, "--redis", &redis.url()]);
+    (redis, server, format!("http://{listen}"))
 }
 
 fn check_clean(server: &str) {
@@ -493,11 +504,7 @@ fn logs_follow_prints_every_line_once_in_order_until_the_container_ends() {
 /// workers --json`, and the check is clean after.
 #[test]
 fn gpu_containers_get_their_own_devices() {
-    let redis = LocalRedis::start().unwrap();
-    let port = free_port();
-    let server = format!("http://127.0.0.1:{port}");
-    let listen = format!("127.0.0.1:{port}");
-    let _server = spawn(&["server", "--listen", &listen, "--redis", &redis.url()]);
+    let (_redis, _server, server) = server_on_redis();
     let dir = tempfile::tempdir().unwrap();
     let mut args = worker_args(&server, "gpu-w", dir.path());
     args.extend(["--gpu", "A10G:2"]);
@@ -554,5 +561,154 @@ fn gpu_containers_get_their_own_devices() {
     let halves: Vec<String> = ["h-1", "h-2"].iter().map(|id| line(id)).collect();
     assert_eq!(halves[0], halves[1], "two halves share one device");
     assert!(halves[0].ends_with("milli=500"), "{halves:?}");
+    check_clean(&server);
+}
+
+/// Like [`spawn`], with `PATH` starting at `bin`.
+fn spawn_with_path(args: &[&str], bin: &std::path::Path) -> Proc {
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Proc(
+        Command::new(BERTH)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .env("PATH", path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Writes what the fake `nvidia-smi` prints: two A10G, device 1 broken when `broken`.
+fn nvidia_smi_says(file: &std::path::Path, broken: bool) {
+    let second = if broken {
+        "1, GPU-bbbb, NVIDIA A10G, [GPU requires reset]"
+    } else {
+        "1, GPU-bbbb, NVIDIA A10G, 23028 MiB"
+    };
+    let csv = format!(
+        "index, uuid, name, memory.total [MiB]\n0, GPU-aaaa, NVIDIA A10G, 23028 MiB\n{second}\n"
+    );
+    let partial = file.with_extension("partial");
+    std::fs::write(&partial, csv).unwrap();
+    std::fs::rename(&partial, file).unwrap();
+}
+
+/// The state of container `id` as `berth ps` shows it.
+fn state_of(server: &str, id: &str) -> String {
+    let view = json(server, &["ps", "--json"]);
+    view.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .map(|c| c["state"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// The device indices container `id` holds on worker `worker`, from `berth workers ID`.
+fn devices_of(server: &str, worker: &str, id: &str) -> Vec<u64> {
+    let detail = json(server, &["workers", worker, "--json"]);
+    detail["owned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["container"] == id)
+        .flat_map(|o| o["devices"].as_array().unwrap().clone())
+        .map(|d| d["index"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_gpu_turning_unhealthy_takes_no_more_containers_until_it_recovers() {
+    let (_redis, _server, server) = server_on_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let csv = dir.path().join("gpus.csv");
+    nvidia_smi_says(&csv, false);
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(&smi, format!("#!/bin/sh\ncat '{}'\n", csv.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = dir.path().join("work");
+    let mut args = worker_args(&server, "gpu-h", &work);
+    args.extend(["--gpu", "auto", "--gpu-check-secs", "1"]);
+    let _worker = spawn_with_path(&args, &bin);
+    workers_up(&server, 1);
+    let run = |id: &str| {
+        let out = berth(
+            &server,
+            &[
+                "run", "--id", id, "--gpu", "A10G:1", "--cpu", "100m", "--memory", "64Mi", "--",
+                "sleep", "300",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let device_health = || -> Vec<bool> {
+        let workers = json(&server, &["workers", "--json"]);
+        workers[0]["gpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["healthy"].as_bool().unwrap())
+            .collect()
+    };
+
+    // Device 1 breaks under a container: it is reported on the device, not stopped.
+    run("on-1");
+    eventually("on-1 to run", || state_of(&server, "on-1") == "running");
+    assert_eq!(
+        devices_of(&server, "gpu-h", "on-1"),
+        [0],
+        "lowest device first"
+    );
+    run("on-2");
+    eventually("on-2 to run", || state_of(&server, "on-2") == "running");
+    assert_eq!(devices_of(&server, "gpu-h", "on-2"), [1]);
+    nvidia_smi_says(&csv, true);
+    eventually("device 1 to read unhealthy", || {
+        device_health() == [true, false]
+    });
+    let table = berth(&server, &["workers", "gpu-h"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("1:1 (unhealthy)"), "{table}");
+    assert_eq!(
+        state_of(&server, "on-2"),
+        "running",
+        "reported, not stopped"
+    );
+
+    // Freed, the broken device still takes nothing.
+    assert!(berth(&server, &["cancel", "on-2"]).status.success());
+    eventually("on-2 to end", || state_of(&server, "on-2") == "failed");
+    run("waits");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        state_of(&server, "waits"),
+        "pending",
+        "device 1 is unhealthy"
+    );
+
+    // Recovered, it takes the waiting container.
+    nvidia_smi_says(&csv, false);
+    eventually("waits to run", || state_of(&server, "waits") == "running");
+    assert_eq!(devices_of(&server, "gpu-h", "waits"), [1]);
+    for id in ["on-1", "waits"] {
+        assert!(berth(&server, &["cancel", id]).status.success());
+    }
+    eventually("everything to end", || {
+        ["on-1", "waits"]
+            .iter()
+            .all(|id| state_of(&server, id) == "failed")
+    });
     check_clean(&server);
 }

@@ -187,7 +187,11 @@ impl FakeServer {
                 .filter(|(_, r)| &r.worker == worker && !r.state.is_terminal())
                 .map(|(id, r)| (id.clone(), r.attempt.clone()))
                 .collect();
-            Lease { epoch, owned }
+            Lease {
+                epoch,
+                owned,
+                on_unhealthy_gpus: Vec::new(),
+            }
         }))
     }
 

@@ -143,9 +143,17 @@ async fn register(
     let owned = lease
         .owned
         .into_iter()
-        .map(|(container, attempt)| api::OwnedView { container, attempt })
+        .map(|(container, attempt)| api::OwnedView {
+            container,
+            attempt,
+            devices: Vec::new(),
+        })
         .collect();
-    Ok(Json(api::Registered { worker, owned }))
+    Ok(Json(api::Registered {
+        worker,
+        owned,
+        on_unhealthy_gpus: Vec::new(),
+    }))
 }
 
 async fn deregister(State(server): Shared, Path(id): Path<String>) -> Result<StatusCode, Failure> {

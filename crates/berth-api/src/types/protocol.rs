@@ -3,7 +3,7 @@
 use super::ResourcesView;
 use crate::error::ApiError;
 use crate::spec::{TIMEOUT_ENV, timeout_secs};
-use berth_core::{Assignment, AttemptId};
+use berth_core::{Assignment, AttemptId, DeviceShare};
 use berth_core::{ContainerId, WorkerId, WorkerStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -76,14 +76,7 @@ impl From<&Assignment> for AssignmentView {
             container: a.container.clone(),
             attempt: a.attempt.clone(),
             resources: a.resources.into(),
-            devices: a
-                .devices
-                .iter()
-                .map(|d| DeviceShareView {
-                    index: d.index,
-                    milli: d.milli,
-                })
-                .collect(),
+            devices: a.devices.iter().map(DeviceShareView::from).collect(),
             image: a.payload.image.clone(),
             command: a.payload.command.clone(),
             env,
@@ -102,6 +95,15 @@ pub struct DeviceShareView {
     /// The share, 1 to 1000 milli-GPUs.
     #[schema(minimum = 1, maximum = 1000)]
     pub milli: u32,
+}
+
+impl From<&DeviceShare> for DeviceShareView {
+    fn from(share: &DeviceShare) -> DeviceShareView {
+        DeviceShareView {
+            index: share.index,
+            milli: share.milli,
+        }
+    }
 }
 
 /// A worker's assignments (empty when none arrived within the wait).

@@ -1,8 +1,10 @@
 //! Workers as clients see them, and what an agent says when it registers.
 
+use super::DeviceShareView;
 use super::ResourcesView;
 use crate::error::ApiError;
 use crate::spec::parse_gpu_type;
+use berth_core::invariants::OwnedEntry;
 use berth_core::request::{MAX_CPU_MILLICORES, MAX_GPU_COUNT, MAX_MEMORY_MIB};
 use berth_core::{AttemptId, GpuDevice, GpuType, WorkerRegistration};
 use berth_core::{
@@ -135,6 +137,19 @@ pub struct OwnedView {
     /// The attempt it is reserved under.
     #[schema(value_type = String)]
     pub attempt: AttemptId,
+    /// The GPU devices it holds shares of (none for a container without GPUs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceShareView>,
+}
+
+impl From<OwnedEntry> for OwnedView {
+    fn from(entry: OwnedEntry) -> Self {
+        OwnedView {
+            container: entry.container,
+            attempt: entry.attempt,
+            devices: entry.devices.iter().map(DeviceShareView::from).collect(),
+        }
+    }
 }
 
 /// The answer to a registration: the worker, with the epoch its calls must carry from now
@@ -145,6 +160,22 @@ pub struct Registered {
     /// The worker as registered; `worker.epoch` is its new lease.
     pub worker: WorkerView,
     /// The containers it owns, under their attempts.
+    pub owned: Vec<OwnedView>,
+    /// The containers it owns that hold a share of a device this registration reports
+    /// unhealthy. They are not stopped: the scheduler books nothing more on the device, and
+    /// whether a container can go on without it is the container's (or its owner's) call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub on_unhealthy_gpus: Vec<ContainerId>,
+}
+
+/// One worker with the containers it owns and the GPU devices each holds, so that an
+/// operator sees who uses a device (e.g. one reported unhealthy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerDetail {
+    /// The worker.
+    pub worker: WorkerView,
+    /// The containers it owns, by id, with their devices.
     pub owned: Vec<OwnedView>,
 }
 

@@ -4,7 +4,9 @@
 
 use crate::units::{GpuAmount, parse_cpu, parse_gpu, parse_memory};
 use anyhow::{Context, bail};
-use berth_api::{Client, ContainerSpec, ContainerView, GpuSpec, GpuTypes, WorkerView};
+use berth_api::{
+    Client, ContainerSpec, ContainerView, GpuSpec, GpuTypes, WorkerDetail, WorkerView,
+};
 use berth_core::{ContainerId, GpuPreference, WorkerId};
 use berth_store::ContainerState;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -241,6 +243,72 @@ pub async fn workers(connection: &Connection) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `berth workers ID`: the worker, then the containers it owns and their devices.
+pub async fn worker(connection: &Connection, id: &str) -> anyhow::Result<i32> {
+    let id = WorkerId::new(id).context("the worker's id")?;
+    let detail = connection.client()?.worker(&id).await?;
+    print(connection, &detail, |detail| {
+        println!("{}", workers_table(std::slice::from_ref(&detail.worker)));
+        println!("{}", owned_table(detail));
+    })?;
+    Ok(0)
+}
+
+/// The containers a worker owns with their device shares, marking shares of unhealthy
+/// devices.
+fn owned_table(detail: &WorkerDetail) -> Table {
+    let mut table = table(["container", "attempt", "gpu devices"]);
+    for owned in &detail.owned {
+        let devices: Vec<String> = owned
+            .devices
+            .iter()
+            .map(|share| {
+                let unhealthy = detail
+                    .worker
+                    .gpus
+                    .iter()
+                    .any(|gpu| gpu.device.index == share.index && !gpu.device.healthy);
+                let mark = if unhealthy { " (unhealthy)" } else { "" };
+                format!("{}:{}{mark}", share.index, gpu_fraction(share.milli))
+            })
+            .collect();
+        table.add_row([
+            owned.container.to_string(),
+            owned.attempt.to_string(),
+            devices.join(" "),
+        ]);
+    }
+    table
+}
+
+/// Milli-GPUs as a fraction of a GPU: 1000 is `1`, 250 is `0.25`.
+fn gpu_fraction(milli: u32) -> String {
+    let whole = milli / 1000;
+    let part = milli % 1000;
+    if part == 0 {
+        whole.to_string()
+    } else {
+        let digits = format!("{part:03}");
+        format!("{whole}.{}", digits.trim_end_matches('0'))
+    }
+}
+
+/// A worker's devices: each one's free share, or `unhealthy`.
+fn devices_column(worker: &WorkerView) -> String {
+    worker
+        .gpus
+        .iter()
+        .map(|gpu| {
+            if gpu.device.healthy {
+                format!("{}:{}", gpu.device.index, gpu_fraction(gpu.free_milli))
+            } else {
+                format!("{}:unhealthy", gpu.device.index)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The table `berth workers` prints.
 fn workers_table(workers: &[WorkerView]) -> Table {
     let mut table = table([
@@ -250,7 +318,8 @@ fn workers_table(workers: &[WorkerView]) -> Table {
         "runtime",
         "cpu free/total",
         "memory free/total",
-        "gpus",
+        "gpus free/total",
+        "devices free",
         "heartbeat",
     ]);
     for w in workers {
@@ -267,6 +336,7 @@ fn workers_table(workers: &[WorkerView]) -> Table {
                 w.total.gpu_count,
                 w.gpu_type.clone().unwrap_or_default()
             ),
+            devices_column(w),
             w.heartbeat_age_ms.map_or("never".to_owned(), |ms| {
                 format!("{:.1}s ago", ms as f64 / 1e3)
             }),
@@ -376,6 +446,7 @@ fn show<T: ToString>(value: Option<&T>) -> String {
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use berth_api as api;
     use berth_core::{PoolAttributes, WorkerId};
     use berth_core::{PoolName, Resources, RuntimeName, Worker, WorkerRegistration, WorkerStatus};
 
@@ -411,5 +482,52 @@ mod tests {
         assert!(row("w-process").contains(" process "), "{text}");
         assert!(row("w-runc").contains(" runc "), "{text}");
         assert!(row("w-runc").contains("1.5s ago"), "{text}");
+    }
+
+    #[test]
+    fn fractions_of_a_gpu_print_without_trailing_zeros() {
+        assert_eq!(gpu_fraction(0), "0");
+        assert_eq!(gpu_fraction(1000), "1");
+        assert_eq!(gpu_fraction(250), "0.25");
+        assert_eq!(gpu_fraction(500), "0.5");
+        assert_eq!(gpu_fraction(1), "0.001");
+        assert_eq!(gpu_fraction(1750), "1.75");
+    }
+
+    #[test]
+    fn the_devices_column_shows_each_devices_free_share_or_its_ill_health() {
+        let mut w = view("w-gpu", RuntimeName::RUNC);
+        w.gpus = [(0, true, 1000), (1, true, 250), (2, false, 1000)]
+            .into_iter()
+            .map(|(index, healthy, free_milli)| api::DeviceStateView {
+                device: api::DeviceView {
+                    index,
+                    uuid: None,
+                    memory_mib: 0,
+                    healthy,
+                },
+                free_milli,
+            })
+            .collect();
+        assert_eq!(devices_column(&w), "0:1 1:0.25 2:unhealthy");
+        let detail = WorkerDetail {
+            worker: w,
+            owned: vec![api::OwnedView {
+                container: ContainerId::new("c-1").unwrap(),
+                attempt: berth_core::AttemptId::from_bits(7),
+                devices: vec![
+                    api::DeviceShareView {
+                        index: 1,
+                        milli: 750,
+                    },
+                    api::DeviceShareView {
+                        index: 2,
+                        milli: 1000,
+                    },
+                ],
+            }],
+        };
+        let text = owned_table(&detail).to_string();
+        assert!(text.contains("1:0.75 2:1 (unhealthy)"), "{text}");
     }
 }

@@ -30,6 +30,11 @@ pub struct WorkerArgs {
     /// TYPE:COUNT to declare them, e.g. A10G:2 (devices 0 to COUNT-1). Default: none.
     #[arg(long, value_name = "auto|TYPE:COUNT")]
     pub gpu: Option<String>,
+    /// With --gpu auto: seconds between two checks of the GPUs' health (nvidia-smi run
+    /// again). A device that turns unhealthy gets no more containers; those on it are
+    /// reported; a recovered one takes containers again.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub gpu_check_secs: u64,
     /// Where the worker keeps its containers' bundles, images and runc state. Keep it
     /// across restarts: a restarted worker adopts the containers it finds there.
     #[arg(long)]
@@ -69,6 +74,7 @@ pub fn config(args: &WorkerArgs, server: &str) -> anyhow::Result<AgentConfig> {
     let mut config = AgentConfig::new(server, id, pool, work_dir);
     config.capacity = capacity(args)?;
     config.grace = Duration::from_secs(args.grace);
+    config.gpu_check_every = Duration::from_secs(args.gpu_check_secs);
     config.runtime = args.runtime;
     config.host_network = args.host_network;
     config.mounts = args.mounts.clone();
