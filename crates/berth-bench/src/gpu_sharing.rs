@@ -1,31 +1,49 @@
 //! `--scenario gpu-sharing`: an arrival-only fill of a GPU fleet, shaped by the published
-//! statistics of Alibaba's cluster-trace-gpu-v2023 and of Weng et al., "Beware of
-//! Fragmentation" (USENIX ATC '23), under spread, pack and the fragmentation-aware policy.
+//! node and pod lists of Alibaba's cluster-trace-gpu-v2023 (the "openb" trace of Weng et
+//! al., "Beware of Fragmentation: Scheduling GPU-Sharing Workloads with Fragmentation
+//! Gradient Descent", USENIX ATC '23), under spread, pack and the fragmentation-aware
+//! policy.
 //!
 //! It runs the core planner alone (no store: the placement decision is what differs
 //! between the policies). One fleet and one seeded stream of pods; for each policy a fresh
 //! copy of the fleet takes the pods one at a time in arrival order, each planned against
 //! the fleet as the pods before it left it (their devices booked), and nothing ever leaves.
-//! It records the state at the first pod refused and at the end of the stream.
+//! It records the state at the first GPU pod refused, when the GPUs the arrived pods asked
+//! for reach the fleet's GPUs (the point the paper compares policies at: "arrived
+//! workload = 100% of the cluster's GPU capacity"), and at the end of the stream.
 //!
-//! What is taken from the published figures (the raw trace is not used or committed):
-//! - pods (8,000 on 400 nodes by default, about twice what the fleet holds): about 13%
-//!   CPU-only, 38% a fraction of one GPU (`gpu_milli` below 1000), 48% one
-//!   whole GPU, 1% several (2, 4 or 8); GPU pods of 4 to 16 cores, CPU-only ones of 1 to 32;
-//! - fractions: mostly 0.1 to 0.5 of a GPU, with 0.5 the most common;
-//! - nodes: mostly 8-GPU nodes of 96 to 128 cores, some 4- and 2-GPU ones, and about one
-//!   node in five without GPUs; several GPU types (any type is accepted here, as by the
-//!   two thirds of the trace's GPU pods that state no type).
+//! Where the figures come from (read, not copied; the raw trace is neither used nor
+//! committed):
+//! - nodes: `cluster-trace-gpu-v2023/csv/openb_node_list_gpu_node.csv` in
+//!   github.com/alibaba/clusterdata, 1,213 GPU nodes. `NODE_SHAPES` holds its shapes
+//!   (cores, memory, GPUs, model exactly as listed) with their shares of the nodes rounded
+//!   to whole percents by reading the list (so about +-2 points each): mostly 8-GPU nodes
+//!   of 96 cores and 384 GiB (12 cores a GPU) and 2-GPU T4 nodes of 104 cores and 512
+//!   GiB, then 2-GPU P100 nodes of 16 cores. No node without GPUs: the paper's simulator
+//!   (github.com/hkust-adsl/kubernetes-scheduler-simulator, fed by the trace's
+//!   `prepare_input.sh`) runs the whole workload, CPU-only pods included, on this GPU-node
+//!   list, so every pool here lets CPU-only pods onto GPU nodes, with no reserve.
+//! - pods: the class mix the paper reports for `openb_pod_list_default.csv` (8,152 pods):
+//!   about 13.3% CPU-only, 37.8% a fraction of one GPU, 48.0% one whole GPU, 0.9% several.
+//!   Within each class the shapes (cores, memory, GPU share) and their weights are those
+//!   of two stretches of that list read here (pods 1420-1646 and 4254-4480, about 450
+//!   pods; consecutive pods come in bursts of one user's shape, so the weights are rough):
+//!   CPU-only pods of mostly 32 cores, fractions mostly of 3 to 12 cores (0.81, 0.47 and
+//!   0.65 of a GPU the commonest), one-GPU pods mostly of 3 to 19 cores with 5 to 90 GiB,
+//!   multi-GPU pods of 8 to 15 cores a GPU. The multi-GPU shapes rest on a handful of pods.
+//! - GPU types are the trace's models, but every pod accepts any (as the two thirds of the
+//!   trace's GPU pods that state no type do).
 //!
 //! The fragmentation-aware policy weighs placements against the stream's own shape mix
-//! (the demand a pool would learn from its history).
+//! (the demand a pool would learn from its history), as the paper's FGD weighs them
+//! against the workload's popular pod shapes.
 
 use crate::report::{BenchReport, Fill, GpuSharingResult, PolicyFill};
 use berth_core::gpu_fit::DemandShape;
 use berth_core::{
-    ContainerId, ContainerRequest, GPU_MILLI, GpuPreference, GpuType, Payload, PlacementPolicy,
-    PlanOptions, PoolAttributes, PoolName, Resources, RuntimeName, Snapshot, Worker, WorkerId,
-    WorkerRegistration, WorkerStatus, plan_for_demand,
+    ContainerId, ContainerRequest, CpuReserve, GPU_MILLI, GpuPreference, GpuType, Payload,
+    PlacementPolicy, PlanOptions, PoolAttributes, PoolName, Resources, RuntimeName, Snapshot,
+    Worker, WorkerId, WorkerRegistration, WorkerStatus, plan_for_demand,
 };
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -37,40 +55,130 @@ const SEED: u64 = 2023;
 /// leaves unallocated.
 const TARGET_SHARE_OF_PACK: f64 = 0.5;
 
-/// A node shape: cores, memory GiB, GPUs, GPU type; and its weight in the fleet.
-const NODE_SHAPES: [(u64, u64, u32, GpuType, u32); 5] = [
-    (96, 768, 8, GpuType::A10G, 35),
-    (128, 1024, 8, GpuType::A100_80, 25),
-    (64, 512, 4, GpuType::T4, 12),
-    (32, 256, 2, GpuType::L4, 8),
-    (32, 256, 0, GpuType::T4, 20),
+/// A node shape of the trace's GPU-node list: CPU millicores, memory MiB, GPUs, GPU model;
+/// and its share of the nodes in percent.
+const NODE_SHAPES: [(u64, u64, u32, &str, u32); 11] = [
+    (96_000, 393_216, 8, "G2", 42),
+    (104_000, 524_288, 2, "T4", 36),
+    (16_000, 122_880, 2, "P100", 9),
+    (128_000, 786_432, 8, "G3", 3),
+    (64_000, 262_144, 2, "P100", 2),
+    (96_000, 786_432, 8, "V100M32", 2),
+    (32_000, 131_072, 4, "V100M16", 2),
+    (96_000, 393_216, 4, "T4", 1),
+    (48_000, 376_832, 4, "V100M32", 1),
+    (64_000, 262_144, 8, "V100M16", 1),
+    (8_000, 32_768, 1, "V100M16", 1),
 ];
 
-/// The fleet: [`NODES`] workers drawn from [`NODE_SHAPES`] by weight.
+/// Pod classes, in per mille of the stream: CPU-only, a fraction of one GPU, one whole GPU;
+/// the rest asks for several GPUs.
+const CPU_ONLY_PER_MILLE: u32 = 133;
+const FRACTION_PER_MILLE: u32 = 378;
+const ONE_GPU_PER_MILLE: u32 = 480;
+
+/// CPU-only pod shapes: CPU millicores, memory MiB; weight.
+const CPU_ONLY: [(u64, u64, u32); 9] = [
+    (32_000, 49_152, 41),
+    (12_500, 57_344, 11),
+    (8_000, 30_517, 8),
+    (15_400, 51_200, 7),
+    (16_500, 51_200, 3),
+    (16_000, 31_250, 1),
+    (32_000, 62_500, 1),
+    (8_000, 15_625, 1),
+    (11_400, 57_344, 1),
+];
+
+/// Fraction pod shapes: CPU millicores, memory MiB, milli-GPUs of one device; weight.
+const FRACTIONS: [(u64, u64, u32, u32); 21] = [
+    (3_152, 5_600, 810, 62),
+    (8_000, 30_517, 470, 22),
+    (11_908, 47_104, 470, 19),
+    (11_908, 47_104, 650, 19),
+    (4_000, 22_888, 320, 12),
+    (4_000, 30_517, 230, 7),
+    (8_000, 30_517, 320, 5),
+    (4_000, 22_888, 220, 4),
+    (4_000, 15_258, 220, 4),
+    (4_152, 10_600, 550, 4),
+    (6_000, 12_288, 460, 4),
+    (4_000, 22_888, 160, 3),
+    (4_152, 10_600, 370, 3),
+    (6_000, 6_144, 460, 3),
+    (3_152, 5_600, 590, 2),
+    (8_000, 30_517, 230, 2),
+    (4_000, 15_258, 160, 2),
+    (4_000, 15_258, 320, 2),
+    (2_000, 8_192, 370, 2),
+    (4_000, 15_258, 110, 1),
+    (1_000, 2_048, 320, 1),
+];
+
+/// One-GPU pod shapes: CPU millicores, memory MiB; weight.
+const ONE_GPU: [(u64, u64, u32); 21] = [
+    (11_400, 48_128, 44),
+    (3_152, 5_600, 30),
+    (18_708, 64_512, 15),
+    (16_000, 32_768, 11),
+    (12_000, 24_576, 10),
+    (15_200, 80_896, 8),
+    (9_810, 41_560, 8),
+    (15_700, 58_368, 7),
+    (12_000, 16_384, 5),
+    (8_000, 16_384, 5),
+    (4_000, 24_576, 5),
+    (11_908, 47_104, 4),
+    (8_200, 33_792, 3),
+    (24_200, 93_184, 2),
+    (16_000, 65_536, 2),
+    (8_000, 32_768, 2),
+    (4_000, 31_250, 2),
+    (11_900, 77_824, 1),
+    (4_000, 8_192, 1),
+    (1_000, 6_144, 1),
+    (7_000, 30_000, 1),
+];
+
+/// Multi-GPU pod shapes: CPU millicores, memory MiB, GPUs; weight.
+const MULTI_GPU: [(u64, u64, u32, u32); 5] = [
+    (6_000, 65_536, 2, 1),
+    (32_200, 132_096, 4, 1),
+    (64_000, 262_144, 8, 2),
+    (88_000, 327_680, 8, 1),
+    (120_000, 737_280, 8, 1),
+];
+
+/// One of `items`, drawn with the weights `weight` gives them (the first if all weigh 0).
+fn pick<'a, T>(rng: &mut StdRng, items: &'a [T], weight: impl Fn(&T) -> u32) -> &'a T {
+    let total: u32 = items.iter().map(&weight).sum();
+    let mut roll = rng.random_range(0..total.max(1));
+    for item in items {
+        let w = weight(item);
+        if roll < w {
+            return item;
+        }
+        roll -= w;
+    }
+    &items[0]
+}
+
+/// The fleet: `nodes` workers drawn from [`NODE_SHAPES`] by share, each letting CPU-only
+/// pods on with no reserve (as in the paper's simulation).
 fn fleet(rng: &mut StdRng, nodes: usize) -> anyhow::Result<Vec<Worker>> {
-    let total_weight: u32 = NODE_SHAPES.iter().map(|s| s.4).sum();
     (0..nodes)
         .map(|i| {
-            let mut roll = rng.random_range(0..total_weight);
-            let shape = NODE_SHAPES
-                .iter()
-                .find(|s| {
-                    if roll < s.4 {
-                        true
-                    } else {
-                        roll -= s.4;
-                        false
-                    }
-                })
-                .unwrap_or(&NODE_SHAPES[0]);
-            let (cores, gib, gpus, gpu_type, _) = shape.clone();
-            let total = Resources::new(cores * 1000, gib * 1024, gpus);
+            let &(cpu, memory, gpus, model, _) = pick(rng, &NODE_SHAPES, |s| s.4);
+            let total = Resources::new(cpu, memory, gpus);
             let registration = WorkerRegistration {
                 id: WorkerId::new(format!("node-{i:04}"))?,
-                pool: PoolAttributes::plain(PoolName::new("gpu")?),
+                pool: PoolAttributes {
+                    cpu_on_gpu: Some(CpuReserve::default()),
+                    ..PoolAttributes::plain(PoolName::new("gpu")?)
+                },
                 status: WorkerStatus::Available,
                 total,
-                gpu_type: (gpus > 0).then_some(gpu_type),
+                gpu_type: (gpus > 0).then(|| model.parse::<GpuType>()).transpose()?,
                 devices: Vec::new(),
                 runtime: RuntimeName::PROCESS,
             };
@@ -79,24 +187,26 @@ fn fleet(rng: &mut StdRng, nodes: usize) -> anyhow::Result<Vec<Worker>> {
         .collect()
 }
 
-/// One pod's shape.
+/// One pod: its class by the published mix, then its shape by the sampled weights.
 fn pod(rng: &mut StdRng, index: usize) -> anyhow::Result<ContainerRequest> {
     let roll = rng.random_range(0..1000);
-    let (cores, gpus, fraction) = if roll < 133 {
-        (rng.random_range(1..=32), 0, None)
-    } else if roll < 133 + 378 {
-        let milli = [100, 200, 250, 300, 400, 500, 500, 500, 700, 800][rng.random_range(0..10)];
-        (rng.random_range(4..=8), 0, Some(milli))
-    } else if roll < 133 + 378 + 480 {
-        (rng.random_range(4..=16), 1, None)
+    let (cpu, memory, gpus, fraction) = if roll < CPU_ONLY_PER_MILLE {
+        let &(cpu, memory, _) = pick(rng, &CPU_ONLY, |s| s.2);
+        (cpu, memory, 0, None)
+    } else if roll < CPU_ONLY_PER_MILLE + FRACTION_PER_MILLE {
+        let &(cpu, memory, milli, _) = pick(rng, &FRACTIONS, |s| s.3);
+        (cpu, memory, 0, Some(milli))
+    } else if roll < CPU_ONLY_PER_MILLE + FRACTION_PER_MILLE + ONE_GPU_PER_MILLE {
+        let &(cpu, memory, _) = pick(rng, &ONE_GPU, |s| s.2);
+        (cpu, memory, 1, None)
     } else {
-        let count = [2, 2, 4, 4, 8][rng.random_range(0..5)];
-        (8 * count as u64, count, None)
+        let &(cpu, memory, gpus, _) = pick(rng, &MULTI_GPU, |s| s.3);
+        (cpu, memory, gpus, None)
     };
     Ok(ContainerRequest {
         id: ContainerId::new(format!("pod-{index:05}"))?,
         tenant: "trace".to_owned(),
-        resources: Resources::new(cores * 1000, cores * 4096, gpus),
+        resources: Resources::new(cpu, memory, gpus),
         gpu_fraction_milli: fraction,
         gpu: GpuPreference::Any,
         pool_selector: None,
@@ -312,7 +422,7 @@ pub fn verdicts(report: &BenchReport) -> Vec<crate::report::Verdict> {
                 why: if met {
                     String::new()
                 } else {
-                    "see the table: the fragmentation measure and the demand it weighs against decide where fractions go".to_owned()
+                    "fgd avoids most of what pack strands (pack fills small-CPU nodes with CPU-heavy pods and loses their GPUs); what fgd leaves is mostly slivers of partly booked devices (0.19 after a 0.81 fraction) that only the rarer small fractions fit, and GPUs on nodes whose cores the GPU pods themselves used up (12 cores a GPU on the 8-GPU nodes)".to_owned()
                 },
             })
         })

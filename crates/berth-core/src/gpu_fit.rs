@@ -7,13 +7,24 @@
 //! takes one device with room for it, the fullest such device first (best fit), so whole
 //! devices stay whole for whole-GPU requests.
 //!
-//! [`fragmentation`] measures, in the spirit of FGD (Weng et al., "Beware of
-//! Fragmentation", USENIX ATC '23), how much of a worker's free GPU capacity the expected
-//! GPU demand could not use: for each shape of that demand, weighted by how common it is,
-//! the free milli-GPUs it cannot use on this worker. A shape that does not fit the worker's
-//! free CPU or memory, or cannot get its GPUs, can use none of them; otherwise a fraction
+//! [`fragmentation`] measures, as FGD does (Weng et al., "Beware of Fragmentation",
+//! USENIX ATC '23; the definition read from its simulator,
+//! github.com/hkust-adsl/kubernetes-scheduler-simulator, `NodeGpuShareFragAmount`), how
+//! much of a worker's free GPU capacity the expected GPU demand could not use: for each
+//! shape of that demand, weighted by how common it is, the free milli-GPUs it cannot use
+//! on this worker. A shape that does not fit the worker's free CPU or memory, or cannot
+//! get its GPUs, can use none of them (all are a fragment to it); otherwise a fraction
 //! cannot use devices with less free than it asks, and whole GPUs cannot use partly booked
-//! devices. The fragmentation-aware policy places where this measure grows least.
+//! devices. The fragmentation-aware policy places every request, CPU-only ones included,
+//! where this measure grows least (FGD's "gradient descent"), trying each distinct device
+//! a fraction could take.
+//!
+//! Where this differs from the paper's simulator, on purpose: memory counts like CPU (the
+//! simulator checks CPU alone, though its filter also needs memory); CPU-only shapes are
+//! left out of the demand (to them every free milli-GPU is a fragment, which adds the same
+//! amount to every placement of one request and so decides nothing); the growth is
+//! compared exactly, where the simulator scores a sigmoid of it rounded to an integer and
+//! breaks ties at random; ties here go to the fuller worker (pack).
 
 use crate::{DeviceShare, GPU_MILLI, Resources};
 
@@ -311,6 +322,13 @@ mod tests {
         let tight = Resources::new(500, 16_384, 0);
         assert_eq!(
             fragmentation(&s, &tight, &[shape(GpuAsk::Fraction(100), 1)]),
+            1800
+        );
+        // Nor without the memory (the paper's simulator checks CPU alone; memory strands
+        // GPUs the same way).
+        let short = Resources::new(8000, 512, 0);
+        assert_eq!(
+            fragmentation(&s, &short, &[shape(GpuAsk::Fraction(100), 1)]),
             1800
         );
     }

@@ -270,9 +270,9 @@ impl<'a> Planner<'a> {
         let spec = &self.snapshot.workers[worker];
         let ask = request.gpu_ask();
         let (fit, devices) = match spec.pool.policy {
-            PlacementPolicy::Fgd if ask != GpuAsk::None => {
-                self.least_fragmenting(worker, request, ask)?
-            }
+            // Every request, CPU-only ones too: taking a GPU worker's CPU or memory can
+            // strand its free GPUs, which FGD weighs like any other fragment.
+            PlacementPolicy::Fgd => self.least_fragmenting(worker, request, ask)?,
             policy => {
                 let devices = gpu_fit::choose(&self.slots[worker], ask)?;
                 let left = self.after(worker, &request.resources, &devices)?;
@@ -286,7 +286,10 @@ impl<'a> Planner<'a> {
     }
 
     /// Among the ways the worker's devices could hold the request, the one that grows the
-    /// worker's expected fragmentation of [`Planner::demand`] least, and its fit.
+    /// worker's expected fragmentation of [`Planner::demand`] least, and its fit: a
+    /// CPU-only request has one way (no devices), and its growth is the GPU it strands by
+    /// taking CPU or memory the demand needs; on a GPU worker it must also leave the
+    /// reserve the pool keeps for GPU work, as under the other policies.
     fn least_fragmenting(
         &self,
         worker: usize,
@@ -313,6 +316,9 @@ impl<'a> Planner<'a> {
         let (growth, devices) = best?;
         let left = self.after(worker, &request.resources, &devices)?;
         let spec = &self.snapshot.workers[worker];
+        if !keeps_gpu_reserve(spec, request, &left) {
+            return None;
+        }
         let pack = i128::from(fit_score(PlacementPolicy::Pack, room(&left, &spec.total)));
         let fit = (FGD_NEUTRAL - growth).max(0) * FGD_SCALE + pack;
         Some((u64::try_from(fit).unwrap_or(u64::MAX), devices))
@@ -394,4 +400,107 @@ fn keeps_gpu_reserve(worker: &crate::Worker, request: &ContainerRequest, left: &
 /// fraction, whose failure says nothing of a smaller fraction with the same CPU and memory.
 fn remembers_failures(request: &ContainerRequest) -> bool {
     request.gpu_fraction_milli.is_none()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use crate::{
+        CpuReserve, GpuPreference, GpuType, Payload, PoolAttributes, PoolName, RuntimeName, Worker,
+        WorkerId, WorkerRegistration, WorkerStatus,
+    };
+
+    /// An 8-GPU, 96-core worker of an fgd (or other) pool that lets CPU-only requests on
+    /// with `reserve` cores kept for GPU work, all GPUs free and `free_cores` cores free.
+    fn gpu_worker(id: &str, policy: PlacementPolicy, free_cores: u64, reserve: u64) -> Worker {
+        let total = Resources::new(96_000, 393_216, 8);
+        let registration = WorkerRegistration {
+            id: WorkerId::new(id).unwrap(),
+            pool: PoolAttributes {
+                policy,
+                cpu_on_gpu: Some(CpuReserve {
+                    cpu_millicores: reserve * 1000,
+                    memory_mib: 0,
+                }),
+                ..PoolAttributes::plain(PoolName::new("gpu").unwrap())
+            },
+            status: WorkerStatus::Available,
+            total,
+            gpu_type: Some(GpuType::A10G),
+            devices: Vec::new(),
+            runtime: RuntimeName::PROCESS,
+        };
+        let free = Resources::new(free_cores * 1000, 393_216, 8);
+        registration.with_devices().unwrap().into_worker(free, 1, 1)
+    }
+
+    fn cpu_only(cores: u64) -> ContainerRequest {
+        ContainerRequest {
+            id: crate::ContainerId::new("cpu-0").unwrap(),
+            tenant: "t".into(),
+            resources: Resources::new(cores * 1000, 1024, 0),
+            gpu_fraction_milli: None,
+            gpu: GpuPreference::Any,
+            pool_selector: None,
+            preemptible: false,
+            priority: 0,
+            submitted_at_ms: 0,
+            payload: Payload::default(),
+        }
+    }
+
+    /// Whole-GPU requests of 16 cores: what the GPU workers are expected to serve.
+    fn demand() -> Vec<DemandShape> {
+        vec![DemandShape {
+            resources: Resources::new(16_000, 1024, 0),
+            gpus: GpuAsk::Whole(1),
+            weight: 1,
+        }]
+    }
+
+    /// Under fgd a CPU-only request goes where taking its cores strands no GPU: 10 of the
+    /// 20 free cores would leave too few for a 16-core GPU request, so all eight free GPUs
+    /// there would be lost to the demand; the worker with 60 free cores loses none. Pack
+    /// takes the fuller worker.
+    #[test]
+    fn fgd_puts_a_cpu_only_request_where_it_strands_no_gpu() {
+        let place = |policy| {
+            let snapshot = Snapshot {
+                workers: vec![
+                    gpu_worker("w0", policy, 20, 0),
+                    gpu_worker("w1", policy, 60, 0),
+                ],
+                pools: Vec::new(),
+            };
+            let plan = plan_for_demand(
+                &snapshot,
+                &[cpu_only(10)],
+                PlanOptions::default(),
+                &demand(),
+            );
+            assert_eq!(plan.workers.len(), 1);
+            plan.workers[0].worker.as_str().to_owned()
+        };
+        assert_eq!(place(PlacementPolicy::Fgd), "w1");
+        assert_eq!(place(PlacementPolicy::Pack), "w0");
+    }
+
+    /// Scored by fragmentation, a CPU-only request still leaves a GPU worker's reserve for
+    /// GPU work free.
+    #[test]
+    fn fgd_keeps_the_reserve_for_gpu_work() {
+        let snapshot = Snapshot {
+            workers: vec![gpu_worker("w0", PlacementPolicy::Fgd, 20, 16)],
+            pools: Vec::new(),
+        };
+        let plan = plan_for_demand(
+            &snapshot,
+            &[cpu_only(10)],
+            PlanOptions::default(),
+            &demand(),
+        );
+        assert!(plan.workers.is_empty());
+        assert_eq!(plan.unplaced.len(), 1);
+    }
 }

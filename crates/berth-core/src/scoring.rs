@@ -86,8 +86,9 @@ pub fn room(free: &Resources, total: &Resources) -> u64 {
 pub fn fit_score(policy: PlacementPolicy, room_after: u64) -> u64 {
     match policy {
         PlacementPolicy::Spread => room_after,
-        // The fragmentation-aware policy scores GPU placements by fragmentation (see the
-        // planner); anything else it packs, which keeps whole GPU workers free.
+        // The fragmentation-aware policy ranks placements by fragmentation first (see the
+        // planner) and packs among those that fragment alike (and on workers without
+        // GPUs), which keeps whole GPU workers free.
         PlacementPolicy::Pack | PlacementPolicy::Fgd => ROOM_SCALE.saturating_sub(room_after),
     }
 }
