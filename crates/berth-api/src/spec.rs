@@ -139,11 +139,17 @@ fn default_tenant() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSpec {
-    /// The container's id (ASCII letters, digits, `.`, `_`, `-`, `:`; at most 128 bytes).
+    /// The container's id (ASCII letters, digits, `.`, `_`, `-`, `:`, starting with a letter
+    /// or digit; at most 128 bytes).
     /// Supplying it makes the submit idempotent: submitting the same id again writes nothing
     /// and answers with the existing container's state. Generated (`c-` and 16 hex digits)
     /// when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub id: Option<String>,
     /// Who asks, for accounting (same alphabet as ids).
     #[serde(default = "default_tenant")]
@@ -157,6 +163,11 @@ pub struct ContainerSpec {
     pub gpu: Option<GpuSpec>,
     /// Run only on workers of this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub pool: Option<String>,
     /// Higher runs first.
     #[serde(default)]

@@ -1,14 +1,20 @@
 //! Validated identifiers: container ids, worker ids and pool names.
 //!
 //! Identifiers end up inside Redis keys, and a worker id inside a Redis Cluster hash tag
-//! (`{w:ID}`), so they are restricted to a safe alphabet: ASCII letters, digits and
-//! `.`, `_`, `-`, `:`. Braces, spaces and control characters are refused.
+//! (`{w:ID}`), and into URL paths, so one rule holds for every kind ([`ID_PATTERN`]): 1 to
+//! [`MAX_ID_LEN`] bytes of ASCII letters, digits and `.`, `_`, `-`, `:`, starting with a
+//! letter or digit. Braces, spaces and control characters are refused, and so are `.` and
+//! `..` (a URL path normalises them away, so such a container could never be reported or
+//! cancelled) and a leading `-` (read as a flag by the CLI).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The longest identifier accepted, in bytes.
 pub const MAX_ID_LEN: usize = 128;
+
+/// Every identifier's rule as a regular expression (for the OpenAPI document).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$";
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +32,16 @@ pub enum IdError {
         kind: &'static str,
         /// The length that was given.
         len: usize,
+    },
+    /// The string started with something other than an ASCII letter or digit.
+    #[error("{kind} {value:?} starts with {first:?}; start it with an ASCII letter or digit")]
+    BadStart {
+        /// Which kind of identifier was being parsed.
+        kind: &'static str,
+        /// The offending input.
+        value: String,
+        /// Its first character.
+        first: char,
     },
     /// The string held a character outside the allowed alphabet.
     #[error(
@@ -52,13 +68,20 @@ fn validate(kind: &'static str, value: &str) -> Result<(), IdError> {
         });
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':');
-    match value.chars().find(|c| !allowed(*c)) {
-        Some(bad) => Err(IdError::BadChar {
+    if let Some(bad) = value.chars().find(|c| !allowed(*c)) {
+        return Err(IdError::BadChar {
             kind,
             value: value.to_owned(),
             bad,
+        });
+    }
+    match value.chars().next() {
+        Some(first) if !first.is_ascii_alphanumeric() => Err(IdError::BadStart {
+            kind,
+            value: value.to_owned(),
+            first,
         }),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -163,6 +186,40 @@ mod tests {
             PoolName::new(long),
             Err(IdError::TooLong { len: 129, .. })
         ));
+    }
+
+    #[test]
+    fn refuses_dot_segments_and_a_leading_dash_or_punctuation() {
+        for bad in [".", "..", ".hidden", "-rf", "_x", ":x"] {
+            assert!(
+                matches!(ContainerId::new(bad), Err(IdError::BadStart { .. })),
+                "{bad} accepted"
+            );
+        }
+        assert_eq!(ContainerId::new("a..b").unwrap().as_str(), "a..b");
+        assert_eq!(ContainerId::new("0.x-").unwrap().as_str(), "0.x-");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_string_of_the_pattern_is_accepted(
+            id in proptest::string::string_regex(
+                ID_PATTERN.trim_start_matches('^').trim_end_matches('$'),
+            ).unwrap()
+        ) {
+            proptest::prop_assert!(ContainerId::new(id.as_str()).is_ok(), "{id:?}");
+        }
+
+        #[test]
+        fn an_accepted_string_is_of_the_pattern(id in "[ -~]{0,140}") {
+            if ContainerId::new(id.as_str()).is_ok() {
+                let mut chars = id.chars();
+                let first = chars.next().unwrap();
+                proptest::prop_assert!(first.is_ascii_alphanumeric());
+                proptest::prop_assert!(chars.all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)));
+                proptest::prop_assert!(id.len() <= MAX_ID_LEN);
+            }
+        }
     }
 
     #[test]

@@ -67,6 +67,20 @@ async fn submit_get_list_cancel_and_logs() {
     assert!(mixed.results[0].duplicate && !mixed.results[1].duplicate);
     assert_eq!(server.container_count().await, 6);
 
+    // A dot segment as an id would be normalised out of its URLs: refused, nothing written.
+    for bad in [".", "..", "-x"] {
+        let body = format!(
+            r#"{{"id": "{bad}", "cpu_millicores": 100, "memory_mib": 100, "command": ["x"]}}"#
+        );
+        let (status, _, text) = server.post("/v1/containers", &body).await;
+        assert_eq!(status, 400, "{bad}: {text}");
+        assert!(
+            text.contains("start it with an ASCII letter or digit"),
+            "{text}"
+        );
+    }
+    assert_eq!(server.container_count().await, 6);
+
     let view = client.container(&one.id).await.unwrap();
     assert_eq!(view.id, one.id);
     assert_eq!(view.resources.cpu_millicores, 500);
@@ -725,6 +739,26 @@ async fn openapi_metrics_and_health() {
     }
     let schemas = document["components"]["schemas"].as_object().unwrap();
     assert!(schemas.contains_key("ContainerSpec") && schemas.contains_key("ErrorBody"));
+    for (schema, field) in [
+        ("ContainerSpec", "id"),
+        ("ContainerSpec", "pool"),
+        ("RegisterWorker", "id"),
+        ("RegisterWorker", "pool"),
+        ("StatusReport", "worker"),
+        ("ReleaseRequest", "container"),
+    ] {
+        let property = &schemas[schema]["properties"][field];
+        assert_eq!(
+            property["pattern"],
+            berth_core::ids::ID_PATTERN,
+            "{schema}.{field}: {property}"
+        );
+        assert_eq!(
+            property["maxLength"],
+            berth_core::ids::MAX_ID_LEN,
+            "{schema}.{field}"
+        );
+    }
 
     let metrics = client.metrics().await.unwrap();
     assert!(metrics.contains("berth_"), "{metrics}");

@@ -121,7 +121,7 @@ pub struct ReleaseRequest {
     /// The epoch the worker registered under.
     pub epoch: u64,
     /// The container.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", min_length = 1, max_length = 128)]
     pub container: ContainerId,
     /// The attempt it was reserved under.
     #[schema(value_type = String)]
@@ -154,7 +154,7 @@ pub enum ReportedState {
 #[serde(deny_unknown_fields)]
 pub struct StatusReport {
     /// The reporting worker.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", min_length = 1, max_length = 128)]
     pub worker: WorkerId,
     /// The attempt from the assignment.
     #[schema(value_type = String)]

@@ -235,9 +235,14 @@ pub struct DeviceStateView {
 #[serde(deny_unknown_fields)]
 pub struct RegisterWorker {
     /// The worker's id.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", min_length = 1, max_length = 128)]
     pub id: WorkerId,
     /// Its pool's name.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub pool: String,
     /// The pool's priority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
