@@ -142,7 +142,10 @@ pub trait Bookings: Send + Sync {
     /// The next assignments of a worker, in commit order, at most `max`: first those
     /// delivered before and not acknowledged within the redelivery timeout, then new ones.
     /// Waits up to `wait` for one to arrive instead of polling. With `epoch`, fenced like
-    /// [`Fleet::heartbeat`]: nothing is delivered to an agent of an older epoch.
+    /// [`Fleet::heartbeat`]: nothing is delivered to an agent of an older epoch. A worker
+    /// removed (or fenced off) while the call waits gets
+    /// [`crate::StoreError::UnknownWorker`] (or `StaleEpoch`) by the end of the wait, not an
+    /// empty answer or a transport error.
     async fn assignments(
         &self,
         worker: &WorkerId,

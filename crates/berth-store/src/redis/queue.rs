@@ -71,7 +71,16 @@ impl RedisStore {
             .arg("STREAMS")
             .arg(self.keys.assign(worker))
             .arg(">");
-        let value = reply::ok(self.blocking(cmd, wait).await?)?;
+        let value = match self.blocking(cmd, wait).await {
+            Ok(value) => reply::ok(value)?,
+            // The stream was deleted under the blocked read: the worker was removed (or
+            // its queue reset); say which, rather than fail the poll.
+            Err(StoreError::Redis(error)) if error.code() == Some("UNBLOCKED") => {
+                self.require_worker(worker).await?;
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(error),
+        };
         let entries = stream_entries(value)?;
         self.decode_entries(worker, Value::Array(entries))
     }

@@ -39,6 +39,7 @@ macro_rules! contract_tests {
             lock_path_counts_and_fences,
             assignments_arrive_in_order_and_are_redelivered_until_acked,
             assignments_wait_without_polling,
+            a_long_poll_of_a_worker_removed_meanwhile_ends_as_unknown,
             submit_is_idempotent_per_id,
             records_only_move_forward,
             claim_settle_and_backlog,
@@ -679,6 +680,29 @@ pub async fn assignments_wait_without_polling(connect: impl Connect) {
     assert_eq!(got[0].container, cid("a"));
     let spent = store.stats().snapshot().since(&before);
     assert!(spent.round_trips <= 4, "no polling loop: {spent:?}");
+}
+
+pub async fn a_long_poll_of_a_worker_removed_meanwhile_ends_as_unknown(connect: impl Connect) {
+    let store = open(&connect, "poll-removed").await;
+    register(&*store, "w1", 4000, 4096).await;
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .assignments(&wid("w1"), Some(1), 10, Duration::from_secs(2))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.deregister_worker(&wid("w1")).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(15), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(got, Err(StoreError::UnknownWorker(_))),
+        "the agent must learn its worker is gone (to register again): {got:?}"
+    );
 }
 
 // ----- records and intake -----
