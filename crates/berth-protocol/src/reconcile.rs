@@ -5,10 +5,15 @@
 //!   presumed dead, or a Redis failover lost the reservation) holds no capacity there: the
 //!   worker is told to stop it. It is never re-reserved.
 //! - A reservation the worker holds for a container it does not run, whose record has
-//!   ended, is gone, or is held by another worker or attempt, is dead: it is released
+//!   ended or is held by another worker or attempt, is dead: it is released
 //!   (conditionally on its attempt, so a newer reservation is never touched). A record still
 //!   pending, scheduled or running on this worker and attempt is left alone: its delivery
 //!   or its report may be in flight.
+//! - An ownership entry without any record is left alone and reported (logged, and counted
+//!   as `berth_reconciled_total{action="orphan"}`; the invariant check names the worker,
+//!   whose free plus owned then exceeds its total): every commit follows its record's
+//!   submit, so no booking made such an entry, and crediting what was never booked would
+//!   overbook the worker.
 
 use crate::{Protocol, ProtocolError};
 use berth_core::invariants::OwnedEntry;
@@ -83,6 +88,14 @@ impl Protocol {
         entry: &OwnedEntry,
     ) -> Result<bool, ProtocolError> {
         let record = self.store.container(&entry.container).await?;
+        if record.is_none() {
+            tracing::warn!(%worker, container = %entry.container, attempt = %entry.attempt,
+                resources = %entry.resources,
+                "an ownership entry without a record: left alone (no booking made it, so \
+                 crediting it would overbook the worker); remove it by hand");
+            metrics::counter!("berth_reconciled_total", "action" => "orphan").increment(1);
+            return Ok(false);
+        }
         if !dead(record.as_ref(), worker, entry) {
             return Ok(false);
         }
@@ -101,13 +114,32 @@ impl Protocol {
     }
 }
 
-/// True when a reservation of `worker` is dead: its record is gone or ended, or names
-/// another worker or attempt. A pending record is alive (its settlement may be in flight).
+/// True when a reservation of `worker` is dead: its record ended, or names another worker
+/// or attempt. A pending record is alive (its settlement may be in flight), and so is an
+/// entry without a record (see the module's doc).
 fn dead(record: Option<&ContainerRecord>, worker: &WorkerId, entry: &OwnedEntry) -> bool {
     match record {
-        None => true,
+        None => false,
         Some(r) if r.state.is_terminal() => true,
         Some(r) if r.state == ContainerState::Pending => false,
         Some(r) => r.worker.as_ref() != Some(worker) || r.attempt.as_ref() != Some(&entry.attempt),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use berth_core::{AttemptId, Resources};
+
+    #[test]
+    fn an_entry_without_a_record_is_never_taken_for_dead() {
+        let entry = OwnedEntry {
+            container: ContainerId::new("ghost").unwrap(),
+            attempt: AttemptId::from_bits(9),
+            resources: Resources::new(1000, 512, 0),
+            devices: Vec::new(),
+        };
+        assert!(!dead(None, &WorkerId::new("w1").unwrap(), &entry));
     }
 }

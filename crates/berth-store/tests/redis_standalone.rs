@@ -287,6 +287,27 @@ async fn a_release_that_would_overflow_total_writes_nothing() {
     );
 }
 
+/// An ownership entry written by no booking (a ghost) is named by the check: the worker's
+/// free plus owned no longer adds up to its total.
+#[tokio::test]
+async fn an_entry_no_booking_made_is_named_by_check() {
+    let store = client(config("ghost-entry")).await;
+    store
+        .register_worker(&registration("w1", 4000, 4096))
+        .await
+        .unwrap();
+    let owned = store.keys().owned(&wid("w1"));
+    let entry = format!("{} 1000 512 0", berth_core::AttemptId::from_bits(9));
+    raw(&["HSET", &owned, "ghost", &entry]);
+    let violations = store.check(contract::now()).await.unwrap();
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.subject == "w1" && v.detail.contains("+ owned (cpu=1000m")),
+        "{violations:?}"
+    );
+}
+
 #[tokio::test]
 async fn unreadable_queued_requests_are_failed_not_claimed() {
     let store = client(config("bad-request")).await;
