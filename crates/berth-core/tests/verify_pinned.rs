@@ -7,8 +7,8 @@
 
 use berth_core::gpu_fit::GpuAsk;
 use berth_core::{
-    ContainerId, ContainerRequest, CpuReserve, DeviceShare, GpuDevice, GpuPreference, GpuType, Payload,
-    Placement, Plan, PoolAttributes, PoolName, Resources, RuntimeName, Snapshot, Worker,
+    ContainerId, ContainerRequest, CpuReserve, DeviceShare, GpuDevice, GpuPreference, GpuType,
+    Payload, Placement, Plan, PoolAttributes, PoolName, Resources, RuntimeName, Snapshot, Worker,
     WorkerGpu, WorkerId, WorkerPlan, WorkerStatus, verify_plan,
 };
 
@@ -229,6 +229,17 @@ fn the_free_gpu_count_is_the_lower_of_count_and_wholly_free_devices() {
         ),
         Ok(())
     );
+    // A count of two with one wholly free device: the first broken post-condition is that
+    // the request does not fit the free capacity (one GPU), before any device is looked at.
+    let found = verdict(
+        gpu_worker(&[1000, 500], 2),
+        &[GpuAsk::Whole(2)],
+        &[vec![DeviceShare::whole(0), DeviceShare::whole(1)]],
+    );
+    assert!(
+        found.as_ref().is_err_and(|e| e.contains("gpu=1 free")),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -258,7 +269,9 @@ fn each_request_is_placed_or_explained_exactly_once() {
     plan.unplaced[0].request = 1;
     let found = verify_plan(&snapshot, &requests, &plan);
     assert!(
-        found.as_ref().is_err_and(|e| e.contains("unknown request index")),
+        found
+            .as_ref()
+            .is_err_and(|e| e.contains("unknown request index")),
         "{found:?}"
     );
 }
