@@ -107,3 +107,25 @@ fn a_fraction_that_found_no_room_does_not_turn_away_a_smaller_one() {
     assert_eq!(plan.unplaced.len(), 1);
     assert_eq!(plan.unplaced[0].reason, UnplacedReason::NoRoomNow);
 }
+
+/// On a fragmentation-aware GPU pool that lets CPU-only requests on, a CPU-only request gets
+/// no devices and leaves the pool's reserve for GPU work free, as on any other pool.
+#[test]
+fn a_cpu_request_on_an_fgd_gpu_worker_gets_no_devices_and_keeps_the_reserve() {
+    let mut gpu = gpu_worker("g", PlacementPolicy::Fgd, &[1000, 1000]);
+    gpu.pool.cpu_on_gpu = Some(berth_core::CpuReserve {
+        cpu_millicores: 60_000,
+        memory_mib: 1024,
+    });
+    let snapshot = snapshot(vec![gpu]);
+    let mut fits = request(0, GpuAsk::None, 0);
+    fits.resources.cpu_millicores = 4000;
+    let mut eats_reserve = request(1, GpuAsk::None, 0);
+    eats_reserve.resources.cpu_millicores = 1000;
+    let plan = plan(&snapshot, &[fits, eats_reserve]);
+    assert_eq!(
+        devices_of(&plan, 2),
+        [Some(("g".to_owned(), Vec::new())), None]
+    );
+    assert_eq!(plan.unplaced[0].reason, UnplacedReason::NoRoomNow);
+}
