@@ -428,3 +428,18 @@ fn an_unhealthy_device_only_needs_its_shares_to_fit() {
     dump.worker.free.gpu_count = 1;
     assert_eq!(judge_capacity(&dump), Vec::<String>::new());
 }
+
+/// Without a device list, GPUs are accounted by count: free plus owned is the total.
+#[test]
+fn without_a_device_list_gpus_balance_by_count() {
+    let mut dump = gpu_worker(&[("c1", 1, Vec::new())], [0, 1000]);
+    dump.worker.gpus.clear();
+    dump.worker.free.gpu_count = 1;
+    assert_eq!(judge_capacity(&dump), Vec::<String>::new());
+    dump.worker.free.gpu_count = 2;
+    let found = judge_capacity(&dump);
+    assert!(
+        found.len() == 1 && found[0].contains("!= total"),
+        "{found:?}"
+    );
+}
