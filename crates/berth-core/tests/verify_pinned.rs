@@ -137,7 +137,7 @@ fn a_placement_holds_exactly_the_devices_its_request_asks_for() {
         (GpuAsk::Fraction(250), vec![share(0, 250), share(1, 250)]),
     ];
     for (ask, devices) in broken {
-        let found = ok(&[ask], &[devices.clone()]);
+        let found = ok(&[ask], std::slice::from_ref(&devices));
         assert!(
             found.as_ref().is_err_and(|e| e.contains("do not match")),
             "{ask:?} with {devices:?}: {found:?}"
@@ -164,7 +164,7 @@ fn devices_must_be_free_on_the_worker() {
         } else {
             GpuAsk::Fraction(devices[0].milli)
         };
-        let found = verdict(w(), &[ask], &[devices.clone()]);
+        let found = verdict(w(), &[ask], std::slice::from_ref(&devices));
         assert!(
             found.as_ref().is_err_and(|e| e.contains("are not free")),
             "{devices:?}: {found:?}"
