@@ -119,3 +119,53 @@ fn demand_for_a_request_no_worker_or_pool_takes_goes_nowhere() {
     };
     assert_eq!(demand_target(&snapshot, &ask), None);
 }
+
+#[test]
+fn a_worker_is_checked_on_its_status_and_its_total() {
+    let ask = request(0, GpuPreference::Any);
+    let mut w = worker("c", attributes("p", 0), None, 0);
+    w.status = WorkerStatus::Draining;
+    assert_eq!(
+        check(&w, &w.free, &ask),
+        Err(Infeasible::NotAcceptingWork(WorkerStatus::Draining))
+    );
+    w.status = WorkerStatus::Pending;
+    assert_eq!(check(&w, &w.free, &ask), Ok(0));
+    // Larger than the worker: refused as such, whatever free capacity is given.
+    let big = ContainerRequest {
+        resources: Resources::new(9000, 1024, 0),
+        ..ask
+    };
+    let plenty = Resources::new(16_000, 64 * 1024, 0);
+    assert_eq!(
+        check(&w, &plenty, &big),
+        Err(Infeasible::LargerThanWorker {
+            needed: big.resources,
+            total: w.total
+        })
+    );
+}
+
+/// A pool's shape has a GPU type for the rules only when it has GPUs: a pool that names a
+/// type but adds workers without GPUs grows for CPU requests, one with GPUs for GPU
+/// requests of its type.
+#[test]
+fn a_pool_shape_without_gpus_has_no_gpu_type_for_the_rules() {
+    let pool = |name: &str, gpus: u32| berth_core::Pool {
+        attributes: attributes(name, 0),
+        gpu_type: Some(GpuType::T4),
+        worker_size: Resources::new(8000, 32 * 1024, gpus),
+    };
+    let snapshot = Snapshot {
+        workers: Vec::new(),
+        pools: vec![pool("none", 0), pool("one", 1)],
+    };
+    assert_eq!(
+        demand_target(&snapshot, &request(0, GpuPreference::Any)),
+        Some((PoolName::new("none").unwrap(), None))
+    );
+    assert_eq!(
+        demand_target(&snapshot, &request(1, GpuPreference::Any)),
+        Some((PoolName::new("one").unwrap(), Some(GpuType::T4)))
+    );
+}

@@ -194,3 +194,19 @@ fn a_sample_of_one_takes_the_first_worker_with_room_from_the_requests_offset() {
         );
     }
 }
+
+/// Buckets with equal group scores form one group: two pools of one priority are scored
+/// together, so spread takes the emptier worker whichever pool comes first.
+#[test]
+fn buckets_with_equal_group_scores_are_scored_as_one_group() {
+    let mut snapshot = fleet(PlacementPolicy::Spread);
+    snapshot.workers.truncate(2);
+    snapshot.workers[0].pool.pool = PoolName::new("a").unwrap();
+    snapshot.workers[0].free = Resources::new(2000, 2048, 0);
+    snapshot.workers[1].pool.pool = PoolName::new("b").unwrap();
+    snapshot.workers[1].free = snapshot.workers[1].total;
+    let requests = batch(1);
+    let plan = plan_with(&snapshot, &requests, PlanOptions::default());
+    assert_eq!(plan.workers.len(), 1);
+    assert_eq!(plan.workers[0].worker.as_str(), "w01");
+}

@@ -294,3 +294,152 @@ fn a_placement_settled_after_the_check_began_is_not_judged_unowned() {
     assert!(found[0].detail.contains("does not own it"), "{found:?}");
     assert_eq!(violations(&dump(NOW - 500), &options()).len(), 1);
 }
+
+/// A worker with devices 0 and 1 (of 1000 milli-GPUs each) owning `owned` (container, GPU
+/// count, shares), 100m / 100 MiB each; its free capacity balances the owned entries, its
+/// devices' free milli-GPUs are set by the caller.
+fn gpu_worker(owned: &[(&str, u32, Vec<DeviceShare>)], free_milli: [u32; 2]) -> WorkerDump {
+    let mut dump = worker("g", &[], NOW);
+    let w = &mut dump.worker;
+    w.total = Resources::new(4000, 4096, 2);
+    w.gpu_type = Some(crate::GpuType::A10G);
+    w.gpus = (0..2)
+        .map(|index| crate::WorkerGpu {
+            device: crate::GpuDevice {
+                index,
+                gpu_type: crate::GpuType::A10G,
+                memory_mib: 0,
+                uuid: None,
+                healthy: true,
+            },
+            free_milli: free_milli[index as usize],
+        })
+        .collect();
+    let n = owned.len() as u64;
+    let whole_free = free_milli.iter().filter(|&&f| f == GPU_MILLI).count() as u32;
+    w.free = Resources::new(4000 - 100 * n, 4096 - 100 * n, whole_free);
+    dump.owned = owned
+        .iter()
+        .map(|(c, gpus, devices)| OwnedEntry {
+            container: cid(c),
+            attempt: attempt("a1"),
+            resources: Resources::new(100, 100, *gpus),
+            devices: devices.clone(),
+        })
+        .collect();
+    dump
+}
+
+fn judge_capacity(dump: &WorkerDump) -> Vec<String> {
+    let mut found = Vec::new();
+    check_capacity(&dump.worker, &dump.owned, &mut found);
+    found.into_iter().map(|v| v.detail).collect()
+}
+
+fn share(index: u32, milli: u32) -> DeviceShare {
+    DeviceShare { index, milli }
+}
+
+#[test]
+fn gpus_are_accounted_per_device() {
+    // A whole device 0, two quarter shares of device 1 (half of it left).
+    let owned = [
+        ("c1", 1, vec![DeviceShare::whole(0)]),
+        ("c2", 0, vec![share(1, 250)]),
+        ("c3", 0, vec![share(1, 250)]),
+    ];
+    let dump = gpu_worker(&owned, [0, 500]);
+    assert_eq!(judge_capacity(&dump), Vec::<String>::new());
+    // Nothing owned, both devices wholly free.
+    assert_eq!(
+        judge_capacity(&gpu_worker(&[], [1000, 1000])),
+        Vec::<String>::new()
+    );
+
+    // CPU or memory that does not balance, with a device list.
+    for (cpu, memory) in [(1, 0), (0, 1)] {
+        let mut off = dump.clone();
+        off.worker.free.cpu_millicores -= cpu;
+        off.worker.free.memory_mib -= memory;
+        let found = judge_capacity(&off);
+        assert!(
+            found.len() == 1 && found[0].contains("!= total"),
+            "{found:?}"
+        );
+    }
+    // A device whose free and owned shares do not add up to the whole.
+    let mut off = dump.clone();
+    off.worker.gpus[1].free_milli = 600;
+    let found = judge_capacity(&off);
+    assert!(
+        found.len() == 1 && found[0].starts_with("device 1: free (600) + owned (500)"),
+        "{found:?}"
+    );
+    // A free GPU count other than the wholly free healthy devices.
+    let mut off = dump.clone();
+    off.worker.free.gpu_count = 1;
+    let found = judge_capacity(&off);
+    assert!(
+        found.len() == 1 && found[0].contains("free GPU count 1 != 0"),
+        "{found:?}"
+    );
+    // An entry that counts one GPU but holds a fraction.
+    let mut off = dump.clone();
+    off.owned[1].resources.gpu_count = 1;
+    let found = judge_capacity(&off);
+    assert!(
+        found
+            .iter()
+            .any(|d| d.starts_with("c2 holds 1 GPUs but 0 whole devices (1:250)")),
+        "{found:?}"
+    );
+    // A share on a device the worker does not have.
+    let mut off = dump.clone();
+    off.owned[2].devices = vec![share(7, 250)];
+    off.worker.gpus[1].free_milli = 750;
+    let found = judge_capacity(&off);
+    assert_eq!(
+        found,
+        ["250 milli-GPUs are owned on device 7, which it does not have"]
+    );
+}
+
+#[test]
+fn an_unhealthy_device_only_needs_its_shares_to_fit() {
+    // Device 1 unhealthy: whatever its free, shares up to the whole are fine.
+    let owned = [("c1", 1, vec![DeviceShare::whole(1)])];
+    let mut dump = gpu_worker(&owned, [1000, 0]);
+    dump.worker.gpus[1].device.healthy = false;
+    dump.worker.gpus[1].free_milli = 300;
+    assert_eq!(judge_capacity(&dump), Vec::<String>::new());
+    let owned = [
+        ("c1", 0, vec![share(1, 600)]),
+        ("c2", 0, vec![share(1, 600)]),
+    ];
+    let mut dump = gpu_worker(&owned, [1000, 0]);
+    dump.worker.gpus[1].device.healthy = false;
+    assert_eq!(
+        judge_capacity(&dump),
+        ["device 1 (unhealthy): owned 1200 milli-GPUs exceed 1000"]
+    );
+    // Its free milli-GPUs never count it wholly free.
+    let mut dump = gpu_worker(&[], [1000, 1000]);
+    dump.worker.gpus[1].device.healthy = false;
+    dump.worker.free.gpu_count = 1;
+    assert_eq!(judge_capacity(&dump), Vec::<String>::new());
+}
+
+/// Without a device list, GPUs are accounted by count: free plus owned is the total.
+#[test]
+fn without_a_device_list_gpus_balance_by_count() {
+    let mut dump = gpu_worker(&[("c1", 1, Vec::new())], [0, 1000]);
+    dump.worker.gpus.clear();
+    dump.worker.free.gpu_count = 1;
+    assert_eq!(judge_capacity(&dump), Vec::<String>::new());
+    dump.worker.free.gpu_count = 2;
+    let found = judge_capacity(&dump);
+    assert!(
+        found.len() == 1 && found[0].contains("!= total"),
+        "{found:?}"
+    );
+}
