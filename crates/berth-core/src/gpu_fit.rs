@@ -93,8 +93,9 @@ pub fn choose(slots: &[DeviceSlot], ask: GpuAsk) -> Option<Vec<DeviceShare>> {
 }
 
 /// Every way `slots` could give `ask` that differs in what it leaves: for a fraction, one
-/// choice per distinct free amount (the lowest index among equals); for whole GPUs, the
-/// single choice of [`choose`] (wholly free devices are alike).
+/// choice per distinct free amount (the lowest index among equals), the fullest device
+/// first, as [`choose`] prefers it (so that a tie between them keeps whole devices whole);
+/// for whole GPUs, the single choice of [`choose`] (wholly free devices are alike).
 pub fn alternatives(slots: &[DeviceSlot], ask: GpuAsk) -> Vec<Vec<DeviceShare>> {
     match ask {
         GpuAsk::Fraction(milli) => {
@@ -109,6 +110,12 @@ pub fn alternatives(slots: &[DeviceSlot], ask: GpuAsk) -> Vec<Vec<DeviceShare>> 
                     }]);
                 }
             }
+            out.sort_by_key(|shares| {
+                slots
+                    .iter()
+                    .find(|slot| slot.index == shares[0].index)
+                    .map_or(u32::MAX, |slot| slot.free)
+            });
             out
         }
         _ => choose(slots, ask).into_iter().collect(),
@@ -265,7 +272,7 @@ mod tests {
             .iter()
             .map(|shares| shares[0].index)
             .collect();
-        assert_eq!(indices, [0, 1]);
+        assert_eq!(indices, [1, 0], "the fullest device first");
         assert_eq!(alternatives(&s, GpuAsk::Whole(1)).len(), 1);
         assert!(alternatives(&s, GpuAsk::Whole(2)).is_empty());
     }

@@ -396,3 +396,59 @@ fn a_fraction_on_a_whole_device_counts_against_whole_gpus() {
         .collect();
     assert_eq!(whole_on, ["w1"]);
 }
+
+/// Fgd ranks workers by how much a placement grows their fragmentation, not by how
+/// fragmented they end up: a worker already fragmented that the request tidies (two
+/// devices with half free: whole GPUs can use neither) beats a pristine one it would break.
+#[test]
+fn fgd_ranks_by_the_growth_of_fragmentation_not_its_level() {
+    let snapshot = Snapshot {
+        workers: vec![fgd_worker(0, &[500, 500]), fgd_worker(1, &[1000])],
+        pools: Vec::new(),
+    };
+    let demand = [
+        DemandShape {
+            resources: Resources::new(500, 1024, 0),
+            gpus: GpuAsk::Fraction(500),
+            weight: 1,
+        },
+        DemandShape {
+            resources: Resources::new(500, 1024, 0),
+            gpus: GpuAsk::Whole(1),
+            weight: 1,
+        },
+    ];
+    let requests = [request(0, GpuAsk::Fraction(500), 1)];
+    let plan = plan_for_demand(&snapshot, &requests, PlanOptions::default(), &demand);
+    assert_eq!(plan.workers.len(), 1);
+    assert_eq!(plan.workers[0].worker.as_str(), "w0", "{plan:?}");
+}
+
+/// Among placements that fragment alike (here: no demand to fragment), fgd keeps the first
+/// way the devices could hold a fraction (the device with least room that fits, as every
+/// policy chooses) and packs: the fuller worker wins.
+#[test]
+fn fgd_ties_keep_the_first_device_choice_and_pack() {
+    let mut fuller = fgd_worker(1, &[1000, 700]);
+    fuller.free.cpu_millicores -= 32_000;
+    let snapshot = Snapshot {
+        workers: vec![fgd_worker(0, &[1000, 700]), fuller],
+        pools: Vec::new(),
+    };
+    let requests = [request(0, GpuAsk::Fraction(500), 1)];
+    let plan = plan_for_demand(&snapshot, &requests, PlanOptions::default(), &[]);
+    assert_eq!(plan.workers.len(), 1);
+    assert_eq!(
+        plan.workers[0].worker.as_str(),
+        "w1",
+        "pack among equals: {plan:?}"
+    );
+    assert_eq!(
+        plan.workers[0].placements[0].devices,
+        [DeviceShare {
+            index: 1,
+            milli: 500
+        }],
+        "the fullest device with room"
+    );
+}
