@@ -107,7 +107,8 @@ pub fn decode_worker(key: &str, id: &WorkerId, fields: &Fields) -> Result<Worker
     }
     .into_worker(free, version, epoch);
     if !worker.gpus.is_empty() {
-        let text = hash.text("gpu_free")?;
+        // Absent when no device is bookable (register.lua writes it only with some).
+        let text = hash.optional("gpu_free").unwrap_or("");
         let left = parse_device_free(text)
             .ok_or_else(|| corrupt(key, "gpu_free", &format!("{text:?} is not index:free,...")))?;
         for gpu in &mut worker.gpus {

@@ -104,9 +104,18 @@ local function commit_group(keys, argv, base, mode, token, expected)
   local entries = {}
   for k, i in ipairs(fresh) do
     local at = base + (i - 1) * 7
-    local added = redis.pcall('XADD', assign_key, '*', 'container', argv[at + 1],
-      'attempt', argv[at + 2], 'cpu', argv[at + 3], 'mem', argv[at + 4], 'gpu', argv[at + 5],
-      'devices', argv[at + 6], 'payload', argv[at + 7])
+    -- A reservation without devices (most) carries no `devices` field: one pair less for
+    -- every booking to write and for the stream to keep.
+    local added
+    if argv[at + 6] == '' then
+      added = redis.pcall('XADD', assign_key, '*', 'container', argv[at + 1],
+        'attempt', argv[at + 2], 'cpu', argv[at + 3], 'mem', argv[at + 4], 'gpu', argv[at + 5],
+        'payload', argv[at + 7])
+    else
+      added = redis.pcall('XADD', assign_key, '*', 'container', argv[at + 1],
+        'attempt', argv[at + 2], 'cpu', argv[at + 3], 'mem', argv[at + 4], 'gpu', argv[at + 5],
+        'devices', argv[at + 6], 'payload', argv[at + 7])
+    end
     if type(added) == 'table' and added.err then
       if k == 1 then
         return corrupt(assign_key, 'type', 'is not a stream: ' .. added.err)

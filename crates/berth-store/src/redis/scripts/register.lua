@@ -93,10 +93,18 @@ local managed_values = { 'status', ARGV[2],
   'total_cpu', str(total.cpu), 'total_mem', str(total.mem), 'total_gpu', str(total.gpu),
   'free_cpu', str(total.cpu - reserved.cpu), 'free_mem', str(total.mem - reserved.mem),
   'free_gpu', str(total.gpu > 0 and whole_devices(device_free) or 0),
-  'gpu_free', format_devices(device_free),
   'version', str(version + 1), 'epoch', str(epoch + 1), 'heartbeat_ms', heartbeat }
 for _, item in ipairs(managed_values) do
   attributes[#attributes + 1] = item
+end
+-- `gpu_free` only with devices to book: a CPU worker's hash (most) is one field shorter
+-- for every script that reads it whole.
+local gpu_free = format_devices(device_free)
+if gpu_free ~= '' then
+  attributes[#attributes + 1] = 'gpu_free'
+  attributes[#attributes + 1] = gpu_free
+else
+  redis.call('HDEL', worker_key, 'gpu_free')
 end
 hset_all(worker_key, attributes)
 local group_err = ensure_group(assign_key, 'agent')
