@@ -60,7 +60,8 @@ pub struct RunArgs {
     /// Environment variable `K=V` (repeatable).
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
-    /// Your id for the container (a retried run with the same id is not run twice).
+    /// Your id for the container (a retried run with the same id is not run twice): 1 to
+    /// 128 ASCII letters, digits and . _ - :, starting with a letter or digit.
     #[arg(long)]
     pub id: Option<String>,
     /// Kill the container after this many seconds.
