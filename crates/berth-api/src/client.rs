@@ -352,10 +352,13 @@ impl Client {
 
     /// `GET /v1/workers`.
     pub async fn workers(&self) -> Result<Vec<WorkerView>, ClientError> {
-        let list: WorkerList = self
-            .json::<_, ()>(Method::GET, &["v1", "workers"], &[], None)
-            .await?;
-        Ok(list.workers)
+        Ok(self.worker_list().await?.workers)
+    }
+
+    /// `GET /v1/workers`, whole: the workers and the quarantined ones.
+    pub async fn worker_list(&self) -> Result<WorkerList, ClientError> {
+        self.json::<_, ()>(Method::GET, &["v1", "workers"], &[], None)
+            .await
     }
 
     /// `GET /v1/workers/{id}`: one worker with the containers it owns and their devices.

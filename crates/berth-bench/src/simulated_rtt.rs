@@ -214,6 +214,12 @@ impl<S: Store + ?Sized> Fleet for SimulatedRttStore<S> {
             .await
     }
 
+    async fn quarantined(&self) -> Result<Vec<berth_store::Violation>> {
+        let op = Op::Workers;
+        self.around(op, op.round_trips(), self.inner.quarantined())
+            .await
+    }
+
     async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
         let op = Op::Heartbeats;
         self.around(op, op.round_trips(), self.inner.heartbeats())

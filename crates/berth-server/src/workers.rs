@@ -24,7 +24,8 @@ pub const MAX_ASSIGNMENTS: u64 = 1000;
 
 type Shared = State<Arc<AppState>>;
 
-/// Every registered worker with its last heartbeat.
+/// Every registered worker with its last heartbeat, and the quarantined ones (whose stored
+/// record does not read back: left out of scheduling, each with what is wrong).
 #[utoipa::path(
     get, path = "/v1/workers", tag = "workers",
     responses((status = 200, body = WorkerList))
@@ -34,7 +35,12 @@ pub async fn list(State(state): Shared) -> Result<Json<WorkerList>, HttpError> {
     let mut workers = state.store.workers().await?;
     workers.sort_by(|a, b| a.id.cmp(&b.id));
     let now = state.now_ms();
+    let quarantined = state.store.quarantined().await?;
     Ok(Json(WorkerList {
+        quarantined: quarantined
+            .iter()
+            .map(berth_api::ViolationView::from)
+            .collect(),
         workers: workers
             .iter()
             .map(|w| WorkerView::new(w, beats.get(&w.id).copied(), now))

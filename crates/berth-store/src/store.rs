@@ -93,8 +93,16 @@ pub trait Fleet: Send + Sync {
     /// One worker, or `None` if it is not registered. One round trip.
     async fn worker(&self, worker: &WorkerId) -> Result<Option<Worker>>;
 
-    /// Every registered worker. On Redis: one pipelined round trip after reading the index.
+    /// Every registered worker that reads back. A worker whose record does not (a corrupt
+    /// field, a key of the wrong type, a bad id in the index) is quarantined: left out,
+    /// logged, counted in the `berth_workers_quarantined` gauge and listed by
+    /// [`Fleet::quarantined`], so that one bad record never stops the rest of the fleet
+    /// from being scheduled. On Redis: one pipelined round trip after reading the index.
     async fn workers(&self) -> Result<Vec<Worker>>;
+
+    /// The quarantined workers (see [`Fleet::workers`]), each as the key or index entry
+    /// that does not read and why. Registering the worker again rewrites its record.
+    async fn quarantined(&self) -> Result<Vec<crate::Violation>>;
 
     /// Every registered worker with its last heartbeat (ms since the epoch).
     async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>>;

@@ -138,7 +138,7 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
 
     raw(&["HSET", &key, "free_cpu", "abc"]);
     assert_corrupt(store.worker(&wid("w1")).await, &key, "free_cpu");
-    assert_corrupt(store.workers().await, &key, "free_cpu");
+    assert!(store.workers().await.unwrap().is_empty(), "quarantined");
     let violations = store.check(contract::now()).await.unwrap();
     assert!(
         violations
@@ -173,6 +173,56 @@ async fn corrupt_worker_fields_are_named_and_never_panic() {
     assert_corrupt(store.worker(&wid("w1")).await, &key, "gpu_type");
     raw(&["HSET", &key, "gpu_type", ""]);
     contract::assert_clean(&store).await;
+}
+
+/// One corrupt worker record (a bad field, a negative total, an unknown status, a missing
+/// epoch, the hash replaced by a string, a bad id in the index) is quarantined: the rest of
+/// the fleet still reads, and the quarantined list names the key and the problem.
+#[tokio::test]
+async fn a_corrupt_worker_is_quarantined_and_the_rest_read() {
+    let store = client(config("quarantine")).await;
+    for id in ["good", "bad"] {
+        store
+            .register_worker(&registration(id, 4000, 4096))
+            .await
+            .unwrap();
+    }
+    let bad = store.keys().worker(&wid("bad"));
+    let corruptions: [&[&str]; 5] = [
+        &["HSET", &bad, "free_cpu", "abc"],
+        &["HSET", &bad, "total_cpu", "-5"],
+        &["HSET", &bad, "status", "asleep"],
+        &["HDEL", &bad, "epoch"],
+        &["SET", &bad, "a string"],
+    ];
+    for corruption in corruptions {
+        raw(&["DEL", &bad]);
+        store
+            .register_worker(&registration("bad", 4000, 4096))
+            .await
+            .unwrap();
+        raw(corruption);
+        let workers = store.workers().await.unwrap();
+        let ids: Vec<&str> = workers.iter().map(|w| w.id.as_str()).collect();
+        assert_eq!(ids, ["good"], "{corruption:?}");
+        let quarantined = store.quarantined().await.unwrap();
+        assert_eq!(quarantined.len(), 1, "{corruption:?}: {quarantined:?}");
+        assert_eq!(quarantined[0].subject, bad, "{corruption:?}");
+        let beats = store.heartbeats().await.unwrap();
+        assert!(
+            beats.iter().any(|(w, _)| w.as_str() == "good"),
+            "{corruption:?}"
+        );
+    }
+    raw(&["DEL", &bad]);
+    raw(&["SADD", &store.keys().workers(), "no{good}"]);
+    let workers = store.workers().await.unwrap();
+    assert_eq!(workers.len(), 1);
+    let quarantined = store.quarantined().await.unwrap();
+    assert!(
+        quarantined.iter().any(|v| v.detail.contains("no{good}")),
+        "{quarantined:?}"
+    );
 }
 
 /// A worker hash written before workers stated their runtime has no `runtime` field: it reads

@@ -184,6 +184,11 @@ pub struct WorkerDetail {
 pub struct WorkerList {
     /// The workers, by id.
     pub workers: Vec<WorkerView>,
+    /// Workers whose stored record does not read back (a corrupt field, a key of the wrong
+    /// type, a bad id in the index): set aside from scheduling until they register again.
+    /// Each names the key or entry and what is wrong.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<super::ViolationView>,
 }
 
 /// A worker's GPUs at registration.

@@ -117,6 +117,10 @@ impl Fleet for Gate {
         self.inner.workers().await
     }
 
+    async fn quarantined(&self) -> Result<Vec<berth_store::Violation>> {
+        self.inner.quarantined().await
+    }
+
     async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
         self.inner.heartbeats().await
     }

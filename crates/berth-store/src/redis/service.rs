@@ -15,9 +15,11 @@ use redis::Value;
 const LISTING_SCAN: usize = 10_000;
 
 impl RedisStore {
-    /// See [`crate::Fleet::heartbeats`]: the index, then one pipelined round trip.
+    /// See [`crate::Fleet::heartbeats`]: the index, then one pipelined round trip. A
+    /// worker whose heartbeat does not read (its record is quarantined, see
+    /// [`crate::Fleet::workers`]) is left out.
     pub(super) async fn read_heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
-        let ids = self.worker_ids().await?;
+        let (ids, _) = self.worker_ids().await?;
         let calls = ids
             .iter()
             .map(|id| {
@@ -28,13 +30,14 @@ impl RedisStore {
             .collect();
         let mut out = Vec::with_capacity(ids.len());
         for (id, value) in ids.into_iter().zip(self.run(calls).await?) {
-            let Some(text) = reply::text(&value?) else {
+            let Some(text) = value.ok().as_ref().and_then(reply::text) else {
                 continue;
             };
-            let at = text
-                .parse()
-                .map_err(|_| codec::corrupt(&self.keys.worker(&id), "heartbeat_ms", &text))?;
-            out.push((id, at));
+            match text.parse() {
+                Ok(at) => out.push((id, at)),
+                Err(_) => tracing::error!(worker = %id, heartbeat_ms = %text,
+                    "a heartbeat that does not read: left out"),
+            }
         }
         Ok(out)
     }

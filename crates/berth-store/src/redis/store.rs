@@ -305,6 +305,10 @@ impl Fleet for RedisStore {
         self.read_workers().await
     }
 
+    async fn quarantined(&self) -> Result<Vec<crate::Violation>> {
+        self.read_quarantined().await
+    }
+
     async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
         self.read_heartbeats().await
     }

@@ -114,28 +114,63 @@ impl RedisStore {
         decode_worker(&key, worker, &fields).map(Some)
     }
 
-    /// The registered worker ids, from the index (one round trip).
-    pub(super) async fn worker_ids(&self) -> Result<Vec<WorkerId>> {
+    /// The registered worker ids, from the index (one round trip), and the index entries
+    /// that are not worker ids, as errors.
+    pub(super) async fn worker_ids(&self) -> Result<(Vec<WorkerId>, Vec<StoreError>)> {
         let key = self.keys.workers();
         let mut cmd = redis::cmd("SMEMBERS");
         cmd.arg(&key);
         let members = reply::items(self.command(&key, cmd).await?)?;
-        let mut ids = members
-            .iter()
-            .map(|m| {
-                let text = expect_text("a worker id", m)?;
+        let mut ids = Vec::with_capacity(members.len());
+        let mut bad = Vec::new();
+        for member in &members {
+            let parsed = expect_text("a worker id", member).and_then(|text| {
                 WorkerId::new(&text).map_err(|e| codec::corrupt(&key, &text, &e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
+            });
+            match parsed {
+                Ok(id) => ids.push(id),
+                Err(error) => bad.push(error),
+            }
+        }
         ids.sort();
-        Ok(ids)
+        Ok((ids, bad))
     }
 
-    /// See [`crate::Fleet::workers`]: the index, then every worker hash in one pipelined
-    /// round trip (on cluster: one pipeline per slot, all at once). Ids in the index without
-    /// a hash (a registration that failed after indexing) are skipped.
+    /// See [`crate::Fleet::workers`]: the readable workers, each quarantined one logged
+    /// and counted.
     pub(super) async fn read_workers(&self) -> Result<Vec<Worker>> {
-        let ids = self.worker_ids().await?;
+        let (workers, quarantined) = self.read_fleet().await?;
+        for error in &quarantined {
+            tracing::error!(%error, "a worker record does not read back: quarantined (left out of scheduling) until it registers again");
+        }
+        metrics::gauge!("berth_workers_quarantined").set(quarantined.len() as f64);
+        Ok(workers)
+    }
+
+    /// See [`crate::Fleet::quarantined`].
+    pub(super) async fn read_quarantined(&self) -> Result<Vec<crate::Violation>> {
+        let (_, quarantined) = self.read_fleet().await?;
+        Ok(quarantined
+            .into_iter()
+            .map(|error| match &error {
+                StoreError::Corrupt { key, .. } => crate::Violation {
+                    subject: key.clone(),
+                    detail: error.to_string(),
+                },
+                _ => crate::Violation {
+                    subject: String::new(),
+                    detail: error.to_string(),
+                },
+            })
+            .collect())
+    }
+
+    /// The index, then every worker hash in one pipelined round trip (on cluster: one
+    /// pipeline per slot, all at once): the workers that read back, and why each other one
+    /// does not. Ids in the index without a hash (a registration that failed after
+    /// indexing) are skipped.
+    async fn read_fleet(&self) -> Result<(Vec<Worker>, Vec<StoreError>)> {
+        let (ids, mut quarantined) = self.worker_ids().await?;
         let calls = ids
             .iter()
             .map(|id| {
@@ -148,12 +183,30 @@ impl RedisStore {
         self.stats.worker_reads(ids.len() as u64);
         let mut workers = Vec::with_capacity(ids.len());
         for (id, value) in ids.iter().zip(replies) {
-            let fields = reply::fields(value?)?;
+            let key = self.keys.worker(id);
+            let read = value.and_then(reply::fields).map_err(|error| match error {
+                // A key of another type answers WRONGTYPE: that worker's record is corrupt.
+                StoreError::Redis(e) if e.code() == Some("WRONGTYPE") => {
+                    codec::corrupt(&key, "type", "is not a hash")
+                }
+                other => other,
+            });
+            let fields = match read {
+                Ok(fields) => fields,
+                Err(error @ StoreError::Corrupt { .. }) => {
+                    quarantined.push(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             if !fields.is_empty() {
-                workers.push(decode_worker(&self.keys.worker(id), id, &fields)?);
+                match decode_worker(&key, id, &fields) {
+                    Ok(worker) => workers.push(worker),
+                    Err(error) => quarantined.push(error),
+                }
             }
         }
-        Ok(workers)
+        Ok((workers, quarantined))
     }
 
     /// See [`crate::Bookings::owners`]: the index, then one `HGET` of the container in every
@@ -162,7 +215,7 @@ impl RedisStore {
         &self,
         container: &ContainerId,
     ) -> Result<Vec<(WorkerId, AttemptId)>> {
-        let ids = self.worker_ids().await?;
+        let (ids, _) = self.worker_ids().await?;
         let calls = ids
             .iter()
             .map(|id| {

@@ -237,10 +237,16 @@ pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
 
 /// `berth workers`.
 pub async fn workers(connection: &Connection) -> anyhow::Result<i32> {
-    let workers = connection.client()?.workers().await?;
-    print(connection, &workers, |workers| {
+    let list = connection.client()?.worker_list().await?;
+    print(connection, &list.workers, |workers| {
         println!("{}", workers_table(workers));
     })?;
+    for quarantined in &list.quarantined {
+        eprintln!(
+            "quarantined (left out of scheduling until it registers again): {}: {}",
+            quarantined.subject, quarantined.detail
+        );
+    }
     Ok(0)
 }
 
