@@ -170,7 +170,7 @@ pub async fn get(
 ) -> Result<Json<ContainerView>, HttpError> {
     let id = container_id(&id)?;
     query.only(&["wait_ms"])?;
-    let wait_ms = query.number("wait_ms", 0, 0, u64::MAX)?;
+    let wait_ms = query.number("wait_ms", 0, 0, QueryParams::MAX_INTEGER)?;
     let wait = Duration::from_millis(wait_ms).min(state.config.long_poll_max);
     let record = if wait.is_zero() {
         read(&state, &id).await?

@@ -164,6 +164,11 @@ impl QueryParams {
         }
     }
 
+    /// The largest integer a query parameter takes: the top of the OpenAPI document's
+    /// `int64`, so that a client generated from it never sends a value refused as too big
+    /// and the server never accepts one beyond what the document allows.
+    pub const MAX_INTEGER: u64 = i64::MAX as u64;
+
     /// An integer parameter in `min..=max`, or `default` when absent.
     pub fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, HttpError> {
         let Some(raw) = self.0.get(name) else {

@@ -242,7 +242,7 @@ pub async fn assignments(
     query.only(&["epoch", "max", "wait_ms"])?;
     let epoch = query.required("epoch", 0, u64::MAX)?;
     let max = query.number("max", 16, 1, MAX_ASSIGNMENTS)?;
-    let wait_ms = query.number("wait_ms", 0, 0, u64::MAX)?;
+    let wait_ms = query.number("wait_ms", 0, 0, QueryParams::MAX_INTEGER)?;
     let wait = Duration::from_millis(wait_ms).min(state.config.long_poll_max);
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     let delivered = tokio::select! {

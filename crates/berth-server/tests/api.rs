@@ -496,6 +496,15 @@ async fn the_wait_is_capped_by_the_server() {
         "{:?}",
         started.elapsed()
     );
+    // Beyond the document's int64: refused, not taken.
+    for path in [
+        "/v1/containers/c-1?wait_ms=9223372036854775808".to_owned(),
+        format!("/v1/workers/{w1}/assignments?epoch=1&wait_ms=9223372036854775808"),
+    ] {
+        let (status, error, text) = server.raw(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 400, "{path}: {text}");
+        assert_eq!(error.unwrap().field.as_deref(), Some("wait_ms"), "{text}");
+    }
     server.stop().await;
 }
 
