@@ -43,7 +43,7 @@ pub use state::{AppState, ServerConfig};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
@@ -186,10 +186,53 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |request, next| {
+            refuse_oversize(limit, request, next)
+        }))
         .layer(middleware::from_fn(track))
         .layer(CatchPanicLayer::custom(ops::panicked))
         .layer(TraceLayer::new_for_http())
         .with_state(Arc::new(state))
+}
+
+/// Refuses a body declared (`Content-Length`) larger than `limit` with a 413 before any of
+/// it is read: the client is not kept waiting while it sends what will be refused, and an
+/// `Expect: 100-continue` gets the 413 instead of `100 Continue` (hyper sends that only when
+/// the body is first read).
+async fn refuse_oversize(limit: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => error::HttpError::new(
+            berth_api::ErrorCode::PayloadTooLarge,
+            None,
+            format!(
+                "the body is {length} bytes, more than the {limit} the server accepts; split \
+                 the request (e.g. smaller batches)"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// The method as a metric label: the standard ones by name, any other as `other`, so that
+/// made-up methods cannot grow the number of series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Counts every request by route, method and status, and times it.
@@ -198,11 +241,11 @@ async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = tokio::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("berth_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    metrics::counter!("berth_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("berth_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());

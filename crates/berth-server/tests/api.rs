@@ -1250,3 +1250,47 @@ async fn logs_are_read_from_a_point_on() {
     server.assert_clean().await;
     server.stop().await;
 }
+
+/// Sends `head` (request line and headers, no body) on a raw connection and returns the
+/// first response's status line, read within 10 s.
+async fn status_line_of(base: &str, head: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream);
+    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+        .await
+        .expect("an answer, not a wait for the body")
+        .unwrap();
+    line
+}
+
+#[tokio::test]
+async fn an_oversize_body_is_refused_before_it_is_sent_and_made_up_methods_add_no_series() {
+    let server = Server::start().await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let huge = format!(
+        "POST /v1/containers HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n"
+    );
+    let line = status_line_of(&server.base, &huge).await;
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    let expect = format!(
+        "POST /v1/containers HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let line = status_line_of(&server.base, &expect).await;
+    assert!(line.starts_with("HTTP/1.1 413"), "not 100 Continue: {line}");
+
+    for method in ["FROB", "QUUX", "ZAP"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        server.raw(method, "/v1/containers", None).await;
+    }
+    let metrics = server.client.metrics().await.unwrap();
+    assert!(
+        !metrics.contains("FROB") && !metrics.contains("QUUX"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    server.stop().await;
+}
