@@ -37,8 +37,8 @@ pub(crate) async fn run_once(
     ttl: std::time::Duration,
 ) -> berth_store::Result<()> {
     let demand = store.unmet_demand().await?;
-    for entry in &demand {
-        export(entry);
+    for entry in by_label(&demand, pools) {
+        export(&entry);
     }
     let Some(controller) = controller else {
         return Ok(());
@@ -71,11 +71,44 @@ pub(crate) async fn run_once(
     Ok(())
 }
 
-fn export(entry: &PoolDemand) {
-    let pool = entry
-        .pool
-        .as_ref()
-        .map_or("none".to_owned(), ToString::to_string);
+/// The metric label of demand for `pool`: a configured pool by name, no pool as `none`, any
+/// other (a name a request or registration made up) as `unconfigured`, so that made-up
+/// names cannot grow the number of series.
+fn pool_label(pool: Option<&berth_core::PoolName>, pools: &[Pool]) -> String {
+    match pool {
+        None => "none".to_owned(),
+        Some(name) if pools.iter().any(|p| p.attributes.pool == *name) => name.to_string(),
+        Some(_) => "unconfigured".to_owned(),
+    }
+}
+
+/// The demand summed per metric label ([`pool_label`]), by label (each sum's own `pool`
+/// is left `None`: the label names it).
+fn by_label(demand: &[PoolDemand], pools: &[Pool]) -> Vec<(String, PoolDemand)> {
+    let mut out: std::collections::BTreeMap<String, PoolDemand> = Default::default();
+    for entry in demand {
+        let sum = out
+            .entry(pool_label(entry.pool.as_ref(), pools))
+            .or_insert_with(|| PoolDemand {
+                pool: None,
+                requests: 0,
+                resources: Resources::ZERO,
+                gpus_by_type: Default::default(),
+            });
+        sum.requests = sum.requests.saturating_add(entry.requests);
+        sum.resources = sum
+            .resources
+            .checked_add(entry.resources)
+            .unwrap_or(sum.resources);
+        for (gpu_type, count) in &entry.gpus_by_type {
+            let total = sum.gpus_by_type.entry(gpu_type.clone()).or_default();
+            *total = total.saturating_add(*count);
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn export((pool, entry): &(String, PoolDemand)) {
     let gauge = |name: &'static str, value: f64| {
         metrics::gauge!(name, "pool" => pool.clone()).set(value);
     };
@@ -95,8 +128,43 @@ fn export(entry: &PoolDemand) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use berth_core::PoolName;
+
+    #[test]
+    fn demand_of_unconfigured_pools_is_one_label() {
+        let pools = [Pool {
+            attributes: berth_core::PoolAttributes::plain(PoolName::new("cpu").unwrap()),
+            gpu_type: None,
+            worker_size: Resources::new(4000, 16_384, 0),
+        }];
+        let entry = |pool: Option<&str>, requests: u64| PoolDemand {
+            pool: pool.map(|p| PoolName::new(p).unwrap()),
+            requests,
+            resources: Resources::new(100 * requests, 10 * requests, 0),
+            gpus_by_type: Default::default(),
+        };
+        let demand = [
+            entry(Some("cpu"), 1),
+            entry(Some("made-up-1"), 2),
+            entry(Some("made-up-2"), 3),
+            entry(None, 4),
+        ];
+        let labels: Vec<(String, u64, u64)> = by_label(&demand, &pools)
+            .into_iter()
+            .map(|(label, d)| (label, d.requests, d.resources.cpu_millicores))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("cpu".to_owned(), 1, 100),
+                ("none".to_owned(), 4, 400),
+                ("unconfigured".to_owned(), 5, 500),
+            ]
+        );
+    }
 
     #[test]
     fn workers_needed_rounds_up_on_the_tightest_resource() {
