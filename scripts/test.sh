@@ -62,6 +62,17 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
+# Metrics: the exposition is checked with promtool (Debian's prometheus package).
+if ! command -v promtool >/dev/null 2>&1; then
+    log "promtool missing: installing the Debian package prometheus"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+    log "promtool is still not on PATH; install the Debian package prometheus and retry"
+    exit 1
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest missing: installing it with cargo install cargo-nextest --locked"
     cargo install cargo-nextest --locked

@@ -30,6 +30,7 @@
 mod containers;
 mod error;
 mod extract;
+pub mod metric_catalog;
 mod ops;
 mod reaper;
 mod state;
@@ -135,14 +136,41 @@ pub struct ApiDoc;
 pub fn install_metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => handle,
+        .get_or_init(|| match builder().install_recorder() {
+            Ok(handle) => {
+                metric_catalog::describe();
+                handle
+            }
             Err(error) => {
                 tracing::warn!(%error, "a metrics recorder is installed already; /metrics will not show berth's series");
                 PrometheusBuilder::new().build_recorder().handle()
             }
         })
         .clone()
+}
+
+/// The Prometheus exporter with histogram buckets for every histogram (latencies in
+/// seconds, batch counts), so that none is rendered as a summary.
+fn builder() -> PrometheusBuilder {
+    use metrics_exporter_prometheus::Matcher;
+    let with_buckets = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_owned()),
+            metric_catalog::SECONDS_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Prefix("berth_batch_".to_owned()),
+                metric_catalog::COUNT_BUCKETS,
+            )
+        });
+    match with_buckets {
+        Ok(builder) => builder,
+        Err(error) => {
+            tracing::warn!(%error, "histogram buckets refused; histograms are summaries");
+            PrometheusBuilder::new()
+        }
+    }
 }
 
 /// The service's routes, with the body limit, request tracing, panic catching and request

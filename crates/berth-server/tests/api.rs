@@ -1294,3 +1294,50 @@ async fn an_oversize_body_is_refused_before_it_is_sent_and_made_up_methods_add_n
     assert!(metrics.contains("method=\"other\""), "{metrics}");
     server.stop().await;
 }
+
+/// The exposition passes `promtool check metrics` (every family has HELP, counters end in
+/// `_total`, latencies are histograms), after traffic has touched the engine, the store and
+/// the HTTP layer. promtool comes from Debian's `prometheus` package (the test script
+/// installs it); without it this test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_pass_promtool() {
+    use std::io::Write;
+    let server = Server::start().await;
+    let w1 = server.register("w1", 4000, 8192).await;
+    server
+        .client
+        .submit(&spec(Some("m-1"), 100, 100))
+        .await
+        .unwrap();
+    server.wait_for(&cid("m-1"), "scheduled").await;
+    let _ = server.client.assignments(&w1, 1, 8, Duration::ZERO).await;
+    let metrics = server.client.metrics().await.unwrap();
+    for family in [
+        "berth_http_request_duration_seconds_bucket",
+        "berth_store_lock_collisions_total 0",
+        "# HELP berth_placed_total",
+    ] {
+        assert!(metrics.contains(family), "{family} missing:\n{metrics}");
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) must be installed");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}
