@@ -35,10 +35,18 @@ fn free_port() -> u16 {
 }
 
 fn spawn(args: &[&str]) -> Proc {
+    spawn_with(args, &[])
+}
+
+/// Like [`spawn`], with these environment variables set too.
+fn spawn_with(args: &[&str], env: &[(&str, String)]) -> Proc {
+    let mut command = Command::new(BERTH);
+    command.args(args).env("RUST_BACKTRACE", "0");
+    for (name, value) in env {
+        command.env(name, value);
+    }
     Proc(
-        Command::new(BERTH)
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
+        command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -564,25 +572,6 @@ fn gpu_containers_get_their_own_devices() {
     check_clean(&server);
 }
 
-/// Like [`spawn`], with `PATH` starting at `bin`.
-fn spawn_with_path(args: &[&str], bin: &std::path::Path) -> Proc {
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Proc(
-        Command::new(BERTH)
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .env("PATH", path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 /// Writes what the fake `nvidia-smi` prints: two A10G, device 1 broken when `broken`.
 fn nvidia_smi_says(file: &std::path::Path, broken: bool) {
     let second = if broken {
@@ -637,7 +626,12 @@ fn a_gpu_turning_unhealthy_takes_no_more_containers_until_it_recovers() {
     let work = dir.path().join("work");
     let mut args = worker_args(&server, "gpu-h", &work);
     args.extend(["--gpu", "auto", "--gpu-check-secs", "1"]);
-    let _worker = spawn_with_path(&args, &bin);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _worker = spawn_with(&args, &[("PATH", path)]);
     workers_up(&server, 1);
     let run = |id: &str| {
         let out = berth(

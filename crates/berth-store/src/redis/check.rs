@@ -436,7 +436,9 @@ fn assignments(
         .collect()
 }
 
-fn unreadable(error: StoreError) -> Violation {
+/// A store error about stored data as a violation naming its key (the check's and the
+/// quarantine's phrasing).
+pub(super) fn unreadable(error: StoreError) -> Violation {
     match &error {
         StoreError::Corrupt { key, .. } => unreadable_at(&key.clone(), &error),
         _ => Violation {

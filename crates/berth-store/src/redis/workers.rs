@@ -152,16 +152,7 @@ impl RedisStore {
         let (_, quarantined) = self.read_fleet().await?;
         Ok(quarantined
             .into_iter()
-            .map(|error| match &error {
-                StoreError::Corrupt { key, .. } => crate::Violation {
-                    subject: key.clone(),
-                    detail: error.to_string(),
-                },
-                _ => crate::Violation {
-                    subject: String::new(),
-                    detail: error.to_string(),
-                },
-            })
+            .map(super::check::unreadable)
             .collect())
     }
 
