@@ -288,9 +288,19 @@ pub struct AgentConfig {
     pub pids_limit: i64,
     /// Host paths bound into every container under runc (default none).
     pub mounts: Vec<BindMount>,
+    /// The join token the worker registers with the first time (default none: a server
+    /// that needs one refuses the registration). The registration answers with the
+    /// worker's own credential, kept in [`AgentConfig::credential_file`].
+    pub join_token: Option<berth_core::Token>,
 }
 
 impl AgentConfig {
+    /// Where the worker's own credential is kept between runs: `credential` in the work
+    /// directory, readable by its owner only.
+    pub fn credential_file(&self) -> PathBuf {
+        self.work_dir.join("credential")
+    }
+
     /// A configuration with the defaults, capacity detected.
     pub fn new(
         server_url: impl Into<String>,
@@ -326,6 +336,7 @@ impl AgentConfig {
             host_network: runc.host_network,
             pids_limit: runc.pids_limit,
             mounts: runc.mounts,
+            join_token: None,
         }
     }
 

@@ -9,27 +9,99 @@ use async_trait::async_trait;
 use berth_api as api;
 use berth_core::AttemptId;
 use berth_core::{ContainerId, DeviceShare, Payload, WorkerId, WorkerStatus};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The longest failure reason the server accepts, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;
 
-/// The server's worker-facing API over HTTP.
-#[derive(Debug, Clone)]
+/// The server's worker-facing API over HTTP, under the worker's identity.
+///
+/// A worker joins with a join token; its registration answers with the worker's own
+/// credential, which every later call carries, and which is kept in the credential file
+/// (readable by its owner only) so that a restarted agent registers again as itself. A
+/// kept credential the server no longer accepts (the worker was removed, or an operator
+/// revoked it) is replaced by joining again with the join token.
+#[derive(Debug)]
 pub struct HttpControl {
-    client: api::Client,
+    client: parking_lot::RwLock<api::Client>,
+    join_token: Option<String>,
+    credential_file: Option<PathBuf>,
 }
 
 impl HttpControl {
-    /// A control of the server behind `client`.
+    /// A control of the server behind `client`, calling with the client's token.
     pub fn new(client: api::Client) -> HttpControl {
-        HttpControl { client }
+        HttpControl {
+            client: parking_lot::RwLock::new(client),
+            join_token: None,
+            credential_file: None,
+        }
     }
 
-    /// The client it calls through.
-    pub fn client(&self) -> &api::Client {
-        &self.client
+    /// A control that joins with `join_token` (if given) and keeps the worker's credential in
+    /// `credential_file`; a credential kept there by an earlier run is used first.
+    pub fn joining(
+        client: api::Client,
+        join_token: Option<String>,
+        credential_file: PathBuf,
+    ) -> HttpControl {
+        let kept = std::fs::read_to_string(&credential_file)
+            .ok()
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty());
+        let client = match kept.as_ref().or(join_token.as_ref()) {
+            Some(token) => client.with_token(token),
+            None => client,
+        };
+        HttpControl {
+            client: parking_lot::RwLock::new(client),
+            join_token,
+            credential_file: Some(credential_file),
+        }
     }
+
+    /// The client it calls through (a copy: the token changes when a registration issues
+    /// the worker's credential).
+    pub fn client(&self) -> api::Client {
+        self.client.read().clone()
+    }
+
+    /// Calls with `token` from now on, and keeps it in the credential file.
+    fn adopt_credential(&self, token: &str) {
+        self.client.write().set_token(token);
+        if let Some(path) = &self.credential_file
+            && let Err(error) = write_private(path, token)
+        {
+            tracing::warn!(path = %path.display(), %error,
+                "cannot keep the worker's credential: a restarted agent joins again");
+        }
+    }
+
+    /// Registers once with the current token.
+    async fn register_once(
+        &self,
+        body: &api::RegisterWorker,
+    ) -> Result<api::Registered, api::ClientError> {
+        self.client().register(body).await
+    }
+}
+
+/// Writes `text` to `path`, readable and writable by the owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
 }
 
 /// Sorts a client error into what the agent does about it.
@@ -126,7 +198,20 @@ impl Control for HttpControl {
             gpu_type: ty.to_string(),
         });
         body.runtime = Some(registration.runtime.to_string());
-        let registered = self.client.register(&body).await.map_err(classify)?;
+        let registered = match self.register_once(&body).await {
+            Err(error) if error.status() == Some(401) && self.join_token.is_some() => {
+                tracing::warn!(%error, "the kept worker credential is refused; joining again");
+                if let Some(join) = &self.join_token {
+                    self.client.write().set_token(join);
+                }
+                self.register_once(&body).await
+            }
+            other => other,
+        }
+        .map_err(classify)?;
+        if let Some(credential) = &registered.credential {
+            self.adopt_credential(credential);
+        }
         Ok(Lease {
             epoch: registered.worker.epoch,
             owned: registered
@@ -149,7 +234,7 @@ impl Control for HttpControl {
             running: running.to_vec(),
         };
         let reply = self
-            .client
+            .client()
             .heartbeat(worker, &beat)
             .await
             .map_err(classify)?;
@@ -169,7 +254,7 @@ impl Control for HttpControl {
     ) -> Result<Vec<Delivery>, ControlError> {
         let max = usize::try_from(max).unwrap_or(usize::MAX);
         let views = self
-            .client
+            .client()
             .assignments(worker, epoch, max, wait)
             .await
             .map_err(classify)?;
@@ -177,7 +262,7 @@ impl Control for HttpControl {
     }
 
     async fn ack(&self, worker: &WorkerId, epoch: u64, delivery: &str) -> Result<(), ControlError> {
-        self.client
+        self.client()
             .ack(worker, epoch, delivery)
             .await
             .map_err(classify)
@@ -196,7 +281,7 @@ impl Control for HttpControl {
             attempt: attempt.clone(),
         };
         let reply = self
-            .client
+            .client()
             .release(worker, &release)
             .await
             .map_err(classify)?;
@@ -209,7 +294,7 @@ impl Control for HttpControl {
         report: &StatusReport,
     ) -> Result<(), ControlError> {
         let body = wire_report(report);
-        self.client
+        self.client()
             .report(container, &body)
             .await
             .map_err(classify)?;
@@ -217,7 +302,7 @@ impl Control for HttpControl {
     }
 
     async fn deregister(&self, worker: &WorkerId) -> Result<(), ControlError> {
-        self.client.deregister(worker).await.map_err(classify)
+        self.client().deregister(worker).await.map_err(classify)
     }
 }
 

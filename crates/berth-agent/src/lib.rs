@@ -66,7 +66,12 @@ pub async fn run_agent(config: AgentConfig, shutdown: CancellationToken) -> Resu
             message: err.to_string(),
         })?
         .with_timeout(config.call_timeout);
-    let control = Arc::new(HttpControl::new(client));
+    let credential_file = config.credential_file();
+    let control = Arc::new(HttpControl::joining(
+        client,
+        config.join_token.as_ref().map(berth_core::Token::expose),
+        credential_file,
+    ));
     config.validate()?;
     // Resolved once: the runtime and the registration must see the same devices, and
     // detection runs nvidia-smi.

@@ -6,7 +6,7 @@
 
 use berth_agent::{AgentConfig, CapacityConfig, RetryPolicy, run_agent};
 use berth_api::{Client, ContainerSpec, ContainerView};
-use berth_core::{ContainerId, PoolName, RuntimeName, WorkerId};
+use berth_core::{ContainerId, PoolName, Role, RuntimeName, Token, WorkerId};
 use berth_engine::{Engine, EngineConfig};
 use berth_server::{AppState, ServerConfig, serve};
 use berth_store::{MemoryStore, Store};
@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-async fn start_server(stop: CancellationToken) -> String {
+/// A server on the memory store: its URL, a client with its admin token, and a join token.
+async fn start_server(stop: CancellationToken) -> (String, Client, Token) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
     let engine_config = EngineConfig {
         cache_ttl: Duration::from_millis(50),
@@ -30,6 +31,13 @@ async fn start_server(stop: CancellationToken) -> String {
         fleet_cache_ttl: Duration::ZERO,
         ..ServerConfig::default()
     };
+    let admin = Token::from_random(rand::random(), rand::random());
+    berth_server::tokens::bootstrap_admin(&*store, &admin.expose(), 0)
+        .await
+        .unwrap();
+    let join = berth_server::tokens::issue(&*store, Role::Join, "test workers", 0)
+        .await
+        .unwrap();
     let state = AppState::new(store, engine, Vec::new(), config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -38,16 +46,18 @@ async fn start_server(stop: CancellationToken) -> String {
         state,
         async move { stop.cancelled().await },
     ));
-    base
+    let client = Client::new(&base).unwrap().with_token(admin.expose());
+    (base, client, join)
 }
 
-fn agent_config(base: &str, dir: &TempDir) -> AgentConfig {
+fn agent_config(base: &str, dir: &TempDir, join: &Token) -> AgentConfig {
     let mut config = AgentConfig::new(
         base,
         WorkerId::new("w-1").unwrap(),
         PoolName::new("cpu").unwrap(),
         dir.path().join("work"),
     );
+    config.join_token = Some(join.clone());
     config.capacity = CapacityConfig {
         cpu_millicores: Some(4000),
         memory_mib: Some(8192),
@@ -104,11 +114,13 @@ async fn wait_for(client: &Client, id: &ContainerId, state: &str) -> ContainerVi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_what_clients_submit_and_leaves_nothing_behind() {
     let stop_server = CancellationToken::new();
-    let base = start_server(stop_server.clone()).await;
-    let client = Client::new(&base).unwrap();
+    let (base, client, join) = start_server(stop_server.clone()).await;
     let dir = TempDir::new().unwrap();
     let shutdown = CancellationToken::new();
-    let agent = tokio::spawn(run_agent(agent_config(&base, &dir), shutdown.clone()));
+    let agent = tokio::spawn(run_agent(
+        agent_config(&base, &dir, &join),
+        shutdown.clone(),
+    ));
     wait_for_worker(&client).await;
     let registered = &client.workers().await.unwrap()[0];
     // runc is installed wherever these tests run (the test script installs it), so the
@@ -166,11 +178,13 @@ async fn runs_what_clients_submit_and_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_killed_container_fails_and_releases_its_capacity_once() {
     let stop_server = CancellationToken::new();
-    let base = start_server(stop_server.clone()).await;
-    let client = Client::new(&base).unwrap();
+    let (base, client, join) = start_server(stop_server.clone()).await;
     let dir = TempDir::new().unwrap();
     let shutdown = CancellationToken::new();
-    let agent = tokio::spawn(run_agent(agent_config(&base, &dir), shutdown.clone()));
+    let agent = tokio::spawn(run_agent(
+        agent_config(&base, &dir, &join),
+        shutdown.clone(),
+    ));
     wait_for_worker(&client).await;
     // 256 MiB through sort under a 64 MiB booking (submit books 64 MiB): 4x the booking.
     let hog = ["sh", "-c", "head -c 268435456 /dev/zero | sort > /dev/null"];
@@ -186,5 +200,82 @@ async fn an_oom_killed_container_fails_and_releases_its_capacity_once() {
         .expect("the agent stops")
         .unwrap()
         .unwrap();
+    stop_server.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_agent_registers_again_as_itself_with_its_kept_credential() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let stop_server = CancellationToken::new();
+    let (base, client, join) = start_server(stop_server.clone()).await;
+    let dir = TempDir::new().unwrap();
+    let first = tokio::spawn(run_agent(
+        agent_config(&base, &dir, &join),
+        CancellationToken::new(),
+    ));
+    wait_for_worker(&client).await;
+    let kept = dir.path().join("work").join("credential");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the credential is its owner's only");
+    let credential = Token::parse(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    let listed = client.tokens().await.unwrap();
+    let mine = listed
+        .iter()
+        .find(|t| t.id == credential.id().as_str())
+        .unwrap();
+    assert_eq!(
+        (mine.kind.as_str(), mine.worker.as_deref()),
+        ("worker", Some("w-1"))
+    );
+
+    // A crash: the agent stops without deregistering, so the worker is still registered
+    // and alive, and the join token may not take its id over. The restarted agent
+    // registers with the credential it kept.
+    first.abort();
+    let _ = first.await;
+    let id = WorkerId::new("w-1").unwrap();
+    let takeover = Client::new(&base)
+        .unwrap()
+        .with_token(join.expose())
+        .register(&berth_api::RegisterWorker::new(
+            id.clone(),
+            &PoolName::new("cpu").unwrap(),
+            4000,
+            8192,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(takeover.status(), Some(403), "{takeover}");
+    let epoch_before = client.worker(&id).await.unwrap().worker.epoch;
+    let shutdown = CancellationToken::new();
+    let second = tokio::spawn(run_agent(
+        agent_config(&base, &dir, &join),
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while client.worker(&id).await.unwrap().worker.epoch == epoch_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never registered again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hello = submit(&client, "after-restart", &["true"], None).await;
+    wait_for(&client, &hello, "exited").await;
+    shutdown.cancel();
+    tokio::time::timeout(PATIENCE, second)
+        .await
+        .expect("the agent stops")
+        .unwrap()
+        .unwrap();
+    // Deregistering revoked the worker's credentials.
+    assert!(
+        client
+            .tokens()
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.kind != "worker")
+    );
     stop_server.cancel();
 }

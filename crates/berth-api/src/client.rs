@@ -91,11 +91,22 @@ impl ClientError {
 }
 
 /// A client of one berth server. Cheap to clone (connections are pooled and shared).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: Url,
     timeout: Duration,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("timeout", &self.timeout)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Client {
@@ -117,6 +128,7 @@ impl Client {
             http,
             base,
             timeout: DEFAULT_TIMEOUT,
+            token: None,
         })
     }
 
@@ -125,6 +137,19 @@ impl Client {
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
         self
+    }
+
+    /// The same client calling with `token` (`Authorization: Bearer <token>`).
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        self.token = Some(token.into().trim().to_owned());
+        self
+    }
+
+    /// Replaces the token the client calls with (a worker switching to the credential its
+    /// registration issued).
+    pub fn set_token(&mut self, token: impl Into<String>) {
+        self.token = Some(token.into().trim().to_owned());
     }
 
     /// The server's base URL.
@@ -150,6 +175,9 @@ impl Client {
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let shown = url.to_string();
         let mut request = self.http.request(method.clone(), url).timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         if !query.is_empty() {
             request = request.query(query);
         }
@@ -395,6 +423,28 @@ impl Client {
     /// `DELETE /v1/workers/{id}`: removes a worker that owns nothing.
     pub async fn deregister(&self, id: &WorkerId) -> Result<(), ClientError> {
         self.empty::<()>(Method::DELETE, &["v1", "workers", id.as_str()], None)
+            .await
+    }
+
+    // ----- tokens -----
+
+    /// `POST /v1/tokens`: creates a token (admin only); the answer holds its secret.
+    pub async fn create_token(&self, create: &CreateToken) -> Result<CreatedToken, ClientError> {
+        self.json(Method::POST, &["v1", "tokens"], &[], Some(create))
+            .await
+    }
+
+    /// `GET /v1/tokens`: every token (admin only), without secrets.
+    pub async fn tokens(&self) -> Result<Vec<TokenView>, ClientError> {
+        let list: TokenList = self
+            .json::<_, ()>(Method::GET, &["v1", "tokens"], &[], None)
+            .await?;
+        Ok(list.tokens)
+    }
+
+    /// `DELETE /v1/tokens/{id}`: revokes a token (admin only).
+    pub async fn revoke_token(&self, id: &str) -> Result<Revoked, ClientError> {
+        self.json::<_, ()>(Method::DELETE, &["v1", "tokens", id], &[], None)
             .await
     }
 

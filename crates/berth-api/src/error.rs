@@ -15,6 +15,12 @@ pub enum ErrorCode {
     /// 400: a value is out of range or malformed (ids, GPU types, resources, query
     /// parameters).
     InvalidArgument,
+    /// 401: no token, a malformed one, or one that is not known (never issued, or
+    /// revoked). Send `Authorization: Bearer <token>`.
+    Unauthenticated,
+    /// 403: the token is valid but may not do this (another tenant's or another worker's
+    /// business, or an operator's).
+    Forbidden,
     /// 404: no such container, worker or route.
     NotFound,
     /// 405: the route exists, not with this method.
@@ -48,6 +54,8 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
@@ -65,6 +73,8 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidJson | ErrorCode::InvalidArgument => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::StaleEpoch => 409,

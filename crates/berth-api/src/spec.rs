@@ -132,7 +132,7 @@ pub struct GpuSpec {
 }
 
 fn default_tenant() -> String {
-    "default".to_owned()
+    ContainerSpec::DEFAULT_TENANT.to_owned()
 }
 
 /// A container to run: the body of `POST /v1/containers` and an element of a batch.
@@ -190,6 +190,9 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
+    /// The tenant of a spec that names none (a client token's own tenant replaces it).
+    pub const DEFAULT_TENANT: &'static str = "default";
+
     /// A spec with the given size and command, and every other field at its default.
     pub fn new(cpu_millicores: u64, memory_mib: u64, command: Vec<String>) -> ContainerSpec {
         ContainerSpec {

@@ -9,10 +9,12 @@ mod ops;
 mod protocol;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod workers;
 
 pub use ops::*;
 pub use protocol::*;
+pub use tokens::*;
 pub use workers::*;
 
 use crate::spec::{ContainerSpec, GpuSpec, GpuTypes, timeout_secs};

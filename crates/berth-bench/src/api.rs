@@ -30,6 +30,11 @@ const BATCH_CLIENTS: usize = 4;
 pub(crate) struct Running {
     /// Where the server listens.
     pub(crate) url: String,
+    /// An admin token the server accepts (every call of the bench goes through the
+    /// server's authentication, as a client's would).
+    pub(crate) admin: String,
+    /// A join token for the bench's agents.
+    pub(crate) join: berth_core::Token,
     engine: Arc<Engine>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -53,6 +58,15 @@ pub(crate) async fn serve(store: Arc<dyn Store>) -> anyhow::Result<Running> {
         EngineConfig::default(),
         Vec::new(),
     ));
+    let admin = berth_core::Token::from_random(rand::random(), rand::random()).expose();
+    berth_server::tokens::bootstrap_admin(&*store, &admin, berth_store::now_ms()).await?;
+    let join = berth_server::tokens::issue(
+        &*store,
+        berth_core::Role::Join,
+        "bench agents",
+        berth_store::now_ms(),
+    )
+    .await?;
     let state = AppState::new(store, engine.clone(), Vec::new(), ServerConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -63,6 +77,8 @@ pub(crate) async fn serve(store: Arc<dyn Store>) -> anyhow::Result<Running> {
     }));
     Ok(Running {
         url,
+        admin,
+        join,
         engine,
         stop,
         task,
@@ -70,6 +86,11 @@ pub(crate) async fn serve(store: Arc<dyn Store>) -> anyhow::Result<Running> {
 }
 
 impl Running {
+    /// A client of the server with its admin token.
+    pub(crate) fn client(&self) -> Result<Client, berth_api::ClientError> {
+        Ok(Client::new(&self.url)?.with_token(&self.admin))
+    }
+
     /// Stops the server, then its engine.
     pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
@@ -120,7 +141,7 @@ async fn singles_once(choice: &StoreChoice, round: usize) -> anyhow::Result<Dura
     let namespace = choice.namespace();
     let running = start(choice.connect(&namespace).await?, 20, SINGLES / 20).await?;
     let clients = (0..SINGLES)
-        .map(|_| Client::new(&running.url))
+        .map(|_| running.client())
         .collect::<Result<Vec<_>, _>>()?;
     let started_ms = berth_store::now_ms();
     let waits = clients.into_iter().enumerate().map(|(i, client)| {
@@ -159,11 +180,11 @@ async fn batches(choice: &StoreChoice, requests: usize) -> anyhow::Result<f64> {
         .collect();
     let per_client = chunks.len().div_ceil(BATCH_CLIENTS);
     let senders = chunks.chunks(per_client.max(1)).map(|mine| {
-        let url = running.url.clone();
+        let client = running.client();
         let prefix = prefix.clone();
         let mine = mine.to_vec();
         async move {
-            let client = Client::new(&url)?;
+            let client = client?;
             for chunk in mine {
                 let specs: Vec<ContainerSpec> = chunk
                     .iter()

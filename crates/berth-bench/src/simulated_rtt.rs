@@ -51,6 +51,7 @@ use berth_core::{
     ContainerState, PoolDemand, PoolName, ReclaimOutcome, Transition, Violation, Worker, WorkerId,
     WorkerRegistration, WorkerStatus,
 };
+use berth_core::{Credential, TokenId};
 use berth_store::model::*;
 use berth_store::prelude::*;
 use berth_store::{Result, SettleItem, StoreError, StoreStats};
@@ -67,13 +68,26 @@ use op::OPS;
 pub use op::{DelaySnapshot, Op};
 
 /// Live counters of a [`SimulatedRttStore`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     calls: [AtomicU64; OPS],
     trips: [AtomicU64; OPS],
     round_trips: AtomicU64,
     simulated_ns: AtomicU64,
     slept_ns: AtomicU64,
+}
+
+impl Default for Counters {
+    // By hand: std derives `Default` for arrays of at most 32 elements.
+    fn default() -> Counters {
+        Counters {
+            calls: std::array::from_fn(|_| AtomicU64::new(0)),
+            trips: std::array::from_fn(|_| AtomicU64::new(0)),
+            round_trips: AtomicU64::new(0),
+            simulated_ns: AtomicU64::new(0),
+            slept_ns: AtomicU64::new(0),
+        }
+    }
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -460,6 +474,33 @@ impl<S: Store + ?Sized> WorkerLocks for SimulatedRttStore<S> {
             self.inner_locks()?.unlock_worker(lock),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Credentials for SimulatedRttStore<S> {
+    async fn put_credential(&self, credential: &Credential) -> Result<()> {
+        let op = Op::PutCredential;
+        self.around(op, op.round_trips(), self.inner.put_credential(credential))
+            .await
+    }
+
+    async fn credential(&self, id: &TokenId) -> Result<Option<Credential>> {
+        let op = Op::Credential;
+        self.around(op, op.round_trips(), self.inner.credential(id))
+            .await
+    }
+
+    async fn credentials(&self) -> Result<Vec<Credential>> {
+        let op = Op::Credentials;
+        self.around(op, op.round_trips(), self.inner.credentials())
+            .await
+    }
+
+    async fn revoke_credentials(&self, ids: &[TokenId]) -> Result<usize> {
+        let op = Op::RevokeCredentials;
+        self.around(op, op.round_trips(), self.inner.revoke_credentials(ids))
+            .await
     }
 }
 

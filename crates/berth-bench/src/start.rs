@@ -160,6 +160,7 @@ fn start_agents(
             };
             config.runtime = runtime;
             config.grace = Duration::from_secs(5);
+            config.join_token = Some(server.join.clone());
             Ok(tokio::spawn(run_agent(config, drain.clone())))
         })
         .collect()
@@ -172,7 +173,7 @@ async fn measure_end_to_end(
     containers: usize,
     in_flight: usize,
 ) -> anyhow::Result<Vec<EndToEnd>> {
-    let client = Client::new(&server.url)?;
+    let client = server.client()?;
     wait_for_workers(&client).await?;
     warm_up(&client, prefix, in_flight).await?;
     let views = closed_loop(containers, in_flight, |i| {

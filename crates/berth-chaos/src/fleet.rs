@@ -84,6 +84,10 @@ pub struct Fleet {
     starts: PathBuf,
     servers: Vec<ServerSlot>,
     workers: Vec<WorkerSlot>,
+    /// The admin token every replica accepts (`BERTH_ADMIN_TOKEN`): the harness's own.
+    admin_token: String,
+    /// The join token the workers register with, once a replica has issued it.
+    join_token: Option<String>,
 }
 
 impl Fleet {
@@ -111,7 +115,19 @@ impl Fleet {
                     stopped: false,
                 })
                 .collect(),
+            admin_token: berth_core::Token::from_random(rand::random(), rand::random()).expose(),
+            join_token: None,
         }
+    }
+
+    /// The admin token every replica accepts.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Sets the join token the workers started from now on register with.
+    pub fn set_join_token(&mut self, token: String) {
+        self.join_token = Some(token);
     }
 
     /// The base URL of replica `index`.
@@ -152,11 +168,16 @@ impl Fleet {
         }
         let log = self.dir.join(format!("server-{index}.{}.log", slot.starts));
         let name = format!("server-{index}");
+        let config = self.dir.join("config").display().to_string();
         slot.process = Some(ChildGuard::spawn(
             &name,
             &self.berth,
             &args,
-            &[("BERTH_LOG", "info")],
+            &[
+                ("BERTH_LOG", "info"),
+                ("BERTH_ADMIN_TOKEN", &self.admin_token),
+                ("BERTH_CONFIG_DIR", &config),
+            ],
             &log,
         )?);
         Ok(())
@@ -249,11 +270,19 @@ impl Fleet {
             args.extend(["--gpu".to_owned(), gpu.to_owned()]);
         }
         let log = self.dir.join(format!("worker-{id}.log"));
+        // Every process gets a config directory in the run's directory, so that none
+        // reads or writes the user's.
+        let config = self.dir.join("config").display().to_string();
+        let join = self.join_token.clone().unwrap_or_default();
         state.process = Some(ChildGuard::spawn(
             &id,
             &self.berth,
             &args,
-            &[("BERTH_LOG", "info")],
+            &[
+                ("BERTH_LOG", "info"),
+                ("BERTH_JOIN_TOKEN", &join),
+                ("BERTH_CONFIG_DIR", &config),
+            ],
             &log,
         )?);
         Ok(id)

@@ -30,11 +30,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway to the replicas at `urls`.
-    pub fn new(urls: &[String]) -> Result<Gateway, ClientError> {
+    /// A gateway to the replicas at `urls`, calling with `token`.
+    pub fn new(urls: &[String], token: &str) -> Result<Gateway, ClientError> {
         let clients = urls
             .iter()
-            .map(|url| Client::new(url).map(|c| c.with_timeout(CALL_TIMEOUT)))
+            .map(|url| Client::new(url).map(|c| c.with_timeout(CALL_TIMEOUT).with_token(token)))
             .collect::<Result<_, _>>()?;
         Ok(Gateway {
             clients,

@@ -130,7 +130,8 @@ async fn start(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Target> 
         })?;
     let ports = free_ports(REPLICAS)?;
     let fleet = Fleet::new(berth, dir, &ports, &args.runtime, &starts);
-    let gateway = Gateway::new(&fleet.server_urls()).context("the replicas' URLs")?;
+    let gateway =
+        Gateway::new(&fleet.server_urls(), fleet.admin_token()).context("the replicas' URLs")?;
     let target = Target {
         fleet: Arc::new(Mutex::new(fleet)),
         redis: Arc::new(Mutex::new(redis)),
@@ -144,6 +145,8 @@ async fn start(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Target> 
             .await
             .map_err(anyhow::Error::msg)?;
     }
+    let join = issue_join_token(&target.gateway).await?;
+    lock(&target.fleet).set_join_token(join);
     tracing::info!("starting the workers");
     for slot in 0..WORKERS {
         lock(&target.fleet).start_worker(slot)?;
@@ -152,6 +155,23 @@ async fn start(args: &Args, berth: &Path, dir: &Path) -> anyhow::Result<Target> 
         .await
         .map_err(anyhow::Error::msg)?;
     Ok(target)
+}
+
+/// A join token for the workers, issued by a replica with the harness's admin token: the
+/// workers join as a real fleet would, and each gets its own credential.
+async fn issue_join_token(gateway: &Gateway) -> anyhow::Result<String> {
+    let create = berth_api::CreateToken {
+        kind: berth_api::NewTokenKind::Join,
+        tenant: None,
+        name: Some("chaos workers".to_owned()),
+    };
+    let (created, _) = gateway
+        .call(REGISTER_PATIENCE, |client| {
+            let create = create.clone();
+            async move { client.create_token(&create).await }
+        })
+        .await;
+    Ok(created.context("issuing the workers' join token")?.token)
 }
 
 /// `count` ports that were free a moment ago on 127.0.0.1.

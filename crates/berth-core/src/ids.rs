@@ -155,6 +155,12 @@ identifier!(
     PoolName,
     "pool name"
 );
+identifier!(
+    /// The name of a tenant: who a container is run for, and what a client token is
+    /// scoped to.
+    TenantName,
+    "tenant"
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.

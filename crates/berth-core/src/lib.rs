@@ -32,6 +32,7 @@
 
 pub mod assignment;
 pub mod attributes;
+pub mod credential;
 pub mod demand;
 pub mod device;
 pub mod feasibility;
@@ -53,11 +54,12 @@ mod verify;
 pub mod worker;
 
 pub use assignment::Assignment;
+pub use credential::{Credential, CredentialError, Role, Token, TokenId};
 pub use demand::{PoolDemand, aggregate_demand};
 pub use device::{DeviceError, DeviceShare, GPU_MILLI, GpuDevice};
 pub use gpu::{GpuPreference, GpuType, GpuTypeError};
 pub use gpu_fit::GpuAsk;
-pub use ids::{ContainerId, IdError, PoolName, WorkerId};
+pub use ids::{ContainerId, IdError, PoolName, TenantName, WorkerId};
 pub use invariants::{CheckOptions, Violation};
 pub use lifecycle::Transition;
 pub use plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};

@@ -1,6 +1,7 @@
 //! The container endpoints: submit (one or a batch), read, list, cancel, logs, and the
 //! workers' status reports.
 
+use crate::auth::Caller;
 use crate::error::HttpError;
 use crate::extract::{JsonBody, PathParams, QueryParams, container_id};
 use crate::state::AppState;
@@ -40,8 +41,10 @@ type Shared = State<Arc<AppState>>;
 )]
 pub async fn submit(
     State(state): Shared,
+    caller: Caller,
     JsonBody(spec): JsonBody<ContainerSpec>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), HttpError> {
+    let spec = for_tenant(&caller, spec, "tenant")?;
     let request = spec.into_request(state.now_ms(), generated_id()?)?;
     let mut results = accept(&state, vec![request], false).await?;
     let result = results
@@ -69,6 +72,7 @@ pub async fn submit(
 )]
 pub async fn submit_batch(
     State(state): Shared,
+    caller: Caller,
     JsonBody(batch): JsonBody<BatchSubmit>,
 ) -> Result<(StatusCode, Json<BatchSubmitResponse>), HttpError> {
     if batch.containers.is_empty() {
@@ -88,6 +92,7 @@ pub async fn submit_batch(
     let mut seen = HashSet::new();
     for (index, spec) in batch.containers.into_iter().enumerate() {
         let prefix = format!("containers[{index}]");
+        let spec = for_tenant(&caller, spec, &format!("{prefix}.tenant"))?;
         let request = spec
             .into_request(now, generated_id()?)
             .map_err(|e| e.under(&prefix))?;
@@ -109,6 +114,30 @@ pub async fn submit_batch(
 }
 
 /// A fresh container id: `c-` and 16 hex digits.
+/// The spec as `caller` may submit it: a client's containers are its tenant's (a spec that
+/// names no tenant gets it; one naming another tenant is refused).
+fn for_tenant(
+    caller: &Caller,
+    mut spec: ContainerSpec,
+    field: &str,
+) -> Result<ContainerSpec, HttpError> {
+    let Some(own) = caller.tenant() else {
+        return Ok(spec);
+    };
+    if spec.tenant != own.as_str() && spec.tenant != ContainerSpec::DEFAULT_TENANT {
+        return Err(HttpError::new(
+            ErrorCode::Forbidden,
+            Some(field),
+            format!(
+                "this token submits for tenant {own}, not {}; drop the tenant or use a token of that tenant",
+                spec.tenant
+            ),
+        ));
+    }
+    spec.tenant = own.to_string();
+    Ok(spec)
+}
+
 fn generated_id() -> Result<ContainerId, HttpError> {
     ContainerId::new(format!("c-{}", berth_store::new_attempt())).map_err(HttpError::internal)
 }
@@ -165,6 +194,7 @@ fn response((id, outcome): (ContainerId, &SubmitOutcome)) -> SubmitResponse {
 )]
 pub async fn get(
     State(state): Shared,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     query: QueryParams,
 ) -> Result<Json<ContainerView>, HttpError> {
@@ -173,9 +203,9 @@ pub async fn get(
     let wait_ms = query.number("wait_ms", 0, 0, QueryParams::MAX_INTEGER)?;
     let wait = Duration::from_millis(wait_ms).min(state.config.long_poll_max);
     let record = if wait.is_zero() {
-        read(&state, &id).await?
+        read(&state, &caller, &id).await?
     } else {
-        read_when_not_pending(&state, &id, wait).await?
+        read_when_not_pending(&state, &caller, &id, wait).await?
     };
     Ok(Json(ContainerView::from(&record)))
 }
@@ -185,11 +215,12 @@ pub async fn get(
 /// missed; placements by other replicas are found by the ticket's reads of the store.
 async fn read_when_not_pending(
     state: &AppState,
+    caller: &Caller,
     id: &ContainerId,
     wait: Duration,
 ) -> Result<ContainerRecord, HttpError> {
     let ticket = state.engine.watch(id);
-    let record = read(state, id).await?;
+    let record = read(state, caller, id).await?;
     if record.state != ContainerState::Pending {
         return Ok(record);
     }
@@ -197,23 +228,31 @@ async fn read_when_not_pending(
         _ = tokio::time::timeout(wait, ticket.outcome()) => {}
         () = state.shutdown.cancelled() => {}
     }
-    read(state, id).await
+    read(state, caller, id).await
 }
 
 /// `GET /v1/containers/batch`: the container whose id is `batch` (the static batch route
 /// would otherwise shadow it for GET).
 pub async fn get_named_batch(
     state: Shared,
+    caller: Caller,
     query: QueryParams,
 ) -> Result<Json<ContainerView>, HttpError> {
-    get(state, PathParams("batch".to_owned()), query).await
+    get(state, caller, PathParams("batch".to_owned()), query).await
 }
 
-async fn read(state: &AppState, id: &ContainerId) -> Result<ContainerRecord, HttpError> {
+/// The record of a container `caller` may see: another tenant's is answered as unknown, so
+/// that its existence is not revealed.
+async fn read(
+    state: &AppState,
+    caller: &Caller,
+    id: &ContainerId,
+) -> Result<ContainerRecord, HttpError> {
     state
         .store
         .container(id)
         .await?
+        .filter(|record| caller.sees(&record.request.tenant))
         .ok_or_else(|| HttpError::not_found(format!("container {id} is not known")))
 }
 
@@ -231,6 +270,7 @@ async fn read(state: &AppState, id: &ContainerId) -> Result<ContainerRecord, Htt
 )]
 pub async fn list(
     State(state): Shared,
+    caller: Caller,
     query: QueryParams,
 ) -> Result<Json<ContainerList>, HttpError> {
     query.only(&["state", "limit"])?;
@@ -247,9 +287,19 @@ pub async fn list(
     };
     let limit = query.number("limit", 100, 1, MAX_LIST)?;
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let records = state.store.containers(wanted, limit).await?;
+    let read_limit = if caller.tenant().is_some() {
+        MAX_LIST as usize
+    } else {
+        limit
+    };
+    let records = state.store.containers(wanted, read_limit).await?;
     Ok(Json(ContainerList {
-        containers: records.iter().map(ContainerView::from).collect(),
+        containers: records
+            .iter()
+            .filter(|record| caller.sees(&record.request.tenant))
+            .take(limit)
+            .map(ContainerView::from)
+            .collect(),
     }))
 }
 
@@ -266,9 +316,13 @@ pub async fn list(
 )]
 pub async fn cancel(
     State(state): Shared,
+    caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<ContainerView>, HttpError> {
     let id = container_id(&id)?;
+    if caller.tenant().is_some() {
+        read(&state, &caller, &id).await?;
+    }
     let record = state.store.cancel(&id).await?;
     Ok(Json(ContainerView::from(&record)))
 }
@@ -291,6 +345,7 @@ pub async fn cancel(
 )]
 pub async fn logs(
     State(state): Shared,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     query: QueryParams,
 ) -> Result<Json<LogsView>, HttpError> {
@@ -307,7 +362,7 @@ pub async fn logs(
             )
         })?,
     };
-    let record = read(&state, &id).await?;
+    let record = read(&state, &caller, &id).await?;
     let slice = state.store.logs(&id, after).await?;
     Ok(Json(LogsView {
         id,
@@ -337,10 +392,12 @@ pub async fn logs(
 )]
 pub async fn report(
     State(state): Shared,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(report): JsonBody<StatusReport>,
 ) -> Result<Json<ContainerView>, HttpError> {
     let id = container_id(&id)?;
+    caller.acts_for(&report.worker)?;
     check_attempt("attempt", &report.attempt)?;
     let kind = match report.state {
         ReportedState::Running => ReportKind::Running,

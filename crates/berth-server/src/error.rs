@@ -42,6 +42,11 @@ impl HttpError {
         HttpError::new(ErrorCode::NotFound, None, message)
     }
 
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> HttpError {
+        HttpError::new(ErrorCode::Forbidden, None, message)
+    }
+
     /// 409 `conflict`.
     pub fn conflict(message: impl Into<String>) -> HttpError {
         HttpError::new(ErrorCode::Conflict, None, message)

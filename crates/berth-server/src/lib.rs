@@ -27,6 +27,7 @@
 //! [`berth_engine::Engine::submit`] would leave a waiter behind for every request another
 //! replica settles.)
 
+pub mod auth;
 mod containers;
 mod error;
 mod extract;
@@ -34,6 +35,7 @@ pub mod metric_catalog;
 mod ops;
 mod reaper;
 mod state;
+pub mod tokens;
 mod workers;
 
 pub use berth_protocol::ReapReport;
@@ -85,6 +87,9 @@ use tower_http::trace::TraceLayer;
         ops::metrics,
         ops::healthz,
         ops::readyz,
+        tokens::create,
+        tokens::list,
+        tokens::revoke_one,
     ),
     components(schemas(
         berth_api::ContainerSpec,
@@ -119,15 +124,38 @@ use tower_http::trace::TraceLayer;
         berth_api::Health,
         berth_api::ErrorBody,
         berth_api::ErrorCode,
+        berth_api::NewTokenKind,
+        berth_api::CreateToken,
+        berth_api::TokenView,
+        berth_api::CreatedToken,
+        berth_api::TokenList,
+        berth_api::Revoked,
     )),
     tags(
         (name = "containers", description = "Submit and follow containers"),
         (name = "workers", description = "The fleet, for operators"),
         (name = "worker protocol", description = "What worker agents call"),
         (name = "operations", description = "Demand, invariants, documentation, metrics, health"),
-    )
+        (name = "tokens", description = "Who may call: admin, client, join and metrics tokens"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer-token scheme every route but `/healthz` and `/readyz` needs.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
 
 /// Installs the process's Prometheus recorder the first time it is called and returns its
 /// handle every time. If another recorder was installed already (not through this
@@ -177,6 +205,8 @@ fn builder() -> PrometheusBuilder {
 /// metrics.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
+    let state = Arc::new(state);
+    let for_auth = state.clone();
     Router::new()
         .route(
             "/v1/containers",
@@ -211,8 +241,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke_one))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            auth::authenticate(for_auth.clone(), request, next)
+        }))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {
             refuse_oversize(limit, request, next)
@@ -220,7 +255,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(track))
         .layer(CatchPanicLayer::custom(ops::panicked))
         .layer(TraceLayer::new_for_http())
-        .with_state(Arc::new(state))
+        .with_state(state)
 }
 
 /// Refuses a body declared (`Content-Length`) larger than `limit` with a 413 before any of

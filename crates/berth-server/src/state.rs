@@ -27,6 +27,12 @@ pub struct ServerConfig {
     /// How long the engine's fleet read is reused for checking submits (registrations and
     /// status changes through this server refresh it at once).
     pub fleet_cache_ttl: Duration,
+    /// How long a token's credential, once read from the store, is trusted without reading
+    /// it again: a token revoked through another replica is refused within this time.
+    pub credential_cache_ttl: Duration,
+    /// Whether `/metrics` answers without a token (e.g. a scraper on a private network);
+    /// by default it takes a metrics or an admin token.
+    pub metrics_open: bool,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +44,8 @@ impl Default for ServerConfig {
             log_lines_kept: 1000,
             long_poll_max: Duration::from_secs(30),
             fleet_cache_ttl: Duration::from_secs(1),
+            credential_cache_ttl: Duration::from_secs(5),
+            metrics_open: false,
         }
     }
 }
@@ -79,6 +87,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The worker protocol on the same store and engine.
     pub protocol: Arc<Protocol>,
+    /// Finds the credentials of callers' tokens.
+    pub auth: Arc<crate::auth::Authenticator>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -102,7 +112,9 @@ impl AppState {
         config: ServerConfig,
     ) -> AppState {
         let protocol = Protocol::new(store.clone(), engine.clone(), config.protocol());
+        let auth = crate::auth::Authenticator::new(store.clone(), config.credential_cache_ttl);
         AppState {
+            auth: Arc::new(auth),
             store,
             engine,
             pools,

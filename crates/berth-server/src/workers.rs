@@ -2,6 +2,7 @@
 //! worker agents' protocol (register, heartbeat, long-poll assignments, acknowledge,
 //! release). Each parses, calls [`berth_protocol::Protocol`] and maps its answer.
 
+use crate::auth::Caller;
 use crate::error::HttpError;
 use crate::extract::{JsonBody, PathParams, QueryParams, worker_id};
 use crate::state::AppState;
@@ -14,7 +15,7 @@ use berth_api::{
     RegisterWorker, Registered, ReleaseRequest, ReleaseResponse, WorkerDetail, WorkerList,
     WorkerView,
 };
-use berth_core::{WorkerId, WorkerStatus};
+use berth_core::{Role, WorkerId, WorkerStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,16 +64,49 @@ pub async fn list(State(state): Shared) -> Result<Json<WorkerList>, HttpError> {
 )]
 pub async fn register(
     State(state): Shared,
+    caller: Caller,
     JsonBody(register): JsonBody<RegisterWorker>,
 ) -> Result<Json<Registered>, HttpError> {
     let registration = register.resolve(&state.pools)?;
+    may_register(&state, &caller, &registration.id).await?;
+    let id = registration.id.clone();
     let registered = state.protocol.register(registration).await?;
+    let credential = match caller.role {
+        Role::Worker { .. } => None,
+        _ => Some(
+            crate::tokens::issue_worker_credential(&state, &id)
+                .await?
+                .expose(),
+        ),
+    };
     let now = registered.at_ms;
     Ok(Json(Registered {
         worker: WorkerView::new(&registered.worker, Some(now), now),
         owned: registered.owned.into_iter().map(OwnedView::from).collect(),
         on_unhealthy_gpus: registered.on_unhealthy_gpus,
+        credential,
     }))
+}
+
+/// Refuses (403) a registration `caller` may not make: a worker's credential registers only
+/// its own worker; a join token registers a new worker, or one declared lost, but never
+/// takes over a live worker's id (its agent registers again with its own credential).
+async fn may_register(state: &AppState, caller: &Caller, id: &WorkerId) -> Result<(), HttpError> {
+    caller.acts_for(id)?;
+    if caller.role != Role::Join {
+        return Ok(());
+    }
+    match state.store.worker(id).await? {
+        Some(existing) if existing.status != WorkerStatus::Lost => {
+            Err(HttpError::forbidden(format!(
+                "worker {id} is registered and {}: its agent registers again with its own \
+                 credential; a join token registers only new or lost workers (an admin may \
+                 remove it first)",
+                existing.status
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// One worker with the containers it owns and the GPU devices each holds (e.g. to see who
@@ -181,6 +215,7 @@ pub async fn deregister(
 ) -> Result<StatusCode, HttpError> {
     let id = worker_id(&id)?;
     state.protocol.deregister(&id).await?;
+    crate::tokens::revoke_worker_credentials(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

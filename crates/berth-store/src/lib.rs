@@ -35,13 +35,16 @@ pub use model::*;
 pub use redis::RedisStore;
 pub use stats::{StatsSnapshot, StoreStats};
 pub use store::{
-    Bookings, Fleet, Inspection, Intake, Records, SettleItem, Store, StoreConfig, WorkerLocks,
+    Bookings, Credentials, Fleet, Inspection, Intake, Records, SettleItem, Store, StoreConfig,
+    WorkerLocks,
 };
 
 /// The store's role traits, for code that calls their methods on a `dyn Store`:
 /// `use berth_store::prelude::*;`.
 pub mod prelude {
-    pub use crate::store::{Bookings, Fleet, Inspection, Intake, Records, Store, WorkerLocks};
+    pub use crate::store::{
+        Bookings, Credentials, Fleet, Inspection, Intake, Records, Store, WorkerLocks,
+    };
 }
 
 /// Validates requests before a store writes any of them.

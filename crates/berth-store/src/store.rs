@@ -12,7 +12,9 @@ use berth_core::{
     Assignment, AttemptId, ContainerRecord, ContainerState, PoolDemand, ReclaimOutcome, Transition,
     Violation, WorkerRegistration,
 };
-use berth_core::{ContainerId, ContainerRequest, PoolName, Worker, WorkerId, WorkerStatus};
+use berth_core::{
+    ContainerId, ContainerRequest, Credential, PoolName, TokenId, Worker, WorkerId, WorkerStatus,
+};
 use std::time::Duration;
 
 /// Timing settings shared by both stores.
@@ -63,7 +65,7 @@ pub struct SettleItem {
 /// The scheduler's shared state: every role a scheduler replica, the HTTP service and the
 /// invariant check need, implemented together by [`crate::MemoryStore`] and
 /// [`crate::RedisStore`]. Code that needs one role takes that trait instead.
-pub trait Store: Fleet + Bookings + Intake + Records + Inspection {
+pub trait Store: Fleet + Bookings + Intake + Records + Inspection + Credentials {
     /// The lock-based path, where the store has one (both stores do); only the baseline
     /// strategies ask for it.
     fn worker_locks(&self) -> Option<&dyn WorkerLocks>;
@@ -311,6 +313,27 @@ pub trait Inspection: Send + Sync {
 
     /// This client's counters.
     fn stats(&self) -> &StoreStats;
+}
+
+/// The stored side of API tokens: one [`Credential`] per token, found by its id. The
+/// secret itself is never stored, only its digest (see [`berth_core::credential`]).
+#[async_trait]
+pub trait Credentials: Send + Sync {
+    /// Stores a credential, replacing one with the same id (so bootstrapping a known token
+    /// again is idempotent). Atomic.
+    async fn put_credential(&self, credential: &Credential) -> Result<()>;
+
+    /// The credential with this id, or `None`. A stored entry that does not read back is
+    /// logged and answered as `None`: its token is refused, nothing else is affected.
+    async fn credential(&self, id: &TokenId) -> Result<Option<Credential>>;
+
+    /// Every stored credential that reads back, by id; corrupt entries are logged and left
+    /// out.
+    async fn credentials(&self) -> Result<Vec<Credential>>;
+
+    /// Removes the credentials with these ids; returns how many there were. Atomic: one
+    /// step removes them all. A token whose credential is gone is refused.
+    async fn revoke_credentials(&self, ids: &[TokenId]) -> Result<usize>;
 }
 
 /// The lock-based commit path, used only by the two baseline strategies (the seed's

@@ -769,3 +769,27 @@ async fn check_names_the_key_of_a_missing_or_stray_queue_entry() {
     raw(&["DEL", &assign]);
     assert_eq!(store.check(options).await.unwrap(), Vec::new());
 }
+
+#[tokio::test]
+async fn a_corrupt_credential_is_refused_and_the_rest_still_read() {
+    let redis = shared_redis();
+    let config = config("credentials-corrupt");
+    let key = format!("{}:{{a}}:credentials", config.prefix);
+    let store = RedisStore::connect(&redis.url(), config).await.unwrap();
+    let good_token = Token::from_random([1; 8], [1; 32]);
+    let good = Credential::issue(&good_token, Role::Admin, "ok", 1).unwrap();
+    store.put_credential(&good).await.unwrap();
+    let bad_token = Token::from_random([2; 8], [2; 32]);
+    let moved = Credential::issue(&bad_token, Role::Admin, "moved", 1).unwrap();
+    let moved_json = serde_json::to_string(&moved).unwrap();
+    redis
+        .command(&["HSET", &key, bad_token.id().as_str(), "{not json"])
+        .unwrap();
+    redis
+        .command(&["HSET", &key, "0303030303030303", &moved_json])
+        .unwrap();
+    assert!(store.credential(bad_token.id()).await.unwrap().is_none());
+    let filed_elsewhere = TokenId::new("0303030303030303").unwrap();
+    assert!(store.credential(&filed_elsewhere).await.unwrap().is_none());
+    assert_eq!(store.credentials().await.unwrap(), vec![good]);
+}

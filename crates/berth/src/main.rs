@@ -2,6 +2,7 @@
 
 mod cmd;
 mod config;
+mod tokens;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -84,6 +85,13 @@ enum Command {
         #[command(flatten)]
         args: cmd::check::CheckArgs,
     },
+    /// Creates, lists and revokes tokens (with an admin token).
+    Token {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
+        #[command(subcommand)]
+        action: cmd::token::TokenAction,
+    },
     /// Drains a worker: it takes no new containers.
     Drain {
         #[command(flatten)]
@@ -120,7 +128,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(args) => berth_bench::run(*args).await.map(|()| 0),
         Command::Server(args) => cmd::server::run(args).await.map(|()| 0),
         Command::Worker { connection, args } => {
-            cmd::worker::run(args, &connection.server).await.map(|()| 0)
+            cmd::worker::run(args, &connection).await.map(|()| 0)
         }
         Command::Up(args) => cmd::up::run(args).await.map(|()| 0),
         Command::Run { connection, args } => client::run(&connection, args).await,
@@ -134,6 +142,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Demand { connection } => client::demand(&connection).await,
         Command::Drain { connection, id } => client::drain(&connection, &id).await,
         Command::Check { connection, args } => cmd::check::run(&connection, args).await,
+        Command::Token { connection, action } => cmd::token::run(&connection, action).await,
     }
 }
 

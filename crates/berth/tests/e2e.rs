@@ -34,14 +34,45 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The config directory every berth process of this test shares (`BERTH_CONFIG_DIR`),
+/// holding the admin token the servers accept and the clients call with. nextest runs each
+/// test in a process of its own, so each test has its own.
+fn config_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let token = berth_core::Token::from_random(rand::random(), rand::random());
+        std::fs::write(dir.path().join("token"), token.expose()).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// The admin token of this test's servers.
+fn admin_token() -> String {
+    std::fs::read_to_string(config_dir().join("token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// `berth` with `args`, in this test's config directory.
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(BERTH);
+    command
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .env("BERTH_CONFIG_DIR", config_dir());
+    command
+}
+
 fn spawn(args: &[&str]) -> Proc {
     spawn_with(args, &[])
 }
 
 /// Like [`spawn`], with these environment variables set too.
 fn spawn_with(args: &[&str], env: &[(&str, String)]) -> Proc {
-    let mut command = Command::new(BERTH);
-    command.args(args).env("RUST_BACKTRACE", "0");
+    let mut command = command(args);
     for (name, value) in env {
         command.env(name, value);
     }
@@ -55,12 +86,7 @@ fn spawn_with(args: &[&str], env: &[(&str, String)]) -> Proc {
 }
 
 fn berth(server: &str, args: &[&str]) -> Output {
-    Command::new(BERTH)
-        .args(args)
-        .env("BERTH_SERVER", server)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
+    command(args).env("BERTH_SERVER", server).output().unwrap()
 }
 
 fn json(server: &str, args: &[&str]) -> serde_json::Value {
@@ -136,7 +162,8 @@ fn reqwest_free_get(server: &str, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        admin_token()
     )
     .unwrap();
     let mut response = String::new();
@@ -411,11 +438,9 @@ fn a_worker_restarted_after_sigkill_adopts_its_runc_containers() {
 
 /// Starts `berth logs ID --follow` (with `extra` flags) with its output piped.
 fn follower(server: &str, id: &str, extra: &[&str]) -> Child {
-    Command::new(BERTH)
-        .args(["logs", id, "--follow"])
+    command(&["logs", id, "--follow"])
         .args(extra)
         .env("BERTH_SERVER", server)
-        .env("RUST_BACKTRACE", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -150,6 +150,7 @@ async fn register(
         })
         .collect();
     Ok(Json(api::Registered {
+        credential: None,
         worker,
         owned,
         on_unhealthy_gpus: Vec::new(),

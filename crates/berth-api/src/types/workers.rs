@@ -167,6 +167,12 @@ pub struct Registered {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<String>)]
     pub on_unhealthy_gpus: Vec<ContainerId>,
+    /// The worker's own credential, when this registration issued one (a registration
+    /// with a join token or an admin token; one with the worker's own credential keeps
+    /// it). Every later call of the worker's agent carries it as its bearer token; the
+    /// worker's earlier credentials are revoked. Shown only here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// One worker with the containers it owns and the GPU devices each holds, so that an

@@ -71,10 +71,18 @@ pub enum Op {
     BacklogLen,
     /// [`berth_store::Inspection::check`].
     Check,
+    /// [`berth_store::Credentials::put_credential`].
+    PutCredential,
+    /// [`berth_store::Credentials::credential`].
+    Credential,
+    /// [`berth_store::Credentials::credentials`].
+    Credentials,
+    /// [`berth_store::Credentials::revoke_credentials`].
+    RevokeCredentials,
 }
 
 /// The number of [`Op`]s.
-pub(super) const OPS: usize = 32;
+pub(super) const OPS: usize = 36;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -111,6 +119,10 @@ impl Op {
         Op::Owned,
         Op::BacklogLen,
         Op::Check,
+        Op::PutCredential,
+        Op::Credential,
+        Op::Credentials,
+        Op::RevokeCredentials,
     ];
 
     /// The trait method's name, e.g. `lock_worker`.
@@ -148,6 +160,10 @@ impl Op {
             Op::Owned => "owned",
             Op::BacklogLen => "backlog_len",
             Op::Check => "check",
+            Op::PutCredential => "put_credential",
+            Op::Credential => "credential",
+            Op::Credentials => "credentials",
+            Op::RevokeCredentials => "revoke_credentials",
         }
     }
 

@@ -314,6 +314,25 @@ impl WorkerLocks for Gate {
     }
 }
 
+#[async_trait]
+impl Credentials for Gate {
+    async fn put_credential(&self, credential: &Credential) -> Result<()> {
+        self.inner.put_credential(credential).await
+    }
+
+    async fn credential(&self, id: &TokenId) -> Result<Option<Credential>> {
+        self.inner.credential(id).await
+    }
+
+    async fn credentials(&self) -> Result<Vec<Credential>> {
+        self.inner.credentials().await
+    }
+
+    async fn revoke_credentials(&self, ids: &[TokenId]) -> Result<usize> {
+        self.inner.revoke_credentials(ids).await
+    }
+}
+
 impl Store for Gate {
     fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
         self.inner.worker_locks().map(|_| self as &dyn WorkerLocks)

@@ -18,7 +18,10 @@ pub struct Server {
     pub store: Arc<dyn Store>,
     pub client: Client,
     pub base: String,
+    /// Sends the admin token with every request.
     pub http: reqwest::Client,
+    /// The admin token `client` and `http` call with.
+    pub admin_token: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -48,6 +51,19 @@ pub fn config() -> ServerConfig {
         fleet_cache_ttl: Duration::ZERO,
         ..ServerConfig::default()
     }
+}
+
+/// A reqwest client that sends `Authorization: Bearer <token>` with every request.
+pub fn authorized_http(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 impl Server {
@@ -105,6 +121,10 @@ impl Server {
         let engine_store = engine_store.unwrap_or_else(|| store.clone());
         let engine = Arc::new(Engine::start(engine_store, engine_config, pools()));
         let state = AppState::new(store.clone(), engine, pools(), config);
+        let admin_token = berth_core::Token::from_random(rand::random(), rand::random()).expose();
+        berth_server::tokens::bootstrap_admin(&*store, &admin_token, 0)
+            .await
+            .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -114,9 +134,10 @@ impl Server {
         Server {
             state,
             store,
-            client: Client::new(&base).unwrap(),
+            client: Client::new(&base).unwrap().with_token(&admin_token),
             base,
-            http: reqwest::Client::new(),
+            http: authorized_http(&admin_token),
+            admin_token,
             stop: Some(stop),
             task: Some(task),
         }

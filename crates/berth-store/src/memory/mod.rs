@@ -449,6 +449,34 @@ impl WorkerLocks for MemoryStore {
     }
 }
 
+#[async_trait]
+impl Credentials for MemoryStore {
+    async fn put_credential(&self, credential: &berth_core::Credential) -> Result<()> {
+        self.with(1, |state| {
+            state
+                .credentials
+                .insert(credential.id.clone(), credential.clone());
+        });
+        Ok(())
+    }
+
+    async fn credential(&self, id: &berth_core::TokenId) -> Result<Option<berth_core::Credential>> {
+        Ok(self.with(1, |state| state.credentials.get(id).cloned()))
+    }
+
+    async fn credentials(&self) -> Result<Vec<berth_core::Credential>> {
+        Ok(self.with(1, |state| state.credentials.values().cloned().collect()))
+    }
+
+    async fn revoke_credentials(&self, ids: &[berth_core::TokenId]) -> Result<usize> {
+        Ok(self.with(1, |state| {
+            ids.iter()
+                .filter(|id| state.credentials.remove(*id).is_some())
+                .count()
+        }))
+    }
+}
+
 impl Store for MemoryStore {
     fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
         Some(self)

@@ -63,6 +63,8 @@ pub(super) struct State {
     pub provisioning: HashMap<PoolName, Instant>,
     /// The last sequence number handed out (intake entries and deliveries).
     pub seq: u64,
+    /// API credentials by token id.
+    pub credentials: BTreeMap<berth_core::TokenId, berth_core::Credential>,
 }
 
 impl State {

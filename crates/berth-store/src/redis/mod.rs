@@ -18,12 +18,13 @@
 //! - `scripts`: the Lua scripts (`scripts/*.lua`) and script calls.
 //! - `connection`: the shared connection, batches per slot, blocking connections.
 //! - `store`: [`RedisStore`], its round trips and the [`crate::Store`] implementation;
-//!   `workers`, `commit`, `queue`, `intake` and `check` do the work.
+//!   `workers`, `commit`, `queue`, `intake`, `check` and `credentials` do the work.
 
 mod check;
 mod codec;
 mod commit;
 mod connection;
+mod credentials;
 mod intake;
 pub mod keys;
 mod queue;

@@ -485,6 +485,25 @@ impl WorkerLocks for RedisStore {
     }
 }
 
+#[async_trait]
+impl Credentials for RedisStore {
+    async fn put_credential(&self, credential: &berth_core::Credential) -> Result<()> {
+        self.store_credential(credential).await
+    }
+
+    async fn credential(&self, id: &berth_core::TokenId) -> Result<Option<berth_core::Credential>> {
+        self.read_credential(id).await
+    }
+
+    async fn credentials(&self) -> Result<Vec<berth_core::Credential>> {
+        self.read_credentials().await
+    }
+
+    async fn revoke_credentials(&self, ids: &[berth_core::TokenId]) -> Result<usize> {
+        self.delete_credentials(ids).await
+    }
+}
+
 impl Store for RedisStore {
     fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
         Some(self)

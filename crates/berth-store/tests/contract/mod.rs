@@ -5,8 +5,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+mod credentials;
 mod devices;
 mod table;
+
+pub use credentials::credentials_are_stored_found_and_revoked;
 
 pub use devices::{
     an_unhealthy_device_is_never_booked, concurrent_device_commits_never_overbook,
@@ -71,6 +74,7 @@ macro_rules! contract_tests {
             reregistration_keeps_what_devices_hold,
             reservations_must_name_their_devices,
             concurrent_device_commits_never_overbook,
+            credentials_are_stored_found_and_revoked,
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {

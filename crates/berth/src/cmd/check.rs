@@ -42,7 +42,7 @@ fn parse_dead_after(text: &str) -> Result<Duration, String> {
 /// Runs the check; the exit code is 0 when the store is sound, 1 when it is not.
 pub async fn run(connection: &Connection, args: CheckArgs) -> anyhow::Result<i32> {
     let violations: Vec<Violation> = if args.redis.is_empty() {
-        let client = berth_api::Client::new(&connection.server)?;
+        let client = connection.client()?;
         let view = client.check().await?;
         view.violations
             .into_iter()

@@ -25,14 +25,24 @@ pub struct Connection {
         global = true
     )]
     pub server: String,
+    /// The token to call with (default: the admin token `berth up` keeps in the user's
+    /// config directory). Prefer the environment variable: a flag shows in `ps`.
+    #[arg(long, env = "BERTH_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 impl Connection {
-    fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.server).with_context(|| format!("server URL {:?}", self.server))
+    /// A client of the server, calling with the token (see [`crate::tokens::client_token`]).
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let client =
+            Client::new(&self.server).with_context(|| format!("server URL {:?}", self.server))?;
+        Ok(match crate::tokens::client_token(self.token.as_deref())? {
+            Some(token) => client.with_token(token),
+            None => client,
+        })
     }
 }
 
@@ -425,7 +435,7 @@ pub async fn drain(connection: &Connection, id: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn print<T: Serialize>(
+pub(crate) fn print<T: Serialize>(
     connection: &Connection,
     value: &T,
     human: impl FnOnce(&T),
@@ -438,7 +448,7 @@ fn print<T: Serialize>(
     Ok(())
 }
 
-fn table<const N: usize>(header: [&str; N]) -> Table {
+pub(crate) fn table<const N: usize>(header: [&str; N]) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(header);

@@ -4,5 +4,6 @@ pub mod check;
 pub mod client;
 pub mod follow;
 pub mod server;
+pub mod token;
 pub mod up;
 pub mod worker;

@@ -41,6 +41,19 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat after which a worker is declared lost.
     #[arg(long, env = "BERTH_HEARTBEAT_TIMEOUT")]
     pub heartbeat_timeout: Option<u64>,
+    /// An admin token to accept (e.g. shared by every replica, from a secret store).
+    /// Prefer the environment variable: a flag shows in `ps`.
+    #[arg(long, env = "BERTH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The file of the admin token to accept; created with a new token (mode 0600) if
+    /// missing. Default: `token` in the user's config directory (`$BERTH_CONFIG_DIR`,
+    /// `$XDG_CONFIG_HOME/berth` or `~/.config/berth`), where `berth run` finds it.
+    #[arg(long, env = "BERTH_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve `/metrics` without a token (e.g. to a scraper on a private network); by
+    /// default it takes a metrics or an admin token.
+    #[arg(long, env = "BERTH_METRICS_OPEN")]
+    pub metrics_open: bool,
 }
 
 /// Everything `berth server` runs with, resolved from flags, environment and file.
@@ -102,6 +115,7 @@ pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
         }
         server.heartbeat_timeout = Duration::from_secs(secs);
     }
+    server.metrics_open = args.metrics_open;
     let urls = if args.redis.is_empty() {
         file.store.redis.clone()
     } else {
@@ -174,13 +188,39 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         resolved.engine.clone(),
         resolved.pools.clone(),
     ));
+    let admin = bootstrap_admin(&args, &*resolved.store, engine.now_ms()).await?;
     let state = AppState::new(resolved.store, engine, resolved.pools, resolved.server);
     eprintln!(
-        "berth server on http://{address} ({}, strategy {})",
+        "berth server on http://{address} ({}, strategy {}); {admin}",
         resolved.store_name, resolved.engine.strategy
     );
     berth_server::serve(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Makes the store accept the admin token of `args` (`--admin-token`, else the token file,
+/// created if missing); returns a line saying where it came from.
+pub async fn bootstrap_admin(
+    args: &ServerArgs,
+    store: &dyn Store,
+    now_ms: u64,
+) -> anyhow::Result<String> {
+    if let Some(token) = &args.admin_token {
+        let id = berth_server::tokens::bootstrap_admin(store, token, now_ms)
+            .await
+            .context("--admin-token (or BERTH_ADMIN_TOKEN)")?;
+        return Ok(format!("admin token {id} from BERTH_ADMIN_TOKEN"));
+    }
+    let path = match &args.admin_token_file {
+        Some(path) => path.clone(),
+        None => crate::tokens::admin_token_file()?,
+    };
+    let (token, created) = crate::tokens::load_or_create(&path)?;
+    let id = berth_server::tokens::bootstrap_admin(store, &token.expose(), now_ms)
+        .await
+        .with_context(|| format!("accepting the admin token of {}", path.display()))?;
+    let how = if created { "written to" } else { "from" };
+    Ok(format!("admin token {id} {how} {}", path.display()))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -46,6 +46,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         replica: None,
         replica_acks: None,
         heartbeat_timeout: None,
+        admin_token: None,
+        admin_token_file: None,
+        metrics_open: false,
     };
     let resolved = resolve(&server_args).await?;
     let listener = tokio::net::TcpListener::bind(&resolved.listen)
@@ -57,6 +60,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         resolved.engine.clone(),
         resolved.pools.clone(),
     ));
+    let admin =
+        super::server::bootstrap_admin(&server_args, &*resolved.store, engine.now_ms()).await?;
+    let join = berth_server::tokens::issue(
+        &*resolved.store,
+        berth_core::Role::Join,
+        "berth up workers",
+        engine.now_ms(),
+    )
+    .await
+    .context("issuing the local workers' join token")?;
+    let admin_token = crate::tokens::client_token(None)?
+        .context("the admin token file is missing right after it was written")?;
     let state = AppState::new(resolved.store, engine, resolved.pools, resolved.server);
     let stop_server = CancellationToken::new();
     let server_stopped = stop_server.clone();
@@ -64,10 +79,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         server_stopped.cancelled().await;
     }));
     let drain = CancellationToken::new();
-    let agents = start_workers(&args, &url, &drain)?;
-    wait_ready(&url, args.workers).await?;
+    let agents = start_workers(&args, &url, &join, &drain)?;
+    wait_ready(&url, &admin_token, args.workers).await?;
     eprintln!(
-        "berth is up on {url} with {} workers (embedded store); try: berth run --wait -- echo hello",
+        "berth is up on {url} with {} workers (embedded store; {admin}); try: berth run --wait -- echo hello",
         args.workers
     );
     shutdown_signal().await;
@@ -86,6 +101,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 fn start_workers(
     args: &UpArgs,
     url: &str,
+    join: &berth_core::Token,
     drain: &CancellationToken,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), berth_agent::AgentError>>>> {
     let host = detect_host()?;
@@ -107,6 +123,7 @@ fn start_workers(
             };
             config.grace = Duration::from_secs(10);
             config.runtime = args.runtime;
+            config.join_token = Some(join.clone());
             Ok(tokio::spawn(run_agent(config, drain.clone())))
         })
         .collect()
@@ -120,8 +137,8 @@ fn path_safe(text: &str) -> String {
 }
 
 /// Waits until every local worker has registered.
-async fn wait_ready(url: &str, workers: u32) -> anyhow::Result<()> {
-    let client = Client::new(url)?;
+async fn wait_ready(url: &str, admin_token: &str, workers: u32) -> anyhow::Result<()> {
+    let client = Client::new(url)?.with_token(admin_token);
     for _ in 0..200 {
         if let Ok(list) = client.workers().await
             && list.len() >= workers as usize

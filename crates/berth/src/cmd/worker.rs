@@ -54,6 +54,15 @@ pub struct WorkerArgs {
     /// HOST:CONTAINER:ro (repeatable); requests cannot choose mounts.
     #[arg(long = "mount", value_name = "HOST:CONTAINER[:ro]")]
     pub mounts: Vec<berth_agent::runtime::runc::BindMount>,
+    /// The join token to register with (from `berth token create --kind join`). Prefer the
+    /// environment variable or --join-token-file: a flag shows in `ps`. Default: the admin
+    /// token in the user's config directory, if any (a worker on the server's machine).
+    /// The registration issues the worker's own credential, kept in the work dir.
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// A file holding the join token.
+    #[arg(long, env = "BERTH_JOIN_TOKEN_FILE", conflicts_with = "join_token")]
+    pub join_token_file: Option<PathBuf>,
 }
 
 /// The agent configuration for these arguments, talking to `server`.
@@ -78,7 +87,26 @@ pub fn config(args: &WorkerArgs, server: &str) -> anyhow::Result<AgentConfig> {
     config.runtime = args.runtime;
     config.host_network = args.host_network;
     config.mounts = args.mounts.clone();
+    config.join_token = join_token(args)?;
     Ok(config)
+}
+
+/// The token the worker joins with: `--join-token`, `--join-token-file`, else the local
+/// admin token if there is one.
+fn join_token(args: &WorkerArgs) -> anyhow::Result<Option<berth_core::Token>> {
+    if let Some(text) = &args.join_token {
+        return Ok(Some(
+            berth_core::Token::parse(text).context("--join-token (or BERTH_JOIN_TOKEN)")?,
+        ));
+    }
+    if let Some(path) = &args.join_token_file {
+        return Ok(Some(crate::tokens::read_token(path)?));
+    }
+    let local = crate::tokens::admin_token_file()?;
+    if local.exists() {
+        return Ok(Some(crate::tokens::read_token(&local)?));
+    }
+    Ok(None)
 }
 
 fn default_id() -> String {
@@ -132,7 +160,8 @@ fn parse_gpu(gpu: &str) -> anyhow::Result<GpuConfig> {
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then drains.
-pub async fn run(args: WorkerArgs, server: &str) -> anyhow::Result<()> {
+pub async fn run(args: WorkerArgs, connection: &super::client::Connection) -> anyhow::Result<()> {
+    let server = connection.server.as_str();
     let config = config(&args, server)?;
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
