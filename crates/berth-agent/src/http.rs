@@ -173,6 +173,7 @@ fn delivery(view: api::AssignmentView) -> Delivery {
             image: view.image,
             command: view.command,
             env: view.env,
+            secret_env: view.secret_env,
         },
         timeout: view.timeout_secs.map(Duration::from_secs),
     }

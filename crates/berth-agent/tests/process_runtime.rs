@@ -32,6 +32,7 @@ fn spec(command: &[&str], env: &[(&str, &str)]) -> ContainerSpec {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            secret_env: Default::default(),
         },
         devices: Vec::new(),
         timeout: None,

@@ -51,6 +51,7 @@ fn spec(worker: &str, command: &[&str], cpu: u64, memory_mib: u64) -> ContainerS
             image: None,
             command: command.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
+            secret_env: Default::default(),
         },
         devices: Vec::new(),
         timeout: None,

@@ -137,9 +137,25 @@ async fn runs_what_clients_submit_and_leaves_nothing_behind() {
     .await;
     let slow = submit(&client, "slow", &["sleep", "30"], Some(1)).await;
     let missing = submit(&client, "missing", &["no-such-command-berth"], None).await;
+    let mut secretive = ContainerSpec::new(
+        100,
+        64,
+        ["sh", "-c", r#"test "$API_KEY" = "s3cr3t" && echo has-it"#]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    secretive.id = Some("secretive".to_owned());
+    secretive
+        .secret_env
+        .insert("API_KEY".to_owned(), "s3cr3t".to_owned());
+    let secretive = client.submit(&secretive).await.unwrap().id;
 
     let view = wait_for(&client, &hello, "exited").await;
     assert_eq!(view.exit_code, Some(3));
+    let view = wait_for(&client, &secretive, "exited").await;
+    assert_eq!(view.exit_code, Some(0), "the container got its secret");
+    assert_eq!(client.logs(&secretive).await.unwrap().lines, vec!["has-it"]);
     assert_eq!(client.logs(&hello).await.unwrap().lines, vec!["hello"]);
 
     wait_for(&client, &sleeper, "running").await;

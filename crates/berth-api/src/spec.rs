@@ -183,6 +183,11 @@ pub struct ContainerSpec {
     /// Environment variables. [`TIMEOUT_ENV`] is reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables (API keys, passwords): given to the container like
+    /// `env`, but never returned by the API nor logged; only the worker that runs the
+    /// container receives them. A name may not be in both `env` and `secret_env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     /// The worker kills the container after this many seconds (1 to 30 days); carried to the
     /// worker in the environment under [`TIMEOUT_ENV`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,6 +212,7 @@ impl ContainerSpec {
             image: None,
             command,
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
             timeout_secs: None,
         }
     }
@@ -234,7 +240,8 @@ impl ContainerSpec {
         };
         let (gpu_count, gpu) = gpu_preference(self.gpu.as_ref())?;
         let gpu_fraction_milli = self.gpu.as_ref().and_then(|g| g.milli);
-        let payload = payload(self.image, self.command, self.env, self.timeout_secs)?;
+        let mut payload = payload(self.image, self.command, self.env, self.timeout_secs)?;
+        payload.secret_env = secret_env(self.secret_env, &payload.env)?;
         let request = ContainerRequest {
             gpu_fraction_milli,
             id,
@@ -382,7 +389,45 @@ fn payload(
         image,
         command,
         env,
+        secret_env: berth_core::SecretEnv::default(),
     })
+}
+
+/// Checks secret variables like `env`'s, and that none shares a name with `env` (which
+/// value would win would be the runtime's guess). Together they stay within
+/// [`MAX_ENV_VARS`].
+fn secret_env(
+    secrets: BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+) -> Result<berth_core::SecretEnv, ApiError> {
+    if secrets.len() + env.len() > MAX_ENV_VARS {
+        return Err(ApiError::invalid(
+            "secret_env",
+            format!(
+                "env and secret_env have {} variables together; the limit is {MAX_ENV_VARS}",
+                secrets.len() + env.len()
+            ),
+        ));
+    }
+    for (name, value) in &secrets {
+        check_env_name(name).map_err(|mut error| {
+            error.field = Some(format!("secret_env.{name}"));
+            error
+        })?;
+        if env.contains_key(name) {
+            return Err(ApiError::invalid(
+                format!("secret_env.{name}"),
+                "is in env too; give each variable once",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(ApiError::invalid(
+                format!("secret_env.{name}"),
+                "must not contain NUL characters",
+            ));
+        }
+    }
+    Ok(berth_core::SecretEnv(secrets))
 }
 
 fn check_env_name(name: &str) -> Result<(), ApiError> {

@@ -330,6 +330,7 @@ async fn start_and_wait(
             image: None,
             command: vec!["true".to_owned()],
             env: BTreeMap::new(),
+            secret_env: Default::default(),
         },
         devices: Vec::new(),
         timeout: Some(CONTAINER_LIMIT),

@@ -65,7 +65,7 @@ pub use lifecycle::Transition;
 pub use plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
 pub use planner::{plan, plan_for_demand, plan_with, planning_order};
 pub use record::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
-pub use request::{ContainerRequest, Payload, RequestError};
+pub use request::{ContainerRequest, Payload, RequestError, SecretEnv};
 pub use resources::Resources;
 pub use runtime::{RuntimeName, RuntimeNameError};
 pub use verify::verify_plan;

@@ -601,3 +601,77 @@ async fn malformed_and_unknown_tokens_are_refused_with_a_reason() {
     assert_eq!(response.status().as_u16(), 401);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_secret_reaches_only_the_worker_that_runs_the_container() {
+    let w = world().await;
+    let secret = "s3cr3t-value-4f2a";
+    let tenant_a = Client::new(&w.server.base)
+        .unwrap()
+        .with_token(&w.tokens[&Who::TenantA]);
+    let mut with_secret = spec(None);
+    with_secret.id = Some("holds-a-secret".to_owned());
+    with_secret
+        .secret_env
+        .insert("API_KEY".to_owned(), secret.to_owned());
+    let id = tenant_a.submit(&with_secret).await.unwrap().id;
+    let placed = w
+        .server
+        .client
+        .container_when_settled(&id, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(placed.worker.as_ref().map(WorkerId::as_str), Some("w1"));
+
+    // Nothing a client or an operator reads carries the value.
+    for (who, path) in [
+        (Who::TenantA, format!("/v1/containers/{id}")),
+        (Who::TenantA, "/v1/containers".to_owned()),
+        (Who::Admin, format!("/v1/containers/{id}")),
+        (Who::Admin, "/v1/workers/w1".to_owned()),
+        (Who::Admin, "/v1/check".to_owned()),
+    ] {
+        let (status, body) = send(&w, who, &case(Method::GET, "", path.clone())).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(!body.contains(secret), "{path} shows the secret: {body}");
+    }
+    // Nor does the record as it would be logged.
+    let record = w.server.store.container(&id).await.unwrap().unwrap();
+    let logged = format!("{record:?}");
+    assert!(
+        !logged.contains(secret) && logged.contains("API_KEY"),
+        "{logged}"
+    );
+
+    // Worker 2 may not read worker 1's assignments; worker 1 receives the secret.
+    let path = format!("/v1/workers/w1/assignments?epoch={}&max=100", w.epoch1);
+    let (status, _) = send(&w, Who::Worker2, &case(Method::GET, "", path.clone())).await;
+    assert_eq!(status, 403);
+    let (status, body) = send(&w, Who::Worker1, &case(Method::GET, "", path)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(secret), "the running worker gets it: {body}");
+    w.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_named_in_env_too_is_refused() {
+    let server = Server::start().await;
+    let (status, error, _) = server
+        .post(
+            "/v1/containers",
+            r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "env": {"K": "1"}, "secret_env": {"K": "2"}}"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(error.unwrap().field.as_deref(), Some("secret_env.K"));
+    let (status, error, _) = server
+        .post(
+            "/v1/containers",
+            r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "secret_env": {"1X": "2"}}"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(error.unwrap().field.as_deref(), Some("secret_env.1X"));
+    assert_eq!(server.container_count().await, 0);
+    server.stop().await;
+}

@@ -45,6 +45,7 @@ fn batch(workers: &[WorkerId], iteration: usize) -> Vec<CommitGroup> {
                         image: Some("busybox".into()),
                         command: vec!["sleep".into(), "1".into()],
                         env: Default::default(),
+                        secret_env: Default::default(),
                     },
                 })
                 .collect(),

@@ -112,6 +112,7 @@ impl ProcessRuntime {
             .env("PATH", path)
             .env("HOME", dir)
             .envs(&spec.payload.env)
+            .envs(spec.payload.secret_env.iter())
             .envs(gpus.env())
             .env(ENV_CONTAINER_ID, spec.container.as_str())
             .env(ENV_ATTEMPT_ID, spec.attempt.as_str())

@@ -117,6 +117,7 @@ impl FakeServer {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            secret_env: Default::default(),
         };
         self.with(|s| {
             s.records.insert(

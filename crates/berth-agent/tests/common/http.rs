@@ -211,6 +211,7 @@ async fn assignments(
             image: d.payload.image,
             command: d.payload.command,
             env: d.payload.env,
+            secret_env: d.payload.secret_env,
             timeout_secs: d.timeout.map(|t| t.as_secs()),
         })
         .collect();

@@ -3,7 +3,7 @@
 use super::ResourcesView;
 use crate::error::ApiError;
 use crate::spec::{TIMEOUT_ENV, timeout_secs};
-use berth_core::{Assignment, AttemptId, DeviceShare};
+use berth_core::{Assignment, AttemptId, DeviceShare, SecretEnv};
 use berth_core::{ContainerId, WorkerId, WorkerStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -63,6 +63,10 @@ pub struct AssignmentView {
     pub command: Vec<String>,
     /// Its environment (without the reserved timeout variable).
     pub env: BTreeMap<String, String>,
+    /// Its secret environment variables: set them like `env`, and never log them.
+    #[serde(default, skip_serializing_if = "SecretEnv::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub secret_env: SecretEnv,
     /// Kill it after this many seconds, if set.
     pub timeout_secs: Option<u64>,
 }
@@ -80,6 +84,7 @@ impl From<&Assignment> for AssignmentView {
             image: a.payload.image.clone(),
             command: a.payload.command.clone(),
             env,
+            secret_env: a.payload.secret_env.clone(),
             timeout_secs: timeout_secs(&a.payload),
         }
     }

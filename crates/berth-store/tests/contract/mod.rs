@@ -174,6 +174,7 @@ fn reservation(container: &str, cpu: u64, mem: u64) -> Reservation {
             image: None,
             command: vec!["echo".into(), container.into()],
             env: Default::default(),
+            secret_env: Default::default(),
         },
     }
 }

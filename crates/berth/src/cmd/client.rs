@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// Environment variable `K=V` (repeatable).
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
+    /// A secret environment variable, taken by NAME from this command's own environment
+    /// (repeatable), so that its value shows neither in `ps` nor in the shell history: the
+    /// server never shows it, and only the worker that runs the container receives it.
+    #[arg(long = "secret-env", value_name = "NAME")]
+    pub secret_env: Vec<String>,
     /// Your id for the container (a retried run with the same id is not run twice): 1 to
     /// 128 ASCII letters, digits and . _ - :, starting with a letter or digit.
     #[arg(long)]
@@ -116,7 +121,25 @@ pub fn spec(args: &RunArgs) -> anyhow::Result<ContainerSpec> {
         });
     }
     spec.env = parse_env(&args.env)?;
+    spec.secret_env = secret_env(&args.secret_env, |name| std::env::var(name).ok())?;
     Ok(spec)
+}
+
+/// The secret variables named by `--secret-env`, with their values from `lookup` (this
+/// process's environment).
+fn secret_env(
+    names: &[String],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    names
+        .iter()
+        .map(|name| match lookup(name) {
+            Some(value) => Ok((name.clone(), value)),
+            None => bail!(
+                "--secret-env {name}: {name} is not set in this environment; export it first (e.g. read -s {name}; export {name})"
+            ),
+        })
+        .collect()
 }
 
 fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -462,6 +485,17 @@ fn show<T: ToString>(value: Option<&T>) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
+    use super::secret_env;
+
+    #[test]
+    fn secrets_come_from_the_environment_by_name() {
+        let lookup = |name: &str| (name == "API_KEY").then(|| "v4lue".to_owned());
+        let secrets = secret_env(&["API_KEY".to_owned()], lookup).unwrap();
+        assert_eq!(secrets.get("API_KEY").map(String::as_str), Some("v4lue"));
+        let missing = secret_env(&["NOPE".to_owned()], lookup).unwrap_err();
+        assert!(missing.to_string().contains("NOPE is not set"), "{missing}");
+    }
+
     use super::*;
     use berth_api as api;
     use berth_core::{PoolAttributes, WorkerId};

@@ -438,7 +438,12 @@ fn env_of(spec: &ContainerSpec, image: &PreparedImage, gpus: &AssignedGpus) -> V
         }
     }
     set("HOME", "/work");
-    for (key, value) in &spec.payload.env {
+    for (key, value) in spec
+        .payload
+        .env
+        .iter()
+        .chain(spec.payload.secret_env.iter())
+    {
         set(key, value);
     }
     for (key, value) in gpus.env() {
