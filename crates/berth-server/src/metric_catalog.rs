@@ -32,6 +32,12 @@ pub const CATALOG: &[(&str, Kind, bool, &str)] = &[
         "HTTP requests by route, method (other for non-standard ones) and status",
     ),
     (
+        "berth_auth_refusals_total",
+        Kind::Counter,
+        true,
+        "Requests refused by authentication, by reason (unauthenticated: no, malformed or unknown token; forbidden: a token outside its role)",
+    ),
+    (
         "berth_http_request_duration_seconds",
         Kind::Histogram,
         true,
