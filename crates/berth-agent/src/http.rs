@@ -71,7 +71,7 @@ impl HttpControl {
     fn adopt_credential(&self, token: &str) {
         self.client.write().set_token(token);
         if let Some(path) = &self.credential_file
-            && let Err(error) = write_private(path, token)
+            && let Err(error) = berth_api::secret_file::write_private(path, token)
         {
             tracing::warn!(path = %path.display(), %error,
                 "cannot keep the worker's credential: a restarted agent joins again");
@@ -85,23 +85,6 @@ impl HttpControl {
     ) -> Result<api::Registered, api::ClientError> {
         self.client().register(body).await
     }
-}
-
-/// Writes `text` to `path`, readable and writable by the owner only.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")
 }
 
 /// Sorts a client error into what the agent does about it.

@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod error;
+pub mod secret_file;
 pub mod spec;
 pub mod types;
 

@@ -60,14 +60,7 @@ pub async fn issue_worker_credential(
     state: &AppState,
     worker: &WorkerId,
 ) -> Result<Token, HttpError> {
-    let earlier: Vec<TokenId> = state
-        .store
-        .credentials()
-        .await?
-        .into_iter()
-        .filter(|c| matches!(&c.role, Role::Worker { worker: w } if w == worker))
-        .map(|c| c.id)
-        .collect();
+    let earlier = worker_credentials(state, worker).await?;
     let role = Role::Worker {
         worker: worker.clone(),
     };
@@ -88,15 +81,23 @@ pub async fn revoke_worker_credentials(
     state: &AppState,
     worker: &WorkerId,
 ) -> Result<(), HttpError> {
-    let ids: Vec<TokenId> = state
+    let ids = worker_credentials(state, worker).await?;
+    revoke(state, &ids).await.map(|_| ())
+}
+
+/// The ids of `worker`'s credentials.
+async fn worker_credentials(
+    state: &AppState,
+    worker: &WorkerId,
+) -> Result<Vec<TokenId>, HttpError> {
+    Ok(state
         .store
         .credentials()
         .await?
         .into_iter()
         .filter(|c| matches!(&c.role, Role::Worker { worker: w } if w == worker))
         .map(|c| c.id)
-        .collect();
-    revoke(state, &ids).await.map(|_| ())
+        .collect())
 }
 
 async fn revoke(state: &AppState, ids: &[TokenId]) -> Result<usize, HttpError> {

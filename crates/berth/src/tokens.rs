@@ -47,27 +47,9 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<(Token, bool)> {
         return Ok((read_token(path)?, false));
     }
     let token = Token::from_random(rand::random(), rand::random());
-    write_private(path, &token.expose())
+    berth_api::secret_file::write_private(path, &token.expose())
         .with_context(|| format!("writing the admin token to {}", path.display()))?;
     Ok((token, true))
-}
-
-/// Writes `text` to `path`, readable and writable by its owner only (created with mode
-/// 0600; an existing file's mode is set to 0600 too).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    writeln!(file, "{text}")
 }
 
 /// The token a client command calls with: `given` (`--token` or `BERTH_TOKEN`), else the
