@@ -5,7 +5,7 @@
 use crate::units::{parse_cpu, parse_memory};
 use berth_core::{CpuReserve, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources};
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,6 +42,18 @@ pub struct StoreSection {
     pub replica_acks: Option<u32>,
     /// Redis: how long one such wait may take, in milliseconds (default 500).
     pub replica_timeout_ms: Option<u64>,
+    /// Redis: the ACL user, for URLs that name none (`--redis-username`).
+    pub username: Option<String>,
+    /// Redis: a file holding the password, for URLs that carry none
+    /// (`--redis-password-file`).
+    pub password_file: Option<PathBuf>,
+    /// Redis: the CA certificate (PEM) that `rediss://` servers must chain to
+    /// (`--redis-ca-file`).
+    pub ca_file: Option<PathBuf>,
+    /// Redis: a client certificate (PEM) for mutual TLS (`--redis-client-cert`).
+    pub client_cert_file: Option<PathBuf>,
+    /// Redis: the private key (PEM) of `client_cert_file` (`--redis-client-key`).
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `[engine]`.

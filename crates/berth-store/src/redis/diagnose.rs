@@ -49,7 +49,7 @@ fn hint(target: &RedisTarget, error: &RedisError) -> String {
          host in the URL; give the CA that signed it with --redis-ca-file (or \
          BERTH_REDIS_CA_FILE), and connect by a name or address the certificate lists"
             .to_owned()
-    } else if tls && is_tls_problem(&text) {
+    } else if tls && (is_tls_problem(&text) || error.is_timeout()) {
         "the TLS handshake failed: check that the server serves TLS on this port \
          (tls-port), or use redis:// for a plain port"
             .to_owned()
