@@ -26,6 +26,7 @@ use crate::LocalRedisError;
 ///     password: Some("s3cret".into()),
 ///     users: vec![AclUser::full_access("berth", "pw")],
 ///     tls: true,
+///     require_client_cert: false,
 /// })?;
 /// assert!(redis.url().starts_with("rediss://"));
 /// # Ok::<(), berth_localredis::LocalRedisError>(())
@@ -39,8 +40,13 @@ pub struct Security {
     pub users: Vec<AclUser>,
     /// Serve TLS only (`port 0`, `tls-port`), with a CA and a server certificate for
     /// `127.0.0.1` and `localhost` generated in the server's directory; a cluster also
-    /// uses TLS on its bus and for replication. Clients need not present a certificate.
+    /// uses TLS on its bus and for replication. Clients need not present a certificate
+    /// unless [`require_client_cert`](Self::require_client_cert) is set.
     pub tls: bool,
+    /// With `tls`: clients must present a certificate signed by the test CA
+    /// (`tls-auth-clients yes`); one is generated next to the CA (see
+    /// `LocalRedis::client_cert_files`).
+    pub require_client_cert: bool,
 }
 
 /// One ACL user: a name and its rules, as `ACL SETUSER` takes them.
@@ -78,6 +84,10 @@ pub(crate) struct TlsFiles {
     pub(crate) cert_file: PathBuf,
     /// The server's private key (PEM).
     pub(crate) key_file: PathBuf,
+    /// A client certificate (PEM) signed by the CA, for mutual TLS.
+    pub(crate) client_cert_file: PathBuf,
+    /// The client certificate's private key (PEM).
+    pub(crate) client_key_file: PathBuf,
 }
 
 /// A [`Security`] made concrete: its certificates generated, ready to give servers their
@@ -88,21 +98,36 @@ pub(crate) struct Secured {
     pub(crate) tls: Option<TlsFiles>,
     /// The CA certificate in PEM, when TLS is on.
     pub(crate) ca_pem: Option<Vec<u8>>,
+    /// The client certificate and key in PEM, when the server requires one.
+    pub(crate) client_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Secured {
     /// Generates the certificates `security` asks for in `dir`.
     pub(crate) fn prepare(security: Security, dir: &Path) -> Result<Arc<Secured>, LocalRedisError> {
-        let (tls, ca_pem) = if security.tls {
-            let (files, pem) = generate_certificates(dir)?;
-            (Some(files), Some(pem))
+        if !security.tls {
+            return Ok(Arc::new(Secured {
+                security,
+                ..Secured::default()
+            }));
+        }
+        let (files, pem) = generate_certificates(dir)?;
+        let client_identity = if security.require_client_cert {
+            let read = |path: &Path| {
+                fs::read(path).map_err(|source| LocalRedisError::TempDir {
+                    what: "a TLS certificate file",
+                    source,
+                })
+            };
+            Some((read(&files.client_cert_file)?, read(&files.client_key_file)?))
         } else {
-            (None, None)
+            None
         };
         Ok(Arc::new(Secured {
             security,
-            tls,
-            ca_pem,
+            tls: Some(files),
+            ca_pem: Some(pem),
+            client_identity,
         }))
     }
 
@@ -126,7 +151,12 @@ impl Secured {
                 push(&["--tls-cert-file", &files.cert_file.to_string_lossy()]);
                 push(&["--tls-key-file", &files.key_file.to_string_lossy()]);
                 push(&["--tls-ca-cert-file", &files.ca_file.to_string_lossy()]);
-                push(&["--tls-auth-clients", "no"]);
+                let auth_clients = if self.security.require_client_cert {
+                    "yes"
+                } else {
+                    "no"
+                };
+                push(&["--tls-auth-clients", auth_clients]);
                 if cluster {
                     push(&["--tls-cluster", "yes", "--tls-replication", "yes"]);
                 }
@@ -153,6 +183,12 @@ impl Secured {
             args.push("--tls".to_owned());
             args.push("--cacert".to_owned());
             args.push(files.ca_file.to_string_lossy().into_owned());
+            if self.security.require_client_cert {
+                args.push("--cert".to_owned());
+                args.push(files.client_cert_file.to_string_lossy().into_owned());
+                args.push("--key".to_owned());
+                args.push(files.client_key_file.to_string_lossy().into_owned());
+            }
         }
         if let Some(password) = &self.security.password {
             args.extend([
@@ -181,28 +217,23 @@ fn generate_certificates(dir: &Path) -> Result<(TlsFiles, Vec<u8>), LocalRedisEr
     ];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(cert_err)?)
         .map_err(cert_err)?;
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .map_err(cert_err)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "berth-localredis server");
-    // Cluster nodes present the same certificate when they connect to each other.
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let key = KeyPair::generate().map_err(cert_err)?;
-    let cert = params.signed_by(&key, &ca).map_err(cert_err)?;
+    let sans = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let (cert, key) = leaf(&ca, "berth-localredis server", sans)?;
+    let (client_cert, client_key) = leaf(&ca, "berth-localredis client", Vec::new())?;
     let files = TlsFiles {
         ca_file: dir.join("ca.crt"),
         cert_file: dir.join("server.crt"),
         key_file: dir.join("server.key"),
+        client_cert_file: dir.join("client.crt"),
+        client_key_file: dir.join("client.key"),
     };
     let ca_pem = ca.pem();
     for (path, text) in [
         (&files.ca_file, ca_pem.as_str()),
-        (&files.cert_file, cert.pem().as_str()),
-        (&files.key_file, key.serialize_pem().as_str()),
+        (&files.cert_file, cert.as_str()),
+        (&files.key_file, key.as_str()),
+        (&files.client_cert_file, client_cert.as_str()),
+        (&files.client_key_file, client_key.as_str()),
     ] {
         fs::write(path, text).map_err(|source| LocalRedisError::TempDir {
             what: "a TLS certificate file",
@@ -210,6 +241,25 @@ fn generate_certificates(dir: &Path) -> Result<(TlsFiles, Vec<u8>), LocalRedisEr
         })?;
     }
     Ok((files, ca_pem.into_bytes()))
+}
+
+/// A certificate signed by `ca` and its key, both PEM. It is good for both ends of a
+/// connection: cluster nodes present theirs when they connect to each other.
+fn leaf(
+    ca: &CertifiedIssuer<'_, KeyPair>,
+    name: &str,
+    sans: Vec<String>,
+) -> Result<(String, String), LocalRedisError> {
+    let cert_err = |e: rcgen::Error| LocalRedisError::Certificates(e.to_string());
+    let mut params = CertificateParams::new(sans).map_err(cert_err)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().map_err(cert_err)?;
+    let cert = params.signed_by(&key, ca).map_err(cert_err)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 #[cfg(test)]
@@ -231,7 +281,7 @@ mod tests {
             security: Security {
                 password: Some("pw".into()),
                 users: vec![AclUser::full_access("berth", "x")],
-                tls: false,
+                ..Security::default()
             },
             ..Secured::default()
         };

@@ -95,6 +95,18 @@ impl LocalRedis {
         self.process.pid()
     }
 
+    /// The generated client certificate and key files (PEM), signed by the test CA, when
+    /// the server uses TLS; a server started with
+    /// [`require_client_cert`](crate::Security::require_client_cert) accepts only clients
+    /// that present it.
+    #[must_use]
+    pub fn client_cert_files(&self) -> Option<(&Path, &Path)> {
+        self.secured
+            .tls
+            .as_ref()
+            .map(|t| (t.client_cert_file.as_path(), t.client_key_file.as_path()))
+    }
+
     /// The server's working directory (removed on drop).
     #[must_use]
     pub fn dir(&self) -> &Path {

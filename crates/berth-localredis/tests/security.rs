@@ -20,6 +20,7 @@ fn a_password_protected_server_refuses_anonymous_clients() {
         password: Some("s3cret".into()),
         users: vec![AclUser::full_access("berth", "pw")],
         tls: false,
+        require_client_cert: false,
     }));
     // This crate's own client authenticates...
     assert_eq!(ok(redis.command(&["PING"])), pong());
@@ -64,6 +65,7 @@ fn a_tls_cluster_with_a_password_starts_healthy() {
         password: Some("s3cret".into()),
         users: Vec::new(),
         tls: true,
+        require_client_cert: false,
     }));
     assert_eq!(ok(cluster.check_healthy()).len(), 3);
     assert!(cluster.urls().iter().all(|u| u.starts_with("rediss://")));

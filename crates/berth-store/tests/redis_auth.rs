@@ -30,6 +30,7 @@ fn protected() -> LocalRedis {
             AclUser::with_rules("limited", &["on", ">limited-pw", "~*", "+ping", "+hello"]),
         ],
         tls: false,
+        require_client_cert: false,
     }))
 }
 
@@ -187,6 +188,7 @@ async fn a_tls_cluster_with_a_password_works() {
         password: Some(PASSWORD.into()),
         users: Vec::new(),
         tls: true,
+        require_client_cert: false,
     }));
     let target = RedisTarget::new(cluster.urls())
         .with_password(PASSWORD)
@@ -213,4 +215,22 @@ async fn a_tls_cluster_with_a_password_works() {
     };
     let message = connect_error(&anonymous).await;
     assert!(message.contains("NOAUTH"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mutual_tls_with_a_client_certificate_works() {
+    let redis = ok(LocalRedis::start_with(Security {
+        tls: true,
+        require_client_cert: true,
+        ..Security::default()
+    }));
+    let (cert, key) = redis.client_cert_files().unwrap();
+    let target = RedisTarget::new(vec![redis.url()])
+        .with_ca_file(redis.ca_file().unwrap())
+        .unwrap();
+    // Without the client certificate the server ends the handshake.
+    let refused = RedisStore::connect_to(&target, StoreConfig::default()).await;
+    assert!(matches!(refused, Err(StoreError::Connect { .. })), "{refused:?}");
+    let target = target.with_client_identity_files(cert, key).unwrap();
+    contract::release_is_idempotent(connector(target)).await;
 }

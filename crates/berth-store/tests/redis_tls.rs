@@ -26,6 +26,7 @@ fn shared_redis() -> Arc<LocalRedis> {
         password: Some(PASSWORD.into()),
         users: Vec::new(),
         tls: true,
+        require_client_cert: false,
     };
     let redis = Arc::new(LocalRedis::start_with(security).unwrap_or_else(|e| panic!("{e}")));
     *slot = Arc::downgrade(&redis);

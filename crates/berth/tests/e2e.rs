@@ -726,6 +726,7 @@ fn server_and_check_on_a_tls_redis_with_a_password() {
         password: Some(PASSWORD.into()),
         users: Vec::new(),
         tls: true,
+        require_client_cert: false,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let url = redis.url();
