@@ -130,12 +130,13 @@ fn connect(port: u16) -> Result<redis::Connection, LocalRedisError> {
         Some(root_cert) => redis::Client::build_with_tls(
             info,
             redis::TlsCertificates {
-                client_tls: secured.as_ref().and_then(|s| s.client_identity.clone()).map(
-                    |(client_cert, client_key)| redis::ClientTlsConfig {
+                client_tls: secured
+                    .as_ref()
+                    .and_then(|s| s.client_identity.clone())
+                    .map(|(client_cert, client_key)| redis::ClientTlsConfig {
                         client_cert,
                         client_key,
-                    },
-                ),
+                    }),
                 root_cert: Some(root_cert),
             },
         ),

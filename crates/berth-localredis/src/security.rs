@@ -119,7 +119,10 @@ impl Secured {
                     source,
                 })
             };
-            Some((read(&files.client_cert_file)?, read(&files.client_key_file)?))
+            Some((
+                read(&files.client_cert_file)?,
+                read(&files.client_key_file)?,
+            ))
         } else {
             None
         };

@@ -230,7 +230,10 @@ async fn mutual_tls_with_a_client_certificate_works() {
         .unwrap();
     // Without the client certificate the server ends the handshake.
     let refused = RedisStore::connect_to(&target, StoreConfig::default()).await;
-    assert!(matches!(refused, Err(StoreError::Connect { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Connect { .. })),
+        "{refused:?}"
+    );
     let target = target.with_client_identity_files(cert, key).unwrap();
     contract::release_is_idempotent(connector(target)).await;
 }

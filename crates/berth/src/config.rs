@@ -307,6 +307,25 @@ name = "cpu"
     }
 
     #[test]
+    fn the_redis_access_keys_parse() {
+        let text = "[store]\nredis = [\"rediss://h:6380/\"]\nusername = \"berth\"\n\
+                    password_file = \"/run/pw\"\nca_file = \"/etc/ca.pem\"\n\
+                    client_cert_file = \"/etc/c.pem\"\nclient_key_file = \"/etc/k.pem\"\n";
+        let store = FileConfig::parse(text, "f").unwrap().store;
+        assert_eq!(store.username.as_deref(), Some("berth"));
+        assert_eq!(store.password_file.as_deref(), Some(Path::new("/run/pw")));
+        assert_eq!(store.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(
+            store.client_cert_file.as_deref(),
+            Some(Path::new("/etc/c.pem"))
+        );
+        assert_eq!(
+            store.client_key_file.as_deref(),
+            Some(Path::new("/etc/k.pem"))
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let error = FileConfig::parse("listen = \"x\"\nlisten_port = 1\n", "f").unwrap_err();
         assert!(error.to_string().contains("listen_port"), "{error}");

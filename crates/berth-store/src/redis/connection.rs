@@ -54,7 +54,7 @@ enum Dedicated {
 }
 
 enum Opener {
-    Standalone(Client),
+    Standalone(Box<Client>),
     Cluster(Box<ClusterClient>),
 }
 
@@ -119,7 +119,7 @@ impl Connection {
         tracing::info!(url = target.redacted(), "connected to redis (standalone)");
         Ok(Connection {
             shared: Shared::Standalone(manager),
-            opener: Opener::Standalone(client),
+            opener: Opener::Standalone(Box::new(client)),
             idle: parking_lot::Mutex::new(vec![Dedicated::Standalone(first)]),
         })
     }
