@@ -237,3 +237,15 @@ async fn mutual_tls_with_a_client_certificate_works() {
     let target = target.with_client_identity_files(cert, key).unwrap();
     contract::release_is_idempotent(connector(target)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_against_a_plain_port_is_reported_clearly() {
+    let redis = ok(LocalRedis::start());
+    let url = redis.url().replacen("redis://", "rediss://", 1);
+    let message = connect_error(&RedisTarget::new(vec![url])).await;
+    assert!(message.contains("TLS handshake failed"), "{message}");
+    assert!(
+        message.contains("use redis:// for a plain port"),
+        "{message}"
+    );
+}
