@@ -16,7 +16,7 @@ use std::time::Duration;
 pub struct StoreInfo {
     /// `redis` or `memory`.
     pub kind: &'static str,
-    /// The Redis URL, if Redis.
+    /// The Redis URL, if Redis, its password redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// True when the bench started the redis-server itself.
@@ -119,8 +119,10 @@ impl StoreChoice {
     }
 
     async fn redis(url: String, managed: Option<LocalRedis>) -> anyhow::Result<Self> {
+        // What reports, logs and errors show: never the password.
+        let shown = berth_store::redact(&url);
         let client = redis::Client::open(url.as_str())
-            .with_context(|| format!("--redis: {url:?} is not a Redis URL"))?;
+            .with_context(|| format!("--redis: {shown:?} is not a Redis URL"))?;
         // Long replies (a big UNLINK, INFO under load) must not time out.
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -128,16 +130,16 @@ impl StoreChoice {
         let mut admin = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .with_context(|| format!("connecting to Redis at {url}"))?;
+            .with_context(|| format!("connecting to Redis at {shown}"))?;
         let server: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut admin)
             .await
-            .with_context(|| format!("INFO server on {url}"))?;
+            .with_context(|| format!("INFO server on {shown}"))?;
         let version = info_field(&server, "redis_version");
         let started_by_bench = managed.is_some();
         let description = format!(
-            "redis {} at {url} ({})",
+            "redis {} at {shown} ({})",
             version.as_deref().unwrap_or("(unknown version)"),
             if started_by_bench {
                 "started by the bench: free port, temporary directory, no persistence"
@@ -148,7 +150,7 @@ impl StoreChoice {
         Ok(StoreChoice {
             info: StoreInfo {
                 kind: "redis",
-                url: Some(url.clone()),
+                url: Some(shown),
                 started_by_bench,
                 version,
                 description,
@@ -195,9 +197,8 @@ impl StoreChoice {
                     replica_acks: self.replica_acks,
                     ..config(&namespace.prefix)
                 };
-                let store = RedisStore::connect(url, config)
-                    .await
-                    .with_context(|| format!("connecting the Redis store at {url}"))?;
+                // The store's error names the (redacted) URL and says what to fix.
+                let store = RedisStore::connect(url, config).await?;
                 Ok(Arc::new(store))
             }
             (Backend::Memory, None) => bail!("a memory namespace without its store"),

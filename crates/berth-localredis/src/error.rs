@@ -235,4 +235,8 @@ pub enum LocalRedisError {
         /// The slot.
         slot: u16,
     },
+
+    /// The test CA or server certificate for TLS could not be generated.
+    #[error("could not generate the test TLS certificates: {0}")]
+    Certificates(String),
 }

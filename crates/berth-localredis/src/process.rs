@@ -6,6 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use tempfile::TempDir;
 
 use crate::LocalRedisError;
 use crate::client;
+use crate::security::Secured;
 
 /// How many times a server is restarted on fresh ports when it loses the
 /// race for its port to another process.
@@ -41,12 +43,22 @@ pub(crate) struct ServerProcess {
     log_path: PathBuf,
 }
 
+/// What one redis-server is started as: standalone or a cluster node, and how it is
+/// secured.
+#[derive(Debug, Clone)]
+pub(crate) struct Setup {
+    /// Standalone or a cluster node.
+    pub(crate) mode: Mode,
+    /// Password, users and TLS (with its generated certificates).
+    pub(crate) secured: Arc<Secured>,
+}
+
 impl ServerProcess {
     /// Starts redis-server in `dir` on a free port and waits until it
     /// answers PING, restarting it on new ports if it loses a port race.
     pub(crate) fn start(
         dir: &Path,
-        mode: Mode,
+        setup: &Setup,
         timeout: Duration,
     ) -> Result<ServerProcess, LocalRedisError> {
         let log_path = dir.join("redis.log");
@@ -55,11 +67,12 @@ impl ServerProcess {
             // The cluster bus port is set explicitly (`cluster-port`) so that
             // it is free too; the default, port + 10000, may be taken or above
             // 65535.
-            let ports = free_ports(match mode {
+            let ports = free_ports(match setup.mode {
                 Mode::Standalone => 1,
                 Mode::Cluster { .. } => 2,
             })?;
-            let child = spawn(dir, &log_path, mode, &ports, Log::Fresh)?;
+            client::register(ports[0], &setup.secured);
+            let child = spawn(dir, &log_path, setup, &ports, Log::Fresh)?;
             let mut process = ServerProcess {
                 child,
                 ports,
@@ -84,12 +97,15 @@ impl ServerProcess {
     /// `nodes.conf`) and appending to its log, and waits until it answers PING.
     pub(crate) fn restart(
         dir: &Path,
-        mode: Mode,
+        setup: &Setup,
         ports: &[u16],
         timeout: Duration,
     ) -> Result<ServerProcess, LocalRedisError> {
         let log_path = dir.join("redis.log");
-        let child = spawn(dir, &log_path, mode, ports, Log::Append)?;
+        if let Some(&port) = ports.first() {
+            client::register(port, &setup.secured);
+        }
+        let child = spawn(dir, &log_path, setup, ports, Log::Append)?;
         let mut process = ServerProcess {
             child,
             ports: ports.to_vec(),
@@ -183,6 +199,7 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+        client::unregister(self.port());
     }
 }
 
@@ -207,7 +224,7 @@ enum Log {
 fn spawn(
     dir: &Path,
     log_path: &Path,
-    mode: Mode,
+    setup: &Setup,
     ports: &[u16],
     log: Log,
 ) -> Result<Child, LocalRedisError> {
@@ -226,8 +243,8 @@ fn spawn(
         source,
     })?;
     let mut cmd = Command::new("redis-server");
-    cmd.arg("--port")
-        .arg(ports[0].to_string())
+    let cluster = matches!(setup.mode, Mode::Cluster { .. });
+    cmd.args(setup.secured.server_args(ports[0], cluster))
         .args(["--bind", "127.0.0.1"])
         .args(["--save", ""])
         .args(["--appendonly", "no"])
@@ -235,7 +252,7 @@ fn spawn(
         .args(["--logfile", ""])
         .arg("--dir")
         .arg(dir);
-    if let Mode::Cluster { node_timeout } = mode {
+    if let Mode::Cluster { node_timeout } = setup.mode {
         cmd.args(["--cluster-enabled", "yes"])
             .args(["--cluster-config-file", "nodes.conf"])
             .arg("--cluster-node-timeout")

@@ -74,6 +74,27 @@ pub enum StoreError {
         "this store has no lock-based commit path; use the batch-script strategy (the default)"
     )]
     NoWorkerLocks,
+    /// Connecting to Redis failed (refused credentials, a missing password, a user without
+    /// rights, a TLS handshake that failed, an unreachable server). `target` is redacted.
+    #[error("connecting to Redis at {target}: {hint} ({cause})")]
+    Connect {
+        /// The URLs, passwords redacted.
+        target: String,
+        /// What was most likely wrong, and how to fix it.
+        hint: String,
+        /// The redis crate's error.
+        cause: redis::RedisError,
+    },
+    /// A file named in the configuration (a password, a certificate) cannot be used.
+    #[error("{what} {}: {problem}", path.display())]
+    File {
+        /// Which file this is, e.g. "the Redis password file".
+        what: &'static str,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Redis answered with an error or could not be reached.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

@@ -32,7 +32,7 @@ pub use berth_core::{
 pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use model::*;
-pub use redis::RedisStore;
+pub use redis::{RedisStore, RedisTarget, read_secret_file, redact};
 pub use stats::{StatsSnapshot, StoreStats};
 pub use store::{
     Bookings, Credentials, Fleet, Inspection, Intake, Records, SettleItem, Store, StoreConfig,

@@ -5,7 +5,7 @@
 use crate::units::{parse_cpu, parse_memory};
 use berth_core::{CpuReserve, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources};
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,6 +42,18 @@ pub struct StoreSection {
     pub replica_acks: Option<u32>,
     /// Redis: how long one such wait may take, in milliseconds (default 500).
     pub replica_timeout_ms: Option<u64>,
+    /// Redis: the ACL user, for URLs that name none (`--redis-username`).
+    pub username: Option<String>,
+    /// Redis: a file holding the password, for URLs that carry none
+    /// (`--redis-password-file`).
+    pub password_file: Option<PathBuf>,
+    /// Redis: the CA certificate (PEM) that `rediss://` servers must chain to
+    /// (`--redis-ca-file`).
+    pub ca_file: Option<PathBuf>,
+    /// Redis: a client certificate (PEM) for mutual TLS (`--redis-client-cert`).
+    pub client_cert_file: Option<PathBuf>,
+    /// Redis: the private key (PEM) of `client_cert_file` (`--redis-client-key`).
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `[engine]`.
@@ -292,6 +304,25 @@ name = "cpu"
         assert!(error.to_string().contains("memory"), "{error}");
         let error = FileConfig::parse(&pool("true"), "f").unwrap_err();
         assert!(error.to_string().contains("cpu_on_gpu"), "{error}");
+    }
+
+    #[test]
+    fn the_redis_access_keys_parse() {
+        let text = "[store]\nredis = [\"rediss://h:6380/\"]\nusername = \"berth\"\n\
+                    password_file = \"/run/pw\"\nca_file = \"/etc/ca.pem\"\n\
+                    client_cert_file = \"/etc/c.pem\"\nclient_key_file = \"/etc/k.pem\"\n";
+        let store = FileConfig::parse(text, "f").unwrap().store;
+        assert_eq!(store.username.as_deref(), Some("berth"));
+        assert_eq!(store.password_file.as_deref(), Some(Path::new("/run/pw")));
+        assert_eq!(store.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(
+            store.client_cert_file.as_deref(),
+            Some(Path::new("/etc/c.pem"))
+        );
+        assert_eq!(
+            store.client_key_file.as_deref(),
+            Some(Path::new("/etc/k.pem"))
+        );
     }
 
     #[test]

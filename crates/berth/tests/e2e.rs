@@ -5,11 +5,13 @@
 //! and when it comes back it kills what it left running; a worker killed and restarted at
 //! once adopts its runc containers and reports them to their end; GPU containers get their
 //! own devices; a GPU that turns unhealthy (a fake `nvidia-smi`) takes no containers until
-//! it recovers, and the containers on it are shown on it.
+//! it recovers, and the containers on it are shown on it; `berth server` and `berth check`
+//! on a Redis that serves TLS only and wants a password, given by file or environment, and
+//! the message a wrong password gives (without the password in it).
 
 #![allow(clippy::unwrap_used)]
 
-use berth_localredis::LocalRedis;
+use berth_localredis::{LocalRedis, Security};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -730,4 +732,104 @@ fn a_gpu_turning_unhealthy_takes_no_more_containers_until_it_recovers() {
             .all(|id| state_of(&server, id) == "failed")
     });
     check_clean(&server);
+}
+
+/// `berth check --redis` with these extra arguments and environment.
+fn check_direct(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BERTH);
+    command.arg("check").args(args).env("RUST_BACKTRACE", "0");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn server_and_check_on_a_tls_redis_with_a_password() {
+    const PASSWORD: &str = "e2e-s3cret";
+    let redis = LocalRedis::start_with(Security {
+        password: Some(PASSWORD.into()),
+        users: Vec::new(),
+        tls: true,
+        require_client_cert: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let ca = redis.ca_file().unwrap().to_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("redis-password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let password_file = password_file.to_str().unwrap();
+
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _server = spawn(&[
+        "server",
+        "--listen",
+        &listen,
+        "--redis",
+        &url,
+        "--redis-ca-file",
+        &ca,
+        "--redis-password-file",
+        password_file,
+    ]);
+    let server = format!("http://{listen}");
+    eventually("the server on the TLS Redis to answer", || {
+        berth(&server, &["workers", "--json"]).status.success()
+    });
+    check_clean(&server);
+
+    // `berth check` straight on Redis, the password from the environment.
+    let direct = check_direct(
+        &["--redis", &url, "--redis-ca-file", &ca],
+        &[("BERTH_REDIS_PASSWORD", PASSWORD)],
+    );
+    let stdout = String::from_utf8_lossy(&direct.stdout);
+    let stderr = String::from_utf8_lossy(&direct.stderr);
+    assert_eq!(direct.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("every invariant holds"), "{stdout}");
+
+    // A wrong password in the URL: a clear refusal that does not show it.
+    let wrong_url = url.replacen("rediss://", "rediss://:wrong-pw@", 1);
+    let wrong = check_direct(&["--redis", &wrong_url, "--redis-ca-file", &ca], &[]);
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refused the credentials (WRONGPASS)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(":***@"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-pw"),
+        "the password is shown: {stderr}"
+    );
+
+    // No password at all: says one is needed and how to give it.
+    let missing = check_direct(&["--redis", &url, "--redis-ca-file", &ca], &[]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("NOAUTH"), "{stderr}");
+
+    // An empty password file is an error naming it.
+    let empty = dir.path().join("empty-password");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    let refused = check_direct(
+        &[
+            "--redis",
+            &url,
+            "--redis-ca-file",
+            &ca,
+            "--redis-password-file",
+            empty,
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(empty) && stderr.contains("empty"),
+        "{stderr}"
+    );
 }

@@ -11,7 +11,8 @@ mod topology;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -19,7 +20,8 @@ use tempfile::TempDir;
 pub use self::topology::SlotRange;
 use self::topology::{Role, cluster_slots, role};
 use crate::LocalRedisError;
-use crate::process::{Mode, ServerProcess, log_tail};
+use crate::process::{Mode, ServerProcess, Setup, log_tail};
+use crate::security::Secured;
 use crate::slot::{SLOT_COUNT, key_slot};
 use crate::standalone::STANDALONE_START_TIMEOUT;
 
@@ -74,6 +76,8 @@ pub struct LocalCluster {
     nodes: Vec<Node>,
     /// The slot ranges each killed node served as a primary when it was killed.
     killed: HashMap<u16, Vec<SlotRange>>,
+    /// Password, users and TLS of every node.
+    secured: Arc<Secured>,
     dir: TempDir,
 }
 
@@ -84,13 +88,20 @@ impl LocalCluster {
         self.live_nodes().map(|n| n.port).collect()
     }
 
-    /// The URLs (`redis://127.0.0.1:PORT/`) of the nodes that have not been
-    /// killed, to use as a cluster client's seed nodes.
+    /// The URLs (`redis://127.0.0.1:PORT/`, `rediss://` with TLS, without credentials)
+    /// of the nodes that have not been killed, to use as a cluster client's seed nodes.
     #[must_use]
     pub fn urls(&self) -> Vec<String> {
+        let scheme = self.secured.scheme();
         self.live_nodes()
-            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .map(|n| format!("{scheme}://127.0.0.1:{}/", n.port))
             .collect()
+    }
+
+    /// The test CA's certificate file (PEM), when the nodes use TLS.
+    #[must_use]
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.secured.tls.as_ref().map(|t| t.ca_file.as_path())
     }
 
     /// The slot map (`CLUSTER SLOTS`) as seen by the first live node that
@@ -195,16 +206,14 @@ impl LocalCluster {
     /// why it did not start.
     pub fn restart_node(&mut self, port: u16) -> Result<(), LocalRedisError> {
         let index = self.node_index(port)?;
+        let setup = self.node_setup();
         let node = &mut self.nodes[index];
         if node.process.is_some() {
             return Err(LocalRedisError::NodeNotKilled { port });
         }
-        let mode = Mode::Cluster {
-            node_timeout: CLUSTER_NODE_TIMEOUT,
-        };
         node.process = Some(ServerProcess::restart(
             &node.dir,
-            mode,
+            &setup,
             &node.ports,
             STANDALONE_START_TIMEOUT,
         )?);
@@ -220,6 +229,16 @@ impl LocalCluster {
     pub fn log_tail(&self, port: u16) -> Result<String, LocalRedisError> {
         let index = self.node_index(port)?;
         Ok(log_tail(&self.nodes[index].log_path))
+    }
+
+    /// How every node is started.
+    fn node_setup(&self) -> Setup {
+        Setup {
+            mode: Mode::Cluster {
+                node_timeout: CLUSTER_NODE_TIMEOUT,
+            },
+            secured: Arc::clone(&self.secured),
+        }
     }
 
     /// The nodes that have not been killed.

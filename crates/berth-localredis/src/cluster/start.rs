@@ -7,11 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{
-    CLUSTER_NODE_TIMEOUT, CLUSTER_NODES, CLUSTER_START_TIMEOUT, LocalCluster, Node, POLL_INTERVAL,
-};
+use super::{CLUSTER_NODES, CLUSTER_START_TIMEOUT, LocalCluster, Node, POLL_INTERVAL};
 use crate::LocalRedisError;
-use crate::process::{Mode, ServerProcess, log_tail, spawn_error, temp_dir};
+use crate::process::{ServerProcess, log_tail, spawn_error, temp_dir};
+use crate::security::{Secured, Security};
 use crate::standalone::STANDALONE_START_TIMEOUT;
 
 impl LocalCluster {
@@ -29,11 +28,24 @@ impl LocalCluster {
     /// [`LocalRedisError::RedisCliNotFound`] if a program is missing;
     /// otherwise an error saying what did not work, with log tails.
     pub fn start() -> Result<LocalCluster, LocalRedisError> {
+        LocalCluster::start_with(Security::default())
+    }
+
+    /// Like [`start`](Self::start), with every node secured as `security` says (with
+    /// TLS, also the cluster bus and replication; with a password, also `masterauth`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`start`](Self::start), and [`LocalRedisError::Certificates`] if the test
+    /// certificates cannot be generated.
+    pub fn start_with(security: Security) -> Result<LocalCluster, LocalRedisError> {
         let started = Instant::now();
         let dir = temp_dir("berth-localcluster-")?;
+        let secured = Secured::prepare(security, dir.path())?;
         let mut cluster = LocalCluster {
             nodes: Vec::with_capacity(CLUSTER_NODES),
             killed: HashMap::new(),
+            secured,
             dir,
         };
         for i in 0..CLUSTER_NODES {
@@ -57,10 +69,8 @@ impl LocalCluster {
             what: "a node directory",
             source,
         })?;
-        let mode = Mode::Cluster {
-            node_timeout: CLUSTER_NODE_TIMEOUT,
-        };
-        let process = ServerProcess::start(&node_dir, mode, STANDALONE_START_TIMEOUT)?;
+        let process =
+            ServerProcess::start(&node_dir, &self.node_setup(), STANDALONE_START_TIMEOUT)?;
         self.nodes.push(Node {
             port: process.port(),
             ports: process.ports().to_vec(),
@@ -81,7 +91,8 @@ impl LocalCluster {
         let out = File::create(&out_path).map_err(temp_err)?;
         let err = out.try_clone().map_err(temp_err)?;
         let mut cmd = Command::new("redis-cli");
-        cmd.args(["--cluster", "create"])
+        cmd.args(self.secured.cli_args())
+            .args(["--cluster", "create"])
             .args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
             .args(["--cluster-replicas", "1", "--cluster-yes"])
             .stdin(Stdio::null())

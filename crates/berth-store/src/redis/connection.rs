@@ -5,12 +5,20 @@
 //! A blocking command (XREADGROUP BLOCK) on the shared connection would stall every command
 //! pipelined behind it, so blocking calls each take a dedicated connection from the pool
 //! for their duration.
+//!
+//! Both connect as a [`RedisTarget`] says: its user and password, TLS for `rediss://`
+//! URLs with its certificates. Logs show URLs redacted.
 
 use super::keys::route;
+use super::target::RedisTarget;
+use crate::{Result, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, RedisError, RedisResult, Value};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, RedisError, RedisResult,
+    Value,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -46,7 +54,7 @@ enum Dedicated {
 }
 
 enum Opener {
-    Standalone(Client),
+    Standalone(Box<Client>),
     Cluster(Box<ClusterClient>),
 }
 
@@ -67,33 +75,69 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
+    /// Connects to `target`: a Cluster through its seeds if `cluster`, else the standalone
+    /// server of its one URL.
+    pub async fn open(target: &RedisTarget, cluster: bool) -> Result<Connection> {
+        let infos = target.connection_infos()?;
+        let tls = infos
+            .iter()
+            .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
+        if target.certificates().is_some() && !tls {
+            return Err(StoreError::InvalidArgument(format!(
+                "a CA or client certificate was given for {}, but only rediss:// URLs use TLS",
+                target.redacted()
+            )));
+        }
+        match infos.as_slice() {
+            [] => Err(StoreError::InvalidArgument("no Redis URL given".to_owned())),
+            [info] if !cluster => Ok(Self::standalone(info.clone(), target).await?),
+            [_] => Ok(Self::cluster(infos, target).await?),
+            _ if !cluster => Err(StoreError::InvalidArgument(format!(
+                "a standalone Redis takes one URL, got {}",
+                target.redacted()
+            ))),
+            _ => Ok(Self::cluster(infos, target).await?),
+        }
+    }
+
     /// Connects to a standalone server.
-    pub async fn standalone(url: &str) -> RedisResult<Connection> {
-        let client = Client::open(url)?;
+    async fn standalone(info: ConnectionInfo, target: &RedisTarget) -> RedisResult<Connection> {
+        let client = match target.certificates() {
+            Some(certificates) => Client::build_with_tls(info, certificates)?,
+            None => Client::open(info)?,
+        };
+        // One connection without retries first: refused credentials or a failed TLS
+        // handshake fail at once instead of after the manager's retries. It is kept for
+        // blocking reads.
+        let first = dedicated_standalone(&client).await?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(6)
             .set_max_delay(Duration::from_secs(2));
         let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
-        tracing::info!(url, "connected to redis (standalone)");
+        tracing::info!(url = target.redacted(), "connected to redis (standalone)");
         Ok(Connection {
             shared: Shared::Standalone(manager),
-            opener: Opener::Standalone(client),
-            idle: parking_lot::Mutex::new(Vec::new()),
+            opener: Opener::Standalone(Box::new(client)),
+            idle: parking_lot::Mutex::new(vec![Dedicated::Standalone(first)]),
         })
     }
 
     /// Connects to a cluster through any of its nodes.
-    pub async fn cluster(urls: &[String]) -> RedisResult<Connection> {
-        let client = cluster_builder(urls)
+    async fn cluster(infos: Vec<ConnectionInfo>, target: &RedisTarget) -> RedisResult<Connection> {
+        let client = cluster_builder(&infos, target)
             .response_timeout(RESPONSE_TIMEOUT)
             .overall_response_timeout(Some(CLUSTER_OVERALL_TIMEOUT))
             .build()?;
         let connection = client.get_async_connection().await?;
         // Blocking reads get no response timeout of their own; `blocking` bounds them.
-        let blocking = cluster_builder(urls).build()?;
-        tracing::info!(nodes = urls.len(), "connected to redis (cluster)");
+        let blocking = cluster_builder(&infos, target).build()?;
+        tracing::info!(
+            nodes = infos.len(),
+            urls = target.redacted(),
+            "connected to redis (cluster)"
+        );
         Ok(Connection {
             shared: Shared::Cluster(connection),
             opener: Opener::Cluster(Box::new(blocking)),
@@ -168,13 +212,7 @@ impl Connection {
         tracing::debug!("opening a dedicated connection for blocking reads");
         match &self.opener {
             Opener::Standalone(client) => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(None);
-                let c = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                Ok(Dedicated::Standalone(c))
+                Ok(Dedicated::Standalone(dedicated_standalone(client).await?))
             }
             Opener::Cluster(client) => Ok(Dedicated::Cluster(client.get_async_connection().await?)),
         }
@@ -188,12 +226,37 @@ impl Connection {
     }
 }
 
-fn cluster_builder(urls: &[String]) -> ClusterClientBuilder {
-    ClusterClientBuilder::new(urls.to_vec())
+/// A connection of its own to a standalone server, without a response timeout (blocking
+/// calls bound themselves).
+async fn dedicated_standalone(client: &Client) -> RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// The cluster client's settings; the user, the password and the certificates apply to
+/// every node it discovers, not only to the seeds.
+fn cluster_builder(infos: &[ConnectionInfo], target: &RedisTarget) -> ClusterClientBuilder {
+    let mut builder = ClusterClientBuilder::new(infos.to_vec())
         .connection_timeout(CONNECT_TIMEOUT)
         .retries(12)
         .min_retry_wait(50)
-        .max_retry_wait(1000)
+        .max_retry_wait(1000);
+    if let Some(first) = infos.first().map(ConnectionInfo::redis_settings) {
+        if let Some(user) = first.username() {
+            builder = builder.username(user);
+        }
+        if let Some(password) = first.password() {
+            builder = builder.password(password);
+        }
+    }
+    if let Some(certificates) = target.certificates() {
+        builder = builder.certs(certificates);
+    }
+    builder
 }
 
 fn pipeline(commands: Vec<Routed>) -> redis::Pipeline {

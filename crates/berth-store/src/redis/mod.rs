@@ -10,13 +10,18 @@
 //!   the visibility timeout is claimed again by another replica. Assignments wait in one
 //!   stream per worker (group `agent`), redelivered until acknowledged.
 //! - Blocking reads use dedicated connections, never the shared multiplexed one.
+//! - A [`RedisTarget`] says where Redis is and how to log in (user, password, from the URL
+//!   or given apart) and verify it (`rediss://`, a private CA, a client certificate).
+//!   Every URL shown in a log or an error goes through [`redact`] first.
 //!
 //! ## Layout
 //! - [`keys`]: the key schema.
 //! - `codec`: stored hashes to domain values and back, with errors naming key and field.
 //! - `reply`: reading replies; script error replies to [`crate::StoreError`].
 //! - `scripts`: the Lua scripts (`scripts/*.lua`) and script calls.
+//! - `target`: [`RedisTarget`], [`redact`], [`read_secret_file`].
 //! - `connection`: the shared connection, batches per slot, blocking connections.
+//! - `diagnose`: connect errors to messages that say what to fix.
 //! - `store`: [`RedisStore`], its round trips and the [`crate::Store`] implementation;
 //!   `workers`, `commit`, `queue`, `intake`, `check` and `credentials` do the work.
 
@@ -25,6 +30,7 @@ mod codec;
 mod commit;
 mod connection;
 mod credentials;
+mod diagnose;
 mod intake;
 pub mod keys;
 mod queue;
@@ -32,7 +38,9 @@ mod reply;
 mod scripts;
 mod service;
 mod store;
+mod target;
 mod workers;
 
 pub use keys::Keys;
 pub use store::RedisStore;
+pub use target::{RedisTarget, read_secret_file, redact};

@@ -6,6 +6,7 @@ use super::connection::{Connection, Routed};
 use super::keys::Keys;
 use super::reply;
 use super::scripts::{SCRIPTS, ScriptCall};
+use super::target::RedisTarget;
 use crate::model::*;
 use crate::prelude::*;
 use crate::{Result, SettleItem, Store, StoreConfig, StoreError, StoreStats};
@@ -73,32 +74,56 @@ impl RedisStore {
     /// Connects to a standalone Redis at `url` (e.g. `redis://127.0.0.1:6379/`), loads the
     /// scripts and creates the intake's consumer group.
     pub async fn connect(url: &str, config: StoreConfig) -> Result<RedisStore> {
-        let keys = Keys::new(&config.prefix)?;
-        let conn = Connection::standalone(url).await?;
-        Self::start(conn, keys, config).await
+        Self::connect_to(&RedisTarget::new(vec![url.to_owned()]), config).await
     }
 
     /// Connects to a Redis Cluster through any of `urls`, loads the scripts on every node
     /// and creates the intake's consumer group.
     pub async fn connect_cluster(urls: &[String], config: StoreConfig) -> Result<RedisStore> {
-        let keys = Keys::new(&config.prefix)?;
         if urls.is_empty() {
             return Err(StoreError::InvalidArgument(
                 "a cluster needs at least one node URL".to_owned(),
             ));
         }
-        let conn = Connection::cluster(urls).await?;
-        Self::start(conn, keys, config).await
+        Self::connect_as(&RedisTarget::new(urls.to_vec()), config, true).await
     }
 
     /// One URL: a standalone server ([`RedisStore::connect`]); several: the nodes of a
     /// cluster ([`RedisStore::connect_cluster`]).
     pub async fn connect_any(urls: &[String], config: StoreConfig) -> Result<RedisStore> {
-        match urls {
-            [] => Err(StoreError::InvalidArgument("no Redis URL given".to_owned())),
-            [url] => Self::connect(url, config).await,
-            _ => Self::connect_cluster(urls, config).await,
-        }
+        Self::connect_to(&RedisTarget::new(urls.to_vec()), config).await
+    }
+
+    /// Connects as `target` says (one URL: standalone; several: a Cluster's seeds; its
+    /// user, password and TLS certificates), loads the scripts and creates the intake's
+    /// consumer group.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Connect`] when Redis cannot be reached or refuses the connection,
+    /// saying what to fix (refused credentials, a missing password, a user without
+    /// rights, a failed TLS handshake); [`StoreError::InvalidArgument`] for a bad URL.
+    pub async fn connect_to(target: &RedisTarget, config: StoreConfig) -> Result<RedisStore> {
+        Self::connect_as(target, config, target.urls.len() > 1).await
+    }
+
+    /// [`RedisStore::connect_to`], on a Cluster if `cluster` (even through one seed).
+    async fn connect_as(
+        target: &RedisTarget,
+        config: StoreConfig,
+        cluster: bool,
+    ) -> Result<RedisStore> {
+        let keys = Keys::new(&config.prefix)?;
+        let connected = async {
+            let conn = Connection::open(target, cluster).await?;
+            // A PING first: an unauthenticated client that sends a large script (SCRIPT
+            // LOAD) is cut off by Redis before it can answer NOAUTH.
+            conn.command(&redis::cmd("PING")).await?;
+            Self::start(conn, keys, config).await
+        };
+        connected
+            .await
+            .map_err(|error| super::diagnose::connect_error(target, error))
     }
 
     async fn start(conn: Connection, keys: Keys, config: StoreConfig) -> Result<RedisStore> {

@@ -3,7 +3,8 @@
 //! there is any.
 
 use super::client::Connection;
-use anyhow::Context;
+use super::redis_access::RedisAccessArgs;
+use crate::config::StoreSection;
 use berth_store::prelude::*;
 use berth_store::{CheckOptions, RedisStore, StoreConfig, Violation};
 use std::time::Duration;
@@ -14,6 +15,9 @@ pub struct CheckArgs {
     /// Read Redis directly (give it several times for a Cluster) instead of asking a server.
     #[arg(long = "redis", value_delimiter = ',')]
     pub redis: Vec<String>,
+    /// With --redis: the Redis user, password and TLS certificates.
+    #[command(flatten)]
+    pub redis_access: RedisAccessArgs,
     /// The key prefix, with --redis.
     #[arg(long, default_value = "berth")]
     pub prefix: String,
@@ -56,9 +60,11 @@ pub async fn run(connection: &Connection, args: CheckArgs) -> anyhow::Result<i32
             prefix: args.prefix.clone(),
             ..StoreConfig::default()
         };
-        let store = RedisStore::connect_any(&args.redis, config)
-            .await
-            .with_context(|| format!("connecting to Redis at {}", args.redis.join(", ")))?;
+        let target = args
+            .redis_access
+            .target(args.redis.clone(), &StoreSection::default())?;
+        // The store's error names the (redacted) URLs and says what to fix.
+        let store = RedisStore::connect_to(&target, config).await?;
         let options = CheckOptions::at(berth_store::now_ms(), args.dead_after)
             .with_in_flight(args.dead_after);
         store.check(options).await?

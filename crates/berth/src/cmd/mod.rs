@@ -3,6 +3,7 @@
 pub mod check;
 pub mod client;
 pub mod follow;
+pub mod redis_access;
 pub mod server;
 pub mod token;
 pub mod up;

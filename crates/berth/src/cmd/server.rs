@@ -1,12 +1,13 @@
 //! `berth server`: one engine replica plus the HTTP API, on the embedded store (the
 //! default) or on Redis (standalone, or Cluster when several URLs are given).
 
+use super::redis_access::RedisAccessArgs;
 use crate::config::FileConfig;
 use anyhow::{Context, bail};
 use berth_core::Pool;
 use berth_engine::{Engine, EngineConfig, Strategy};
 use berth_server::{AppState, ServerConfig};
-use berth_store::{MemoryStore, RedisStore, Store, StoreConfig};
+use berth_store::{MemoryStore, RedisStore, RedisTarget, Store, StoreConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub struct ServerArgs {
     /// embedded in-memory store is used.
     #[arg(long = "redis", env = "BERTH_REDIS", value_delimiter = ',')]
     pub redis: Vec<String>,
+    /// Redis user, password and TLS certificates.
+    #[command(flatten)]
+    pub redis_access: RedisAccessArgs,
     /// The prefix of every Redis key.
     #[arg(long, env = "BERTH_PREFIX")]
     pub prefix: Option<String>,
@@ -137,7 +141,13 @@ pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
     if config.replica_acks > 0 && urls.is_empty() {
         bail!("replica acknowledgements need Redis (--redis); the embedded store has no replicas");
     }
-    let (store, store_name) = connect(&urls, config).await?;
+    // Credentials and certificates are only read when there is a Redis to use them on.
+    let target = if urls.is_empty() {
+        RedisTarget::default()
+    } else {
+        args.redis_access.target(urls, &file.store)?
+    };
+    let (store, store_name) = connect(&target, config).await?;
     Ok(Resolved {
         listen,
         store,
@@ -153,22 +163,24 @@ fn default_replica() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn connect(urls: &[String], config: StoreConfig) -> anyhow::Result<(Arc<dyn Store>, String)> {
-    if urls.is_empty() {
+async fn connect(
+    target: &RedisTarget,
+    config: StoreConfig,
+) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    if target.urls.is_empty() {
         return Ok((
             Arc::new(MemoryStore::new(config)),
             "embedded in-memory store".to_owned(),
         ));
     }
-    let store = RedisStore::connect_any(urls, config)
-        .await
-        .with_context(|| format!("connecting to Redis at {}", urls.join(", ")))?;
+    // The store's error names the (redacted) URLs and says what to fix.
+    let store = RedisStore::connect_to(target, config).await?;
     let kind = if store.is_cluster() {
         "Redis Cluster"
     } else {
         "Redis"
     };
-    Ok((Arc::new(store), format!("{kind} at {}", urls.join(", "))))
+    Ok((Arc::new(store), format!("{kind} at {}", target.redacted())))
 }
 
 /// Runs the server until SIGINT or SIGTERM.

@@ -41,6 +41,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         config: None,
         listen: Some(args.listen.clone()),
         redis: Vec::new(),
+        redis_access: Default::default(),
         prefix: None,
         strategy: None,
         replica: None,
