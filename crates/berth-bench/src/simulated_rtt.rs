@@ -67,13 +67,26 @@ use op::OPS;
 pub use op::{DelaySnapshot, Op};
 
 /// Live counters of a [`SimulatedRttStore`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     calls: [AtomicU64; OPS],
     trips: [AtomicU64; OPS],
     round_trips: AtomicU64,
     simulated_ns: AtomicU64,
     slept_ns: AtomicU64,
+}
+
+// By hand: `Default` is derived for arrays of at most 32 elements.
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            calls: std::array::from_fn(|_| AtomicU64::new(0)),
+            trips: std::array::from_fn(|_| AtomicU64::new(0)),
+            round_trips: AtomicU64::new(0),
+            simulated_ns: AtomicU64::new(0),
+            slept_ns: AtomicU64::new(0),
+        }
+    }
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -352,6 +365,12 @@ impl<S: Store + ?Sized> Intake for SimulatedRttStore<S> {
     async fn backlog_len(&self) -> Result<u64> {
         let op = Op::BacklogLen;
         self.around(op, op.round_trips(), self.inner.backlog_len())
+            .await
+    }
+
+    async fn intake_len(&self) -> Result<u64> {
+        let op = Op::IntakeLen;
+        self.around(op, op.round_trips(), self.inner.intake_len())
             .await
     }
 }

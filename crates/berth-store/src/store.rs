@@ -239,6 +239,10 @@ pub trait Intake: Send + Sync {
 
     /// The number of requests waiting in the backlog.
     async fn backlog_len(&self) -> Result<u64>;
+
+    /// The number of requests in the intake: queued for placement, claimed or not, and not
+    /// settled yet (on Redis the intake stream's length; settled entries are deleted).
+    async fn intake_len(&self) -> Result<u64>;
 }
 
 /// Container records: reading and moving them, listing, logs and cancellation.

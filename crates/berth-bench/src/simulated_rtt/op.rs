@@ -69,12 +69,14 @@ pub enum Op {
     Owned,
     /// [`berth_store::Intake::backlog_len`].
     BacklogLen,
+    /// [`berth_store::Intake::intake_len`].
+    IntakeLen,
     /// [`berth_store::Inspection::check`].
     Check,
 }
 
 /// The number of [`Op`]s.
-pub(super) const OPS: usize = 32;
+pub(super) const OPS: usize = 33;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -110,6 +112,7 @@ impl Op {
         Op::Reclaim,
         Op::Owned,
         Op::BacklogLen,
+        Op::IntakeLen,
         Op::Check,
     ];
 
@@ -147,6 +150,7 @@ impl Op {
             Op::Reclaim => "reclaim",
             Op::Owned => "owned",
             Op::BacklogLen => "backlog_len",
+            Op::IntakeLen => "intake_len",
             Op::Check => "check",
         }
     }

@@ -304,6 +304,10 @@ impl Intake for MemoryStore {
     async fn backlog_len(&self) -> Result<u64> {
         self.with(1, |state| Ok(state.backlog.len() as u64))
     }
+
+    async fn intake_len(&self) -> Result<u64> {
+        self.with(1, |state| Ok(state.intake.len() as u64))
+    }
 }
 
 #[async_trait]

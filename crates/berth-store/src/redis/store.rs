@@ -408,6 +408,10 @@ impl Intake for RedisStore {
     async fn backlog_len(&self) -> Result<u64> {
         self.count_backlog().await
     }
+
+    async fn intake_len(&self) -> Result<u64> {
+        self.count_intake().await
+    }
 }
 
 #[async_trait]
