@@ -1341,3 +1341,28 @@ async fn the_metrics_pass_promtool() {
     );
     server.stop().await;
 }
+
+/// `berth_intake_depth` shows the requests queued for placement and not yet settled (here
+/// the engine places on a store of its own, so the server's intake never drains).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_depth_is_a_gauge() {
+    let server = Server::start_with(common::config(), true).await;
+    for i in 0..3 {
+        let id = format!("q-{i}");
+        server
+            .client
+            .submit(&spec(Some(&id), 100, 100))
+            .await
+            .unwrap();
+    }
+    let metrics = server.client.metrics().await.unwrap();
+    assert!(
+        metrics.contains("# HELP berth_intake_depth"),
+        "no HELP:\n{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|line| line == "berth_intake_depth 3"),
+        "berth_intake_depth is not 3:\n{metrics}"
+    );
+    server.stop().await;
+}
