@@ -30,6 +30,8 @@
 mod containers;
 mod error;
 mod extract;
+mod limits;
+mod listener;
 pub mod metric_catalog;
 mod ops;
 mod reaper;
@@ -177,6 +179,7 @@ fn builder() -> PrometheusBuilder {
 /// metrics.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
+    let head = limits::HeadLimits::of(&state.config);
     Router::new()
         .route(
             "/v1/containers",
@@ -216,6 +219,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {
             refuse_oversize(limit, request, next)
+        }))
+        .layer(middleware::from_fn(move |request, next| {
+            limits::refuse_oversize_head(head, request, next)
         }))
         .layer(middleware::from_fn(track))
         .layer(CatchPanicLayer::custom(ops::panicked))
@@ -281,7 +287,8 @@ async fn track(request: Request, next: Next) -> Response {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, with the reaper running. On
-/// shutdown, long-polls return at once (empty) and requests in flight finish.
+/// shutdown, long-polls return at once (empty) and requests in flight finish. A connection
+/// that does not send a request's head within `config.header_read_timeout` is closed.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -292,19 +299,25 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "berth server listening");
     }
+    let config = state.config.clone();
     let app = router(state);
     let on_signal = token.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            on_signal.cancel();
-        })
-        .await;
+    // The signal cancels the token, which ends the long-polls and stops the accept loop.
+    let on_shutdown = async move {
+        tokio::select! {
+            () = shutdown => on_signal.cancel(),
+            () = on_signal.cancelled() => {}
+        }
+    };
+    tokio::join!(
+        on_shutdown,
+        listener::run(listener, app, &config, token.clone())
+    );
     token.cancel();
     if let Err(error) = reaper.await
         && !error.is_cancelled()
     {
         tracing::error!(%error, "the reaper ended abnormally");
     }
-    result
+    Ok(())
 }

@@ -31,7 +31,10 @@ impl HeadLimits {
 
     /// The refusal of a request whose head is over a limit, if it is.
     fn refusal(self, request: &Request) -> Option<HttpError> {
-        let target = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
         if target > self.max_uri_bytes {
             return Some(HttpError::new(
                 ErrorCode::UriTooLong,

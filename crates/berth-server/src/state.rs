@@ -27,6 +27,15 @@ pub struct ServerConfig {
     /// How long the engine's fleet read is reused for checking submits (registrations and
     /// status changes through this server refresh it at once).
     pub fleet_cache_ttl: Duration,
+    /// How long a connection may take to send a request's line and headers; one that is
+    /// slower is closed (it would otherwise hold its socket and task forever).
+    pub header_read_timeout: Duration,
+    /// The longest request target (path and query) accepted, in bytes (longer ones get 414
+    /// `uri_too_long`). Above 65534 bytes hyper refuses the request itself, with no body.
+    pub max_uri_bytes: usize,
+    /// The most header bytes (names, values and separators) accepted, in bytes (more get
+    /// 431 `headers_too_large`).
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +47,9 @@ impl Default for ServerConfig {
             log_lines_kept: 1000,
             long_poll_max: Duration::from_secs(30),
             fleet_cache_ttl: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(10),
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
         }
     }
 }
