@@ -6,7 +6,9 @@
 //! and the metrics. A reaper declares workers that miss their heartbeats lost and gives
 //! their containers back.
 //!
-//! - [`serve`]: runs the service on a listener until a shutdown signal (with the reaper).
+//! - [`serve`]: runs the service on a listener until a shutdown signal (with the reaper);
+//!   its accept loop (module `listener`) closes connections slower than the header read
+//!   timeout to send a request's head.
 //! - [`router`]: the axum router alone, for embedding.
 //! - [`AppState`], [`ServerConfig`]: what the handlers share, and the settings.
 //! - [`reap_once`], [`spawn_reaper`]: the dead-worker reaper.
@@ -18,7 +20,9 @@
 //! errors to HTTP.
 //!
 //! Every error is an [`berth_api::ErrorBody`] with the status of its code: malformed input
-//! is a 400 naming the field, an oversize body a 413, a request that could never be placed
+//! is a 400 naming the field, an oversize body a 413, an oversize request target a 414 and
+//! oversize headers a 431 (module `limits`; hyper's own limits, which answer without a
+//! body, are set above berth's), a request that could never be placed
 //! a 422 (nothing written), never a 5xx. Store failures are 500 with a generic message; the
 //! detail goes to the log.
 //!
@@ -65,6 +69,7 @@ use tower_http::trace::TraceLayer;
     paths(
         containers::submit,
         containers::submit_batch,
+        containers::get_named_batch,
         containers::get,
         containers::list,
         containers::cancel,

@@ -841,3 +841,52 @@ async fn every_405_carries_allow() {
     }
     server.stop().await;
 }
+
+/// For every path of the OpenAPI document, OPTIONS is a 405 whose `Allow` lists exactly
+/// the documented methods (and HEAD, which every GET takes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_lists_exactly_the_documented_methods() {
+    let server = Server::start().await;
+    let (_, _, text) = server.raw(Method::GET, "/openapi.json", None).await;
+    let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let mut failures = Vec::new();
+    for (template, operations) in paths {
+        let mut documented: Vec<String> = operations
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|method| method.to_uppercase())
+            .collect();
+        if documented.iter().any(|m| m == "GET") {
+            documented.push("HEAD".to_owned());
+        }
+        documented.sort();
+        let path: String = template
+            .split('/')
+            .map(|part| if part.starts_with('{') { "x" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        let response = server
+            .http
+            .request(Method::OPTIONS, format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        let allow = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut allowed: Vec<String> = allow.split(',').map(|m| m.trim().to_owned()).collect();
+        allowed.sort();
+        if response.status().as_u16() != 405 || allowed != documented {
+            failures.push(format!(
+                "OPTIONS {path}: {} Allow {allow:?}, documented {documented:?}",
+                response.status()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    server.stop().await;
+}
