@@ -2,8 +2,9 @@
 # Fuzzes berth's HTTP API with schemathesis, driven by the server's own /openapi.json:
 # a `berth server` on the embedded store, then one on a standalone Redis, each on a free
 # loopback port with a random admin token, each for a bounded time. Fails on any 5xx, any
-# response that does not match the documented schema, any request the server does not
-# answer, and a server that dies or panics.
+# response that does not match the documented schema, an undocumented method not answered
+# 405 with an `Allow` listing exactly the documented methods, any request the server does
+# not answer, and a server that dies or panics.
 #
 # Usage: scripts/fuzz-api.sh [path to the berth binary]
 # (default: $CARGO_TARGET_DIR/debug/berth, built with `cargo build -p berth` first).
@@ -72,7 +73,7 @@ fuzz_one() {
     # The server caps long-polls (wait_ms) at 30 s: the request timeout is above that.
     (cd "$work" && schemathesis run "http://127.0.0.1:$port/openapi.json" \
         --wait-for-schema 30 \
-        --checks not_a_server_error,response_schema_conformance \
+        --checks not_a_server_error,response_schema_conformance,unsupported_method,allow_header_conformance \
         --header "Authorization: Bearer $token" \
         --max-examples 100 --max-time "$seconds" --seed "$seed" \
         --request-timeout 35 --workers 2 \
