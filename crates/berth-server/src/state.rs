@@ -28,7 +28,10 @@ pub struct ServerConfig {
     /// status changes through this server refresh it at once).
     pub fleet_cache_ttl: Duration,
     /// How long a connection may take to send a request's line and headers; one that is
-    /// slower is closed (it would otherwise hold its socket and task forever).
+    /// slower is closed (it would otherwise hold its socket and task forever). hyper starts
+    /// this clock while a kept-alive connection waits for its next request too, so it is
+    /// also the idle timeout of kept-alive connections (berth's client keeps idle ones for
+    /// less).
     pub header_read_timeout: Duration,
     /// The longest request target (path and query) accepted, in bytes (longer ones get 414
     /// `uri_too_long`). Above 65534 bytes hyper refuses the request itself, with no body.
