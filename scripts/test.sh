@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite: installs what the tests need (redis-server
 # and redis-cli, runc and a static busybox for containers, cargo-nextest) if
-# missing, then runs every test with nextest, then the doc tests (nextest does
-# not run those), then two short seeded chaos runs (berth-chaos: standalone
+# missing, then runs every test with nextest, then a bounded API fuzz
+# (scripts/fuzz-api.sh: schemathesis, pip-installed at a pinned version, against
+# `berth server` on the embedded store and on Redis), then the doc tests (nextest
+# does not run those), then two short seeded chaos runs (berth-chaos: standalone
 # Redis with runc workers, and Redis Cluster with process workers).
 #
 # Usage: scripts/test.sh [extra cargo-nextest run arguments...]
-# (BERTH_SKIP_CHAOS=1 skips the chaos runs, e.g. when running a few tests.)
+# (BERTH_SKIP_CHAOS=1 skips the chaos runs and BERTH_SKIP_FUZZ=1 the API fuzz,
+# e.g. when running a few tests.)
 # Example: scripts/test.sh -E 'package(berth-localredis)'   (only that crate's tests)
 set -euo pipefail
 
@@ -80,6 +83,14 @@ fi
 
 log "running: cargo nextest run --workspace --no-fail-fast $*"
 cargo nextest run --workspace --no-fail-fast "$@"
+
+# The API fuzz: fails on any 5xx, schema mismatch or server crash (about 1.5 minutes).
+if [ "${BERTH_SKIP_FUZZ:-0}" = "1" ]; then
+    log "BERTH_SKIP_FUZZ=1: skipping the API fuzz"
+else
+    log "running: scripts/fuzz-api.sh"
+    scripts/fuzz-api.sh
+fi
 
 log "running: cargo test --workspace --doc"
 cargo test --workspace --doc

@@ -13,6 +13,11 @@ use std::time::Duration;
 /// How long an ordinary call may take before the client gives up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an idle connection is kept for reuse: below the server's header read timeout
+/// (10 s by default), which also closes a connection that waits idle for its next request,
+/// so that a call is not sent on a connection the server is closing.
+const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(5);
+
 /// What a call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -122,6 +127,7 @@ impl Client {
             return Err(bad("the scheme must be http or https"));
         }
         let http = reqwest::Client::builder()
+            .pool_idle_timeout(IDLE_CONNECTION_KEPT)
             .build()
             .map_err(|e| bad(&e.to_string()))?;
         Ok(Client {

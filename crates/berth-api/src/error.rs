@@ -34,11 +34,15 @@ pub enum ErrorCode {
     StaleEpoch,
     /// 413: the body is larger than the server accepts.
     PayloadTooLarge,
+    /// 414: the request target (path and query) is longer than the server accepts.
+    UriTooLong,
     /// 415: the body is not declared as JSON.
     UnsupportedMediaType,
     /// 422: well-formed, but no worker or pool could ever run it (it never fits, or no pool
     /// matches its selector, GPU types and preemptibility). Nothing was written.
     Unplaceable,
+    /// 431: the request's headers are larger, or more numerous, than the server accepts.
+    HeadersTooLarge,
     /// 500: the server or its store failed; the detail is in the server's log.
     Internal,
     /// 503: the server cannot reach its store.
@@ -61,6 +65,8 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::StaleEpoch => "stale_epoch",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unplaceable => "unplaceable",
             ErrorCode::Internal => "internal",
@@ -79,8 +85,10 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::StaleEpoch => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UriTooLong => 414,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Unplaceable => 422,
+            ErrorCode::HeadersTooLarge => 431,
             ErrorCode::Internal | ErrorCode::Other => 500,
             ErrorCode::Unavailable => 503,
         }

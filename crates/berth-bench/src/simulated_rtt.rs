@@ -368,6 +368,12 @@ impl<S: Store + ?Sized> Intake for SimulatedRttStore<S> {
         self.around(op, op.round_trips(), self.inner.backlog_len())
             .await
     }
+
+    async fn intake_len(&self) -> Result<u64> {
+        let op = Op::IntakeLen;
+        self.around(op, op.round_trips(), self.inner.intake_len())
+            .await
+    }
 }
 
 #[async_trait]

@@ -105,8 +105,7 @@ impl Protocol {
             return Ok(None);
         };
         let owned = self.store.owned(id).await?;
-        let beats = self.store.heartbeats().await?;
-        let last = beats.iter().find(|(w, _)| w == id).map(|(_, at)| *at);
+        let last = self.store.heartbeat_of(id).await?;
         Ok(Some((worker, last, owned)))
     }
 
@@ -120,8 +119,7 @@ impl Protocol {
         let worker = self.store.set_worker_status(id, status).await?;
         self.engine.fleet().invalidate();
         tracing::info!(worker = %id, %status, "worker status set");
-        let beats = self.store.heartbeats().await?;
-        let last = beats.iter().find(|(w, _)| w == id).map(|(_, at)| *at);
+        let last = self.store.heartbeat_of(id).await?;
         Ok((worker, last))
     }
 

@@ -232,7 +232,19 @@ async fn read_when_not_pending(
 }
 
 /// `GET /v1/containers/batch`: the container whose id is `batch` (the static batch route
-/// would otherwise shadow it for GET).
+/// would otherwise shadow it for GET). Documented as an operation of its own, so that the
+/// document lists every method `/v1/containers/batch` takes (as its `Allow` does).
+#[utoipa::path(
+    get, path = "/v1/containers/batch", tag = "containers",
+    params(
+        ("wait_ms" = Option<u64>, Query, description = "Wait up to this long (ms) while it is pending"),
+    ),
+    responses(
+        (status = 200, description = "The container whose id is `batch`", body = ContainerView),
+        (status = 400, description = "Malformed parameter", body = ErrorBody),
+        (status = 404, description = "No container has the id `batch`", body = ErrorBody),
+    )
+)]
 pub async fn get_named_batch(
     state: Shared,
     caller: Caller,

@@ -6,7 +6,9 @@
 //! and the metrics. A reaper declares workers that miss their heartbeats lost and gives
 //! their containers back.
 //!
-//! - [`serve`]: runs the service on a listener until a shutdown signal (with the reaper).
+//! - [`serve`]: runs the service on a listener until a shutdown signal (with the reaper);
+//!   its accept loop (module `listener`) closes connections slower than the header read
+//!   timeout to send a request's head.
 //! - [`router`]: the axum router alone, for embedding.
 //! - [`AppState`], [`ServerConfig`]: what the handlers share, and the settings.
 //! - [`reap_once`], [`spawn_reaper`]: the dead-worker reaper.
@@ -18,7 +20,9 @@
 //! errors to HTTP.
 //!
 //! Every error is an [`berth_api::ErrorBody`] with the status of its code: malformed input
-//! is a 400 naming the field, an oversize body a 413, a request that could never be placed
+//! is a 400 naming the field, an oversize body a 413, an oversize request target a 414 and
+//! oversize headers a 431 (module `limits`; hyper's own limits, which answer without a
+//! body, are set above berth's), a request that could never be placed
 //! a 422 (nothing written), never a 5xx. Store failures are 500 with a generic message; the
 //! detail goes to the log.
 //!
@@ -31,6 +35,8 @@ pub mod auth;
 mod containers;
 mod error;
 mod extract;
+mod limits;
+mod listener;
 pub mod metric_catalog;
 mod ops;
 mod reaper;
@@ -65,6 +71,7 @@ use tower_http::trace::TraceLayer;
     paths(
         containers::submit,
         containers::submit_batch,
+        containers::get_named_batch,
         containers::get,
         containers::list,
         containers::cancel,
@@ -205,6 +212,7 @@ fn builder() -> PrometheusBuilder {
 /// metrics.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
+    let head = limits::HeadLimits::of(&state.config);
     let state = Arc::new(state);
     let for_auth = state.clone();
     Router::new()
@@ -251,6 +259,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {
             refuse_oversize(limit, request, next)
+        }))
+        .layer(middleware::from_fn(move |request, next| {
+            limits::refuse_oversize_head(head, request, next)
         }))
         .layer(middleware::from_fn(track))
         .layer(CatchPanicLayer::custom(ops::panicked))
@@ -316,7 +327,8 @@ async fn track(request: Request, next: Next) -> Response {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, with the reaper running. On
-/// shutdown, long-polls return at once (empty) and requests in flight finish.
+/// shutdown, long-polls return at once (empty) and requests in flight finish. A connection
+/// that does not send a request's head within `config.header_read_timeout` is closed.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -327,19 +339,25 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "berth server listening");
     }
+    let config = state.config.clone();
     let app = router(state);
     let on_signal = token.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            on_signal.cancel();
-        })
-        .await;
+    // The signal cancels the token, which ends the long-polls and stops the accept loop.
+    let on_shutdown = async move {
+        tokio::select! {
+            () = shutdown => on_signal.cancel(),
+            () = on_signal.cancelled() => {}
+        }
+    };
+    tokio::join!(
+        on_shutdown,
+        listener::run(listener, app, &config, token.clone())
+    );
     token.cancel();
     if let Err(error) = reaper.await
         && !error.is_cancelled()
     {
         tracing::error!(%error, "the reaper ended abnormally");
     }
-    result
+    Ok(())
 }

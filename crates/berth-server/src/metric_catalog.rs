@@ -98,6 +98,12 @@ pub const CATALOG: &[(&str, Kind, bool, &str)] = &[
         "Requests waiting in the backlog for capacity",
     ),
     (
+        "berth_intake_depth",
+        Kind::Gauge,
+        false,
+        "Requests in the intake waiting to be placed (claimed or not, not yet settled); read from the shared store at each scrape, so every replica reports the same value",
+    ),
+    (
         "berth_batches_total",
         Kind::Counter,
         false,

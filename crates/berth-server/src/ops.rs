@@ -76,6 +76,13 @@ pub async fn metrics(State(state): Shared) -> impl IntoResponse {
     if let Ok(depth) = state.store.backlog_len().await {
         metrics::gauge!("berth_backlog_depth").set(depth as f64);
     }
+    // Read here rather than in the engine loop: one O(1) read per scrape, none when no one
+    // scrapes, and the value is as fresh as the scrape. A failed read keeps the last value
+    // (the scrape still answers).
+    match state.store.intake_len().await {
+        Ok(depth) => metrics::gauge!("berth_intake_depth").set(depth as f64),
+        Err(error) => tracing::debug!(%error, "reading the intake depth for /metrics failed"),
+    }
     metrics::gauge!("berth_up").set(1.0);
     state.metrics.run_upkeep();
     (

@@ -33,6 +33,18 @@ pub struct ServerConfig {
     /// Whether `/metrics` answers without a token (e.g. a scraper on a private network);
     /// by default it takes a metrics or an admin token.
     pub metrics_open: bool,
+    /// How long a connection may take to send a request's line and headers; one that is
+    /// slower is closed (it would otherwise hold its socket and task forever). hyper starts
+    /// this clock while a kept-alive connection waits for its next request too, so it is
+    /// also the idle timeout of kept-alive connections (berth's client keeps idle ones for
+    /// less).
+    pub header_read_timeout: Duration,
+    /// The longest request target (path and query) accepted, in bytes (longer ones get 414
+    /// `uri_too_long`). Above 65534 bytes hyper refuses the request itself, with no body.
+    pub max_uri_bytes: usize,
+    /// The most header bytes (names, values and separators) accepted, in bytes (more get
+    /// 431 `headers_too_large`).
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +58,9 @@ impl Default for ServerConfig {
             fleet_cache_ttl: Duration::from_secs(1),
             credential_cache_ttl: Duration::from_secs(5),
             metrics_open: false,
+            header_read_timeout: Duration::from_secs(10),
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
         }
     }
 }

@@ -33,10 +33,9 @@ type Shared = State<Arc<AppState>>;
 )]
 pub async fn list(State(state): Shared) -> Result<Json<WorkerList>, HttpError> {
     let beats: HashMap<WorkerId, u64> = state.store.heartbeats().await?.into_iter().collect();
-    let mut workers = state.store.workers().await?;
+    let (mut workers, quarantined) = state.store.fleet().await?;
     workers.sort_by(|a, b| a.id.cmp(&b.id));
     let now = state.now_ms();
-    let quarantined = state.store.quarantined().await?;
     Ok(Json(WorkerList {
         quarantined: quarantined
             .iter()

@@ -1341,3 +1341,47 @@ async fn the_metrics_pass_promtool() {
     );
     server.stop().await;
 }
+
+/// `berth_intake_depth` shows the requests queued for placement and not yet settled (here
+/// the engine places on a store of its own, so the server's intake never drains).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_depth_is_a_gauge() {
+    let server = Server::start_with(common::config(), true).await;
+    for i in 0..3 {
+        let id = format!("q-{i}");
+        server
+            .client
+            .submit(&spec(Some(&id), 100, 100))
+            .await
+            .unwrap();
+    }
+    let metrics = server.client.metrics().await.unwrap();
+    assert!(
+        metrics.contains("# HELP berth_intake_depth"),
+        "no HELP:\n{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|line| line == "berth_intake_depth 3"),
+        "berth_intake_depth is not 3:\n{metrics}"
+    );
+    server.stop().await;
+}
+
+/// On shutdown a long-poll in flight answers at once (empty) and the server stops, instead
+/// of waiting out the poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_long_polls_and_the_server() {
+    let server = Server::start().await;
+    let w1 = server.register("w1", 4000, 8192).await;
+    let client = server.client.clone();
+    let poll =
+        tokio::spawn(async move { client.assignments(&w1, 1, 8, Duration::from_secs(30)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("the server stops within 5 s of the signal");
+    let assignments = poll.await.unwrap().unwrap();
+    assert!(assignments.is_empty(), "{assignments:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

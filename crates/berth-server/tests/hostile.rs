@@ -735,3 +735,158 @@ async fn every_endpoint_refuses_bad_input_cleanly() {
     server.assert_clean().await;
     server.stop().await;
 }
+
+/// A connection that starts a request line and never finishes its head is closed once the
+/// header read timeout passes, instead of holding its socket and task forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_finishes_its_head_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = berth_server::ServerConfig {
+        header_read_timeout: std::time::Duration::from_millis(300),
+        ..common::config()
+    };
+    let server = Server::start_with(config, false).await;
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"GET /v1/contai").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection was still open after 5 s (header read timeout 300 ms)"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    server.stop().await;
+}
+
+/// A request target or headers over berth's limits get 414 or 431 with an ErrorBody (hyper
+/// alone would answer with an empty body), and the limits leave ordinary requests alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_heads_get_an_error_body() {
+    let server = Server::start().await;
+    let limits = berth_server::ServerConfig::default();
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str::<berth_api::ErrorBody>(&text).ok(),
+            text,
+        )
+    };
+    let url = format!("{}/v1/containers", server.base);
+    // More headers than hyper's default limit: hyper alone answers 431 with no body.
+    let mut many = server.http.get(&url);
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    let (status, error, text) = send(many).await;
+    assert_eq!(status, 431, "{text}");
+    assert_eq!(error.expect(&text).code, ErrorCode::HeadersTooLarge);
+
+    let big = "b".repeat(limits.max_header_bytes);
+    let (status, error, text) = send(server.http.get(&url).header("x-big", big)).await;
+    assert_eq!(status, 431, "{text}");
+    assert_eq!(error.expect(&text).code, ErrorCode::HeadersTooLarge);
+
+    let long = "a".repeat(limits.max_uri_bytes + 1);
+    let (status, error, text) = server
+        .raw(Method::GET, &format!("/v1/containers?x={long}"), None)
+        .await;
+    assert_eq!(status, 414, "{text}");
+    assert_eq!(error.expect(&text).code, ErrorCode::UriTooLong);
+
+    let fine = "c".repeat(4000);
+    let (status, _, text) = send(server.http.get(&url).header("x-fine", fine)).await;
+    assert_eq!(status, 200, "{text}");
+    server.stop().await;
+}
+
+/// Every 405 names the route's methods in `Allow`, OPTIONS included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_405_carries_allow() {
+    let server = Server::start().await;
+    let cases = [
+        (Method::OPTIONS, "/v1/containers", "GET,HEAD,POST"),
+        (Method::PUT, "/v1/workers/x", "DELETE,GET,HEAD"),
+        (Method::DELETE, "/v1/containers", "GET,HEAD,POST"),
+        (Method::GET, "/v1/workers/x/heartbeat", "POST"),
+        (Method::OPTIONS, "/metrics", "GET,HEAD"),
+    ];
+    for (method, path, allowed) in cases {
+        let response = server
+            .http
+            .request(method.clone(), format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+        let allow = response
+            .headers()
+            .get("allow")
+            .unwrap_or_else(|| panic!("{method} {path}: no Allow header"))
+            .to_str()
+            .unwrap();
+        let mut methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+        methods.sort_unstable();
+        assert_eq!(methods.join(","), allowed, "{method} {path}");
+        let body: berth_api::ErrorBody = response.json().await.unwrap();
+        assert_eq!(body.code, ErrorCode::MethodNotAllowed);
+    }
+    server.stop().await;
+}
+
+/// For every path of the OpenAPI document, OPTIONS is a 405 whose `Allow` lists exactly
+/// the documented methods (and HEAD, which every GET takes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_lists_exactly_the_documented_methods() {
+    let server = Server::start().await;
+    let (_, _, text) = server.raw(Method::GET, "/openapi.json", None).await;
+    let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let mut failures = Vec::new();
+    for (template, operations) in paths {
+        let mut documented: Vec<String> = operations
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|method| method.to_uppercase())
+            .collect();
+        if documented.iter().any(|m| m == "GET") {
+            documented.push("HEAD".to_owned());
+        }
+        documented.sort();
+        let path: String = template
+            .split('/')
+            .map(|part| if part.starts_with('{') { "x" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        let response = server
+            .http
+            .request(Method::OPTIONS, format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        let allow = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut allowed: Vec<String> = allow.split(',').map(|m| m.trim().to_owned()).collect();
+        allowed.sort();
+        if response.status().as_u16() != 405 || allowed != documented {
+            failures.push(format!(
+                "OPTIONS {path}: {} Allow {allow:?}, documented {documented:?}",
+                response.status()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    server.stop().await;
+}

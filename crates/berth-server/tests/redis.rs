@@ -169,3 +169,46 @@ async fn the_reaper_reclaims_on_redis() {
     server.assert_clean().await;
     server.stop().await;
 }
+
+/// Listing the workers reads the fleet once (not once for the workers and again for the
+/// quarantined ones), and showing one worker reads its own heartbeat, not every worker's:
+/// its cost does not grow with the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_reads_do_not_repeat_or_grow_with_the_fleet() {
+    let redis = redis();
+    let server = server(&redis, "reads").await;
+    let stats = server.store.stats();
+    server.register("w0", 4000, 8192).await;
+    let before = stats.snapshot();
+    server
+        .client
+        .worker(&berth_core::WorkerId::new("w0").unwrap())
+        .await
+        .unwrap();
+    let alone = stats.snapshot().since(&before);
+    for i in 1..6 {
+        server.register(&format!("w{i}"), 4000, 8192).await;
+    }
+    let before = stats.snapshot();
+    server
+        .client
+        .worker(&berth_core::WorkerId::new("w0").unwrap())
+        .await
+        .unwrap();
+    let in_a_fleet = stats.snapshot().since(&before);
+    assert_eq!(
+        (in_a_fleet.commands, in_a_fleet.round_trips),
+        (alone.commands, alone.round_trips),
+        "GET /v1/workers/w0 costs more in a fleet of 6"
+    );
+
+    let before = stats.snapshot();
+    let listed = server.client.worker_list().await.unwrap();
+    let listing = stats.snapshot().since(&before);
+    assert_eq!(listed.workers.len(), 6);
+    assert_eq!(
+        listing.worker_reads, 6,
+        "each worker record read once: {listing:?}"
+    );
+    server.stop().await;
+}

@@ -109,6 +109,23 @@ pub trait Fleet: Send + Sync {
     /// Every registered worker with its last heartbeat (ms since the epoch).
     async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>>;
 
+    /// [`Fleet::workers`] and [`Fleet::quarantined`] from one read of the fleet (on Redis:
+    /// the index, then one pipelined round trip). The default reads the fleet twice.
+    async fn fleet(&self) -> Result<(Vec<Worker>, Vec<crate::Violation>)> {
+        Ok((self.workers().await?, self.quarantined().await?))
+    }
+
+    /// One worker's last heartbeat (ms since the epoch), or `None` if it is not registered
+    /// (or its heartbeat does not read). One round trip on Redis. The default reads every
+    /// heartbeat.
+    async fn heartbeat_of(&self, worker: &WorkerId) -> Result<Option<u64>> {
+        let beats = self.heartbeats().await?;
+        Ok(beats
+            .into_iter()
+            .find(|(w, _)| w == worker)
+            .map(|(_, at)| at))
+    }
+
     /// Removes a worker that owns nothing (a drained worker leaving). Fails with
     /// [`crate::StoreError::StillOwns`] while it owns containers. Removing an unknown worker
     /// does nothing.
@@ -241,6 +258,10 @@ pub trait Intake: Send + Sync {
 
     /// The number of requests waiting in the backlog.
     async fn backlog_len(&self) -> Result<u64>;
+
+    /// The number of requests in the intake: queued for placement, claimed or not, and not
+    /// settled yet (on Redis the intake stream's length; settled entries are deleted).
+    async fn intake_len(&self) -> Result<u64>;
 }
 
 /// Container records: reading and moving them, listing, logs and cancellation.

@@ -208,6 +208,11 @@ async fn a_corrupt_worker_is_quarantined_and_the_rest_read() {
         let quarantined = store.quarantined().await.unwrap();
         assert_eq!(quarantined.len(), 1, "{corruption:?}: {quarantined:?}");
         assert_eq!(quarantined[0].subject, bad, "{corruption:?}");
+        assert_eq!(
+            store.fleet().await.unwrap(),
+            (workers, quarantined),
+            "{corruption:?}: one read answers both"
+        );
         let beats = store.heartbeats().await.unwrap();
         assert!(
             beats.iter().any(|(w, _)| w.as_str() == "good"),

@@ -69,6 +69,8 @@ pub enum Op {
     Owned,
     /// [`berth_store::Intake::backlog_len`].
     BacklogLen,
+    /// [`berth_store::Intake::intake_len`].
+    IntakeLen,
     /// [`berth_store::Inspection::check`].
     Check,
     /// [`berth_store::Credentials::put_credential`].
@@ -82,7 +84,7 @@ pub enum Op {
 }
 
 /// The number of [`Op`]s.
-pub(super) const OPS: usize = 36;
+pub(super) const OPS: usize = 37;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -118,6 +120,7 @@ impl Op {
         Op::Reclaim,
         Op::Owned,
         Op::BacklogLen,
+        Op::IntakeLen,
         Op::Check,
         Op::PutCredential,
         Op::Credential,
@@ -159,6 +162,7 @@ impl Op {
             Op::Reclaim => "reclaim",
             Op::Owned => "owned",
             Op::BacklogLen => "backlog_len",
+            Op::IntakeLen => "intake_len",
             Op::Check => "check",
             Op::PutCredential => "put_credential",
             Op::Credential => "credential",

@@ -234,6 +234,10 @@ impl Intake for Gate {
     async fn backlog_len(&self) -> Result<u64> {
         self.inner.backlog_len().await
     }
+
+    async fn intake_len(&self) -> Result<u64> {
+        self.inner.intake_len().await
+    }
 }
 
 #[async_trait]

@@ -122,6 +122,16 @@ impl Fleet for MemoryStore {
     async fn quarantined(&self) -> Result<Vec<crate::Violation>> {
         Ok(Vec::new())
     }
+
+    async fn fleet(&self) -> Result<(Vec<Worker>, Vec<crate::Violation>)> {
+        Ok((self.workers().await?, Vec::new()))
+    }
+
+    async fn heartbeat_of(&self, worker: &WorkerId) -> Result<Option<u64>> {
+        self.with(1, |state| {
+            Ok(state.workers.get(worker).map(|e| e.heartbeat_ms))
+        })
+    }
 }
 
 #[async_trait]
@@ -303,6 +313,10 @@ impl Intake for MemoryStore {
 
     async fn backlog_len(&self) -> Result<u64> {
         self.with(1, |state| Ok(state.backlog.len() as u64))
+    }
+
+    async fn intake_len(&self) -> Result<u64> {
+        self.with(1, |state| Ok(state.intake.len() as u64))
     }
 }
 

@@ -382,7 +382,21 @@ impl RedisStore {
         let key = self.keys.backlog();
         let mut cmd = redis::cmd("ZCARD");
         cmd.arg(&key);
-        let value = self.command(&key, cmd).await?;
+        self.count(&key, cmd).await
+    }
+
+    /// See [`crate::Intake::intake_len`]: XLEN (settled entries are deleted from the
+    /// stream, so its length is what waits).
+    pub(super) async fn count_intake(&self) -> Result<u64> {
+        let key = self.keys.intake();
+        let mut cmd = redis::cmd("XLEN");
+        cmd.arg(&key);
+        self.count(&key, cmd).await
+    }
+
+    /// Runs a command that answers a count.
+    async fn count(&self, key: &str, cmd: redis::Cmd) -> Result<u64> {
+        let value = self.command(key, cmd).await?;
         match value {
             Value::Int(n) => u64::try_from(n).map_err(|_| unexpected("a count", &value)),
             other => Err(unexpected("a count", &other)),

@@ -15,6 +15,25 @@ use redis::Value;
 const LISTING_SCAN: usize = 10_000;
 
 impl RedisStore {
+    /// See [`crate::Fleet::heartbeat_of`]: one HGET.
+    pub(super) async fn read_heartbeat(&self, worker: &WorkerId) -> Result<Option<u64>> {
+        let key = self.keys.worker(worker);
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(&key).arg("heartbeat_ms");
+        let value = self.command(&key, cmd).await?;
+        let Some(text) = reply::text(&value) else {
+            return Ok(None);
+        };
+        match text.parse() {
+            Ok(at) => Ok(Some(at)),
+            Err(_) => {
+                tracing::error!(worker = %worker, heartbeat_ms = %text,
+                    "a heartbeat that does not read: left out");
+                Ok(None)
+            }
+        }
+    }
+
     /// See [`crate::Fleet::heartbeats`]: the index, then one pipelined round trip. A
     /// worker whose heartbeat does not read (its record is quarantined, see
     /// [`crate::Fleet::workers`]) is left out.

@@ -334,6 +334,14 @@ impl Fleet for RedisStore {
         self.read_quarantined().await
     }
 
+    async fn fleet(&self) -> Result<(Vec<Worker>, Vec<crate::Violation>)> {
+        self.read_fleet_and_quarantined().await
+    }
+
+    async fn heartbeat_of(&self, worker: &WorkerId) -> Result<Option<u64>> {
+        self.read_heartbeat(worker).await
+    }
+
     async fn heartbeats(&self) -> Result<Vec<(WorkerId, u64)>> {
         self.read_heartbeats().await
     }
@@ -432,6 +440,10 @@ impl Intake for RedisStore {
 
     async fn backlog_len(&self) -> Result<u64> {
         self.count_backlog().await
+    }
+
+    async fn intake_len(&self) -> Result<u64> {
+        self.count_intake().await
     }
 }
 

@@ -140,11 +140,22 @@ impl RedisStore {
     /// and counted.
     pub(super) async fn read_workers(&self) -> Result<Vec<Worker>> {
         let (workers, quarantined) = self.read_fleet().await?;
-        for error in &quarantined {
-            tracing::error!(%error, "a worker record does not read back: quarantined (left out of scheduling) until it registers again");
-        }
-        metrics::gauge!("berth_workers_quarantined").set(quarantined.len() as f64);
+        report_quarantined(&quarantined);
         Ok(workers)
+    }
+
+    /// See [`crate::Fleet::fleet`]: [`Self::read_workers`] and [`Self::read_quarantined`]
+    /// from one read.
+    pub(super) async fn read_fleet_and_quarantined(
+        &self,
+    ) -> Result<(Vec<Worker>, Vec<crate::Violation>)> {
+        let (workers, quarantined) = self.read_fleet().await?;
+        report_quarantined(&quarantined);
+        let quarantined = quarantined
+            .into_iter()
+            .map(super::check::unreadable)
+            .collect();
+        Ok((workers, quarantined))
     }
 
     /// See [`crate::Fleet::quarantined`].
@@ -331,4 +342,12 @@ fn resources_reply(parts: &mut [Value], at: usize) -> Result<Resources> {
     let gpu = number(2)?;
     let gpu = u32::try_from(gpu).map_err(|_| unexpected("a GPU count", &Value::Int(0)))?;
     Ok(Resources::new(cpu, mem, gpu))
+}
+
+/// Logs each quarantined worker and sets the `berth_workers_quarantined` gauge.
+fn report_quarantined(quarantined: &[StoreError]) {
+    for error in quarantined {
+        tracing::error!(%error, "a worker record does not read back: quarantined (left out of scheduling) until it registers again");
+    }
+    metrics::gauge!("berth_workers_quarantined").set(quarantined.len() as f64);
 }

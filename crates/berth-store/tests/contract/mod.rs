@@ -806,9 +806,11 @@ pub async fn claim_settle_and_backlog(connect: impl Connect) {
         .submit(&[request("r1", 100), request("r2", 100), request("r3", 100)])
         .await
         .unwrap();
+    assert_eq!(store.intake_len().await.unwrap(), 3);
     let claims = store.claim("e1", 10, Duration::ZERO).await.unwrap();
     let ids: Vec<&str> = claims.iter().map(|c| c.request.id.as_str()).collect();
     assert_eq!(ids, ["r1", "r2", "r3"], "in submit order");
+    assert_eq!(store.intake_len().await.unwrap(), 3, "claimed, not settled");
     assert_ne!(claims[0].attempt, claims[1].attempt);
     assert!(
         store
@@ -850,6 +852,7 @@ pub async fn claim_settle_and_backlog(connect: impl Connect) {
     ];
     let out = store.settle(&items).await.unwrap();
     assert_eq!(out, vec![SettleOutcome::Done; 3]);
+    assert_eq!(store.intake_len().await.unwrap(), 0, "settled");
     let r1 = store.container(&cid("r1")).await.unwrap().unwrap();
     assert_eq!(
         (r1.state, r1.attempt.clone()),
@@ -1348,6 +1351,8 @@ pub async fn heartbeats_and_deregistration(connect: impl Connect) {
     beats.sort();
     assert_eq!(beats[0], (wid("w1"), 42));
     assert_eq!(beats.len(), 2);
+    assert_eq!(store.heartbeat_of(&wid("w1")).await.unwrap(), Some(42));
+    assert_eq!(store.heartbeat_of(&wid("ghost")).await.unwrap(), None);
     let attempt = place(&*store, "r1", "w2").await;
     let busy = store.deregister_worker(&wid("w2")).await;
     assert!(
@@ -1362,6 +1367,9 @@ pub async fn heartbeats_and_deregistration(connect: impl Connect) {
     store.deregister_worker(&wid("w2")).await.unwrap();
     assert!(store.worker(&wid("w2")).await.unwrap().is_none());
     assert_eq!(store.workers().await.unwrap().len(), 1);
+    assert_eq!(store.heartbeat_of(&wid("w2")).await.unwrap(), None);
+    let (workers, quarantined) = store.fleet().await.unwrap();
+    assert_eq!((workers.len(), quarantined.len()), (1, 0));
 }
 
 pub async fn listing_and_logs(connect: impl Connect) {
