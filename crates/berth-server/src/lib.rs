@@ -264,6 +264,7 @@ pub fn router(state: AppState) -> Router {
             limits::refuse_oversize_head(head, request, next)
         }))
         .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn(close_after_refusal))
         .layer(CatchPanicLayer::custom(ops::panicked))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -291,6 +292,27 @@ async fn refuse_oversize(limit: usize, request: Request, next: Next) -> Response
         .into_response(),
         _ => next.run(request).await,
     }
+}
+
+/// Closes the connection after an error answer to a request that carried a body. Such an
+/// answer (401, 413, 415, ...) may come before the body is read, and then the connection
+/// cannot serve another request; without `Connection: close` a client would keep it in its
+/// pool and send its next request into a closing socket.
+async fn close_after_refusal(request: Request, next: Next) -> Response {
+    use axum::http::{HeaderValue, header};
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|length| length.as_bytes() != b"0");
+    let has_body = declared || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    let refused = response.status().is_client_error() || response.status().is_server_error();
+    if has_body && refused {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The method as a metric label: the standard ones by name, any other as `other`, so that

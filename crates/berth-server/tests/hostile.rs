@@ -890,3 +890,45 @@ async fn allow_lists_exactly_the_documented_methods() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     server.stop().await;
 }
+
+/// A refusal that may come before the body is read closes the connection, so that a
+/// pooling client does not send its next request into a socket the server is closing
+/// (which failed `every_endpoint_refuses_bad_input_cleanly` now and then with
+/// `IncompleteMessage`).
+#[tokio::test]
+async fn a_refused_body_closes_the_connection() {
+    let server = Server::start().await;
+    let unauthenticated = reqwest::Client::new()
+        .post(format!("{}/v1/containers", server.base))
+        .header("content-type", "application/json")
+        .body(r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    assert_eq!(
+        unauthenticated
+            .headers()
+            .get("connection")
+            .map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let wrong_type = server
+        .raw(
+            reqwest::Method::POST,
+            "/v1/containers",
+            Some(("text/plain", "x")),
+        )
+        .await;
+    assert_eq!(wrong_type.0, 415);
+    let accepted = server
+        .http
+        .post(format!("{}/v1/containers", server.base))
+        .json(&serde_json::json!({"cpu_millicores": 1, "memory_mib": 1, "command": ["a"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 202);
+    assert!(accepted.headers().get("connection").is_none(), "kept alive");
+    server.stop().await;
+}
