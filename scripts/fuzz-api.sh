@@ -53,8 +53,8 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The admin token the server bootstraps once authentication lands (ignored before).
-token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+# The admin token the server bootstraps (BERTH_ADMIN_TOKEN): berth_<16 hex>_<64 hex>.
+token=$(python3 -c 'import secrets; print(f"berth_{secrets.token_hex(8)}_{secrets.token_hex(32)}")')
 
 # Runs schemathesis against a berth server started with the given extra arguments.
 # $1: a name for the logs; the rest: arguments of `berth server`.
@@ -82,17 +82,26 @@ fuzz_one() {
     # The server's own count of what it answered, by status class: a second, independent
     # check for 5xx (the scrape is answered before it is counted).
     local counts
-    counts=$(python3 - "$port" <<'PY'
+    # Every call carries the admin token, so a 401 means the fuzz is not reaching the
+    # handlers: more than a handful fails the run, as do 5xx and a run with no 2xx at all.
+    counts=$(python3 - "$port" "$token" <<'PY'
 import re, sys, urllib.request
-text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
-classes = {}
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/metrics",
+                                 headers={"Authorization": f"Bearer {sys.argv[2]}"})
+text = urllib.request.urlopen(request, timeout=10).read().decode()
+classes, unauthenticated = {}, 0
 for line in text.splitlines():
-    m = re.match(r'berth_http_requests_total\{.*status="(\d)\d\d".*\} (\S+)$', line)
+    m = re.match(r'berth_http_requests_total\{.*status="((\d)\d\d)".*\} (\S+)$', line)
     if m:
-        classes[m.group(1) + "xx"] = classes.get(m.group(1) + "xx", 0) + int(float(m.group(2)))
+        n = int(float(m.group(3)))
+        classes[m.group(2) + "xx"] = classes.get(m.group(2) + "xx", 0) + n
+        if m.group(1) == "401":
+            unauthenticated += n
 total = sum(classes.values())
-print(f"{total} requests answered: " + ", ".join(f"{k} {v}" for k, v in sorted(classes.items())))
-sys.exit(1 if classes.get("5xx", 0) else 0)
+print(f"{total} requests answered: " + ", ".join(f"{k} {v}" for k, v in sorted(classes.items()))
+      + f" (401: {unauthenticated})")
+bad = classes.get("5xx", 0) or not classes.get("2xx", 0) or unauthenticated > total // 100
+sys.exit(1 if bad else 0)
 PY
 ) || status=$?
     log "$name: $counts"

@@ -295,10 +295,12 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Where the worker's own credential is kept between runs: `credential` in the work
-    /// directory, readable by its owner only.
+    /// Where the worker's own credential is kept between runs: `credential.<worker id>` in
+    /// the work directory, readable by its owner only. Named by the id because a work
+    /// directory outlives a worker id (a machine's next worker may take a new id and find
+    /// the old one's credential, which may not act for it).
     pub fn credential_file(&self) -> PathBuf {
-        self.work_dir.join("credential")
+        self.work_dir.join(format!("credential.{}", self.worker_id))
     }
 
     /// A configuration with the defaults, capacity detected.

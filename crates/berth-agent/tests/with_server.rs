@@ -230,7 +230,7 @@ async fn a_crashed_agent_registers_again_as_itself_with_its_kept_credential() {
         CancellationToken::new(),
     ));
     wait_for_worker(&client).await;
-    let kept = dir.path().join("work").join("credential");
+    let kept = dir.path().join("work").join("credential.w-1");
     let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the credential is its owner's only");
     let credential = Token::parse(&std::fs::read_to_string(&kept).unwrap()).unwrap();
@@ -293,5 +293,51 @@ async fn a_crashed_agent_registers_again_as_itself_with_its_kept_credential() {
             .iter()
             .all(|t| t.kind != "worker")
     );
+    stop_server.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_id_in_an_old_work_dir_joins_with_the_join_token() {
+    let stop_server = CancellationToken::new();
+    let (base, client, join) = start_server(stop_server.clone()).await;
+    let dir = TempDir::new().unwrap();
+    let first = tokio::spawn(run_agent(
+        agent_config(&base, &dir, &join),
+        CancellationToken::new(),
+    ));
+    wait_for_worker(&client).await;
+    first.abort();
+    let _ = first.await;
+    // The machine's next worker takes a new id in the same work dir, where w-1's
+    // credential is kept: that credential may not act for w-2, so w-2 joins.
+    let mut config = agent_config(&base, &dir, &join);
+    config.worker_id = WorkerId::new("w-2").unwrap();
+    let shutdown = CancellationToken::new();
+    let second = tokio::spawn(run_agent(config, shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !client
+        .workers()
+        .await
+        .unwrap()
+        .iter()
+        .any(|w| w.id.as_str() == "w-2")
+    {
+        assert!(
+            !second.is_finished(),
+            "the new worker gave up: {:?}",
+            second.await
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "w-2 never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(PATIENCE, second)
+        .await
+        .expect("the agent stops")
+        .unwrap()
+        .unwrap();
     stop_server.cancel();
 }
