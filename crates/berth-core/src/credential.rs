@@ -232,6 +232,11 @@ pub struct Credential {
     pub name: String,
     /// When it was created, in ms since the Unix epoch.
     pub created_ms: u64,
+    /// Whether it is a bootstrap admin token: one a server is started with
+    /// (`BERTH_ADMIN_TOKEN` or a token file) and stores again at every start, so revoking it
+    /// through the API would not last; it is replaced where it is configured.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrap: bool,
 }
 
 impl Credential {
@@ -251,6 +256,7 @@ impl Credential {
             digest: token.digest(),
             name,
             created_ms,
+            bootstrap: false,
         })
     }
 

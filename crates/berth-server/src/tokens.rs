@@ -49,7 +49,8 @@ pub async fn bootstrap_admin(
     now_ms: u64,
 ) -> Result<TokenId, IssueError> {
     let token = Token::parse(token)?;
-    let credential = Credential::issue(&token, Role::Admin, "bootstrap admin", now_ms)?;
+    let mut credential = Credential::issue(&token, Role::Admin, "bootstrap admin", now_ms)?;
+    credential.bootstrap = true;
     store.put_credential(&credential).await?;
     Ok(token.id().clone())
 }
@@ -195,6 +196,7 @@ pub async fn list(State(state): Shared) -> Result<Json<TokenList>, HttpError> {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such token", body = ErrorBody),
+        (status = 409, description = "A bootstrap admin token: replace it where the servers are configured", body = ErrorBody),
     )
 )]
 pub async fn revoke_one(
@@ -202,6 +204,18 @@ pub async fn revoke_one(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Revoked>, HttpError> {
     let id = TokenId::new(id).map_err(|e| HttpError::invalid("id", e.to_string()))?;
+    if state
+        .store
+        .credential(&id)
+        .await?
+        .is_some_and(|credential| credential.bootstrap)
+    {
+        return Err(HttpError::conflict(format!(
+            "token {id} is a bootstrap admin token: the servers store it again at every start \
+             (from BERTH_ADMIN_TOKEN or their token file), so revoking it here would not last; \
+             replace it there and restart them"
+        )));
+    }
     if revoke(&state, std::slice::from_ref(&id)).await? == 0 {
         return Err(HttpError::not_found(format!("no token {id}")));
     }

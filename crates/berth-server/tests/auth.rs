@@ -675,3 +675,34 @@ async fn a_secret_named_in_env_too_is_refused() {
     assert_eq!(server.container_count().await, 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_bootstrap_admin_token_is_not_revoked_through_the_api() {
+    let server = Server::start().await;
+    let id = &server.admin_token["berth_".len().."berth_".len() + 16];
+    let listed = server.client.tokens().await.unwrap();
+    assert!(
+        listed.iter().any(|t| t.id == id && t.bootstrap),
+        "{listed:?}"
+    );
+    let refused = server.client.revoke_token(id).await.unwrap_err();
+    assert_eq!(refused.status(), Some(409), "{refused}");
+    assert!(server.client.tokens().await.is_ok(), "still accepted");
+    // Another admin token is revocable as usual.
+    let other = server
+        .client
+        .create_token(&CreateToken {
+            kind: NewTokenKind::Admin,
+            tenant: None,
+            name: Some("ops".to_owned()),
+        })
+        .await
+        .unwrap();
+    assert!(!other.credential.bootstrap);
+    server
+        .client
+        .revoke_token(&other.credential.id)
+        .await
+        .unwrap();
+    server.stop().await;
+}

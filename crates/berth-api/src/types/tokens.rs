@@ -57,6 +57,9 @@ pub struct TokenView {
     pub name: String,
     /// When it was created, in ms since the Unix epoch.
     pub created_ms: u64,
+    /// A bootstrap admin token (configured on the servers; not revocable through the API).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrap: bool,
 }
 
 impl From<&Credential> for TokenView {
@@ -73,6 +76,7 @@ impl From<&Credential> for TokenView {
             worker,
             name: credential.name.clone(),
             created_ms: credential.created_ms,
+            bootstrap: credential.bootstrap,
         }
     }
 }
