@@ -355,6 +355,33 @@ mod tests {
     }
 
     #[test]
+    fn ids_kinds_and_debug_output_say_what_they_are() {
+        assert_eq!(
+            TokenId::new("0123456789abcdef").unwrap().as_str(),
+            "0123456789abcdef"
+        );
+        let tenant = TenantName::new("t").unwrap();
+        let worker = crate::WorkerId::new("w").unwrap();
+        let kinds: Vec<&str> = [
+            Role::Admin,
+            Role::Metrics,
+            Role::Client { tenant },
+            Role::Join,
+            Role::Worker { worker },
+        ]
+        .iter()
+        .map(Role::kind)
+        .collect();
+        assert_eq!(kinds, ["admin", "metrics", "client", "join", "worker"]);
+        let t = token(8);
+        assert_eq!(
+            format!("{t:?}"),
+            format!("Token {{ id: TokenId({:?}), secret: \"<redacted>\" }}", t.id().as_str())
+        );
+        assert_eq!(format!("{:?}", t.digest()), "SecretDigest(..)");
+    }
+
+    #[test]
     fn names_are_checked() {
         let t = token(6);
         assert!(Credential::issue(&t, Role::Join, "a\nb", 0).is_err());
