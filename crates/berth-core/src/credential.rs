@@ -376,7 +376,10 @@ mod tests {
         let t = token(8);
         assert_eq!(
             format!("{t:?}"),
-            format!("Token {{ id: TokenId({:?}), secret: \"<redacted>\" }}", t.id().as_str())
+            format!(
+                "Token {{ id: TokenId({:?}), secret: \"<redacted>\" }}",
+                t.id().as_str()
+            )
         );
         assert_eq!(format!("{:?}", t.digest()), "SecretDigest(..)");
     }

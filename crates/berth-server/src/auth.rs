@@ -275,6 +275,58 @@ async fn caller_role(state: &AppState, headers: &HeaderMap) -> Result<Role, Http
 mod tests {
     use super::*;
 
+    /// A store with one admin credential per token given, and its authenticator.
+    async fn authenticator(ttl: Duration, tokens: &[&Token]) -> (Arc<dyn Store>, Authenticator) {
+        let store: Arc<dyn Store> = Arc::new(berth_store::MemoryStore::default());
+        for token in tokens {
+            let credential = Credential::issue(token, Role::Admin, "", 0).unwrap();
+            store.put_credential(&credential).await.unwrap();
+        }
+        let auth = Authenticator::new(store.clone(), ttl);
+        (store, auth)
+    }
+
+    #[tokio::test]
+    async fn a_revocation_elsewhere_is_seen_once_the_cached_credential_expires() {
+        let token = Token::from_random([1; 8], [1; 32]);
+        let (store, auth) = authenticator(Duration::from_millis(300), &[&token]).await;
+        assert_eq!(auth.role_of(&token).await.unwrap(), Some(Role::Admin));
+        // Revoked through another replica: this one's cache still has it.
+        store
+            .revoke_credentials(&[token.id().clone()])
+            .await
+            .unwrap();
+        assert_eq!(auth.role_of(&token).await.unwrap(), Some(Role::Admin));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(auth.role_of(&token).await.unwrap(), None);
+        // A wrong secret under a cached id is refused, cache or not.
+        let (_, auth) = authenticator(Duration::from_secs(60), &[&token]).await;
+        assert!(auth.role_of(&token).await.unwrap().is_some());
+        let forged = Token::from_random([1; 8], [2; 32]);
+        assert_eq!(auth.role_of(&forged).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn cached_credentials_need_no_store_read() {
+        let (a, b) = (
+            Token::from_random([1; 8], [1; 32]),
+            Token::from_random([2; 8], [2; 32]),
+        );
+        let (store, auth) = authenticator(Duration::from_secs(60), &[&a, &b]).await;
+        auth.role_of(&a).await.unwrap();
+        auth.role_of(&b).await.unwrap();
+        let before = store.stats().snapshot();
+        for _ in 0..3 {
+            assert!(auth.role_of(&a).await.unwrap().is_some());
+            assert!(auth.role_of(&b).await.unwrap().is_some());
+        }
+        assert_eq!(store.stats().snapshot().since(&before).round_trips, 0);
+        auth.forget(&[a.id().clone()]);
+        auth.role_of(&a).await.unwrap();
+        assert_eq!(store.stats().snapshot().since(&before).round_trips, 1);
+        assert!(format!("{auth:?}").contains("cached: 2"), "{auth:?}");
+    }
+
     fn worker(id: &str) -> Role {
         Role::Worker {
             worker: WorkerId::new(id).unwrap(),
