@@ -706,3 +706,24 @@ async fn the_bootstrap_admin_token_is_not_revoked_through_the_api() {
         .unwrap();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_open_serves_metrics_alone_without_a_token() {
+    let config = berth_server::ServerConfig {
+        metrics_open: true,
+        ..common::config()
+    };
+    let server = Server::start_with(config, false).await;
+    let anonymous = reqwest::Client::new();
+    let get = |path: &str| anonymous.get(format!("{}{path}", server.base)).send();
+    assert_eq!(get("/metrics").await.unwrap().status().as_u16(), 200);
+    for path in [
+        "/v1/workers",
+        "/v1/containers",
+        "/openapi.json",
+        "/v1/check",
+    ] {
+        assert_eq!(get(path).await.unwrap().status().as_u16(), 401, "{path}");
+    }
+    server.stop().await;
+}

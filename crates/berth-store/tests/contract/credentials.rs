@@ -1,6 +1,6 @@
 //! The credentials role: stored by id, found, listed, replaced and revoked.
 
-use super::{Connect, open, wid};
+use super::{Connect, config, wid};
 use berth_core::*;
 
 fn credential(seed: u8, role: Role) -> (Token, Credential) {
@@ -10,8 +10,9 @@ fn credential(seed: u8, role: Role) -> (Token, Credential) {
 }
 
 pub async fn credentials_are_stored_found_and_revoked(connect: impl Connect) {
-    let store = open(&connect, "credentials").await;
-    let other_client = open(&connect, "credentials").await;
+    let config = config("credentials");
+    let store = connect(config.clone()).await;
+    let other_client = connect(config).await;
     let (admin_token, admin) = credential(1, Role::Admin);
     let (_, worker) = credential(2, Role::Worker { worker: wid("w-1") });
     assert!(store.credential(admin_token.id()).await.unwrap().is_none());
