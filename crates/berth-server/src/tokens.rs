@@ -35,10 +35,22 @@ pub async fn issue(
     name: &str,
     now_ms: u64,
 ) -> Result<Token, IssueError> {
+    issue_with_credential(store, role, name, now_ms)
+        .await
+        .map(|(token, _)| token)
+}
+
+/// Like [`issue`], also returning the credential stored for the token.
+async fn issue_with_credential(
+    store: &dyn Store,
+    role: Role,
+    name: &str,
+    now_ms: u64,
+) -> Result<(Token, Credential), IssueError> {
     let token = Token::from_random(rand::random(), rand::random());
     let credential = Credential::issue(&token, role, name, now_ms)?;
     store.put_credential(&credential).await?;
-    Ok(token)
+    Ok((token, credential))
 }
 
 /// Stores the credential of a known admin token (e.g. `BERTH_ADMIN_TOKEN`, or the one
@@ -151,14 +163,9 @@ pub async fn create(
         (NewTokenKind::Metrics, None) => Role::Metrics,
     };
     let name = create.name.unwrap_or_default();
-    let token = issue(&*state.store, role, &name, state.now_ms())
+    let (token, credential) = issue_with_credential(&*state.store, role, &name, state.now_ms())
         .await
         .map_err(issue_error)?;
-    let credential = state
-        .store
-        .credential(token.id())
-        .await?
-        .ok_or_else(|| HttpError::internal("a token just stored does not read back"))?;
     tracing::info!(id = %token.id(), kind = credential.role.kind(), "token created");
     Ok((
         StatusCode::CREATED,
