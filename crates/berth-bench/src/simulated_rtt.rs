@@ -51,10 +51,10 @@ use berth_core::{
     ContainerState, PoolDemand, PoolName, ReclaimOutcome, Transition, Violation, Worker, WorkerId,
     WorkerRegistration, WorkerStatus,
 };
-use berth_core::{Credential, TokenId};
+use berth_core::{Credential, Tenant, TenantName, TokenId, Usage};
 use berth_store::model::*;
 use berth_store::prelude::*;
-use berth_store::{Result, SettleItem, StoreError, StoreStats};
+use berth_store::{Hold, HoldOutcome, Result, SettleItem, StoreError, StoreStats};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -506,6 +506,38 @@ impl<S: Store + ?Sized> Credentials for SimulatedRttStore<S> {
     async fn revoke_credentials(&self, ids: &[TokenId]) -> Result<usize> {
         let op = Op::RevokeCredentials;
         self.around(op, op.round_trips(), self.inner.revoke_credentials(ids))
+            .await
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Quotas for SimulatedRttStore<S> {
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<()> {
+        let op = Op::PutTenant;
+        self.around(op, op.round_trips(), self.inner.put_tenant(tenant))
+            .await
+    }
+
+    async fn remove_tenant(&self, name: &TenantName) -> Result<bool> {
+        let op = Op::RemoveTenant;
+        self.around(op, op.round_trips(), self.inner.remove_tenant(name))
+            .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        let op = Op::Tenants;
+        self.around(op, op.round_trips(), self.inner.tenants())
+            .await
+    }
+
+    async fn usage(&self) -> Result<Vec<(String, Usage)>> {
+        let op = Op::Usage;
+        self.around(op, op.round_trips(), self.inner.usage()).await
+    }
+
+    async fn hold(&self, holds: &[Hold]) -> Result<Vec<HoldOutcome>> {
+        let op = Op::Hold;
+        self.around(op, op.round_trips(), self.inner.hold(holds))
             .await
     }
 }

@@ -3,11 +3,11 @@
 //! the time it judges at is given.
 
 use crate::{
-    AttemptId, ContainerId, ContainerRecord, ContainerState, DeviceShare, GPU_MILLI, Resources,
-    Worker,
+    AttemptId, Charge, ContainerId, ContainerRecord, ContainerState, DeviceShare, GPU_MILLI,
+    Resources, Usage, Worker,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -77,6 +77,10 @@ pub struct Dump {
     pub queued: HashSet<ContainerId>,
     /// Records and entries that could not be read, already phrased as violations.
     pub unreadable: Vec<Violation>,
+    /// Every container's charge to its tenant's quota (read after the records).
+    pub charges: Vec<(ContainerId, Charge)>,
+    /// What each tenant holds, as the store keeps it (read with the charges, atomically).
+    pub usage: Vec<(String, Usage)>,
 }
 
 /// When the check runs and how long a silent worker still counts as alive.
@@ -195,7 +199,47 @@ pub fn violations(dump: &Dump, options: &CheckOptions) -> Vec<Violation> {
             .unwrap_or_default();
         check_record(record, holders, dump, options, &mut found);
     }
+    check_charges(dump, &mut found);
     found
+}
+
+/// Each tenant's usage is the sum of its charges, and no ended container is still charged.
+/// (A charge whose record the dump lacks is left alone: on Redis the records are read first,
+/// so it may be a container accepted since. A record read as ended is never charged again.)
+fn check_charges(dump: &Dump, found: &mut Vec<Violation>) {
+    let mut sums: BTreeMap<&str, Usage> = BTreeMap::new();
+    for (_, charge) in &dump.charges {
+        sums.entry(&charge.tenant).or_default().add(charge);
+    }
+    let kept: BTreeMap<&str, &Usage> = dump.usage.iter().map(|(t, u)| (t.as_str(), u)).collect();
+    let tenants: BTreeSet<&str> = sums.keys().chain(kept.keys()).copied().collect();
+    let nothing = Usage::default();
+    for tenant in tenants {
+        let sum = sums.get(tenant).unwrap_or(&nothing);
+        let usage = kept.get(tenant).copied().unwrap_or(&nothing);
+        if sum != usage {
+            found.push(Violation {
+                subject: format!("tenant {tenant}"),
+                detail: format!(
+                    "usage {usage:?} is not the sum of its containers' charges {sum:?}"
+                ),
+            });
+        }
+    }
+    let ended: HashSet<&ContainerId> = dump
+        .records
+        .iter()
+        .filter(|r| r.state.is_terminal())
+        .map(|r| &r.request.id)
+        .collect();
+    for (container, charge) in &dump.charges {
+        if ended.contains(container) {
+            found.push(violation(
+                container,
+                format!("ended but still charged to tenant {}", charge.tenant),
+            ));
+        }
+    }
 }
 
 fn check_capacity(worker: &Worker, owned: &[OwnedEntry], found: &mut Vec<Violation>) {

@@ -27,6 +27,7 @@
 //! - [`lifecycle`]: the container record's state machine.
 //! - [`assignment`]: what a worker is told to run.
 //! - [`demand`]: unmet demand per pool.
+//! - [`quota`]: tenants' quotas and weights, what a container charges, the hold's judgement.
 //! - [`invariants`]: the pure judging part of the invariant check (a dump in, violations
 //!   out).
 
@@ -44,6 +45,7 @@ pub mod invariants;
 pub mod lifecycle;
 pub mod plan;
 pub mod planner;
+pub mod quota;
 pub mod record;
 pub mod request;
 pub mod resources;
@@ -64,6 +66,7 @@ pub use invariants::{CheckOptions, Violation};
 pub use lifecycle::Transition;
 pub use plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
 pub use planner::{plan, plan_for_demand, plan_with, planning_order};
+pub use quota::{Charge, Quota, Tenant, TenantError, Usage, Verdict};
 pub use record::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 pub use request::{ContainerRequest, Payload, RequestError, SecretEnv};
 pub use resources::Resources;

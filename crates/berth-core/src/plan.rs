@@ -78,12 +78,21 @@ pub enum UnplacedReason {
     /// Matching workers exist but none has room right now.
     #[error("no room right now on the matching workers")]
     NoRoomNow,
+    /// Its tenant's quota is full now (the detail names the limit and the numbers).
+    #[error("{0}")]
+    OverQuota(String),
+    /// It is above its tenant's quota on its own: it cannot run while the quota stands.
+    #[error("{0}; it can never run within this quota: raise the quota or ask for less")]
+    NeverWithinQuota(String),
 }
 
 impl UnplacedReason {
     /// True when waiting could help: capacity may be freed or added.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, UnplacedReason::NoRoomNow)
+        matches!(
+            self,
+            UnplacedReason::NoRoomNow | UnplacedReason::OverQuota(_)
+        )
     }
 }
 

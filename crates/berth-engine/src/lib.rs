@@ -8,6 +8,8 @@
 //!   `batch-script`).
 //! - [`engine`]: the replica loop: claim a micro-batch, plan, commit, settle.
 //! - [`provision`]: unmet demand, and the [`PoolController`] an autoscaler implements.
+//! - [`quota`]: the tenants with a quota, and the hold their placements take before the
+//!   commit.
 //! - [`cache`]: the worker cache (TTL backstop, write-through, per-worker invalidation).
 //! - `strategy`: the three commit strategies.
 //! - [`ticket`]: what a submitter waits on.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod engine;
 mod error;
 pub mod provision;
+pub mod quota;
 pub mod stats;
 mod strategy;
 pub mod ticket;

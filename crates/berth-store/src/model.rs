@@ -141,6 +141,9 @@ pub enum Settlement {
         worker: WorkerId,
         /// The attempt that holds it.
         attempt: AttemptId,
+        /// What it holds of its tenant's quota (charged with the settlement unless a hold
+        /// charged it already; see [`crate::Quotas`]).
+        charge: berth_core::Charge,
     },
     /// No room now: back to the backlog, not to be retried before `not_before_ms`.
     Deferred {

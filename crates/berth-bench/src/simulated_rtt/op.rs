@@ -81,10 +81,20 @@ pub enum Op {
     Credentials,
     /// [`berth_store::Credentials::revoke_credentials`].
     RevokeCredentials,
+    /// [`berth_store::Quotas::put_tenant`].
+    PutTenant,
+    /// [`berth_store::Quotas::remove_tenant`].
+    RemoveTenant,
+    /// [`berth_store::Quotas::tenants`].
+    Tenants,
+    /// [`berth_store::Quotas::usage`].
+    Usage,
+    /// [`berth_store::Quotas::hold`].
+    Hold,
 }
 
 /// The number of [`Op`]s.
-pub(super) const OPS: usize = 37;
+pub(super) const OPS: usize = 42;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -126,6 +136,11 @@ impl Op {
         Op::Credential,
         Op::Credentials,
         Op::RevokeCredentials,
+        Op::PutTenant,
+        Op::RemoveTenant,
+        Op::Tenants,
+        Op::Usage,
+        Op::Hold,
     ];
 
     /// The trait method's name, e.g. `lock_worker`.
@@ -168,6 +183,11 @@ impl Op {
             Op::Credential => "credential",
             Op::Credentials => "credentials",
             Op::RevokeCredentials => "revoke_credentials",
+            Op::PutTenant => "put_tenant",
+            Op::RemoveTenant => "remove_tenant",
+            Op::Tenants => "tenants",
+            Op::Usage => "usage",
+            Op::Hold => "hold",
         }
     }
 

@@ -99,6 +99,7 @@ fn a_healthy_dump_has_no_violations() {
         ],
         queued: [cid("c3")].into_iter().collect(),
         unreadable: Vec::new(),
+        ..Dump::default()
     };
     assert_eq!(violations(&dump, &options()), Vec::new());
 }
@@ -214,6 +215,7 @@ fn a_pending_record_owned_between_commit_and_settlement_is_fine() {
         records: vec![record("c1", ContainerState::Pending, None)],
         queued: [cid("c1")].into_iter().collect(),
         unreadable: Vec::new(),
+        ..Dump::default()
     };
     assert!(violations(&dump, &options()).is_empty());
 }
@@ -442,4 +444,67 @@ fn without_a_device_list_gpus_balance_by_count() {
         found.len() == 1 && found[0].contains("!= total"),
         "{found:?}"
     );
+}
+
+fn charge(tenant: &str, cpu: u64) -> crate::Charge {
+    crate::Charge {
+        tenant: tenant.to_owned(),
+        cpu_millicores: cpu,
+        memory_mib: 64,
+        gpu_milli: 0,
+        gpu_type: None,
+    }
+}
+
+#[test]
+fn usage_must_be_the_sum_of_the_charges() {
+    let mut usage = crate::Usage::default();
+    usage.add(&charge("acme", 100));
+    usage.add(&charge("acme", 200));
+    let mut dump = Dump {
+        records: vec![
+            record("c1", ContainerState::Running, None),
+            record("c2", ContainerState::Pending, None),
+        ],
+        charges: vec![
+            (cid("c1"), charge("acme", 100)),
+            (cid("c2"), charge("acme", 200)),
+        ],
+        usage: vec![("acme".to_owned(), usage.clone())],
+        ..Dump::default()
+    };
+    let quota_violations = |dump: &Dump| -> Vec<Violation> {
+        violations(dump, &options())
+            .into_iter()
+            .filter(|v| v.detail.contains("charge"))
+            .collect()
+    };
+    assert!(quota_violations(&dump).is_empty());
+    dump.usage[0].1.cpu_millicores = 250;
+    let found = quota_violations(&dump);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].subject, "tenant acme");
+    dump.usage.clear();
+    assert_eq!(quota_violations(&dump).len(), 1);
+    dump.charges.clear();
+    dump.usage = vec![("ghost".to_owned(), usage)];
+    assert_eq!(quota_violations(&dump)[0].subject, "tenant ghost");
+}
+
+#[test]
+fn an_ended_container_must_not_stay_charged() {
+    let mut usage = crate::Usage::default();
+    usage.add(&charge("acme", 100));
+    let dump = Dump {
+        records: vec![record("c1", ContainerState::Exited, None)],
+        charges: vec![(cid("c1"), charge("acme", 100))],
+        usage: vec![("acme".to_owned(), usage)],
+        ..Dump::default()
+    };
+    let found: Vec<Violation> = violations(&dump, &options())
+        .into_iter()
+        .filter(|v| v.detail.contains("charged"))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].subject, "c1");
 }

@@ -5,6 +5,7 @@ use super::settle::{Settle, View, apply, sort, target_demand, waited};
 use super::{IDLE_WAIT, Shared, TIMED_OUT};
 use crate::cache::WorkerCache;
 use crate::provision::{self};
+use crate::quota::Policies;
 use crate::stats::Counter;
 use crate::strategy::{self, Ctx};
 use berth_store::Claim;
@@ -30,6 +31,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         shared.stats.clone(),
         shared.fleet.clone(),
     );
+    let mut policies = Policies::default();
     let mut carry: Vec<(Claim, u32)> = Vec::new();
     let mut ahead: Vec<Claim> = Vec::new();
     let mut timers = Timers::default();
@@ -67,7 +69,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 let settle = finish(settling.take());
                 let room = shared.config.max_batch.saturating_sub(ahead.len());
                 let claim = claim_ahead(&shared, &mut timers, &cancel, room);
-                let processed = process(&shared, &mut cache, batch, &mut carry);
+                let processed = process(&shared, &mut cache, &mut policies, batch, &mut carry);
                 let (result, (), claimed) = tokio::join!(processed, settle, claim);
                 ahead.extend(claimed);
                 match result {
@@ -273,6 +275,7 @@ async fn next_batch(
 async fn process(
     shared: &Shared,
     cache: &mut WorkerCache,
+    policies: &mut Policies,
     batch: Vec<(Claim, u32)>,
     carry: &mut Vec<(Claim, u32)>,
 ) -> berth_store::Result<Option<(Settle, u64)>> {
@@ -281,7 +284,8 @@ async fn process(
         .into_iter()
         .partition(|(claim, _)| waited(claim, now) > shared.config.deadline);
     let mut settle = Settle::default();
-    let live = adopt_orphans(shared, live, &mut settle).await?;
+    let live = adopt_orphans(shared, cache, live, &mut settle).await?;
+    policies.refresh(&*shared.store).await;
     let (claims, retries): (Vec<Claim>, Vec<u32>) = live.into_iter().unzip();
     shared.stats.add(Counter::Batches, 1);
     metrics::histogram!("berth_batch_size", "strategy" => shared.config.strategy.as_str())
@@ -292,6 +296,7 @@ async fn process(
         cache,
         stats: &shared.stats,
         pools: &shared.pools,
+        policies,
     };
     let before = shared.store.stats().snapshot();
     let outcome = strategy::run(shared.config.strategy, ctx, &claims).await?;
@@ -317,6 +322,7 @@ async fn process(
 /// not name). Returns the claims that still need placing.
 async fn adopt_orphans(
     shared: &Shared,
+    cache: &mut WorkerCache,
     live: Vec<(Claim, u32)>,
     settle: &mut Settle,
 ) -> berth_store::Result<Vec<(Claim, u32)>> {
@@ -333,7 +339,13 @@ async fn adopt_orphans(
             continue;
         };
         tracing::info!(container = %claim.request.id, %worker, "adopting a reservation left by a dead claimer");
-        settle.scheduled(&claim, worker, attempt);
+        let snapshot = cache.snapshot(&*shared.store).await?;
+        let gpu_type = snapshot
+            .workers
+            .iter()
+            .find(|w| w.id == worker)
+            .and_then(|w| w.gpu_type.clone());
+        settle.scheduled(&claim, worker, attempt, gpu_type.as_ref());
     }
     Ok(rest)
 }

@@ -20,6 +20,9 @@ pub(super) struct Settle {
     pub(super) submitted_at_ms: Vec<u64>,
     /// The placement each scheduled item stands for (worker, attempt), by item index.
     pub(super) placements: HashMap<usize, (berth_core::WorkerId, berth_store::AttemptId)>,
+    /// The deferred requests that wait for their tenant's quota, not for room: no pool
+    /// would have to grow for them.
+    pub(super) quota_bound: std::collections::HashSet<ContainerId>,
 }
 
 impl Settle {
@@ -32,15 +35,26 @@ impl Settle {
         });
     }
 
+    /// Settles `claim` as placed on `worker` (whose GPUs are of `gpu_type`) under
+    /// `attempt`, charged to its tenant.
     pub(super) fn scheduled(
         &mut self,
         claim: &Claim,
         worker: berth_core::WorkerId,
         attempt: berth_store::AttemptId,
+        gpu_type: Option<&berth_core::GpuType>,
     ) {
         self.placements
             .insert(self.items.len(), (worker.clone(), attempt.clone()));
-        self.push(claim, Settlement::Scheduled { worker, attempt });
+        let charge = berth_core::Charge::of(&claim.request, gpu_type);
+        self.push(
+            claim,
+            Settlement::Scheduled {
+                worker,
+                attempt,
+                charge,
+            },
+        );
     }
 
     pub(super) fn fail(&mut self, claim: &Claim, reason: String) {
@@ -71,7 +85,13 @@ pub(super) fn sort(
     let now = view.now;
     let mut refresh = false;
     for placed in outcome.placed {
-        settle.scheduled(&claims[placed.claim], placed.worker, placed.attempt);
+        let claim = &claims[placed.claim];
+        settle.scheduled(
+            claim,
+            placed.worker,
+            placed.attempt,
+            placed.gpu_type.as_ref(),
+        );
     }
     for index in outcome.conflicts {
         let claim = &claims[index];
@@ -97,7 +117,14 @@ pub(super) fn sort(
                 refresh = true;
             }
             UnplacedReason::NoRoomNow => defer(shared, now, claim, &reason.to_string(), settle),
-            UnplacedReason::Invalid(_) => settle.fail(claim, reason.to_string()),
+            // Growing a pool would not help: not unmet demand.
+            UnplacedReason::OverQuota(_) => {
+                settle.quota_bound.insert(claim.request.id.clone());
+                defer(shared, now, claim, &reason.to_string(), settle);
+            }
+            UnplacedReason::Invalid(_) | UnplacedReason::NeverWithinQuota(_) => {
+                settle.fail(claim, reason.to_string());
+            }
             // Hopeless against this snapshot; the snapshot may predate a registration, so
             // look once more against a fresh one before failing for good.
             _ if retries[index] == 0 => {
@@ -147,6 +174,9 @@ pub(super) async fn target_demand(
         let Settlement::Deferred { pool, gpu_type, .. } = &mut item.settlement else {
             continue;
         };
+        if settle.quota_bound.contains(&item.container) {
+            continue;
+        }
         if let Some(request) = requests.get(&item.container) {
             let target = demand_target(snapshot, request);
             *gpu_type = target.as_ref().and_then(|(_, gpu)| gpu.clone());

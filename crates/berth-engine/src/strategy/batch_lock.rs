@@ -5,13 +5,12 @@
 
 use super::batch_script::absorb;
 use super::locking::commit_under_lock;
-use super::{BatchOutcome, Ctx, commit_group, requests};
-use berth_core::plan;
+use super::{BatchOutcome, Ctx, commit_group, planned};
 use berth_store::{Claim, Result};
 use futures::future::join_all;
 
-pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
-    let plan = plan(ctx.cache.snapshot(ctx.store).await?, &requests(claims));
+pub(super) async fn run(mut ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
+    let (plan, unplaced) = planned(&mut ctx, claims).await?;
     let commits =
         plan.workers.iter().map(|worker_plan| {
             let group = commit_group(worker_plan, claims);
@@ -22,11 +21,7 @@ pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> 
         });
     let outcomes = join_all(commits).await;
     let mut out = BatchOutcome {
-        unplaced: plan
-            .unplaced
-            .into_iter()
-            .map(|u| (u.request, u.reason))
-            .collect(),
+        unplaced,
         ..BatchOutcome::default()
     };
     for (worker_plan, outcome) in plan.workers.iter().zip(outcomes) {

@@ -2,14 +2,14 @@
 //! every worker's group with the store's lock-free single-slot script, all in one pipelined
 //! round trip, and update the cache from the replies.
 
-use super::{BatchOutcome, Ctx, Placed, commit_group, requests};
+use super::{BatchOutcome, Ctx, Placed, commit_group, planned};
 use crate::cache::WorkerCache;
 use crate::stats::{Counter, EngineStats};
-use berth_core::{WorkerPlan, plan};
+use berth_core::WorkerPlan;
 use berth_store::{Claim, CommitOutcome, Result};
 
-pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
-    let plan = plan(ctx.cache.snapshot(ctx.store).await?, &requests(claims));
+pub(super) async fn run(mut ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
+    let (plan, unplaced) = planned(&mut ctx, claims).await?;
     let groups: Vec<_> = plan
         .workers
         .iter()
@@ -21,11 +21,7 @@ pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> 
         ctx.store.commit(&groups).await?
     };
     let mut out = BatchOutcome {
-        unplaced: plan
-            .unplaced
-            .into_iter()
-            .map(|u| (u.request, u.reason))
-            .collect(),
+        unplaced,
         ..BatchOutcome::default()
     };
     for (worker_plan, outcome) in plan.workers.iter().zip(&outcomes) {
@@ -56,6 +52,7 @@ pub(super) fn absorb(
                     claim: placement.request,
                     worker: worker.id.clone(),
                     attempt: earlier.map_or_else(|| claim.attempt.clone(), |(_, a)| a.clone()),
+                    gpu_type: worker.gpu_type.clone(),
                 });
             }
         }

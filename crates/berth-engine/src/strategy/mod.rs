@@ -9,9 +9,10 @@ mod locking;
 mod serial;
 
 use crate::cache::WorkerCache;
+use crate::quota::{self, Policies};
 use crate::stats::EngineStats;
 use crate::{EngineConfig, Strategy};
-use berth_core::{ContainerRequest, Pool, UnplacedReason, WorkerId, WorkerPlan};
+use berth_core::{ContainerRequest, GpuType, Plan, Pool, UnplacedReason, WorkerId, WorkerPlan};
 use berth_store::{AttemptId, Claim, CommitGroup, Reservation, Result, Store};
 
 /// What a strategy may use.
@@ -21,6 +22,8 @@ pub(crate) struct Ctx<'a> {
     pub cache: &'a mut WorkerCache,
     pub stats: &'a EngineStats,
     pub pools: &'a [Pool],
+    /// The tenants with a quota, whose placements are held before their commit.
+    pub policies: &'a Policies,
 }
 
 /// A claim placed by a strategy.
@@ -32,6 +35,8 @@ pub(crate) struct Placed {
     pub worker: WorkerId,
     /// The attempt it is held under (the claim's, or an earlier one of a retried commit).
     pub attempt: AttemptId,
+    /// The GPU type of the worker (what its tenant is charged for GPUs).
+    pub gpu_type: Option<GpuType>,
 }
 
 /// What a strategy did with a batch.
@@ -56,6 +61,24 @@ pub(crate) async fn run(
         Strategy::BatchLock => batch_lock::run(ctx, claims).await,
         Strategy::BatchScript => batch_script::run(ctx, claims).await,
     }
+}
+
+/// The batch planned against the cached fleet, with the placements of tenants with a quota
+/// held (see [`quota::hold`]): the plan to commit, and every claim it does not place with
+/// the reason (the planner's and the hold's).
+async fn planned(
+    ctx: &mut Ctx<'_>,
+    claims: &[Claim],
+) -> Result<(Plan, Vec<(usize, UnplacedReason)>)> {
+    let snapshot = ctx.cache.snapshot(ctx.store).await?;
+    let mut plan = berth_core::plan(snapshot, &requests(claims));
+    let mut unplaced: Vec<(usize, UnplacedReason)> = std::mem::take(&mut plan.unplaced)
+        .into_iter()
+        .map(|u| (u.request, u.reason))
+        .collect();
+    let (plan, refused) = quota::hold(ctx.store, ctx.policies, snapshot, plan, claims).await?;
+    unplaced.extend(refused);
+    Ok((plan, unplaced))
 }
 
 /// The requests of a batch, in claim order.

@@ -4,10 +4,10 @@
 
 use super::locking::commit_under_lock;
 use super::{BatchOutcome, Ctx, Placed, commit_group};
-use crate::EngineConfig;
-use crate::stats::{Counter, EngineStats};
-use berth_core::{Pool, Snapshot, UnplacedReason, plan};
-use berth_store::{Claim, CommitOutcome, Result, Store};
+use crate::quota;
+use crate::stats::Counter;
+use berth_core::{Snapshot, UnplacedReason, plan};
+use berth_store::{Claim, CommitOutcome, Result};
 use futures::future::join_all;
 
 /// How often one request starts over after losing a race before it is handed back.
@@ -21,8 +21,7 @@ enum Single {
 }
 
 pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
-    let tasks = (0..claims.len())
-        .map(|index| place_one(ctx.store, ctx.config, ctx.stats, ctx.pools, claims, index));
+    let tasks = (0..claims.len()).map(|index| place_one(&ctx, claims, index));
     let mut out = BatchOutcome::default();
     for (index, single) in join_all(tasks).await.into_iter().enumerate() {
         match single? {
@@ -34,23 +33,22 @@ pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> 
     Ok(out)
 }
 
-async fn place_one(
-    store: &dyn Store,
-    config: &EngineConfig,
-    stats: &EngineStats,
-    pools: &[Pool],
-    claims: &[Claim],
-    index: usize,
-) -> Result<Single> {
+async fn place_one(ctx: &Ctx<'_>, claims: &[Claim], index: usize) -> Result<Single> {
+    let (store, config, stats) = (ctx.store, ctx.config, ctx.stats);
     let claim = std::slice::from_ref(&claims[index]);
     for _ in 0..MAX_ATTEMPTS {
         let snapshot = Snapshot {
             workers: store.workers().await?,
-            pools: pools.to_vec(),
+            pools: ctx.pools.to_vec(),
         };
         let mut plan = plan(&snapshot, &[claim[0].request.clone()]);
         if let Some(unplaced) = plan.unplaced.pop() {
             return Ok(Single::Unplaced(unplaced.reason));
+        }
+        let (mut plan, mut refused) =
+            quota::hold(store, ctx.policies, &snapshot, plan, claim).await?;
+        if let Some((_, reason)) = refused.pop() {
+            return Ok(Single::Unplaced(reason));
         }
         let Some(worker_plan) = plan.workers.pop() else {
             return Ok(Single::Conflict);
@@ -76,6 +74,7 @@ async fn place_one(
                     claim: index,
                     worker: worker.id,
                     attempt,
+                    gpu_type: worker.gpu_type,
                 }));
             }
             CommitOutcome::Rejected { .. } => stats.add(Counter::VersionConflicts, 1),

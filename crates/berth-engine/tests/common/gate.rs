@@ -337,6 +337,29 @@ impl Credentials for Gate {
     }
 }
 
+#[async_trait]
+impl berth_store::Quotas for Gate {
+    async fn put_tenant(&self, tenant: &berth_core::Tenant) -> Result<()> {
+        self.inner.put_tenant(tenant).await
+    }
+
+    async fn remove_tenant(&self, name: &berth_core::TenantName) -> Result<bool> {
+        self.inner.remove_tenant(name).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<berth_core::Tenant>> {
+        self.inner.tenants().await
+    }
+
+    async fn usage(&self) -> Result<Vec<(String, berth_core::Usage)>> {
+        self.inner.usage().await
+    }
+
+    async fn hold(&self, holds: &[berth_store::Hold]) -> Result<Vec<berth_store::HoldOutcome>> {
+        self.inner.hold(holds).await
+    }
+}
+
 impl Store for Gate {
     fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
         self.inner.worker_locks().map(|_| self as &dyn WorkerLocks)

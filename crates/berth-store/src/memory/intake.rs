@@ -97,17 +97,25 @@ pub(super) fn settle(state: &mut State, item: &SettleItem) -> SettleOutcome {
     };
     let now = crate::now_ms();
     match &item.settlement {
-        Settlement::Scheduled { worker, attempt } => {
+        Settlement::Scheduled {
+            worker,
+            attempt,
+            charge,
+        } => {
             let transition = Transition::Scheduled {
                 worker: worker.clone(),
                 attempt: attempt.clone(),
             };
             match lifecycle::apply(record, &transition, now) {
-                Ok(()) => SettleOutcome::Done,
+                Ok(()) => {
+                    state.quota.charge(&item.container, charge);
+                    SettleOutcome::Done
+                }
                 Err(_) if record.state == ContainerState::Pending => {
                     // A revoked attempt: the record goes back into the intake, so it is
                     // placed again instead of being left in neither intake nor backlog.
                     let outcome = superseded(record);
+                    state.quota.uncharge(&item.container);
                     enqueue_id(state, &item.container);
                     outcome
                 }
@@ -125,6 +133,7 @@ pub(super) fn settle(state: &mut State, item: &SettleItem) -> SettleOutcome {
             }
             record.deferrals += 1;
             record.reason = Some(reason.clone());
+            state.quota.uncharge(&item.container);
             state.defer(&item.container, *not_before_ms);
             state
                 .demand
@@ -139,7 +148,10 @@ pub(super) fn settle(state: &mut State, item: &SettleItem) -> SettleOutcome {
                 reason: reason.clone(),
             };
             match lifecycle::apply(record, &failed, now) {
-                Ok(()) => SettleOutcome::Done,
+                Ok(()) => {
+                    state.quota.uncharge(&item.container);
+                    SettleOutcome::Done
+                }
                 Err(_) => superseded(record),
             }
         }

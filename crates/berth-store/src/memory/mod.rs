@@ -3,6 +3,7 @@
 //! polling. Time-outs use tokio's clock, so tests can pause time.
 
 mod intake;
+mod quota;
 mod service;
 mod state;
 
@@ -346,6 +347,9 @@ impl Records for MemoryStore {
                 }
             })?;
             *record = next.clone();
+            if next.state.is_terminal() {
+                state.quota.uncharge(id);
+            }
             Ok(next)
         })
     }
@@ -384,6 +388,60 @@ impl Records for MemoryStore {
                 .iter()
                 .filter(|id| state.records.get(*id).is_some_and(|r| r.cancel_requested))
                 .cloned()
+                .collect())
+        })
+    }
+}
+
+#[async_trait]
+impl crate::Quotas for MemoryStore {
+    async fn put_tenant(&self, tenant: &berth_core::Tenant) -> Result<()> {
+        tenant
+            .validate()
+            .map_err(|e| StoreError::InvalidArgument(format!("tenant {}: {e}", tenant.name)))?;
+        self.with(1, |state| {
+            state
+                .quota
+                .tenants
+                .insert(tenant.name.clone(), tenant.clone());
+            Ok(())
+        })
+    }
+
+    async fn remove_tenant(&self, name: &berth_core::TenantName) -> Result<bool> {
+        self.with(1, |state| Ok(state.quota.tenants.remove(name).is_some()))
+    }
+
+    async fn tenants(&self) -> Result<Vec<berth_core::Tenant>> {
+        self.with(1, |state| {
+            Ok(state.quota.tenants.values().cloned().collect())
+        })
+    }
+
+    async fn usage(&self) -> Result<Vec<(String, berth_core::Usage)>> {
+        self.with(1, |state| {
+            let mut usage: Vec<_> = state
+                .quota
+                .usage
+                .iter()
+                .map(|(tenant, usage)| (tenant.clone(), usage.clone()))
+                .collect();
+            usage.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(usage)
+        })
+    }
+
+    async fn hold(&self, holds: &[crate::Hold]) -> Result<Vec<crate::HoldOutcome>> {
+        self.with(1, |state| {
+            Ok(holds
+                .iter()
+                .map(|hold| {
+                    let pending = state
+                        .records
+                        .get(&hold.container)
+                        .is_some_and(|r| r.state == ContainerState::Pending);
+                    state.quota.hold(hold, pending)
+                })
                 .collect())
         })
     }
@@ -529,6 +587,18 @@ fn dump(state: &mut State) -> Dump {
         records: state.records.values().cloned().collect(),
         queued,
         unreadable: Vec::new(),
+        charges: state
+            .quota
+            .charges
+            .iter()
+            .map(|(container, charge)| (container.clone(), charge.clone()))
+            .collect(),
+        usage: state
+            .quota
+            .usage
+            .iter()
+            .map(|(tenant, usage)| (tenant.clone(), usage.clone()))
+            .collect(),
     }
 }
 

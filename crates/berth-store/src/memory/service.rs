@@ -73,7 +73,11 @@ pub(super) fn cancel(state: &mut State, container: &ContainerId) -> Result<Conta
         .get_mut(container)
         .ok_or_else(|| StoreError::UnknownContainer(container.clone()))?;
     lifecycle::cancel(record, crate::now_ms());
-    Ok(record.clone())
+    let record = record.clone();
+    if record.state.is_terminal() {
+        state.quota.uncharge(container);
+    }
+    Ok(record)
 }
 
 pub(super) fn reclaim(
@@ -87,8 +91,13 @@ pub(super) fn reclaim(
         Some(record) => lifecycle::reclaim(record, worker, attempt, reason, crate::now_ms()),
         None => None,
     };
-    if outcome == Some(ReclaimOutcome::Requeued) {
-        intake::enqueue_id(state, container);
+    match outcome {
+        Some(ReclaimOutcome::Requeued) => {
+            state.quota.uncharge(container);
+            intake::enqueue_id(state, container);
+        }
+        Some(ReclaimOutcome::Lost) => state.quota.uncharge(container),
+        _ => {}
     }
     state.release(worker, container, Some(attempt))?;
     Ok(outcome.unwrap_or(ReclaimOutcome::Released))

@@ -65,6 +65,8 @@ pub(super) struct State {
     pub seq: u64,
     /// API credentials by token id.
     pub credentials: BTreeMap<berth_core::TokenId, berth_core::Credential>,
+    /// Tenants' policies, charges and usage.
+    pub quota: super::quota::QuotaBook,
 }
 
 impl State {

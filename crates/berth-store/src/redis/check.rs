@@ -36,6 +36,7 @@ impl RedisStore {
         self.dump_workers(&mut dump, options).await?;
         self.recheck_assignments(&mut dump).await?;
         self.dump_records(&mut dump).await?;
+        self.dump_quota(&mut dump).await?;
         self.dump_queued(&mut dump).await?;
         self.recheck_pending(&mut dump).await?;
         Ok(berth_core::invariants::violations(&dump, options))

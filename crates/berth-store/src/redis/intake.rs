@@ -276,7 +276,7 @@ impl RedisStore {
                 )));
             }
             keys.push(self.keys.record(&item.container));
-            args.extend(settle_args(item));
+            args.extend(settle_args(item)?);
         }
         let call = ScriptCall::new(&SCRIPTS.settle, keys, args);
         let outcomes = reply::items(self.script(call).await?)?;
@@ -445,14 +445,18 @@ fn transition_args(transition: &Transition) -> Vec<String> {
 }
 
 /// settle.lua's seven arguments of one item.
-fn settle_args(item: &SettleItem) -> [String; 7] {
+fn settle_args(item: &SettleItem) -> Result<[String; 7]> {
     let none = String::new;
     let (kind, a, b, c, d) = match &item.settlement {
-        Settlement::Scheduled { worker, attempt } => (
+        Settlement::Scheduled {
+            worker,
+            attempt,
+            charge,
+        } => (
             "scheduled",
             worker.to_string(),
             attempt.0.clone(),
-            none(),
+            super::quotas::encode_charge(charge)?,
             none(),
         ),
         Settlement::Deferred {
@@ -469,7 +473,7 @@ fn settle_args(item: &SettleItem) -> [String; 7] {
         ),
         Settlement::Failed { reason } => ("failed", reason.clone(), none(), none(), none()),
     };
-    [
+    Ok([
         item.entry.clone(),
         item.container.to_string(),
         kind.to_owned(),
@@ -477,7 +481,7 @@ fn settle_args(item: &SettleItem) -> [String; 7] {
         b,
         c,
         d,
-    ]
+    ])
 }
 
 /// One waiting container of demand.lua's reply: (pool, GPU type, resources).

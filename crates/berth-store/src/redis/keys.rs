@@ -16,6 +16,9 @@
 //! | `P:{q}:containers` | SET | every container id ever accepted (what [`crate::Inspection::check`] walks) |
 //! | `P:{q}:logs:ID` | LIST | the last output lines of a container (RPUSH, LTRIM) |
 //! | `P:{q}:provision:POOL` | STRING | the intent to provision workers for a pool (`SET NX PX`): one replica provisions per TTL |
+//! | `P:{q}:tenants` | HASH | tenant -> its policy as JSON (`berth_core::Tenant`: quota, weight) |
+//! | `P:{q}:charges` | HASH | container id -> what it holds of its tenant's quota: `tenant cpu mem gpu_milli [gpu_type]`; taken by the hold (tenants with a policy) or the settlement, given back by the step that ends, defers, fails or requeues the record |
+//! | `P:{q}:usage` | HASH | tenant -> the sum of its charges: `containers cpu mem gpu_milli [TYPE=milli ...]`; no field for a tenant holding nothing |
 //! | `P:{a}:credentials` | HASH | token id -> the token's credential as JSON (`berth_core::Credential`: role, SHA-256 digest of the secret, name, created_ms); never the secret itself |
 //! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for), `cancel` (1 when a cancellation was asked for); absent fields are `None` |
 //!
@@ -118,6 +121,21 @@ impl Keys {
     /// `P:{q}:provision:POOL`, the recorded intent to provision workers for a pool.
     pub fn provisioning(&self, pool: &PoolName) -> String {
         format!("{}:{INTAKE_TAG}:provision:{pool}", self.prefix)
+    }
+
+    /// `P:{q}:tenants`, tenants' policies (quota and weight) by tenant.
+    pub fn tenants(&self) -> String {
+        format!("{}:{INTAKE_TAG}:tenants", self.prefix)
+    }
+
+    /// `P:{q}:usage`, what each tenant holds: the sum of its charges.
+    pub fn usage(&self) -> String {
+        format!("{}:{INTAKE_TAG}:usage", self.prefix)
+    }
+
+    /// `P:{q}:charges`, what each placed container holds of its tenant's quota.
+    pub fn charges(&self) -> String {
+        format!("{}:{INTAKE_TAG}:charges", self.prefix)
     }
 
     /// `P:{a}:credentials`, the API credentials by token id.

@@ -34,6 +34,7 @@ mod diagnose;
 mod intake;
 pub mod keys;
 mod queue;
+mod quotas;
 mod reply;
 mod scripts;
 mod service;

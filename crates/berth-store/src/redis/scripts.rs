@@ -201,6 +201,10 @@ pub struct Scripts {
     pub append_logs: LuaScript,
     /// Reads a container's kept output lines from a position on.
     pub read_logs: LuaScript,
+    /// Charges placements to their tenants' quotas before their commit.
+    pub hold: LuaScript,
+    /// Reads every charge and the usage together.
+    pub read_quota: LuaScript,
 }
 
 impl Scripts {
@@ -228,11 +232,13 @@ impl Scripts {
             deregister: worker_script!("deregister.lua"),
             append_logs: intake_script!("append_logs.lua"),
             read_logs: intake_script!("read_logs.lua"),
+            hold: intake_script!("hold.lua"),
+            read_quota: intake_script!("read_quota.lua"),
         }
     }
 
     /// Every script, for loading.
-    pub fn all(&self) -> [&LuaScript; 22] {
+    pub fn all(&self) -> [&LuaScript; 24] {
         [
             &self.commit,
             &self.commit_many,
@@ -256,6 +262,8 @@ impl Scripts {
             &self.deregister,
             &self.append_logs,
             &self.read_logs,
+            &self.hold,
+            &self.read_quota,
         ]
     }
 }

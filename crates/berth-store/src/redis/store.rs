@@ -523,6 +523,29 @@ impl WorkerLocks for RedisStore {
 }
 
 #[async_trait]
+impl crate::Quotas for RedisStore {
+    async fn put_tenant(&self, tenant: &berth_core::Tenant) -> Result<()> {
+        self.store_tenant(tenant).await
+    }
+
+    async fn remove_tenant(&self, name: &berth_core::TenantName) -> Result<bool> {
+        self.delete_tenant(name).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<berth_core::Tenant>> {
+        self.read_tenants().await
+    }
+
+    async fn usage(&self) -> Result<Vec<(String, berth_core::Usage)>> {
+        self.read_usage().await
+    }
+
+    async fn hold(&self, holds: &[crate::Hold]) -> Result<Vec<crate::HoldOutcome>> {
+        self.hold_quota(holds).await
+    }
+}
+
+#[async_trait]
 impl Credentials for RedisStore {
     async fn put_credential(&self, credential: &berth_core::Credential) -> Result<()> {
         self.store_credential(credential).await

@@ -7,6 +7,7 @@
 
 mod credentials;
 mod devices;
+mod quotas;
 mod table;
 
 pub use credentials::credentials_are_stored_found_and_revoked;
@@ -15,6 +16,11 @@ pub use devices::{
     an_unhealthy_device_is_never_booked, concurrent_device_commits_never_overbook,
     devices_are_booked_once_and_credited_exactly, reregistration_keeps_what_devices_hold,
     reservations_must_name_their_devices,
+};
+pub use quotas::{
+    an_ended_record_is_never_charged, charges_follow_their_records,
+    concurrent_holds_never_exceed_a_quota, gpu_limits_apply_per_type_and_in_total,
+    holds_never_take_a_tenant_over_its_quota, tenants_policies_round_trip,
 };
 pub use table::every_cell_of_the_state_machine_is_kept;
 
@@ -75,6 +81,12 @@ macro_rules! contract_tests {
             reservations_must_name_their_devices,
             concurrent_device_commits_never_overbook,
             credentials_are_stored_found_and_revoked,
+            tenants_policies_round_trip,
+            holds_never_take_a_tenant_over_its_quota,
+            charges_follow_their_records,
+            an_ended_record_is_never_charged,
+            gpu_limits_apply_per_type_and_in_total,
+            concurrent_holds_never_exceed_a_quota,
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
@@ -118,6 +130,7 @@ fn scheduled_on(claim: &Claim, worker: &str) -> SettleItem {
     let settlement = Settlement::Scheduled {
         worker: wid(worker),
         attempt: claim.attempt.clone(),
+        charge: Charge::of(&claim.request, None),
     };
     settle_item(claim, settlement)
 }

@@ -8,8 +8,10 @@
 --   of that attempt arriving later is superseded (never scheduled on a released
 --   reservation). A scheduled record held by the worker and attempt goes back to pending
 --   (worker, attempt and scheduled time cleared, the reason recorded) and is appended to the
---   intake; a running one becomes lost with the reason. The caller then releases the
---   worker's reservation (another slot); repeating both changes nothing more.
+--   intake; a running one becomes lost with the reason; either gives the container's
+--   charge to its tenant back (a requeued one is charged again when it is held or placed).
+--   The caller then releases the worker's reservation (another slot); repeating both
+--   changes nothing more.
 
 local key, intake = KEYS[1], KEYS[2]
 local id, worker, attempt, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -39,6 +41,7 @@ if record.state == 'scheduled' then
   redis.call('HSET', key, 'state', 'pending', 'reason', reason)
   redis.call('HDEL', key, 'worker', 'attempt', 'scheduled_ms')
   redis.call('XADD', intake, '*', 'id', id)
+  uncharge(key, id)
   return 'requeued'
 elseif record.state == 'running' then
   finish(key, record, 'lost', reason, now)

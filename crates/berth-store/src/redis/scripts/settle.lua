@@ -5,7 +5,8 @@
 -- ARGV: 1 now, ms since the epoch; then per item seven: intake entry id, container id, kind,
 --       a, b, c, d, where for kind `scheduled` a = worker, b = attempt; for `deferred`
 --       a = not before (ms), b = reason, c = the pool to grow ('' for none), d = its GPU
---       type ('' for none); for `failed` a = reason. Unused ones are ''.
+--       type ('' for none); for `failed` a = reason; for `scheduled` also c = the charge
+--       (`tenant cpu mem gpu_milli [gpu_type]`). Unused ones are ''.
 -- Reply: per item {'done'} or {'superseded', state, worker, attempt} (worker and attempt
 --        '' when the record holds none; state 'failed' for a missing record).
 -- Guarantee: each item atomically, in order: scheduled follows the state machine's table
@@ -17,7 +18,9 @@
 --   by the same worker and attempt: done); deferred keeps a
 --   pending record pending, adds it to the backlog at not-before, counts the deferral and
 --   records the reason and the pool it waits for (`demand_pool`, `demand_gpu`); failed ends a pending record as failed. A record that moved on is
---   reported as superseded. The entry is acknowledged and deleted from the intake either way
+--   reported as superseded. A scheduled item that is done charges its container to its
+--   tenant (`P:{q}:charges`, `P:{q}:usage`) unless it is charged already (a hold did); a
+--   deferred, failed or revoked one gives its charge back. The entry is acknowledged and deleted from the intake either way
 --   (all entries of the call at its end, still inside the one atomic step). Arguments and
 --   every record are checked (and read, once) before the first write.
 
@@ -40,6 +43,9 @@ for i = 1, n do
   if item.kind == 'scheduled' then
     if item.a == '' or item.b == '' then
       return invalid('item ' .. i .. ': worker or attempt')
+    end
+    if parse_charge(item.c) == nil then
+      return invalid('item ' .. i .. ': charge ' .. tostring(item.c))
     end
   elseif item.kind == 'deferred' then
     item.not_before = uint(item.a)
@@ -84,7 +90,7 @@ if deferring then
   end
 end
 
-local out, entries, requeue, requeued = {}, {}, {}, {}
+local out, entries, requeue, requeued, placed = {}, {}, {}, {}, {}
 local now_text = str(now)
 for i, item in ipairs(items) do
   local record = records[i]
@@ -104,10 +110,13 @@ for i, item in ipairs(items) do
       record.state, record.worker, record.attempt = 'scheduled', item.a, item.b
       record.reason = nil
       done = true
+      placed[#placed + 1] = item
     elseif outcome == 'idempotent' then
       done = true
+      placed[#placed + 1] = item
     elseif record.state == 'pending' then
       -- Refused while pending: the attempt was revoked. Placed again from a fresh entry.
+      uncharge(item.key, item.container)
       if not requeued[item.container] then
         requeued[item.container] = true
         requeue[#requeue + 1] = item.container
@@ -120,6 +129,7 @@ for i, item in ipairs(items) do
       redis.call('HSET', item.key, 'deferrals', str(record.deferrals), 'reason', item.b,
         'demand_pool', item.c, 'demand_gpu', item.d)
       record.reason = item.b
+      uncharge(item.key, item.container)
     else
       finish(item.key, record, 'failed', item.a, now)
       record.reason = item.a
@@ -140,5 +150,45 @@ for from = 1, #entries, 500 do
 end
 for _, container in ipairs(requeue) do
   redis.call('XADD', intake, '*', 'id', container)
+end
+
+-- Charges the placed containers not charged yet: one read of the charges, one write, and
+-- one read and write of each tenant's usage.
+if #placed > 0 then
+  local base = slot_base(intake)
+  local charges, usage = base .. ':charges', base .. ':usage'
+  local fields, deltas, order, seen = {}, {}, {}, {}
+  for from = 1, #placed, 500 do
+    local to = math.min(#placed, from + 499)
+    local ids = {}
+    for i = from, to do
+      ids[#ids + 1] = placed[i].container
+    end
+    local have = redis.call('HMGET', charges, unpack(ids))
+    for i = from, to do
+      local item = placed[i]
+      if not have[i - from + 1] and not seen[item.container] then
+        seen[item.container] = true
+        fields[#fields + 1] = item.container
+        fields[#fields + 1] = item.c
+        local c = parse_charge(item.c)
+        if not deltas[c.tenant] then
+          deltas[c.tenant] = {}
+          order[#order + 1] = c.tenant
+        end
+        table.insert(deltas[c.tenant], c)
+      end
+    end
+  end
+  for from = 1, #fields, 1000 do
+    redis.call('HSET', charges, unpack(fields, from, math.min(#fields, from + 999)))
+  end
+  for _, tenant in ipairs(order) do
+    local u = read_usage(usage, tenant)
+    for _, c in ipairs(deltas[tenant]) do
+      add_charge(u, c, 1)
+    end
+    write_usage(usage, tenant, u)
+  end
 end
 return out

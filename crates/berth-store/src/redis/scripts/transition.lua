@@ -12,7 +12,7 @@
 --   (repeating: a no-op); failed from any non-terminal state; lost from scheduled or running.
 --   An allowed move also writes what the transition brings: worker, attempt and
 --   scheduled_ms (and drops the reason); started_ms; exit_code and finished_ms; reason and
---   finished_ms.
+--   finished_ms. A move to an end gives the container's charge to its tenant back.
 
 local key = KEYS[1]
 local kind, worker, attempt, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
@@ -58,6 +58,7 @@ if outcome == 'allowed' then
     redis.call('HSET', key, 'state', arg, 'started_ms', str(now))
   elseif kind == 'exited' then
     redis.call('HSET', key, 'state', arg, 'exit_code', str(code), 'finished_ms', str(now))
+    uncharge(key, record_id(key))
   else
     finish(key, record, arg, reason, now)
   end

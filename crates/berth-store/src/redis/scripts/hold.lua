@@ -1,0 +1,125 @@
+-- berth: charge placements to their tenants' quotas before they are committed.
+--
+-- KEYS: 1 tenants' policies hash `P:{q}:tenants` (tenant -> policy JSON, berth_core::Tenant).
+-- ARGV: 1 the record key prefix `P:{q}:c:`; then per item two: container id, charge
+--       (`tenant cpu mem gpu_milli [gpu_type]`).
+-- Reply: per item {'held'} | {'over' or 'never', dimension, limit, in use, asked}.
+-- Guarantee: atomic, items in order, each judged against the usage the items before it
+--   left: no interleaving of callers takes a tenant above a limit of its policy. An item
+--   whose record is not pending is held without a charge (it was placed and charged by
+--   someone else, or it ended and must not be charged); one charged already with the same
+--   charge is held again without a judgement (a retried batch); one charged differently
+--   gives that charge back and is judged anew. A tenant without a policy (or whose policy
+--   does not decode) is held without a charge: its settlement charges it. The judgement
+--   mirrors berth_core::Quota::judge: the limits in the order containers, cpu_millicores,
+--   memory_mib, gpu_milli, gpu_milli[TYPE]; the first one the charge alone exceeds makes
+--   it 'never', else the first one it would take above its limit makes it 'over'. Every
+--   argument is checked before the first write.
+
+local tenants = KEYS[1]
+local prefix = ARGV[1]
+local n = (#ARGV - 1) / 2
+if n < 0 or n ~= math.floor(n) then
+  return invalid('hold takes a record prefix and two arguments per item')
+end
+local err = check_prefix(tenants, prefix)
+if err then
+  return err
+end
+local items = {}
+for i = 1, n do
+  local container, text = ARGV[2 * i], ARGV[2 * i + 1]
+  local c = parse_charge(text)
+  if container == '' or c == nil then
+    return invalid('item ' .. i .. ': container or charge ' .. tostring(text))
+  end
+  items[i] = { container = container, text = text, charge = c }
+end
+
+local base = slot_base(tenants)
+local charges, usage_key = base .. ':charges', base .. ':usage'
+local policies, usages = {}, {}
+
+-- The tenant's policy's limits, or false when it has none (or it does not decode).
+local function policy_of(tenant)
+  if policies[tenant] == nil then
+    local json = redis.call('HGET', tenants, tenant)
+    local ok, policy = pcall(cjson.decode, json or 'null')
+    policies[tenant] = (ok and type(policy) == 'table' and type(policy.quota) == 'table')
+      and policy.quota or false
+  end
+  return policies[tenant]
+end
+
+local function usage_of(tenant)
+  if usages[tenant] == nil then
+    usages[tenant] = read_usage(usage_key, tenant)
+  end
+  return usages[tenant]
+end
+
+-- The limits in the judging order: {dimension, limit or nil, in use, asked}.
+local function limits(quota, u, c)
+  local typed_limit, typed_name
+  if c.gpu_type and type(quota.gpu_milli_by_type) == 'table' then
+    typed_limit = quota.gpu_milli_by_type[c.gpu_type]
+    typed_name = 'gpu_milli[' .. c.gpu_type .. ']'
+  end
+  local function limit(v)
+    return type(v) == 'number' and v or nil
+  end
+  return {
+    { 'containers', limit(quota.containers), u.n, 1 },
+    { 'cpu_millicores', limit(quota.cpu_millicores), u.cpu, c.cpu },
+    { 'memory_mib', limit(quota.memory_mib), u.mem, c.mem },
+    { 'gpu_milli', limit(quota.gpu_milli), u.gpu, c.gpu },
+    { typed_name or '', limit(typed_limit), (c.gpu_type and u.types[c.gpu_type]) or 0, c.gpu },
+  }
+end
+
+local function judge(quota, u, c)
+  local checks = limits(quota, u, c)
+  for _, l in ipairs(checks) do
+    if l[2] ~= nil and l[4] > l[2] then
+      return { 'never', l[1], str(l[2]), str(l[3]), str(l[4]) }
+    end
+  end
+  for _, l in ipairs(checks) do
+    if l[2] ~= nil and l[3] + l[4] > l[2] then
+      return { 'over', l[1], str(l[2]), str(l[3]), str(l[4]) }
+    end
+  end
+  return nil
+end
+
+local out = {}
+for i, item in ipairs(items) do
+  local c = item.charge
+  local state = redis.call('HGET', prefix .. item.container, 'state')
+  local existing = redis.call('HGET', charges, item.container)
+  if state ~= 'pending' or existing == item.text then
+    out[i] = { 'held' }
+  else
+    if existing then
+      local old = parse_charge(existing)
+      redis.call('HDEL', charges, item.container)
+      if old then
+        add_charge(usage_of(old.tenant), old, -1)
+        write_usage(usage_key, old.tenant, usage_of(old.tenant))
+      end
+    end
+    local quota = policy_of(c.tenant)
+    local refusal = quota and judge(quota, usage_of(c.tenant), c)
+    if refusal then
+      out[i] = refusal
+    else
+      if quota then
+        redis.call('HSET', charges, item.container, item.text)
+        add_charge(usage_of(c.tenant), c, 1)
+        write_usage(usage_key, c.tenant, usage_of(c.tenant))
+      end
+      out[i] = { 'held' }
+    end
+  end
+end
+return out
