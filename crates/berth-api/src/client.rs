@@ -454,6 +454,38 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/tenants`: every tenant with a policy or holding something (admin only).
+    pub async fn tenants(&self) -> Result<Vec<TenantView>, ClientError> {
+        let list: TenantList = self
+            .json::<_, ()>(Method::GET, &["v1", "tenants"], &[], None)
+            .await?;
+        Ok(list.tenants)
+    }
+
+    /// `GET /v1/tenants/{name}`: one tenant's policy and usage (an admin, or a client token
+    /// of that tenant).
+    pub async fn tenant(&self, name: &str) -> Result<TenantView, ClientError> {
+        self.json::<_, ()>(Method::GET, &["v1", "tenants", name], &[], None)
+            .await
+    }
+
+    /// `PUT /v1/tenants/{name}`: sets a tenant's quota and weight (admin only).
+    pub async fn put_tenant(
+        &self,
+        name: &str,
+        spec: &TenantSpec,
+    ) -> Result<TenantView, ClientError> {
+        self.json(Method::PUT, &["v1", "tenants", name], &[], Some(spec))
+            .await
+    }
+
+    /// `DELETE /v1/tenants/{name}`: removes a tenant's policy (admin only); its containers
+    /// keep running.
+    pub async fn remove_tenant(&self, name: &str) -> Result<TenantView, ClientError> {
+        self.json::<_, ()>(Method::DELETE, &["v1", "tenants", name], &[], None)
+            .await
+    }
+
     // ----- the worker protocol -----
 
     /// `POST /v1/workers`: registers (or re-registers) a worker.

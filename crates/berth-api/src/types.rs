@@ -7,6 +7,7 @@
 
 mod ops;
 mod protocol;
+mod tenants;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -14,6 +15,7 @@ mod workers;
 
 pub use ops::*;
 pub use protocol::*;
+pub use tenants::*;
 pub use tokens::*;
 pub use workers::*;
 

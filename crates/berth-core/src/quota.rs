@@ -265,6 +265,32 @@ impl Quota {
         }
     }
 
+    /// The limit `request` exceeds on its own wherever it is placed, if any: the whole
+    /// limits judged without a GPU type, and the per-type limits only when every GPU type
+    /// the request accepts has one below what it asks (with [`crate::GpuPreference::Any`],
+    /// never). What admission refuses before anything is written.
+    pub fn never_admits(&self, request: &ContainerRequest) -> Option<Exceeded> {
+        let charge = Charge::of(request, None);
+        if let Verdict::Never(exceeded) = self.judge(&Usage::default(), &charge) {
+            return Some(exceeded);
+        }
+        let crate::GpuPreference::Types(types) = &request.gpu else {
+            return None;
+        };
+        if charge.gpu_milli == 0 || types.is_empty() {
+            return None;
+        }
+        let mut refusals = types.iter().map(|t| {
+            let typed = Charge::of(request, Some(t));
+            match self.judge(&Usage::default(), &typed) {
+                Verdict::Never(exceeded) => Some(exceeded),
+                _ => None,
+            }
+        });
+        let first = refusals.next().flatten()?;
+        refusals.all(|r| r.is_some()).then_some(first)
+    }
+
     /// True when no limit is set.
     pub fn is_unlimited(&self) -> bool {
         *self == Quota::default()
@@ -395,6 +421,40 @@ mod tests {
         request.gpu_fraction_milli = None;
         let cpu = Charge::of(&request, Some(&h100));
         assert_eq!((cpu.gpu_milli, cpu.gpu_type), (0, None));
+    }
+
+    #[test]
+    fn admission_refuses_only_what_no_gpu_type_admits() {
+        let quota = Quota {
+            gpu_milli_by_type: [(GpuType::H100, 1000), (GpuType::A10G, 500)].into(),
+            ..Quota::default()
+        };
+        let mut request = ContainerRequest {
+            id: crate::ContainerId::new("c").unwrap(),
+            tenant: "acme".into(),
+            resources: crate::Resources::new(500, 64, 2),
+            gpu_fraction_milli: None,
+            gpu: crate::GpuPreference::Types(vec![GpuType::H100, GpuType::A10G]),
+            pool_selector: None,
+            preemptible: false,
+            priority: 0,
+            submitted_at_ms: 0,
+            payload: crate::Payload::default(),
+        };
+        let never = quota.never_admits(&request).unwrap();
+        assert_eq!(never.dimension, "gpu_milli[H100]");
+        request.gpu = crate::GpuPreference::Types(vec![GpuType::H100, GpuType::L4]);
+        assert_eq!(quota.never_admits(&request), None, "L4 has no limit");
+        request.gpu = crate::GpuPreference::Any;
+        assert_eq!(quota.never_admits(&request), None);
+        let whole = Quota {
+            memory_mib: Some(32),
+            ..Quota::default()
+        };
+        assert_eq!(
+            whole.never_admits(&request).unwrap().dimension,
+            "memory_mib"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct Policies {
 impl Policies {
     /// Reads the policies again when the last read is older than [`POLICY_MAX_AGE`]. A failed
     /// read keeps the last list (logged) and is tried again at the next batch.
-    pub(crate) async fn refresh(&mut self, store: &dyn Store) {
+    pub async fn refresh(&mut self, store: &dyn Store) {
         if self.read_at.is_some_and(|at| at.elapsed() < POLICY_MAX_AGE) {
             return;
         }
@@ -43,15 +43,20 @@ impl Policies {
         }
     }
 
+    /// The policy of `tenant`, if it has one.
+    pub fn tenant(&self, tenant: &str) -> Option<&Tenant> {
+        self.tenants.get(tenant)
+    }
+
     /// True when `tenant` has a quota to hold against.
-    pub(crate) fn limits(&self, tenant: &str) -> bool {
+    pub fn limits(&self, tenant: &str) -> bool {
         self.tenants
             .get(tenant)
             .is_some_and(|t| !t.quota.is_unlimited())
     }
 
     /// True when no tenant has a quota (the hold is skipped).
-    pub(crate) fn none_limited(&self) -> bool {
+    pub fn none_limited(&self) -> bool {
         self.tenants.values().all(|t| t.quota.is_unlimited())
     }
 }

@@ -63,7 +63,42 @@ impl Protocol {
                 reason: unplaced.reason,
             });
         }
+        self.admit_quotas(requests, &mut existing).await?;
         Ok(existing)
+    }
+
+    /// Refuses the first request that its tenant's quota could never admit on its own
+    /// (unless the container exists already), as [`ProtocolError::Unplaceable`]; fills in
+    /// `existing` for those that do exist.
+    async fn admit_quotas(
+        &self,
+        requests: &[ContainerRequest],
+        existing: &mut [Option<ContainerState>],
+    ) -> Result<(), ProtocolError> {
+        let mut policies = self.policies.lock().await;
+        policies.refresh(&*self.store).await;
+        for (index, request) in requests.iter().enumerate() {
+            let Some(tenant) = policies.tenant(&request.tenant) else {
+                continue;
+            };
+            let Some(exceeded) = tenant.quota.never_admits(request) else {
+                continue;
+            };
+            if existing[index].is_some() {
+                continue;
+            }
+            if let Some(record) = self.store.container(&request.id).await? {
+                existing[index] = Some(record.state);
+                continue;
+            }
+            metrics::counter!("berth_api_submits_total", "outcome" => "over_quota").increment(1);
+            return Err(ProtocolError::Unplaceable {
+                index,
+                container: request.id.clone(),
+                reason: UnplacedReason::NeverWithinQuota(exceeded.to_string()),
+            });
+        }
+        Ok(())
     }
 
     /// Submits `fresh` to the store (nothing if it is empty), one outcome per request.

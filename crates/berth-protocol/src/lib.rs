@@ -68,6 +68,8 @@ pub struct Protocol {
     store: Arc<dyn Store>,
     engine: Arc<Engine>,
     config: ProtocolConfig,
+    /// The tenants' policies as last read, for admission.
+    policies: tokio::sync::Mutex<berth_engine::quota::Policies>,
 }
 
 impl std::fmt::Debug for Protocol {
@@ -85,6 +87,7 @@ impl Protocol {
             store,
             engine,
             config,
+            policies: Default::default(),
         }
     }
 

@@ -171,6 +171,7 @@ fn others(method: &Method, route: &str) -> Others {
         ("POST" | "GET", "/v1/containers" | "/v1/containers/batch") => Clients,
         ("GET", "/v1/containers/{id}" | "/v1/containers/{id}/logs") => Clients,
         ("POST", "/v1/containers/{id}/cancel") => Clients,
+        ("GET", "/v1/tenants/{name}") => Clients,
         ("POST", "/v1/containers/{id}/status") => TheWorker,
         ("POST", "/v1/workers") => Joining,
         ("GET" | "DELETE", "/v1/workers/{id}") => TheWorker,

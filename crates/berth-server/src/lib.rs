@@ -41,6 +41,7 @@ pub mod metric_catalog;
 mod ops;
 mod reaper;
 mod state;
+pub mod tenants;
 pub mod tokens;
 mod workers;
 
@@ -97,6 +98,10 @@ use tower_http::trace::TraceLayer;
         tokens::create,
         tokens::list,
         tokens::revoke_one,
+        tenants::list,
+        tenants::get,
+        tenants::put,
+        tenants::remove,
     ),
     components(schemas(
         berth_api::ContainerSpec,
@@ -137,6 +142,11 @@ use tower_http::trace::TraceLayer;
         berth_api::CreatedToken,
         berth_api::TokenList,
         berth_api::Revoked,
+        berth_api::QuotaView,
+        berth_api::TenantSpec,
+        berth_api::UsageView,
+        berth_api::TenantView,
+        berth_api::TenantList,
     )),
     tags(
         (name = "containers", description = "Submit and follow containers"),
@@ -144,6 +154,7 @@ use tower_http::trace::TraceLayer;
         (name = "worker protocol", description = "What worker agents call"),
         (name = "operations", description = "Demand, invariants, documentation, metrics, health"),
         (name = "tokens", description = "Who may call: admin, client, join and metrics tokens"),
+        (name = "tenants", description = "Tenants' quotas and weights, and what each holds"),
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -251,6 +262,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke_one))
+        .route("/v1/tenants", get(tenants::list))
+        .route(
+            "/v1/tenants/{name}",
+            get(tenants::get).put(tenants::put).delete(tenants::remove),
+        )
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn(move |request: Request, next: Next| {

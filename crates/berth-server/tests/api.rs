@@ -1385,3 +1385,80 @@ async fn shutdown_ends_long_polls_and_the_server() {
     assert!(assignments.is_empty(), "{assignments:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A tenant's quota through the API: set it, see the second container wait with a `quota`
+/// reason while the first runs, see one above the quota on its own refused with 422 and
+/// nothing written, and see the usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_quota_holds_its_containers_back() {
+    let server = Server::start().await;
+    let client = &server.client;
+    server.register("w1", 8000, 8192).await;
+    let quota = berth_api::TenantSpec {
+        quota: berth_api::QuotaView {
+            containers: Some(1),
+            cpu_millicores: Some(2000),
+            ..Default::default()
+        },
+        weight: Some(2),
+    };
+    let stored = client.put_tenant("acme", &quota).await.unwrap();
+    assert!(stored.has_policy);
+    assert_eq!((stored.weight, stored.quota.containers), (2, Some(1)));
+    let of_acme = |id: &str, cpu: u64| {
+        let mut spec = spec(Some(id), cpu, 128);
+        spec.tenant = "acme".into();
+        spec
+    };
+    client.submit(&of_acme("q1", 500)).await.unwrap();
+    client.submit(&of_acme("q2", 500)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let waiting = loop {
+        let (a, b) = (
+            client.container(&cid("q1")).await.unwrap(),
+            client.container(&cid("q2")).await.unwrap(),
+        );
+        let placed = |s| s == ContainerState::Scheduled;
+        let waits = |v: &berth_api::ContainerView| {
+            v.state == ContainerState::Pending
+                && v.reason.as_deref().is_some_and(|r| r.starts_with("quota:"))
+        };
+        if placed(a.state) && waits(&b) {
+            break b;
+        }
+        if placed(b.state) && waits(&a) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "{a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        waiting.reason.as_deref().unwrap().contains("containers"),
+        "{waiting:?}"
+    );
+    let error = client.submit(&of_acme("huge", 3000)).await.unwrap_err();
+    assert_eq!(error.status(), Some(422), "{error}");
+    assert!(error.to_string().contains("cpu_millicores"), "{error}");
+    assert!(
+        client.container(&cid("huge")).await.is_err(),
+        "nothing written"
+    );
+    let acme = client.tenant("acme").await.unwrap();
+    assert_eq!((acme.usage.containers, acme.usage.cpu_millicores), (1, 500));
+    let listed = client.tenants().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.name == "acme" && t.usage.containers == 1)
+    );
+    let removed = client.remove_tenant("acme").await.unwrap();
+    assert!(!removed.has_policy);
+    let again = client.remove_tenant("acme").await.unwrap_err();
+    assert_eq!(again.status(), Some(404), "{again}");
+    let bad = berth_api::TenantSpec {
+        weight: Some(0),
+        ..Default::default()
+    };
+    let refused = client.put_tenant("acme", &bad).await.unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+}

@@ -339,6 +339,15 @@ fn cases(w: &World) -> Vec<Case> {
             .body(json!({"kind": "join"}))
             .right(Admin, 201),
         case(Method::GET, "/v1/tokens", "/v1/tokens").right(Admin, 200),
+        case(Method::GET, "/v1/tenants", "/v1/tenants").right(Admin, 200),
+        case(Method::GET, "/v1/tenants/{name}", "/v1/tenants/a")
+            .right(TenantA, 200)
+            .right(Admin, 200)
+            .hidden(TenantB),
+        case(Method::PUT, "/v1/tenants/{name}", "/v1/tenants/c")
+            .body(json!({"quota": {"containers": 5}, "weight": 2}))
+            .right(Admin, 200),
+        case(Method::DELETE, "/v1/tenants/{name}", "/v1/tenants/c").right(Admin, 200),
         case(Method::DELETE, "/v1/workers/{id}", "/v1/workers/w3")
             .right(Worker3, 204)
             .skip(Admin),

@@ -2,8 +2,11 @@
 //! checked, and an error names the key and says what would be right. Flags and environment
 //! variables override the file (see `berth server --help`).
 
-use crate::units::{parse_cpu, parse_memory};
-use berth_core::{CpuReserve, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources};
+use crate::units::{parse_cpu, parse_gpus, parse_memory};
+use berth_core::{
+    CpuReserve, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, Tenant,
+    TenantName,
+};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +28,33 @@ pub struct FileConfig {
     /// The pools workers join and an autoscaler grows.
     #[serde(default)]
     pub pools: Vec<PoolSection>,
+    /// Tenants' quotas and weights, stored at every start (the API may change them while
+    /// the server runs; the file wins at the next start).
+    #[serde(default)]
+    pub tenants: Vec<TenantSection>,
+}
+
+/// One `[[tenants]]` entry: `name = "acme"`, `weight = 2`, and limits that apply to what
+/// the tenant holds at once: `containers = 10`, `cpu = "16"`, `memory = "64Gi"`,
+/// `gpus = "4"`, `gpus_by_type = { H100 = "2" }`. An absent limit does not apply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    /// The tenant.
+    pub name: String,
+    /// Its share of contended capacity (1 to 10000; default 1).
+    pub weight: Option<u32>,
+    /// Containers scheduled or running at once.
+    pub containers: Option<u64>,
+    /// CPU, as `16` or `1500m`.
+    pub cpu: Option<String>,
+    /// Memory, as `64Gi`.
+    pub memory: Option<String>,
+    /// GPUs of every type, as `4` or `2.5`.
+    pub gpus: Option<String>,
+    /// GPUs by type, as `{ H100 = "2" }`.
+    #[serde(default)]
+    pub gpus_by_type: std::collections::BTreeMap<String, String>,
 }
 
 /// `[store]`.
@@ -174,7 +204,25 @@ impl FileConfig {
             message: e.to_string(),
         })?;
         config.pools()?;
+        config.tenants()?;
         Ok(config)
+    }
+
+    /// The tenants' policies, checked; a name given twice is an error.
+    pub fn tenants(&self) -> Result<Vec<Tenant>, ConfigError> {
+        let mut tenants: Vec<Tenant> = Vec::new();
+        for (i, section) in self.tenants.iter().enumerate() {
+            let key = format!("tenants[{i}]");
+            let tenant = section.to_tenant(&key)?;
+            if tenants.iter().any(|t| t.name == tenant.name) {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.name"),
+                    message: format!("tenant {} is listed twice; list each once", tenant.name),
+                });
+            }
+            tenants.push(tenant);
+        }
+        Ok(tenants)
     }
 
     /// The pools, checked.
@@ -184,6 +232,45 @@ impl FileConfig {
             .enumerate()
             .map(|(i, section)| section.to_pool(&format!("pools[{i}]")))
             .collect()
+    }
+}
+
+impl TenantSection {
+    fn to_tenant(&self, key: &str) -> Result<Tenant, ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            key: format!("{key}.{field}"),
+            message,
+        };
+        let name = TenantName::new(&self.name).map_err(|e| invalid("name", e.to_string()))?;
+        let parsed =
+            |field: &str,
+             text: &Option<String>,
+             parse: fn(&str) -> Result<u64, crate::units::UnitError>| {
+                text.as_deref()
+                    .map(parse)
+                    .transpose()
+                    .map_err(|e| invalid(field, e.to_string()))
+            };
+        let mut by_type = std::collections::BTreeMap::new();
+        for (gpu_type, amount) in &self.gpus_by_type {
+            let milli = parse_gpus(amount)
+                .map_err(|e| invalid(&format!("gpus_by_type.{gpu_type}"), e.to_string()))?;
+            by_type.insert(gpu_type.clone(), milli);
+        }
+        let spec = berth_api::TenantSpec {
+            quota: berth_api::QuotaView {
+                containers: self.containers,
+                cpu_millicores: parsed("cpu", &self.cpu, parse_cpu)?,
+                memory_mib: parsed("memory", &self.memory, parse_memory)?,
+                gpu_milli: parsed("gpus", &self.gpus, parse_gpus)?,
+                gpu_milli_by_type: by_type,
+            },
+            weight: self.weight,
+        };
+        spec.to_tenant(name).map_err(|e| ConfigError::Invalid {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })
     }
 }
 

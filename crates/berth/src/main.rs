@@ -92,6 +92,13 @@ enum Command {
         #[command(subcommand)]
         action: cmd::token::TokenAction,
     },
+    /// Sets, lists, shows and removes tenants' quotas and weights.
+    Tenant {
+        #[command(flatten)]
+        connection: cmd::client::Connection,
+        #[command(subcommand)]
+        action: cmd::tenant::TenantAction,
+    },
     /// Drains a worker: it takes no new containers.
     Drain {
         #[command(flatten)]
@@ -143,6 +150,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Drain { connection, id } => client::drain(&connection, &id).await,
         Command::Check { connection, args } => cmd::check::run(&connection, args).await,
         Command::Token { connection, action } => cmd::token::run(&connection, action).await,
+        Command::Tenant { connection, action } => cmd::tenant::run(&connection, action).await,
     }
 }
 

@@ -105,6 +105,15 @@ pub fn parse_gpu(input: &str) -> Result<(GpuPreference, GpuAmount), UnitError> {
     Ok((GpuPreference::Types(parsed), amount))
 }
 
+/// An amount of GPUs in milli-GPUs (a quota's): `4` is 4000, `2.5` is 2500, `250m` is 250.
+pub fn parse_gpus(input: &str) -> Result<u64, UnitError> {
+    parse_cpu(input).map_err(|e| UnitError {
+        what: "gpus",
+        problem: e.problem.replace("core", "GPU"),
+        ..e
+    })
+}
+
 /// `2` (whole GPUs, at least 1) or `0.25` (a fraction below 1, to a thousandth).
 fn parse_gpu_amount(text: &str) -> Result<GpuAmount, &'static str> {
     let Some((whole, fraction)) = text.split_once('.') else {

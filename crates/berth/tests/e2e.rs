@@ -833,3 +833,88 @@ fn server_and_check_on_a_tls_redis_with_a_password() {
         "{stderr}"
     );
 }
+
+/// Tenants from the configuration file and the CLI: `berth server --config` stores the
+/// file's policy, `berth tenant set` replaces it, `berth run --tenant` is refused (exit 2,
+/// the reason on stderr) when the quota could never hold the container, and `berth tenant
+/// list` shows what each tenant holds.
+#[test]
+fn tenants_are_configured_by_file_and_cli() {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        "[[pools]]\nname = \"cpu\"\nworker_size = { cpu = \"8\", memory = \"16Gi\" }\n[[tenants]]\nname = \"acme\"\nweight = 2\ncontainers = 5\ncpu = \"2\"\ngpus_by_type = { H100 = \"1\" }\n",
+    )
+    .unwrap();
+    let _server = spawn(&[
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    eventually("the server to answer", || {
+        berth(&server, &["tenant", "list"]).status.success()
+    });
+    let acme = json(&server, &["tenant", "--json", "show", "acme"]);
+    assert_eq!(acme["weight"], 2);
+    assert_eq!(acme["quota"]["cpu_millicores"], 2000);
+    assert_eq!(acme["quota"]["gpu_milli_by_type"]["H100"], 1000);
+    let set = json(
+        &server,
+        &[
+            "tenant",
+            "--json",
+            "set",
+            "acme",
+            "--containers",
+            "1",
+            "--cpu",
+            "1",
+            "--weight",
+            "3",
+        ],
+    );
+    assert_eq!(set["quota"]["containers"], 1);
+    assert_eq!(set["quota"]["cpu_millicores"], 1000);
+    let refused = berth(
+        &server,
+        &[
+            "run", "--tenant", "acme", "--cpu", "2", "--memory", "64Mi", "--", "true",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "refused as never runnable");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("quota") && stderr.contains("cpu_millicores"),
+        "{stderr}"
+    );
+    let listed = json(&server, &["tenant", "--json", "list"]);
+    assert_eq!(listed[0]["name"], "acme");
+    let bad = berth(&server, &["tenant", "set", "acme", "--weight", "0"]);
+    assert!(!bad.status.success());
+    let removed = berth(&server, &["tenant", "remove", "acme"]);
+    assert!(removed.status.success());
+}
+
+#[test]
+fn a_bad_tenant_in_the_configuration_file_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, "[[tenants]]\nname = \"acme\"\ncpu = \"lots\"\n").unwrap();
+    let out = command(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tenants[0].cpu"), "{stderr}");
+}

@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// Kill the container after this many seconds.
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// The tenant it runs for and is charged to (with an admin token; a client token's
+    /// own tenant is used without it).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Wait until it has ended; print its output and exit with its exit code.
     #[arg(long)]
     pub wait: bool,
@@ -102,6 +106,9 @@ pub fn spec(args: &RunArgs) -> anyhow::Result<ContainerSpec> {
     spec.priority = args.priority;
     spec.preemptible = args.preemptible;
     spec.timeout_secs = args.timeout;
+    if let Some(tenant) = &args.tenant {
+        spec.tenant = tenant.clone();
+    }
     if let Some(gpu) = &args.gpu {
         let (preference, amount) = parse_gpu(gpu)?;
         let (count, milli) = match amount {

@@ -76,13 +76,15 @@ pub struct Resolved {
     pub store_name: String,
 }
 
-/// Resolves the configuration and connects to the store.
+/// Resolves the configuration, connects to the store and stores the file's tenants'
+/// policies there.
 pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
     let pools = file.pools()?;
+    let tenants = file.tenants()?;
     let listen = args
         .listen
         .clone()
@@ -148,6 +150,12 @@ pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
         args.redis_access.target(urls, &file.store)?
     };
     let (store, store_name) = connect(&target, config).await?;
+    for tenant in &tenants {
+        store
+            .put_tenant(tenant)
+            .await
+            .with_context(|| format!("storing the policy of tenant {}", tenant.name))?;
+    }
     Ok(Resolved {
         listen,
         store,
