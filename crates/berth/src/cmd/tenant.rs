@@ -89,7 +89,7 @@ pub async fn run(connection: &Connection, action: TenantAction) -> anyhow::Resul
         TenantAction::Set { name, limits } => {
             let tenant = client.put_tenant(&name, &limits.to_spec()).await?;
             print(connection, &tenant, |t| {
-                println!("{}", tenants_table(&[t.clone()]))
+                println!("{}", tenants_table(std::slice::from_ref(t)))
             })?;
         }
         TenantAction::List => {
@@ -99,7 +99,7 @@ pub async fn run(connection: &Connection, action: TenantAction) -> anyhow::Resul
         TenantAction::Show { name } => {
             let tenant = client.tenant(&name).await?;
             print(connection, &tenant, |t| {
-                println!("{}", tenants_table(&[t.clone()]))
+                println!("{}", tenants_table(std::slice::from_ref(t)))
             })?;
         }
         TenantAction::Remove { name } => {
