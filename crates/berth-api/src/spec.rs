@@ -253,6 +253,7 @@ impl ContainerSpec {
             priority: self.priority,
             submitted_at_ms: now_ms,
             payload,
+            fallback: Vec::new(),
         };
         request.validate().map_err(request_error)?;
         Ok(request)

@@ -241,6 +241,7 @@ impl PoolSection {
             },
             gpu_type,
             worker_size,
+            fallback: Vec::new(),
         })
     }
 }
