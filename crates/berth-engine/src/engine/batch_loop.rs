@@ -292,6 +292,7 @@ async fn process(
         cache,
         stats: &shared.stats,
         pools: &shared.pools,
+        now_ms: now,
     };
     let before = shared.store.stats().snapshot();
     let outcome = strategy::run(shared.config.strategy, ctx, &claims).await?;

@@ -6,12 +6,13 @@
 use super::batch_script::absorb;
 use super::locking::commit_under_lock;
 use super::{BatchOutcome, Ctx, commit_group, requests};
-use berth_core::plan;
+use berth_core::{PlanOptions, plan_with};
 use berth_store::{Claim, Result};
 use futures::future::join_all;
 
 pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
-    let plan = plan(ctx.cache.snapshot(ctx.store).await?, &requests(claims));
+    let snapshot = ctx.cache.snapshot(ctx.store).await?;
+    let plan = plan_with(snapshot, &requests(claims), PlanOptions::at(ctx.now_ms));
     let commits =
         plan.workers.iter().map(|worker_plan| {
             let group = commit_group(worker_plan, claims);

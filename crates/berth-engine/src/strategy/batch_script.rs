@@ -5,11 +5,12 @@
 use super::{BatchOutcome, Ctx, Placed, commit_group, requests};
 use crate::cache::WorkerCache;
 use crate::stats::{Counter, EngineStats};
-use berth_core::{WorkerPlan, plan};
+use berth_core::{PlanOptions, WorkerPlan, plan_with};
 use berth_store::{Claim, CommitOutcome, Result};
 
 pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
-    let plan = plan(ctx.cache.snapshot(ctx.store).await?, &requests(claims));
+    let snapshot = ctx.cache.snapshot(ctx.store).await?;
+    let plan = plan_with(snapshot, &requests(claims), PlanOptions::at(ctx.now_ms));
     let groups: Vec<_> = plan
         .workers
         .iter()

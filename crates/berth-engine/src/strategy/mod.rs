@@ -21,6 +21,8 @@ pub(crate) struct Ctx<'a> {
     pub cache: &'a mut WorkerCache,
     pub stats: &'a EngineStats,
     pub pools: &'a [Pool],
+    /// When the batch is planned (ms since the epoch): decides which fallback steps are due.
+    pub now_ms: u64,
 }
 
 /// A claim placed by a strategy.

@@ -4,10 +4,9 @@
 
 use super::locking::commit_under_lock;
 use super::{BatchOutcome, Ctx, Placed, commit_group};
-use crate::EngineConfig;
-use crate::stats::{Counter, EngineStats};
-use berth_core::{Pool, Snapshot, UnplacedReason, plan};
-use berth_store::{Claim, CommitOutcome, Result, Store};
+use crate::stats::Counter;
+use berth_core::{PlanOptions, Snapshot, UnplacedReason, plan_with};
+use berth_store::{Claim, CommitOutcome, Result};
 use futures::future::join_all;
 
 /// How often one request starts over after losing a race before it is handed back.
@@ -21,8 +20,7 @@ enum Single {
 }
 
 pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> {
-    let tasks = (0..claims.len())
-        .map(|index| place_one(ctx.store, ctx.config, ctx.stats, ctx.pools, claims, index));
+    let tasks = (0..claims.len()).map(|index| place_one(&ctx, claims, index));
     let mut out = BatchOutcome::default();
     for (index, single) in join_all(tasks).await.into_iter().enumerate() {
         match single? {
@@ -34,21 +32,16 @@ pub(super) async fn run(ctx: Ctx<'_>, claims: &[Claim]) -> Result<BatchOutcome> 
     Ok(out)
 }
 
-async fn place_one(
-    store: &dyn Store,
-    config: &EngineConfig,
-    stats: &EngineStats,
-    pools: &[Pool],
-    claims: &[Claim],
-    index: usize,
-) -> Result<Single> {
+async fn place_one(ctx: &Ctx<'_>, claims: &[Claim], index: usize) -> Result<Single> {
+    let (store, config, stats) = (ctx.store, ctx.config, ctx.stats);
     let claim = std::slice::from_ref(&claims[index]);
     for _ in 0..MAX_ATTEMPTS {
         let snapshot = Snapshot {
             workers: store.workers().await?,
-            pools: pools.to_vec(),
+            pools: ctx.pools.to_vec(),
         };
-        let mut plan = plan(&snapshot, &[claim[0].request.clone()]);
+        let options = PlanOptions::at(ctx.now_ms);
+        let mut plan = plan_with(&snapshot, &[claim[0].request.clone()], options);
         if let Some(unplaced) = plan.unplaced.pop() {
             return Ok(Single::Unplaced(unplaced.reason));
         }
