@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap freely: a panic is a failed test.
 
-use berth_core::feasibility::check;
+use berth_core::feasibility::{check, demand_target_at};
 use berth_core::{
     ContainerId, ContainerRequest, FallbackStep, GpuPreference, GpuType, Payload, PlacementPolicy,
     Plan, PlanOptions, Pool, PoolAttributes, PoolName, Resources, RuntimeName, Snapshot,
@@ -145,6 +145,34 @@ fn a_selected_pools_chain_moves_the_request_to_another_pool() {
     assert_eq!(placed_on(&early), None);
     let due = plan_with(&snapshot, &[r], PlanOptions::at(31_000));
     assert_eq!(placed_on(&due), Some("w1"));
+}
+
+/// Unmet demand names the pool of the most preferred choice accepted by now: a step's
+/// pool only once the step is due, and the request's own pool first when it could grow.
+#[test]
+fn demand_names_the_best_pool_accepted_by_now() {
+    let grows = |pool: usize| Pool {
+        attributes: attributes(pool),
+        gpu_type: Some(GpuType::A100_80),
+        worker_size: Resources::new(8000, 16 * 1024, 4),
+        fallback: Vec::new(),
+    };
+    let mut snapshot = Snapshot {
+        workers: Vec::new(),
+        pools: vec![grows(1)],
+    };
+    let step = FallbackStep {
+        after_ms: 300,
+        pool: Some(pool_name(1)),
+        gpu: Vec::new(),
+    };
+    let r = request(GpuType::A100_80, Some(0), vec![step]);
+    assert_eq!(demand_target_at(&snapshot, &r, 299), None);
+    let due = demand_target_at(&snapshot, &r, 300).map(|(pool, _)| pool);
+    assert_eq!(due, Some(pool_name(1)));
+    snapshot.pools.push(grows(0));
+    let own = demand_target_at(&snapshot, &r, 300).map(|(pool, _)| pool);
+    assert_eq!(own, Some(pool_name(0)));
 }
 
 // ---------------------------------------------------------------------------------------
