@@ -8,7 +8,7 @@
 mod common;
 
 use berth_core::{
-    ContainerRecord, ContainerRequest, ContainerState, FallbackStep, GpuPreference, GpuType,
+    ContainerRecord, ContainerRequest, ContainerState, FallbackStep, GpuPreference, GpuType, Pool,
     PoolAttributes, PoolName, Resources, RuntimeName, WorkerId, WorkerRegistration, WorkerStatus,
 };
 use berth_engine::{Engine, EngineConfig, Outcome};
@@ -57,10 +57,15 @@ fn h100_after(wait: Duration) -> Vec<FallbackStep> {
 /// A fleet of one A100-80 worker, already full (its GPU taken by `filler`), and one free
 /// H100 worker, under an engine whose backoff alone would not look again for seconds.
 async fn sold_out_a100(config: EngineConfig) -> (Arc<dyn Store>, Engine) {
+    sold_out_a100_with(config, Vec::new()).await
+}
+
+/// [`sold_out_a100`] with these configured pools.
+async fn sold_out_a100_with(config: EngineConfig, pools: Vec<Pool>) -> (Arc<dyn Store>, Engine) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
     gpu_worker(&*store, "a100", GpuType::A100_80).await;
     gpu_worker(&*store, "h100", GpuType::H100).await;
-    let engine = Engine::start(store.clone(), config, Vec::new());
+    let engine = Engine::start(store.clone(), config, pools);
     let filler = a100_request("filler", engine.now_ms(), Vec::new());
     let placed = outcome(engine.submit(filler).await.unwrap()).await;
     assert!(matches!(placed, Outcome::Placed { ref worker } if worker.as_str() == "a100"));
@@ -94,6 +99,41 @@ async fn a_sold_out_a100_request_takes_an_h100_after_its_wait() {
     assert!(
         waited < Duration::from_secs(3),
         "placed only after {waited:?}"
+    );
+    assert_clean(&*store).await;
+    engine.shutdown().await;
+}
+
+/// The operator's chain: pool `a100` falls back to pool `h100` after the wait, for every
+/// request that selects `a100`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_chain_moves_its_requests_after_the_wait() {
+    let a100 = Pool {
+        attributes: PoolAttributes::plain(PoolName::new("a100").unwrap()),
+        gpu_type: Some(GpuType::A100_80),
+        worker_size: Resources::new(4000, 8192, 1),
+        fallback: vec![FallbackStep {
+            after_ms: u64::try_from(STEP.as_millis()).unwrap(),
+            pool: Some(PoolName::new("h100").unwrap()),
+            gpu: Vec::new(),
+        }],
+    };
+    let (store, engine) = sold_out_a100_with(slow_backoff(), vec![a100]).await;
+    let submitted = engine.now_ms();
+    let request = ContainerRequest {
+        gpu: GpuPreference::Any,
+        pool_selector: Some(PoolName::new("a100").unwrap()),
+        ..a100_request("selects-a100", submitted, Vec::new())
+    };
+    let placed = outcome(engine.submit(request).await.unwrap()).await;
+    let waited = Duration::from_millis(engine.now_ms() - submitted);
+    assert!(
+        matches!(placed, Outcome::Placed { ref worker } if worker.as_str() == "h100"),
+        "{placed:?}"
+    );
+    assert!(
+        STEP <= waited && waited < Duration::from_secs(3),
+        "{waited:?}"
     );
     assert_clean(&*store).await;
     engine.shutdown().await;
