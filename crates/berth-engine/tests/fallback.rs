@@ -1,7 +1,7 @@
-//! Fallback chains through a running engine on the memory store, as beta9's GPU failover
-//! chains behave: a request for a sold-out A100-80 that accepts an H100 after a wait waits
-//! that long and is then placed on the H100; without the step it keeps waiting; and where
-//! its first choice frees up before the wait, it goes there.
+//! Fallback chains through a running engine (on the memory store, and once on Redis), as
+//! beta9's GPU failover chains behave: a request for a sold-out A100-80 that accepts an H100
+//! after a wait waits that long and is then placed on the H100; without the step it keeps
+//! waiting; and where its first choice frees up before the wait, it goes there.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,8 +12,8 @@ use berth_core::{
     PoolAttributes, PoolName, Resources, RuntimeName, WorkerId, WorkerRegistration, WorkerStatus,
 };
 use berth_engine::{Engine, EngineConfig, Outcome};
-use berth_store::{MemoryStore, Store};
-use common::{assert_clean, engine_config, finish, outcome, record, request};
+use berth_store::{Store, StoreConfig};
+use common::{Backend, assert_clean, engine_config, finish, outcome, record, request};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,12 +57,16 @@ fn h100_after(wait: Duration) -> Vec<FallbackStep> {
 /// A fleet of one A100-80 worker, already full (its GPU taken by `filler`), and one free
 /// H100 worker, under an engine whose backoff alone would not look again for seconds.
 async fn sold_out_a100(config: EngineConfig) -> (Arc<dyn Store>, Engine) {
-    sold_out_a100_with(config, Vec::new()).await
+    sold_out_a100_with(&Backend::Memory, config, Vec::new()).await
 }
 
-/// [`sold_out_a100`] with these configured pools.
-async fn sold_out_a100_with(config: EngineConfig, pools: Vec<Pool>) -> (Arc<dyn Store>, Engine) {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+/// [`sold_out_a100`] on `backend` with these configured pools.
+async fn sold_out_a100_with(
+    backend: &Backend,
+    config: EngineConfig,
+    pools: Vec<Pool>,
+) -> (Arc<dyn Store>, Engine) {
+    let store = backend.store("fallback", StoreConfig::default()).await;
     gpu_worker(&*store, "a100", GpuType::A100_80).await;
     gpu_worker(&*store, "h100", GpuType::H100).await;
     let engine = Engine::start(store.clone(), config, pools);
@@ -82,7 +86,17 @@ fn slow_backoff() -> EngineConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sold_out_a100_request_takes_an_h100_after_its_wait() {
-    let (store, engine) = sold_out_a100(slow_backoff()).await;
+    takes_an_h100_after_its_wait(&Backend::Memory).await;
+}
+
+/// The chain travels through the Redis store's intake, backlog and records too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_sold_out_a100_request_takes_an_h100_after_its_wait() {
+    takes_an_h100_after_its_wait(&Backend::redis()).await;
+}
+
+async fn takes_an_h100_after_its_wait(backend: &Backend) {
+    let (store, engine) = sold_out_a100_with(backend, slow_backoff(), Vec::new()).await;
     let submitted = engine.now_ms();
     let ticket = engine
         .submit(a100_request("wants-a100", submitted, h100_after(STEP)))
@@ -118,7 +132,7 @@ async fn a_pools_chain_moves_its_requests_after_the_wait() {
             gpu: Vec::new(),
         }],
     };
-    let (store, engine) = sold_out_a100_with(slow_backoff(), vec![a100]).await;
+    let (store, engine) = sold_out_a100_with(&Backend::Memory, slow_backoff(), vec![a100]).await;
     let submitted = engine.now_ms();
     let request = ContainerRequest {
         gpu: GpuPreference::Any,
