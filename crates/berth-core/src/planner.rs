@@ -140,13 +140,19 @@ impl<'a> Planner<'a> {
     /// choice, then each fallback step due by [`PlanOptions::now_ms`], in order): a worker
     /// of a later step is only used when no worker of an earlier one has room.
     fn choose_in_chain(&mut self, request: &ContainerRequest) -> Option<(usize, Vec<DeviceShare>)> {
+        // The rules never read the chain, so the request itself stands for its own choice
+        // (the first effective one), without a copy.
+        if let Some(found) = self.choose(request) {
+            return Some(found);
+        }
         let pools = &self.snapshot.pools;
         if !fallback::has_chain(request, pools) {
-            return self.choose(request);
+            return None;
         }
         let waited = self.options.now_ms.saturating_sub(request.submitted_at_ms);
         fallback::effective(request, pools, waited)
             .iter()
+            .skip(1)
             .find_map(|choice| self.choose(&choice.apply(request)))
     }
 
