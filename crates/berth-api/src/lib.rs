@@ -24,5 +24,5 @@ pub mod types;
 
 pub use client::{Client, ClientError};
 pub use error::{ApiError, ErrorBody, ErrorCode};
-pub use spec::{ContainerSpec, GpuSpec, GpuTypes, TIMEOUT_ENV};
+pub use spec::{ContainerSpec, FallbackSpec, GpuSpec, GpuTypes, TIMEOUT_ENV};
 pub use types::*;

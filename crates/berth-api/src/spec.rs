@@ -2,10 +2,11 @@
 //! that turns it into a [`berth_core::ContainerRequest`].
 
 use crate::error::ApiError;
+use berth_core::fallback::MAX_FALLBACK_STEPS;
 use berth_core::request::MAX_GPU_COUNT;
 use berth_core::{
-    ContainerId, ContainerRequest, GpuPreference, GpuType, Payload, PoolName, RequestError,
-    Resources,
+    ContainerId, ContainerRequest, FallbackStep, GpuPreference, GpuType, Payload, PoolName,
+    RequestError, Resources,
 };
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -192,6 +193,82 @@ pub struct ContainerSpec {
     /// worker in the environment under [`TIMEOUT_ENV`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// The fallback chain (beta9's GPU failover): pools or GPU types to accept next, in
+    /// order, each once the container has waited its `after_ms` since submission; at most
+    /// 8 steps, waits increasing. A step is used only while no earlier choice has room.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 8)]
+    pub fallback: Vec<FallbackSpec>,
+}
+
+/// One step of a fallback chain: `{"after_ms": 30000, "gpu_types": ["H100"]}` or
+/// `{"after_ms": 30000, "pool": "h100"}`. It names a pool, GPU types, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackSpec {
+    /// How long after submission the step becomes acceptable, in ms.
+    pub after_ms: u64,
+    /// The pool to try instead of `pool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
+    pub pool: Option<String>,
+    /// The GPU types to try instead of `gpu.types`, the first preferred (only for a
+    /// container with GPUs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_types: Vec<String>,
+}
+
+impl FallbackSpec {
+    /// The core step, its names checked; errors name `field` (e.g. `fallback[0]`).
+    fn to_step(&self, field: &str) -> Result<FallbackStep, ApiError> {
+        let pool = match &self.pool {
+            Some(pool) => Some(
+                PoolName::new(pool.as_str())
+                    .map_err(|e| ApiError::invalid(format!("{field}.pool"), e.to_string()))?,
+            ),
+            None => None,
+        };
+        let gpu = self
+            .gpu_types
+            .iter()
+            .enumerate()
+            .map(|(i, name)| parse_gpu_type(&format!("{field}.gpu_types[{i}]"), name))
+            .collect::<Result<_, _>>()?;
+        Ok(FallbackStep {
+            after_ms: self.after_ms,
+            pool,
+            gpu,
+        })
+    }
+
+    /// The API's view of a core step.
+    pub fn of_step(step: &FallbackStep) -> FallbackSpec {
+        FallbackSpec {
+            after_ms: step.after_ms,
+            pool: step.pool.as_ref().map(ToString::to_string),
+            gpu_types: step.gpu.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// The chain's steps, checked name by name (the chain itself is checked with the request).
+fn fallback_steps(specs: &[FallbackSpec]) -> Result<Vec<FallbackStep>, ApiError> {
+    if specs.len() > MAX_FALLBACK_STEPS {
+        // Refused before the names are parsed: the list is bounded.
+        return Err(request_error(RequestError::TooManyFallbackSteps {
+            count: specs.len(),
+            limit: MAX_FALLBACK_STEPS,
+        }));
+    }
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| spec.to_step(&format!("fallback[{i}]")))
+        .collect()
 }
 
 impl ContainerSpec {
@@ -214,6 +291,7 @@ impl ContainerSpec {
             env: BTreeMap::new(),
             secret_env: BTreeMap::new(),
             timeout_secs: None,
+            fallback: Vec::new(),
         }
     }
 
@@ -239,6 +317,7 @@ impl ContainerSpec {
             None => None,
         };
         let (gpu_count, gpu) = gpu_preference(self.gpu.as_ref())?;
+        let fallback = fallback_steps(&self.fallback)?;
         let gpu_fraction_milli = self.gpu.as_ref().and_then(|g| g.milli);
         let mut payload = payload(self.image, self.command, self.env, self.timeout_secs)?;
         payload.secret_env = secret_env(self.secret_env, &payload.env)?;
@@ -253,6 +332,7 @@ impl ContainerSpec {
             priority: self.priority,
             submitted_at_ms: now_ms,
             payload,
+            fallback,
         };
         request.validate().map_err(request_error)?;
         Ok(request)
@@ -456,11 +536,17 @@ fn check_env_name(name: &str) -> Result<(), ApiError> {
 fn request_error(error: RequestError) -> ApiError {
     let field = match &error {
         RequestError::ZeroSized { field } | RequestError::TooLarge { field, .. } => match *field {
-            "gpu_count" => "gpu.count",
-            other => other,
+            "gpu_count" => "gpu.count".to_owned(),
+            other => other.to_owned(),
         },
-        RequestError::TypesWithoutCount | RequestError::EmptyTypeList => "gpu.types",
-        RequestError::BadFraction(_) | RequestError::WholeAndFraction { .. } => "gpu.milli",
+        RequestError::TypesWithoutCount | RequestError::EmptyTypeList => "gpu.types".to_owned(),
+        RequestError::BadFraction(_) | RequestError::WholeAndFraction { .. } => {
+            "gpu.milli".to_owned()
+        }
+        RequestError::TooManyFallbackSteps { .. } => "fallback".to_owned(),
+        RequestError::FallbackWaitsNotIncreasing { index } => format!("fallback[{index}].after_ms"),
+        RequestError::EmptyFallbackStep { index } => format!("fallback[{index}]"),
+        RequestError::FallbackGpuWithoutGpus { index } => format!("fallback[{index}].gpu_types"),
     };
     let message = match &error {
         RequestError::ZeroSized { field } => {
@@ -603,6 +689,26 @@ mod tests {
                 r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "image": "a b""#,
                 "image",
             ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "fallback": [{"after_ms": 1, "pool": "a b"}]"#,
+                "fallback[0].pool",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 1}, "fallback": [{"after_ms": 1, "gpu_types": ["H100", "a b"]}]"#,
+                "fallback[0].gpu_types[1]",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "gpu": {"count": 1}, "fallback": [{"after_ms": 5, "pool": "a"}, {"after_ms": 5, "pool": "b"}]"#,
+                "fallback[1].after_ms",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "fallback": [{"after_ms": 5}]"#,
+                "fallback[0]",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "fallback": [{"after_ms": 5, "gpu_types": ["H100"]}]"#,
+                "fallback[0].gpu_types",
+            ),
         ];
         for (body, field) in cases {
             let error = spec(&format!("{{{body}}}"))
@@ -610,6 +716,19 @@ mod tests {
                 .unwrap_err();
             assert_eq!(error.field.as_deref(), Some(field), "{body}: {error}");
         }
+    }
+
+    #[test]
+    fn a_fallback_chain_becomes_the_requests_steps() {
+        let body = r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"],
+            "gpu": {"count": 1, "types": ["A100-80"]},
+            "fallback": [{"after_ms": 300, "gpu_types": ["h100"]}, {"after_ms": 900, "pool": "spot"}]}"#;
+        let request = spec(body).into_request(0, generated()).unwrap();
+        assert_eq!(request.fallback.len(), 2);
+        assert_eq!(request.fallback[0].gpu, [berth_core::GpuType::H100]);
+        assert_eq!(request.fallback[1].pool.as_ref().unwrap().as_str(), "spot");
+        let view: Vec<FallbackSpec> = request.fallback.iter().map(FallbackSpec::of_step).collect();
+        assert_eq!(view[0].gpu_types, ["H100"]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use tenants::*;
 pub use tokens::*;
 pub use workers::*;
 
-use crate::spec::{ContainerSpec, GpuSpec, GpuTypes, timeout_secs};
+use crate::spec::{ContainerSpec, FallbackSpec, GpuSpec, GpuTypes, timeout_secs};
 use berth_core::{AttemptId, ContainerRecord, ContainerState};
 use berth_core::{ContainerId, GpuPreference, Resources, WorkerId};
 use serde::{Deserialize, Serialize};
@@ -134,6 +134,9 @@ pub struct ContainerView {
     pub command: Vec<String>,
     /// Its timeout in seconds.
     pub timeout_secs: Option<u64>,
+    /// Its fallback chain, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<FallbackSpec>,
 }
 
 impl From<&ContainerRecord> for ContainerView {
@@ -171,6 +174,7 @@ impl From<&ContainerRecord> for ContainerView {
             image: request.payload.image.clone(),
             command: request.payload.command.clone(),
             timeout_secs: timeout_secs(&request.payload),
+            fallback: request.fallback.iter().map(FallbackSpec::of_step).collect(),
         }
     }
 }

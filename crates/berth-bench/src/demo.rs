@@ -94,6 +94,7 @@ async fn place_all(engine: &Engine, count: usize) -> anyhow::Result<BTreeMap<Wor
             priority: 0,
             submitted_at_ms: now,
             payload: Payload::default(),
+            fallback: Vec::new(),
         };
         async move {
             engine

@@ -78,6 +78,7 @@ pub fn request(id: String, submitted_at_ms: u64) -> anyhow::Result<ContainerRequ
         priority: 0,
         submitted_at_ms,
         payload: Payload::default(),
+        fallback: Vec::new(),
     })
 }
 

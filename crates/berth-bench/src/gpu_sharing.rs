@@ -214,6 +214,7 @@ fn pod(rng: &mut StdRng, index: usize) -> anyhow::Result<ContainerRequest> {
         priority: 0,
         submitted_at_ms: index as u64,
         payload: Payload::default(),
+        fallback: Vec::new(),
     })
 }
 
@@ -274,6 +275,7 @@ fn fill(
     // Every feasible worker is scored (no sampling), so the policies alone differ.
     let options = PlanOptions {
         max_candidates: snapshot.workers.len().max(1),
+        ..PlanOptions::default()
     };
     let started = Instant::now();
     let mut placed = 0;

@@ -56,6 +56,7 @@ fn request(id: String, resources: Resources) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: 1_700_000_000_000,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 

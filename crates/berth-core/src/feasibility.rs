@@ -6,6 +6,7 @@
 //! GPU type, preemptibility); [`check`] runs them all, adding the worker's status and free
 //! capacity.
 
+use crate::fallback;
 use crate::rules::{Candidate, Stage, check_through};
 use crate::{ContainerRequest, GpuType, PoolAttributes, Resources, Worker, WorkerStatus};
 
@@ -101,6 +102,42 @@ pub fn check(
     request: &ContainerRequest,
 ) -> Result<usize, Infeasible> {
     check_through(Stage::Capacity, request, &Candidate::worker(worker, free))
+}
+
+/// [`check`] against every effective choice of the request after it has waited
+/// `waited_ms` ([`crate::fallback::effective`]): passes when one of them does; otherwise
+/// the reason the request's own choice gives.
+pub fn check_at(
+    worker: &Worker,
+    free: &Resources,
+    request: &ContainerRequest,
+    pools: &[crate::Pool],
+    waited_ms: u64,
+) -> Result<usize, Infeasible> {
+    let own = check(worker, free, request);
+    if own.is_ok() || !fallback::has_chain(request, pools) {
+        return own;
+    }
+    fallback::effective(request, pools, waited_ms)
+        .iter()
+        .skip(1)
+        .find_map(|choice| check(worker, free, &choice.apply(request)).ok())
+        .map_or(own, Ok)
+}
+
+/// [`demand_target`] for the request's most preferred effective choice (after it has
+/// waited `waited_ms`) that names one: the pool of the best step currently acceptable.
+pub fn demand_target_at(
+    snapshot: &crate::Snapshot,
+    request: &ContainerRequest,
+    waited_ms: u64,
+) -> Option<(crate::PoolName, Option<GpuType>)> {
+    if !fallback::has_chain(request, &snapshot.pools) {
+        return demand_target(snapshot, request);
+    }
+    fallback::effective(request, &snapshot.pools, waited_ms)
+        .iter()
+        .find_map(|choice| demand_target(snapshot, &choice.apply(request)))
 }
 
 /// The pool that should grow for a request that found no room: among the pools whose

@@ -14,6 +14,7 @@
 //! - [`runtime`]: the name of a worker's container runtime (`process`, `runc`).
 //! - [`attributes`]: a worker's static attributes as named text fields, by one table.
 //! - [`request`]: container requests and their validation.
+//! - [`fallback`]: fallback chains, the pools and GPU types a request accepts after a wait.
 //! - [`rules`]: the placement rules, one [`rules::PlacementRule`] each, listed in
 //!   [`rules::RULES`].
 //! - [`feasibility`]: stage 1, may a request run on a worker (by the rules).
@@ -36,6 +37,7 @@ pub mod attributes;
 pub mod credential;
 pub mod demand;
 pub mod device;
+pub mod fallback;
 pub mod feasibility;
 pub mod gpu;
 pub mod gpu_fit;
@@ -59,6 +61,7 @@ pub use assignment::Assignment;
 pub use credential::{Credential, CredentialError, Role, Token, TokenId};
 pub use demand::{PoolDemand, aggregate_demand};
 pub use device::{DeviceError, DeviceShare, GPU_MILLI, GpuDevice};
+pub use fallback::{Choice, FallbackStep};
 pub use gpu::{GpuPreference, GpuType, GpuTypeError};
 pub use gpu_fit::GpuAsk;
 pub use ids::{ContainerId, IdError, PoolName, TenantName, WorkerId};
@@ -71,7 +74,7 @@ pub use record::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 pub use request::{ContainerRequest, Payload, RequestError, SecretEnv};
 pub use resources::Resources;
 pub use runtime::{RuntimeName, RuntimeNameError};
-pub use verify::verify_plan;
+pub use verify::{verify_plan, verify_plan_at};
 pub use worker::{
     CpuReserve, CpuReserveError, PlacementPolicy, Pool, PoolAttributes, Worker, WorkerGpu,
     WorkerRegistration, WorkerStatus,

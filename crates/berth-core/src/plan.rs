@@ -20,11 +20,28 @@ pub struct PlanOptions {
     /// feasible candidates, starting at a per-request hashed offset, instead of every worker
     /// (as Nomad limits its candidates). Groups this size or smaller are scored exactly.
     pub max_candidates: usize,
+    /// When the plan is made, in ms since the epoch: a request's fallback steps whose wait
+    /// since its submission has passed by then are tried after its own choice
+    /// ([`crate::fallback::effective`]). 0 (the default): no step is due.
+    pub now_ms: u64,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { max_candidates: 64 }
+        PlanOptions {
+            max_candidates: 64,
+            now_ms: 0,
+        }
+    }
+}
+
+impl PlanOptions {
+    /// The default options, planning at `now_ms`.
+    pub fn at(now_ms: u64) -> PlanOptions {
+        PlanOptions {
+            now_ms,
+            ..PlanOptions::default()
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! a working copy of the workers' free capacity (a staged reservation), so a plan can never
 //! overbook its own snapshot. The snapshot itself is never mutated.
 
+use crate::fallback;
 use crate::gpu_fit::{self, DemandShape, DeviceSlot, GpuAsk};
 use crate::index::{self, Bucket};
 use crate::plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
@@ -45,7 +46,10 @@ pub fn plan_for_demand(
         planner.place(index, &requests[index]);
     }
     let plan = planner.finish();
-    debug_assert_eq!(crate::verify_plan(snapshot, requests, &plan), Ok(()));
+    debug_assert_eq!(
+        crate::verify_plan_at(snapshot, requests, &plan, options.now_ms),
+        Ok(())
+    );
     plan
 }
 
@@ -123,13 +127,48 @@ impl<'a> Planner<'a> {
         if let Err(error) = request.validate() {
             return self.reject(index, request, UnplacedReason::Invalid(error.to_string()));
         }
-        match self.choose(request) {
+        match self.choose_in_chain(request) {
             Some((worker, devices)) => self.reserve(worker, index, request, devices),
             None => {
-                let reason = self.classify(request);
+                let reason = self.classify_chain(request);
                 self.reject(index, request, reason);
             }
         }
+    }
+
+    /// The best worker of the request's first effective choice that has one (its own
+    /// choice, then each fallback step due by [`PlanOptions::now_ms`], in order): a worker
+    /// of a later step is only used when no worker of an earlier one has room.
+    fn choose_in_chain(&mut self, request: &ContainerRequest) -> Option<(usize, Vec<DeviceShare>)> {
+        // The rules never read the chain, so the request itself stands for its own choice
+        // (the first effective one), without a copy.
+        if let Some(found) = self.choose(request) {
+            return Some(found);
+        }
+        let pools = &self.snapshot.pools;
+        if !fallback::has_chain(request, pools) {
+            return None;
+        }
+        let waited = self.options.now_ms.saturating_sub(request.submitted_at_ms);
+        fallback::effective(request, pools, waited)
+            .iter()
+            .skip(1)
+            .find_map(|choice| self.choose(&choice.apply(request)))
+    }
+
+    /// Why no worker took the request, over every choice it may ever have (steps not yet
+    /// due too): the most hopeful reason wins, so a request that a later step could place
+    /// waits for it instead of failing.
+    fn classify_chain(&self, request: &ContainerRequest) -> UnplacedReason {
+        let pools = &self.snapshot.pools;
+        if !fallback::has_chain(request, pools) {
+            return self.classify(request);
+        }
+        fallback::ever(request, pools)
+            .iter()
+            .map(|choice| self.classify(&choice.apply(request)))
+            .max_by_key(hope)
+            .unwrap_or(UnplacedReason::NoMatchingPool)
     }
 
     /// Deducts the request and its devices from the worker's working copy and records the
@@ -396,6 +435,19 @@ fn keeps_gpu_reserve(worker: &crate::Worker, request: &ContainerRequest, left: &
         .is_none_or(|reserve| reserve.as_resources().fits_in(left))
 }
 
+/// How much waiting could help a request not placed for `reason`: room may come for
+/// [`UnplacedReason::NoRoomNow`]; nothing helps the others, but "never fits" says more
+/// than "nothing matches".
+fn hope(reason: &UnplacedReason) -> u8 {
+    match reason {
+        UnplacedReason::NoRoomNow | UnplacedReason::OverQuota(_) => 2,
+        UnplacedReason::NeverFits => 1,
+        UnplacedReason::NoMatchingPool
+        | UnplacedReason::Invalid(_)
+        | UnplacedReason::NeverWithinQuota(_) => 0,
+    }
+}
+
 /// True when a failed request may mark its buckets full for larger requests: not for a GPU
 /// fraction, whose failure says nothing of a smaller fraction with the same CPU and memory.
 fn remembers_failures(request: &ContainerRequest) -> bool {
@@ -447,6 +499,7 @@ mod tests {
             priority: 0,
             submitted_at_ms: 0,
             payload: Payload::default(),
+            fallback: Vec::new(),
         }
     }
 

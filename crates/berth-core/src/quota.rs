@@ -408,6 +408,7 @@ mod tests {
             priority: 0,
             submitted_at_ms: 0,
             payload: crate::Payload::default(),
+            fallback: Vec::new(),
         };
         let h100 = GpuType::H100;
         let whole = Charge::of(&request, Some(&h100));
@@ -440,6 +441,7 @@ mod tests {
             priority: 0,
             submitted_at_ms: 0,
             payload: crate::Payload::default(),
+            fallback: Vec::new(),
         };
         let never = quota.never_admits(&request).unwrap();
         assert_eq!(never.dimension, "gpu_milli[H100]");

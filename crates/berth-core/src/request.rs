@@ -1,5 +1,6 @@
 //! Container requests: what a client asks the scheduler to place.
 
+use crate::fallback::FallbackStep;
 use crate::gpu_fit::GpuAsk;
 use crate::{ContainerId, GPU_MILLI, GpuPreference, PoolName, Resources};
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,11 @@ pub struct ContainerRequest {
     /// What to run; opaque to the scheduler.
     #[serde(default)]
     pub payload: Payload,
+    /// The fallback chain: pools or GPU types to accept next, each after a wait since
+    /// submission, in order (see [`crate::fallback`]). Empty (and absent in records stored
+    /// before it existed): only the choice above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<FallbackStep>,
 }
 
 /// The largest CPU request accepted: 1,048,576 cores.
@@ -135,6 +141,34 @@ pub enum RequestError {
         /// The fraction asked for.
         milli: u32,
     },
+    /// The fallback chain is longer than the limit.
+    #[error("field fallback: {count} steps listed, at most {limit} are allowed")]
+    TooManyFallbackSteps {
+        /// The steps listed.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A fallback step's wait is not later than the step before it.
+    #[error(
+        "field fallback[{index}]: its wait must be longer than the step before it (steps are listed in the order they become due)"
+    )]
+    FallbackWaitsNotIncreasing {
+        /// The step's position in the chain.
+        index: usize,
+    },
+    /// A fallback step names neither a pool nor GPU types.
+    #[error("field fallback[{index}]: a step must name a pool or GPU types to try")]
+    EmptyFallbackStep {
+        /// The step's position in the chain.
+        index: usize,
+    },
+    /// A fallback step lists GPU types for a request with no GPUs.
+    #[error("field fallback[{index}]: the step lists GPU types but the request asks for no GPUs")]
+    FallbackGpuWithoutGpus {
+        /// The step's position in the chain.
+        index: usize,
+    },
 }
 
 impl ContainerRequest {
@@ -167,13 +201,14 @@ impl ContainerRequest {
         }
         match (&self.gpu, self.wants_gpus()) {
             (GpuPreference::Types(types), false) if !types.is_empty() => {
-                Err(RequestError::TypesWithoutCount)
+                return Err(RequestError::TypesWithoutCount);
             }
             (GpuPreference::Types(types), true) if types.is_empty() => {
-                Err(RequestError::EmptyTypeList)
+                return Err(RequestError::EmptyTypeList);
             }
-            _ => Ok(()),
+            _ => {}
         }
+        crate::fallback::validate(self)
     }
 
     /// True when the request asks for GPUs: whole ones or a fraction of one.

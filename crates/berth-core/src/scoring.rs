@@ -7,6 +7,11 @@
 //! better), then the pool's policy (spread: the most room left; pack: the least room left
 //! after placing), and finally a rendezvous hash of (request id, worker id), so replicas
 //! agree on the order and concurrent schedulers spread over equally good workers.
+//!
+//! A request's fallback steps ([`crate::fallback`]) rank below all of this: the planner
+//! scores the workers of one choice at a time, its own first, and turns to a step only when
+//! no worker of the choices before it has room, as a GPU type later in the preference list
+//! ranks below an earlier one (but before the pool priority, not after it).
 
 use crate::rules::{BucketKey, Fact};
 use crate::{

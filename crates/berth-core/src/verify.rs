@@ -14,6 +14,18 @@ pub fn verify_plan(
     requests: &[ContainerRequest],
     plan: &Plan,
 ) -> Result<(), String> {
+    verify_plan_at(snapshot, requests, plan, 0)
+}
+
+/// [`verify_plan`] for a plan made at `now_ms` ([`crate::PlanOptions::now_ms`]): a placement
+/// is feasible when one of its request's effective choices at that time allows it
+/// ([`feasibility::check_at`]).
+pub fn verify_plan_at(
+    snapshot: &Snapshot,
+    requests: &[ContainerRequest],
+    plan: &Plan,
+    now_ms: u64,
+) -> Result<(), String> {
     let mut seen = vec![0u32; requests.len()];
     let by_id: HashMap<&str, &Worker> = snapshot
         .workers
@@ -50,7 +62,8 @@ pub fn verify_plan(
                     request.id
                 ));
             }
-            feasibility::check(worker, free, request)
+            let waited = now_ms.saturating_sub(request.submitted_at_ms);
+            feasibility::check_at(worker, free, request, &snapshot.pools, waited)
                 .map_err(|why| format!("{} on {}: {why}", request.id, worker.id))?;
             check_devices(request.gpu_ask(), &placement.devices)
                 .map_err(|why| format!("{} on {}: {why}", request.id, worker.id))?;

@@ -364,6 +364,10 @@ pub struct Pool {
     pub gpu_type: Option<GpuType>,
     /// The capacity of one worker an autoscaler would add to this pool.
     pub worker_size: Resources,
+    /// Steps every request that selects this pool may fall back to, each after its wait
+    /// (see [`crate::fallback`]). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<crate::FallbackStep>,
 }
 
 /// What a worker says about itself when it (re-)registers.

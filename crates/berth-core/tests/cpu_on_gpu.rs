@@ -54,6 +54,7 @@ fn request(id: &str, cpu: u64, memory: u64, gpus: u32) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: 1,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 
@@ -262,6 +263,7 @@ fn a_pool_shape_with_the_switch_counts_its_reserve() {
         attributes: pool("gpu", Some(RESERVE)),
         gpu_type: Some(GpuType::A10G),
         worker_size: size,
+        fallback: Vec::new(),
     };
     let request = request("c", 13_000, 1024, 0);
     let small = Snapshot {
@@ -293,11 +295,13 @@ fn cpu_demand_grows_a_cpu_pool_before_a_gpu_pool() {
                 attributes: gpu.clone(),
                 gpu_type: Some(GpuType::A10G),
                 worker_size: Resources::new(16_000, 32_768, 4),
+                fallback: Vec::new(),
             },
             Pool {
                 attributes: pool("cpu", None),
                 gpu_type: None,
                 worker_size: Resources::new(16_000, 32_768, 0),
+                fallback: Vec::new(),
             },
         ],
     };

@@ -60,6 +60,7 @@ fn request(index: usize, ask: GpuAsk, priority: i32) -> ContainerRequest {
         priority,
         submitted_at_ms: index as u64,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 

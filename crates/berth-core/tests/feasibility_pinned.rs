@@ -43,6 +43,7 @@ fn request(gpus: u32, gpu: GpuPreference) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: 1,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 
@@ -155,6 +156,7 @@ fn a_pool_shape_without_gpus_has_no_gpu_type_for_the_rules() {
         attributes: attributes(name, 0),
         gpu_type: Some(GpuType::T4),
         worker_size: Resources::new(8000, 32 * 1024, gpus),
+        fallback: Vec::new(),
     };
     let snapshot = Snapshot {
         workers: Vec::new(),

@@ -117,6 +117,7 @@ fn request(index: usize, ask: GpuAsk, cores: u64) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: index as u64,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 

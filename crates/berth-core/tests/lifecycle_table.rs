@@ -22,6 +22,7 @@ fn record(state: ContainerState) -> ContainerRecord {
         priority: 0,
         submitted_at_ms: 1,
         payload: Payload::default(),
+        fallback: Vec::new(),
     });
     record.revoked_attempts = vec![AttemptId("r0".into())];
     record.state = state;

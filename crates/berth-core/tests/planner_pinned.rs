@@ -65,6 +65,7 @@ fn batch(count: usize) -> Vec<ContainerRequest> {
                 priority: 0,
                 submitted_at_ms: i as u64,
                 payload: Payload::default(),
+                fallback: Vec::new(),
             }
         })
         .collect()
@@ -136,7 +137,14 @@ fn actual(snapshot: &Snapshot, requests: &[ContainerRequest], plan: &Plan) -> Ve
 fn check_sampling(policy: PlacementPolicy, max_candidates: usize) {
     let snapshot = fleet(policy);
     let requests = batch(60);
-    let plan = plan_with(&snapshot, &requests, PlanOptions { max_candidates });
+    let plan = plan_with(
+        &snapshot,
+        &requests,
+        PlanOptions {
+            max_candidates,
+            ..PlanOptions::default()
+        },
+    );
     verify_plan(&snapshot, &requests, &plan).unwrap();
     assert_eq!(
         actual(&snapshot, &requests, &plan),
@@ -181,7 +189,14 @@ fn a_sample_of_one_takes_the_first_worker_with_room_from_the_requests_offset() {
     let snapshot = fleet(PlacementPolicy::Spread);
     for request in batch(40) {
         let requests = [request];
-        let plan = plan_with(&snapshot, &requests, PlanOptions { max_candidates: 1 });
+        let plan = plan_with(
+            &snapshot,
+            &requests,
+            PlanOptions {
+                max_candidates: 1,
+                ..PlanOptions::default()
+            },
+        );
         let start = start_offset(&requests[0].id, WORKERS);
         let first_with_room = (0..WORKERS)
             .map(|step| (start + step) % WORKERS)

@@ -136,6 +136,7 @@ fn fleet() -> impl Strategy<Value = Snapshot> {
                     attributes: attributes[pool].clone(),
                     gpu_type: gpu_type(gpu),
                     worker_size,
+                    fallback: Vec::new(),
                 })
                 .collect();
             Snapshot { workers, pools }
@@ -211,6 +212,7 @@ fn request() -> impl Strategy<Value = ContainerRequest> {
                     priority,
                     submitted_at_ms,
                     payload: Payload::default(),
+                    fallback: Vec::new(),
                 }
             },
         )
@@ -230,7 +232,10 @@ fn options() -> impl Strategy<Value = PlanOptions> {
         3 => Just(64usize),
         1 => 1usize..=8,
     ]
-    .prop_map(|max_candidates| PlanOptions { max_candidates })
+    .prop_map(|max_candidates| PlanOptions {
+        max_candidates,
+        ..PlanOptions::default()
+    })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ fn req(id: &str) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: 1000,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 
@@ -672,6 +673,7 @@ fn absurd_requests() {
         attributes: pool("gpu"),
         gpu_type: Some(GpuType::H100),
         worker_size: Resources::new(96_000, 1024 * GIB, 8),
+        fallback: Vec::new(),
     };
     let fleet = Snapshot {
         workers: vec![worker("cpu"), gpu_worker("gpu", GpuType::H100, 8)],
@@ -702,11 +704,13 @@ fn unplaced_classification() {
         attributes: pool("default"),
         gpu_type: None,
         worker_size: Resources::new(64_000, 256 * GIB, 0),
+        fallback: Vec::new(),
     };
     let gpu_pool_without_workers = Pool {
         attributes: pool("a100s"),
         gpu_type: Some(GpuType::A100_80),
         worker_size: Resources::new(32_000, 256 * GIB, 8),
+        fallback: Vec::new(),
     };
     let busy = worker("busy").free(Resources::new(500, GIB, 0));
     let no_pools = snap(vec![busy.clone()]);
@@ -833,6 +837,7 @@ fn snapshot_is_not_mutated() {
             attributes: pool("default"),
             gpu_type: None,
             worker_size: Resources::new(16_000, 64 * GIB, 0),
+            fallback: Vec::new(),
         }],
     };
     let before = fleet.clone();
@@ -991,7 +996,14 @@ fn sampled_path_finds_the_few_workers_with_room() {
     let snapshot = snap(fleet);
     let batch: Vec<ContainerRequest> = (0..50).map(|i| req(&format!("c{i:02}")).at(i)).collect();
     for max_candidates in [1, 2, 64] {
-        let plan = plan_with(&snapshot, &batch, PlanOptions { max_candidates });
+        let plan = plan_with(
+            &snapshot,
+            &batch,
+            PlanOptions {
+                max_candidates,
+                ..PlanOptions::default()
+            },
+        );
         verify_plan(&snapshot, &batch, &plan).unwrap();
         assert_eq!(plan.placed(), 48);
         let used: BTreeSet<&str> = plan.workers.iter().map(|w| w.worker.as_str()).collect();
@@ -1108,11 +1120,13 @@ fn demand_goes_to_the_best_matching_pool() {
                 attributes: low.clone(),
                 gpu_type: None,
                 worker_size: Resources::new(4000, 4096, 0),
+                fallback: Vec::new(),
             },
             Pool {
                 attributes: high.clone(),
                 gpu_type: None,
                 worker_size: Resources::new(4000, 4096, 0),
+                fallback: Vec::new(),
             },
         ],
     };

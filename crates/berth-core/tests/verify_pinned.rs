@@ -62,6 +62,7 @@ fn request(index: usize, ask: GpuAsk) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: index as u64,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 

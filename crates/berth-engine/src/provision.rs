@@ -139,6 +139,7 @@ mod tests {
             attributes: berth_core::PoolAttributes::plain(PoolName::new("cpu").unwrap()),
             gpu_type: None,
             worker_size: Resources::new(4000, 16_384, 0),
+            fallback: Vec::new(),
         }];
         let entry = |pool: Option<&str>, requests: u64| PoolDemand {
             pool: pool.map(|p| PoolName::new(p).unwrap()),

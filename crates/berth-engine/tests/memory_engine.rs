@@ -93,6 +93,7 @@ async fn dropped_tickets_leave_no_waiters_behind() {
         attributes: PoolAttributes::plain(PoolName::new("default").unwrap()),
         gpu_type: None,
         worker_size: Resources::new(4000, 8192, 0),
+        fallback: Vec::new(),
     };
     let engine = Engine::start(store.clone(), EngineConfig::default(), vec![pool]);
     let ticket = engine

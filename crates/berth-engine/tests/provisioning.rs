@@ -54,6 +54,7 @@ fn cpu_pool_config() -> Pool {
         attributes: cpu_pool(),
         gpu_type: None,
         worker_size: Resources::new(4000, 16_384, 0),
+        fallback: Vec::new(),
     }
 }
 

@@ -28,6 +28,7 @@ fn pools() -> Vec<Pool> {
         attributes: PoolAttributes::plain(PoolName::new("cpu").unwrap()),
         gpu_type: None,
         worker_size: Resources::new(16_000, 65_536, 0),
+        fallback: Vec::new(),
     }]
 }
 
@@ -135,6 +136,7 @@ fn request(id: &str, cpu: u64) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: 1,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 

@@ -5,8 +5,8 @@
 mod common;
 
 use berth_api::{
-    ContainerSpec, ErrorCode, GpuSpec, GpuTypes, HeartbeatRequest, ReleaseRequest, ReportedState,
-    StatusReport,
+    ContainerSpec, ErrorCode, FallbackSpec, GpuSpec, GpuTypes, HeartbeatRequest, ReleaseRequest,
+    ReportedState, StatusReport,
 };
 use berth_core::{ContainerId, RuntimeName, WorkerStatus};
 use berth_server::reap_once;
@@ -505,6 +505,47 @@ async fn the_wait_is_capped_by_the_server() {
         assert_eq!(status, 400, "{path}: {text}");
         assert_eq!(error.unwrap().field.as_deref(), Some("wait_ms"), "{text}");
     }
+    server.stop().await;
+}
+
+/// Admission judges every step of a fallback chain: a GPU type no pool has is refused, but
+/// not when a later step accepts one a pool has; the container shows its chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_step_that_could_run_makes_a_request_admissible() {
+    let server = Server::start().await;
+    let mut odd = spec(Some("odd"), 1000, 1024);
+    odd.gpu = Some(GpuSpec {
+        count: 1,
+        milli: None,
+        types: GpuTypes::List(vec!["MI300X".into()]),
+    });
+    let error = server.client.submit(&odd).await.unwrap_err();
+    assert_eq!(error.status(), Some(422), "{error}");
+
+    odd.fallback = vec![FallbackSpec {
+        after_ms: 30_000,
+        pool: None,
+        gpu_types: vec!["A100-80".into()],
+    }];
+    let submitted = server.client.submit(&odd).await.unwrap();
+    assert_eq!(submitted.state, ContainerState::Pending);
+    let view = server.client.container(&cid("odd")).await.unwrap();
+    assert_eq!(view.fallback, odd.fallback);
+
+    // A chain out of order is refused, naming the step.
+    let mut disordered = odd.clone();
+    disordered.id = Some("disordered".into());
+    disordered.fallback.push(FallbackSpec {
+        after_ms: 10,
+        pool: Some("cpu".into()),
+        gpu_types: Vec::new(),
+    });
+    let error = server.client.submit(&disordered).await.unwrap_err();
+    assert_eq!(error.status(), Some(400), "{error}");
+    assert_eq!(
+        error.body().unwrap().field.as_deref(),
+        Some("fallback[1].after_ms")
+    );
     server.stop().await;
 }
 

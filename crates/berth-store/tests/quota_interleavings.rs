@@ -158,6 +158,7 @@ impl World {
                     priority: 0,
                     submitted_at_ms: 1,
                     payload: Payload::default(),
+                    fallback: Vec::new(),
                 };
                 self.store.submit(&[request]).await.unwrap();
                 self.submitted.push(id);

@@ -103,6 +103,7 @@ fn request(id: &str) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: 1,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 

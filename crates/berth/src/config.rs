@@ -3,9 +3,10 @@
 //! variables override the file (see `berth server --help`).
 
 use crate::units::{parse_cpu, parse_gpus, parse_memory};
+use berth_core::fallback::MAX_FALLBACK_STEPS;
 use berth_core::{
-    CpuReserve, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources, Tenant,
-    TenantName,
+    CpuReserve, FallbackStep, GpuType, PlacementPolicy, Pool, PoolAttributes, PoolName, Resources,
+    Tenant, TenantName,
 };
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -131,6 +132,20 @@ pub struct PoolSection {
     /// GPU work: `{ cpu = "8", memory = "32Gi" }`. Absent: GPU workers take GPU requests
     /// only.
     pub cpu_on_gpu: Option<ReserveSection>,
+    /// The pools a request that selects this one may go to next, in order, each after its
+    /// wait: `fallback = [{ pool = "h100", after_secs = 30 }]`.
+    #[serde(default)]
+    pub fallback: Vec<FallbackSection>,
+}
+
+/// One step of a pool's fallback chain: `{ pool = "h100", after_secs = 30 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackSection {
+    /// A configured pool to try next.
+    pub pool: String,
+    /// How long after submission, in seconds.
+    pub after_secs: u64,
 }
 
 /// What a GPU worker keeps free for GPU work while CPU-only requests run on it:
@@ -225,13 +240,31 @@ impl FileConfig {
         Ok(tenants)
     }
 
-    /// The pools, checked.
+    /// The pools, checked: each alone, then that every fallback names a configured pool.
     pub fn pools(&self) -> Result<Vec<Pool>, ConfigError> {
-        self.pools
+        let pools: Vec<Pool> = self
+            .pools
             .iter()
             .enumerate()
             .map(|(i, section)| section.to_pool(&format!("pools[{i}]")))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        for (i, pool) in pools.iter().enumerate() {
+            for (j, step) in pool.fallback.iter().enumerate() {
+                let known = pools
+                    .iter()
+                    .any(|p| Some(&p.attributes.pool) == step.pool.as_ref());
+                if !known {
+                    return Err(ConfigError::Invalid {
+                        key: format!("pools[{i}].fallback[{j}].pool"),
+                        message: format!(
+                            "no [[pools]] entry is named {:?}; name a configured pool",
+                            self.pools[i].fallback[j].pool
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(pools)
     }
 }
 
@@ -317,6 +350,7 @@ impl PoolSection {
                 "worker_size has GPUs, so the pool needs a gpu_type".into(),
             ));
         }
+        let fallback = self.fallback_steps(&name, key)?;
         Ok(Pool {
             attributes: PoolAttributes {
                 pool: name,
@@ -328,7 +362,50 @@ impl PoolSection {
             },
             gpu_type,
             worker_size,
+            fallback,
         })
+    }
+
+    /// The fallback chain: at most [`MAX_FALLBACK_STEPS`] steps, each naming another pool
+    /// (checked to exist by [`FileConfig::pools`]), waits strictly increasing.
+    fn fallback_steps(&self, own: &PoolName, key: &str) -> Result<Vec<FallbackStep>, ConfigError> {
+        let invalid = |field: String, message: String| ConfigError::Invalid {
+            key: format!("{key}.{field}"),
+            message,
+        };
+        if self.fallback.len() > MAX_FALLBACK_STEPS {
+            return Err(invalid(
+                "fallback".into(),
+                format!("at most {MAX_FALLBACK_STEPS} steps"),
+            ));
+        }
+        let mut steps: Vec<FallbackStep> = Vec::new();
+        for (j, section) in self.fallback.iter().enumerate() {
+            let pool = PoolName::new(&section.pool)
+                .map_err(|e| invalid(format!("fallback[{j}].pool"), e.to_string()))?;
+            if pool == *own {
+                return Err(invalid(
+                    format!("fallback[{j}].pool"),
+                    "a pool cannot fall back to itself".into(),
+                ));
+            }
+            let after_ms = section.after_secs.saturating_mul(1000);
+            if steps
+                .last()
+                .is_some_and(|before| after_ms <= before.after_ms)
+            {
+                return Err(invalid(
+                    format!("fallback[{j}].after_secs"),
+                    "must be longer than the step before it".into(),
+                ));
+            }
+            steps.push(FallbackStep {
+                after_ms,
+                pool: Some(pool),
+                gpu: Vec::new(),
+            });
+        }
+        Ok(steps)
     }
 }
 
@@ -409,6 +486,45 @@ name = "cpu"
         assert_eq!(
             store.client_key_file.as_deref(),
             Some(Path::new("/etc/k.pem"))
+        );
+    }
+
+    #[test]
+    fn a_pool_falls_back_to_configured_pools_after_a_wait() {
+        let file = "[[pools]]\nname = \"a100\"\nfallback = [{ pool = \"h100\", after_secs = 30 }]\n[[pools]]\nname = \"h100\"\n";
+        let pools = FileConfig::parse(file, "f").unwrap().pools().unwrap();
+        assert_eq!(
+            pools[0].fallback,
+            [FallbackStep {
+                after_ms: 30_000,
+                pool: Some(PoolName::new("h100").unwrap()),
+                gpu: Vec::new(),
+            }]
+        );
+        assert!(pools[1].fallback.is_empty());
+    }
+
+    #[test]
+    fn a_bad_pool_fallback_names_its_key() {
+        let unknown = "[[pools]]\nname = \"a\"\nfallback = [{ pool = \"nope\", after_secs = 1 }]\n";
+        let error = FileConfig::parse(unknown, "f").unwrap_err();
+        assert!(
+            error.to_string().starts_with("pools[0].fallback[0].pool"),
+            "{error}"
+        );
+        let itself = "[[pools]]\nname = \"a\"\nfallback = [{ pool = \"a\", after_secs = 1 }]\n";
+        let error = FileConfig::parse(itself, "f").unwrap_err();
+        assert!(
+            error.to_string().starts_with("pools[0].fallback[0].pool"),
+            "{error}"
+        );
+        let order = "[[pools]]\nname = \"a\"\nfallback = [{ pool = \"b\", after_secs = 9 }, { pool = \"c\", after_secs = 9 }]\n[[pools]]\nname = \"b\"\n[[pools]]\nname = \"c\"\n";
+        let error = FileConfig::parse(order, "f").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("pools[0].fallback[1].after_secs"),
+            "{error}"
         );
     }
 

@@ -292,5 +292,6 @@ async fn report(
         image: None,
         command: Vec::new(),
         timeout_secs: None,
+        fallback: Vec::new(),
     }))
 }

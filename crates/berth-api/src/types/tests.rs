@@ -19,6 +19,7 @@ fn pool(name: &str, priority: i32) -> Pool {
         },
         gpu_type: None,
         worker_size: Resources::new(1000, 1000, 0),
+        fallback: Vec::new(),
     }
 }
 

@@ -76,6 +76,7 @@ fn record(id: &str, state: ContainerState, holder: Option<(&str, &str)>) -> Cont
         priority: 0,
         submitted_at_ms: 1,
         payload: Payload::default(),
+        fallback: Vec::new(),
     });
     record.state = state;
     if let Some((w, a)) = holder {

@@ -297,6 +297,7 @@ async fn process(
         stats: &shared.stats,
         pools: &shared.pools,
         policies,
+        now_ms: now,
     };
     let before = shared.store.stats().snapshot();
     let outcome = strategy::run(shared.config.strategy, ctx, &claims).await?;

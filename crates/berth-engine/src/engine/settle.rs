@@ -6,7 +6,8 @@ use crate::cache::WorkerCache;
 use crate::stats::Counter;
 use crate::strategy::BatchOutcome;
 use crate::ticket::Outcome;
-use berth_core::feasibility::demand_target;
+use berth_core::fallback::next_step_due_ms;
+use berth_core::feasibility::demand_target_at;
 use berth_core::{ContainerId, ContainerRequest, UnplacedReason};
 use berth_store::{Claim, SettleItem, SettleOutcome, Settlement};
 use std::collections::HashMap;
@@ -138,12 +139,15 @@ pub(super) fn sort(
 }
 
 /// Sends a claim to the backlog. The delay doubles with the time already waited (capped
-/// exponential backoff without a per-request counter).
+/// exponential backoff without a per-request counter), but the request is looked at again
+/// no later than its next fallback step becomes due: the step may have room now.
 fn defer(shared: &Shared, now: u64, claim: &Claim, reason: &str, settle: &mut Settle) {
     let waited = waited(claim, now);
     let config = &shared.config;
     let delay = waited.clamp(config.backoff_base, config.backoff_cap);
-    let not_before_ms = now.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+    let backoff_ms = now.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+    let next_step = next_step_due_ms(&claim.request, &shared.pools, now);
+    let not_before_ms = next_step.map_or(backoff_ms, |due| due.min(backoff_ms));
     settle.push(
         claim,
         Settlement::Deferred {
@@ -156,7 +160,7 @@ fn defer(shared: &Shared, now: u64, claim: &Claim, reason: &str, settle: &mut Se
 }
 
 /// Names, for every deferred request, the pool that would have to grow for it (the unmet
-/// demand an autoscaler reads). Reads the fleet from the cache.
+/// demand an autoscaler reads): that of the most preferred choice it accepts by now. Reads the fleet from the cache.
 pub(super) async fn target_demand(
     shared: &Shared,
     cache: &mut WorkerCache,
@@ -167,6 +171,7 @@ pub(super) async fn target_demand(
     if !settle.items.iter().any(deferred) {
         return Ok(());
     }
+    let now = shared.clock.now_ms();
     let snapshot = cache.snapshot(&*shared.store).await?;
     let requests: HashMap<&ContainerId, &ContainerRequest> =
         claims.iter().map(|c| (&c.request.id, &c.request)).collect();
@@ -178,7 +183,9 @@ pub(super) async fn target_demand(
             continue;
         }
         if let Some(request) = requests.get(&item.container) {
-            let target = demand_target(snapshot, request);
+            // The pool of the best choice the request accepts by now.
+            let waited = now.saturating_sub(request.submitted_at_ms);
+            let target = demand_target_at(snapshot, request, waited);
             *gpu_type = target.as_ref().and_then(|(_, gpu)| gpu.clone());
             *pool = target.map(|(name, _)| name);
         }

@@ -24,6 +24,8 @@ pub(crate) struct Ctx<'a> {
     pub pools: &'a [Pool],
     /// The tenants with a quota, whose placements are held before their commit.
     pub policies: &'a Policies,
+    /// When the batch is planned (ms since the epoch): decides which fallback steps are due.
+    pub now_ms: u64,
 }
 
 /// A claim placed by a strategy.
@@ -71,7 +73,8 @@ async fn planned(
     claims: &[Claim],
 ) -> Result<(Plan, Vec<(usize, UnplacedReason)>)> {
     let snapshot = ctx.cache.snapshot(ctx.store).await?;
-    let mut plan = berth_core::plan(snapshot, &requests(claims));
+    let options = berth_core::PlanOptions::at(ctx.now_ms);
+    let mut plan = berth_core::plan_with(snapshot, &requests(claims), options);
     let mut unplaced: Vec<(usize, UnplacedReason)> = std::mem::take(&mut plan.unplaced)
         .into_iter()
         .map(|u| (u.request, u.reason))

@@ -6,7 +6,7 @@ use super::locking::commit_under_lock;
 use super::{BatchOutcome, Ctx, Placed, commit_group};
 use crate::quota;
 use crate::stats::Counter;
-use berth_core::{Snapshot, UnplacedReason, plan};
+use berth_core::{PlanOptions, Snapshot, UnplacedReason, plan_with};
 use berth_store::{Claim, CommitOutcome, Result};
 use futures::future::join_all;
 
@@ -41,7 +41,8 @@ async fn place_one(ctx: &Ctx<'_>, claims: &[Claim], index: usize) -> Result<Sing
             workers: store.workers().await?,
             pools: ctx.pools.to_vec(),
         };
-        let mut plan = plan(&snapshot, &[claim[0].request.clone()]);
+        let options = PlanOptions::at(ctx.now_ms);
+        let mut plan = plan_with(&snapshot, &[claim[0].request.clone()], options);
         if let Some(unplaced) = plan.unplaced.pop() {
             return Ok(Single::Unplaced(unplaced.reason));
         }

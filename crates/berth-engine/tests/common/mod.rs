@@ -68,6 +68,7 @@ pub fn request(id: &str, cpu: u64, priority: i32, at_ms: u64) -> ContainerReques
         priority,
         submitted_at_ms: at_ms,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 

@@ -359,6 +359,7 @@ pub async fn hopeless_requests_fail_at_once(backend: &Backend) {
         attributes: cpu_pool(),
         gpu_type: None,
         worker_size: Resources::new(64_000, 262_144, 0),
+        fallback: Vec::new(),
     };
     let engine = Engine::start(store.clone(), config, vec![pool]);
     drop(

@@ -34,11 +34,13 @@ pub fn pools() -> Vec<Pool> {
             attributes: attributes("cpu"),
             gpu_type: None,
             worker_size: Resources::new(16_000, 65_536, 0),
+            fallback: Vec::new(),
         },
         Pool {
             attributes: attributes("gpu"),
             gpu_type: Some(GpuType::A100_80),
             worker_size: Resources::new(32_000, 262_144, 8),
+            fallback: Vec::new(),
         },
     ]
 }

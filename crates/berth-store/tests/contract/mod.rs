@@ -211,6 +211,7 @@ fn request(id: &str, cpu: u64) -> ContainerRequest {
         priority: 0,
         submitted_at_ms: 1,
         payload: Payload::default(),
+        fallback: Vec::new(),
     }
 }
 

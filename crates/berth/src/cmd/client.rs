@@ -5,7 +5,7 @@
 use crate::units::{GpuAmount, parse_cpu, parse_gpu, parse_memory};
 use anyhow::{Context, bail};
 use berth_api::{
-    Client, ContainerSpec, ContainerView, GpuSpec, GpuTypes, WorkerDetail, WorkerView,
+    Client, ContainerSpec, ContainerView, FallbackSpec, GpuSpec, GpuTypes, WorkerDetail, WorkerView,
 };
 use berth_core::{ContainerId, GpuPreference, WorkerId};
 use berth_store::ContainerState;
@@ -86,6 +86,13 @@ pub struct RunArgs {
     /// own tenant is used without it).
     #[arg(long)]
     pub tenant: Option<String>,
+    /// A fallback step (repeatable, in the order they become due): what else to accept
+    /// once the container has waited WAIT since submission, used only while nothing
+    /// earlier has room. WHAT is GPU types in order of preference (`H100`, `H100,A100-40`),
+    /// a pool (`pool=h100`), or both (`pool=h100,H100`); WAIT is `300ms`, `30s`, `5m` or
+    /// plain seconds. E.g. `--gpu A100-80:1 --fallback H100:30s --fallback pool=spot:5m`.
+    #[arg(long = "fallback", value_name = "WHAT:WAIT")]
+    pub fallback: Vec<String>,
     /// Wait until it has ended; print its output and exit with its exit code.
     #[arg(long)]
     pub wait: bool,
@@ -127,6 +134,11 @@ pub fn spec(args: &RunArgs) -> anyhow::Result<ContainerSpec> {
             types,
         });
     }
+    spec.fallback = args
+        .fallback
+        .iter()
+        .map(|step| parse_fallback(step))
+        .collect::<anyhow::Result<_>>()?;
     spec.env = parse_env(&args.env)?;
     spec.secret_env = secret_env(&args.secret_env, |name| std::env::var(name).ok())?;
     Ok(spec)
@@ -147,6 +159,49 @@ fn secret_env(
             ),
         })
         .collect()
+}
+
+/// One `--fallback WHAT:WAIT`: GPU types and/or `pool=NAME`, comma-separated, then the
+/// wait. The names are checked by the server (and its errors name the field).
+fn parse_fallback(input: &str) -> anyhow::Result<FallbackSpec> {
+    let usage = "expected WHAT:WAIT, e.g. H100:30s, pool=h100:5m or pool=h100,H100:300ms";
+    let Some((what, wait)) = input.rsplit_once(':') else {
+        bail!("--fallback {input:?}: {usage}");
+    };
+    let after_ms = parse_wait_ms(wait).with_context(|| format!("--fallback {input:?}"))?;
+    let mut step = FallbackSpec {
+        after_ms,
+        pool: None,
+        gpu_types: Vec::new(),
+    };
+    for item in what.split(',').map(str::trim) {
+        match item.strip_prefix("pool=") {
+            Some(_) if step.pool.is_some() => bail!("--fallback {input:?}: one pool per step"),
+            Some(pool) => step.pool = Some(pool.to_owned()),
+            None if item.is_empty() => bail!("--fallback {input:?}: {usage}"),
+            None => step.gpu_types.push(item.to_owned()),
+        }
+    }
+    Ok(step)
+}
+
+/// A wait: `300ms`, `30s`, `5m`, or plain seconds.
+fn parse_wait_ms(input: &str) -> anyhow::Result<u64> {
+    let (digits, scale) = if let Some(ms) = input.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(secs) = input.strip_suffix('s') {
+        (secs, 1000)
+    } else if let Some(mins) = input.strip_suffix('m') {
+        (mins, 60_000)
+    } else {
+        (input, 1000)
+    };
+    let value: u64 = digits
+        .parse()
+        .with_context(|| format!("wait {input:?}: expected e.g. 300ms, 30s or 5m"))?;
+    value
+        .checked_mul(scale)
+        .with_context(|| format!("wait {input:?} is too long"))
 }
 
 fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -493,6 +548,27 @@ fn show<T: ToString>(value: Option<&T>) -> String {
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::secret_env;
+
+    #[test]
+    fn fallback_steps_parse() {
+        use super::parse_fallback;
+        let gpu = parse_fallback("H100,A100-40:30s").unwrap();
+        assert_eq!(gpu.after_ms, 30_000);
+        assert_eq!(gpu.gpu_types, ["H100", "A100-40"]);
+        assert_eq!(gpu.pool, None);
+        let pool = parse_fallback("pool=h100:300ms").unwrap();
+        assert_eq!((pool.after_ms, pool.pool.as_deref()), (300, Some("h100")));
+        let both = parse_fallback("pool=spot,H100:5m").unwrap();
+        assert_eq!(both.after_ms, 300_000);
+        assert_eq!(
+            (both.pool.as_deref(), both.gpu_types.len()),
+            (Some("spot"), 1)
+        );
+        assert_eq!(parse_fallback("L4:7").unwrap().after_ms, 7_000);
+        for bad in ["H100", "H100:soon", ":30s", "pool=a,pool=b:1s"] {
+            assert!(parse_fallback(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn secrets_come_from_the_environment_by_name() {
