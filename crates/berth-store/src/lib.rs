@@ -11,6 +11,7 @@
 //! - [`store`]: the store's role traits ([`Fleet`], [`Bookings`], [`Intake`], [`Records`],
 //!   [`Inspection`], and [`WorkerLocks`] for the baseline strategies), their union
 //!   [`Store`], and their guarantees.
+//! - [`provisioning`]: the [`Provisioning`] role, workers started and not registered yet.
 //! - [`model`]: the values crossing the boundary (the shared model, records, states,
 //!   attempts, assignments, demand and violations, is `berth-core`'s and re-exported here).
 //! - [`memory`]: the in-memory store.
@@ -21,6 +22,7 @@
 pub mod error;
 pub mod memory;
 pub mod model;
+pub mod provisioning;
 pub mod redis;
 pub mod stats;
 pub mod store;
@@ -32,6 +34,7 @@ pub use berth_core::{
 pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use model::*;
+pub use provisioning::{PendingWorker, Provisioning};
 pub use redis::{RedisStore, RedisTarget, read_secret_file, redact};
 pub use stats::{StatsSnapshot, StoreStats};
 pub use store::{
@@ -42,6 +45,7 @@ pub use store::{
 /// The store's role traits, for code that calls their methods on a `dyn Store`:
 /// `use berth_store::prelude::*;`.
 pub mod prelude {
+    pub use crate::provisioning::Provisioning;
     pub use crate::store::{
         Bookings, Credentials, Fleet, Inspection, Intake, Records, Store, WorkerLocks,
     };

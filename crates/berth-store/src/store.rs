@@ -65,7 +65,9 @@ pub struct SettleItem {
 /// The scheduler's shared state: every role a scheduler replica, the HTTP service and the
 /// invariant check need, implemented together by [`crate::MemoryStore`] and
 /// [`crate::RedisStore`]. Code that needs one role takes that trait instead.
-pub trait Store: Fleet + Bookings + Intake + Records + Inspection + Credentials {
+pub trait Store:
+    Fleet + Bookings + Intake + Records + Inspection + Credentials + crate::Provisioning
+{
     /// The lock-based path, where the store has one (both stores do); only the baseline
     /// strategies ask for it.
     fn worker_locks(&self) -> Option<&dyn WorkerLocks>;

@@ -81,10 +81,16 @@ pub enum Op {
     Credentials,
     /// [`berth_store::Credentials::revoke_credentials`].
     RevokeCredentials,
+    /// [`berth_store::Provisioning::record_provisioned`].
+    RecordProvisioned,
+    /// [`berth_store::Provisioning::provisioned`].
+    Provisioned,
+    /// [`berth_store::Provisioning::forget_provisioned`].
+    ForgetProvisioned,
 }
 
 /// The number of [`Op`]s.
-pub(super) const OPS: usize = 37;
+pub(super) const OPS: usize = 40;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -126,6 +132,9 @@ impl Op {
         Op::Credential,
         Op::Credentials,
         Op::RevokeCredentials,
+        Op::RecordProvisioned,
+        Op::Provisioned,
+        Op::ForgetProvisioned,
     ];
 
     /// The trait method's name, e.g. `lock_worker`.
@@ -168,6 +177,9 @@ impl Op {
             Op::Credential => "credential",
             Op::Credentials => "credentials",
             Op::RevokeCredentials => "revoke_credentials",
+            Op::RecordProvisioned => "record_provisioned",
+            Op::Provisioned => "provisioned",
+            Op::ForgetProvisioned => "forget_provisioned",
         }
     }
 

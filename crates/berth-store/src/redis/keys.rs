@@ -16,6 +16,7 @@
 //! | `P:{q}:containers` | SET | every container id ever accepted (what [`crate::Inspection::check`] walks) |
 //! | `P:{q}:logs:ID` | LIST | the last output lines of a container (RPUSH, LTRIM) |
 //! | `P:{q}:provision:POOL` | STRING | the intent to provision workers for a pool (`SET NX PX`): one replica provisions per TTL |
+//! | `P:{q}:provisioned:POOL` | HASH | worker id -> `started_ms expires_ms`: the workers a provisioner started for the pool that have not registered yet; each call is one command on this one key |
 //! | `P:{a}:credentials` | HASH | token id -> the token's credential as JSON (`berth_core::Credential`: role, SHA-256 digest of the secret, name, created_ms); never the secret itself |
 //! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for), `cancel` (1 when a cancellation was asked for); absent fields are `None` |
 //!
@@ -118,6 +119,11 @@ impl Keys {
     /// `P:{q}:provision:POOL`, the recorded intent to provision workers for a pool.
     pub fn provisioning(&self, pool: &PoolName) -> String {
         format!("{}:{INTAKE_TAG}:provision:{pool}", self.prefix)
+    }
+
+    /// `P:{q}:provisioned:POOL`, the workers started for a pool and not registered yet.
+    pub fn provisioned(&self, pool: &PoolName) -> String {
+        format!("{}:{INTAKE_TAG}:provisioned:{pool}", self.prefix)
     }
 
     /// `P:{a}:credentials`, the API credentials by token id.

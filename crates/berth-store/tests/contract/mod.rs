@@ -7,6 +7,7 @@
 
 mod credentials;
 mod devices;
+mod provisioning;
 mod table;
 
 pub use credentials::credentials_are_stored_found_and_revoked;
@@ -16,6 +17,7 @@ pub use devices::{
     devices_are_booked_once_and_credited_exactly, reregistration_keeps_what_devices_hold,
     reservations_must_name_their_devices,
 };
+pub use provisioning::provisioned_workers_are_recorded_per_pool_and_forgotten_once;
 pub use table::every_cell_of_the_state_machine_is_kept;
 
 use berth_core::*;
@@ -75,6 +77,7 @@ macro_rules! contract_tests {
             reservations_must_name_their_devices,
             concurrent_device_commits_never_overbook,
             credentials_are_stored_found_and_revoked,
+            provisioned_workers_are_recorded_per_pool_and_forgotten_once,
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {
