@@ -5,7 +5,7 @@
 //! demand; the workers a controller says it started are recorded too, and count toward the
 //! demand until they register or their registration timeout passes, so a burst read again
 //! before the new workers are up does not provision twice either. Pools with an idle
-//! timeout shrink too ([`scale_down`]).
+//! timeout shrink too (`scale_down`, measured by [`IdleTracker`]).
 
 mod scale_down;
 
