@@ -5,8 +5,9 @@
 //!   stdin and prints the answer on stdout. It must exit 0 within the timeout; otherwise,
 //!   or if its stdout is not the answer, the call fails with its stderr in the error (it is
 //!   killed if it outlives the timeout).
-//! - A webhook (`provisioner = { url = "http://..." }`) gets the call POSTed as JSON and
-//!   answers the JSON object with a 2xx status.
+//! - A webhook (`provisioner = { url = "http://..." }`; plain http only, the workspace's
+//!   reqwest has no TLS) gets the call POSTed as JSON and answers the JSON object with a
+//!   2xx status.
 //!
 //! A failed call is logged by the engine and never stops it.
 
@@ -447,5 +448,64 @@ mod tests {
             error.to_string().contains("/nonexistent/provisioner"),
             "{error}"
         );
+    }
+
+    /// Serves one HTTP request on a fresh port with `status` and `body`; the URL, and the
+    /// request as received.
+    async fn one_shot(
+        status: &'static str,
+        body: &'static str,
+    ) -> (reqwest::Url, tokio::task::JoinHandle<String>) {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/grow", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Reads until the JSON body's closing brace: the call is one JSON object.
+            while !request.ends_with(b"}") {
+                let n = socket.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request).into_owned()
+        });
+        (url, server)
+    }
+
+    fn webhook(url: reqwest::Url) -> Provisioner {
+        Provisioner {
+            target: Target::Webhook(url),
+            timeout: Duration::from_secs(10),
+            idle_timeout: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_webhook_gets_the_call_posted_and_answers_in_the_body() {
+        let (url, server) = one_shot("200 OK", r#"{"started": ["w-9"]}"#).await;
+        let call = remove_call(&gpu_pool(), &[WorkerId::new("w-1").unwrap()]);
+        let answer = webhook(url).call(&call).await.unwrap();
+        assert_eq!(answer.started, ["w-9"]);
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /grow HTTP/1.1"), "{request}");
+        assert!(request.contains("application/json"), "{request}");
+        assert!(request.contains(r#""action":"remove""#), "{request}");
+
+        let (url, server) = one_shot("503 Service Unavailable", "{}").await;
+        let error = webhook(url).call(&call).await.unwrap_err();
+        assert!(matches!(error, CallError::Http(_)), "{error}");
+        assert!(error.to_string().contains("503"), "{error}");
+        server.await.unwrap();
     }
 }
