@@ -34,11 +34,21 @@ impl Drop for Cleanup {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "pid")
                 && let Ok(pid) = std::fs::read_to_string(&path)
+                && still_our_worker(pid.trim(), &self.dir)
             {
                 let _ = Command::new("kill").args(["-9", pid.trim()]).status();
             }
         }
     }
+}
+
+/// Whether `pid` is still a `berth worker` working in `dir`: a worker that exited may have
+/// left its pid to an unrelated process, which must not be killed.
+fn still_our_worker(pid: &str, dir: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        cmdline.contains("worker") && cmdline.contains(&*dir.to_string_lossy())
+    })
 }
 
 fn free_port() -> u16 {
