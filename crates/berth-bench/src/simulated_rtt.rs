@@ -18,6 +18,7 @@
 //! | `heartbeats`, `containers` | 2 | an index, then the records in one pipeline (modelled) |
 //! | `register_worker` | 1 | index and registration script pipelined together |
 //! | `commit` | 1 | one pipeline of one script per group (0 when there is no group) |
+//! | `record_provisioned`, `forget_provisioned` | 1 | one command (0 when no worker is given) |
 //! | `submit`, `settle` | 1 | one script for the whole batch (0 when empty) |
 //! | `claim` | 1 | one script; a blocking wait is not delayed beyond this one `rtt` (0 when `max` is 0) |
 //! | `assignments` | 1 | one script; a blocking wait is not delayed beyond this one `rtt` |
@@ -54,7 +55,7 @@ use berth_core::{
 use berth_core::{Credential, Tenant, TenantName, TokenId, Usage};
 use berth_store::model::*;
 use berth_store::prelude::*;
-use berth_store::{Hold, HoldOutcome, Result, SettleItem, StoreError, StoreStats};
+use berth_store::{Hold, HoldOutcome, PendingWorker, Result, SettleItem, StoreError, StoreStats};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -538,6 +539,29 @@ impl<S: Store + ?Sized> Quotas for SimulatedRttStore<S> {
     async fn hold(&self, holds: &[Hold]) -> Result<Vec<HoldOutcome>> {
         let op = Op::Hold;
         self.around(op, op.round_trips(), self.inner.hold(holds))
+            .await
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Provisioning for SimulatedRttStore<S> {
+    async fn record_provisioned(&self, pool: &PoolName, workers: &[PendingWorker]) -> Result<()> {
+        let op = Op::RecordProvisioned;
+        let call = self.inner.record_provisioned(pool, workers);
+        self.around(op, Self::trips(op, workers.is_empty()), call)
+            .await
+    }
+
+    async fn provisioned(&self, pool: &PoolName) -> Result<Vec<PendingWorker>> {
+        let op = Op::Provisioned;
+        self.around(op, op.round_trips(), self.inner.provisioned(pool))
+            .await
+    }
+
+    async fn forget_provisioned(&self, pool: &PoolName, workers: &[WorkerId]) -> Result<usize> {
+        let op = Op::ForgetProvisioned;
+        let call = self.inner.forget_provisioned(pool, workers);
+        self.around(op, Self::trips(op, workers.is_empty()), call)
             .await
     }
 }

@@ -100,6 +100,9 @@ pub struct EngineConfig {
     /// How long a recorded intent to provision a pool holds off other replicas (and this
     /// one) from provisioning that pool again: about the time a new worker takes to join.
     pub provision_ttl: Duration,
+    /// How long a worker a pool controller started counts toward its pool's demand before
+    /// it registers; after that it is presumed never to come (logged) and no longer counts.
+    pub registration_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -120,6 +123,7 @@ impl Default for EngineConfig {
             promote_every: Duration::from_millis(50),
             provision_every: Duration::from_secs(5),
             provision_ttl: Duration::from_secs(120),
+            registration_timeout: Duration::from_secs(300),
         }
     }
 }

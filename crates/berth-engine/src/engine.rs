@@ -37,6 +37,8 @@ struct Shared {
     pools: Vec<Pool>,
     /// Grows pools for unmet demand, if configured.
     controller: Option<Arc<dyn PoolController>>,
+    /// When this replica first saw each worker idle, for scale-down.
+    idle: crate::provision::IdleTracker,
     stats: Arc<EngineStats>,
     clock: Clock,
     /// Submitters waiting for an outcome decided by this replica.
@@ -63,7 +65,8 @@ impl Engine {
         Engine::start_with_controller(store, config, pools, None)
     }
 
-    /// Starts a replica that also asks `controller` to grow pools for unmet demand.
+    /// Starts a replica that also asks `controller` to grow pools for unmet demand, and to
+    /// stop the workers that stay idle past their pool's idle timeout.
     pub fn start_with_controller(
         store: Arc<dyn Store>,
         config: EngineConfig,
@@ -77,6 +80,7 @@ impl Engine {
             config,
             pools,
             controller,
+            idle: Default::default(),
             clock: Clock::new(),
             waiters: Arc::new(Waiters::default()),
             changed: Mutex::new(Vec::new()),

@@ -7,7 +7,8 @@
 //! - [`config`]: [`EngineConfig`] and the commit [`Strategy`] (`serial`, `batch-lock`,
 //!   `batch-script`).
 //! - [`engine`]: the replica loop: claim a micro-batch, plan, commit, settle.
-//! - [`provision`]: unmet demand, and the [`PoolController`] an autoscaler implements.
+//! - [`provision`]: unmet demand, growing pools (counting the workers on their way) and
+//!   shrinking idle ones, and the [`PoolController`] an autoscaler implements.
 //! - [`quota`]: the tenants with a quota, and the hold their placements take before the
 //!   commit.
 //! - [`cache`]: the worker cache (TTL backstop, write-through, per-worker invalidation).

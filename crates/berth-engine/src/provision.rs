@@ -2,18 +2,55 @@
 //! store, exports it as metrics, and, when a pool controller is configured, asks it to add
 //! workers to the pools that need them. The intent to provision is recorded in the store
 //! first (one replica per pool per TTL), so two replicas never provision twice for the same
-//! demand.
+//! demand; the workers a controller says it started are recorded too, and count toward the
+//! demand until they register or their registration timeout passes, so a burst read again
+//! before the new workers are up does not provision twice either. Pools with an idle
+//! timeout shrink too (`scale_down`, measured by [`IdleTracker`]).
+
+mod scale_down;
 
 use async_trait::async_trait;
-use berth_core::{Pool, Resources};
-use berth_store::{PoolDemand, Store};
+use berth_core::{Pool, PoolName, Resources, Worker, WorkerId, WorkerStatus};
+use berth_store::{PendingWorker, PoolDemand, Store};
+use std::collections::HashSet;
+use std::time::Duration;
 
-/// What an autoscaler implements to let the engine grow pools.
+pub use scale_down::IdleTracker;
+
+/// What an autoscaler implements to let the engine grow (and shrink) pools.
 #[async_trait]
 pub trait PoolController: Send + Sync {
-    /// Adds `count` workers of the pool's `worker_size` to `pool`. The workers register
-    /// themselves when they are up.
-    async fn add_workers(&self, pool: &Pool, count: u32) -> Result<(), String>;
+    /// Whether this controller grows `pool` at all (default: every pool).
+    fn manages(&self, _pool: &PoolName) -> bool {
+        true
+    }
+
+    /// Adds `count` workers of the pool's `worker_size` to `pool` for `demand`, and returns
+    /// the ids of the workers it started (they register themselves when they are up, and
+    /// count toward the pool's demand until then). An empty list is allowed: nothing then
+    /// counts as pending, and only the provisioning intent's TTL holds off the next call.
+    async fn add_workers(
+        &self,
+        pool: &Pool,
+        demand: &PoolDemand,
+        count: u32,
+    ) -> Result<Vec<WorkerId>, String>;
+
+    /// How long a worker of `pool` may own nothing before it is drained and removed;
+    /// `None` (the default): never.
+    fn idle_timeout(&self, _pool: &PoolName) -> Option<Duration> {
+        None
+    }
+
+    /// Stops `workers` of `pool`: drained, owning nothing, and taking no new work. The
+    /// default refuses (a controller with no idle timeout is never asked).
+    async fn remove_workers(&self, pool: &Pool, workers: &[WorkerId]) -> Result<(), String> {
+        let _ = workers;
+        Err(format!(
+            "this controller cannot remove workers of {}",
+            pool.attributes.pool
+        ))
+    }
 }
 
 /// How many workers of `size` hold `demand` (at least one; zero if `size` is zero).
@@ -28,47 +65,159 @@ pub fn workers_needed(demand: &Resources, size: &Resources) -> u32 {
     u32::try_from(most.max(1)).unwrap_or(u32::MAX)
 }
 
-/// Reads the unmet demand, exports it, and provisions where a controller is configured.
+/// What one provisioning round needs besides the store.
+pub(crate) struct Round<'a> {
+    /// The configured pools.
+    pub pools: &'a [Pool],
+    /// The controller, if any.
+    pub controller: Option<&'a dyn PoolController>,
+    /// This replica's name, written into the intents it records.
+    pub replica: &'a str,
+    /// How long a provisioning intent holds off other replicas.
+    pub ttl: Duration,
+    /// How long a started worker counts as pending before it is presumed lost.
+    pub registration_timeout: Duration,
+    /// How often rounds run: the scale-down intent's TTL, so one replica acts per round.
+    pub every: Duration,
+    /// Now, in ms since the epoch.
+    pub now_ms: u64,
+}
+
+/// Reads the unmet demand, exports it, and grows or shrinks the pools a controller manages.
 pub(crate) async fn run_once(
     store: &dyn Store,
-    pools: &[Pool],
-    controller: Option<&dyn PoolController>,
-    replica: &str,
-    ttl: std::time::Duration,
+    round: &Round<'_>,
+    idle: &IdleTracker,
 ) -> berth_store::Result<()> {
     let demand = store.unmet_demand().await?;
-    for entry in by_label(&demand, pools) {
+    for entry in by_label(&demand, round.pools) {
         export(&entry);
     }
-    let Some(controller) = controller else {
+    let Some(controller) = round.controller else {
         return Ok(());
     };
-    for entry in demand {
-        let Some(pool) = entry
-            .pool
-            .as_ref()
-            .and_then(|name| pools.iter().find(|p| p.attributes.pool == *name))
-        else {
-            continue;
-        };
-        let count = workers_needed(&entry.resources, &pool.worker_size);
-        if count == 0 {
+    let fleet = store.workers().await?;
+    idle.observe(&fleet, round.now_ms);
+    for pool in round.pools {
+        if !controller.manages(&pool.attributes.pool) {
             continue;
         }
-        let intent = format!("{replica}: {count} workers for {} requests", entry.requests);
-        if store
-            .claim_provisioning(&pool.attributes.pool, &intent, ttl)
-            .await?
-        {
-            tracing::info!(pool = %pool.attributes.pool, count, "provisioning workers");
-            metrics::counter!("berth_provisioned_workers_total", "pool" => pool.attributes.pool.to_string())
-                .increment(count.into());
-            if let Err(error) = controller.add_workers(pool, count).await {
-                tracing::warn!(pool = %pool.attributes.pool, %error, "the pool controller failed");
-            }
+        // Every round, so that workers registered after the demand was met are forgotten.
+        let pending = pending_workers(store, &pool.attributes.pool, &fleet, round.now_ms).await?;
+        let wanted = demand
+            .iter()
+            .find(|entry| entry.pool.as_ref() == Some(&pool.attributes.pool));
+        match wanted {
+            Some(entry) => grow(store, round, controller, pool, entry, (&fleet, pending)).await?,
+            None => scale_down::shrink(store, round, controller, pool, &fleet, idle).await?,
         }
     }
     Ok(())
+}
+
+/// Asks the controller for the workers `entry` needs beyond the `pending` ones on their
+/// way and those of `fleet` already up and empty (about to take it), if this replica wins
+/// the intent.
+async fn grow(
+    store: &dyn Store,
+    round: &Round<'_>,
+    controller: &dyn PoolController,
+    pool: &Pool,
+    entry: &PoolDemand,
+    (fleet, pending): (&[Worker], usize),
+) -> berth_store::Result<()> {
+    let name = &pool.attributes.pool;
+    let needed = workers_needed(&entry.resources, &pool.worker_size);
+    let coming = u32::try_from(pending + empty_workers(fleet, name)).unwrap_or(u32::MAX);
+    let count = needed.saturating_sub(coming);
+    if count == 0 {
+        return Ok(());
+    }
+    let intent = format!(
+        "{}: {count} workers for {} requests",
+        round.replica, entry.requests
+    );
+    if !store.claim_provisioning(name, &intent, round.ttl).await? {
+        return Ok(());
+    }
+    tracing::info!(pool = %name, count, pending, "provisioning workers");
+    let started = match controller.add_workers(pool, entry, count).await {
+        Ok(started) => started,
+        Err(error) => {
+            tracing::warn!(pool = %name, %error, "the pool controller failed to add workers");
+            count_call(name, "add", "error");
+            return Ok(());
+        }
+    };
+    count_call(name, "add", "ok");
+    metrics::counter!("berth_provisioned_workers_total", "pool" => name.to_string())
+        .increment(started.len() as u64);
+    record_started(store, name, &started, round).await
+}
+
+/// Records the workers a controller started as pending until `registration_timeout`.
+async fn record_started(
+    store: &dyn Store,
+    pool: &PoolName,
+    started: &[WorkerId],
+    round: &Round<'_>,
+) -> berth_store::Result<()> {
+    let timeout = u64::try_from(round.registration_timeout.as_millis()).unwrap_or(u64::MAX);
+    let pending: Vec<PendingWorker> = started
+        .iter()
+        .map(|worker| PendingWorker {
+            worker: worker.clone(),
+            started_ms: round.now_ms,
+            expires_ms: round.now_ms.saturating_add(timeout),
+        })
+        .collect();
+    store.record_provisioned(pool, &pending).await
+}
+
+/// How many recorded workers of `pool` are still on their way. Those registered since, or
+/// past their registration timeout (logged), are forgotten.
+async fn pending_workers(
+    store: &dyn Store,
+    pool: &PoolName,
+    fleet: &[Worker],
+    now_ms: u64,
+) -> berth_store::Result<usize> {
+    let registered: HashSet<&WorkerId> = fleet.iter().map(|w| &w.id).collect();
+    let (mut gone, mut pending) = (Vec::new(), 0);
+    for entry in store.provisioned(pool).await? {
+        if registered.contains(&entry.worker) {
+            gone.push(entry.worker);
+        } else if entry.expires_ms <= now_ms {
+            tracing::warn!(%pool, worker = %entry.worker, started_ms = entry.started_ms,
+                "a provisioned worker never registered; it no longer counts toward the demand");
+            gone.push(entry.worker);
+        } else {
+            pending += 1;
+        }
+    }
+    store.forget_provisioned(pool, &gone).await?;
+    Ok(pending)
+}
+
+/// The available workers of `pool` that own nothing: their capacity is about to take the
+/// waiting demand (a just registered worker, before the backlog's next promotion).
+fn empty_workers(fleet: &[Worker], pool: &PoolName) -> usize {
+    fleet
+        .iter()
+        .filter(|w| w.pool.pool == *pool && is_empty(w))
+        .count()
+}
+
+/// Available and owning nothing (all of its capacity free).
+fn is_empty(worker: &Worker) -> bool {
+    worker.status == WorkerStatus::Available && worker.free == worker.total
+}
+
+/// Counts one call of the controller by pool, action and result.
+fn count_call(pool: &PoolName, action: &'static str, result: &'static str) {
+    metrics::counter!("berth_provisioner_calls_total",
+        "pool" => pool.to_string(), "action" => action, "result" => result)
+    .increment(1);
 }
 
 /// The metric label of demand for `pool`: a configured pool by name, no pool as `none`, any

@@ -1,6 +1,8 @@
 //! Unmet demand and provisioning: requests that find no room are counted against the pool
 //! that should grow, a pool controller is asked to grow it once however many replicas run,
-//! and the new workers take the waiting requests.
+//! and the new workers take the waiting requests; workers started and not registered yet
+//! count toward the demand, so a burst is provisioned for once; an idle worker is drained
+//! and handed back to the controller.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,7 +26,12 @@ struct Autoscaler {
 
 #[async_trait]
 impl PoolController for Autoscaler {
-    async fn add_workers(&self, pool: &Pool, count: u32) -> Result<(), String> {
+    async fn add_workers(
+        &self,
+        pool: &Pool,
+        _demand: &PoolDemand,
+        count: u32,
+    ) -> Result<Vec<WorkerId>, String> {
         let first = {
             let mut calls = self.calls.lock().unwrap();
             calls.push((pool.attributes.pool.clone(), count));
@@ -45,7 +52,7 @@ impl PoolController for Autoscaler {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 }
 
@@ -125,4 +132,205 @@ async fn memory_two_replicas_provision_once_and_the_new_workers_take_the_backlog
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_two_replicas_provision_once_and_the_new_workers_take_the_backlog() {
     two_replicas_provision_once(&Backend::redis()).await;
+}
+
+/// A controller that starts workers which register only when the test says so, and
+/// remembers every call; its pool's workers may idle for `idle`.
+struct Slow {
+    adds: Mutex<Vec<u32>>,
+    removed: Mutex<Vec<WorkerId>>,
+    idle: Option<Duration>,
+}
+
+impl Slow {
+    fn new(idle: Option<Duration>) -> Arc<Slow> {
+        Arc::new(Slow {
+            adds: Mutex::new(Vec::new()),
+            removed: Mutex::new(Vec::new()),
+            idle,
+        })
+    }
+}
+
+#[async_trait]
+impl PoolController for Slow {
+    async fn add_workers(
+        &self,
+        pool: &Pool,
+        _demand: &PoolDemand,
+        count: u32,
+    ) -> Result<Vec<WorkerId>, String> {
+        let mut adds = self.adds.lock().unwrap();
+        adds.push(count);
+        let call = adds.len();
+        Ok((0..count)
+            .map(|i| WorkerId::new(format!("{}-slow-{call}-{i}", pool.attributes.pool)).unwrap())
+            .collect())
+    }
+
+    fn idle_timeout(&self, _pool: &PoolName) -> Option<Duration> {
+        self.idle
+    }
+
+    async fn remove_workers(&self, _pool: &Pool, workers: &[WorkerId]) -> Result<(), String> {
+        self.removed.lock().unwrap().extend_from_slice(workers);
+        Ok(())
+    }
+}
+
+/// An engine config that provisions every 50 ms with an intent that lasts only 100 ms, so
+/// only the pending workers hold off a second provisioning.
+fn eager(replica: &str) -> EngineConfig {
+    EngineConfig {
+        provision_every: Duration::from_millis(50),
+        provision_ttl: Duration::from_millis(100),
+        backoff_cap: Duration::from_millis(200),
+        cache_ttl: Duration::from_millis(200),
+        ..engine_config(Strategy::BatchScript, replica)
+    }
+}
+
+fn register(pool: &Pool, id: &WorkerId) -> WorkerRegistration {
+    WorkerRegistration {
+        devices: Vec::new(),
+        id: id.clone(),
+        pool: pool.attributes.clone(),
+        status: WorkerStatus::Available,
+        total: pool.worker_size,
+        gpu_type: None,
+        runtime: RuntimeName::PROCESS,
+    }
+}
+
+async fn a_burst_is_provisioned_for_once(backend: &Backend) {
+    let stores = backend.stores("burst", StoreConfig::default(), 2).await;
+    let slow = Slow::new(None);
+    let engines: Vec<Engine> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let controller: Arc<dyn PoolController> = slow.clone();
+            let config = eager(&format!("r{i}"));
+            Engine::start_with_controller(
+                store.clone(),
+                config,
+                vec![cpu_pool_config()],
+                Some(controller),
+            )
+        })
+        .collect();
+    // 8 one-core requests and no worker: two 4-core workers.
+    let now = engines[0].now_ms();
+    let batch = requests("b", 8, 1000, 0, now);
+    let ids = ids_of(&batch);
+    engines[0].submit_many(batch).await.unwrap();
+    // Many provisioning rounds and intent TTLs pass while the workers are on their way.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(*slow.adds.lock().unwrap(), vec![2], "provisioned once");
+    let store = stores[0].clone();
+    let started = store.provisioned(&cpu_pool().pool).await.unwrap();
+    assert_eq!(started.len(), 2, "{started:?}");
+    for pending in &started {
+        store
+            .register_worker(&register(&cpu_pool_config(), &pending.worker))
+            .await
+            .unwrap();
+    }
+    let ids_ref = &ids;
+    eventually("every request placed on the started workers", WAIT, || {
+        let store = store.clone();
+        async move {
+            let tally = tally(&*store, ids_ref).await;
+            if tally.scheduled == 8 {
+                Ok(())
+            } else {
+                Err(tally.brief())
+            }
+        }
+    })
+    .await;
+    assert_eq!(*slow.adds.lock().unwrap(), vec![2], "still once");
+    eventually("the registered workers forgotten as pending", WAIT, || {
+        let store = store.clone();
+        async move {
+            let left = store.provisioned(&cpu_pool().pool).await.unwrap();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        }
+    })
+    .await;
+    for engine in engines {
+        engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_burst_is_provisioned_for_once() {
+    a_burst_is_provisioned_for_once(&Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_burst_is_provisioned_for_once() {
+    a_burst_is_provisioned_for_once(&Backend::redis()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_is_drained_and_removed_and_a_busy_one_kept() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let pool = cpu_pool_config();
+    let (idle, busy) = (
+        WorkerId::new("idle").unwrap(),
+        WorkerId::new("busy").unwrap(),
+    );
+    for id in [&idle, &busy] {
+        store.register_worker(&register(&pool, id)).await.unwrap();
+    }
+    let slow = Slow::new(Some(Duration::from_millis(300)));
+    let controller: Arc<dyn PoolController> = slow.clone();
+    let engine =
+        Engine::start_with_controller(store.clone(), eager("r0"), vec![pool], Some(controller));
+    // A long request keeps one worker busy; it is never removed.
+    let now = engine.now_ms();
+    engine
+        .submit_many(requests("long", 1, 1000, 0, now))
+        .await
+        .unwrap();
+    eventually("the idle worker removed", WAIT, || {
+        let slow = slow.clone();
+        async move {
+            let removed = slow.removed.lock().unwrap().clone();
+            if removed.is_empty() {
+                Err("none yet".to_owned())
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let removed = slow.removed.lock().unwrap().clone();
+    let (kept, gone) = if removed == [idle.clone()] {
+        (&busy, &idle)
+    } else {
+        (&idle, &busy)
+    };
+    assert_eq!(removed, vec![gone.clone()], "exactly the idle one");
+    let status = |w: Option<Worker>| w.unwrap().status;
+    assert_eq!(
+        status(store.worker(gone).await.unwrap()),
+        WorkerStatus::Draining
+    );
+    assert_eq!(
+        status(store.worker(kept).await.unwrap()),
+        WorkerStatus::Available
+    );
+    assert_eq!(
+        store.owned(kept).await.unwrap().len(),
+        1,
+        "the busy one holds the request"
+    );
+    engine.shutdown().await;
 }

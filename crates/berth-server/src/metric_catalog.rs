@@ -227,7 +227,19 @@ pub const CATALOG: &[(&str, Kind, bool, &str)] = &[
         "berth_provisioned_workers_total",
         Kind::Counter,
         true,
-        "Workers asked of the pool controller, by pool",
+        "Workers the pool controller said it started, by pool",
+    ),
+    (
+        "berth_removed_workers_total",
+        Kind::Counter,
+        true,
+        "Idle workers drained and handed to the pool controller to stop, by pool",
+    ),
+    (
+        "berth_provisioner_calls_total",
+        Kind::Counter,
+        true,
+        "Calls of the pool controller, by pool, action (add, remove) and result (ok, error)",
     ),
     (
         "berth_unmet_demand_requests",

@@ -13,6 +13,7 @@
 //!   [`Store`], and their guarantees.
 //! - [`quotas`]: the [`Quotas`] role: tenants' policies, usage and the hold before a
 //!   commit.
+//! - [`provisioning`]: the [`Provisioning`] role, workers started and not registered yet.
 //! - [`model`]: the values crossing the boundary (the shared model, records, states,
 //!   attempts, assignments, demand and violations, is `berth-core`'s and re-exported here).
 //! - [`memory`]: the in-memory store.
@@ -23,6 +24,7 @@
 pub mod error;
 pub mod memory;
 pub mod model;
+pub mod provisioning;
 pub mod quotas;
 pub mod redis;
 pub mod stats;
@@ -35,6 +37,7 @@ pub use berth_core::{
 pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use model::*;
+pub use provisioning::{PendingWorker, Provisioning};
 pub use quotas::{Hold, HoldOutcome, Quotas};
 pub use redis::{RedisStore, RedisTarget, read_secret_file, redact};
 pub use stats::{StatsSnapshot, StoreStats};
@@ -46,6 +49,7 @@ pub use store::{
 /// The store's role traits, for code that calls their methods on a `dyn Store`:
 /// `use berth_store::prelude::*;`.
 pub mod prelude {
+    pub use crate::provisioning::Provisioning;
     pub use crate::quotas::Quotas;
     pub use crate::store::{
         Bookings, Credentials, Fleet, Inspection, Intake, Records, Store, WorkerLocks,

@@ -66,7 +66,7 @@ pub struct SettleItem {
 /// invariant check need, implemented together by [`crate::MemoryStore`] and
 /// [`crate::RedisStore`]. Code that needs one role takes that trait instead.
 pub trait Store:
-    Fleet + Bookings + Intake + Records + Inspection + Credentials + crate::Quotas
+    Fleet + Bookings + Intake + Records + Inspection + Credentials + crate::Quotas + crate::Provisioning
 {
     /// The lock-based path, where the store has one (both stores do); only the baseline
     /// strategies ask for it.

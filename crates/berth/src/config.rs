@@ -2,6 +2,7 @@
 //! checked, and an error names the key and says what would be right. Flags and environment
 //! variables override the file (see `berth server --help`).
 
+use crate::provisioner::{Provisioner, Provisioners, Target};
 use crate::units::{parse_cpu, parse_gpus, parse_memory};
 use berth_core::fallback::MAX_FALLBACK_STEPS;
 use berth_core::{
@@ -10,6 +11,7 @@ use berth_core::{
 };
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,6 +99,9 @@ pub struct EngineSection {
     pub max_batch: Option<usize>,
     /// How long a request may wait for room, in seconds.
     pub deadline_secs: Option<u64>,
+    /// How long a worker a provisioner started counts toward its pool's demand before it
+    /// registers, in seconds (default 300).
+    pub registration_timeout_secs: Option<u64>,
 }
 
 /// `[workers]`.
@@ -136,6 +141,12 @@ pub struct PoolSection {
     /// wait: `fallback = [{ pool = "h100", after_secs = 30 }]`.
     #[serde(default)]
     pub fallback: Vec<FallbackSection>,
+    /// What starts and stops the pool's workers: `{ command = ["/path/prog", "arg"] }` or
+    /// `{ url = "http://..." }`. Absent: the pool grows only by hand.
+    pub provisioner: Option<ProvisionerSection>,
+    /// A worker of the pool owning nothing for this long, in seconds, is drained and handed
+    /// to the provisioner to stop. Absent: never.
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// One step of a pool's fallback chain: `{ pool = "h100", after_secs = 30 }`.
@@ -146,6 +157,57 @@ pub struct FallbackSection {
     pub pool: String,
     /// How long after submission, in seconds.
     pub after_secs: u64,
+}
+
+/// A pool's provisioner: exactly one of `command` and `url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionerSection {
+    /// An executable and its arguments, given the call as JSON on stdin.
+    pub command: Option<Vec<String>>,
+    /// An http URL the call is POSTed to as JSON (no https yet).
+    pub url: Option<String>,
+    /// How long one call may take, in seconds (default 60).
+    pub timeout_secs: Option<u64>,
+}
+
+impl ProvisionerSection {
+    /// The command or the URL, checked.
+    fn target(&self, key: &str) -> Result<Target, ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            key: format!("{key}.provisioner{field}"),
+            message,
+        };
+        match (&self.command, &self.url) {
+            (Some(command), None) => {
+                if command
+                    .first()
+                    .is_none_or(|program| program.trim().is_empty())
+                {
+                    return Err(invalid(
+                        ".command",
+                        "needs a program to run: [\"/path/prog\", \"arg\", ...]".into(),
+                    ));
+                }
+                Ok(Target::Command(command.clone()))
+            }
+            (None, Some(url)) => {
+                let parsed = reqwest::Url::parse(url)
+                    .map_err(|e| invalid(".url", format!("{url:?} is not a URL: {e}")))?;
+                // The workspace's reqwest is built without TLS (its TLS backends pull a slow
+                // C build), so an https URL could never be called: refused here, not at
+                // the first call.
+                if parsed.scheme() != "http" {
+                    return Err(invalid(
+                        ".url",
+                        format!("{url:?} is not an http URL (https is not supported yet)"),
+                    ));
+                }
+                Ok(Target::Webhook(parsed))
+            }
+            _ => Err(invalid("", "needs exactly one of command and url".into())),
+        }
+    }
 }
 
 /// What a GPU worker keeps free for GPU work while CPU-only requests run on it:
@@ -220,6 +282,7 @@ impl FileConfig {
         })?;
         config.pools()?;
         config.tenants()?;
+        config.provisioners()?;
         Ok(config)
     }
 
@@ -238,6 +301,19 @@ impl FileConfig {
             tenants.push(tenant);
         }
         Ok(tenants)
+    }
+
+    /// The pools' provisioners, checked.
+    pub fn provisioners(&self) -> Result<Provisioners, ConfigError> {
+        let mut by_pool = std::collections::HashMap::new();
+        for (i, section) in self.pools.iter().enumerate() {
+            let key = format!("pools[{i}]");
+            if let Some(provisioner) = section.to_provisioner(&key)? {
+                let name = section.to_pool(&key)?.attributes.pool;
+                by_pool.insert(name, provisioner);
+            }
+        }
+        Ok(Provisioners { by_pool })
     }
 
     /// The pools, checked: each alone, then that every fallback names a configured pool.
@@ -307,7 +383,37 @@ impl TenantSection {
     }
 }
 
+/// How long a provisioner call may take unless the file says.
+const PROVISIONER_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl PoolSection {
+    /// The pool's provisioner, if it has one.
+    fn to_provisioner(&self, key: &str) -> Result<Option<Provisioner>, ConfigError> {
+        let invalid = |field: &str, message: &str| ConfigError::Invalid {
+            key: format!("{key}.{field}"),
+            message: message.to_owned(),
+        };
+        let Some(section) = &self.provisioner else {
+            if self.idle_timeout_secs.is_some() {
+                return Err(invalid(
+                    "idle_timeout_secs",
+                    "removing idle workers needs a provisioner to stop them",
+                ));
+            }
+            return Ok(None);
+        };
+        let seconds = |field: &str, value: Option<u64>| match value {
+            Some(0) => Err(invalid(field, "must be at least 1 second")),
+            other => Ok(other.map(Duration::from_secs)),
+        };
+        Ok(Some(Provisioner {
+            target: section.target(key)?,
+            timeout: seconds("provisioner.timeout_secs", section.timeout_secs)?
+                .unwrap_or(PROVISIONER_TIMEOUT),
+            idle_timeout: seconds("idle_timeout_secs", self.idle_timeout_secs)?,
+        }))
+    }
+
     fn to_pool(&self, key: &str) -> Result<Pool, ConfigError> {
         let invalid = |field: &str, message: String| ConfigError::Invalid {
             key: format!("{key}.{field}"),
@@ -534,6 +640,78 @@ name = "cpu"
         assert!(error.to_string().contains("listen_port"), "{error}");
         let error = FileConfig::parse("[[pools]]\nname = \"a\"\ncolour = 1\n", "f").unwrap_err();
         assert!(error.to_string().contains("colour"), "{error}");
+    }
+
+    #[test]
+    fn provisioners_parse_per_pool() {
+        let text = "[[pools]]\nname = \"a\"\nidle_timeout_secs = 600\n\
+                    provisioner = { command = [\"/bin/grow\", \"--fast\"], timeout_secs = 5 }\n\
+                    [[pools]]\nname = \"b\"\nprovisioner = { url = \"http://h:8/grow\" }\n\
+                    [[pools]]\nname = \"c\"\n";
+        let provisioners = FileConfig::parse(text, "f")
+            .unwrap()
+            .provisioners()
+            .unwrap();
+        let a = &provisioners.by_pool[&PoolName::new("a").unwrap()];
+        assert_eq!(
+            a.target,
+            Target::Command(vec!["/bin/grow".into(), "--fast".into()])
+        );
+        assert_eq!(a.timeout, Duration::from_secs(5));
+        assert_eq!(a.idle_timeout, Some(Duration::from_secs(600)));
+        let b = &provisioners.by_pool[&PoolName::new("b").unwrap()];
+        assert!(matches!(&b.target, Target::Webhook(url) if url.as_str() == "http://h:8/grow"));
+        assert_eq!((b.timeout, b.idle_timeout), (PROVISIONER_TIMEOUT, None));
+        assert_eq!(provisioners.by_pool.len(), 2, "c has none");
+    }
+
+    #[test]
+    fn bad_provisioners_name_their_key() {
+        let pool = |rest: &str| format!("[[pools]]\nname = \"a\"\n{rest}\n");
+        for (rest, key) in [
+            (
+                "provisioner = { command = [] }",
+                "pools[0].provisioner.command",
+            ),
+            (
+                "provisioner = { command = [\" \"] }",
+                "pools[0].provisioner.command",
+            ),
+            (
+                "provisioner = { url = \"not a url\" }",
+                "pools[0].provisioner.url",
+            ),
+            (
+                "provisioner = { url = \"ftp://h/x\" }",
+                "pools[0].provisioner.url",
+            ),
+            (
+                "provisioner = { url = \"https://h/x\" }",
+                "pools[0].provisioner.url",
+            ),
+            ("provisioner = {}", "pools[0].provisioner"),
+            (
+                "provisioner = { url = \"http://h/\", command = [\"x\"] }",
+                "pools[0].provisioner",
+            ),
+            (
+                "provisioner = { url = \"http://h/\", timeout_secs = 0 }",
+                "pools[0].provisioner.timeout_secs",
+            ),
+            (
+                "provisioner = { url = \"http://h/\" }\nidle_timeout_secs = 0",
+                "pools[0].idle_timeout_secs",
+            ),
+            ("idle_timeout_secs = 60", "pools[0].idle_timeout_secs"),
+        ] {
+            let error = FileConfig::parse(&pool(rest), "f").unwrap_err();
+            assert!(
+                error.to_string().starts_with(&format!("{key}:")),
+                "{rest}: {error}"
+            );
+        }
+        let error = FileConfig::parse(&pool("provisioner = { cmd = [\"x\"] }"), "f").unwrap_err();
+        assert!(error.to_string().contains("cmd"), "{error}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod cmd;
 mod config;
+mod provisioner;
 mod tokens;
 mod units;
 

@@ -91,10 +91,16 @@ pub enum Op {
     Usage,
     /// [`berth_store::Quotas::hold`].
     Hold,
+    /// [`berth_store::Provisioning::record_provisioned`].
+    RecordProvisioned,
+    /// [`berth_store::Provisioning::provisioned`].
+    Provisioned,
+    /// [`berth_store::Provisioning::forget_provisioned`].
+    ForgetProvisioned,
 }
 
 /// The number of [`Op`]s.
-pub(super) const OPS: usize = 42;
+pub(super) const OPS: usize = 45;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -141,6 +147,9 @@ impl Op {
         Op::Tenants,
         Op::Usage,
         Op::Hold,
+        Op::RecordProvisioned,
+        Op::Provisioned,
+        Op::ForgetProvisioned,
     ];
 
     /// The trait method's name, e.g. `lock_worker`.
@@ -188,6 +197,9 @@ impl Op {
             Op::Tenants => "tenants",
             Op::Usage => "usage",
             Op::Hold => "hold",
+            Op::RecordProvisioned => "record_provisioned",
+            Op::Provisioned => "provisioned",
+            Op::ForgetProvisioned => "forget_provisioned",
         }
     }
 

@@ -228,17 +228,18 @@ async fn promote(shared: &Shared) {
 }
 
 async fn provision(shared: &Shared) {
-    let controller = shared.controller.as_deref();
-    let (config, pools) = (&shared.config, &shared.pools);
-    let result = provision::run_once(
-        &*shared.store,
-        pools,
-        controller,
-        &config.replica,
-        config.provision_ttl,
-    );
-    if let Err(error) = result.await {
-        tracing::warn!(%error, "reading the unmet demand failed");
+    let config = &shared.config;
+    let round = provision::Round {
+        pools: &shared.pools,
+        controller: shared.controller.as_deref(),
+        replica: &config.replica,
+        ttl: config.provision_ttl,
+        registration_timeout: config.registration_timeout,
+        every: config.provision_every,
+        now_ms: shared.clock.now_ms(),
+    };
+    if let Err(error) = provision::run_once(&*shared.store, &round, &shared.idle).await {
+        tracing::warn!(%error, "reading the unmet demand or provisioning failed");
     }
 }
 

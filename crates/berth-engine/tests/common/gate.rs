@@ -360,6 +360,21 @@ impl berth_store::Quotas for Gate {
     }
 }
 
+#[async_trait]
+impl Provisioning for Gate {
+    async fn record_provisioned(&self, pool: &PoolName, workers: &[PendingWorker]) -> Result<()> {
+        self.inner.record_provisioned(pool, workers).await
+    }
+
+    async fn provisioned(&self, pool: &PoolName) -> Result<Vec<PendingWorker>> {
+        self.inner.provisioned(pool).await
+    }
+
+    async fn forget_provisioned(&self, pool: &PoolName, workers: &[WorkerId]) -> Result<usize> {
+        self.inner.forget_provisioned(pool, workers).await
+    }
+}
+
 impl Store for Gate {
     fn worker_locks(&self) -> Option<&dyn WorkerLocks> {
         self.inner.worker_locks().map(|_| self as &dyn WorkerLocks)

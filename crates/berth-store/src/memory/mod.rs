@@ -3,6 +3,7 @@
 //! polling. Time-outs use tokio's clock, so tests can pause time.
 
 mod intake;
+mod provisioning;
 mod quota;
 mod service;
 mod state;

@@ -61,6 +61,8 @@ pub(super) struct State {
     pub logs: HashMap<ContainerId, KeptLog>,
     /// Recorded provisioning intents by pool, with their expiry.
     pub provisioning: HashMap<PoolName, Instant>,
+    /// Workers started by a provisioner and not registered yet, by pool and id.
+    pub provisioned: HashMap<PoolName, BTreeMap<WorkerId, crate::PendingWorker>>,
     /// The last sequence number handed out (intake entries and deliveries).
     pub seq: u64,
     /// API credentials by token id.

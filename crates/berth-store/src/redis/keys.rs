@@ -19,6 +19,7 @@
 //! | `P:{q}:tenants` | HASH | tenant -> its policy as JSON (`berth_core::Tenant`: quota, weight) |
 //! | `P:{q}:charges` | HASH | container id -> what it holds of its tenant's quota: `tenant cpu mem gpu_milli [gpu_type]`; taken by the hold (tenants with a policy) or the settlement, given back by the step that ends, defers, fails or requeues the record |
 //! | `P:{q}:usage` | HASH | tenant -> the sum of its charges: `containers cpu mem gpu_milli [TYPE=milli ...]`; no field for a tenant holding nothing |
+//! | `P:{q}:provisioned:POOL` | HASH | worker id -> `started_ms expires_ms`: the workers a provisioner started for the pool that have not registered yet; each call is one command on this one key |
 //! | `P:{a}:credentials` | HASH | token id -> the token's credential as JSON (`berth_core::Credential`: role, SHA-256 digest of the secret, name, created_ms); never the secret itself |
 //! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for), `cancel` (1 when a cancellation was asked for); absent fields are `None` |
 //!
@@ -136,6 +137,11 @@ impl Keys {
     /// `P:{q}:charges`, what each placed container holds of its tenant's quota.
     pub fn charges(&self) -> String {
         format!("{}:{INTAKE_TAG}:charges", self.prefix)
+    }
+
+    /// `P:{q}:provisioned:POOL`, the workers started for a pool and not registered yet.
+    pub fn provisioned(&self, pool: &PoolName) -> String {
+        format!("{}:{INTAKE_TAG}:provisioned:{pool}", self.prefix)
     }
 
     /// `P:{a}:credentials`, the API credentials by token id.

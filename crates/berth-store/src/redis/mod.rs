@@ -23,7 +23,7 @@
 //! - `connection`: the shared connection, batches per slot, blocking connections.
 //! - `diagnose`: connect errors to messages that say what to fix.
 //! - `store`: [`RedisStore`], its round trips and the [`crate::Store`] implementation;
-//!   `workers`, `commit`, `queue`, `intake`, `check` and `credentials` do the work.
+//!   `workers`, `commit`, `queue`, `intake`, `check`, `credentials` and `provisioning` do the work.
 
 mod check;
 mod codec;
@@ -33,6 +33,7 @@ mod credentials;
 mod diagnose;
 mod intake;
 pub mod keys;
+mod provisioning;
 mod queue;
 mod quotas;
 mod reply;

@@ -7,6 +7,7 @@
 
 mod credentials;
 mod devices;
+mod provisioning;
 mod quotas;
 mod table;
 
@@ -17,6 +18,7 @@ pub use devices::{
     devices_are_booked_once_and_credited_exactly, reregistration_keeps_what_devices_hold,
     reservations_must_name_their_devices,
 };
+pub use provisioning::provisioned_workers_are_recorded_per_pool_and_forgotten_once;
 pub use quotas::{
     an_ended_record_is_never_charged, charges_follow_their_records,
     concurrent_holds_never_exceed_a_quota, gpu_limits_apply_per_type_and_in_total,
@@ -87,6 +89,7 @@ macro_rules! contract_tests {
             an_ended_record_is_never_charged,
             gpu_limits_apply_per_type_and_in_total,
             concurrent_holds_never_exceed_a_quota,
+            provisioned_workers_are_recorded_per_pool_and_forgotten_once,
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {

@@ -5,7 +5,7 @@ use super::redis_access::RedisAccessArgs;
 use crate::config::FileConfig;
 use anyhow::{Context, bail};
 use berth_core::Pool;
-use berth_engine::{Engine, EngineConfig, Strategy};
+use berth_engine::{Engine, EngineConfig, PoolController, Strategy};
 use berth_server::{AppState, ServerConfig};
 use berth_store::{MemoryStore, RedisStore, RedisTarget, Store, StoreConfig};
 use std::path::PathBuf;
@@ -70,6 +70,8 @@ pub struct Resolved {
     pub engine: EngineConfig,
     /// The configured pools.
     pub pools: Vec<Pool>,
+    /// The pools' provisioners, if any pool has one.
+    pub controller: Option<Arc<dyn PoolController>>,
     /// The HTTP service's configuration.
     pub server: ServerConfig,
     /// A line saying which store this is.
@@ -85,6 +87,9 @@ pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
     };
     let pools = file.pools()?;
     let tenants = file.tenants()?;
+    let provisioners = file.provisioners()?;
+    let controller = (!provisioners.by_pool.is_empty())
+        .then(|| Arc::new(provisioners) as Arc<dyn PoolController>);
     let listen = args
         .listen
         .clone()
@@ -107,6 +112,9 @@ pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
             bail!("engine.max_batch must be between 1 and 100000 (got {max})");
         }
         engine.max_batch = max;
+    }
+    if let Some(secs) = file.engine.registration_timeout_secs {
+        engine.registration_timeout = Duration::from_secs(secs);
     }
     if let Some(secs) = file.engine.deadline_secs {
         engine.deadline = Duration::from_secs(secs);
@@ -161,6 +169,7 @@ pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
         store,
         engine,
         pools,
+        controller,
         server,
         store_name,
     })
@@ -203,10 +212,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             )
         })?;
     let address = listener.local_addr()?;
-    let engine = Arc::new(Engine::start(
+    let engine = Arc::new(Engine::start_with_controller(
         resolved.store.clone(),
         resolved.engine.clone(),
         resolved.pools.clone(),
+        resolved.controller.clone(),
     ));
     let admin = bootstrap_admin(&args, &*resolved.store, engine.now_ms()).await?;
     let state = AppState::new(resolved.store, engine, resolved.pools, resolved.server);

@@ -56,10 +56,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {} (is berth already up?)", resolved.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
-    let engine = Arc::new(Engine::start(
+    let engine = Arc::new(Engine::start_with_controller(
         resolved.store.clone(),
         resolved.engine.clone(),
         resolved.pools.clone(),
+        resolved.controller.clone(),
     ));
     let admin =
         super::server::bootstrap_admin(&server_args, &*resolved.store, engine.now_ms()).await?;
