@@ -21,6 +21,8 @@
 //! - [`scoring`]: stages 2 and 3, the score of a worker for a request and the rendezvous
 //!   tie-break.
 //! - [`planner`]: stage 4, [`plan()`] a batch against a snapshot.
+//! - [`fair`]: the order a batch of several tenants is planned in (weighted dominant
+//!   resource fairness).
 //! - [`plan`](mod@plan): the plan's types; [`verify_plan`] checks its post-conditions.
 //!
 //! The shared model every other crate speaks, without depending on a store:
@@ -37,6 +39,7 @@ pub mod attributes;
 pub mod credential;
 pub mod demand;
 pub mod device;
+pub mod fair;
 pub mod fallback;
 pub mod feasibility;
 pub mod gpu;
@@ -68,7 +71,7 @@ pub use ids::{ContainerId, IdError, PoolName, TenantName, WorkerId};
 pub use invariants::{CheckOptions, Violation};
 pub use lifecycle::Transition;
 pub use plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
-pub use planner::{plan, plan_for_demand, plan_with, planning_order};
+pub use planner::{plan, plan_fair, plan_for_demand, plan_with, planning_order};
 pub use quota::{Charge, Quota, Tenant, TenantError, Usage, Verdict};
 pub use record::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome};
 pub use request::{ContainerRequest, Payload, RequestError, SecretEnv};

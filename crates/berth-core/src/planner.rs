@@ -22,13 +22,7 @@ pub fn plan(snapshot: &Snapshot, requests: &[ContainerRequest]) -> Plan {
 /// explains every request it could not place. In debug builds the plan's post-conditions are
 /// checked with [`crate::verify_plan`].
 pub fn plan_with(snapshot: &Snapshot, requests: &[ContainerRequest], options: PlanOptions) -> Plan {
-    let demand = gpu_fit::demand_of(
-        requests
-            .iter()
-            .filter(|r| r.validate().is_ok())
-            .map(|r| (&r.resources, r.gpu_ask())),
-    );
-    plan_for_demand(snapshot, requests, options, &demand)
+    plan_for_demand(snapshot, requests, options, &batch_demand(requests))
 }
 
 /// [`plan_with`], with the fragmentation-aware policy ([`PlacementPolicy::Fgd`]) weighing
@@ -41,8 +35,48 @@ pub fn plan_for_demand(
     options: PlanOptions,
     demand: &[DemandShape],
 ) -> Plan {
+    plan_in_order(
+        snapshot,
+        requests,
+        options,
+        demand,
+        planning_order(requests),
+    )
+}
+
+/// [`plan_with`], taking the requests of several tenants in the fair order of
+/// [`crate::fair::order`] instead of priority order (each tenant's own requests still by
+/// priority, then age).
+pub fn plan_fair(
+    snapshot: &Snapshot,
+    requests: &[ContainerRequest],
+    options: PlanOptions,
+    shares: &crate::fair::Shares,
+) -> Plan {
+    let order = crate::fair::order(requests, snapshot, shares);
+    plan_in_order(snapshot, requests, options, &batch_demand(requests), order)
+}
+
+/// The batch's own valid GPU requests, as the demand the fragmentation-aware policy weighs.
+fn batch_demand(requests: &[ContainerRequest]) -> Vec<DemandShape> {
+    gpu_fit::demand_of(
+        requests
+            .iter()
+            .filter(|r| r.validate().is_ok())
+            .map(|r| (&r.resources, r.gpu_ask())),
+    )
+}
+
+/// Plans `requests` taking them in `order` (indices into `requests`, each once).
+fn plan_in_order(
+    snapshot: &Snapshot,
+    requests: &[ContainerRequest],
+    options: PlanOptions,
+    demand: &[DemandShape],
+    order: Vec<usize>,
+) -> Plan {
     let mut planner = Planner::new(snapshot, options, demand);
-    for index in planning_order(requests) {
+    for index in order {
         planner.place(index, &requests[index]);
     }
     let plan = planner.finish();

@@ -1,5 +1,5 @@
-//! Quotas in the engine: which tenants have a policy (read from the store at most once a
-//! [`POLICY_MAX_AGE`]), and the hold a plan's placements of those tenants take in the store
+//! Quotas and fair shares in the engine: which tenants have a policy, their weights and what
+//! each holds (read from the store at most once a [`POLICY_MAX_AGE`]), and the hold a plan's placements of those tenants take in the store
 //! before they are committed ([`berth_store::Quotas::hold`]). A placement the hold refuses
 //! is taken out of the plan and handed back as unplaced: over the quota now (deferred with
 //! a `quota: ...` reason) or never within it (failed).
@@ -9,6 +9,7 @@
 //! [`POLICY_MAX_AGE`]; a changed limit of a tenant that had one is enforced at once (the
 //! hold reads the stored policy).
 
+use berth_core::fair::Shares;
 use berth_core::{Charge, GpuType, Plan, Snapshot, Tenant, UnplacedReason, WorkerId};
 use berth_store::{Claim, Hold, HoldOutcome, Result, Store};
 use std::collections::{HashMap, HashSet};
@@ -17,10 +18,12 @@ use std::time::{Duration, Instant};
 /// How long the engine trusts its list of tenants with a policy.
 pub const POLICY_MAX_AGE: Duration = Duration::from_secs(1);
 
-/// The tenants with a policy, as last read.
+/// The tenants' policies and what each holds, as last read (at most once a
+/// [`POLICY_MAX_AGE`]): the quotas to hold against and the shares fair sharing weighs.
 #[derive(Debug, Default)]
 pub struct Policies {
     tenants: HashMap<String, Tenant>,
+    shares: Shares,
     read_at: Option<Instant>,
 }
 
@@ -31,16 +34,30 @@ impl Policies {
         if self.read_at.is_some_and(|at| at.elapsed() < POLICY_MAX_AGE) {
             return;
         }
-        match store.tenants().await {
-            Ok(tenants) => {
-                self.tenants = tenants
-                    .into_iter()
-                    .map(|t| (t.name.to_string(), t))
-                    .collect();
-                self.read_at = Some(Instant::now());
+        let (tenants, usage) = match tokio::join!(store.tenants(), store.usage()) {
+            (Ok(tenants), Ok(usage)) => (tenants, usage),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "reading the tenants' policies and usage failed");
+                return;
             }
-            Err(error) => tracing::warn!(%error, "reading the tenants' policies failed"),
-        }
+        };
+        self.shares = Shares {
+            weights: tenants
+                .iter()
+                .map(|t| (t.name.to_string(), t.weight))
+                .collect(),
+            usage: usage.into_iter().collect(),
+        };
+        self.tenants = tenants
+            .into_iter()
+            .map(|t| (t.name.to_string(), t))
+            .collect();
+        self.read_at = Some(Instant::now());
+    }
+
+    /// The tenants' weights and usage, for fair sharing.
+    pub fn shares(&self) -> &Shares {
+        &self.shares
     }
 
     /// The policy of `tenant`, if it has one.

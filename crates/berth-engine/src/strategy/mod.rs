@@ -65,7 +65,8 @@ pub(crate) async fn run(
     }
 }
 
-/// The batch planned against the cached fleet, with the placements of tenants with a quota
+/// The batch planned against the cached fleet, fairly between its tenants
+/// ([`berth_core::fair`]), with the placements of tenants with a quota
 /// held (see [`quota::hold`]): the plan to commit, and every claim it does not place with
 /// the reason (the planner's and the hold's).
 async fn planned(
@@ -74,7 +75,8 @@ async fn planned(
 ) -> Result<(Plan, Vec<(usize, UnplacedReason)>)> {
     let snapshot = ctx.cache.snapshot(ctx.store).await?;
     let options = berth_core::PlanOptions::at(ctx.now_ms);
-    let mut plan = berth_core::plan_with(snapshot, &requests(claims), options);
+    let shares = ctx.policies.shares();
+    let mut plan = berth_core::plan_fair(snapshot, &requests(claims), options, shares);
     let mut unplaced: Vec<(usize, UnplacedReason)> = std::mem::take(&mut plan.unplaced)
         .into_iter()
         .map(|u| (u.request, u.reason))
