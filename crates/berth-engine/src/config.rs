@@ -87,6 +87,11 @@ pub struct EngineConfig {
     pub backoff_base: Duration,
     /// The longest delay between retries of a request that found no room.
     pub backoff_cap: Duration,
+    /// The longest delay between retries of a request held back by its tenant's quota
+    /// (default 1 s): room in a quota comes back whenever one of the tenant's containers
+    /// ends, which nothing tells the backlog, so such a request looks again more often
+    /// than one waiting for the fleet to grow.
+    pub quota_backoff_cap: Duration,
     /// A request waiting longer than this fails with "timed out waiting for capacity".
     pub deadline: Duration,
     /// How long a worker lock lives (lock-based strategies).
@@ -117,6 +122,7 @@ impl Default for EngineConfig {
             max_conflict_retries: 3,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(10),
+            quota_backoff_cap: Duration::from_secs(1),
             deadline: Duration::from_secs(600),
             lock_ttl: Duration::from_secs(5),
             lock_wait: Duration::from_secs(10),

@@ -99,13 +99,8 @@ pub(super) fn sort(
         if retries[index] < shared.config.max_conflict_retries {
             carry.push((claim.clone(), retries[index] + 1));
         } else {
-            defer(
-                shared,
-                now,
-                claim,
-                "lost every commit race; retrying later",
-                settle,
-            );
+            let why = "lost every commit race; retrying later";
+            defer(shared, now, claim, (why, shared.config.backoff_cap), settle);
         }
     }
     for (index, reason) in outcome.unplaced {
@@ -117,11 +112,15 @@ pub(super) fn sort(
                 carry.push((claim.clone(), 1));
                 refresh = true;
             }
-            UnplacedReason::NoRoomNow => defer(shared, now, claim, &reason.to_string(), settle),
+            UnplacedReason::NoRoomNow => {
+                let cap = shared.config.backoff_cap;
+                defer(shared, now, claim, (&reason.to_string(), cap), settle);
+            }
             // Growing a pool would not help: not unmet demand.
             UnplacedReason::OverQuota(_) => {
                 settle.quota_bound.insert(claim.request.id.clone());
-                defer(shared, now, claim, &reason.to_string(), settle);
+                let cap = shared.config.quota_backoff_cap;
+                defer(shared, now, claim, (&reason.to_string(), cap), settle);
             }
             UnplacedReason::Invalid(_) | UnplacedReason::NeverWithinQuota(_) => {
                 settle.fail(claim, reason.to_string());
@@ -141,10 +140,16 @@ pub(super) fn sort(
 /// Sends a claim to the backlog. The delay doubles with the time already waited (capped
 /// exponential backoff without a per-request counter), but the request is looked at again
 /// no later than its next fallback step becomes due: the step may have room now.
-fn defer(shared: &Shared, now: u64, claim: &Claim, reason: &str, settle: &mut Settle) {
+fn defer(
+    shared: &Shared,
+    now: u64,
+    claim: &Claim,
+    (reason, cap): (&str, Duration),
+    settle: &mut Settle,
+) {
     let waited = waited(claim, now);
     let config = &shared.config;
-    let delay = waited.clamp(config.backoff_base, config.backoff_cap);
+    let delay = waited.clamp(config.backoff_base, cap.max(config.backoff_base));
     let backoff_ms = now.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
     let next_step = next_step_due_ms(&claim.request, &shared.pools, now);
     let not_before_ms = next_step.map_or(backoff_ms, |due| due.min(backoff_ms));
