@@ -193,6 +193,76 @@ mod tests {
         }
     }
 
+    /// Two workers of 8 cores, 16 GiB and 2 GPUs each.
+    fn gpu_fleet() -> Fleet {
+        let worker = |id: &str| {
+            WorkerRegistration {
+                id: crate::WorkerId::new(id).unwrap(),
+                pool: PoolAttributes::plain(PoolName::new("p").unwrap()),
+                status: WorkerStatus::Available,
+                total: Resources::new(8000, 16_384, 2),
+                gpu_type: Some(crate::GpuType::A10G),
+                devices: Vec::new(),
+                runtime: RuntimeName::PROCESS,
+            }
+            .with_devices()
+            .unwrap()
+            .into_worker(Resources::new(8000, 16_384, 2), 1, 1)
+        };
+        Fleet::of(&Snapshot {
+            workers: vec![worker("a"), worker("b")],
+            pools: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_dominant_share_is_the_largest_of_cpu_memory_and_gpus() {
+        let fleet = gpu_fleet();
+        assert_eq!(
+            (fleet.cpu, fleet.mem, fleet.gpu_milli),
+            (16_000.0, 32_768.0, 4000.0)
+        );
+        assert_eq!(fleet.dominant(4000, 4096, 0), 0.25, "CPU dominates");
+        assert_eq!(fleet.dominant(1000, 16_384, 0), 0.5, "memory dominates");
+        assert_eq!(fleet.dominant(0, 0, 1000), 0.25, "GPUs dominate");
+        let mut gpu = request("g", "t", 0, 0);
+        gpu.resources = Resources::new(100, 100, 1);
+        assert_eq!(fleet.of_request(&gpu), 0.25);
+        gpu.resources.gpu_count = 0;
+        gpu.gpu_fraction_milli = Some(500);
+        assert_eq!(fleet.of_request(&gpu), 0.125);
+        let empty = Fleet::of(&Snapshot::default());
+        assert_eq!((empty.cpu, empty.mem, empty.gpu_milli), (1.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn a_tenant_heavy_in_memory_yields_to_one_light_in_everything() {
+        let mut requests = vec![request("m0", "memory", 0, 0), request("c0", "cpu", 0, 1)];
+        requests[0].resources = Resources::new(100, 100, 0);
+        let mut shares = Shares::default();
+        // 10% of the CPU against 50% of the memory: memory's dominant share is larger.
+        shares.usage.insert(
+            "memory".into(),
+            Usage {
+                containers: 1,
+                cpu_millicores: 100,
+                memory_mib: 5 * 4096,
+                ..Usage::default()
+            },
+        );
+        shares.usage.insert(
+            "cpu".into(),
+            Usage {
+                containers: 1,
+                cpu_millicores: 1000,
+                memory_mib: 100,
+                ..Usage::default()
+            },
+        );
+        let names = ids(&requests, &order(&requests, &fleet(10), &shares));
+        assert_eq!(names, ["c0", "m0"]);
+    }
+
     fn request(id: &str, tenant: &str, priority: i32, at: u64) -> ContainerRequest {
         ContainerRequest {
             id: ContainerId::new(id).unwrap(),
