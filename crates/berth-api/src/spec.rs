@@ -333,6 +333,7 @@ impl ContainerSpec {
             submitted_at_ms: now_ms,
             payload,
             fallback,
+            max_retries: 0,
         };
         request.validate().map_err(request_error)?;
         Ok(request)
