@@ -137,6 +137,7 @@ fn request(id: &str, cpu: u64) -> ContainerRequest {
         submitted_at_ms: 1,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 
