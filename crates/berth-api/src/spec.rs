@@ -199,6 +199,16 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(max_items = 8)]
     pub fallback: Vec<FallbackSpec>,
+    /// How many times the container is run again after its worker died under it (0 to
+    /// 100): instead of ending `lost` it goes back to `pending` and is placed anew, from
+    /// the start. 0 (the default): it ends `lost`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub max_retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One step of a fallback chain: `{"after_ms": 30000, "gpu_types": ["H100"]}` or
@@ -292,6 +302,7 @@ impl ContainerSpec {
             secret_env: BTreeMap::new(),
             timeout_secs: None,
             fallback: Vec::new(),
+            max_retries: 0,
         }
     }
 
@@ -333,6 +344,7 @@ impl ContainerSpec {
             submitted_at_ms: now_ms,
             payload,
             fallback,
+            max_retries: self.max_retries,
         };
         request.validate().map_err(request_error)?;
         Ok(request)
@@ -597,6 +609,21 @@ mod tests {
     }
 
     #[test]
+    fn max_retries_reaches_the_request_and_zero_is_left_out() {
+        let json = r#"{"cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "max_retries": 3}"#;
+        let request = spec(json).into_request(0, generated()).unwrap();
+        assert_eq!(request.max_retries, 3);
+        let text = serde_json::to_string(&request).unwrap();
+        assert!(text.contains(r#""max_retries":3"#), "{text}");
+        let plain = ContainerSpec::new(1, 1, vec!["a".into()]);
+        let text = serde_json::to_string(&plain.into_request(0, generated()).unwrap()).unwrap();
+        assert!(
+            !text.contains("max_retries"),
+            "stored records stay as before: {text}"
+        );
+    }
+
+    #[test]
     fn gpus_by_list_or_any() {
         let request = spec(
             r#"{"id": "x", "cpu_millicores": 1, "memory_mib": 1, "command": ["a"],
@@ -688,6 +715,10 @@ mod tests {
             (
                 r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "image": "a b""#,
                 "image",
+            ),
+            (
+                r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "max_retries": 101"#,
+                "max_retries",
             ),
             (
                 r#""cpu_millicores": 1, "memory_mib": 1, "command": ["a"], "fallback": [{"after_ms": 1, "pool": "a b"}]"#,

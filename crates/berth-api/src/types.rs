@@ -137,6 +137,13 @@ pub struct ContainerView {
     /// Its fallback chain, if any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<FallbackSpec>,
+    /// How many times it may be run again after its worker died.
+    #[serde(default)]
+    pub max_retries: u32,
+    /// How many times it was run again after its worker died (the reason of its latest
+    /// requeue is in `reason` until it is placed again).
+    #[serde(default)]
+    pub retries: u32,
 }
 
 impl From<&ContainerRecord> for ContainerView {
@@ -175,6 +182,8 @@ impl From<&ContainerRecord> for ContainerView {
             command: request.payload.command.clone(),
             timeout_secs: timeout_secs(&request.payload),
             fallback: request.fallback.iter().map(FallbackSpec::of_step).collect(),
+            max_retries: request.max_retries,
+            retries: record.retries,
         }
     }
 }

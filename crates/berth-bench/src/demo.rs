@@ -95,6 +95,7 @@ async fn place_all(engine: &Engine, count: usize) -> anyhow::Result<BTreeMap<Wor
             submitted_at_ms: now,
             payload: Payload::default(),
             fallback: Vec::new(),
+            max_retries: 0,
         };
         async move {
             engine

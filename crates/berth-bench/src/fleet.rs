@@ -79,6 +79,7 @@ pub fn request(id: String, submitted_at_ms: u64) -> anyhow::Result<ContainerRequ
         submitted_at_ms,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     })
 }
 

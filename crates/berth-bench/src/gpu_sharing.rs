@@ -215,6 +215,7 @@ fn pod(rng: &mut StdRng, index: usize) -> anyhow::Result<ContainerRequest> {
         submitted_at_ms: index as u64,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     })
 }
 

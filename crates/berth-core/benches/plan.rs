@@ -57,6 +57,7 @@ fn request(id: String, resources: Resources) -> ContainerRequest {
         submitted_at_ms: 1_700_000_000_000,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

@@ -179,6 +179,7 @@ mod tests {
             submitted_at_ms: 1_000,
             payload: Payload::default(),
             fallback,
+            max_retries: 0,
         }
     }
 

@@ -1,8 +1,9 @@
 //! The container record's state machine: which [`Transition`] is allowed from which state.
 //! [`cell`] is the one table of it, (state, transition kind) -> arms of (guard, outcome);
 //! [`apply`] follows it for the memory store, and the Redis store renders it as a Lua table
-//! into its `transition` and `settle` scripts, which follow it. [`reclaim`] and [`cancel`]
-//! are not forward transitions and are not in the table.
+//! into its `transition` and `settle` scripts, which follow it. [`reclaim`] (with
+//! [`end_or_retry`], which decides whether a container that ends involuntarily is requeued)
+//! and [`cancel`] are not forward transitions and are not in the table.
 
 use crate::{AttemptId, ContainerRecord, ContainerState, ReclaimOutcome, WorkerId};
 
@@ -467,14 +468,17 @@ pub fn pending(request: crate::ContainerRequest) -> ContainerRecord {
         deferrals: 0,
         cancel_requested: false,
         revoked_attempts: Vec::new(),
+        retries: 0,
     }
 }
 
 /// Gives back a container held by `worker` and `attempt` whose worker died: a scheduled
-/// one goes back to pending (a new attempt will place it), a running one becomes lost. On a
-/// pending record the attempt is revoked, so its settlement, if it comes later, cannot
-/// schedule the record on the released reservation. `None` when the record is not held by
-/// them (nothing to do but release the reservation).
+/// one goes back to pending (a new attempt will place it), a running one ends lost or, with
+/// retries left, goes back to pending too ([`end_or_retry`]). On a pending record the
+/// attempt is revoked, so its settlement, if it comes later, cannot schedule the record on
+/// the released reservation. `None` when the record is not held by them (nothing to do but
+/// release the reservation). On [`ReclaimOutcome::Requeued`] and
+/// [`ReclaimOutcome::Retried`] the caller puts the container back in the intake.
 pub fn reclaim(
     record: &mut ContainerRecord,
     worker: &WorkerId,
@@ -483,9 +487,7 @@ pub fn reclaim(
     now_ms: u64,
 ) -> Option<ReclaimOutcome> {
     if record.state == ContainerState::Pending {
-        if !record.revoked_attempts.contains(attempt) {
-            record.revoked_attempts.push(attempt.clone());
-        }
+        revoke(record, attempt);
         return None;
     }
     if !holds(record, worker, attempt) {
@@ -493,18 +495,85 @@ pub fn reclaim(
     }
     match record.state {
         ContainerState::Scheduled => {
-            record.state = ContainerState::Pending;
-            record.worker = None;
-            record.attempt = None;
-            record.scheduled_at_ms = None;
-            record.reason = Some(reason.to_owned());
+            requeue(record, reason);
             Some(ReclaimOutcome::Requeued)
         }
         ContainerState::Running => {
-            finish(record, ContainerState::Lost, reason, now_ms);
-            Some(ReclaimOutcome::Lost)
+            match end_or_retry(record, ContainerState::Lost, reason, now_ms) {
+                Ending::Retried => Some(ReclaimOutcome::Retried),
+                Ending::Ended => Some(ReclaimOutcome::Lost),
+            }
         }
         _ => None,
+    }
+}
+
+/// What [`end_or_retry`] did with a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Ending {
+    /// It is pending again, with one retry more counted: the caller puts it back in the
+    /// intake.
+    Retried,
+    /// It ended in the state it was given.
+    Ended,
+}
+
+/// Ends a placed container that stopped through no fault of its own (its worker died:
+/// `end` is [`ContainerState::Lost`]) or, while its request allows more retries and no
+/// cancellation was asked for, puts it back to pending instead: worker, attempt, scheduled
+/// and start times cleared, the attempt revoked (a late report or adoption by it is
+/// refused), `retries` counted up, the reason `lost: <reason>; retry 1 of 3`. With retries
+/// allowed and used up, the reason says so: `<reason>; all 3 retries used`. The Redis
+/// store's `reclaim.lua` mirrors this exactly.
+pub fn end_or_retry(
+    record: &mut ContainerRecord,
+    end: ContainerState,
+    reason: &str,
+    now_ms: u64,
+) -> Ending {
+    let max = record.request.max_retries;
+    if record.retries < max && !record.cancel_requested {
+        record.retries += 1;
+        if let Some(attempt) = record.attempt.clone() {
+            revoke(record, &attempt);
+        }
+        requeue(record, &retry_reason(end, reason, record.retries, max));
+        record.started_at_ms = None;
+        return Ending::Retried;
+    }
+    finish(record, end, &exhausted_reason(reason, max), now_ms);
+    Ending::Ended
+}
+
+/// The reason of a container put back by retry `retry` of `max`, which would otherwise
+/// have ended as `end`.
+pub fn retry_reason(end: ContainerState, reason: &str, retry: u32, max: u32) -> String {
+    format!("{end}: {reason}; retry {retry} of {max}")
+}
+
+/// The reason of a container that ends although its request allowed `max` retries: they
+/// were all used. Without retries the reason is unchanged, as before retries existed.
+pub fn exhausted_reason(reason: &str, max: u32) -> String {
+    if max == 0 {
+        return reason.to_owned();
+    }
+    let retries = if max == 1 { "retry" } else { "retries" };
+    format!("{reason}; all {max} {retries} used")
+}
+
+/// Back to pending, unplaced: a new claim places it under a new attempt.
+fn requeue(record: &mut ContainerRecord, reason: &str) {
+    record.state = ContainerState::Pending;
+    record.worker = None;
+    record.attempt = None;
+    record.scheduled_at_ms = None;
+    record.reason = Some(reason.to_owned());
+}
+
+fn revoke(record: &mut ContainerRecord, attempt: &AttemptId) {
+    if !record.revoked_attempts.contains(attempt) {
+        record.revoked_attempts.push(attempt.clone());
     }
 }
 
@@ -519,5 +588,109 @@ pub fn cancel(record: &mut ContainerRecord, now_ms: u64) {
         }
         ContainerState::Scheduled | ContainerState::Running => record.cancel_requested = true,
         _ => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests unwrap freely: a panic is a failed test.
+mod tests {
+    use super::*;
+    use crate::{ContainerId, ContainerRequest, GpuPreference, Payload, Resources};
+
+    /// A record running on `w1` under attempt `a1`, allowing `max_retries`.
+    fn running(max_retries: u32) -> ContainerRecord {
+        let mut record = pending(ContainerRequest {
+            id: ContainerId::new("c1").unwrap(),
+            tenant: "tenant".into(),
+            resources: Resources::new(100, 64, 0),
+            gpu_fraction_milli: None,
+            gpu: GpuPreference::Any,
+            pool_selector: None,
+            preemptible: false,
+            priority: 0,
+            submitted_at_ms: 1,
+            payload: Payload::default(),
+            fallback: Vec::new(),
+            max_retries,
+        });
+        record.state = ContainerState::Running;
+        record.worker = Some(WorkerId::new("w1").unwrap());
+        record.attempt = Some(AttemptId("a1".into()));
+        record.scheduled_at_ms = Some(10);
+        record.started_at_ms = Some(20);
+        record
+    }
+
+    fn reclaim_held(record: &mut ContainerRecord) -> Option<ReclaimOutcome> {
+        let worker = record.worker.clone().unwrap();
+        let attempt = record.attempt.clone().unwrap();
+        reclaim(record, &worker, &attempt, "worker w1 died", 30)
+    }
+
+    #[test]
+    fn a_running_container_with_retries_left_is_requeued_unplaced() {
+        let mut record = running(3);
+        assert_eq!(reclaim_held(&mut record), Some(ReclaimOutcome::Retried));
+        assert_eq!(record.state, ContainerState::Pending);
+        assert_eq!(record.retries, 1);
+        assert_eq!(
+            (record.worker.as_ref(), record.attempt.as_ref()),
+            (None, None)
+        );
+        assert_eq!((record.scheduled_at_ms, record.started_at_ms), (None, None));
+        assert_eq!(record.finished_at_ms, None);
+        assert_eq!(
+            record.reason.as_deref(),
+            Some("lost: worker w1 died; retry 1 of 3")
+        );
+        assert_eq!(record.revoked_attempts, vec![AttemptId("a1".into())]);
+    }
+
+    #[test]
+    fn retries_used_up_end_it_lost_and_say_so() {
+        let mut record = running(2);
+        record.retries = 2;
+        assert_eq!(reclaim_held(&mut record), Some(ReclaimOutcome::Lost));
+        assert_eq!(record.state, ContainerState::Lost);
+        assert_eq!(record.retries, 2);
+        assert_eq!(record.finished_at_ms, Some(30));
+        assert_eq!(
+            record.reason.as_deref(),
+            Some("worker w1 died; all 2 retries used")
+        );
+    }
+
+    #[test]
+    fn without_retries_it_is_lost_as_before() {
+        let mut record = running(0);
+        assert_eq!(reclaim_held(&mut record), Some(ReclaimOutcome::Lost));
+        assert_eq!(record.reason.as_deref(), Some("worker w1 died"));
+        assert!(record.revoked_attempts.is_empty());
+    }
+
+    #[test]
+    fn a_container_being_cancelled_is_not_retried() {
+        let mut record = running(3);
+        record.cancel_requested = true;
+        assert_eq!(reclaim_held(&mut record), Some(ReclaimOutcome::Lost));
+        assert_eq!(record.retries, 0);
+    }
+
+    #[test]
+    fn the_revoked_attempt_cannot_adopt_the_retried_record() {
+        let mut record = running(1);
+        assert_eq!(reclaim_held(&mut record), Some(ReclaimOutcome::Retried));
+        let late = Transition::Scheduled {
+            worker: WorkerId::new("w1").unwrap(),
+            attempt: AttemptId("a1".into()),
+        };
+        assert!(apply(&mut record, &late, 40).is_err());
+        assert_eq!(record.state, ContainerState::Pending);
+    }
+
+    #[test]
+    fn one_retry_is_named_in_the_singular() {
+        assert_eq!(exhausted_reason("gone", 1), "gone; all 1 retry used");
+        assert_eq!(exhausted_reason("gone", 0), "gone");
     }
 }

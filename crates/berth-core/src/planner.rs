@@ -534,6 +534,7 @@ mod tests {
             submitted_at_ms: 0,
             payload: Payload::default(),
             fallback: Vec::new(),
+            max_retries: 0,
         }
     }
 

@@ -409,6 +409,7 @@ mod tests {
             submitted_at_ms: 0,
             payload: crate::Payload::default(),
             fallback: Vec::new(),
+            max_retries: 0,
         };
         let h100 = GpuType::H100;
         let whole = Charge::of(&request, Some(&h100));
@@ -442,6 +443,7 @@ mod tests {
             submitted_at_ms: 0,
             payload: crate::Payload::default(),
             fallback: Vec::new(),
+            max_retries: 0,
         };
         let never = quota.never_admits(&request).unwrap();
         assert_eq!(never.dimension, "gpu_milli[H100]");

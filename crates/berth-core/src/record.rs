@@ -33,7 +33,9 @@ impl fmt::Display for AttemptId {
 
 /// Where a container is in its life. States only move forward:
 /// `Pending -> Scheduled -> Running -> Exited | Failed | Lost`; `Pending` and `Scheduled`
-/// may also go straight to `Failed` or `Lost`.
+/// may also go straight to `Failed` or `Lost`. Only the reaper moves back: a scheduled
+/// container of a dead worker, and a running one with retries left
+/// ([`crate::lifecycle::end_or_retry`]), become `Pending` again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerState {
@@ -122,6 +124,10 @@ pub struct ContainerRecord {
     /// the record was still pending: they may never schedule it.
     #[serde(default)]
     pub revoked_attempts: Vec<AttemptId>,
+    /// How many times it was put back in the intake after ending involuntarily (its worker
+    /// died), out of the request's `max_retries`.
+    #[serde(default)]
+    pub retries: u32,
 }
 
 /// What a reclaim (the store's `reclaim`) did with a dead worker's container.
@@ -130,6 +136,9 @@ pub struct ContainerRecord {
 pub enum ReclaimOutcome {
     /// It had not started: it is pending again and back in the intake.
     Requeued,
+    /// It was running and had retries left: it is pending again and back in the intake,
+    /// with one retry more counted (see [`crate::lifecycle::end_or_retry`]).
+    Retried,
     /// It was running: it is lost.
     Lost,
     /// The record was not held by that worker and attempt any more; only the reservation

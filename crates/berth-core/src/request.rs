@@ -88,7 +88,16 @@ pub struct ContainerRequest {
     /// before it existed): only the choice above.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<FallbackStep>,
+    /// How many times the container is put back in the intake after it ends involuntarily
+    /// (its worker died: see [`crate::lifecycle::end_or_retry`]) instead of ending. 0 (and
+    /// absent in records stored before it existed): never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_retries: u32,
 }
+
+/// The most retries a request may ask for: a container that keeps killing its workers
+/// should not keep taking capacity for ever.
+pub const MAX_RETRIES: u32 = 100;
 
 /// The largest CPU request accepted: 1,048,576 cores.
 pub const MAX_CPU_MILLICORES: u64 = 1 << 30;
@@ -188,6 +197,7 @@ impl ContainerRequest {
         check_limit("cpu_millicores", r.cpu_millicores, MAX_CPU_MILLICORES)?;
         check_limit("memory_mib", r.memory_mib, MAX_MEMORY_MIB)?;
         check_limit("gpu_count", r.gpu_count.into(), MAX_GPU_COUNT.into())?;
+        check_limit("max_retries", self.max_retries.into(), MAX_RETRIES.into())?;
         if let Some(milli) = self.gpu_fraction_milli {
             if !(1..GPU_MILLI).contains(&milli) {
                 return Err(RequestError::BadFraction(milli));
@@ -224,6 +234,10 @@ impl ContainerRequest {
             (count, _) => GpuAsk::Whole(count),
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn check_limit(field: &'static str, value: u64, limit: u64) -> Result<(), RequestError> {

@@ -55,6 +55,7 @@ fn request(id: &str, cpu: u64, memory: u64, gpus: u32) -> ContainerRequest {
         submitted_at_ms: 1,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

@@ -61,6 +61,7 @@ fn request(index: usize, ask: GpuAsk, priority: i32) -> ContainerRequest {
         submitted_at_ms: index as u64,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

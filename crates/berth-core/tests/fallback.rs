@@ -58,6 +58,7 @@ fn request(gpu: GpuType, selector: Option<usize>, fallback: Vec<FallbackStep>) -
         submitted_at_ms: 1_000,
         payload: Payload::default(),
         fallback,
+        max_retries: 0,
     }
 }
 

@@ -44,6 +44,7 @@ fn request(gpus: u32, gpu: GpuPreference) -> ContainerRequest {
         submitted_at_ms: 1,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

@@ -118,6 +118,7 @@ fn request(index: usize, ask: GpuAsk, cores: u64) -> ContainerRequest {
         submitted_at_ms: index as u64,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

@@ -23,6 +23,7 @@ fn record(state: ContainerState) -> ContainerRecord {
         submitted_at_ms: 1,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     });
     record.revoked_attempts = vec![AttemptId("r0".into())];
     record.state = state;

@@ -66,6 +66,7 @@ fn batch(count: usize) -> Vec<ContainerRequest> {
                 submitted_at_ms: i as u64,
                 payload: Payload::default(),
                 fallback: Vec::new(),
+                max_retries: 0,
             }
         })
         .collect()

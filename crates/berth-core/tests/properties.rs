@@ -213,6 +213,7 @@ fn request() -> impl Strategy<Value = ContainerRequest> {
                     submitted_at_ms,
                     payload: Payload::default(),
                     fallback: Vec::new(),
+                    max_retries: 0,
                 }
             },
         )

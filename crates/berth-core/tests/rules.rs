@@ -122,6 +122,7 @@ fn req(id: &str) -> ContainerRequest {
         submitted_at_ms: 1000,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

@@ -63,6 +63,7 @@ fn request(index: usize, ask: GpuAsk) -> ContainerRequest {
         submitted_at_ms: index as u64,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

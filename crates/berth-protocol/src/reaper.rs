@@ -1,5 +1,6 @@
 //! The reaper: workers that miss their heartbeats are declared lost and their containers
-//! given back (an unstarted one to the intake, a running one as lost), the capacity
+//! given back (an unstarted one to the intake, a running one to the intake while its
+//! request allows retries, otherwise as lost), the capacity
 //! reclaimed exactly once. Reclaiming is idempotent, so a pass that dies half-way is
 //! completed by the next one: lost workers that still own something are reclaimed again.
 
@@ -15,6 +16,8 @@ pub struct ReapReport {
     pub lost_workers: Vec<WorkerId>,
     /// Unstarted containers put back in the intake.
     pub requeued: usize,
+    /// Running containers put back in the intake, as their requests allow retries.
+    pub retried: usize,
     /// Running containers declared lost.
     pub lost_containers: usize,
     /// Reservations released whose record had moved on.
@@ -97,6 +100,11 @@ impl Protocol {
                 ReclaimOutcome::Requeued => {
                     report.requeued += 1;
                     "requeued"
+                }
+                ReclaimOutcome::Retried => {
+                    report.retried += 1;
+                    metrics::counter!("berth_retries_total", "reason" => "lost").increment(1);
+                    "retried"
                 }
                 ReclaimOutcome::Lost => {
                     report.lost_containers += 1;

@@ -137,6 +137,7 @@ fn request(id: &str, cpu: u64) -> ContainerRequest {
         submitted_at_ms: 1,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 
@@ -382,6 +383,68 @@ async fn the_reaper_reclaims_a_silent_worker_once() {
         matches!(refused, Err(ProtocolError::StaleEpoch { .. })),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn the_reaper_retries_a_running_container_and_its_old_worker_is_fenced_off() {
+    let rig = Rig::scheduling_by_hand();
+    let w1 = rig.register("w1", 4000).await;
+    let retried = ContainerRequest {
+        max_retries: 1,
+        ..request("retried", 1000)
+    };
+    rig.store.submit(&[retried]).await.unwrap();
+    rig.reserve("retried", &w1, "a1").await;
+    let scheduled = Transition::Scheduled {
+        worker: w1.clone(),
+        attempt: AttemptId("a1".into()),
+    };
+    rig.store
+        .transition(&cid("retried"), &scheduled)
+        .await
+        .unwrap();
+    let running = report(&w1, "a1", 1, Reported::Running);
+    rig.protocol
+        .report(&cid("retried"), &running)
+        .await
+        .unwrap();
+
+    let timeout = rig.protocol.config().heartbeat_timeout.as_millis() as u64;
+    let later = rig.protocol.now_ms() + timeout + 1;
+    let reaped = rig.protocol.reap(later).await.unwrap();
+    assert_eq!((reaped.retried, reaped.lost_containers), (1, 0));
+    assert_eq!(rig.free_cpu(&w1).await, 4000);
+    let record = rig.store.container(&cid("retried")).await.unwrap().unwrap();
+    assert_eq!((record.state, record.retries), (ContainerState::Pending, 1));
+    assert_eq!(record.started_at_ms, None);
+
+    // The old worker comes back: it owns nothing, so it stops what it ran, and its
+    // reports under the old attempt (re-sent under its new epoch) change nothing.
+    let back = rig
+        .protocol
+        .register(registration("w1", 4000))
+        .await
+        .unwrap();
+    assert!(back.owned.is_empty(), "{:?}", back.owned);
+    let epoch = back.worker.epoch;
+    for late in [
+        Reported::Running,
+        Reported::Exited { exit_code: 0 },
+        Reported::Failed { reason: None },
+    ] {
+        let refused = rig
+            .protocol
+            .report(&cid("retried"), &report(&w1, "a1", epoch, late))
+            .await;
+        assert!(
+            matches!(refused, Err(ProtocolError::NotHolder { .. })),
+            "{refused:?}"
+        );
+    }
+    let record = rig.store.container(&cid("retried")).await.unwrap().unwrap();
+    assert_eq!(record.state, ContainerState::Pending);
+    assert_eq!(rig.free_cpu(&w1).await, 4000);
+    rig.assert_clean().await;
 }
 
 #[tokio::test]

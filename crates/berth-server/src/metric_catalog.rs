@@ -80,6 +80,12 @@ pub const CATALOG: &[(&str, Kind, bool, &str)] = &[
         "Containers of lost workers the reaper handled, by outcome",
     ),
     (
+        "berth_retries_total",
+        Kind::Counter,
+        true,
+        "Containers put back in the intake instead of ending, by the reason they would have ended (lost: their worker died)",
+    ),
+    (
         "berth_reconciled_total",
         Kind::Counter,
         true,

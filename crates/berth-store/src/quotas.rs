@@ -6,7 +6,7 @@
 //! atomic steps. A charge is taken by [`Quotas::hold`] (a tenant with a quota, before the
 //! commit) or by the settlement that schedules the container (any other tenant), and given
 //! back by the step that ends the record, sends it back to waiting (deferred, reclaimed from
-//! a dead worker, its attempt revoked) or fails it. On Redis every one of these keys shares
+//! a dead worker unstarted or, with retries left, running; its attempt revoked) or fails it. On Redis every one of these keys shares
 //! the intake's hash tag `{q}`, so each of those steps is one script on one slot, on
 //! standalone Redis or Cluster alike: the record's move and its charge never part.
 

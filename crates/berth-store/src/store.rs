@@ -199,10 +199,13 @@ pub trait Bookings: Send + Sync {
     async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>>;
 
     /// Gives back one container of a dead worker, once: if the record is held by `worker`
-    /// and `attempt`, a scheduled container goes back to pending and the intake, a running one
-    /// becomes lost (reason `reason`); on a still-pending record the attempt is revoked (a
-    /// settlement of it arriving later is superseded); then the worker's reservation is
-    /// released. Repeating it changes nothing more (the capacity is reclaimed exactly once).
+    /// and `attempt`, a scheduled container goes back to pending and the intake, and so does
+    /// a running one while its request allows more retries
+    /// ([`berth_core::lifecycle::end_or_retry`]); otherwise a running one becomes lost
+    /// (reason `reason`). Each gives its tenant's charge back in the same atomic step. On a
+    /// still-pending record the attempt is revoked (a settlement of it arriving later is
+    /// superseded). Then the worker's reservation is released. Repeating it changes nothing
+    /// more (the capacity is reclaimed exactly once).
     async fn reclaim(
         &self,
         worker: &WorkerId,

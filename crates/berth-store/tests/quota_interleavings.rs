@@ -159,6 +159,7 @@ impl World {
                     submitted_at_ms: 1,
                     payload: Payload::default(),
                     fallback: Vec::new(),
+                    max_retries: 0,
                 };
                 self.store.submit(&[request]).await.unwrap();
                 self.submitted.push(id);

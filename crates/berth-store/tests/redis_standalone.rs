@@ -104,6 +104,7 @@ fn request(id: &str) -> ContainerRequest {
         submitted_at_ms: 1,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

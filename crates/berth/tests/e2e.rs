@@ -2,7 +2,8 @@
 //! processes, and `berth up` alone; `berth run --wait` completes and its output is visible
 //! through `berth logs`; `berth logs --follow` prints a running container's lines once each,
 //! in order, until it ends; a worker killed with SIGKILL has its containers given back once,
-//! and when it comes back it kills what it left running; a worker killed and restarted at
+//! and when it comes back it kills what it left running; a container allowed a retry runs
+//! again on another worker; a worker killed and restarted at
 //! once adopts its runc containers and reports them to their end; GPU containers get their
 //! own devices; a GPU that turns unhealthy (a fake `nvidia-smi`) takes no containers until
 //! it recovers, and the containers on it are shown on it; `berth server` and `berth check`
@@ -340,6 +341,97 @@ fn a_killed_workers_containers_are_lost_and_its_capacity_reclaimed_once() {
         runc_containers(dir.path()).is_empty()
     });
     check_clean(&server);
+}
+
+#[test]
+fn a_killed_workers_container_with_retries_runs_again_on_another_worker() {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let _server = spawn(&[
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--heartbeat-timeout",
+        "2",
+    ]);
+    let (doomed_dir, spare_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut doomed = spawn(&worker_args(&server, "doomed", doomed_dir.path()));
+    workers_up(&server, 1);
+    // The retried one waits for ever on the doomed worker and ends at once anywhere else,
+    // so the test does not race the kill.
+    let waits_on_doomed = r#"[ "$BERTH_WORKER_ID" = doomed ] && exec sleep 600; exit 0"#;
+    let runs: [&[&str]; 2] = [
+        &[
+            "--id",
+            "retried",
+            "--max-retries",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            waits_on_doomed,
+        ],
+        &["--id", "plain", "--", "sleep", "600"],
+    ];
+    for run in runs {
+        let args = [&["run", "--cpu", "500m", "--memory", "256Mi"][..], run].concat();
+        let out = berth(&server, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually("both containers under runc on the doomed worker", || {
+        ["retried", "plain"]
+            .iter()
+            .all(|id| state_of(&server, id) == "running")
+            && runc_containers(doomed_dir.path()).len() == 2
+    });
+    doomed.0.kill().unwrap();
+    doomed.0.wait().unwrap();
+    let _spare = spawn(&worker_args(&server, "spare", spare_dir.path()));
+    eventually(
+        "the retried one to run to its end on the spare worker",
+        || state_of(&server, "retried") == "exited",
+    );
+    let retried = view_of(&server, "retried");
+    assert_eq!(
+        (
+            &retried["worker"],
+            &retried["exit_code"],
+            &retried["retries"]
+        ),
+        (&"spare".into(), &0.into(), &1.into()),
+        "{retried}"
+    );
+    eventually("the one without retries to be lost", || {
+        state_of(&server, "plain") == "lost"
+    });
+    let plain = view_of(&server, "plain");
+    assert_eq!(plain["retries"], 0, "{plain}");
+    assert_eq!(
+        plain["reason"], "worker doomed missed its heartbeats",
+        "{plain}"
+    );
+    check_clean(&server);
+    // Back, the doomed worker owns neither of its leftovers and kills them.
+    let _back = spawn(&worker_args(&server, "doomed", doomed_dir.path()));
+    eventually("the leftovers to be killed", || {
+        runc_containers(doomed_dir.path()).is_empty()
+    });
+    check_clean(&server);
+}
+
+/// Container `id` as `berth ps --json` shows it.
+fn view_of(server: &str, id: &str) -> serde_json::Value {
+    json(server, &["ps", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// `berth worker` arguments for `id` with its work in `dir`, under runc.

@@ -293,5 +293,7 @@ async fn report(
         command: Vec::new(),
         timeout_secs: None,
         fallback: Vec::new(),
+        max_retries: 0,
+        retries: 0,
     }))
 }

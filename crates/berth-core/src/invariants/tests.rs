@@ -77,6 +77,7 @@ fn record(id: &str, state: ContainerState, holder: Option<(&str, &str)>) -> Cont
         submitted_at_ms: 1,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     });
     record.state = state;
     if let Some((w, a)) = holder {

@@ -69,6 +69,7 @@ pub fn request(id: &str, cpu: u64, priority: i32, at_ms: u64) -> ContainerReques
         submitted_at_ms: at_ms,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

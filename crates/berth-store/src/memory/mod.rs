@@ -226,7 +226,7 @@ impl Bookings for MemoryStore {
         let outcome = self.with(1, |state| {
             service::reclaim(state, worker, container, attempt, reason)
         })?;
-        if outcome == ReclaimOutcome::Requeued {
+        if matches!(outcome, ReclaimOutcome::Requeued | ReclaimOutcome::Retried) {
             self.intake_ready.notify_waiters();
         }
         Ok(outcome)

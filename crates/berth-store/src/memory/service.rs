@@ -92,7 +92,8 @@ pub(super) fn reclaim(
         None => None,
     };
     match outcome {
-        Some(ReclaimOutcome::Requeued) => {
+        // Back to pending: its charge is taken again when a claim holds it once more.
+        Some(ReclaimOutcome::Requeued | ReclaimOutcome::Retried) => {
             state.quota.uncharge(container);
             intake::enqueue_id(state, container);
         }

@@ -257,6 +257,9 @@ pub fn decode_record(key: &str, fields: &Fields) -> Result<ContainerRecord> {
                     .collect()
             })
             .unwrap_or_default(),
+        retries: hash
+            .optional_parse("retries", "a retry count")?
+            .unwrap_or(0),
     })
 }
 

@@ -21,7 +21,7 @@
 //! | `P:{q}:usage` | HASH | tenant -> the sum of its charges: `containers cpu mem gpu_milli [TYPE=milli ...]`; no field for a tenant holding nothing |
 //! | `P:{q}:provisioned:POOL` | HASH | worker id -> `started_ms expires_ms`: the workers a provisioner started for the pool that have not registered yet; each call is one command on this one key |
 //! | `P:{a}:credentials` | HASH | token id -> the token's credential as JSON (`berth_core::Credential`: role, SHA-256 digest of the secret, name, created_ms); never the secret itself |
-//! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for), `cancel` (1 when a cancellation was asked for); absent fields are `None` |
+//! | `P:{q}:c:ID` | HASH | container record: `request` (JSON), `state`, `worker`, `attempt`, `scheduled_ms`, `started_ms`, `finished_ms`, `exit_code`, `reason`, `deferrals`, `demand_pool` and `demand_gpu` (the pool a deferred request waits for), `cancel` (1 when a cancellation was asked for), `revoked` (attempts that may never schedule it, separated by spaces), `retries` (how many times it was requeued after its worker died; absent: 0); absent fields are `None` |
 //!
 //! Everything one worker's commit, release, registration or delivery touches carries
 //! `{w:ID}`; everything submit, claim, settle, promote and transition touch carries `{q}`.

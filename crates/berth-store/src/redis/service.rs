@@ -234,6 +234,7 @@ impl RedisStore {
         let value = self.script(call).await?;
         let outcome = match reply::text(&value).as_deref() {
             Some("requeued") => ReclaimOutcome::Requeued,
+            Some("retried") => ReclaimOutcome::Retried,
             Some("lost") => ReclaimOutcome::Lost,
             Some("released") => ReclaimOutcome::Released,
             _ => return Err(unexpected("reclaim", &value)),

@@ -9,6 +9,7 @@ mod credentials;
 mod devices;
 mod provisioning;
 mod quotas;
+mod retries;
 mod table;
 
 pub use credentials::credentials_are_stored_found_and_revoked;
@@ -24,6 +25,7 @@ pub use quotas::{
     concurrent_holds_never_exceed_a_quota, gpu_limits_apply_per_type_and_in_total,
     holds_never_take_a_tenant_over_its_quota, tenants_policies_round_trip,
 };
+pub use retries::a_lost_container_is_retried_until_its_retries_are_used;
 pub use table::every_cell_of_the_state_machine_is_kept;
 
 use berth_core::*;
@@ -70,6 +72,7 @@ macro_rules! contract_tests {
             listing_and_logs,
             cancellation_fails_pending_and_flags_placed,
             a_dead_workers_containers_are_reclaimed_once,
+            a_lost_container_is_retried_until_its_retries_are_used,
             another_attempt_is_not_a_retry,
             a_reservation_given_back_before_its_settlement_never_schedules,
             an_old_epoch_is_fenced_off,
@@ -215,6 +218,7 @@ fn request(id: &str, cpu: u64) -> ContainerRequest {
         submitted_at_ms: 1,
         payload: Payload::default(),
         fallback: Vec::new(),
+        max_retries: 0,
     }
 }
 

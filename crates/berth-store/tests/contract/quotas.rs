@@ -28,7 +28,7 @@ fn hold_of(request: &ContainerRequest) -> Hold {
     }
 }
 
-async fn usage_of(store: &dyn Store, tenant: &str) -> Usage {
+pub(super) async fn usage_of(store: &dyn Store, tenant: &str) -> Usage {
     store
         .usage()
         .await

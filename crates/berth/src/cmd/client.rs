@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// plain seconds. E.g. `--gpu A100-80:1 --fallback H100:30s --fallback pool=spot:5m`.
     #[arg(long = "fallback", value_name = "WHAT:WAIT")]
     pub fallback: Vec<String>,
+    /// Run it again, up to N times (at most 100), if its worker dies under it, instead of
+    /// ending it `lost`. It starts over from the beginning each time.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_retries: u32,
     /// Wait until it has ended; print its output and exit with its exit code.
     #[arg(long)]
     pub wait: bool,
@@ -113,6 +117,7 @@ pub fn spec(args: &RunArgs) -> anyhow::Result<ContainerSpec> {
     spec.priority = args.priority;
     spec.preemptible = args.preemptible;
     spec.timeout_secs = args.timeout;
+    spec.max_retries = args.max_retries;
     if let Some(tenant) = &args.tenant {
         spec.tenant = tenant.clone();
     }
@@ -310,7 +315,7 @@ pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
         .await?;
     print(connection, &list, |list| {
         let mut table = table([
-            "id", "state", "worker", "cpu", "memory", "gpu", "exit", "reason", "command",
+            "id", "state", "worker", "cpu", "memory", "gpu", "exit", "retries", "reason", "command",
         ]);
         for c in list {
             table.add_row([
@@ -321,6 +326,7 @@ pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
                 format!("{}Mi", c.resources.memory_mib),
                 c.resources.gpu_count.to_string(),
                 c.exit_code.map_or(String::new(), |e| e.to_string()),
+                retries(c),
                 c.reason.clone().unwrap_or_default(),
                 c.command.join(" "),
             ]);
@@ -328,6 +334,15 @@ pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
         println!("{table}");
     })?;
     Ok(0)
+}
+
+/// `berth ps`'s retries column: `1/3` (retried once of three allowed), empty for a
+/// container that allows none.
+fn retries(container: &ContainerView) -> String {
+    if container.max_retries == 0 {
+        return String::new();
+    }
+    format!("{}/{}", container.retries, container.max_retries)
 }
 
 /// `berth workers`.
