@@ -276,6 +276,7 @@ mod tests {
             submitted_at_ms: at,
             payload: Payload::default(),
             fallback: Vec::new(),
+            max_retries: 0,
         }
     }
 
