@@ -368,7 +368,14 @@ mod tests {
 
     #[test]
     fn tenants_and_quotas_parse() {
-        let s = settings(&["--scenario", "sustained", "--tenants", "100", "--quotas", "on"]);
+        let s = settings(&[
+            "--scenario",
+            "sustained",
+            "--tenants",
+            "100",
+            "--quotas",
+            "on",
+        ]);
         let s = s.unwrap();
         assert_eq!((s.tenants, s.quotas), (100, vec![true]));
         let s = settings(&["--scenario", "c1m", "--quotas", "both"]).unwrap();

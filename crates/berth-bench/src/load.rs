@@ -223,19 +223,21 @@ fn specs(settings: &Settings, scenario: Scenario, latency_samples: usize) -> Vec
     for &strategy in &settings.strategies {
         for &rtt in &settings.rtts {
             for &replicas in &settings.replicas {
-                out.extend(tenants::tenancies(settings).into_iter().map(|tenancy| LoadSpec {
-                    scenario: scenario.as_str(),
-                    strategy,
-                    rtt,
-                    workers: settings.workers,
-                    requests: settings.requests,
-                    replicas,
-                    in_flight: settings
-                        .in_flight
-                        .unwrap_or(IN_FLIGHT_PER_REPLICA * replicas),
-                    latency_samples,
-                    reset_peak_memory: true,
-                    tenancy,
+                out.extend(tenants::tenancies(settings).into_iter().map(|tenancy| {
+                    LoadSpec {
+                        scenario: scenario.as_str(),
+                        strategy,
+                        rtt,
+                        workers: settings.workers,
+                        requests: settings.requests,
+                        replicas,
+                        in_flight: settings
+                            .in_flight
+                            .unwrap_or(IN_FLIGHT_PER_REPLICA * replicas),
+                        latency_samples,
+                        reset_peak_memory: true,
+                        tenancy,
+                    }
                 }));
             }
         }

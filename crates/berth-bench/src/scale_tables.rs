@@ -100,7 +100,10 @@ fn print_quota_pairs(runs: &[&RunResult]) {
             format!("{:.0}", without.placements_per_sec),
             format!("{:.0}", with.placements_per_sec),
             pct(ratio(without, with)),
-            format!("{:.2} / {:.2}", without.store_round_trips, with.store_round_trips),
+            format!(
+                "{:.2} / {:.2}",
+                without.store_round_trips, with.store_round_trips
+            ),
             format!(
                 "{} / {}",
                 cpu_busy(without, without.redis_cpu_ms),

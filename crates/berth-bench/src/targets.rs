@@ -444,7 +444,11 @@ fn quota_ratio_why(s: &Subject) -> String {
     {
         return format!("the target is for {QUOTA_TENANTS} tenants or more (--tenants)");
     }
-    let per_placement = |r: &RunResult| r.redis_cpu_ms.filter(|_| r.placed > 0.0).map(|ms| ms * 1e3 / r.placed);
+    let per_placement = |r: &RunResult| {
+        r.redis_cpu_ms
+            .filter(|_| r.placed > 0.0)
+            .map(|ms| ms * 1e3 / r.placed)
+    };
     let Some((without, with)) = pairs.last() else {
         return String::new();
     };

@@ -157,7 +157,8 @@ pub fn quota_pairs<'a>(runs: &[&'a RunResult]) -> Vec<(&'a RunResult, &'a RunRes
             continue;
         };
         let without = runs[..i].iter().rev().find(|r| {
-            r.tenancy.is_some_and(|t| !t.quotas && t.tenants == tenancy.tenants)
+            r.tenancy
+                .is_some_and(|t| !t.quotas && t.tenants == tenancy.tenants)
                 && r.replicas == with.replicas
                 && r.workers == with.workers
                 && r.containers == with.containers
@@ -238,8 +239,9 @@ mod tests {
 
     #[test]
     fn usage_must_match_the_spread() {
-        let mut usage: HashMap<String, u64> =
-            (0..3).map(|t| (tenant_of(t, 3), share_of_requests(t, 10, 3))).collect();
+        let mut usage: HashMap<String, u64> = (0..3)
+            .map(|t| (tenant_of(t, 3), share_of_requests(t, 10, 3)))
+            .collect();
         assert!(mismatches(&usage, 10, 3).is_empty());
         usage.insert("bench-0001".to_owned(), 2);
         usage.insert("stranger".to_owned(), 1);
@@ -247,7 +249,10 @@ mod tests {
         wrong.sort();
         assert_eq!(
             wrong,
-            [("bench-0001".to_owned(), 2, 3), ("stranger".to_owned(), 1, 0)]
+            [
+                ("bench-0001".to_owned(), 2, 3),
+                ("stranger".to_owned(), 1, 0)
+            ]
         );
     }
 
