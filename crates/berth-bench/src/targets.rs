@@ -596,17 +596,17 @@ mod tests {
 
     #[test]
     fn quotas_are_judged_by_their_ratio_and_left_out_of_the_rate() {
-        let mut report = report("redis");
-        report.runs.push(sustained(20_000.0, Some((100, false))));
-        report.runs.push(sustained(60_000.0, Some((100, true))));
-        let got = verdicts(&report);
+        let mut pairs = report("redis");
+        pairs.runs.push(sustained(20_000.0, Some((100, false))));
+        pairs.runs.push(sustained(60_000.0, Some((100, true))));
+        let got = verdicts(&pairs);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].1, "missed", "the rate is the run without quotas");
         assert!(got[1].0.contains("quotas on with 100 tenants"));
         assert_eq!(got[1].1, "met");
-        report.runs.push(sustained(20_000.0, Some((100, false))));
-        report.runs.push(sustained(17_000.0, Some((100, true))));
-        assert_eq!(verdicts(&report)[1].1, "missed");
+        pairs.runs.push(sustained(20_000.0, Some((100, false))));
+        pairs.runs.push(sustained(17_000.0, Some((100, true))));
+        assert_eq!(verdicts(&pairs)[1].1, "missed");
         let mut few = report("redis");
         few.runs.push(sustained(20_000.0, Some((10, false))));
         few.runs.push(sustained(20_000.0, Some((10, true))));
