@@ -49,6 +49,33 @@ pub enum StoreKind {
     Memory,
 }
 
+/// Whether the scale runs give every tenant a quota (`--quotas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum QuotaMode {
+    /// No tenant has a policy (the placements are charged by their settlement).
+    #[default]
+    Off,
+    /// Every tenant has a quota that never binds, so every placement is held.
+    On,
+    /// Each run twice, without and then with the quotas, side by side.
+    Both,
+}
+
+impl QuotaMode {
+    /// The variants each scale run is made in, in order: `false` without quotas, `true`
+    /// with them.
+    pub fn variants(self) -> Vec<bool> {
+        match self {
+            QuotaMode::Off => vec![false],
+            QuotaMode::On => vec![true],
+            QuotaMode::Both => vec![false, true],
+        }
+    }
+}
+
+/// The most tenants `--tenants` accepts.
+const MAX_TENANTS: usize = 10_000;
+
 /// Arguments of `berth bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -112,6 +139,15 @@ pub struct BenchArgs {
     /// ended (default 4).
     #[arg(long, value_name = "N")]
     in_flight: Option<usize>,
+    /// Scale runs: spread the requests round-robin over this many tenants (default 1: every
+    /// request is tenant `bench`).
+    #[arg(long, value_name = "N")]
+    tenants: Option<usize>,
+    /// Scale runs: off (default), on (before the run every tenant gets a quota of twice its
+    /// share of the fleet, which never binds but makes every placement take a hold), or
+    /// both (each run without, then with; the table shows the ratio).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "off")]
+    quotas: QuotaMode,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub(crate) json: Option<PathBuf>,
@@ -142,6 +178,10 @@ pub struct Settings {
     pub requests: usize,
     /// Scale: in-flight window per replica count (None: the default per replica).
     pub in_flight: Option<usize>,
+    /// Scale: tenants the requests are spread over, round-robin.
+    pub tenants: usize,
+    /// Scale: without quotas (`false`), with them (`true`), or both, in that order.
+    pub quotas: Vec<bool>,
 }
 
 /// The largest simulated round-trip time, in ms.
@@ -163,6 +203,7 @@ impl BenchArgs {
         let serial_repetitions = self.check_seed_sizes()?;
         let replicas = self.replicas(scenario)?;
         let (workers, requests) = self.check_scale_sizes(scenario)?;
+        let tenants = self.tenants(scenario)?;
         if self.store == Some(StoreKind::Memory) && self.redis.is_some() {
             bail!("--redis cannot be combined with --store memory");
         }
@@ -185,7 +226,22 @@ impl BenchArgs {
             workers,
             requests,
             in_flight: self.in_flight,
+            tenants,
+            quotas: self.quotas.variants(),
         })
+    }
+
+    /// `--tenants` checked (default 1); it and `--quotas` apply to the scale runs only.
+    fn tenants(&self, scenario: Scenario) -> anyhow::Result<usize> {
+        let scale = matches!(scenario, Scenario::Sustained | Scenario::C1m);
+        if !scale && (self.tenants.is_some() || self.quotas != QuotaMode::Off) {
+            bail!("--tenants and --quotas apply to the sustained and c1m scenarios only");
+        }
+        let tenants = self.tenants.unwrap_or(1);
+        if !(1..=MAX_TENANTS).contains(&tenants) {
+            bail!("--tenants must be between 1 and {MAX_TENANTS} (got {tenants})");
+        }
+        Ok(tenants)
     }
 
     /// `--rtt-ms` checked, as durations without repeats (default: 0,1 for seed, else 0).
@@ -284,4 +340,57 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn settings(args: &[&str]) -> anyhow::Result<Settings> {
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))?;
+        cli.bench.settings()
+    }
+
+    #[test]
+    fn without_the_options_sustained_runs_one_tenant_without_quotas() {
+        let s = settings(&["--scenario", "sustained"]).unwrap();
+        assert_eq!(s.tenants, 1);
+        assert_eq!(s.quotas, [false]);
+    }
+
+    #[test]
+    fn tenants_and_quotas_parse() {
+        let s = settings(&[
+            "--scenario",
+            "sustained",
+            "--tenants",
+            "100",
+            "--quotas",
+            "on",
+        ]);
+        let s = s.unwrap();
+        assert_eq!((s.tenants, s.quotas), (100, vec![true]));
+        let s = settings(&["--scenario", "c1m", "--quotas", "both"]).unwrap();
+        assert_eq!((s.tenants, s.quotas), (1, vec![false, true]));
+        assert!(settings(&["--scenario", "sustained", "--quotas", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn tenants_are_bounded_and_for_the_scale_runs_only() {
+        for bad in ["0", "10001"] {
+            let err = settings(&["--scenario", "sustained", "--tenants", bad]).unwrap_err();
+            assert!(err.to_string().contains("--tenants must be"), "{err}");
+        }
+        let err = settings(&["--scenario", "seed", "--tenants", "5"]).unwrap_err();
+        assert!(err.to_string().contains("scale") || err.to_string().contains("sustained"));
+        assert!(settings(&["--scenario", "api", "--quotas", "on"]).is_err());
+    }
 }

@@ -28,7 +28,8 @@
 //! - [`simulated_rtt`]: the store wrapper that adds a simulated network round-trip time.
 //! - [`fleet`]: workers, requests, and facts about this machine and process.
 //! - [`seed`]: the seed's experiment.
-//! - [`load`]: the scale driver behind [`sustained`] and [`c1m`].
+//! - [`load`]: the scale driver behind [`sustained`] and [`c1m`]; [`tenants`]: its
+//!   requests spread over tenants, and their quotas.
 //! - [`api`]: the run through the HTTP API.
 //! - [`start`]: the container start run.
 //! - [`gpu_sharing`]: the GPU-sharing fill.
@@ -62,6 +63,7 @@ pub mod store_choice;
 pub mod sustained;
 pub mod target;
 pub mod targets;
+pub mod tenants;
 
 pub use args::{BenchArgs, Scenario, Settings, StoreKind};
 

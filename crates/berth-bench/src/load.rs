@@ -15,6 +15,7 @@ use crate::report::{BenchReport, Percentiles, RoundTrips, RunResult};
 use crate::scale_tables::print_scale;
 use crate::simulated_rtt::{DelaySnapshot, Op, SimulatedRttStore};
 use crate::store_choice::{Namespace, RedisMemory, StoreChoice};
+use crate::tenants::{self, Tenancy};
 use crate::{fleet, progress};
 use anyhow::{Context, bail};
 use berth_engine::{Engine, EngineConfig, EngineStats, Strategy};
@@ -60,6 +61,16 @@ pub struct LoadSpec {
     pub latency_samples: usize,
     /// Reset the process's peak memory before the run (for the c1m memory figure).
     pub reset_peak_memory: bool,
+    /// The tenants the requests are spread over, and their quotas (`None`: every request
+    /// is tenant `bench`, no quotas).
+    pub tenancy: Option<Tenancy>,
+}
+
+impl LoadSpec {
+    /// Tenants the requests are spread over.
+    fn tenants(&self) -> usize {
+        self.tenancy.map_or(1, |t| t.tenants)
+    }
 }
 
 /// The engine replicas of a run, each on its own store connection through the simulated
@@ -72,7 +83,12 @@ pub async fn run(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunRes
     let client = choice.connect(&namespace).await?;
     let setup = progress::spinner(&format!("registering {} workers", spec.workers));
     let per_worker = spec.requests.div_ceil(spec.workers);
-    fleet::register(&*client, spec.workers, fleet::worker_for(per_worker)).await?;
+    let worker = fleet::worker_for(per_worker);
+    fleet::register(&*client, spec.workers, worker).await?;
+    if spec.tenancy.is_some_and(|t| t.quotas) {
+        let fleet = tenants::fleet_total(worker, spec.workers);
+        tenants::put_quotas(&*client, fleet, spec.tenants()).await?;
+    }
     setup.finish_and_clear();
     let (stores, engines) = start_replicas(choice, &namespace, spec).await?;
     tokio::time::sleep(SETTLE_IN).await;
@@ -97,6 +113,11 @@ pub async fn run(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunRes
     let spent = after.since(&before);
     let (latency, distribution) = read_back(&*client, namespace.prefix(), spec).await?;
     check(&*client).await?;
+    // Each tenant is charged exactly its requests once all are placed; an incomplete run
+    // is reported as such instead.
+    if complete && spent.engine.placed as usize == spec.requests {
+        tenants::check_usage(&*client, spec.requests, spec.tenants()).await?;
+    }
     drop(client);
     clean_up(choice, namespace).await;
     Ok(row(
@@ -182,8 +203,9 @@ async fn clean_up(choice: &StoreChoice, namespace: Namespace) {
     clean.finish_and_clear();
 }
 
-/// Runs a scale scenario: every strategy, rtt and replica count asked for, one run each on
-/// a fresh fleet, reading `latency_samples` records back per run; then prints its table.
+/// Runs a scale scenario: every strategy, rtt and replica count asked for (each without
+/// and with quotas when asked), one run each on a fresh fleet, reading `latency_samples`
+/// records back per run; then prints its table.
 pub async fn run_scenario(
     choice: &StoreChoice,
     settings: &Settings,
@@ -191,35 +213,58 @@ pub async fn run_scenario(
     scenario: Scenario,
     latency_samples: usize,
 ) -> anyhow::Result<()> {
-    for &strategy in &settings.strategies {
-        for &rtt in &settings.rtts {
-            for &replicas in &settings.replicas {
-                let spec = LoadSpec {
-                    scenario: scenario.as_str(),
-                    strategy,
-                    rtt,
-                    workers: settings.workers,
-                    requests: settings.requests,
-                    replicas,
-                    in_flight: settings
-                        .in_flight
-                        .unwrap_or(IN_FLIGHT_PER_REPLICA * replicas),
-                    latency_samples,
-                    reset_peak_memory: true,
-                };
-                let row = run(choice, &spec).await.with_context(|| {
-                    format!(
-                        "{}: {strategy}, {replicas} replicas, rtt {} ms",
-                        scenario.as_str(),
-                        ms(rtt)
-                    )
-                })?;
-                report.runs.push(row);
-            }
-        }
+    for spec in specs(settings, scenario, latency_samples) {
+        report.runs.push(run_labelled(choice, &spec).await?);
     }
     print_scale(report, scenario);
     Ok(())
+}
+
+/// The runs of a scale scenario, in order: by strategy, rtt, replica count, then tenancy
+/// (so `--quotas both` runs without and with quotas one after the other).
+fn specs(settings: &Settings, scenario: Scenario, latency_samples: usize) -> Vec<LoadSpec> {
+    let mut out = Vec::new();
+    for &strategy in &settings.strategies {
+        for &rtt in &settings.rtts {
+            for &replicas in &settings.replicas {
+                out.extend(tenants::tenancies(settings).into_iter().map(|tenancy| {
+                    LoadSpec {
+                        scenario: scenario.as_str(),
+                        strategy,
+                        rtt,
+                        workers: settings.workers,
+                        requests: settings.requests,
+                        replicas,
+                        in_flight: settings
+                            .in_flight
+                            .unwrap_or(IN_FLIGHT_PER_REPLICA * replicas),
+                        latency_samples,
+                        reset_peak_memory: true,
+                        tenancy,
+                    }
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// Runs one scale run; an error names the run.
+async fn run_labelled(choice: &StoreChoice, spec: &LoadSpec) -> anyhow::Result<RunResult> {
+    run(choice, spec).await.with_context(|| {
+        format!(
+            "{}: {}, {} replicas, rtt {} ms{}",
+            spec.scenario,
+            spec.strategy,
+            spec.replicas,
+            ms(spec.rtt),
+            spec.tenancy.map_or_else(String::new, |t| format!(
+                ", {} tenants{}",
+                t.tenants,
+                if t.quotas { " with quotas" } else { "" }
+            ))
+        )
+    })
 }
 
 /// CPU time used during the run.
@@ -261,7 +306,7 @@ async fn drive(
                 .first()
                 .map_or_else(berth_store::now_ms, Engine::now_ms);
             let chunk = (first..last)
-                .map(|i| fleet::request(format!("{prefix}-{i}"), now))
+                .map(|i| request(prefix, i, spec, now))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             client.submit(&chunk).await.context("submitting a chunk")?;
         }
@@ -288,6 +333,18 @@ async fn drive(
     bar.finish_and_clear();
     submitted?;
     Ok(complete)
+}
+
+/// Request `index` of the run, of its tenant (round-robin over the run's tenants).
+fn request(
+    prefix: &str,
+    index: usize,
+    spec: &LoadSpec,
+    now: u64,
+) -> anyhow::Result<berth_core::ContainerRequest> {
+    let mut request = fleet::request(format!("{prefix}-{index}"), now)?;
+    request.tenant = tenants::tenant_of(index, spec.tenants());
+    Ok(request)
 }
 
 /// Requests the engines have decided (placed or failed) so far.
@@ -457,6 +514,7 @@ fn row(
         redis_cpu_ms: cpu.redis.map(|d| d.as_secs_f64() * 1e3),
         process_cpu_ms: cpu.process.map(|d| d.as_secs_f64() * 1e3),
         complete,
+        tenancy: spec.tenancy,
         ..counts(spent)
     }
 }

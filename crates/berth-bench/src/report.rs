@@ -169,6 +169,9 @@ pub struct Percentiles {
 pub struct RunResult {
     /// `seed`, `sustained` or `c1m`.
     pub scenario: &'static str,
+    /// Scale runs with `--tenants` or `--quotas`: the tenants and whether they had quotas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<crate::tenants::Tenancy>,
     /// The commit strategy.
     pub strategy: String,
     /// The simulated round-trip time, in ms (0: loopback).

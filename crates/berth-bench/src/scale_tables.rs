@@ -3,6 +3,7 @@
 use crate::args::Scenario;
 use crate::format::{bytes, n, pct, right, t, table};
 use crate::report::{BenchReport, RunResult};
+use crate::tenants::{quota_pairs, ratio};
 
 /// The speed table's columns.
 const SPEED: [&str; 11] = [
@@ -72,6 +73,59 @@ pub fn print_scale(report: &BenchReport, scenario: Scenario) {
     for line in NOTES {
         println!("{line}");
     }
+    print_quota_pairs(&runs);
+}
+
+/// The quotas' table: each run with quotas beside the run before it without them.
+fn print_quota_pairs(runs: &[&RunResult]) {
+    let pairs = quota_pairs(runs);
+    if pairs.is_empty() {
+        return;
+    }
+    println!("\nQuotas (every placement held before its commit) against none:");
+    let columns = [
+        "replicas",
+        "tenants",
+        "placements/s without",
+        "with quotas",
+        "ratio",
+        "engine round trips without / with",
+        "CPU: redis without / with",
+    ];
+    let mut tab = table(columns.map(str::to_owned).to_vec());
+    for (without, with) in pairs {
+        tab.add_row(vec![
+            with.replicas.to_string(),
+            with.tenancy.map_or(1, |t| t.tenants).to_string(),
+            format!("{:.0}", without.placements_per_sec),
+            format!("{:.0}", with.placements_per_sec),
+            pct(ratio(without, with)),
+            format!(
+                "{:.2} / {:.2}",
+                without.store_round_trips, with.store_round_trips
+            ),
+            format!(
+                "{} / {}",
+                cpu_busy(without, without.redis_cpu_ms),
+                cpu_busy(with, with.redis_cpu_ms)
+            ),
+        ]);
+    }
+    right(&mut tab, 0);
+    println!("{tab}");
+}
+
+/// The strategy column: the strategy, and the tenants and quotas when the run had them.
+fn strategy_label(r: &RunResult) -> String {
+    match r.tenancy {
+        None => r.strategy.clone(),
+        Some(t) => format!(
+            "{}, {} tenants{}",
+            r.strategy,
+            t.tenants,
+            if t.quotas { ", quotas" } else { "" }
+        ),
+    }
 }
 
 /// `-` for a figure that was not measured.
@@ -91,7 +145,7 @@ fn speed_row(r: &RunResult) -> Vec<String> {
         if r.all_placed { "" } else { " (INCOMPLETE)" }
     );
     vec![
-        r.strategy.clone(),
+        strategy_label(r),
         format!("{} ms", r.rtt_ms),
         r.replicas.to_string(),
         placed,
@@ -108,7 +162,7 @@ fn speed_row(r: &RunResult) -> Vec<String> {
 /// A run's row of the cost table.
 fn cost_row(r: &RunResult) -> Vec<String> {
     vec![
-        r.strategy.clone(),
+        strategy_label(r),
         format!("{} ms", r.rtt_ms),
         r.replicas.to_string(),
         format!("{:.2}", r.store_round_trips),
