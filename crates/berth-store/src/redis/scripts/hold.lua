@@ -14,7 +14,9 @@
 --   mirrors berth_core::Quota::judge: the limits in the order containers, cpu_millicores,
 --   memory_mib, gpu_milli, gpu_milli[TYPE]; the first one the charge alone exceeds makes
 --   it 'never', else the first one it would take above its limit makes it 'over'. Every
---   argument is checked before the first write.
+--   argument is checked before the first write; the charges and the usage are read once
+--   and written once, at the end (a container given twice in one call sees its own earlier
+--   item).
 
 local tenants = KEYS[1]
 local prefix = ARGV[1]
@@ -92,21 +94,47 @@ local function judge(quota, u, c)
   return nil
 end
 
-local out = {}
+-- One read of the charges (per 500 items), one write of the new ones and one of each
+-- touched tenant's usage at the end: per item only the record's state is read.
+local existing = {}
+for from = 1, #items, 500 do
+  local to = math.min(#items, from + 499)
+  local ids = {}
+  for i = from, to do
+    ids[#ids + 1] = items[i].container
+  end
+  local got = redis.call('HMGET', charges, unpack(ids))
+  for i = from, to do
+    existing[i] = got[i - from + 1]
+  end
+end
+
+local out, charged, dropped, touched = {}, {}, {}, {}
+local function touch(tenant)
+  if not touched[tenant] then
+    touched[tenant] = true
+    touched[#touched + 1] = tenant
+  end
+end
 for i, item in ipairs(items) do
   local c = item.charge
   local state = redis.call('HGET', prefix .. item.container, 'state')
-  local existing = redis.call('HGET', charges, item.container)
-  if state ~= 'pending' or existing == item.text then
+  -- What this call charged or dropped for the container already wins over what was read.
+  local had = existing[i]
+  if charged[item.container] ~= nil then
+    had = charged[item.container] or nil
+  end
+  if state ~= 'pending' or had == item.text then
     out[i] = { 'held' }
   else
-    if existing then
-      local old = parse_charge(existing)
-      redis.call('HDEL', charges, item.container)
+    if had then
+      local old = parse_charge(had)
       if old then
         add_charge(usage_of(old.tenant), old, -1)
-        write_usage(usage_key, old.tenant, usage_of(old.tenant))
+        touch(old.tenant)
       end
+      charged[item.container] = false
+      dropped[item.container] = true
     end
     local quota = policy_of(c.tenant)
     local refusal = quota and judge(quota, usage_of(c.tenant), c)
@@ -114,12 +142,33 @@ for i, item in ipairs(items) do
       out[i] = refusal
     else
       if quota then
-        redis.call('HSET', charges, item.container, item.text)
+        charged[item.container] = item.text
+        dropped[item.container] = nil
         add_charge(usage_of(c.tenant), c, 1)
-        write_usage(usage_key, c.tenant, usage_of(c.tenant))
+        touch(c.tenant)
       end
       out[i] = { 'held' }
     end
   end
+end
+
+local fields, gone = {}, {}
+for container, text in pairs(charged) do
+  if text then
+    fields[#fields + 1] = container
+    fields[#fields + 1] = text
+  end
+end
+for container in pairs(dropped) do
+  gone[#gone + 1] = container
+end
+for from = 1, #gone, 500 do
+  redis.call('HDEL', charges, unpack(gone, from, math.min(#gone, from + 499)))
+end
+for from = 1, #fields, 1000 do
+  redis.call('HSET', charges, unpack(fields, from, math.min(#fields, from + 999)))
+end
+for _, tenant in ipairs(touched) do
+  write_usage(usage_key, tenant, usages[tenant])
 end
 return out
