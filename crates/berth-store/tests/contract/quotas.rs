@@ -125,6 +125,17 @@ pub async fn holds_never_take_a_tenant_over_its_quota(connect: impl Connect) {
     let again = store.hold(&holds[..2]).await.unwrap();
     assert_eq!(again, [HoldOutcome::Held, HoldOutcome::Held]);
     assert_eq!(usage_of(&*store, "acme").await.containers, 2);
+    // One container twice in one call, charged differently: the later item wins, and it is
+    // counted once.
+    let resized = |cpu: u64| {
+        let mut hold = holds[0].clone();
+        hold.charge.cpu_millicores = cpu;
+        hold
+    };
+    let twice = store.hold(&[resized(300), resized(500)]).await.unwrap();
+    assert_eq!(twice, [HoldOutcome::Held, HoldOutcome::Held]);
+    let usage = usage_of(&*store, "acme").await;
+    assert_eq!((usage.containers, usage.cpu_millicores), (2, 900));
     assert_clean(&*store).await;
 }
 
