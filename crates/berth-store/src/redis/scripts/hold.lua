@@ -96,18 +96,7 @@ end
 
 -- One read of the charges (per 500 items), one write of the new ones and one of each
 -- touched tenant's usage at the end: per item only the record's state is read.
-local existing = {}
-for from = 1, #items, 500 do
-  local to = math.min(#items, from + 499)
-  local ids = {}
-  for i = from, to do
-    ids[#ids + 1] = items[i].container
-  end
-  local got = redis.call('HMGET', charges, unpack(ids))
-  for i = from, to do
-    existing[i] = got[i - from + 1]
-  end
-end
+local existing = charges_of(charges, items)
 
 local out, charged, dropped, touched = {}, {}, {}, {}
 local function touch(tenant)

@@ -39,6 +39,24 @@ local function slot_base(key)
   return string.match(key, '^(.-%b{})')
 end
 
+-- The charges of `items[i].container` for every i, in item order (false where none), read
+-- with one HMGET per 500 items.
+local function charges_of(charges, items)
+  local found = {}
+  for from = 1, #items, 500 do
+    local to = math.min(#items, from + 499)
+    local ids = {}
+    for i = from, to do
+      ids[#ids + 1] = items[i].container
+    end
+    local got = redis.call('HMGET', charges, unpack(ids))
+    for i = from, to do
+      found[i] = got[i - from + 1]
+    end
+  end
+  return found
+end
+
 -- A charge's text as a table, or nil when it does not read.
 local function parse_charge(text)
   if type(text) ~= 'string' then

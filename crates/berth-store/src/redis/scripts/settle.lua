@@ -158,26 +158,18 @@ if #placed > 0 then
   local base = slot_base(intake)
   local charges, usage = base .. ':charges', base .. ':usage'
   local fields, deltas, order, seen = {}, {}, {}, {}
-  for from = 1, #placed, 500 do
-    local to = math.min(#placed, from + 499)
-    local ids = {}
-    for i = from, to do
-      ids[#ids + 1] = placed[i].container
-    end
-    local have = redis.call('HMGET', charges, unpack(ids))
-    for i = from, to do
-      local item = placed[i]
-      if not have[i - from + 1] and not seen[item.container] then
-        seen[item.container] = true
-        fields[#fields + 1] = item.container
-        fields[#fields + 1] = item.c
-        local c = parse_charge(item.c)
-        if not deltas[c.tenant] then
-          deltas[c.tenant] = {}
-          order[#order + 1] = c.tenant
-        end
-        table.insert(deltas[c.tenant], c)
+  local have = charges_of(charges, placed)
+  for i, item in ipairs(placed) do
+    if not have[i] and not seen[item.container] then
+      seen[item.container] = true
+      fields[#fields + 1] = item.container
+      fields[#fields + 1] = item.c
+      local c = parse_charge(item.c)
+      if not deltas[c.tenant] then
+        deltas[c.tenant] = {}
+        order[#order + 1] = c.tenant
       end
+      table.insert(deltas[c.tenant], c)
     end
   end
   for from = 1, #fields, 1000 do
