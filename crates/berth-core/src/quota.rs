@@ -202,65 +202,57 @@ impl Quota {
     /// type), and the first one that refuses decides; a charge above a limit on its own is
     /// [`Verdict::Never`] even if another limit is merely full.
     pub fn judge(&self, usage: &Usage, charge: &Charge) -> Verdict {
-        let typed = charge
-            .gpu_type
-            .as_ref()
-            .and_then(|t| self.gpu_milli_by_type.get(t).map(|limit| (t, *limit)));
-        let typed_use = charge
-            .gpu_type
-            .as_ref()
-            .and_then(|t| usage.gpu_milli_by_type.get(t).copied())
-            .unwrap_or(0);
+        let typed =
+            |of: &BTreeMap<GpuType, u64>| charge.gpu_type.as_ref().and_then(|t| of.get(t).copied());
+        // (dimension, limit, in use, asked); "" is the charge's GPU type, named only when
+        // it refuses.
         let checks = [
+            ("containers", self.containers, usage.containers, 1),
             (
-                "containers".to_owned(),
-                self.containers,
-                usage.containers,
-                1,
-            ),
-            (
-                "cpu_millicores".to_owned(),
+                "cpu_millicores",
                 self.cpu_millicores,
                 usage.cpu_millicores,
                 charge.cpu_millicores,
             ),
             (
-                "memory_mib".to_owned(),
+                "memory_mib",
                 self.memory_mib,
                 usage.memory_mib,
                 charge.memory_mib,
             ),
             (
-                "gpu_milli".to_owned(),
+                "gpu_milli",
                 self.gpu_milli,
                 usage.gpu_milli,
                 charge.gpu_milli,
             ),
             (
-                typed.map_or_else(String::new, |(t, _)| format!("gpu_milli[{t}]")),
-                typed.map(|(_, limit)| limit),
-                typed_use,
+                "",
+                typed(&self.gpu_milli_by_type),
+                typed(&usage.gpu_milli_by_type).unwrap_or(0),
                 charge.gpu_milli,
             ),
         ];
-        let exceeded = |(dimension, limit, in_use, asked): &(String, Option<u64>, u64, u64)| {
-            limit.map(|limit| Exceeded {
-                tenant: charge.tenant.clone(),
-                dimension: dimension.clone(),
-                limit,
-                in_use: *in_use,
-                asked: *asked,
-            })
+        let limited = || {
+            checks
+                .iter()
+                .filter_map(|&(name, limit, in_use, asked)| Some((name, limit?, in_use, asked)))
         };
-        let limited: Vec<Exceeded> = checks.iter().filter_map(exceeded).collect();
-        if let Some(never) = limited.iter().find(|e| e.asked > e.limit) {
-            return Verdict::Never(never.clone());
+        let exceeded = |(name, limit, in_use, asked): (&str, u64, u64, u64)| Exceeded {
+            tenant: charge.tenant.clone(),
+            dimension: match (name, &charge.gpu_type) {
+                ("", Some(t)) => format!("gpu_milli[{t}]"),
+                _ => name.to_owned(),
+            },
+            limit,
+            in_use,
+            asked,
+        };
+        if let Some(never) = limited().find(|&(_, limit, _, asked)| asked > limit) {
+            return Verdict::Never(exceeded(never));
         }
-        match limited
-            .into_iter()
-            .find(|e| e.in_use.saturating_add(e.asked) > e.limit)
-        {
-            Some(over) => Verdict::Over(over),
+        match limited().find(|&(_, limit, in_use, asked)| in_use.saturating_add(asked) > limit) {
+            Some(over) => Verdict::Over(exceeded(over)),
             None => Verdict::Within,
         }
     }
@@ -395,9 +387,9 @@ mod tests {
         assert_eq!(quota.judge(&usage, &charge(1, 0, None)), Verdict::Within);
     }
 
-    #[test]
-    fn the_charge_of_a_request_counts_gpus_in_milli() {
-        let mut request = ContainerRequest {
+    /// Tenant acme's request for 500m, 64 MiB and two GPUs of any type.
+    fn two_gpus() -> ContainerRequest {
+        ContainerRequest {
             id: crate::ContainerId::new("c").unwrap(),
             tenant: "acme".into(),
             resources: crate::Resources::new(500, 64, 2),
@@ -410,7 +402,12 @@ mod tests {
             payload: crate::Payload::default(),
             fallback: Vec::new(),
             max_retries: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn the_charge_of_a_request_counts_gpus_in_milli() {
+        let mut request = two_gpus();
         let h100 = GpuType::H100;
         let whole = Charge::of(&request, Some(&h100));
         assert_eq!(
@@ -432,18 +429,8 @@ mod tests {
             ..Quota::default()
         };
         let mut request = ContainerRequest {
-            id: crate::ContainerId::new("c").unwrap(),
-            tenant: "acme".into(),
-            resources: crate::Resources::new(500, 64, 2),
-            gpu_fraction_milli: None,
             gpu: crate::GpuPreference::Types(vec![GpuType::H100, GpuType::A10G]),
-            pool_selector: None,
-            preemptible: false,
-            priority: 0,
-            submitted_at_ms: 0,
-            payload: crate::Payload::default(),
-            fallback: Vec::new(),
-            max_retries: 0,
+            ..two_gpus()
         };
         let never = quota.never_admits(&request).unwrap();
         assert_eq!(never.dimension, "gpu_milli[H100]");
