@@ -313,6 +313,24 @@ impl<S: Store + ?Sized> Bookings for SimulatedRttStore<S> {
         self.around(op, op.round_trips(), call).await
     }
 
+    async fn preempt(&self, preemption: &PreemptionCommit) -> Result<CommitOutcome> {
+        let op = Op::Preempt;
+        self.around(op, op.round_trips(), self.inner.preempt(preemption))
+            .await
+    }
+
+    async fn preempted(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        let op = Op::Preempted;
+        let call = self.inner.preempted(worker, container, attempt, reason);
+        self.around(op, op.round_trips(), call).await
+    }
+
     async fn owned(&self, worker: &WorkerId) -> Result<Vec<OwnedEntry>> {
         let op = Op::Owned;
         self.around(op, op.round_trips(), self.inner.owned(worker))

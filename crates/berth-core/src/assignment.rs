@@ -19,4 +19,9 @@ pub struct Assignment {
     pub devices: Vec<DeviceShare>,
     /// What to run.
     pub payload: Payload,
+    /// The containers this one preempted on the worker (empty for most): the worker stops
+    /// them, each with its stop grace, before it starts this one, since their capacity is
+    /// now this one's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preempts: Vec<ContainerId>,
 }

@@ -49,6 +49,7 @@ mod index;
 pub mod invariants;
 pub mod lifecycle;
 pub mod plan;
+pub mod preempt;
 pub mod planner;
 pub mod quota;
 pub mod record;

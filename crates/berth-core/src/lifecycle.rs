@@ -137,13 +137,14 @@ impl Transition {
 }
 
 /// Every container state, in the table's row order.
-pub const STATES: [ContainerState; 6] = [
+pub const STATES: [ContainerState; 7] = [
     ContainerState::Pending,
     ContainerState::Scheduled,
     ContainerState::Running,
     ContainerState::Exited,
     ContainerState::Failed,
     ContainerState::Lost,
+    ContainerState::Preempted,
 ];
 
 /// A condition an [`Arm`] of the table requires, on the record and the transition.
@@ -389,7 +390,7 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
                 Always => Refused(R::HeldByAnother),
             ],
         ),
-        (S::Exited | S::Failed | S::Lost, K::Scheduled) => (
+        (S::Exited | S::Failed | S::Lost | S::Preempted, K::Scheduled) => (
             "an ended record is never scheduled",
             arms![Always => Refused(R::HeldByAnother)],
         ),
@@ -401,7 +402,7 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
             "the holder starting it again is a no-op",
             arms![NotHolder => Refused(R::NotHolder), Always => Idempotent],
         ),
-        (S::Pending | S::Exited | S::Failed | S::Lost, K::Running) => (
+        (S::Pending | S::Exited | S::Failed | S::Lost | S::Preempted, K::Running) => (
             "only a scheduled record starts; anyone but the holder is told so first",
             arms![NotHolder => Refused(R::NotHolder), Always => Refused(R::CannotStart)],
         ),
@@ -417,7 +418,7 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
                 Always => Refused(R::CannotExit),
             ],
         ),
-        (S::Pending | S::Scheduled | S::Failed | S::Lost, K::Exited) => (
+        (S::Pending | S::Scheduled | S::Failed | S::Lost | S::Preempted, K::Exited) => (
             "only a running record exits; anyone but the holder is told so first",
             arms![NotHolder => Refused(R::NotHolder), Always => Refused(R::CannotExit)],
         ),
@@ -426,7 +427,7 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
             arms![Always => Allowed(S::Failed)],
         ),
         (S::Failed, K::Failed) => ("failing again is a no-op", arms![Always => Idempotent]),
-        (S::Exited | S::Lost, K::Failed) => (
+        (S::Exited | S::Lost | S::Preempted, K::Failed) => (
             "a record that ended otherwise does not fail",
             arms![Always => Refused(R::Ended)],
         ),
@@ -435,7 +436,7 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
             arms![Always => Allowed(S::Lost)],
         ),
         (S::Lost, K::Lost) => ("losing it again is a no-op", arms![Always => Idempotent]),
-        (S::Pending | S::Exited | S::Failed, K::Lost) => (
+        (S::Pending | S::Exited | S::Failed | S::Preempted, K::Lost) => (
             "only a placed record can be lost",
             arms![Always => Refused(R::CannotBeLost)],
         ),
@@ -486,6 +487,44 @@ pub fn reclaim(
     reason: &str,
     now_ms: u64,
 ) -> Option<ReclaimOutcome> {
+    give_back(record, worker, attempt, ContainerState::Lost, reason, now_ms)
+}
+
+/// Gives back a container held by `worker` and `attempt` that was stopped to make room for
+/// a request of higher priority (see [`crate::preempt`]), as [`reclaim`] does for a dead
+/// worker's, but a running one ends [`ContainerState::Preempted`] (or, with retries left,
+/// is requeued with the reason `preempted: <reason>; retry 1 of 3`). The Redis store's
+/// `reclaim.lua` mirrors this with its end argument `preempted`.
+pub fn preempted(
+    record: &mut ContainerRecord,
+    worker: &WorkerId,
+    attempt: &AttemptId,
+    reason: &str,
+    now_ms: u64,
+) -> Option<ReclaimOutcome> {
+    give_back(record, worker, attempt, ContainerState::Preempted, reason, now_ms)
+}
+
+/// True for a pending container that is waiting again because it was preempted: it may not
+/// preempt others before it is placed again (no cascade of preemptions).
+pub fn was_preempted(record: &ContainerRecord) -> bool {
+    record.state == ContainerState::Pending
+        && record
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with("preempted: "))
+}
+
+/// [`reclaim`] and [`preempted`]: a running container held by `worker` and `attempt` ends
+/// as `end` (or is retried).
+fn give_back(
+    record: &mut ContainerRecord,
+    worker: &WorkerId,
+    attempt: &AttemptId,
+    end: ContainerState,
+    reason: &str,
+    now_ms: u64,
+) -> Option<ReclaimOutcome> {
     if record.state == ContainerState::Pending {
         revoke(record, attempt);
         return None;
@@ -498,12 +537,11 @@ pub fn reclaim(
             requeue(record, reason);
             Some(ReclaimOutcome::Requeued)
         }
-        ContainerState::Running => {
-            match end_or_retry(record, ContainerState::Lost, reason, now_ms) {
-                Ending::Retried => Some(ReclaimOutcome::Retried),
-                Ending::Ended => Some(ReclaimOutcome::Lost),
-            }
-        }
+        ContainerState::Running => match end_or_retry(record, end, reason, now_ms) {
+            Ending::Retried => Some(ReclaimOutcome::Retried),
+            Ending::Ended if end == ContainerState::Preempted => Some(ReclaimOutcome::Preempted),
+            Ending::Ended => Some(ReclaimOutcome::Lost),
+        },
         _ => None,
     }
 }

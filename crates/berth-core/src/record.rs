@@ -32,9 +32,9 @@ impl fmt::Display for AttemptId {
 }
 
 /// Where a container is in its life. States only move forward:
-/// `Pending -> Scheduled -> Running -> Exited | Failed | Lost`; `Pending` and `Scheduled`
-/// may also go straight to `Failed` or `Lost`. Only the reaper moves back: a scheduled
-/// container of a dead worker, and a running one with retries left
+/// `Pending -> Scheduled -> Running -> Exited | Failed | Lost | Preempted`; `Pending` and
+/// `Scheduled` may also go straight to `Failed` or `Lost`. Only the reaper and preemption
+/// move back: a scheduled container of a dead worker, and a running one with retries left
 /// ([`crate::lifecycle::end_or_retry`]), become `Pending` again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,6 +51,9 @@ pub enum ContainerState {
     Failed,
     /// Its worker died while it was scheduled or running.
     Lost,
+    /// It was stopped to make room for a request of higher priority (see
+    /// [`crate::preempt`]).
+    Preempted,
 }
 
 impl ContainerState {
@@ -63,6 +66,7 @@ impl ContainerState {
             ContainerState::Exited => "exited",
             ContainerState::Failed => "failed",
             ContainerState::Lost => "lost",
+            ContainerState::Preempted => "preempted",
         }
     }
 
@@ -75,6 +79,7 @@ impl ContainerState {
             "exited" => ContainerState::Exited,
             "failed" => ContainerState::Failed,
             "lost" => ContainerState::Lost,
+            "preempted" => ContainerState::Preempted,
             _ => return None,
         })
     }
@@ -83,7 +88,10 @@ impl ContainerState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            ContainerState::Exited | ContainerState::Failed | ContainerState::Lost
+            ContainerState::Exited
+                | ContainerState::Failed
+                | ContainerState::Lost
+                | ContainerState::Preempted
         )
     }
 }
@@ -141,6 +149,8 @@ pub enum ReclaimOutcome {
     Retried,
     /// It was running: it is lost.
     Lost,
+    /// It was running and was preempted: it ended PREEMPTED.
+    Preempted,
     /// The record was not held by that worker and attempt any more; only the reservation
     /// was released.
     Released,

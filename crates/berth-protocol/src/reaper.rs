@@ -106,7 +106,8 @@ impl Protocol {
                     metrics::counter!("berth_retries_total", "reason" => "lost").increment(1);
                     "retried"
                 }
-                ReclaimOutcome::Lost => {
+                // A reclaim never preempts; a preempted container is counted as lost here.
+                ReclaimOutcome::Lost | ReclaimOutcome::Preempted => {
                     report.lost_containers += 1;
                     "lost"
                 }

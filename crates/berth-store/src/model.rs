@@ -52,6 +52,21 @@ pub enum Rejection {
     VersionConflict,
     /// Lock-based path only: the caller does not hold the worker's lock (it expired).
     LockLost,
+    /// Preemption only: a container to preempt is no longer owned under its attempt (it
+    /// ended, or was given back).
+    VictimGone,
+}
+
+/// A preemption: stop `victims` on `worker` and book `reservation` there in their place, in
+/// one atomic step (see [`crate::Bookings::preempt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreemptionCommit {
+    /// The worker.
+    pub worker: WorkerId,
+    /// The containers to stop, each with the attempt the worker owns it under.
+    pub victims: Vec<(ContainerId, AttemptId)>,
+    /// The preemptor's reservation.
+    pub reservation: Reservation,
 }
 
 /// The result of committing one group.

@@ -216,6 +216,31 @@ pub trait Bookings: Send + Sync {
 
     /// The containers a worker owns, with their attempts and resources.
     async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>>;
+
+    /// Stops the preemption's victims to book its preemptor in their place, in one atomic
+    /// step on the worker: only when the worker accepts work, every victim is owned under
+    /// its attempt and the preemptor fits in what is free plus what the victims hold (its
+    /// device shares included), the victims' reservations are released (their undelivered
+    /// assignments dropped), the preemptor's booked, and its assignment queued naming the
+    /// victims ([`berth_core::Assignment::preempts`]), so the worker stops them before it
+    /// starts it. Otherwise nothing changes and the outcome says why
+    /// ([`Rejection::VictimGone`] among the commit's reasons). The freed capacity is never
+    /// free in between. Repeating it after success changes nothing. The victims' records are
+    /// the caller's next step ([`Bookings::preempted`]).
+    async fn preempt(&self, preemption: &PreemptionCommit) -> Result<CommitOutcome>;
+
+    /// Ends the record of a container preempted by [`Bookings::preempt`], once, as
+    /// [`Bookings::reclaim`] does for a dead worker's, but a running one ends
+    /// [`berth_core::ContainerState::Preempted`] (or is requeued while its request allows
+    /// more retries: [`berth_core::lifecycle::preempted`]), with the reason `reason`, and its
+    /// charge is given back. Then the worker's reservation is released if it still has one.
+    async fn preempted(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome>;
 }
 
 /// The intake: accepting requests, claiming them for placement, settling the claims, the

@@ -67,6 +67,10 @@ pub enum Op {
     Reclaim,
     /// [`berth_store::Bookings::owned`].
     Owned,
+    /// [`berth_store::Bookings::preempt`].
+    Preempt,
+    /// [`berth_store::Bookings::preempted`].
+    Preempted,
     /// [`berth_store::Intake::backlog_len`].
     BacklogLen,
     /// [`berth_store::Intake::intake_len`].
@@ -100,7 +104,7 @@ pub enum Op {
 }
 
 /// The number of [`Op`]s.
-pub(super) const OPS: usize = 45;
+pub(super) const OPS: usize = 47;
 
 impl Op {
     /// Every operation, in declaration order.
@@ -135,6 +139,8 @@ impl Op {
         Op::CancelRequested,
         Op::Reclaim,
         Op::Owned,
+        Op::Preempt,
+        Op::Preempted,
         Op::BacklogLen,
         Op::IntakeLen,
         Op::Check,
@@ -185,6 +191,8 @@ impl Op {
             Op::CancelRequested => "cancel_requested",
             Op::Reclaim => "reclaim",
             Op::Owned => "owned",
+            Op::Preempt => "preempt",
+            Op::Preempted => "preempted",
             Op::BacklogLen => "backlog_len",
             Op::IntakeLen => "intake_len",
             Op::Check => "check",

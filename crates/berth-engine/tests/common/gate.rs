@@ -192,6 +192,20 @@ impl Bookings for Gate {
     async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
         self.inner.owned(worker).await
     }
+
+    async fn preempt(&self, preemption: &PreemptionCommit) -> Result<CommitOutcome> {
+        self.inner.preempt(preemption).await
+    }
+
+    async fn preempted(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        self.inner.preempted(worker, container, attempt, reason).await
+    }
 }
 
 #[async_trait]

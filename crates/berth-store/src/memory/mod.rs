@@ -61,6 +61,25 @@ impl MemoryStore {
         op(&mut self.state.lock())
     }
 
+    /// Gives back one container of `worker` (see [`service::reclaim`]) and wakes the
+    /// claimers when it went back to the intake.
+    fn give_back(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        end: ContainerState,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        let outcome = self.with(1, |state| {
+            service::reclaim(state, worker, container, attempt, end, reason)
+        })?;
+        if matches!(outcome, ReclaimOutcome::Requeued | ReclaimOutcome::Retried) {
+            self.intake_ready.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
     fn worker_ready(&self, worker: &WorkerId) -> Result<Arc<Notify>> {
         Ok(self.state.lock().entry(worker)?.ready.clone())
     }
@@ -223,17 +242,29 @@ impl Bookings for MemoryStore {
         attempt: &AttemptId,
         reason: &str,
     ) -> Result<ReclaimOutcome> {
-        let outcome = self.with(1, |state| {
-            service::reclaim(state, worker, container, attempt, reason)
-        })?;
-        if matches!(outcome, ReclaimOutcome::Requeued | ReclaimOutcome::Retried) {
-            self.intake_ready.notify_waiters();
-        }
-        Ok(outcome)
+        self.give_back(worker, container, attempt, ContainerState::Lost, reason)
     }
 
     async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
         self.with(1, |state| service::owned(state, worker))
+    }
+
+    async fn preempt(&self, preemption: &PreemptionCommit) -> Result<CommitOutcome> {
+        validate_groups(&[CommitGroup {
+            worker: preemption.worker.clone(),
+            reservations: vec![preemption.reservation.clone()],
+        }])?;
+        self.with(1, |state| state.preempt(preemption))
+    }
+
+    async fn preempted(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        self.give_back(worker, container, attempt, ContainerState::Preempted, reason)
     }
 }
 

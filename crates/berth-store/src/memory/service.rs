@@ -80,15 +80,22 @@ pub(super) fn cancel(state: &mut State, container: &ContainerId) -> Result<Conta
     Ok(record)
 }
 
+/// [`crate::Bookings::reclaim`] (`end` [`ContainerState::Lost`]) and
+/// [`crate::Bookings::preempted`] (`end` [`ContainerState::Preempted`]).
 pub(super) fn reclaim(
     state: &mut State,
     worker: &WorkerId,
     container: &ContainerId,
     attempt: &AttemptId,
+    end: ContainerState,
     reason: &str,
 ) -> Result<ReclaimOutcome> {
+    let give_back = match end {
+        ContainerState::Preempted => lifecycle::preempted,
+        _ => lifecycle::reclaim,
+    };
     let outcome = match state.records.get_mut(container) {
-        Some(record) => lifecycle::reclaim(record, worker, attempt, reason, crate::now_ms()),
+        Some(record) => give_back(record, worker, attempt, reason, crate::now_ms()),
         None => None,
     };
     match outcome {
@@ -97,7 +104,7 @@ pub(super) fn reclaim(
             state.quota.uncharge(container);
             intake::enqueue_id(state, container);
         }
-        Some(ReclaimOutcome::Lost) => state.quota.uncharge(container),
+        Some(ReclaimOutcome::Lost | ReclaimOutcome::Preempted) => state.quota.uncharge(container),
         _ => {}
     }
     state.release(worker, container, Some(attempt))?;

@@ -179,6 +179,72 @@ impl State {
         })
     }
 
+    /// Stops a preemption's victims and books its preemptor in their place, all or nothing
+    /// (see [`crate::Bookings::preempt`]).
+    pub fn preempt(&mut self, preemption: &PreemptionCommit) -> Result<CommitOutcome> {
+        let reservation = &preemption.reservation;
+        let Some(entry) = self.workers.get(&preemption.worker) else {
+            return Ok(rejected(Rejection::UnknownWorker, None));
+        };
+        let current = Some(entry.worker.clone());
+        if let Some(owned) = entry.owned.get(&reservation.container) {
+            if owned.attempt != reservation.attempt {
+                return Ok(rejected(Rejection::OwnedByAnotherAttempt, current));
+            }
+            return Ok(CommitOutcome::Committed {
+                worker: entry.worker.clone(),
+                already_owned: vec![(reservation.container.clone(), owned.attempt.clone())],
+            });
+        }
+        if !entry.worker.status.accepts_work() {
+            return Ok(rejected(Rejection::NotAcceptingWork, current));
+        }
+        let mut victims = Vec::with_capacity(preemption.victims.len());
+        for (container, attempt) in &preemption.victims {
+            match entry.owned.get(container) {
+                Some(owned) if owned.attempt == *attempt => victims.push(owned.clone()),
+                _ => return Ok(rejected(Rejection::VictimGone, current)),
+            }
+        }
+        // The worker as it would be: the victims credited, the preemptor booked.
+        let mut after = entry.worker.clone();
+        after.free = after
+            .free
+            .checked_add(sum(victims.iter().map(|v| v.resources))?)
+            .filter(|free| free.fits_in(&after.total))
+            .ok_or_else(|| corrupt_capacity(&entry.worker))?;
+        if !after.credit_devices(&victims.iter().flat_map(|v| v.devices.clone()).collect::<Vec<_>>()) {
+            return Err(corrupt_capacity(&entry.worker));
+        }
+        let Some(left) = after.free.checked_sub(reservation.resources) else {
+            return Ok(rejected(Rejection::NoRoom, current));
+        };
+        after.free = left;
+        if !after.book_devices(&reservation.devices) {
+            return Ok(rejected(Rejection::NoRoom, current));
+        }
+        after.version += 1;
+        self.seq += 1;
+        let seq = self.seq;
+        let entry = self.entry_mut(&preemption.worker)?;
+        for victim in &victims {
+            entry.owned.remove(&victim.container);
+            entry.queue.retain(|_, d| {
+                d.assignment.container != victim.container || d.assignment.attempt != victim.attempt
+            });
+        }
+        entry.worker = after;
+        own_and_queue(entry, reservation, seq);
+        if let Some(queued) = entry.queue.get_mut(&seq) {
+            queued.assignment.preempts = victims.into_iter().map(|v| v.container).collect();
+        }
+        entry.ready.notify_waiters();
+        Ok(CommitOutcome::Committed {
+            worker: entry.worker.clone(),
+            already_owned: Vec::new(),
+        })
+    }
+
     /// Gives a container's capacity back to its worker if it owns it (under `attempt`).
     pub fn release(
         &mut self,
@@ -262,6 +328,7 @@ fn own_and_queue(entry: &mut WorkerEntry, reservation: &Reservation, seq: u64) {
         resources: reservation.resources,
         devices: reservation.devices.clone(),
         payload: reservation.payload.clone(),
+        preempts: Vec::new(),
     };
     entry.queue.insert(
         seq,

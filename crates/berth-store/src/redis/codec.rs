@@ -283,6 +283,14 @@ pub fn decode_assignment(key: &str, delivery: &str, fields: &Fields) -> Result<A
         devices: DeviceShare::parse_list(hash.optional("devices").unwrap_or(""))
             .map_err(|e| corrupt(key, &field("devices"), &e.to_string()))?,
         payload,
+        preempts: hash
+            .optional("preempts")
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|id| {
+                ContainerId::new(id).map_err(|e| corrupt(key, &field("preempts"), &e.to_string()))
+            })
+            .collect::<Result<_>>()?,
     })
 }
 

@@ -170,6 +170,34 @@ impl RedisStore {
         Ok(ScriptCall::new(&SCRIPTS.commit, keys, args))
     }
 
+    /// See [`crate::Bookings::preempt`]: `preempt.lua` on the worker's slot.
+    pub(super) async fn preempt_on_worker(
+        &self,
+        preemption: &PreemptionCommit,
+    ) -> Result<CommitOutcome> {
+        let group = CommitGroup {
+            worker: preemption.worker.clone(),
+            reservations: vec![preemption.reservation.clone()],
+        };
+        validate(std::slice::from_ref(&group))?;
+        if preemption.victims.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "a preemption needs at least one victim".to_owned(),
+            ));
+        }
+        let mut args = Vec::with_capacity(8 + 2 * preemption.victims.len());
+        push_reservations(&mut args, &group)?;
+        // push_reservations leads with the count (1): preempt.lua takes one reservation.
+        args.remove(0);
+        args.push(preemption.victims.len().to_string());
+        for (container, attempt) in &preemption.victims {
+            args.extend([container.to_string(), attempt.0.clone()]);
+        }
+        let call = ScriptCall::new(&SCRIPTS.preempt, self.worker_keys(&group.worker), args);
+        let value = self.script(call).await?;
+        self.decode_commit(&group.worker, value)
+    }
+
     fn decode_commit(&self, worker: &WorkerId, value: Value) -> Result<CommitOutcome> {
         let (tag, mut parts) = tagged(value)?;
         let rejection = match tag.as_str() {
@@ -190,6 +218,7 @@ impl RedisStore {
             "owned_elsewhere" => Rejection::OwnedByAnotherAttempt,
             "version_conflict" => Rejection::VersionConflict,
             "lock_lost" => Rejection::LockLost,
+            "victim_gone" => Rejection::VictimGone,
             _ => return Err(unexpected("commit", &Value::Array(parts))),
         };
         Ok(CommitOutcome::Rejected {

@@ -205,6 +205,8 @@ pub struct Scripts {
     pub hold: LuaScript,
     /// Reads every charge and the usage together.
     pub read_quota: LuaScript,
+    /// Stops containers on a worker to book a request of higher priority in their place.
+    pub preempt: LuaScript,
 }
 
 impl Scripts {
@@ -234,11 +236,12 @@ impl Scripts {
             read_logs: intake_script!("read_logs.lua"),
             hold: intake_script!("hold.lua"),
             read_quota: intake_script!("read_quota.lua"),
+            preempt: worker_script!("preempt.lua"),
         }
     }
 
     /// Every script, for loading.
-    pub fn all(&self) -> [&LuaScript; 24] {
+    pub fn all(&self) -> [&LuaScript; 25] {
         [
             &self.commit,
             &self.commit_many,
@@ -264,6 +267,7 @@ impl Scripts {
             &self.read_logs,
             &self.hold,
             &self.read_quota,
+            &self.preempt,
         ]
     }
 }

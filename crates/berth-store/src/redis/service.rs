@@ -212,12 +212,15 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// See [`crate::Bookings::reclaim`]: the record (intake slot), then the release (worker slot).
+    /// See [`crate::Bookings::reclaim`] (`end` [`ContainerState::Lost`]) and
+    /// [`crate::Bookings::preempted`] (`end` [`ContainerState::Preempted`]): the record
+    /// (intake slot), then the release (worker slot).
     pub(super) async fn reclaim_container(
         &self,
         worker: &WorkerId,
         container: &ContainerId,
         attempt: &AttemptId,
+        end: ContainerState,
         reason: &str,
     ) -> Result<ReclaimOutcome> {
         let call = ScriptCall::new(
@@ -229,6 +232,7 @@ impl RedisStore {
                 attempt.0.clone(),
                 reason.to_owned(),
                 crate::now_ms().to_string(),
+                end.as_str().to_owned(),
             ],
         );
         let value = self.script(call).await?;
@@ -236,6 +240,7 @@ impl RedisStore {
             Some("requeued") => ReclaimOutcome::Requeued,
             Some("retried") => ReclaimOutcome::Retried,
             Some("lost") => ReclaimOutcome::Lost,
+            Some("preempted") => ReclaimOutcome::Preempted,
             Some("released") => ReclaimOutcome::Released,
             _ => return Err(unexpected("reclaim", &value)),
         };

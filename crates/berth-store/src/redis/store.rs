@@ -398,12 +398,27 @@ impl Bookings for RedisStore {
         attempt: &AttemptId,
         reason: &str,
     ) -> Result<ReclaimOutcome> {
-        self.reclaim_container(worker, container, attempt, reason)
+        self.reclaim_container(worker, container, attempt, ContainerState::Lost, reason)
             .await
     }
 
     async fn owned(&self, worker: &WorkerId) -> Result<Vec<berth_core::invariants::OwnedEntry>> {
         self.owned_by(worker).await
+    }
+
+    async fn preempt(&self, preemption: &PreemptionCommit) -> Result<CommitOutcome> {
+        self.preempt_on_worker(preemption).await
+    }
+
+    async fn preempted(
+        &self,
+        worker: &WorkerId,
+        container: &ContainerId,
+        attempt: &AttemptId,
+        reason: &str,
+    ) -> Result<ReclaimOutcome> {
+        self.reclaim_container(worker, container, attempt, ContainerState::Preempted, reason)
+            .await
     }
 }
 

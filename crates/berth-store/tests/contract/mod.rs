@@ -7,6 +7,7 @@
 
 mod credentials;
 mod devices;
+mod preemption;
 mod provisioning;
 mod quotas;
 mod retries;
@@ -18,6 +19,10 @@ pub use devices::{
     an_unhealthy_device_is_never_booked, concurrent_device_commits_never_overbook,
     devices_are_booked_once_and_credited_exactly, reregistration_keeps_what_devices_hold,
     reservations_must_name_their_devices,
+};
+pub use preemption::{
+    a_preemption_hands_over_exactly_its_victims_devices,
+    a_preemption_swaps_its_victims_for_the_preemptor_at_once,
 };
 pub use provisioning::provisioned_workers_are_recorded_per_pool_and_forgotten_once;
 pub use quotas::{
@@ -93,6 +98,8 @@ macro_rules! contract_tests {
             gpu_limits_apply_per_type_and_in_total,
             concurrent_holds_never_exceed_a_quota,
             provisioned_workers_are_recorded_per_pool_and_forgotten_once,
+            a_preemption_swaps_its_victims_for_the_preemptor_at_once,
+            a_preemption_hands_over_exactly_its_victims_devices,
         );
     };
     (@cases $connect:path; $($case:ident),* $(,)?) => {

@@ -68,6 +68,8 @@ async fn bring(store: &dyn Store, id: &ContainerId, state: ContainerState) -> Co
         ],
         ContainerState::Failed => vec![TransitionKind::Scheduled, TransitionKind::Failed],
         ContainerState::Lost => vec![TransitionKind::Scheduled, TransitionKind::Lost],
+        // Running, then preempted (below): preemption is not a forward transition.
+        ContainerState::Preempted => vec![TransitionKind::Scheduled, TransitionKind::Running],
     };
     for kind in path {
         let step = match kind {
@@ -92,6 +94,13 @@ async fn bring(store: &dyn Store, id: &ContainerId, state: ContainerState) -> Co
             },
         };
         store.transition(id, &step).await.unwrap();
+    }
+    if state == ContainerState::Preempted {
+        let ended = store
+            .preempted(&worker, id, &attempt, "brought to preempted")
+            .await
+            .unwrap();
+        assert_eq!(ended, ReclaimOutcome::Preempted);
     }
     let record = store.container(id).await.unwrap().unwrap();
     assert_eq!(record.state, state, "{id}");

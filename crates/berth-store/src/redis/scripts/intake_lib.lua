@@ -2,8 +2,9 @@
 
 local STATES = {
   pending = true, scheduled = true, running = true, exited = true, failed = true, lost = true,
+  preempted = true,
 }
-local TERMINAL = { exited = true, failed = true, lost = true }
+local TERMINAL = { exited = true, failed = true, lost = true, preempted = true }
 
 -- The record's state, worker and attempt, or nil and an error reply. A missing record has
 -- state false.

@@ -2,9 +2,11 @@
 -- crate::lifecycle::end_or_retry).
 --
 -- KEYS: 1 record hash `P:{q}:c:ID`, 2 intake stream `P:{q}:intake`.
--- ARGV: 1 container id, 2 worker, 3 attempt, 4 reason, 5 now (ms since the epoch).
--- Reply: 'requeued' | 'retried' | 'lost' | 'released' (the record is not held by that
---        worker and attempt: nothing changed here).
+-- ARGV: 1 container id, 2 worker, 3 attempt, 4 reason, 5 now (ms since the epoch), 6 how a
+--       running container ends: 'lost' (its worker died) or 'preempted' (it was stopped
+--       for a request of higher priority: crate::lifecycle::preempted).
+-- Reply: 'requeued' | 'retried' | 'lost' | 'preempted' | 'released' (the record is not held
+--        by that worker and attempt: nothing changed here).
 -- Guarantee: atomic. A pending record gets the attempt added to `revoked`, so a settlement
 --   of that attempt arriving later is superseded (never scheduled on a released
 --   reservation). A scheduled record held by the worker and attempt goes back to pending
@@ -12,7 +14,7 @@
 --   intake. A running one whose request allows more retries (`max_retries` in the request
 --   JSON above the record's `retries`) and whose cancellation was not asked for goes back to
 --   pending the same way, its start time cleared too, its attempt revoked, `retries` counted
---   up and the reason `lost: <reason>; retry N of M`; otherwise it becomes lost with the
+--   up and the reason `<end>: <reason>; retry N of M`; otherwise it becomes `end` with the
 --   reason (`<reason>; all M retries used` when it had retries). Each of them gives the
 --   container's charge to its tenant back (a requeued one is charged again when it is held
 --   or placed). The caller then releases the worker's reservation (another slot); repeating
@@ -20,8 +22,9 @@
 
 local key, intake = KEYS[1], KEYS[2]
 local id, worker, attempt, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now = uint(ARGV[5])
-if #ARGV ~= 5 or id == '' or worker == '' or attempt == '' or now == nil then
+local now, ending = uint(ARGV[5]), ARGV[6]
+if #ARGV ~= 6 or id == '' or worker == '' or attempt == '' or now == nil
+    or (ending ~= 'lost' and ending ~= 'preempted') then
   return invalid('reclaim arguments')
 end
 if redis.call('EXISTS', key) == 0 then
@@ -87,13 +90,13 @@ elseif record.state == 'running' then
     revoke(attempt)
     redis.call('HSET', key, 'retries', str(retries))
     redis.call('HDEL', key, 'started_ms')
-    requeue('lost: ' .. reason .. '; retry ' .. str(retries) .. ' of ' .. str(max))
+    requeue(ending .. ': ' .. reason .. '; retry ' .. str(retries) .. ' of ' .. str(max))
     return 'retried'
   end
   if max > 0 then
     reason = reason .. '; all ' .. str(max) .. (max == 1 and ' retry' or ' retries') .. ' used'
   end
-  finish(key, record, 'lost', reason, now)
-  return 'lost'
+  finish(key, record, ending, reason, now)
+  return ending
 end
 return 'released'
