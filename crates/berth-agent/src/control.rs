@@ -58,6 +58,8 @@ pub struct Delivery {
     pub payload: Payload,
     /// Kill it once it has run this long, if its request set a timeout.
     pub timeout: Option<Duration>,
+    /// The containers it preempted here: they are stopped before it starts.
+    pub preempts: Vec<ContainerId>,
 }
 
 /// The server's answer to a heartbeat.

@@ -159,6 +159,7 @@ fn delivery(view: api::AssignmentView) -> Delivery {
             secret_env: view.secret_env,
         },
         timeout: view.timeout_secs.map(Duration::from_secs),
+        preempts: view.preempts,
     }
 }
 

@@ -170,10 +170,13 @@ pub struct ContainerSpec {
         max_length = 128
     )]
     pub pool: Option<String>,
-    /// Higher runs first.
+    /// Higher runs first; a request that finds no room may preempt running preemptible
+    /// containers of lower priority.
     #[serde(default)]
     pub priority: i32,
-    /// May run on preemptible workers.
+    /// Accepts interruption: may run on preemptible workers, and may be preempted (stopped
+    /// with SIGTERM and its worker's stop grace, then ended `preempted` or requeued while
+    /// `max_retries` lasts) for a request of higher priority.
     #[serde(default)]
     pub preemptible: bool,
     /// The container image, if the worker's runtime uses images.

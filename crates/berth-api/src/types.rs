@@ -110,7 +110,8 @@ pub struct ContainerView {
     pub pool: Option<String>,
     /// Its priority.
     pub priority: i32,
-    /// Whether it may run on preemptible workers.
+    /// Whether it accepts interruption: it may run on preemptible workers and be preempted
+    /// for a request of higher priority.
     pub preemptible: bool,
     /// When it was accepted (ms since the Unix epoch).
     pub submitted_at_ms: u64,

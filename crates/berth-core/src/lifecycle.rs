@@ -470,6 +470,7 @@ pub fn pending(request: crate::ContainerRequest) -> ContainerRecord {
         cancel_requested: false,
         revoked_attempts: Vec::new(),
         retries: 0,
+        preempted_at_ms: None,
     }
 }
 
@@ -487,7 +488,14 @@ pub fn reclaim(
     reason: &str,
     now_ms: u64,
 ) -> Option<ReclaimOutcome> {
-    give_back(record, worker, attempt, ContainerState::Lost, reason, now_ms)
+    give_back(
+        record,
+        worker,
+        attempt,
+        ContainerState::Lost,
+        reason,
+        now_ms,
+    )
 }
 
 /// Gives back a container held by `worker` and `attempt` that was stopped to make room for
@@ -502,17 +510,27 @@ pub fn preempted(
     reason: &str,
     now_ms: u64,
 ) -> Option<ReclaimOutcome> {
-    give_back(record, worker, attempt, ContainerState::Preempted, reason, now_ms)
+    give_back(
+        record,
+        worker,
+        attempt,
+        ContainerState::Preempted,
+        reason,
+        now_ms,
+    )
 }
 
-/// True for a pending container that is waiting again because it was preempted: it may not
-/// preempt others before it is placed again (no cascade of preemptions).
-pub fn was_preempted(record: &ContainerRecord) -> bool {
+/// How long after its preemption a requeued container may not preempt others.
+pub const NO_CASCADE_MS: u64 = 60_000;
+
+/// True for a pending container, at `now_ms`, that is waiting again because it was
+/// preempted less than [`NO_CASCADE_MS`] ago: it may not preempt others yet (no cascade of
+/// preemptions).
+pub fn was_preempted(record: &ContainerRecord, now_ms: u64) -> bool {
     record.state == ContainerState::Pending
         && record
-            .reason
-            .as_deref()
-            .is_some_and(|reason| reason.starts_with("preempted: "))
+            .preempted_at_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < NO_CASCADE_MS)
 }
 
 /// [`reclaim`] and [`preempted`]: a running container held by `worker` and `attempt` ends
@@ -571,6 +589,9 @@ pub fn end_or_retry(
     now_ms: u64,
 ) -> Ending {
     let max = record.request.max_retries;
+    if end == ContainerState::Preempted {
+        record.preempted_at_ms = Some(now_ms);
+    }
     if record.retries < max && !record.cancel_requested {
         record.retries += 1;
         if let Some(attempt) = record.attempt.clone() {

@@ -136,6 +136,11 @@ pub struct ContainerRecord {
     /// died), out of the request's `max_retries`.
     #[serde(default)]
     pub retries: u32,
+    /// When it was last preempted (ms since the Unix epoch), if ever: a container requeued
+    /// by a preemption may not preempt others for a while
+    /// ([`crate::lifecycle::was_preempted`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempted_at_ms: Option<u64>,
 }
 
 /// What a reclaim (the store's `reclaim`) did with a dead worker's container.

@@ -72,10 +72,12 @@ pub struct ContainerRequest {
     /// Run only on workers of this pool.
     #[serde(default)]
     pub pool_selector: Option<PoolName>,
-    /// May run on preemptible workers.
+    /// Accepts interruption: may run on preemptible workers, and may be preempted for a
+    /// request of higher priority ([`crate::preempt`]).
     #[serde(default)]
     pub preemptible: bool,
-    /// Higher runs first.
+    /// Higher runs first; a request that finds no room may preempt preemptible containers
+    /// of lower priority.
     #[serde(default)]
     pub priority: i32,
     /// When the request was accepted, in milliseconds since the Unix epoch.

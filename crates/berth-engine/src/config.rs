@@ -94,6 +94,9 @@ pub struct EngineConfig {
     pub quota_backoff_cap: Duration,
     /// A request waiting longer than this fails with "timed out waiting for capacity".
     pub deadline: Duration,
+    /// At most this many requests per batch that found no room try to preempt running
+    /// containers of lower priority (see [`crate::preempt`]); 0 turns preemption off.
+    pub max_preemptions: usize,
     /// How long a worker lock lives (lock-based strategies).
     pub lock_ttl: Duration,
     /// How long a lock-based strategy keeps retrying a busy lock before giving up on it.
@@ -124,6 +127,7 @@ impl Default for EngineConfig {
             backoff_cap: Duration::from_secs(10),
             quota_backoff_cap: Duration::from_secs(1),
             deadline: Duration::from_secs(600),
+            max_preemptions: 4,
             lock_ttl: Duration::from_secs(5),
             lock_wait: Duration::from_secs(10),
             promote_every: Duration::from_millis(50),

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 mod error;
+pub mod preempt;
 pub mod provision;
 pub mod quota;
 pub mod stats;

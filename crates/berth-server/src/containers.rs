@@ -272,7 +272,7 @@ async fn read(
 #[utoipa::path(
     get, path = "/v1/containers", tag = "containers",
     params(
-        ("state" = Option<String>, Query, description = "pending, scheduled, running, exited, failed or lost"),
+        ("state" = Option<String>, Query, description = "pending, scheduled, running, exited, failed, lost or preempted"),
         ("limit" = Option<u64>, Query, description = "At most this many (default 100, at most 1000)"),
     ),
     responses(
@@ -292,7 +292,7 @@ pub async fn list(
             HttpError::invalid(
                 "state",
                 format!(
-                    "unknown state {raw:?}; expected pending, scheduled, running, exited, failed or lost"
+                    "unknown state {raw:?}; expected pending, scheduled, running, exited, failed, lost or preempted"
                 ),
             )
         })?),

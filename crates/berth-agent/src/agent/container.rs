@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a line costs in a report beyond its bytes (quotes, comma), for the size budget.
 const LINE_OVERHEAD: usize = 4;
+/// How long past its stop grace a successor waits for the containers it preempted.
+const PREEMPTION_MARGIN: Duration = Duration::from_secs(10);
+/// How often a successor looks whether the containers it preempted have ended.
+const PREEMPTION_POLL: Duration = Duration::from_millis(50);
 
 /// Why the agent stops a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,8 @@ pub(crate) enum StopReason {
     WorkerLost,
     /// The server says the record is not held by this worker and attempt any more.
     Superseded,
+    /// A container of higher priority preempted it: its capacity is that one's now.
+    Preempted,
 }
 
 impl fmt::Display for StopReason {
@@ -40,6 +46,7 @@ impl fmt::Display for StopReason {
             StopReason::ShuttingDown => "worker shutting down",
             StopReason::WorkerLost => "not owned by this worker any more (presumed dead)",
             StopReason::Superseded => "held by another worker or attempt",
+            StopReason::Preempted => "preempted by a container of higher priority",
         })
     }
 }
@@ -132,6 +139,9 @@ impl Inner {
         if !self.claim(&delivery).await {
             return;
         }
+        if !delivery.preempts.is_empty() {
+            self.stop_preempted(&delivery).await;
+        }
         if let Some(reason) = stop.reason() {
             tracing::info!(container = %delivery.container, %reason, "stopped before it started");
             return self.fail_unstarted(&delivery, reason.to_string()).await;
@@ -147,6 +157,38 @@ impl Inner {
                 self.fail_unstarted(&delivery, err.to_string()).await;
             }
         }
+    }
+
+    /// Stops the containers `delivery` preempted (each gets SIGTERM, then SIGKILL after the
+    /// stop grace) and waits until they have ended here, so the machine never runs them and
+    /// their successor at once; past the grace and a margin it starts the successor anyway
+    /// (a container that outlives SIGKILL is beyond the agent's reach) and says so.
+    async fn stop_preempted(&self, delivery: &Delivery) {
+        let victims = &delivery.preempts;
+        let stopped = self.stop_where(StopReason::Preempted, |(c, _)| victims.contains(c));
+        for ((container, attempt), first) in &stopped {
+            if *first {
+                tracing::info!(%container, %attempt, preemptor = %delivery.container,
+                    "preempted; stopping it");
+            }
+        }
+        let deadline = Instant::now() + self.config.stop_grace + PREEMPTION_MARGIN;
+        while self.runs_any(victims) {
+            if Instant::now() >= deadline {
+                tracing::warn!(preemptor = %delivery.container, ?victims,
+                    "preempted containers still run past their stop grace; starting anyway");
+                return;
+            }
+            tokio::time::sleep(PREEMPTION_POLL).await;
+        }
+    }
+
+    /// True while any of `containers` is active here.
+    fn runs_any(&self, containers: &[ContainerId]) -> bool {
+        self.active
+            .lock()
+            .keys()
+            .any(|(container, _)| containers.contains(container))
     }
 
     /// Reports a claimed container that never started FAILED, then acknowledges it.

@@ -141,6 +141,7 @@ impl FakeServer {
                 resources: Resources::new(100, 64, 0),
                 payload,
                 timeout: None,
+                preempts: Vec::new(),
             };
             s.queue.push_back(delivery);
         });

@@ -213,6 +213,7 @@ async fn assignments(
             env: d.payload.env,
             secret_env: d.payload.secret_env,
             timeout_secs: d.timeout.map(|t| t.as_secs()),
+            preempts: d.preempts,
         })
         .collect();
     Ok(Json(api::AssignmentList { assignments }))

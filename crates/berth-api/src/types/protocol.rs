@@ -69,6 +69,12 @@ pub struct AssignmentView {
     pub secret_env: SecretEnv,
     /// Kill it after this many seconds, if set.
     pub timeout_secs: Option<u64>,
+    /// The containers it preempted on this worker (empty for most): stop each of them
+    /// (SIGTERM, then SIGKILL after the stop grace) and start this one only once they have
+    /// stopped, since their capacity is now this one's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub preempts: Vec<ContainerId>,
 }
 
 impl From<&Assignment> for AssignmentView {
@@ -86,6 +92,7 @@ impl From<&Assignment> for AssignmentView {
             env,
             secret_env: a.payload.secret_env.clone(),
             timeout_secs: timeout_secs(&a.payload),
+            preempts: a.preempts.clone(),
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::{
-    GpuDevice, GpuPreference, GpuType, Payload, PoolAttributes, PoolName, RuntimeName,
-    WorkerGpu, WorkerStatus,
+    GpuDevice, GpuPreference, GpuType, Payload, PoolAttributes, PoolName, RuntimeName, WorkerGpu,
+    WorkerStatus,
 };
 use proptest::prelude::*;
 
@@ -82,7 +82,14 @@ fn only_lower_priority_preemptible_containers_are_victims() {
     stubborn.preemptible = false;
     let equal = running("equal", "w", 4000, 5);
     let ask = request(2000, 0, 5);
-    assert_eq!(choose(&ask, &[w.clone()], &[stubborn.clone(), equal.clone()]), None);
+    assert_eq!(
+        choose(
+            &ask,
+            std::slice::from_ref(&w),
+            &[stubborn.clone(), equal.clone()]
+        ),
+        None
+    );
     let lower = running("lower", "w", 4000, 4);
     let chosen = choose(&ask, &[w], &[stubborn, equal, lower]).unwrap();
     assert_eq!(names(&chosen), ["lower"]);

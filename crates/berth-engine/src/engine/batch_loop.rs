@@ -301,12 +301,22 @@ async fn process(
         now_ms: now,
     };
     let before = shared.store.stats().snapshot();
-    let outcome = strategy::run(shared.config.strategy, ctx, &claims).await?;
+    let mut outcome = strategy::run(shared.config.strategy, ctx, &claims).await?;
     record_store_cost(shared, &before);
     for (claim, _) in &expired {
         settle.fail(claim, TIMED_OUT.to_owned());
     }
     let fresh = cache.younger_than(shared.config.recheck_before_defer);
+    // Only a claim that would now be deferred for want of room (judged against a fresh
+    // view) may preempt: a stale view may just have missed a release.
+    let batch = crate::preempt::Batch {
+        claims: &claims,
+        eligible: |claim: usize| fresh || retries[claim] > 0,
+        now_ms: now,
+    };
+    let store = &*shared.store;
+    crate::preempt::for_unplaced(store, &shared.config, cache, policies, batch, &mut outcome)
+        .await?;
     let view = View { now, fresh };
     let refresh = sort(shared, view, &claims, &retries, outcome, &mut settle, carry);
     if refresh {

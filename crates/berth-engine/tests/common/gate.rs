@@ -204,7 +204,9 @@ impl Bookings for Gate {
         attempt: &AttemptId,
         reason: &str,
     ) -> Result<ReclaimOutcome> {
-        self.inner.preempted(worker, container, attempt, reason).await
+        self.inner
+            .preempted(worker, container, attempt, reason)
+            .await
     }
 }
 

@@ -264,7 +264,13 @@ impl Bookings for MemoryStore {
         attempt: &AttemptId,
         reason: &str,
     ) -> Result<ReclaimOutcome> {
-        self.give_back(worker, container, attempt, ContainerState::Preempted, reason)
+        self.give_back(
+            worker,
+            container,
+            attempt,
+            ContainerState::Preempted,
+            reason,
+        )
     }
 }
 

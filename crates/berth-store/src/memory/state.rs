@@ -213,7 +213,12 @@ impl State {
             .checked_add(sum(victims.iter().map(|v| v.resources))?)
             .filter(|free| free.fits_in(&after.total))
             .ok_or_else(|| corrupt_capacity(&entry.worker))?;
-        if !after.credit_devices(&victims.iter().flat_map(|v| v.devices.clone()).collect::<Vec<_>>()) {
+        if !after.credit_devices(
+            &victims
+                .iter()
+                .flat_map(|v| v.devices.clone())
+                .collect::<Vec<_>>(),
+        ) {
             return Err(corrupt_capacity(&entry.worker));
         }
         let Some(left) = after.free.checked_sub(reservation.resources) else {

@@ -260,6 +260,7 @@ pub fn decode_record(key: &str, fields: &Fields) -> Result<ContainerRecord> {
         retries: hash
             .optional_parse("retries", "a retry count")?
             .unwrap_or(0),
+        preempted_at_ms: hash.optional_parse("preempted_ms", "a time in ms")?,
     })
 }
 

@@ -417,8 +417,14 @@ impl Bookings for RedisStore {
         attempt: &AttemptId,
         reason: &str,
     ) -> Result<ReclaimOutcome> {
-        self.reclaim_container(worker, container, attempt, ContainerState::Preempted, reason)
-            .await
+        self.reclaim_container(
+            worker,
+            container,
+            attempt,
+            ContainerState::Preempted,
+            reason,
+        )
+        .await
     }
 }
 

@@ -20,7 +20,10 @@ async fn running_on(
         devices,
         ..reservation_for(&claim)
     };
-    let out = store.commit(&[group(worker, vec![reservation])]).await.unwrap();
+    let out = store
+        .commit(&[group(worker, vec![reservation])])
+        .await
+        .unwrap();
     assert!(committed(&out[0]), "{out:?}");
     let settled = store.settle(&[scheduled_on(&claim, worker)]).await.unwrap();
     assert_eq!(settled, vec![SettleOutcome::Done]);
@@ -99,7 +102,11 @@ pub async fn a_preemption_swaps_its_victims_for_the_preemptor_at_once(connect: i
     // A victim under another attempt, or too few victims: nothing changes.
     let stale = AttemptId("not-its-attempt".into());
     let refused = store
-        .preempt(&preemption("w1", &[("low-a", &a), ("low-b", &stale)], &high))
+        .preempt(&preemption(
+            "w1",
+            &[("low-a", &a), ("low-b", &stale)],
+            &high,
+        ))
         .await
         .unwrap();
     assert_eq!(rejection(&refused), Some(Rejection::VictimGone));
@@ -160,7 +167,11 @@ pub async fn a_preemption_swaps_its_victims_for_the_preemptor_at_once(connect: i
         requeued.reason.as_deref(),
         Some("preempted: by high (priority 5) on worker w1; retry 1 of 1")
     );
-    assert!(berth_core::lifecycle::was_preempted(&requeued));
+    assert!(berth_core::lifecycle::was_preempted(
+        &requeued,
+        berth_store::now_ms()
+    ));
+    assert!(requeued.preempted_at_ms.is_some());
     let ended = store.container(&cid("low-b")).await.unwrap().unwrap();
     assert_eq!(ended.state, ContainerState::Preempted);
     assert_eq!(ended.reason.as_deref(), Some(why));

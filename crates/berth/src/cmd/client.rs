@@ -61,10 +61,12 @@ pub struct RunArgs {
     /// Run only in this pool.
     #[arg(long)]
     pub pool: Option<String>,
-    /// Higher runs first.
+    /// Higher runs first; a request that finds no room may preempt running preemptible
+    /// containers of lower priority.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
-    /// May run on preemptible workers.
+    /// Accepts interruption: may run on preemptible workers, and may be preempted (stopped,
+    /// then requeued while `--max-retries` lasts) for a request of higher priority.
     #[arg(long)]
     pub preemptible: bool,
     /// Environment variable `K=V` (repeatable).
@@ -291,7 +293,8 @@ async fn wait_for_end(client: &Client, id: &ContainerId) -> anyhow::Result<Conta
 /// Arguments of `berth ps`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PsArgs {
-    /// Only containers in this state: pending, scheduled, running, exited, failed, lost.
+    /// Only containers in this state: pending, scheduled, running, exited, failed, lost,
+    /// preempted.
     #[arg(long)]
     pub state: Option<String>,
     /// At most this many (newest first).
@@ -305,7 +308,7 @@ pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
         None => None,
         Some(text) => Some(ContainerState::parse(text).with_context(|| {
             format!(
-                "--state {text:?}: expected pending, scheduled, running, exited, failed or lost"
+                "--state {text:?}: expected pending, scheduled, running, exited, failed, lost or preempted"
             )
         })?),
     };

@@ -77,6 +77,10 @@ end
 if not holds(record, worker, attempt) then
   return 'released'
 end
+if ending == 'preempted' and record.state == 'running' then
+  -- When it was preempted: for a while it may not preempt others (lifecycle::was_preempted).
+  redis.call('HSET', key, 'preempted_ms', str(now))
+end
 if record.state == 'scheduled' then
   requeue(reason)
   return 'requeued'
