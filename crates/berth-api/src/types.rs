@@ -138,13 +138,16 @@ pub struct ContainerView {
     /// Its fallback chain, if any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<FallbackSpec>,
-    /// How many times it may be run again after its worker died.
+    /// How many times it may be run again after its worker died or it was preempted.
     #[serde(default)]
     pub max_retries: u32,
-    /// How many times it was run again after its worker died (the reason of its latest
-    /// requeue is in `reason` until it is placed again).
+    /// How many times it was run again after its worker died or it was preempted (the
+    /// reason of its latest requeue is in `reason` until it is deferred or placed again).
     #[serde(default)]
     pub retries: u32,
+    /// When it was last preempted (ms since the Unix epoch), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempted_at_ms: Option<u64>,
 }
 
 impl From<&ContainerRecord> for ContainerView {
@@ -185,6 +188,7 @@ impl From<&ContainerRecord> for ContainerView {
             fallback: request.fallback.iter().map(FallbackSpec::of_step).collect(),
             max_retries: request.max_retries,
             retries: record.retries,
+            preempted_at_ms: record.preempted_at_ms,
         }
     }
 }

@@ -1010,3 +1010,83 @@ fn a_bad_tenant_in_the_configuration_file_is_refused_with_its_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tenants[0].cpu"), "{stderr}");
 }
+
+#[test]
+fn a_higher_priority_container_preempts_lower_ones_on_a_real_worker() {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let _server = spawn(&["server", "--listen", &format!("127.0.0.1:{port}")]);
+    let dir = tempfile::tempdir().unwrap();
+    let _worker = spawn(&worker_args(&server, "w1", dir.path()));
+    workers_up(&server, 1);
+    // PID 1 of a container ignores SIGTERM unless it handles it: these do, and end at once.
+    let on_term = "trap 'exit 143' TERM; while :; do sleep 0.2; done";
+    let lows: [&[&str]; 2] = [&["--id", "low-a", "--max-retries", "1"], &["--id", "low-b"]];
+    for low in lows {
+        let args = [
+            &["run", "--cpu", "1", "--memory", "256Mi", "--preemptible"][..],
+            low,
+            &["--", "sh", "-c", on_term],
+        ]
+        .concat();
+        let out = berth(&server, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually("both low-priority containers running under runc", || {
+        ["low-a", "low-b"]
+            .iter()
+            .all(|id| state_of(&server, id) == "running")
+            && runc_containers(dir.path()).len() == 2
+    });
+    let high = [
+        "run",
+        "--id",
+        "high",
+        "--cpu",
+        "2",
+        "--memory",
+        "256Mi",
+        "--priority",
+        "10",
+        "--",
+        "sh",
+        "-c",
+        on_term,
+    ];
+    let out = berth(&server, &high);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the preemptor running alone on the worker", || {
+        state_of(&server, "high") == "running" && runc_containers(dir.path()).len() == 1
+    });
+    let why = "by high (priority 10) on worker w1";
+    let ended = view_of(&server, "low-b");
+    assert_eq!(
+        (&ended["state"], &ended["reason"]),
+        (&"preempted".into(), &why.into()),
+        "{ended}"
+    );
+    let requeued = view_of(&server, "low-a");
+    assert_eq!(requeued["state"], "pending", "{requeued}");
+    assert_eq!(requeued["retries"], 1, "{requeued}");
+    assert!(requeued["preempted_at_ms"].is_u64(), "{requeued}");
+    check_clean(&server);
+    // Once the preemptor is gone, the victim with a retry left runs again.
+    let out = berth(&server, &["cancel", "high"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the requeued victim running again", || {
+        state_of(&server, "low-a") == "running"
+    });
+    check_clean(&server);
+}

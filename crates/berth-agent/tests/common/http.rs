@@ -296,5 +296,6 @@ async fn report(
         fallback: Vec::new(),
         max_retries: 0,
         retries: 0,
+        preempted_at_ms: None,
     }))
 }
