@@ -132,6 +132,9 @@ impl RequestMaker {
             (RequestClass::Big, spec)
         };
         spec.priority = self.rng.random_range(0..=3);
+        // A quarter accept interruption: when the fleet is full, requests of higher priority
+        // (the probes among them) preempt them.
+        spec.preemptible = self.rng.random_range(0..4) == 0;
         (spec, class)
     }
 }

@@ -2,8 +2,8 @@
 //! fleet was idle: the accepted ids and their records, the start log, the workers, and the
 //! violations the check reported.
 //!
-//! - **Lost**: an accepted container unknown to the store, or FAILED, LOST or PENDING
-//!   without a reason (a PENDING one deferred for capacity counts as having one).
+//! - **Lost**: an accepted container unknown to the store, or FAILED, LOST, PREEMPTED or
+//!   PENDING without a reason (a PENDING one deferred for capacity counts as having one).
 //! - **Stuck**: an accepted container still SCHEDULED or RUNNING after the drain.
 //! - **Duplicate**: a container that started more than once (more than one line in the
 //!   start log), or that the check found owned by several workers.
@@ -191,7 +191,8 @@ fn judge_record(id: &str, facts: Option<&RecordFacts>, verdict: &mut Verdict) {
         .is_some_and(|r| !r.trim().is_empty());
     match facts.state {
         ContainerState::Exited => {}
-        ContainerState::Failed | ContainerState::Lost if has_reason => {}
+        ContainerState::Failed | ContainerState::Lost | ContainerState::Preempted if has_reason => {
+        }
         ContainerState::Pending if has_reason || facts.deferrals > 0 => {}
         ContainerState::Scheduled | ContainerState::Running => {
             verdict
@@ -399,6 +400,11 @@ mod tests {
             ("mute", facts(ContainerState::Failed, Some(" "), 0)),
             ("waiting", facts(ContainerState::Pending, None, 0)),
             ("busy", facts(ContainerState::Running, None, 0)),
+            ("cut", facts(ContainerState::Preempted, None, 0)),
+            (
+                "ousted",
+                facts(ContainerState::Preempted, Some("by p (priority 9)"), 0),
+            ),
         ] {
             observed.accepted.insert(id.to_owned());
             observed.records.insert(id.to_owned(), record);
@@ -406,7 +412,7 @@ mod tests {
         observed.accepted.insert("never-read".to_owned());
         let verdict = verify(&observed);
         let lost: Vec<&str> = verdict.lost.iter().map(|f| f.id.as_str()).collect();
-        assert_eq!(lost, ["gone", "mute", "never-read", "waiting"]);
+        assert_eq!(lost, ["cut", "gone", "mute", "never-read", "waiting"]);
         assert_eq!(verdict.stuck.len(), 1);
         assert_eq!(verdict.outcomes.get("unknown"), Some(&2));
     }
