@@ -30,6 +30,38 @@ use berth_store::{
 /// The most workers whose running containers one claim's preemption reads.
 pub const MAX_WORKERS: usize = 16;
 
+/// How long, after a claim found no victims, claims of no higher priority skip the search
+/// (ms): on a full fleet with nothing to preempt, deferring stays as cheap as without
+/// preemption, and the search runs at most about once a second.
+pub const QUIET_MS: u64 = 1_000;
+
+/// What one replica remembers between batches: the highest priority that found no
+/// victims, and when.
+#[derive(Debug, Default)]
+pub(crate) struct Preemptor {
+    nothing_below: Option<(i32, u64)>,
+}
+
+impl Preemptor {
+    /// True when a claim of `priority` at `now_ms` need not search: one of at least its
+    /// priority found no victims less than [`QUIET_MS`] ago.
+    fn quiet(&self, priority: i32, now_ms: u64) -> bool {
+        self.nothing_below
+            .is_some_and(|(p, at)| priority <= p && now_ms.saturating_sub(at) < QUIET_MS)
+    }
+
+    /// Remembers that a claim of `priority` found no victims at `now_ms`.
+    fn found_nothing(&mut self, priority: i32, now_ms: u64) {
+        // A fresh mark of a higher priority says more than this one: it stays as it is.
+        let keep = self
+            .nothing_below
+            .is_some_and(|(p, at)| p > priority && now_ms.saturating_sub(at) < QUIET_MS);
+        if !keep {
+            self.nothing_below = Some((priority, now_ms));
+        }
+    }
+}
+
 /// The batch a preemption works on: its claims, which of them were judged against a fresh
 /// view of the fleet, and when it is planned (ms since the epoch).
 pub(crate) struct Batch<'a, F: Fn(usize) -> bool> {
@@ -44,6 +76,7 @@ pub(crate) struct Batch<'a, F: Fn(usize) -> bool> {
 /// Tries preemption for the claims of `outcome` left without room; moves those it places
 /// to `outcome.placed`.
 pub(crate) async fn for_unplaced<F: Fn(usize) -> bool>(
+    preemptor: &mut Preemptor,
     store: &dyn Store,
     config: &EngineConfig,
     cache: &mut WorkerCache,
@@ -60,33 +93,59 @@ pub(crate) async fn for_unplaced<F: Fn(usize) -> bool>(
     let mut index = 0;
     while index < outcome.unplaced.len() && tries < config.max_preemptions {
         let (claim, reason) = &outcome.unplaced[index];
-        if *reason != UnplacedReason::NoRoomNow || !eligible(*claim) {
+        let priority = claims[*claim].request.priority;
+        if *reason != UnplacedReason::NoRoomNow
+            || !eligible(*claim)
+            || preemptor.quiet(priority, now_ms)
+        {
             index += 1;
             continue;
         }
         tries += 1;
         let claim = *claim;
         match try_one(store, cache, policies, &claims[claim], now_ms).await? {
-            Some(placed) => {
+            Tried::Placed(placed) => {
                 outcome.unplaced.remove(index);
                 outcome.placed.push(Placed { claim, ..placed });
             }
-            None => index += 1,
+            Tried::NoVictims => {
+                preemptor.found_nothing(priority, now_ms);
+                index += 1;
+            }
+            Tried::Refused => index += 1,
         }
     }
     Ok(())
 }
 
-/// Preempts for one claim, if some victims make room; the placement (its `claim` index
-/// left for the caller to set) when it did.
+/// What one claim's preemption came to.
+enum Tried {
+    /// It took the victims' place (its `claim` index left for the caller to set).
+    Placed(Placed),
+    /// No set of victims makes room for it.
+    NoVictims,
+    /// Victims were found but it may not preempt (cascade, quota) or lost a race.
+    Refused,
+}
+
+/// Preempts for one claim, if some victims make room.
 async fn try_one(
     store: &dyn Store,
     cache: &mut WorkerCache,
     policies: &Policies,
     claim: &Claim,
     now_ms: u64,
-) -> Result<Option<Placed>> {
+) -> Result<Tried> {
     let request = &claim.request;
+    // No cascade: read first, as it is one read and the search is many.
+    let own = store.container(&request.id).await?;
+    if own
+        .as_ref()
+        .is_none_or(|own| lifecycle::was_preempted(own, now_ms))
+    {
+        metrics::counter!("berth_preemptions_refused_total", "why" => "cascade").increment(1);
+        return Ok(Tried::Refused);
+    }
     let workers: Vec<Worker> = cache
         .snapshot(store)
         .await?
@@ -97,20 +156,12 @@ async fn try_one(
         .cloned()
         .collect();
     if workers.is_empty() {
-        return Ok(None);
+        return Ok(Tried::NoVictims);
     }
     let running = running_on(store, &workers).await?;
     let Some(chosen) = preempt::choose(request, &workers, &running) else {
-        return Ok(None);
+        return Ok(Tried::NoVictims);
     };
-    let own = store.container(&request.id).await?;
-    if own
-        .as_ref()
-        .is_none_or(|own| lifecycle::was_preempted(own, now_ms))
-    {
-        metrics::counter!("berth_preemptions_refused_total", "why" => "cascade").increment(1);
-        return Ok(None);
-    }
     let gpu_type = workers
         .iter()
         .find(|w| w.id == chosen.worker)
@@ -122,7 +173,7 @@ async fn try_one(
         };
         if store.hold(&[hold]).await?.first() != Some(&HoldOutcome::Held) {
             metrics::counter!("berth_preemptions_refused_total", "why" => "quota").increment(1);
-            return Ok(None);
+            return Ok(Tried::Refused);
         }
     }
     let swap = PreemptionCommit {
@@ -157,11 +208,11 @@ async fn try_one(
                 Some(worker) => cache.apply(&worker),
                 None => cache.invalidate(&chosen.worker),
             }
-            return Ok(None);
+            return Ok(Tried::Refused);
         }
     };
     end_victims(store, claim, &chosen).await;
-    Ok(Some(Placed {
+    Ok(Tried::Placed(Placed {
         claim: 0,
         worker: chosen.worker,
         attempt,
@@ -232,4 +283,33 @@ async fn running_on(store: &dyn Store, workers: &[Worker]) -> Result<Vec<Running
         }
     }
     Ok(running)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_finding_nothing_claims_of_no_higher_priority_skip_the_search_for_a_while() {
+        let mut preemptor = Preemptor::default();
+        assert!(!preemptor.quiet(0, 0));
+        preemptor.found_nothing(5, 1_000);
+        assert!(preemptor.quiet(5, 1_000));
+        assert!(preemptor.quiet(-3, 1_999));
+        assert!(
+            !preemptor.quiet(6, 1_500),
+            "a higher priority may find victims"
+        );
+        assert!(
+            !preemptor.quiet(5, 2_000),
+            "the search runs again after QUIET_MS"
+        );
+        // A lower priority finding nothing meanwhile keeps the higher mark, as it was.
+        preemptor.found_nothing(2, 1_500);
+        assert!(preemptor.quiet(5, 1_999));
+        assert!(!preemptor.quiet(5, 2_001));
+        // Once the mark is old, a new one replaces it.
+        preemptor.found_nothing(1, 5_000);
+        assert!(!preemptor.quiet(2, 5_001));
+    }
 }

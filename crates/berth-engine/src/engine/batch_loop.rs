@@ -32,6 +32,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         shared.fleet.clone(),
     );
     let mut policies = Policies::default();
+    let mut preemptor = crate::preempt::Preemptor::default();
     let mut carry: Vec<(Claim, u32)> = Vec::new();
     let mut ahead: Vec<Claim> = Vec::new();
     let mut timers = Timers::default();
@@ -69,7 +70,13 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 let settle = finish(settling.take());
                 let room = shared.config.max_batch.saturating_sub(ahead.len());
                 let claim = claim_ahead(&shared, &mut timers, &cancel, room);
-                let processed = process(&shared, &mut cache, &mut policies, batch, &mut carry);
+                let processed = process(
+                    &shared,
+                    &mut cache,
+                    (&mut policies, &mut preemptor),
+                    batch,
+                    &mut carry,
+                );
                 let (result, (), claimed) = tokio::join!(processed, settle, claim);
                 ahead.extend(claimed);
                 match result {
@@ -276,7 +283,7 @@ async fn next_batch(
 async fn process(
     shared: &Shared,
     cache: &mut WorkerCache,
-    policies: &mut Policies,
+    (policies, preemptor): (&mut Policies, &mut crate::preempt::Preemptor),
     batch: Vec<(Claim, u32)>,
     carry: &mut Vec<(Claim, u32)>,
 ) -> berth_store::Result<Option<(Settle, u64)>> {
@@ -315,8 +322,17 @@ async fn process(
         now_ms: now,
     };
     let store = &*shared.store;
-    crate::preempt::for_unplaced(store, &shared.config, cache, policies, batch, &mut outcome)
-        .await?;
+    let config = &shared.config;
+    crate::preempt::for_unplaced(
+        preemptor,
+        store,
+        config,
+        cache,
+        policies,
+        batch,
+        &mut outcome,
+    )
+    .await?;
     let view = View { now, fresh };
     let refresh = sort(shared, view, &claims, &retries, outcome, &mut settle, carry);
     if refresh {
