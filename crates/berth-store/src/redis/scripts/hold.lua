@@ -42,13 +42,24 @@ local base = slot_base(tenants)
 local charges, usage_key = base .. ':charges', base .. ':usage'
 local policies, usages = {}, {}
 
--- The tenant's policy's limits, or false when it has none (or it does not decode).
+-- A policy limit as a number, or nil when it sets none.
+local function limit(v)
+  return type(v) == 'number' and v or nil
+end
+
+-- The tenant's limits as plain numbers (`typed`: GPU type -> milli-GPUs), or false when it
+-- has no policy (or it does not decode). Read and decoded once per tenant and call.
 local function policy_of(tenant)
   if policies[tenant] == nil then
     local json = redis.call('HGET', tenants, tenant)
     local ok, policy = pcall(cjson.decode, json or 'null')
-    policies[tenant] = (ok and type(policy) == 'table' and type(policy.quota) == 'table')
-      and policy.quota or false
+    local quota = ok and type(policy) == 'table' and type(policy.quota) == 'table'
+      and policy.quota
+    policies[tenant] = quota and {
+      n = limit(quota.containers), cpu = limit(quota.cpu_millicores),
+      mem = limit(quota.memory_mib), gpu = limit(quota.gpu_milli),
+      typed = type(quota.gpu_milli_by_type) == 'table' and quota.gpu_milli_by_type or nil,
+    } or false
   end
   return policies[tenant]
 end
@@ -60,36 +71,36 @@ local function usage_of(tenant)
   return usages[tenant]
 end
 
--- The limits in the judging order: {dimension, limit or nil, in use, asked}.
-local function limits(quota, u, c)
-  local typed_limit, typed_name
-  if c.gpu_type and type(quota.gpu_milli_by_type) == 'table' then
-    typed_limit = quota.gpu_milli_by_type[c.gpu_type]
-    typed_name = 'gpu_milli[' .. c.gpu_type .. ']'
+-- The refusal of a charge `c` against limits `q` with usage `u`, or nil: the first limit
+-- (in the order containers, cpu_millicores, memory_mib, gpu_milli, gpu_milli[TYPE]) the
+-- charge alone exceeds makes it 'never', else the first it would take above its limit
+-- 'over'. No table is built unless it refuses.
+local function judge(q, u, c)
+  local typed = c.gpu_type and q.typed and limit(q.typed[c.gpu_type])
+  local typed_used = typed and (u.types[c.gpu_type] or 0)
+  local function refuse(kind, dimension, lim, used, asked)
+    return { kind, dimension, str(lim), str(used), str(asked) }
   end
-  local function limit(v)
-    return type(v) == 'number' and v or nil
-  end
-  return {
-    { 'containers', limit(quota.containers), u.n, 1 },
-    { 'cpu_millicores', limit(quota.cpu_millicores), u.cpu, c.cpu },
-    { 'memory_mib', limit(quota.memory_mib), u.mem, c.mem },
-    { 'gpu_milli', limit(quota.gpu_milli), u.gpu, c.gpu },
-    { typed_name or '', limit(typed_limit), (c.gpu_type and u.types[c.gpu_type]) or 0, c.gpu },
-  }
-end
-
-local function judge(quota, u, c)
-  local checks = limits(quota, u, c)
-  for _, l in ipairs(checks) do
-    if l[2] ~= nil and l[4] > l[2] then
-      return { 'never', l[1], str(l[2]), str(l[3]), str(l[4]) }
-    end
-  end
-  for _, l in ipairs(checks) do
-    if l[2] ~= nil and l[3] + l[4] > l[2] then
-      return { 'over', l[1], str(l[2]), str(l[3]), str(l[4]) }
-    end
+  if q.n and 1 > q.n then
+    return refuse('never', 'containers', q.n, u.n, 1)
+  elseif q.cpu and c.cpu > q.cpu then
+    return refuse('never', 'cpu_millicores', q.cpu, u.cpu, c.cpu)
+  elseif q.mem and c.mem > q.mem then
+    return refuse('never', 'memory_mib', q.mem, u.mem, c.mem)
+  elseif q.gpu and c.gpu > q.gpu then
+    return refuse('never', 'gpu_milli', q.gpu, u.gpu, c.gpu)
+  elseif typed and c.gpu > typed then
+    return refuse('never', 'gpu_milli[' .. c.gpu_type .. ']', typed, typed_used, c.gpu)
+  elseif q.n and u.n + 1 > q.n then
+    return refuse('over', 'containers', q.n, u.n, 1)
+  elseif q.cpu and u.cpu + c.cpu > q.cpu then
+    return refuse('over', 'cpu_millicores', q.cpu, u.cpu, c.cpu)
+  elseif q.mem and u.mem + c.mem > q.mem then
+    return refuse('over', 'memory_mib', q.mem, u.mem, c.mem)
+  elseif q.gpu and u.gpu + c.gpu > q.gpu then
+    return refuse('over', 'gpu_milli', q.gpu, u.gpu, c.gpu)
+  elseif typed and typed_used + c.gpu > typed then
+    return refuse('over', 'gpu_milli[' .. c.gpu_type .. ']', typed, typed_used, c.gpu)
   end
   return nil
 end

@@ -44,7 +44,8 @@ for i = 1, n do
     if item.a == '' or item.b == '' then
       return invalid('item ' .. i .. ': worker or attempt')
     end
-    if parse_charge(item.c) == nil then
+    item.charge = parse_charge(item.c)
+    if item.charge == nil then
       return invalid('item ' .. i .. ': charge ' .. tostring(item.c))
     end
   elseif item.kind == 'deferred' then
@@ -164,7 +165,7 @@ if #placed > 0 then
       seen[item.container] = true
       fields[#fields + 1] = item.container
       fields[#fields + 1] = item.c
-      local c = parse_charge(item.c)
+      local c = item.charge
       if not deltas[c.tenant] then
         deltas[c.tenant] = {}
         order[#order + 1] = c.tenant
