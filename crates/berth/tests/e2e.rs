@@ -1017,16 +1017,33 @@ fn a_higher_priority_container_preempts_lower_ones_on_a_real_worker() {
     let server = format!("http://127.0.0.1:{port}");
     let _server = spawn(&["server", "--listen", &format!("127.0.0.1:{port}")]);
     let dir = tempfile::tempdir().unwrap();
-    let _worker = spawn(&worker_args(&server, "w1", dir.path()));
+    let worker = [
+        &worker_args(&server, "w1", dir.path())[..],
+        &["--stop-grace", "2"],
+    ]
+    .concat();
+    let _worker = spawn(&worker);
     workers_up(&server, 1);
-    // PID 1 of a container ignores SIGTERM unless it handles it: these do, and end at once.
+    // PID 1 of a container ignores SIGTERM unless it handles it: low-a does and ends at
+    // once; low-b does not, so it runs out its stop grace (2 s) and gets SIGKILL.
     let on_term = "trap 'exit 143' TERM; while :; do sleep 0.2; done";
-    let lows: [&[&str]; 2] = [&["--id", "low-a", "--max-retries", "1"], &["--id", "low-b"]];
+    let lows: [&[&str]; 2] = [
+        &[
+            "--id",
+            "low-a",
+            "--max-retries",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            on_term,
+        ],
+        &["--id", "low-b", "--", "sleep", "600"],
+    ];
     for low in lows {
         let args = [
             &["run", "--cpu", "1", "--memory", "256Mi", "--preemptible"][..],
             low,
-            &["--", "sh", "-c", on_term],
         ]
         .concat();
         let out = berth(&server, &args);
@@ -1072,6 +1089,14 @@ fn a_higher_priority_container_preempts_lower_ones_on_a_real_worker() {
         (&ended["state"], &ended["reason"]),
         (&"preempted".into(), &why.into()),
         "{ended}"
+    );
+    // The preemptor started only once its victims had stopped: after low-b's stop grace.
+    let started = view_of(&server, "high")["started_at_ms"].as_u64().unwrap();
+    let preempted = ended["finished_at_ms"].as_u64().unwrap();
+    assert!(
+        started >= preempted + 1500,
+        "high started {} ms after the preemption, within its victim's stop grace",
+        started.saturating_sub(preempted)
     );
     let requeued = view_of(&server, "low-a");
     assert_eq!(requeued["state"], "pending", "{requeued}");

@@ -136,11 +136,13 @@ impl Inner {
             tracing::debug!(container = %delivery.container, "delivered again while it runs here");
             return self.ack(&delivery).await;
         };
-        if !self.claim(&delivery).await {
-            return;
-        }
+        // The containers it replaces stop first, before it is even reported RUNNING: their
+        // capacity is already its own in the store, whatever comes of this delivery.
         if !delivery.preempts.is_empty() {
             self.stop_preempted(&delivery).await;
+        }
+        if !self.claim(&delivery).await {
+            return;
         }
         if let Some(reason) = stop.reason() {
             tracing::info!(container = %delivery.container, %reason, "stopped before it started");

@@ -39,9 +39,13 @@ pub struct WorkerArgs {
     /// across restarts: a restarted worker adopts the containers it finds there.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// Seconds running containers may go on after SIGTERM before they are killed.
+    /// On shutdown, seconds running containers may go on before they are stopped.
     #[arg(long, default_value_t = 30)]
     pub grace: u64,
+    /// Seconds a container being stopped (cancelled, preempted, or at shutdown) has after
+    /// SIGTERM before it gets SIGKILL.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stop_grace: u64,
     /// The container runtime: runc (limits enforced), process (nothing enforced, for
     /// development) or auto (runc where installed).
     #[arg(long, env = "BERTH_RUNTIME", default_value = "auto")]
@@ -83,6 +87,7 @@ pub fn config(args: &WorkerArgs, server: &str) -> anyhow::Result<AgentConfig> {
     let mut config = AgentConfig::new(server, id, pool, work_dir);
     config.capacity = capacity(args)?;
     config.grace = Duration::from_secs(args.grace);
+    config.stop_grace = Duration::from_secs(args.stop_grace);
     config.gpu_check_every = Duration::from_secs(args.gpu_check_secs);
     config.runtime = args.runtime;
     config.host_network = args.host_network;
