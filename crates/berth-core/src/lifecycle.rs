@@ -747,6 +747,83 @@ mod tests {
         assert_eq!(record.state, ContainerState::Pending);
     }
 
+    fn preempt_held(record: &mut ContainerRecord, now_ms: u64) -> Option<ReclaimOutcome> {
+        let worker = record.worker.clone().unwrap();
+        let attempt = record.attempt.clone().unwrap();
+        preempted(
+            record,
+            &worker,
+            &attempt,
+            "by p (priority 9) on worker w1",
+            now_ms,
+        )
+    }
+
+    #[test]
+    fn a_preempted_container_ends_preempted_or_retries() {
+        let mut ended = running(0);
+        assert_eq!(
+            preempt_held(&mut ended, 50),
+            Some(ReclaimOutcome::Preempted)
+        );
+        assert_eq!(ended.state, ContainerState::Preempted);
+        assert_eq!(
+            ended.reason.as_deref(),
+            Some("by p (priority 9) on worker w1")
+        );
+        assert_eq!(
+            (ended.finished_at_ms, ended.preempted_at_ms),
+            (Some(50), Some(50))
+        );
+        assert!(!was_preempted(&ended, 50), "an ended one waits for nothing");
+
+        let mut retried = running(1);
+        assert_eq!(
+            preempt_held(&mut retried, 50),
+            Some(ReclaimOutcome::Retried)
+        );
+        assert_eq!(
+            retried.reason.as_deref(),
+            Some("preempted: by p (priority 9) on worker w1; retry 1 of 1")
+        );
+        assert_eq!(retried.preempted_at_ms, Some(50));
+        // A lost one is not marked preempted.
+        let mut lost = running(1);
+        assert_eq!(reclaim_held(&mut lost), Some(ReclaimOutcome::Retried));
+        assert_eq!(lost.preempted_at_ms, None);
+        assert!(!was_preempted(&lost, 31));
+    }
+
+    #[test]
+    fn a_requeued_victim_may_not_preempt_until_the_no_cascade_time_has_passed() {
+        let mut record = running(1);
+        assert_eq!(
+            preempt_held(&mut record, 1_000),
+            Some(ReclaimOutcome::Retried)
+        );
+        assert!(was_preempted(&record, 1_000));
+        assert!(was_preempted(&record, 1_000 + NO_CASCADE_MS - 1));
+        assert!(!was_preempted(&record, 1_000 + NO_CASCADE_MS));
+        record.state = ContainerState::Scheduled;
+        assert!(
+            !was_preempted(&record, 1_001),
+            "placed again, it is free to"
+        );
+    }
+
+    #[test]
+    fn a_scheduled_victim_goes_back_to_pending_without_a_retry() {
+        let mut record = running(0);
+        record.state = ContainerState::Scheduled;
+        record.started_at_ms = None;
+        assert_eq!(
+            preempt_held(&mut record, 50),
+            Some(ReclaimOutcome::Requeued)
+        );
+        assert_eq!(record.state, ContainerState::Pending);
+        assert_eq!((record.retries, record.preempted_at_ms), (0, None));
+    }
+
     #[test]
     fn one_retry_is_named_in_the_singular() {
         assert_eq!(exhausted_reason("gone", 1), "gone; all 1 retry used");
