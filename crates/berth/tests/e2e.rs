@@ -1114,4 +1114,14 @@ fn a_higher_priority_container_preempts_lower_ones_on_a_real_worker() {
         state_of(&server, "low-a") == "running"
     });
     check_clean(&server);
+    // Nothing outlives the test: the worker's runc containers are not its children.
+    let out = berth(&server, &["cancel", "low-a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("no runc container left", || {
+        runc_containers(dir.path()).is_empty()
+    });
 }
