@@ -117,6 +117,10 @@ pub struct BenchArgs {
     /// Seed: fleet sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10,20,40")]
     fleets: Vec<usize>,
+    /// Seed: give every worker this many A10G devices (1 to 64) and every request a quarter
+    /// of one GPU, so each commit books device shares (default 0: CPU-only, as the seed).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    gpu_devices: u32,
     /// Seed: concurrent requests per repetition (default 100); start: containers per
     /// runtime (default 200).
     #[arg(long)]
@@ -168,6 +172,8 @@ pub struct Settings {
     pub serial_repetitions: usize,
     /// Seed: fleet sizes.
     pub fleets: Vec<usize>,
+    /// Seed: GPU devices per worker (0: CPU-only workers and requests).
+    pub gpu_devices: u32,
     /// Seed: requests per repetition; start: containers per runtime.
     pub containers: usize,
     /// Scale: replica counts.
@@ -183,6 +189,9 @@ pub struct Settings {
     /// Scale: without quotas (`false`), with them (`true`), or both, in that order.
     pub quotas: Vec<bool>,
 }
+
+/// The most GPU devices per worker `--gpu-devices` accepts.
+const MAX_GPU_DEVICES: u32 = 64;
 
 /// The largest simulated round-trip time, in ms.
 const MAX_RTT_MS: f64 = 1000.0;
@@ -210,6 +219,13 @@ impl BenchArgs {
         if !seed && self.serial_repetitions.is_some() {
             bail!("--serial-repetitions applies to the seed scenario only");
         }
+        if self.gpu_devices != 0 && (!seed || self.gpu_devices > MAX_GPU_DEVICES) {
+            bail!(
+                "--gpu-devices applies to the seed scenario only, from 1 to {MAX_GPU_DEVICES} \
+                 (got {})",
+                self.gpu_devices
+            );
+        }
         Ok(Settings {
             scenario,
             rtts,
@@ -217,6 +233,7 @@ impl BenchArgs {
             repetitions: self.repetitions,
             serial_repetitions,
             fleets: dedup(self.fleets.clone()),
+            gpu_devices: self.gpu_devices,
             containers: self.containers.unwrap_or(if scenario == Scenario::Start {
                 200
             } else {
@@ -392,5 +409,19 @@ mod tests {
         let err = settings(&["--scenario", "seed", "--tenants", "5"]).unwrap_err();
         assert!(err.to_string().contains("scale") || err.to_string().contains("sustained"));
         assert!(settings(&["--scenario", "api", "--quotas", "on"]).is_err());
+    }
+
+    #[test]
+    fn gpu_devices_are_for_the_seed_and_bounded() {
+        let s = settings(&["--scenario", "seed", "--gpu-devices", "8"]).unwrap();
+        assert_eq!(s.gpu_devices, 8);
+        assert_eq!(settings(&["--scenario", "seed"]).unwrap().gpu_devices, 0);
+        for bad in [
+            &["--scenario", "seed", "--gpu-devices", "65"][..],
+            &["--scenario", "sustained", "--gpu-devices", "8"],
+        ] {
+            let err = settings(bad).unwrap_err();
+            assert!(err.to_string().contains("--gpu-devices applies"), "{err}");
+        }
     }
 }

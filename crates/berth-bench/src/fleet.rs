@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use berth_core::{
-    ContainerId, ContainerRequest, GpuPreference, Payload, PoolAttributes, PoolName, Resources,
-    RuntimeName, Worker, WorkerId, WorkerStatus,
+    ContainerId, ContainerRequest, GpuPreference, GpuType, Payload, PoolAttributes, PoolName,
+    Resources, RuntimeName, Worker, WorkerId, WorkerStatus,
 };
 use berth_store::{Store, WorkerRegistration};
 use futures::{StreamExt, TryStreamExt};
@@ -41,6 +41,16 @@ pub async fn register(
     count: usize,
     total: Resources,
 ) -> anyhow::Result<Vec<WorkerId>> {
+    register_with_gpus(store, count, total, None).await
+}
+
+/// [`register`], the workers having `total.gpu_count` devices of `gpu_type` when given.
+pub async fn register_with_gpus(
+    store: &dyn Store,
+    count: usize,
+    total: Resources,
+    gpu_type: Option<GpuType>,
+) -> anyhow::Result<Vec<WorkerId>> {
     let pool = PoolAttributes::plain(PoolName::new("bench").context("the bench pool name")?);
     let ids = (0..count)
         .map(worker_id)
@@ -53,7 +63,7 @@ pub async fn register(
                 pool: pool.clone(),
                 status: WorkerStatus::Available,
                 total,
-                gpu_type: None,
+                gpu_type: gpu_type.clone(),
                 runtime: RuntimeName::PROCESS,
             };
             async move { store.register_worker(&registration).await }
@@ -81,6 +91,15 @@ pub fn request(id: String, submitted_at_ms: u64) -> anyhow::Result<ContainerRequ
         fallback: Vec::new(),
         max_retries: 0,
     })
+}
+
+/// `request` asking a quarter of one GPU (250 milli-GPUs) of any type besides its CPU and
+/// memory.
+pub fn quarter_gpu(request: ContainerRequest) -> ContainerRequest {
+    ContainerRequest {
+        gpu_fraction_milli: Some(250),
+        ..request
+    }
 }
 
 /// Containers per worker, from the workers' reserved CPU (every bench request reserves

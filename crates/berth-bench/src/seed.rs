@@ -2,6 +2,9 @@
 //! with room for all, for every strategy and simulated network distance; R repetitions
 //! after a warm-up, each on a fresh fleet (a fresh namespace, a fresh engine).
 //!
+//! With `--gpu-devices N` every worker has N A10G devices and every request asks a quarter
+//! of one GPU, so each commit books (and the check verifies) device shares.
+//!
 //! One repetition: register the fleet (not timed, not delayed), start an engine on the
 //! namespace through a [`SimulatedRttStore`], let it settle into its idle wait on the intake,
 //! then submit every request in one `submit_many` and wait for every ticket. The time runs
@@ -18,7 +21,7 @@ use super::seed_tables::print_seed;
 use super::store_choice::StoreChoice;
 use crate::simulated_rtt::{DelaySnapshot, Op, SimulatedRttStore};
 use anyhow::{Context, bail};
-use berth_core::WorkerId;
+use berth_core::{GpuType, Resources, WorkerId};
 use berth_engine::{Engine, EngineConfig, EngineStatsSnapshot, Outcome, Strategy};
 use berth_store::prelude::*;
 use berth_store::{CheckOptions, StatsSnapshot, Store};
@@ -156,7 +159,16 @@ async fn repetition(
 ) -> anyhow::Result<Rep> {
     let namespace = choice.namespace();
     let inner = choice.connect(&namespace).await?;
-    let ids = fleet::register(&*inner, workers, SEED_WORKER).await?;
+    let ids = match settings.gpu_devices {
+        0 => fleet::register(&*inner, workers, SEED_WORKER).await?,
+        devices => {
+            let total = Resources {
+                gpu_count: devices,
+                ..SEED_WORKER
+            };
+            fleet::register_with_gpus(&*inner, workers, total, Some(GpuType::A10G)).await?
+        }
+    };
     let store = Arc::new(SimulatedRttStore::new(inner.clone(), rtt));
     let config = EngineConfig {
         strategy,
@@ -171,7 +183,7 @@ async fn repetition(
         burst(
             &engine,
             &store,
-            settings.containers,
+            (settings.containers, settings.gpu_devices > 0),
             tag,
             namespace.prefix(),
         ),
@@ -244,7 +256,7 @@ type Burst = (
 async fn burst(
     engine: &Engine,
     store: &SimulatedRttStore<dyn Store>,
-    containers: usize,
+    (containers, fractions): (usize, bool),
     tag: &str,
     prefix: &str,
 ) -> anyhow::Result<Burst> {
@@ -257,7 +269,14 @@ async fn burst(
     let started = Instant::now();
     let now = engine.now_ms();
     let requests = (0..containers)
-        .map(|i| fleet::request(format!("{prefix}-{tag}-{i}"), now))
+        .map(|i| {
+            let request = fleet::request(format!("{prefix}-{tag}-{i}"), now)?;
+            Ok(if fractions {
+                fleet::quarter_gpu(request)
+            } else {
+                request
+            })
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let tickets = engine.submit_many(requests).await.context("submitting")?;
     let waits = tickets.into_iter().map(|ticket| async move {

@@ -79,6 +79,12 @@ pub fn print_seed(report: &BenchReport, settings: &Settings) {
         .iter()
         .map(ToString::to_string)
         .collect();
+    if settings.gpu_devices > 0 {
+        println!(
+            "Workers with {} A10G devices each; every request also asks a quarter of one GPU.",
+            settings.gpu_devices
+        );
+    }
     for rtt in &settings.rtts {
         let rtt_ms = rtt.as_secs_f64() * 1e3;
         for &workers in &settings.fleets {

@@ -193,6 +193,7 @@ mod tests {
             repetitions: 1,
             serial_repetitions: 1,
             fleets: Vec::new(),
+            gpu_devices: 0,
             containers: 1,
             replicas: vec![1],
             workers: 1_000,
