@@ -552,6 +552,9 @@ fn give_back(
     }
     match record.state {
         ContainerState::Scheduled => {
+            // Revoked, so a settlement of that attempt repeated late (a retried settle)
+            // cannot schedule it again on the reservation being released.
+            revoke(record, attempt);
             requeue(record, reason);
             Some(ReclaimOutcome::Requeued)
         }
@@ -809,6 +812,25 @@ mod tests {
             !was_preempted(&record, 1_001),
             "placed again, it is free to"
         );
+    }
+
+    #[test]
+    fn a_reclaimed_scheduled_container_cannot_be_scheduled_again_by_its_old_attempt() {
+        let mut record = running(0);
+        record.state = ContainerState::Scheduled;
+        record.started_at_ms = None;
+        assert_eq!(reclaim_held(&mut record), Some(ReclaimOutcome::Requeued));
+        let late = Transition::Scheduled {
+            worker: WorkerId::new("w1").unwrap(),
+            attempt: AttemptId("a1".into()),
+        };
+        assert!(apply(&mut record, &late, 40).is_err());
+        assert_eq!(record.state, ContainerState::Pending);
+        let fresh = Transition::Scheduled {
+            worker: WorkerId::new("w2").unwrap(),
+            attempt: AttemptId("a2".into()),
+        };
+        assert!(apply(&mut record, &fresh, 41).is_ok());
     }
 
     #[test]

@@ -10,8 +10,8 @@
 -- Guarantee: atomic. A pending record gets the attempt added to `revoked`, so a settlement
 --   of that attempt arriving later is superseded (never scheduled on a released
 --   reservation). A scheduled record held by the worker and attempt goes back to pending
---   (worker, attempt and scheduled time cleared, the reason recorded) and is appended to the
---   intake. A running one whose request allows more retries (`max_retries` in the request
+--   (worker, attempt and scheduled time cleared, the reason recorded, the attempt revoked
+--   likewise) and is appended to the intake. A running one whose request allows more retries (`max_retries` in the request
 --   JSON above the record's `retries`) and whose cancellation was not asked for goes back to
 --   pending the same way, its start time cleared too, its attempt revoked, `retries` counted
 --   up and the reason `<end>: <reason>; retry N of M`; otherwise it becomes `end` with the
@@ -82,6 +82,8 @@ if ending == 'preempted' and record.state == 'running' then
   redis.call('HSET', key, 'preempted_ms', str(now))
 end
 if record.state == 'scheduled' then
+  -- Revoked, so a settlement of that attempt repeated late cannot schedule it again.
+  revoke(attempt)
   requeue(reason)
   return 'requeued'
 elseif record.state == 'running' then
