@@ -97,6 +97,9 @@ pub struct EngineSection {
     pub strategy: Option<String>,
     /// The most requests one batch plans and commits (default 2,048; 1 to 100,000).
     pub max_batch: Option<usize>,
+    /// The most requests per batch that may preempt running containers (default 4; 0
+    /// turns preemption off; at most 1,000).
+    pub max_preemptions: Option<usize>,
     /// How long a request may wait for room, in seconds.
     pub deadline_secs: Option<u64>,
     /// How long a worker a provisioner started counts toward its pool's demand before it
@@ -526,6 +529,7 @@ listen = "127.0.0.1:7700"
 redis = ["redis://127.0.0.1:6379/"]
 [engine]
 strategy = "batch-script"
+max_preemptions = 0
 [[pools]]
 name = "gpu"
 gpu_type = "a100-80"
@@ -541,6 +545,7 @@ name = "cpu"
     #[test]
     fn a_full_file_parses() {
         let config = FileConfig::parse(EXAMPLE, "example").unwrap();
+        assert_eq!(config.engine.max_preemptions, Some(0));
         let pools = config.pools().unwrap();
         assert_eq!(pools[0].gpu_type, Some(GpuType::A100_80));
         assert_eq!(pools[0].worker_size, Resources::new(32_000, 262_144, 8));

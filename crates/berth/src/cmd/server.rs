@@ -113,6 +113,12 @@ pub async fn resolve(args: &ServerArgs) -> anyhow::Result<Resolved> {
         }
         engine.max_batch = max;
     }
+    if let Some(max) = file.engine.max_preemptions {
+        if max > 1_000 {
+            bail!("engine.max_preemptions must be between 0 (off) and 1000 (got {max})");
+        }
+        engine.max_preemptions = max;
+    }
     if let Some(secs) = file.engine.registration_timeout_secs {
         engine.registration_timeout = Duration::from_secs(secs);
     }
