@@ -226,7 +226,8 @@ pub trait Bookings: Send + Sync {
     /// starts it. Otherwise nothing changes and the outcome says why
     /// ([`Rejection::VictimGone`] among the commit's reasons). The freed capacity is never
     /// free in between. Repeating it after success changes nothing. The victims' records are
-    /// the caller's next step ([`Bookings::preempted`]).
+    /// the caller's next step ([`Bookings::preempted`]). A preemption without victims is
+    /// refused ([`crate::StoreError::InvalidArgument`]): it would be a plain commit.
     async fn preempt(&self, preemption: &PreemptionCommit) -> Result<CommitOutcome>;
 
     /// Ends the record of a container preempted by [`Bookings::preempt`], once, as

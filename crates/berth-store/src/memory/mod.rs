@@ -250,6 +250,11 @@ impl Bookings for MemoryStore {
     }
 
     async fn preempt(&self, preemption: &PreemptionCommit) -> Result<CommitOutcome> {
+        if preemption.victims.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "a preemption needs at least one victim".to_owned(),
+            ));
+        }
         validate_groups(&[CommitGroup {
             worker: preemption.worker.clone(),
             reservations: vec![preemption.reservation.clone()],

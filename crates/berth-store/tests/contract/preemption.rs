@@ -99,7 +99,13 @@ pub async fn a_preemption_swaps_its_victims_for_the_preemptor_at_once(connect: i
     )
     .await;
 
-    // A victim under another attempt, or too few victims: nothing changes.
+    // No victim at all is not a preemption; a victim under another attempt, or too few
+    // victims: nothing changes.
+    let none = store.preempt(&preemption("w1", &[], &high)).await;
+    assert!(
+        matches!(none, Err(StoreError::InvalidArgument(_))),
+        "{none:?}"
+    );
     let stale = AttemptId("not-its-attempt".into());
     let refused = store
         .preempt(&preemption(
