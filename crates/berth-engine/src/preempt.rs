@@ -22,10 +22,13 @@ use crate::cache::WorkerCache;
 use crate::quota::Policies;
 use crate::strategy::{BatchOutcome, Placed};
 use berth_core::preempt::{self, Preemption, Running};
-use berth_core::{Charge, ContainerState, UnplacedReason, Worker, feasibility, lifecycle};
+use berth_core::{
+    Charge, ContainerState, UnplacedReason, Worker, WorkerId, feasibility, lifecycle,
+};
 use berth_store::{
     Claim, CommitOutcome, Hold, HoldOutcome, PreemptionCommit, Reservation, Result, Store,
 };
+use std::collections::HashMap;
 
 /// The most workers whose running containers one claim's preemption reads.
 pub const MAX_WORKERS: usize = 16;
@@ -89,6 +92,7 @@ pub(crate) async fn for_unplaced<F: Fn(usize) -> bool>(
         eligible,
         now_ms,
     } = batch;
+    let mut seen = Seen::default();
     let mut tries = 0;
     let mut index = 0;
     while index < outcome.unplaced.len() && tries < config.max_preemptions {
@@ -103,7 +107,8 @@ pub(crate) async fn for_unplaced<F: Fn(usize) -> bool>(
         }
         tries += 1;
         let claim = *claim;
-        match try_one(store, cache, policies, &claims[claim], now_ms).await? {
+        let ctx = (store, policies, now_ms);
+        match try_one(ctx, cache, &mut seen, &claims[claim]).await? {
             Tried::Placed(placed) => {
                 outcome.unplaced.remove(index);
                 outcome.placed.push(Placed { claim, ..placed });
@@ -128,13 +133,17 @@ enum Tried {
     Refused,
 }
 
+/// The running containers of the workers read so far in one batch, by worker: the claims
+/// of a batch that try to preempt look at much the same workers, so each is read once
+/// (and again only after a preemption or a lost race changed it).
+type Seen = HashMap<WorkerId, Vec<Running>>;
+
 /// Preempts for one claim, if some victims make room.
 async fn try_one(
-    store: &dyn Store,
+    (store, policies, now_ms): (&dyn Store, &Policies, u64),
     cache: &mut WorkerCache,
-    policies: &Policies,
+    seen: &mut Seen,
     claim: &Claim,
-    now_ms: u64,
 ) -> Result<Tried> {
     let request = &claim.request;
     // No cascade: read first, as it is one read and the search is many.
@@ -158,7 +167,7 @@ async fn try_one(
     if workers.is_empty() {
         return Ok(Tried::NoVictims);
     }
-    let running = running_on(store, &workers).await?;
+    let running = running_on(store, &workers, seen).await?;
     let Some(chosen) = preempt::choose(request, &workers, &running) else {
         return Ok(Tried::NoVictims);
     };
@@ -191,6 +200,8 @@ async fn try_one(
             payload: request.payload.clone(),
         },
     };
+    // Whatever comes of it, what runs there is read again before it is used again.
+    seen.remove(&chosen.worker);
     let attempt = match store.preempt(&swap).await? {
         CommitOutcome::Committed {
             worker,
@@ -258,29 +269,45 @@ fn could_run(worker: &Worker, request: &berth_core::ContainerRequest) -> bool {
 
 /// The running containers of `workers`: their ownership entries, with the priority and
 /// preemptibility their records give (a record not running under that worker and attempt
-/// is not a candidate).
-async fn running_on(store: &dyn Store, workers: &[Worker]) -> Result<Vec<Running>> {
-    let mut running = Vec::new();
+/// is not a candidate). Workers in `seen` are not read again; those read are added to it.
+async fn running_on(
+    store: &dyn Store,
+    workers: &[Worker],
+    seen: &mut Seen,
+) -> Result<Vec<Running>> {
     for worker in workers {
-        for entry in store.owned(&worker.id).await? {
-            let Some(record) = store.container(&entry.container).await? else {
-                continue;
-            };
-            let holds = record.worker.as_ref() == Some(&worker.id)
-                && record.attempt.as_ref() == Some(&entry.attempt);
-            if record.state != ContainerState::Running || !holds {
-                continue;
-            }
-            running.push(Running {
-                container: entry.container,
-                attempt: entry.attempt,
-                worker: worker.id.clone(),
-                priority: record.request.priority,
-                preemptible: record.request.preemptible,
-                resources: entry.resources,
-                devices: entry.devices,
-            });
+        if !seen.contains_key(&worker.id) {
+            let read = running_on_worker(store, worker).await?;
+            seen.insert(worker.id.clone(), read);
         }
+    }
+    Ok(workers
+        .iter()
+        .flat_map(|w| seen.get(&w.id).into_iter().flatten().cloned())
+        .collect())
+}
+
+/// The running containers of one worker (see [`running_on`]).
+async fn running_on_worker(store: &dyn Store, worker: &Worker) -> Result<Vec<Running>> {
+    let mut running = Vec::new();
+    for entry in store.owned(&worker.id).await? {
+        let Some(record) = store.container(&entry.container).await? else {
+            continue;
+        };
+        let holds = record.worker.as_ref() == Some(&worker.id)
+            && record.attempt.as_ref() == Some(&entry.attempt);
+        if record.state != ContainerState::Running || !holds {
+            continue;
+        }
+        running.push(Running {
+            container: entry.container,
+            attempt: entry.attempt,
+            worker: worker.id.clone(),
+            priority: record.request.priority,
+            preemptible: record.request.preemptible,
+            resources: entry.resources,
+            devices: entry.devices,
+        });
     }
     Ok(running)
 }
