@@ -1,5 +1,19 @@
 //! `berth`: the container scheduler's one binary.
 
+/// `println!` that returns a [`StdoutError`] instead of panicking, so a closed pipe
+/// (`berth ps | head -3`) ends the command quietly (see [`closed_pipe`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::StdoutError)
+    }};
+}
+
+/// A write to standard output failed.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to standard output: {0}")]
+struct StdoutError(std::io::Error);
+
 mod cmd;
 mod config;
 mod provisioner;
@@ -120,12 +134,26 @@ async fn main() {
         .init();
     let code = match dispatch(Cli::parse()).await {
         Ok(code) => code,
+        // Whoever read our output stopped reading (`| head`): that is their choice, not a
+        // failure, and there is no one left to tell.
+        Err(error) if closed_pipe(&error) => 0,
         Err(error) => {
             eprintln!("error: {error:#}");
             2
         }
     };
     std::process::exit(code);
+}
+
+/// True if the error is a write to standard output whose reader has gone (Rust ignores
+/// SIGPIPE, so such a write fails with `BrokenPipe` instead of ending the process). Only
+/// our own output counts: a broken connection to the server is still an error.
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<StdoutError>()
+            .is_some_and(|StdoutError(e)| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Runs the subcommand; returns the process's exit code.

@@ -1125,3 +1125,29 @@ fn a_higher_priority_container_preempts_lower_ones_on_a_real_worker() {
         runc_containers(dir.path()).is_empty()
     });
 }
+
+/// `berth ps | head -1`: the reader goes away before berth writes; berth ends quietly with
+/// 0, as `ls | head` does, instead of panicking on the broken pipe.
+#[test]
+fn a_client_command_whose_reader_has_gone_ends_quietly() {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let _server = spawn(&["server", "--listen", &format!("127.0.0.1:{port}")]);
+    eventually("the server to answer", || {
+        berth(&server, &["ps"]).status.success()
+    });
+    for args in [&["ps"][..], &["ps", "--json"], &["workers"], &["demand"]] {
+        let mut child = command(args)
+            .env("BERTH_SERVER", &server)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before berth has even reached the server, so its first write fails.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "berth {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "berth {args:?} said: {stderr}");
+    }
+}

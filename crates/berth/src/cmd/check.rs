@@ -70,14 +70,14 @@ pub async fn run(connection: &Connection, args: CheckArgs) -> anyhow::Result<i32
         store.check(options).await?
     };
     if connection.json {
-        println!("{}", serde_json::to_string_pretty(&violations)?);
+        outln!("{}", serde_json::to_string_pretty(&violations)?)?;
     } else if violations.is_empty() {
-        println!("ok: every invariant holds");
+        outln!("ok: every invariant holds")?;
     } else {
         for violation in &violations {
-            println!("{violation}");
+            outln!("{violation}")?;
         }
-        println!("{} violations", violations.len());
+        outln!("{} violations", violations.len())?;
     }
     Ok(i32::from(!violations.is_empty()))
 }

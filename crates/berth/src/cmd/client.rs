@@ -226,21 +226,21 @@ pub async fn run(connection: &Connection, args: RunArgs) -> anyhow::Result<i32> 
     let client = connection.client()?;
     let submitted = client.submit(&spec(&args)?).await?;
     if !args.wait {
-        print(connection, &submitted, |s| println!("{} {}", s.id, s.state))?;
+        print(connection, &submitted, |s| outln!("{} {}", s.id, s.state))?;
         return Ok(0);
     }
     let view = wait_for_end(&client, &submitted.id).await?;
     let logs = client.logs(&view.id).await?;
     if connection.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"container": view, "logs": logs.lines})
             )?
-        );
+        )?;
     } else {
         for line in &logs.lines {
-            println!("{line}");
+            outln!("{line}")?;
         }
         eprintln!("{}", summary(&view));
     }
@@ -334,7 +334,7 @@ pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
                 c.command.join(" "),
             ]);
         }
-        println!("{table}");
+        outln!("{table}")
     })?;
     Ok(0)
 }
@@ -352,7 +352,7 @@ fn retries(container: &ContainerView) -> String {
 pub async fn workers(connection: &Connection) -> anyhow::Result<i32> {
     let list = connection.client()?.worker_list().await?;
     print(connection, &list.workers, |workers| {
-        println!("{}", workers_table(workers));
+        outln!("{}", workers_table(workers))
     })?;
     for quarantined in &list.quarantined {
         eprintln!(
@@ -368,8 +368,8 @@ pub async fn worker(connection: &Connection, id: &str) -> anyhow::Result<i32> {
     let id = WorkerId::new(id).context("the worker's id")?;
     let detail = connection.client()?.worker(&id).await?;
     print(connection, &detail, |detail| {
-        println!("{}", workers_table(std::slice::from_ref(&detail.worker)));
-        println!("{}", owned_table(detail));
+        outln!("{}", workers_table(std::slice::from_ref(&detail.worker)))?;
+        outln!("{}", owned_table(detail))
     })?;
     Ok(0)
 }
@@ -486,7 +486,7 @@ pub async fn logs(connection: &Connection, args: &LogsArgs) -> anyhow::Result<i3
     }
     let logs = client.logs(&id).await?;
     print(connection, &logs, |logs| {
-        logs.lines.iter().for_each(|line| println!("{line}"))
+        logs.lines.iter().try_for_each(|line| outln!("{line}"))
     })?;
     Ok(0)
 }
@@ -501,7 +501,7 @@ pub async fn cancel(connection: &Connection, id: &str) -> anyhow::Result<i32> {
         } else {
             ""
         };
-        println!("{} {}{note}", v.id, v.state);
+        outln!("{} {}{note}", v.id, v.state)
     })?;
     Ok(0)
 }
@@ -525,7 +525,7 @@ pub async fn demand(connection: &Connection) -> anyhow::Result<i32> {
                 gpus.join(" "),
             ]);
         }
-        println!("{table}");
+        outln!("{table}")
     })?;
     Ok(0)
 }
@@ -534,19 +534,19 @@ pub async fn demand(connection: &Connection) -> anyhow::Result<i32> {
 pub async fn drain(connection: &Connection, id: &str) -> anyhow::Result<i32> {
     let id = WorkerId::new(id)?;
     let view = connection.client()?.drain(&id).await?;
-    print(connection, &view, |v| println!("{} {}", v.id, v.status))?;
+    print(connection, &view, |v| outln!("{} {}", v.id, v.status))?;
     Ok(0)
 }
 
 pub(crate) fn print<T: Serialize>(
     connection: &Connection,
     value: &T,
-    human: impl FnOnce(&T),
+    human: impl FnOnce(&T) -> Result<(), crate::StdoutError>,
 ) -> anyhow::Result<()> {
     if connection.json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        outln!("{}", serde_json::to_string_pretty(value)?)?;
     } else {
-        human(value);
+        human(value)?;
     }
     Ok(())
 }

@@ -89,23 +89,23 @@ pub async fn run(connection: &Connection, action: TenantAction) -> anyhow::Resul
         TenantAction::Set { name, limits } => {
             let tenant = client.put_tenant(&name, &limits.to_spec()).await?;
             print(connection, &tenant, |t| {
-                println!("{}", tenants_table(std::slice::from_ref(t)))
+                outln!("{}", tenants_table(std::slice::from_ref(t)))
             })?;
         }
         TenantAction::List => {
             let tenants = client.tenants().await?;
-            print(connection, &tenants, |t| println!("{}", tenants_table(t)))?;
+            print(connection, &tenants, |t| outln!("{}", tenants_table(t)))?;
         }
         TenantAction::Show { name } => {
             let tenant = client.tenant(&name).await?;
             print(connection, &tenant, |t| {
-                println!("{}", tenants_table(std::slice::from_ref(t)))
+                outln!("{}", tenants_table(std::slice::from_ref(t)))
             })?;
         }
         TenantAction::Remove { name } => {
             let tenant = client.remove_tenant(&name).await?;
             print(connection, &tenant, |t| {
-                println!("removed the policy of tenant {}", t.name)
+                outln!("removed the policy of tenant {}", t.name)
             })?;
         }
     }

@@ -52,19 +52,19 @@ pub async fn run(connection: &Connection, action: TokenAction) -> anyhow::Result
                     "created {} token {} (shown this once; keep it secret):",
                     created.credential.kind, created.credential.id
                 );
-                println!("{}", created.token);
+                outln!("{}", created.token)
             })?;
         }
         TokenAction::List => {
             let tokens = client.tokens().await?;
             print(connection, &tokens, |tokens| {
-                println!("{}", tokens_table(tokens))
+                outln!("{}", tokens_table(tokens))
             })?;
         }
         TokenAction::Revoke { id } => {
             let revoked = client.revoke_token(&id).await?;
             print(connection, &revoked, |revoked| {
-                println!("revoked token {}", revoked.id);
+                outln!("revoked token {}", revoked.id)
             })?;
         }
     }
