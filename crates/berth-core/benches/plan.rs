@@ -31,6 +31,7 @@ fn attributes(name: &str, priority: i32, policy: PlacementPolicy) -> PoolAttribu
 
 fn worker(id: String, pool: PoolAttributes, total: Resources, gpu: Option<GpuType>) -> Worker {
     Worker {
+        images: Vec::new(),
         gpus: Vec::new(),
         id: WorkerId::new(id).expect("valid worker id"),
         pool,

@@ -80,6 +80,6 @@ pub use resources::Resources;
 pub use runtime::{RuntimeName, RuntimeNameError};
 pub use verify::{verify_plan, verify_plan_at};
 pub use worker::{
-    CpuReserve, CpuReserveError, PlacementPolicy, Pool, PoolAttributes, Worker, WorkerGpu,
-    WorkerRegistration, WorkerStatus,
+    CpuReserve, CpuReserveError, MAX_IMAGE_REFERENCE, MAX_WORKER_IMAGES, PlacementPolicy, Pool,
+    PoolAttributes, Worker, WorkerGpu, WorkerRegistration, WorkerStatus,
 };

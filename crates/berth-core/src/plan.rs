@@ -24,6 +24,9 @@ pub struct PlanOptions {
     /// since its submission has passed by then are tried after its own choice
     /// ([`crate::fallback::effective`]). 0 (the default): no step is due.
     pub now_ms: u64,
+    /// Prefer, among equally good workers by every rule above the pool's policy, one that
+    /// holds the request's image ([`crate::scoring::WARM_BONUS`]). On by default.
+    pub image_locality: bool,
 }
 
 impl Default for PlanOptions {
@@ -31,6 +34,7 @@ impl Default for PlanOptions {
         PlanOptions {
             max_candidates: 64,
             now_ms: 0,
+            image_locality: true,
         }
     }
 }

@@ -9,9 +9,12 @@ use crate::gpu_fit::{self, DemandShape, DeviceSlot, GpuAsk};
 use crate::index::{self, Bucket};
 use crate::plan::{Placement, Plan, PlanOptions, Snapshot, Unplaced, UnplacedReason, WorkerPlan};
 use crate::rules::{Candidate, Stage, check_through, gpu_reserve, needed};
-use crate::scoring::{GroupScore, affinity_with_seed, fit_score, request_seed, room, start_offset};
+use crate::scoring::{
+    GroupScore, WARM_BONUS, affinity_with_seed, fit_score, request_seed, room, start_offset,
+};
 use crate::{ContainerRequest, DeviceShare, PlacementPolicy, Resources};
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 /// Plans a batch with the default options. See [`plan_with`].
 pub fn plan(snapshot: &Snapshot, requests: &[ContainerRequest]) -> Plan {
@@ -87,6 +90,17 @@ fn plan_in_order(
     plan
 }
 
+/// The workers holding each image that some worker holds.
+fn warm_workers(workers: &[crate::Worker]) -> HashMap<&str, Vec<usize>> {
+    let mut warm: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (index, worker) in workers.iter().enumerate() {
+        for image in &worker.images {
+            warm.entry(image.as_str()).or_default().push(index);
+        }
+    }
+    warm
+}
+
 /// The order requests are planned in: highest priority first, then oldest, then by id.
 pub fn planning_order(requests: &[ContainerRequest]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..requests.len()).collect();
@@ -117,6 +131,10 @@ struct Planner<'a> {
     /// Placements made so far, by worker index.
     placements: Vec<Vec<Placement>>,
     unplaced: Vec<Unplaced>,
+    /// The workers holding each image, when image locality is on.
+    warm: HashMap<&'a str, Vec<usize>>,
+    /// The bucket of each worker.
+    bucket_of: Vec<usize>,
 }
 
 /// A feasible worker's rank for a request (higher is better: fit, then affinity) and the
@@ -127,8 +145,9 @@ type Ranked = ((u64, u64), Vec<DeviceShare>);
 /// unchanged; each weighted milli-GPU of growth lowers it by one (a shrink raises it).
 const FGD_NEUTRAL: i128 = 1 << 40;
 /// The fragmentation part is scaled by this, so that among placements that fragment alike
-/// the pack score (below [`crate::scoring::ROOM_SCALE`]) decides.
-const FGD_SCALE: i128 = 1 << 20;
+/// the pack score (below [`crate::scoring::ROOM_SCALE`]) and the warm bonus
+/// ([`WARM_BONUS`], half of that) decide: their sum stays below it.
+const FGD_SCALE: i128 = 1 << 21;
 
 impl<'a> Planner<'a> {
     fn new(snapshot: &'a Snapshot, options: PlanOptions, demand: &'a [DemandShape]) -> Self {
@@ -144,10 +163,23 @@ impl<'a> Planner<'a> {
                 ..w.free
             })
             .collect();
+        let buckets = index::build(&snapshot.workers);
+        let mut bucket_of = vec![0; snapshot.workers.len()];
+        for (position, bucket) in buckets.iter().enumerate() {
+            for &worker in &bucket.workers {
+                bucket_of[worker] = position;
+            }
+        }
         Planner {
             snapshot,
             options,
-            buckets: index::build(&snapshot.workers),
+            warm: if options.image_locality {
+                warm_workers(&snapshot.workers)
+            } else {
+                HashMap::new()
+            },
+            bucket_of,
+            buckets,
             free,
             slots,
             demand,
@@ -334,7 +366,44 @@ impl<'a> Planner<'a> {
                 break;
             }
         }
+        if !exact {
+            // A sample may miss the few workers that hold the image: rank those as well.
+            for worker in self.warm_members(buckets, request) {
+                if let Some(ranked) = self.rank(worker, request, seed)
+                    && best
+                        .as_ref()
+                        .is_none_or(|((best_key, _), _)| ranked.0 > *best_key)
+                {
+                    best = Some((ranked, worker));
+                }
+            }
+        }
         best.map(|((_, devices), worker)| (worker, devices))
+    }
+
+    /// The workers of `buckets` that hold the request's image.
+    fn warm_members<'b>(
+        &'b self,
+        buckets: &'b [usize],
+        request: &ContainerRequest,
+    ) -> impl Iterator<Item = usize> + 'b {
+        let image = request.payload.image.as_deref();
+        image
+            .and_then(|image| self.warm.get(image))
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&worker| buckets.contains(&self.bucket_of[worker]))
+    }
+
+    /// True when image locality is on and the worker holds the request's image.
+    fn is_warm(&self, worker: usize, request: &ContainerRequest) -> bool {
+        self.options.image_locality
+            && request
+                .payload
+                .image
+                .as_deref()
+                .is_some_and(|image| self.snapshot.workers[worker].holds_image(image))
     }
 
     /// The worker's rank for the request and the devices it would give, or `None` when its
@@ -355,6 +424,12 @@ impl<'a> Planner<'a> {
                 (fit_score(policy, room(&left, &spec.total)), devices)
             }
         };
+        let warm = if self.is_warm(worker, request) {
+            WARM_BONUS
+        } else {
+            0
+        };
+        let fit = fit.saturating_add(warm);
         Some(((fit, affinity_with_seed(seed, &spec.id)), devices))
     }
 

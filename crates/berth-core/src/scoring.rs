@@ -87,6 +87,14 @@ pub fn room(free: &Resources, total: &Resources) -> u64 {
         .min(part(free.gpu_count.into(), total.gpu_count.into()))
 }
 
+/// What holding a request's image adds to a worker's fit: half a worker's room. Under
+/// spread or pack a warm worker wins unless a cold one is better by more than half of a
+/// whole worker's room, so locality bends the pool's policy without overriding it; under
+/// the fragmentation-aware policy it decides only among placements that fragment alike.
+/// It never reaches the group score (kind, pool priority, availability, GPU preference)
+/// nor feasibility: only workers that can take the request are scored at all.
+pub const WARM_BONUS: u64 = ROOM_SCALE / 2;
+
 /// The policy's score for the room left after placing: spread prefers more, pack less.
 pub fn fit_score(policy: PlacementPolicy, room_after: u64) -> u64 {
     match policy {

@@ -231,7 +231,19 @@ pub struct Worker {
     /// lost. The agent's calls carry the epoch it registered under, and the store refuses
     /// those of an older one (fencing a worker that was presumed dead and came back).
     pub epoch: u64,
+    /// The images it holds unpacked, as requests name them (most recently used first, at
+    /// most [`MAX_WORKER_IMAGES`]), as its agent last reported them: placement prefers a
+    /// worker that holds a request's image ([`crate::scoring::WARM_BONUS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
 }
+
+/// The most images a worker reports holding: enough for a serverless worker's working set,
+/// few enough that the report stays small in every heartbeat and snapshot.
+pub const MAX_WORKER_IMAGES: usize = 64;
+
+/// The longest image reference a worker may report (the longest a request may name).
+pub const MAX_IMAGE_REFERENCE: usize = 512;
 
 /// One GPU device of a worker and what of it is not booked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -244,6 +256,11 @@ pub struct WorkerGpu {
 }
 
 impl Worker {
+    /// True when the worker holds `image` unpacked (as it last reported).
+    pub fn holds_image(&self, image: &str) -> bool {
+        self.images.iter().any(|held| held == image)
+    }
+
     /// True when the worker has at least one GPU.
     pub fn has_gpus(&self) -> bool {
         self.gpu_type.is_some() && self.total.gpu_count > 0
@@ -437,6 +454,7 @@ impl WorkerRegistration {
     /// GPU count is then the wholly free healthy devices.
     pub fn into_worker(self, free: Resources, version: u64, epoch: u64) -> Worker {
         let mut worker = Worker {
+            images: Vec::new(),
             id: self.id,
             pool: self.pool,
             status: self.status,

@@ -29,6 +29,7 @@ fn pool(name: &str, cpu_on_gpu: Option<CpuReserve>) -> PoolAttributes {
 fn worker(id: &str, pool: PoolAttributes, gpus: u32) -> Worker {
     let total = Resources::new(16_000, 32_768, gpus);
     Worker {
+        images: Vec::new(),
         gpus: Vec::new(),
         id: WorkerId::new(id).unwrap(),
         pool,

@@ -14,6 +14,7 @@ use berth_core::{
 fn gpu_worker(id: &str, policy: PlacementPolicy, free: &[u32]) -> Worker {
     let whole = free.iter().filter(|&&f| f == 1000).count() as u32;
     Worker {
+        images: Vec::new(),
         id: WorkerId::new(id).unwrap(),
         pool: PoolAttributes {
             policy,

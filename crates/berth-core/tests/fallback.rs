@@ -32,6 +32,7 @@ fn attributes(pool: usize) -> PoolAttributes {
 fn worker(index: usize, pool: usize, gpu: usize, free_gpus: u32) -> Worker {
     let total = Resources::new(8000, 16 * 1024, 4);
     Worker {
+        images: Vec::new(),
         gpus: Vec::new(),
         id: WorkerId::new(format!("w{index}")).unwrap(),
         pool: attributes(pool),

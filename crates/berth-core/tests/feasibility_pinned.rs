@@ -18,6 +18,7 @@ fn attributes(pool: &str, priority: i32) -> PoolAttributes {
 fn worker(id: &str, pool: PoolAttributes, gpu_type: Option<GpuType>, gpus: u32) -> Worker {
     let total = Resources::new(8000, 32 * 1024, gpus);
     Worker {
+        images: Vec::new(),
         gpus: Vec::new(),
         id: WorkerId::new(id).unwrap(),
         pool,

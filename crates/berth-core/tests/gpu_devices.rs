@@ -53,6 +53,7 @@ fn worker(index: usize, policy: PlacementPolicy) -> impl Strategy<Value = Worker
                 .filter(|g| g.device.healthy && g.free_milli == GPU_MILLI)
                 .count() as u32;
             Worker {
+                images: Vec::new(),
                 id: WorkerId::new(format!("w{index}")).unwrap(),
                 pool: PoolAttributes {
                     policy,
@@ -268,6 +269,7 @@ proptest! {
 
 fn fgd_worker(index: usize, free: &[u32]) -> Worker {
     let mut worker = Worker {
+        images: Vec::new(),
         id: WorkerId::new(format!("w{index}")).unwrap(),
         pool: PoolAttributes {
             policy: PlacementPolicy::Fgd,

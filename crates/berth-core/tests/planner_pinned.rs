@@ -30,6 +30,7 @@ fn fleet(policy: PlacementPolicy) -> Snapshot {
                 (i as u64 * 7) % 16 + 1
             };
             Worker {
+                images: Vec::new(),
                 gpus: Vec::new(),
                 id: WorkerId::new(format!("w{i:02}")).unwrap(),
                 pool: attributes.clone(),
@@ -225,4 +226,47 @@ fn buckets_with_equal_group_scores_are_scored_as_one_group() {
     let plan = plan_with(&snapshot, &requests, PlanOptions::default());
     assert_eq!(plan.workers.len(), 1);
     assert_eq!(plan.workers[0].worker.as_str(), "w01");
+}
+
+/// Image locality with sampling: every request names an image only the one worker
+/// `w09` holds (the emptiest). With locality on, the sampled walk may miss it, yet every request that fits
+/// there goes there (the warm workers are ranked besides the sample); with it off, the
+/// sample decides as before.
+#[test]
+fn a_warm_worker_outside_the_sample_is_still_preferred() {
+    let mut snapshot = fleet(PlacementPolicy::Spread);
+    let warm = snapshot
+        .workers
+        .iter()
+        .position(|w| w.id.as_str() == "w09")
+        .unwrap();
+    snapshot.workers[warm].images = vec!["app:v1".to_owned()];
+    let requests: Vec<ContainerRequest> = batch(40)
+        .into_iter()
+        .map(|mut r| {
+            r.resources = Resources::new(100, 100, 0);
+            r.payload.image = Some("app:v1".to_owned());
+            r
+        })
+        .collect();
+    let sampled = |image_locality| PlanOptions {
+        max_candidates: 2,
+        image_locality,
+        ..PlanOptions::default()
+    };
+    let on = plan_with(&snapshot, &requests, sampled(true));
+    assert_eq!(verify_plan(&snapshot, &requests, &on), Ok(()));
+    let on_warm = placed_on(&on, "w09");
+    assert_eq!(on_warm, requests.len(), "all 40 small requests go to w09");
+    let off = plan_with(&snapshot, &requests, sampled(false));
+    assert!(placed_on(&off, "w09") < requests.len() / 2);
+}
+
+/// How many placements of the plan went to the worker.
+fn placed_on(plan: &Plan, worker: &str) -> usize {
+    plan.workers
+        .iter()
+        .filter(|g| g.worker.as_str() == worker)
+        .map(|g| g.placements.len())
+        .sum()
 }

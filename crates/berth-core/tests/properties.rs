@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)] // Tests unwrap freely: a panic is a failed test.
 
 use berth_core::feasibility::{check, check_static, worker_gpu_type};
-use berth_core::scoring::{GroupScore, affinity, fit_score, room};
+use berth_core::scoring::{GroupScore, WARM_BONUS, affinity, fit_score, room};
 use berth_core::{
     ContainerId, ContainerRequest, GpuPreference, GpuType, Payload, PlacementPolicy, Plan,
     PlanOptions, Pool, PoolAttributes, PoolName, Resources, RuntimeName, Snapshot, UnplacedReason,
@@ -109,8 +109,9 @@ fn fleet() -> impl Strategy<Value = Snapshot> {
         prop::collection::vec(pool_attributes(), POOLS),
         prop::collection::vec(worker_spec(), 1..=60),
         prop::collection::vec(pool_spec(), 0..=3),
+        prop::collection::vec(prop::sample::subsequence(IMAGES.to_vec(), 0..=2), 60),
     )
-        .prop_map(|(mut attributes, specs, pools)| {
+        .prop_map(|(mut attributes, specs, pools, held)| {
             for (index, a) in attributes.iter_mut().enumerate() {
                 a.pool = pool_name(index);
             }
@@ -118,6 +119,7 @@ fn fleet() -> impl Strategy<Value = Snapshot> {
                 .into_iter()
                 .enumerate()
                 .map(|(index, (pool, gpu, status, total, free))| Worker {
+                    images: held[index].iter().map(|i| (*i).to_owned()).collect(),
                     gpus: Vec::new(),
                     id: WorkerId::new(format!("w{index}")).unwrap(),
                     pool: attributes[pool].clone(),
@@ -141,6 +143,16 @@ fn fleet() -> impl Strategy<Value = Snapshot> {
                 .collect();
             Snapshot { workers, pools }
         })
+}
+
+/// The images workers hold; requests also ask for one no worker holds.
+const IMAGES: [&str; 4] = ["img0", "img1", "img2", "img3"];
+
+fn image() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        2 => Just(None),
+        5 => (0usize..=IMAGES.len()).prop_map(|i| Some(format!("img{i}"))),
+    ]
 }
 
 fn gpu_preference() -> impl Strategy<Value = GpuPreference> {
@@ -182,7 +194,7 @@ fn request() -> impl Strategy<Value = ContainerRequest> {
         any::<bool>(),
         -2i32..3,
         0u64..20,
-        prop::bool::weighted(0.05),
+        (prop::bool::weighted(0.05), image()),
     )
         .prop_map(
             |(
@@ -192,7 +204,7 @@ fn request() -> impl Strategy<Value = ContainerRequest> {
                 preemptible,
                 priority,
                 submitted_at_ms,
-                keep_types,
+                (keep_types, image),
             )| {
                 // Mostly keep the preference list consistent with the count; the rest are
                 // Invalid (types listed without GPUs).
@@ -211,7 +223,10 @@ fn request() -> impl Strategy<Value = ContainerRequest> {
                     preemptible,
                     priority,
                     submitted_at_ms,
-                    payload: Payload::default(),
+                    payload: Payload {
+                        image,
+                        ..Payload::default()
+                    },
                     fallback: Vec::new(),
                     max_retries: 0,
                 }
@@ -229,14 +244,18 @@ fn batch() -> impl Strategy<Value = Vec<ContainerRequest>> {
 }
 
 fn options() -> impl Strategy<Value = PlanOptions> {
-    prop_oneof![
-        3 => Just(64usize),
-        1 => 1usize..=8,
-    ]
-    .prop_map(|max_candidates| PlanOptions {
-        max_candidates,
-        ..PlanOptions::default()
-    })
+    (
+        prop_oneof![
+            3 => Just(64usize),
+            1 => 1usize..=8,
+        ],
+        any::<bool>(),
+    )
+        .prop_map(|(max_candidates, image_locality)| PlanOptions {
+            max_candidates,
+            image_locality,
+            ..PlanOptions::default()
+        })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -267,16 +286,25 @@ fn assignment(
 
 /// The full lexicographic score of a worker for a request at the given free capacity, if the
 /// worker accepts it: what the planner maximises when it scores every candidate.
+/// With `locality`, a worker holding the request's image gets [`WARM_BONUS`] on its fit.
 fn score(
     worker: &Worker,
     free: &Resources,
     request: &ContainerRequest,
+    locality: bool,
 ) -> Option<(GroupScore, u64, u64)> {
     let rank = check(worker, free, request).ok()?;
     let left = free.checked_sub(request.resources)?;
+    let warm = locality
+        && request
+            .payload
+            .image
+            .as_deref()
+            .is_some_and(|image| worker.holds_image(image));
     Some((
         GroupScore::of(worker, request, rank),
-        fit_score(worker.pool.policy, room(&left, &worker.total)),
+        fit_score(worker.pool.policy, room(&left, &worker.total))
+            + if warm { WARM_BONUS } else { 0 },
         affinity(&request.id, &worker.id),
     ))
 }
@@ -332,6 +360,37 @@ fn unplaced(plan: &Plan) -> BTreeSet<(String, String)> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Image locality never overrides feasibility or priority: a request alone is placed
+    /// with locality exactly when it is placed without, on a feasible worker whose group
+    /// score (kind, pool priority, availability, GPU preference) is the same; locality
+    /// moves it at most within that group, and only to a worker holding its image.
+    #[test]
+    fn locality_never_overrides_feasibility_or_priority(
+        snapshot in fleet(),
+        request in request(),
+        max_candidates in prop_oneof![Just(64usize), 1usize..=8],
+    ) {
+        let requests = vec![request];
+        let with = |image_locality| PlanOptions { max_candidates, image_locality, ..PlanOptions::default() };
+        let on = assignment(&snapshot, &requests, &plan_with(&snapshot, &requests, with(true)))[0];
+        let off = assignment(&snapshot, &requests, &plan_with(&snapshot, &requests, with(false)))[0];
+        prop_assert_eq!(on.is_some(), off.is_some());
+        let request = &requests[0];
+        if let (Some(on), Some(off)) = (on, off) {
+            let group = |w: usize| {
+                let worker = &snapshot.workers[w];
+                check(worker, &worker.free, request).map(|rank| GroupScore::of(worker, request, rank))
+            };
+            prop_assert!(group(on).is_ok(), "{} does not take it", snapshot.workers[on].id);
+            prop_assert_eq!(group(on), group(off));
+            if on != off && max_candidates >= snapshot.workers.len() {
+                let image = request.payload.image.as_deref().unwrap_or("(none)");
+                prop_assert!(snapshot.workers[on].holds_image(image));
+                prop_assert!(!snapshot.workers[off].holds_image(image));
+            }
+        }
+    }
 
     /// (a) never overbooked, and (b) `verify_plan` accepts the plan.
     #[test]
@@ -391,7 +450,7 @@ proptest! {
                             .workers
                             .iter()
                             .enumerate()
-                            .filter_map(|(i, candidate)| score(candidate, &free[i], request).map(|s| (s, i)))
+                            .filter_map(|(i, candidate)| score(candidate, &free[i], request, options.image_locality).map(|s| (s, i)))
                             .max()
                             .map(|(_, i)| i);
                         prop_assert_eq!(best, Some(w), "request {} chose {}", request.id, worker.id);

@@ -52,6 +52,7 @@ impl PoolExt for PoolAttributes {
 fn worker(id: &str) -> Worker {
     let total = Resources::new(16_000, 64 * GIB, 0);
     Worker {
+        images: Vec::new(),
         gpus: Vec::new(),
         id: WorkerId::new(id).unwrap(),
         pool: pool("default"),

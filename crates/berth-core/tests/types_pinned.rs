@@ -13,6 +13,7 @@ use berth_core::{
 fn worker(gpu_type: Option<GpuType>, gpu_count: u32) -> Worker {
     let total = Resources::new(8000, 32 * 1024, gpu_count);
     Worker {
+        images: Vec::new(),
         gpus: Vec::new(),
         id: WorkerId::new("w").unwrap(),
         pool: PoolAttributes::plain(PoolName::new("p").unwrap()),

@@ -16,6 +16,7 @@ use berth_core::{
 /// its pool lets CPU-only requests on (with no reserve).
 fn gpu_worker(free: &[u32], count: u32) -> Worker {
     Worker {
+        images: Vec::new(),
         id: WorkerId::new("g").unwrap(),
         pool: PoolAttributes {
             cpu_on_gpu: Some(CpuReserve::default()),

@@ -24,6 +24,7 @@ fn device(index: u32, healthy: bool) -> GpuDevice {
 /// count `count` (as a store may hold it, not recomputed).
 fn worker(devices: &[(u32, bool, u32)], count: u32) -> Worker {
     Worker {
+        images: Vec::new(),
         id: WorkerId::new("w").unwrap(),
         pool: PoolAttributes::plain(PoolName::new("p").unwrap()),
         status: WorkerStatus::Available,

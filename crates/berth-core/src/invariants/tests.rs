@@ -30,6 +30,7 @@ fn worker(id: &str, owned: &[(&str, &str)], heartbeat_ms: u64) -> WorkerDump {
     let held = Resources::new(100 * owned.len() as u64, 100 * owned.len() as u64, 0);
     WorkerDump {
         worker: Worker {
+            images: Vec::new(),
             gpus: Vec::new(),
             id: WorkerId::new(id).unwrap(),
             pool: PoolAttributes::plain(PoolName::new("default").unwrap()),

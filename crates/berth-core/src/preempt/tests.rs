@@ -16,6 +16,7 @@ fn worker(id: &str, free: Resources, gpus: u32, device_free: &[u32]) -> Worker {
         device_free.to_vec()
     };
     Worker {
+        images: Vec::new(),
         id: WorkerId::new(id).unwrap(),
         pool: PoolAttributes::plain(PoolName::new("default").unwrap()),
         status: WorkerStatus::Available,
