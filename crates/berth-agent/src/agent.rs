@@ -111,6 +111,7 @@ impl Agent {
             control: self.control,
             runtime: self.runtime,
             epoch: AtomicU64::new(0),
+            reported_images: Mutex::new(None),
             renewing: tokio::sync::Mutex::new(()),
             active: Mutex::new(BTreeMap::new()),
             tasks: TaskTracker::new(),
@@ -163,6 +164,9 @@ pub(crate) struct Inner {
     runtime: Arc<dyn ContainerRuntime>,
     /// The epoch of the latest registration: every call to the server carries it.
     epoch: AtomicU64,
+    /// The images the server last accepted from a heartbeat, and under which epoch (a new
+    /// registration starts without images, so they are reported again).
+    reported_images: Mutex<Option<(u64, Vec<String>)>>,
     /// Held while registering again, so that calls refused together renew once.
     renewing: tokio::sync::Mutex<()>,
     /// Containers from their RUNNING report until their final report, with the signal that
@@ -358,12 +362,16 @@ impl Inner {
             }
             let running = self.running_ids();
             let epoch = self.epoch();
+            let images = self.images_to_report(epoch);
             let result = tokio::select! {
                 () = stop.cancelled() => return,
-                result = self.control.heartbeat(&self.worker, epoch, &running) => result,
+                result = self.control.heartbeat(&self.worker, epoch, &running, images.as_deref()) => result,
             };
             match result {
                 Ok(reply) => {
+                    if let Some(images) = images {
+                        *self.reported_images.lock() = Some((epoch, images));
+                    }
                     if failing {
                         tracing::info!("heartbeats go through again");
                     }
@@ -388,6 +396,17 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// The images the runtime holds, when they differ from what the server last accepted
+    /// under `epoch` (`None`: nothing new to say).
+    fn images_to_report(&self, epoch: u64) -> Option<Vec<String>> {
+        let held = self.runtime.held_images();
+        let reported = self.reported_images.lock();
+        let unchanged = reported
+            .as_ref()
+            .is_some_and(|(at, images)| *at == epoch && *images == held);
+        (!unchanged).then_some(held)
     }
 
     /// The ids of the active containers, once each.

@@ -156,12 +156,14 @@ pub trait Control: Send + Sync {
     /// Registers (or re-registers) the worker with its capacity; starts a new epoch.
     async fn register(&self, registration: &Registration) -> Result<Lease, ControlError>;
 
-    /// Tells the server which containers run here; learns which to cancel or stop.
+    /// Tells the server which containers run here and, with `images`, which images the
+    /// worker now holds; learns which containers to cancel or stop.
     async fn heartbeat(
         &self,
         worker: &WorkerId,
         epoch: u64,
         running: &[ContainerId],
+        images: Option<&[String]>,
     ) -> Result<HeartbeatReply, ControlError>;
 
     /// Waits up to `wait` for at most `max` new or redelivered assignments.

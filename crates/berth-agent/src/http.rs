@@ -213,10 +213,12 @@ impl Control for HttpControl {
         worker: &WorkerId,
         epoch: u64,
         running: &[ContainerId],
+        images: Option<&[String]>,
     ) -> Result<HeartbeatReply, ControlError> {
         let beat = api::HeartbeatRequest {
             epoch,
             running: running.to_vec(),
+            images: images.map(<[String]>::to_vec),
         };
         let reply = self
             .client()

@@ -207,6 +207,20 @@ impl<S: Store + ?Sized> Fleet for SimulatedRttStore<S> {
         self.around(op, op.round_trips(), call).await
     }
 
+    async fn heartbeat_with_images(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        now_ms: u64,
+        images: &[String],
+    ) -> Result<()> {
+        let op = Op::Heartbeat;
+        let call = self
+            .inner
+            .heartbeat_with_images(worker, epoch, now_ms, images);
+        self.around(op, op.round_trips(), call).await
+    }
+
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
         let op = Op::SetWorkerStatus;
         self.around(

@@ -80,6 +80,7 @@ pub use resources::Resources;
 pub use runtime::{RuntimeName, RuntimeNameError};
 pub use verify::{verify_plan, verify_plan_at};
 pub use worker::{
-    CpuReserve, CpuReserveError, MAX_IMAGE_REFERENCE, MAX_WORKER_IMAGES, PlacementPolicy, Pool,
-    PoolAttributes, Worker, WorkerGpu, WorkerRegistration, WorkerStatus,
+    CpuReserve, CpuReserveError, ImageListError, MAX_IMAGE_REFERENCE, MAX_WORKER_IMAGES,
+    PlacementPolicy, Pool, PoolAttributes, Worker, WorkerGpu, WorkerRegistration, WorkerStatus,
+    check_images, plausible_image,
 };

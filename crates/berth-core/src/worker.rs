@@ -242,8 +242,42 @@ pub struct Worker {
 /// few enough that the report stays small in every heartbeat and snapshot.
 pub const MAX_WORKER_IMAGES: usize = 64;
 
-/// The longest image reference a worker may report (the longest a request may name).
+/// The longest image reference a worker may report.
 pub const MAX_IMAGE_REFERENCE: usize = 512;
+
+/// Why a worker's list of held images is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageListError {
+    /// More than [`MAX_WORKER_IMAGES`].
+    #[error("lists {0} images; report at most {MAX_WORKER_IMAGES}, the most recently used")]
+    TooMany(usize),
+    /// An entry that is not a plausible image reference.
+    #[error(
+        "image {0} is empty, longer than {MAX_IMAGE_REFERENCE} bytes, or holds whitespace or a control character"
+    )]
+    BadReference(usize),
+}
+
+/// Checks a worker's report of the images it holds: at most [`MAX_WORKER_IMAGES`], each
+/// a non-empty reference of at most [`MAX_IMAGE_REFERENCE`] bytes without whitespace or
+/// control characters (so a list stores as lines).
+pub fn check_images(images: &[String]) -> Result<(), ImageListError> {
+    if images.len() > MAX_WORKER_IMAGES {
+        return Err(ImageListError::TooMany(images.len()));
+    }
+    match images.iter().position(|image| !plausible_image(image)) {
+        Some(index) => Err(ImageListError::BadReference(index)),
+        None => Ok(()),
+    }
+}
+
+/// True for a non-empty reference of at most [`MAX_IMAGE_REFERENCE`] bytes without
+/// whitespace or control characters.
+pub fn plausible_image(image: &str) -> bool {
+    !image.is_empty()
+        && image.len() <= MAX_IMAGE_REFERENCE
+        && !image.chars().any(|c| c.is_whitespace() || c.is_control())
+}
 
 /// One GPU device of a worker and what of it is not booked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

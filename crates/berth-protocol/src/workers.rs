@@ -136,12 +136,15 @@ impl Protocol {
 
     /// The worker, registered under `epoch`, is alive and runs `running`: answers which of
     /// them to stop and its status, after reconciling the store with what it runs (see
-    /// [`crate::reconcile`]).
+    /// [`crate::reconcile`]). With `images`, the images it holds replace those it reported
+    /// before, in the heartbeat's own fenced step (refused as invalid, nothing written, when
+    /// [`berth_core::check_images`] refuses them).
     pub async fn heartbeat(
         &self,
         id: &WorkerId,
         epoch: u64,
         running: &[ContainerId],
+        images: Option<&[String]>,
     ) -> Result<Beat, ProtocolError> {
         if running.len() > MAX_RUNNING {
             return Err(ProtocolError::invalid(
@@ -152,7 +155,17 @@ impl Protocol {
                 ),
             ));
         }
-        self.store.heartbeat(id, Some(epoch), self.now_ms()).await?;
+        match images {
+            Some(images) => {
+                berth_core::check_images(images)
+                    .map_err(|error| ProtocolError::invalid("images", error.to_string()))?;
+                let now = self.now_ms();
+                self.store
+                    .heartbeat_with_images(id, Some(epoch), now, images)
+                    .await?;
+            }
+            None => self.store.heartbeat(id, Some(epoch), self.now_ms()).await?,
+        }
         let cancel = if running.is_empty() {
             Vec::new()
         } else {

@@ -273,7 +273,9 @@ async fn a_stale_epoch_is_refused_and_changes_nothing() {
     assert!(stale(
         rig.protocol.report(&cid("c1"), &exited).await.map(drop)
     ));
-    assert!(stale(rig.protocol.heartbeat(&w1, 1, &[]).await.map(drop)));
+    assert!(stale(
+        rig.protocol.heartbeat(&w1, 1, &[], None).await.map(drop)
+    ));
     // A release of a reservation the record does not name (its holder reports instead).
     let other = AttemptId("other".into());
     assert!(stale(
@@ -291,7 +293,7 @@ async fn a_stale_epoch_is_refused_and_changes_nothing() {
     assert_eq!(rig.free_cpu(&w1).await, 3000);
 
     let unknown = WorkerId::new("nobody").unwrap();
-    let beat = rig.protocol.heartbeat(&unknown, 1, &[]).await;
+    let beat = rig.protocol.heartbeat(&unknown, 1, &[], None).await;
     assert!(
         matches!(beat, Err(ProtocolError::UnknownWorker(_))),
         "{beat:?}"
@@ -313,7 +315,11 @@ async fn a_heartbeat_reconciles_both_ways() {
     // It runs one it does not own: told to stop it. It does not run one whose record
     // ended: that reservation is released. The live one it does not list is kept.
     let running = [cid("stranger")];
-    let beat = rig.protocol.heartbeat(&w1, 1, &running).await.unwrap();
+    let beat = rig
+        .protocol
+        .heartbeat(&w1, 1, &running, None)
+        .await
+        .unwrap();
     assert_eq!(beat.stop, vec![cid("stranger")]);
     assert_eq!(beat.status, WorkerStatus::Available);
     assert_eq!(rig.free_cpu(&w1).await, 3000);

@@ -241,7 +241,7 @@ pub async fn heartbeat(
     let id = worker_id(&id)?;
     let beat = state
         .protocol
-        .heartbeat(&id, beat.epoch, &beat.running)
+        .heartbeat(&id, beat.epoch, &beat.running, beat.images.as_deref())
         .await?;
     Ok(Json(HeartbeatResponse {
         cancel: beat.cancel,

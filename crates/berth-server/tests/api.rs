@@ -348,6 +348,7 @@ async fn a_worker_runs_a_container_through_the_api() {
             &HeartbeatRequest {
                 epoch: 1,
                 running: vec![cid("run-2")],
+                images: None,
             },
         )
         .await
@@ -997,6 +998,7 @@ async fn fencing_and_heartbeat_reconciliation() {
             &HeartbeatRequest {
                 epoch: 2,
                 running: vec![cid("kept"), cid("stranger")],
+                images: None,
             },
         )
         .await
@@ -1025,6 +1027,7 @@ async fn fencing_and_heartbeat_reconciliation() {
             &HeartbeatRequest {
                 epoch: 2,
                 running: vec![],
+                images: None,
             },
         )
         .await
@@ -1502,4 +1505,37 @@ async fn a_tenants_quota_holds_its_containers_back() {
     };
     let refused = client.put_tenant("acme", &bad).await.unwrap_err();
     assert_eq!(refused.status(), Some(400), "{refused}");
+}
+
+/// A heartbeat may carry the images the worker holds: the worker's view shows them, a
+/// heartbeat without them keeps them, and a bad list is a 400 naming the field with
+/// nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_report_the_images_a_worker_holds() {
+    let server = Server::start().await;
+    let client = &server.client;
+    let w1 = server.register("w1", 4000, 8192).await;
+    let beat = |images: Option<Vec<String>>| HeartbeatRequest {
+        epoch: 1,
+        running: Vec::new(),
+        images,
+    };
+    let held = vec![
+        "app:v1".to_owned(),
+        "127.0.0.1:5000/tools@sha256:ab".to_owned(),
+    ];
+    client
+        .heartbeat(&w1, &beat(Some(held.clone())))
+        .await
+        .unwrap();
+    client.heartbeat(&w1, &beat(None)).await.unwrap();
+    assert_eq!(client.worker(&w1).await.unwrap().worker.images, held);
+    let too_many: Vec<String> = (0..65).map(|i| format!("img{i}")).collect();
+    for bad in [too_many, vec!["has space".to_owned()]] {
+        let refused = client.heartbeat(&w1, &beat(Some(bad))).await;
+        let text = format!("{:?}", refused.unwrap_err());
+        assert!(text.contains("images"), "{text}");
+    }
+    assert_eq!(client.worker(&w1).await.unwrap().worker.images, held);
+    server.stop().await;
 }

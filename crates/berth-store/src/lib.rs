@@ -66,6 +66,13 @@ pub(crate) fn validate_requests(requests: &[berth_core::ContainerRequest]) -> Re
     Ok(())
 }
 
+/// Refuses a list of held images that [`berth_core::check_images`] refuses, as
+/// [`StoreError::InvalidArgument`].
+pub fn check_images(images: &[String]) -> Result<()> {
+    berth_core::check_images(images)
+        .map_err(|error| StoreError::InvalidArgument(format!("images: {error}")))
+}
+
 /// Refuses a worker agent's call under `presented` unless it is `worker`'s current epoch
 /// ([`StoreError::StaleEpoch`]).
 pub fn fence(worker: &berth_core::Worker, presented: u64) -> Result<()> {

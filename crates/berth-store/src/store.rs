@@ -89,6 +89,18 @@ pub trait Fleet: Send + Sync {
     /// `None` skips the fence (the scheduler's or an operator's own call).
     async fn heartbeat(&self, worker: &WorkerId, epoch: Option<u64>, now_ms: u64) -> Result<()>;
 
+    /// [`Fleet::heartbeat`], and in the same fenced step replaces the images the worker
+    /// reports holding ([`berth_core::Worker::images`]; placement prefers a worker holding a
+    /// request's image). Refused with [`crate::StoreError::Invalid`] (nothing written) when
+    /// the list breaks [`crate::check_images`]. The version is not bumped.
+    async fn heartbeat_with_images(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        now_ms: u64,
+        images: &[String],
+    ) -> Result<()>;
+
     /// Sets a worker's status (e.g. draining or disabled). Atomic; bumps the version.
     /// Moving a worker to [`WorkerStatus::Lost`] also bumps its epoch, in the same step: every
     /// later call of the presumed-dead agent is refused until it registers again.

@@ -196,6 +196,13 @@ pub trait ContainerRuntime: Send + Sync {
 
     /// Kills and removes a leftover the worker does not own any more.
     async fn discard(&self, _leftover: &Leftover) {}
+
+    /// The images it holds ready, as requests name them, most recently used first, at
+    /// most [`berth_core::MAX_WORKER_IMAGES`]: the agent reports them in its heartbeats so
+    /// that placement prefers this worker for them. A runtime without images holds none.
+    fn held_images(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The timeout of the container `spec` describes: the spec's, else [`ENV_TIMEOUT_SECS`]

@@ -40,6 +40,8 @@ pub struct State {
     pub events: Vec<String>,
     /// The containers the last heartbeat said were running.
     pub last_heartbeat: Vec<ContainerId>,
+    /// The images each heartbeat that carried them reported, in order.
+    pub image_reports: Vec<Vec<String>>,
     pub heartbeats: u64,
     pub polls: u64,
     /// The next calls (of any kind) that fail as if the server were down.
@@ -202,6 +204,7 @@ impl FakeServer {
         worker: &WorkerId,
         epoch: u64,
         running: &[ContainerId],
+        images: Option<&[String]>,
     ) -> Result<HeartbeatReply, ControlError> {
         self.gate()?;
         self.with(|s| {
@@ -211,6 +214,9 @@ impl FakeServer {
             fence(s, worker, epoch, "heartbeat")?;
             s.heartbeats += 1;
             s.last_heartbeat = running.to_vec();
+            if let Some(images) = images {
+                s.image_reports.push(images.to_vec());
+            }
             let cancel = s
                 .records
                 .iter()

@@ -139,6 +139,7 @@ async fn register(
         epoch: lease.epoch,
         last_heartbeat_ms: None,
         heartbeat_age_ms: None,
+        images: Vec::new(),
     };
     let owned = lease
         .owned
@@ -167,7 +168,12 @@ async fn heartbeat(
     Path(id): Path<String>,
     Json(body): Json<api::HeartbeatRequest>,
 ) -> Result<Json<api::HeartbeatResponse>, Failure> {
-    let reply = server.heartbeat(&worker_id(&id)?, body.epoch, &body.running)?;
+    let reply = server.heartbeat(
+        &worker_id(&id)?,
+        body.epoch,
+        &body.running,
+        body.images.as_deref(),
+    )?;
     let status = if reply.lost {
         WorkerStatus::Lost
     } else {

@@ -37,8 +37,9 @@ impl Control for MemoryControl {
         worker: &WorkerId,
         epoch: u64,
         running: &[ContainerId],
+        images: Option<&[String]>,
     ) -> Result<HeartbeatReply, ControlError> {
-        self.0.heartbeat(worker, epoch, running)
+        self.0.heartbeat(worker, epoch, running, images)
     }
     async fn release(
         &self,

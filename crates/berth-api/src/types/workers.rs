@@ -64,6 +64,10 @@ pub struct WorkerView {
     pub last_heartbeat_ms: Option<u64>,
     /// How long ago that was, in ms.
     pub heartbeat_age_ms: Option<u64>,
+    /// The images it holds unpacked, most recently used first, as its agent last
+    /// reported them (placement prefers it for these).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
 }
 
 impl WorkerView {
@@ -94,6 +98,7 @@ impl WorkerView {
             epoch: worker.epoch,
             last_heartbeat_ms,
             heartbeat_age_ms: last_heartbeat_ms.map(|at| now_ms.saturating_sub(at)),
+            images: worker.images.clone(),
         }
     }
 }

@@ -105,6 +105,18 @@ impl Fleet for Gate {
         self.inner.heartbeat(worker, epoch, now_ms).await
     }
 
+    async fn heartbeat_with_images(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        now_ms: u64,
+        images: &[String],
+    ) -> Result<()> {
+        self.inner
+            .heartbeat_with_images(worker, epoch, now_ms, images)
+            .await
+    }
+
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
         self.inner.set_worker_status(worker, status).await
     }

@@ -98,6 +98,22 @@ impl Fleet for MemoryStore {
         })
     }
 
+    async fn heartbeat_with_images(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        now_ms: u64,
+        images: &[String],
+    ) -> Result<()> {
+        crate::check_images(images)?;
+        self.with(1, |state| {
+            let entry = state.fenced_mut(worker, epoch)?;
+            entry.heartbeat_ms = now_ms;
+            entry.worker.images = images.to_vec();
+            Ok(())
+        })
+    }
+
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {
         self.with(1, |state| {
             let entry = state.entry_mut(worker)?;

@@ -106,6 +106,16 @@ pub fn decode_worker(key: &str, id: &WorkerId, fields: &Fields) -> Result<Worker
         ..registration
     }
     .into_worker(free, version, epoch);
+    // Advisory (a preference, never a booking): entries that do not read are skipped
+    // rather than quarantining the worker.
+    worker.images = hash
+        .optional("images")
+        .unwrap_or("")
+        .split('\n')
+        .filter(|image| berth_core::plausible_image(image))
+        .take(berth_core::MAX_WORKER_IMAGES)
+        .map(str::to_owned)
+        .collect();
     if !worker.gpus.is_empty() {
         // Absent when no device is bookable (register.lua writes it only with some).
         let text = hash.optional("gpu_free").unwrap_or("");

@@ -315,7 +315,17 @@ impl Fleet for RedisStore {
     }
 
     async fn heartbeat(&self, worker: &WorkerId, epoch: Option<u64>, now_ms: u64) -> Result<()> {
-        self.beat(worker, epoch, now_ms).await
+        self.beat(worker, epoch, now_ms, None).await
+    }
+
+    async fn heartbeat_with_images(
+        &self,
+        worker: &WorkerId,
+        epoch: Option<u64>,
+        now_ms: u64,
+        images: &[String],
+    ) -> Result<()> {
+        self.beat(worker, epoch, now_ms, Some(images)).await
     }
 
     async fn set_worker_status(&self, worker: &WorkerId, status: WorkerStatus) -> Result<Worker> {

@@ -67,12 +67,14 @@ impl RedisStore {
         worker: &WorkerId,
         epoch: Option<u64>,
         now_ms: u64,
+        images: Option<&[String]>,
     ) -> Result<()> {
-        let call = ScriptCall::new(
-            &SCRIPTS.heartbeat,
-            vec![self.keys.worker(worker)],
-            vec![now_ms.min(MAX_LUA_INT).to_string(), epoch_arg(epoch)],
-        );
+        let mut args = vec![now_ms.min(MAX_LUA_INT).to_string(), epoch_arg(epoch)];
+        if let Some(images) = images {
+            crate::check_images(images)?;
+            args.push(images.join("\n"));
+        }
+        let call = ScriptCall::new(&SCRIPTS.heartbeat, vec![self.keys.worker(worker)], args);
         let (tag, mut parts) = tagged(self.script(call).await?)?;
         match tag.as_str() {
             "ok" => Ok(()),

@@ -74,6 +74,7 @@ macro_rules! contract_tests {
             unmet_demand_sums_the_backlog_per_pool,
             one_provisioning_intent_per_pool_and_ttl,
             heartbeats_and_deregistration,
+            workers_report_the_images_they_hold,
             listing_and_logs,
             cancellation_fails_pending_and_flags_placed,
             a_dead_workers_containers_are_reclaimed_once,
@@ -1398,6 +1399,65 @@ pub async fn heartbeats_and_deregistration(connect: impl Connect) {
     assert_eq!(store.heartbeat_of(&wid("w2")).await.unwrap(), None);
     let (workers, quarantined) = store.fleet().await.unwrap();
     assert_eq!((workers.len(), quarantined.len()), (1, 0));
+}
+
+/// A heartbeat may carry the images a worker holds: stored under its lease in the same
+/// fenced step, kept by plain heartbeats and bookings, cleared by a new registration;
+/// a stale epoch or a bad list writes nothing.
+pub async fn workers_report_the_images_they_hold(connect: impl Connect) {
+    let store = open(&connect, "images").await;
+    register(&*store, "w1", 4000, 4096).await;
+    let images = |list: &[&str]| list.iter().map(|i| (*i).to_owned()).collect::<Vec<_>>();
+    let held = |store: Arc<dyn Store>| async move {
+        store.worker(&wid("w1")).await.unwrap().unwrap().images
+    };
+    let two = images(&["registry.local:5000/app:v1", "busybox@sha256:abc"]);
+    store
+        .heartbeat_with_images(&wid("w1"), Some(1), 10, &two)
+        .await
+        .unwrap();
+    assert_eq!(held(store.clone()).await, two);
+    assert_eq!(store.heartbeat_of(&wid("w1")).await.unwrap(), Some(10));
+    assert_eq!(store.workers().await.unwrap()[0].images, two);
+    let stale = store
+        .heartbeat_with_images(&wid("w1"), Some(7), 11, &images(&["other"]))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::StaleEpoch { .. })),
+        "{stale:?}"
+    );
+    let too_many: Vec<String> = (0..=MAX_WORKER_IMAGES).map(|i| format!("i{i}")).collect();
+    for bad in [too_many, images(&["a b"]), images(&[""])] {
+        let refused = store
+            .heartbeat_with_images(&wid("w1"), Some(1), 12, &bad)
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::InvalidArgument(_))),
+            "{refused:?}"
+        );
+    }
+    store.heartbeat(&wid("w1"), Some(1), 13).await.unwrap();
+    place(&*store, "r1", "w1").await;
+    assert_eq!(
+        held(store.clone()).await,
+        two,
+        "kept by heartbeats and bookings"
+    );
+    assert_eq!(store.heartbeat_of(&wid("w1")).await.unwrap(), Some(13));
+    register(&*store, "w1", 4000, 4096).await;
+    assert!(
+        held(store.clone()).await.is_empty(),
+        "a new lease starts without"
+    );
+    store
+        .heartbeat_with_images(&wid("w1"), Some(2), 14, &two)
+        .await
+        .unwrap();
+    store
+        .heartbeat_with_images(&wid("w1"), Some(2), 15, &[])
+        .await
+        .unwrap();
+    assert!(held(store).await.is_empty(), "an empty report clears them");
 }
 
 pub async fn listing_and_logs(connect: impl Connect) {

@@ -14,7 +14,8 @@
 --   bumped and so is the epoch, the agent's lease (a new worker starts at version 1 and
 --   epoch 1, its heartbeat at now); the assignment stream and its
 --   consumer group `agent` are created if missing. The caller adds the id to the index
---   `P:workers` (another slot) before calling this.
+--   `P:workers` (another slot) before calling this. The images field is cleared: a new
+--   lease starts without images until the agent reports them.
 
 local worker_key, owned_key, assign_key = KEYS[1], KEYS[2], KEYS[3]
 local FIXED = 6
@@ -107,6 +108,8 @@ else
   redis.call('HDEL', worker_key, 'gpu_free')
 end
 hset_all(worker_key, attributes)
+-- A new lease starts without images: the agent reports what it holds under it.
+redis.call('HDEL', worker_key, 'images')
 local group_err = ensure_group(assign_key, 'agent')
 if group_err then
   return group_err
