@@ -11,6 +11,8 @@
 //!    sees containers on it).
 
 mod container;
+
+pub use container::PULL_ATTEMPTS;
 mod gpu_health;
 
 use crate::config::{AgentConfig, ResolvedCapacity};

@@ -32,7 +32,7 @@ pub mod metrics;
 pub mod retry;
 pub mod runtime;
 
-pub use agent::Agent;
+pub use agent::{Agent, PULL_ATTEMPTS};
 pub use config::{
     AgentConfig, CapacityConfig, GpuConfig, ResolvedCapacity, RuntimeChoice, detect_host,
 };

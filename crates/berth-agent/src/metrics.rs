@@ -10,6 +10,7 @@
 //! | `berth_agent_stale_deliveries_total` | counter | deliveries not run because the server said the record moved on (409) |
 //! | `berth_agent_server_errors_total` | counter | calls to the server that failed and were retried |
 //! | `berth_agent_reregistrations_total` | counter | registrations after a stale epoch, a lost status or an unknown worker |
+//! | `berth_agent_image_pull_retries_total` | counter | container starts tried again because the image could not be pulled |
 //! | `berth_agent_runc_start_seconds` | histogram | runc create and start of one container (shim spawned to pid file written) |
 //! | `berth_agent_leftovers_total` | counter | containers an earlier life of the agent left, by `action` (`adopted`, `discarded`) |
 //! | `berth_agent_gpus_unhealthy` | gauge | the worker's GPU devices found unhealthy by the latest check |
@@ -29,6 +30,8 @@ pub const STALE: &str = "berth_agent_stale_deliveries_total";
 pub const SERVER_ERRORS: &str = "berth_agent_server_errors_total";
 /// Registrations after a stale epoch, a lost status or an unknown worker.
 pub const REREGISTRATIONS: &str = "berth_agent_reregistrations_total";
+/// Container starts tried again because the image could not be pulled.
+pub const PULL_RETRIES: &str = "berth_agent_image_pull_retries_total";
 
 /// runc create and start of one container, in seconds.
 pub const RUNC_START_SECONDS: &str = "berth_agent_runc_start_seconds";
@@ -75,6 +78,10 @@ pub(crate) fn stale() {
 
 pub(crate) fn reregistered() {
     metrics::counter!(REREGISTRATIONS).increment(1);
+}
+
+pub(crate) fn pull_retried() {
+    metrics::counter!(PULL_RETRIES).increment(1);
 }
 
 pub(crate) fn server_error() {

@@ -314,6 +314,12 @@ pub const CATALOG: &[(&str, Kind, bool, &str)] = &[
         "Agent registrations after the first",
     ),
     (
+        "berth_agent_image_pull_retries_total",
+        Kind::Counter,
+        false,
+        "Container starts tried again because the image could not be pulled",
+    ),
+    (
         "berth_agent_runc_start_seconds",
         Kind::Histogram,
         false,

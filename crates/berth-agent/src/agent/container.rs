@@ -4,7 +4,7 @@
 use super::Inner;
 use crate::control::{ControlError, Delivery, ReportedState, StatusReport};
 use crate::retry::GaveUp;
-use crate::runtime::{ContainerHandle, ContainerSpec, Exit};
+use crate::runtime::{ContainerHandle, ContainerSpec, Exit, StartError};
 use berth_core::AttemptId;
 use berth_core::ContainerId;
 use parking_lot::Mutex;
@@ -22,6 +22,12 @@ const LINE_OVERHEAD: usize = 4;
 const PREEMPTION_MARGIN: Duration = Duration::from_secs(10);
 /// How often a successor looks whether the containers it preempted have ended.
 const PREEMPTION_POLL: Duration = Duration::from_millis(50);
+/// How many times a container whose image cannot be pulled is tried before it is reported
+/// FAILED (`image_pull: ...`): a registry's brief outage should not fail it, a missing
+/// image or refused credentials should not hold the booking for long.
+pub const PULL_ATTEMPTS: u32 = 3;
+/// The pause before the second try of a pull; it doubles before each later one.
+const PULL_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Why the agent stops a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +154,7 @@ impl Inner {
             tracing::info!(container = %delivery.container, %reason, "stopped before it started");
             return self.fail_unstarted(&delivery, reason.to_string()).await;
         }
-        match self.runtime.start(self.spec(&delivery)).await {
+        match self.start(&delivery, &stop).await {
             Ok(handle) => {
                 let target = Target::of(&delivery);
                 let run = self.run_started(&target, handle, &stop);
@@ -157,6 +163,39 @@ impl Inner {
             Err(err) => {
                 tracing::warn!(container = %delivery.container, error = %err, "container did not start");
                 self.fail_unstarted(&delivery, err.to_string()).await;
+            }
+        }
+    }
+
+    /// Starts the container, trying again (after [`PULL_BACKOFF`], doubling) while its image
+    /// cannot be pulled, at most [`PULL_ATTEMPTS`] times in all, and not once it is asked
+    /// to stop. The last failure says how many tries it took.
+    async fn start(
+        &self,
+        delivery: &Delivery,
+        stop: &StopSignal,
+    ) -> Result<Box<dyn ContainerHandle>, StartError> {
+        let mut pause = PULL_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.runtime.start(self.spec(delivery)).await {
+                Err(StartError::ImagePull(why)) if attempt >= PULL_ATTEMPTS => {
+                    return Err(StartError::ImagePull(format!(
+                        "{why} (tried {attempt} times)"
+                    )));
+                }
+                Err(StartError::ImagePull(why)) => {
+                    crate::metrics::pull_retried();
+                    tracing::warn!(container = %delivery.container, attempt, error = %why,
+                        "the image could not be pulled; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    if stop.reason().is_some() {
+                        return Err(StartError::ImagePull(why));
+                    }
+                    pause *= 2;
+                    attempt += 1;
+                }
+                other => return other,
             }
         }
     }

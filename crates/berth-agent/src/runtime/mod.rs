@@ -126,9 +126,14 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The request's image could not be prepared.
+    /// The request's image could not be prepared (a bad reference, a broken image).
     #[error("image: {0}")]
     Image(String),
+    /// The request's image could not be fetched from its registry (unreachable, refused
+    /// credentials, not found, a digest that does not match). The agent tries again a few
+    /// times ([`crate::PULL_ATTEMPTS`]) before it reports the container failed with this.
+    #[error("image_pull: {0}")]
+    ImagePull(String),
     /// The container runtime failed to create or start the container.
     #[error("the container runtime failed: {0}")]
     Runtime(String),

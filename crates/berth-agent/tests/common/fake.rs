@@ -99,6 +99,16 @@ impl FakeServer {
         });
     }
 
+    /// Like `assign`, for a container of `image`.
+    pub fn assign_image(&self, worker: &str, container: &str, image: &str, command: &[&str]) {
+        self.assign(worker, container, command, &[]);
+        self.with(|s| {
+            if let Some(delivery) = s.queue.back_mut() {
+                delivery.payload.image = Some(image.to_owned());
+            }
+        });
+    }
+
     /// Like `assign`, but the record is held by `held_by` while the delivery carries
     /// `delivered`: a stale delivery when they differ.
     pub fn assign_as(

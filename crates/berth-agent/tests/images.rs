@@ -1,0 +1,123 @@
+//! The agent and images: it reports the images its runtime holds in its heartbeats (only
+//! when they change, and again after a new registration), and a container whose image
+//! cannot be pulled is tried again a bounded number of times, then reported FAILED with
+//! an `image_pull:` reason.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+mod common;
+
+use async_trait::async_trait;
+use berth_agent::runtime::{ContainerHandle, ContainerSpec, StartError};
+use berth_agent::{ContainerRuntime, PULL_ATTEMPTS, ProcessRuntime};
+use berth_core::{ContainerState, RuntimeName};
+use common::fake::FakeServer;
+use common::{MemoryControl, RunningAgent, test_config, wait_until};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+/// The process runtime with a pretend image cache: it holds `held`, and fails the start
+/// of a container of an image in `failing` with a pull error that many times.
+struct Registry {
+    inner: ProcessRuntime,
+    held: Mutex<Vec<String>>,
+    failing: Mutex<HashMap<String, u32>>,
+    tries: Mutex<HashMap<String, u32>>,
+}
+
+#[async_trait]
+impl ContainerRuntime for Registry {
+    fn name(&self) -> RuntimeName {
+        RuntimeName::PROCESS
+    }
+
+    async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
+        if let Some(image) = spec.payload.image.clone() {
+            *self.tries.lock().entry(image.clone()).or_default() += 1;
+            if let Some(left) = self
+                .failing
+                .lock()
+                .get_mut(&image)
+                .filter(|left| **left > 0)
+            {
+                *left -= 1;
+                return Err(StartError::ImagePull(format!(
+                    "{image}: connection refused"
+                )));
+            }
+        }
+        self.inner.start(spec).await
+    }
+
+    fn held_images(&self) -> Vec<String> {
+        self.held.lock().clone()
+    }
+}
+
+fn start(server: &Arc<FakeServer>, runtime: Arc<Registry>) -> RunningAgent {
+    let dir = TempDir::new().unwrap();
+    let config = test_config("http://unused.invalid", &dir);
+    let control = Arc::new(MemoryControl(server.clone()));
+    RunningAgent::start_with_runtime(control, config, dir, runtime)
+}
+
+fn registry(dir: &TempDir, held: &[&str], failing: &[(&str, u32)]) -> Arc<Registry> {
+    let config = test_config("http://unused.invalid", dir);
+    Arc::new(Registry {
+        inner: ProcessRuntime::new(config.process_runtime()),
+        held: Mutex::new(held.iter().map(|i| (*i).to_owned()).collect()),
+        failing: Mutex::new(failing.iter().map(|(i, n)| ((*i).to_owned(), *n)).collect()),
+        tries: Mutex::new(HashMap::new()),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_images_are_reported_when_they_change() {
+    let dir = TempDir::new().unwrap();
+    let runtime = registry(&dir, &["app:v1"], &[]);
+    let server = Arc::new(FakeServer::new());
+    let agent = start(&server, runtime.clone());
+    wait_until(&server, "the first report", |s| !s.image_reports.is_empty()).await;
+    // Several heartbeats (every 200 ms) without a change carry no images.
+    let beats = server.with(|s| s.heartbeats);
+    wait_until(&server, "three more heartbeats", |s| {
+        s.heartbeats >= beats + 3
+    })
+    .await;
+    server.with(|s| assert_eq!(s.image_reports, vec![vec!["app:v1".to_owned()]]));
+    *runtime.held.lock() = vec!["tools:2".to_owned(), "app:v1".to_owned()];
+    wait_until(&server, "the changed list", |s| s.image_reports.len() == 2).await;
+    server.with(|s| assert_eq!(s.image_reports[1], vec!["tools:2", "app:v1"]));
+    agent.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_is_tried_again_then_fails_with_its_reason() {
+    let dir = TempDir::new().unwrap();
+    let runtime = registry(&dir, &[], &[("flaky:1", 2), ("gone:1", u32::MAX)]);
+    let server = Arc::new(FakeServer::new());
+    let agent = start(&server, runtime.clone());
+    wait_until(&server, "registration", |s| !s.workers.is_empty()).await;
+    server.assign_image("w-1", "c-flaky", "flaky:1", &["true"]);
+    server.assign_image("w-1", "c-gone", "gone:1", &["true"]);
+    wait_until(&server, "both ended", |s| {
+        s.records.values().all(|r| r.state.is_terminal())
+    })
+    .await;
+    let flaky = server.record("c-flaky").unwrap();
+    assert_eq!(flaky.state, ContainerState::Exited, "{:?}", flaky.reason);
+    let gone = server.record("c-gone").unwrap();
+    assert_eq!(gone.state, ContainerState::Failed);
+    let reason = gone.reason.unwrap();
+    assert!(
+        reason.starts_with("image_pull: gone:1: connection refused")
+            && reason.contains(&format!("tried {PULL_ATTEMPTS} times")),
+        "{reason}"
+    );
+    let tries = runtime.tries.lock().clone();
+    assert_eq!(tries["flaky:1"], 3);
+    assert_eq!(tries["gone:1"], PULL_ATTEMPTS, "bounded, never forever");
+    agent.stop().await.unwrap();
+}
