@@ -81,10 +81,16 @@ function setAttributes(node, attrs) {
 }
 
 function append(node, children) {
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
+}
+
+/** Replaces the children of `node` with `children`, as `h` takes them. */
+function fill(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
 }
 
 /** A table with `headings` and `rows` (arrays of cells, or `{cells, class}`). */
@@ -161,7 +167,7 @@ async function refreshFleet(root) {
   }
   const sections = [...byPool.entries()].sort(([a], [b]) => a.localeCompare(b))
     .map(([pool, workers]) => poolSection(pool, workers));
-  root.replaceChildren(
+  fill(root,
     h("p", { class: "note" }, list.workers.length + " workers in " + byPool.size + " pools"),
     ...sections,
     quarantinedSection(list.quarantined || []));
@@ -235,7 +241,7 @@ async function refreshContainers(body) {
   // The API filters by state; tenant and worker are matched here, on what it returned.
   const shown = list.containers.filter((c) =>
     (!filters.tenant || c.tenant === filters.tenant) && (!filters.worker || c.worker === filters.worker));
-  body.replaceChildren(
+  fill(body,
     h("p", { class: "note" }, shown.length + " of the " + list.containers.length + " newest containers"),
     containerTable(shown));
 }
@@ -285,7 +291,7 @@ async function refreshRecord(id, node) {
     ["retries", c.retries + " of " + c.max_retries], ["deferrals", c.deferrals],
     ["cancel requested", c.cancel_requested ? "yes" : null],
   ].filter(([, value]) => value !== null && value !== undefined && value !== "");
-  node.replaceChildren(
+  fill(node,
     h("dl", { class: "record" }, fields.map(([name, value]) => [h("dt", null, name), h("dd", { "data-field": name }, value)])),
     cancelButton(c));
 }
@@ -334,7 +340,7 @@ const backlogView = {
 async function refreshBacklog(root) {
   const pending = await api("/v1/containers?state=pending&limit=1000");
   const demand = await api("/v1/demand").catch((error) => error);
-  root.replaceChildren(
+  fill(root,
     h("h2", null, "Unmet demand per pool"),
     demand instanceof Error ? failure(demand) : demandTable(demand.pools),
     h("h2", null, "The queue (" + pending.containers.length + " pending, newest first)"),
@@ -364,7 +370,7 @@ const throughputView = {
 async function refreshThroughput(root) {
   const view = await api("/v1/throughput?minutes=5");
   const placed = view.seconds.reduce((sum, second) => sum + second.placed, 0);
-  root.replaceChildren(
+  fill(root,
     h("h2", null, "Placements per second (bars) and p50 placement latency (line), last 5 minutes"),
     chart(view.seconds),
     h("p", { class: "note" }, placed + " placements in the window, from " + view.records_read +
@@ -436,7 +442,7 @@ async function tick(mounted) {
     // A refusal or an unknown container stays so: say it in the view. Anything else may
     // pass (a restarting server): keep the last good view and say it is stale.
     if (mounted === current && (error.status === 403 || error.status === 404)) {
-      mounted.root.replaceChildren(failure(error));
+      fill(mounted.root, failure(error));
     }
     status.className = "error";
     status.textContent = "not updated: " + error.message;
