@@ -371,13 +371,13 @@ async function refreshThroughput(root) {
   const view = await api("/v1/throughput?minutes=5");
   const placed = view.seconds.reduce((sum, second) => sum + second.placed, 0);
   fill(root,
-    h("h2", null, "Placements per second (bars) and p50 placement latency (line), last 5 minutes"),
+    h("h2", null, "Placements per second (bars) and p50 placement latency (dots), last 5 minutes"),
     chart(view.seconds),
     h("p", { class: "note" }, placed + " placements in the window, from " + view.records_read +
       " container records" + (view.truncated ? " (the read hit its limit: older placements are missing)" : "") + "."));
 }
 
-/** The throughput chart: a bar per second for placements, a line for the p50 latency. */
+/** The throughput chart: a bar per second for placements, a dot for the p50 latency. */
 function chart(seconds) {
   const width = 900, height = 260, pad = 40;
   const maxPlaced = Math.max(1, ...seconds.map((x) => x.placed));
@@ -389,8 +389,10 @@ function chart(seconds) {
     class: "placed", x: pad + i * step, y: y(x.placed, maxPlaced), width: Math.max(1, step - 0.5),
     height: height - pad - y(x.placed, maxPlaced),
   }, s("title", null, x.placed + " placed at " + when(x.at_ms))));
-  const points = seconds.map((x, i) => x.p50_latency_ms === null ? null
-    : (pad + (i + 0.5) * step).toFixed(1) + "," + y(x.p50_latency_ms, maxLatency).toFixed(1)).filter(Boolean);
+  // A dot per second with placements: a line would join seconds far apart.
+  const dots = seconds.map((x, i) => x.p50_latency_ms === null ? null : s("circle", {
+    class: "latency", cx: (pad + (i + 0.5) * step).toFixed(1), cy: y(x.p50_latency_ms, maxLatency).toFixed(1), r: 3,
+  }, s("title", null, "p50 " + x.p50_latency_ms + " ms at " + when(x.at_ms))));
   return s("svg", { class: "chart", id: "throughput-chart", width, height, viewBox: "0 0 " + width + " " + height },
     s("line", { class: "axis", x1: pad, y1: height - pad, x2: width - pad, y2: height - pad }),
     s("text", { x: 4, y: pad - 8 }, maxPlaced + "/s"),
@@ -398,7 +400,7 @@ function chart(seconds) {
     s("text", { x: pad, y: height - pad + 16 }, "-5 min"),
     s("text", { x: width - pad - 20, y: height - pad + 16 }, "now"),
     bars,
-    points.length > 1 ? s("polyline", { class: "latency", points: points.join(" ") }) : null);
+    dots);
 }
 
 // ---- routing and the refresh loop ----

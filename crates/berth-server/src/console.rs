@@ -19,7 +19,10 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 
 /// `GET /`: the console's page.
 pub async fn page() -> impl IntoResponse {
-    asset("text/html; charset=utf-8", include_str!("../console/index.html"))
+    asset(
+        "text/html; charset=utf-8",
+        include_str!("../console/index.html"),
+    )
 }
 
 /// `GET /console/app.js`: the console's script.
@@ -32,7 +35,10 @@ pub async fn script() -> impl IntoResponse {
 
 /// `GET /console/app.css`: the console's style sheet.
 pub async fn style() -> impl IntoResponse {
-    asset("text/css; charset=utf-8", include_str!("../console/app.css"))
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../console/app.css"),
+    )
 }
 
 /// `body` as `content_type`, under the console's security policy. `no-cache` makes a

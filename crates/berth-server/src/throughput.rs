@@ -52,7 +52,10 @@ pub fn series(records: &[ContainerRecord], now_ms: u64, seconds: u64) -> Through
     let slots = usize::try_from((end - start) / 1000).unwrap_or(0);
     let mut latencies: Vec<(u64, Vec<u64>)> = vec![(0, Vec::new()); slots];
     for record in records {
-        let Some(placed) = record.scheduled_at_ms.filter(|at| (start..end).contains(at)) else {
+        let Some(placed) = record
+            .scheduled_at_ms
+            .filter(|at| (start..end).contains(at))
+        else {
             continue;
         };
         let Ok(slot) = usize::try_from((placed - start) / 1000) else {
@@ -93,6 +96,7 @@ fn median(values: &mut [u64]) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
     use berth_core::{

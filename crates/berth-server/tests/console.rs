@@ -10,7 +10,11 @@ use berth_api::{ContainerSpec, CreateToken, NewTokenKind, ThroughputView};
 use common::{Server, authorized_http};
 
 /// A GET of `path` with `client`: (status, content type, security policy, body).
-async fn fetch(client: &reqwest::Client, server: &Server, path: &str) -> (u16, String, String, String) {
+async fn fetch(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+) -> (u16, String, String, String) {
     let response = client
         .get(format!("{}{path}", server.base))
         .send()
@@ -58,7 +62,13 @@ async fn the_script_builds_pages_from_text_nodes_only() {
     // The script must never parse strings as HTML: names, commands, reasons and logs are
     // the users', and would inject markup.
     let script = include_str!("../console/app.js");
-    for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
         assert!(!script.contains(sink), "app.js uses {sink}");
     }
 }
@@ -78,7 +88,12 @@ async fn the_throughput_is_for_admins_only() {
         .token;
     let path = "/v1/throughput";
     assert_eq!(fetch(&reqwest::Client::new(), &server, path).await.0, 401);
-    assert_eq!(fetch(&authorized_http(&client_token), &server, path).await.0, 403);
+    assert_eq!(
+        fetch(&authorized_http(&client_token), &server, path)
+            .await
+            .0,
+        403
+    );
     assert_eq!(fetch(&server.http, &server, path).await.0, 200);
     server.stop().await;
 }

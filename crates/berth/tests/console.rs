@@ -2,8 +2,9 @@
 //! `chromium-driver`, driven through WebDriver with fantoccini), against real `berth server`
 //! and `berth worker` processes: the page loads without script errors; a container
 //! submitted with `berth run` appears on the page and changes state within 2 s, and its
-//! page follows its logs and cancels it; a killed worker shows as lost; the fleet view is
-//! saved as a screenshot. A second test times the fleet view of 1,000 workers (printed, not
+//! page follows its logs and cancels it; the backlog and the throughput chart show; a
+//! killed worker shows as lost; the fleet view is saved as a screenshot (in
+//! `CARGO_TARGET_TMPDIR`, printed). A second test times the fleet view of 1,000 workers (printed, not
 //! asserted: a timing assertion would flake on a busy machine).
 //!
 //! Both tests fail, not skip, without chromium or chromedriver (scripts/test.sh installs
@@ -118,7 +119,10 @@ impl Fleet {
 fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
     let start = Instant::now();
     while !probe() {
-        assert!(start.elapsed() < Duration::from_secs(60), "gave up waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "gave up waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -146,7 +150,10 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Browser {
-        let chromium = program("BERTH_CHROMIUM", &["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+        let chromium = program(
+            "BERTH_CHROMIUM",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        );
         let chromedriver = program("BERTH_CHROMEDRIVER", &["/usr/bin/chromedriver"]);
         let port = free_port();
         let driver = Proc(
@@ -244,7 +251,10 @@ impl Browser {
             .execute("return window.berthConsoleErrors;", Vec::new())
             .await
             .unwrap();
-        errors.as_array().cloned().expect("the console's script did not run")
+        errors
+            .as_array()
+            .cloned()
+            .expect("the console's script did not run")
     }
 
     /// Saves a screenshot of the page as `name` in the test's artifact directory.
@@ -276,16 +286,37 @@ async fn the_console_shows_the_fleet_and_follows_containers_live() {
     container_page_follows_logs(&browser).await;
     container_page_cancels(&fleet, &browser).await;
 
+    // Some load, so that the screenshots show the bars filled.
+    for run in [
+        &[
+            "--id", "train-1", "--gpu", "A10G:1", "--cpu", "1", "--memory", "1Gi",
+        ][..],
+        &["--id", "web-2", "--cpu", "1500m", "--memory", "1536Mi"][..],
+    ] {
+        let out = fleet.berth(&[&["run"][..], run, &["--", "sleep", "60"]].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    backlog_and_throughput_show(&fleet, &browser).await;
     browser.go(&fleet, "#/fleet").await;
     browser
-        .wait_text("tr[data-id='w-a'] .worker-status", |s| s == "available")
+        .wait_text("tr[data-id='w-gpu'] .bar-label", |cpu| {
+            cpu.starts_with("1000/")
+        })
         .await;
     browser.screenshot("console-fleet.png").await;
     fleet.kill("w-b");
     browser
         .wait_text("tr[data-id='w-b'] .worker-status", |s| s == "lost")
         .await;
-    let row = browser.client.find(Locator::Css("tr[data-id='w-b']")).await.unwrap();
+    let row = browser
+        .client
+        .find(Locator::Css("tr[data-id='w-b']"))
+        .await
+        .unwrap();
     assert!(row.attr("class").await.unwrap().unwrap().contains("lost"));
     browser.screenshot("console-fleet-lost.png").await;
     assert_eq!(browser.script_errors().await, Vec::<Value>::new());
@@ -299,15 +330,25 @@ async fn container_appears_and_changes_state(fleet: &Fleet, browser: &Browser) {
     browser.wait_text("#containers p.note", |_| true).await;
     let run = ["run", "--id", "web-1", "--cpu", "100m", "--memory", "64Mi"];
     let out = fleet.berth(&[&run[..], &["--", "sh", "-c", "sleep 1.5; echo from-web-1"]].concat());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let submitted = Instant::now();
     let css = "tr[data-id='web-1'] .container-state";
     let first = browser.wait_text(css, |_| true).await;
     let appeared = submitted.elapsed();
-    assert!(appeared <= Duration::from_secs(2), "appeared after {appeared:?}");
+    assert!(
+        appeared <= Duration::from_secs(2),
+        "appeared after {appeared:?}"
+    );
     let next = browser.wait_text(css, |state| state != first).await;
     let changed = submitted.elapsed() - appeared;
-    assert!(changed <= Duration::from_secs(2), "{first} -> {next} after {changed:?}");
+    assert!(
+        changed <= Duration::from_secs(2),
+        "{first} -> {next} after {changed:?}"
+    );
     println!("web-1 appeared as {first} after {appeared:?}, became {next} {changed:?} later");
 }
 
@@ -321,7 +362,9 @@ async fn container_page_follows_logs(browser: &Browser) {
         .click()
         .await
         .unwrap();
-    browser.wait_text("#logs", |logs| logs.contains("from-web-1")).await;
+    browser
+        .wait_text("#logs", |logs| logs.contains("from-web-1"))
+        .await;
     browser
         .wait_text("dd[data-field='state']", |s| s == "exited")
         .await;
@@ -331,7 +374,9 @@ async fn container_page_follows_logs(browser: &Browser) {
 
 /// The cancel button on a running container's page cancels it.
 async fn container_page_cancels(fleet: &Fleet, browser: &Browser) {
-    let run = ["run", "--id", "long-1", "--cpu", "100m", "--memory", "64Mi", "--", "sleep", "60"];
+    let run = [
+        "run", "--id", "long-1", "--cpu", "100m", "--memory", "64Mi", "--", "sleep", "60",
+    ];
     assert!(fleet.berth(&run).status.success());
     browser.go(fleet, "#/containers/long-1").await;
     browser
@@ -349,6 +394,24 @@ async fn container_page_cancels(fleet: &Fleet, browser: &Browser) {
         .wait_text("dd[data-field='state']", |s| s != "running")
         .await;
     println!("long-1 cancelled: {ended}");
+}
+
+/// The backlog view shows the queue and the demand; the throughput chart has a bar for
+/// the placements made so far.
+async fn backlog_and_throughput_show(fleet: &Fleet, browser: &Browser) {
+    browser.go(fleet, "#/backlog").await;
+    browser
+        .wait_text("#backlog h2", |title| title == "Unmet demand per pool")
+        .await;
+    browser.go(fleet, "#/throughput").await;
+    browser.wait_text("#throughput p.note", |_| true).await;
+    let bars = browser
+        .client
+        .find_all(Locator::Css("#throughput-chart rect.placed"))
+        .await
+        .unwrap();
+    assert!(!bars.is_empty(), "no placements drawn");
+    browser.screenshot("console-throughput.png").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +434,11 @@ async fn the_fleet_view_of_a_thousand_workers_renders() {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
     }
     let browser = Browser::start().await;
     browser.log_in(&fleet).await;
