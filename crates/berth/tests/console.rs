@@ -2,8 +2,9 @@
 //! `chromium-driver`, driven through WebDriver with fantoccini), against real `berth server`
 //! and `berth worker` processes: the page loads without script errors; a container
 //! submitted with `berth run` appears on the page and changes state within 2 s, and its
-//! page follows its logs and cancels it; the backlog and the throughput chart show; a
-//! killed worker shows as lost; the fleet view is saved as a screenshot (in
+//! page follows its logs and cancels it; output that looks like markup stays text; the
+//! backlog and the throughput chart show; a killed worker shows as lost; a client token
+//! sees none of another tenant's containers and not the fleet; the fleet view is saved as a screenshot (in
 //! `CARGO_TARGET_TMPDIR`, printed). A second test times the fleet view of 1,000 workers (printed, not
 //! asserted: a timing assertion would flake on a busy machine).
 //!
@@ -285,6 +286,7 @@ async fn the_console_shows_the_fleet_and_follows_containers_live() {
     container_appears_and_changes_state(&fleet, &browser).await;
     container_page_follows_logs(&browser).await;
     container_page_cancels(&fleet, &browser).await;
+    user_text_stays_text(&fleet, &browser).await;
 
     // Some load, so that the screenshots show the bars filled.
     for run in [
@@ -320,7 +322,72 @@ async fn the_console_shows_the_fleet_and_follows_containers_live() {
     assert!(row.attr("class").await.unwrap().unwrap().contains("lost"));
     browser.screenshot("console-fleet-lost.png").await;
     assert_eq!(browser.script_errors().await, Vec::<Value>::new());
+    a_client_token_sees_its_tenant_only(&fleet, &browser).await;
+    assert_eq!(browser.script_errors().await, Vec::<Value>::new());
     browser.client.close().await.unwrap();
+}
+
+/// A command and output that look like markup are shown as text: no element is made.
+async fn user_text_stays_text(fleet: &Fleet, browser: &Browser) {
+    let markup = "<img id=injected src=/x onerror=alert(1)>";
+    let run = [
+        "run", "--id", "markup-1", "--cpu", "100m", "--memory", "64Mi", "--", "echo",
+    ];
+    assert!(
+        fleet
+            .berth(&[&run[..], &[markup]].concat())
+            .status
+            .success()
+    );
+    browser.go(fleet, "#/containers/markup-1").await;
+    browser
+        .wait_text("#logs", |logs| logs.contains(markup))
+        .await;
+    let command = browser.text("dd[data-field='command']").await.unwrap();
+    assert_eq!(command, format!("echo {markup}"));
+    let injected = browser
+        .client
+        .find_all(Locator::Css("#injected"))
+        .await
+        .unwrap();
+    assert!(injected.is_empty(), "the output became markup");
+}
+
+/// After "Forget token", a client token of another tenant sees none of the admin's
+/// containers and is told the fleet needs an admin token.
+async fn a_client_token_sees_its_tenant_only(fleet: &Fleet, browser: &Browser) {
+    let out = fleet.berth(&["token", "create", "--kind", "client", "--tenant", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    browser
+        .client
+        .find(Locator::Css("#forget"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let input = browser.client.find(Locator::Css("#token")).await.unwrap();
+    input.send_keys(&token).await.unwrap();
+    let submit = browser
+        .client
+        .find(Locator::Css("#login button[type=submit]"))
+        .await
+        .unwrap();
+    submit.click().await.unwrap();
+    browser
+        .wait_text("#view p.error", |error| error.contains("may not see"))
+        .await;
+    browser.go(fleet, "#/containers").await;
+    browser
+        .wait_text("#containers p.note", |note| {
+            note == "0 of the 0 newest containers"
+        })
+        .await;
 }
 
 /// `berth run` a container: its row appears on the containers page within 2 s, and its
