@@ -7,7 +7,9 @@
 //! [`MAX_RECORDS`] records per call, and its limits: a container placed again (after a
 //! retry or a preemption) counts once, at its latest placement; a record whose container
 //! is pending again has no placement; with more records than the read takes, the series
-//! undercounts (`truncated` says so).
+//! undercounts (`truncated` says so). An answer is reused for [`REUSE_FOR`]
+//! ([`ThroughputCache`]), so that the consoles polling once a second cost one read per
+//! second per replica, not one per console.
 
 use crate::error::HttpError;
 use crate::extract::QueryParams;
@@ -16,12 +18,36 @@ use axum::Json;
 use axum::extract::State;
 use berth_api::{ErrorBody, ThroughputSecond, ThroughputView};
 use berth_store::ContainerRecord;
+use parking_lot::Mutex;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The most container records one call reads.
 pub const MAX_RECORDS: usize = 10_000;
 /// The longest window, in minutes.
 pub const MAX_MINUTES: u64 = 15;
+/// How long an answer is reused for calls with the same window.
+pub const REUSE_FOR: Duration = Duration::from_secs(1);
+
+/// The last answer, for reuse within [`REUSE_FOR`].
+#[derive(Debug, Default)]
+pub struct ThroughputCache {
+    last: Mutex<Option<(Instant, u64, ThroughputView)>>,
+}
+
+impl ThroughputCache {
+    /// The answer for a window of `minutes` made less than [`REUSE_FOR`] before `now`.
+    fn fresh(&self, minutes: u64, now: Instant) -> Option<ThroughputView> {
+        let last = self.last.lock();
+        let (at, window, view) = last.as_ref()?;
+        (*window == minutes && now.saturating_duration_since(*at) < REUSE_FOR).then(|| view.clone())
+    }
+
+    /// Keeps `view`, the answer for `minutes` made at `at`.
+    fn keep(&self, minutes: u64, at: Instant, view: &ThroughputView) {
+        *self.last.lock() = Some((at, minutes, view.clone()));
+    }
+}
 
 /// Placements per second over the last minutes, and the median time from submit to
 /// placement in each second.
@@ -41,8 +67,14 @@ pub async fn throughput(
 ) -> Result<Json<ThroughputView>, HttpError> {
     query.only(&["minutes"])?;
     let minutes = query.number("minutes", 5, 1, MAX_MINUTES)?;
+    let now = Instant::now();
+    if let Some(view) = state.throughput.fresh(minutes, now) {
+        return Ok(Json(view));
+    }
     let records = state.store.containers(None, MAX_RECORDS).await?;
-    Ok(Json(series(&records, state.now_ms(), minutes * 60)))
+    let view = series(&records, state.now_ms(), minutes * 60);
+    state.throughput.keep(minutes, now, &view);
+    Ok(Json(view))
 }
 
 /// The series of the `seconds` whole seconds that end at `now_ms`, from `records`.
@@ -170,6 +202,22 @@ mod tests {
     fn a_read_at_its_limit_says_it_may_undercount() {
         let records = vec![record("a", 0, None, 0); MAX_RECORDS];
         assert!(series(&records, 5_000, 1).truncated);
+    }
+
+    #[test]
+    fn an_answer_is_reused_within_a_second_for_the_same_window_only() {
+        let cache = ThroughputCache::default();
+        let at = Instant::now();
+        assert_eq!(cache.fresh(5, at), None);
+        let view = series(&[], 10_000, 60);
+        cache.keep(5, at, &view);
+        assert_eq!(cache.fresh(5, at + Duration::from_millis(999)), Some(view));
+        assert_eq!(cache.fresh(1, at), None, "another window is read anew");
+        assert_eq!(
+            cache.fresh(5, at + REUSE_FOR),
+            None,
+            "a second later it is read anew"
+        );
     }
 
     #[test]
