@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite: installs what the tests need (redis-server
-# and redis-cli, runc and a static busybox for containers, cargo-nextest) if
+# and redis-cli, runc and a static busybox for containers, promtool, chromium and
+# chromedriver for the console's browser tests, cargo-nextest) if
 # missing, then runs every test with nextest, then a bounded API fuzz
 # (scripts/fuzz-api.sh: schemathesis, pip-installed at a pinned version, against
 # `berth server` on the embedded store and on Redis), then the doc tests (nextest
@@ -75,6 +76,21 @@ if ! command -v promtool >/dev/null 2>&1; then
     log "promtool is still not on PATH; install the Debian package prometheus and retry"
     exit 1
 fi
+
+# The console's browser tests (crates/berth/tests/console.rs): headless Chromium driven
+# through chromedriver (Debian's chromium and chromium-driver).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    log "chromium or chromedriver missing: installing the Debian packages chromium and chromium-driver"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+fi
+for prog in chromium chromedriver; do
+    if ! command -v "$prog" >/dev/null 2>&1; then
+        log "$prog is still not on PATH; install the Debian packages chromium and chromium-driver and retry"
+        exit 1
+    fi
+done
+log "using $(command -v chromium): $(chromium --version 2>/dev/null | head -n1)"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest missing: installing it with cargo install cargo-nextest --locked"

@@ -7,7 +7,8 @@
 //!   for a worker's credential, whether the route is about that worker. The handlers that
 //!   serve several roles narrow further with [`Caller`]: a tenant sees only its own
 //!   containers, a worker reports only for itself.
-//! - `/healthz` and `/readyz` need no token; `/metrics` takes a metrics or an admin token,
+//! - `/healthz`, `/readyz` and the console's shell (`/`, `/console/app.js`,
+//!   `/console/app.css`) need no token; `/metrics` takes a metrics or an admin token,
 //!   or none when [`crate::ServerConfig::metrics_open`] is set.
 //! - Unknown and revoked tokens get 401, known tokens outside their role 403, and a
 //!   tenant asking for another tenant's container 404 (its existence is not revealed).
@@ -166,6 +167,8 @@ fn others(method: &Method, route: &str) -> Others {
     use Others::*;
     match (method.as_str(), route) {
         ("GET", "/healthz" | "/readyz") => Anyone,
+        // The console's shell holds no data; what it shows comes through the API.
+        ("GET", "/" | "/console/app.js" | "/console/app.css") => Anyone,
         ("GET", "/metrics") => Metrics,
         ("GET", "/openapi.json") => Authenticated,
         ("POST" | "GET", "/v1/containers" | "/v1/containers/batch") => Clients,

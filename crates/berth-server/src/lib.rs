@@ -14,6 +14,8 @@
 //! - [`reap_once`], [`spawn_reaper`]: the dead-worker reaper.
 //! - [`install_metrics`]: the process's Prometheus recorder (installed once).
 //! - [`ApiDoc`]: the OpenAPI document, served at `/openapi.json`.
+//! - The web console at `/` (module `console`: a static page and script that read the API
+//!   with the user's token) and [`throughput`], the placement series its chart draws.
 //!
 //! The handlers parse, call [`berth_protocol::Protocol`] (the worker protocol, admission
 //! and the reaper live there, without HTTP) or the store, and map the answer and the
@@ -32,6 +34,7 @@
 //! replica settles.)
 
 pub mod auth;
+mod console;
 mod containers;
 mod error;
 mod extract;
@@ -42,6 +45,7 @@ mod ops;
 mod reaper;
 mod state;
 pub mod tenants;
+pub mod throughput;
 pub mod tokens;
 mod workers;
 
@@ -90,6 +94,7 @@ use tower_http::trace::TraceLayer;
         workers::ack,
         workers::release,
         ops::demand,
+        throughput::throughput,
         ops::check,
         ops::openapi,
         ops::metrics,
@@ -131,6 +136,8 @@ use tower_http::trace::TraceLayer;
         berth_api::ResourcesView,
         berth_api::PoolDemandView,
         berth_api::DemandView,
+        berth_api::ThroughputView,
+        berth_api::ThroughputSecond,
         berth_api::ViolationView,
         berth_api::CheckView,
         berth_api::Health,
@@ -255,6 +262,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/workers/{id}/release", post(workers::release))
         .route("/v1/demand", get(ops::demand))
+        .route("/v1/throughput", get(throughput::throughput))
+        .route("/", get(console::page))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
         .route("/v1/check", get(ops::check))
         .route("/openapi.json", get(ops::openapi))
         .route("/metrics", get(ops::metrics))

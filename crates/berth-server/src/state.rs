@@ -104,6 +104,8 @@ pub struct AppState {
     pub protocol: Arc<Protocol>,
     /// Finds the credentials of callers' tokens.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// The last `GET /v1/throughput` answer, reused for a second.
+    pub throughput: Arc<crate::throughput::ThroughputCache>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -130,6 +132,7 @@ impl AppState {
         let auth = crate::auth::Authenticator::new(store.clone(), config.credential_cache_ttl);
         AppState {
             auth: Arc::new(auth),
+            throughput: Arc::default(),
             store,
             engine,
             pools,

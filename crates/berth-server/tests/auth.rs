@@ -334,6 +334,7 @@ fn cases(w: &World) -> Vec<Case> {
         )
         .right(Admin, 200),
         case(Method::GET, "/v1/demand", "/v1/demand").right(Admin, 200),
+        case(Method::GET, "/v1/throughput", "/v1/throughput").right(Admin, 200),
         case(Method::GET, "/v1/check", "/v1/check").right(Admin, 200),
         case(Method::POST, "/v1/tokens", "/v1/tokens")
             .body(json!({"kind": "join"}))

@@ -654,7 +654,9 @@ fn workers() -> Vec<Case> {
 fn others() -> Vec<Case> {
     vec![
         case(Method::GET, "/v1/nothing", None, 404, None),
-        case(Method::GET, "/", None, 404, None),
+        // `/` is the console's page; nothing else under it is served.
+        case(Method::GET, "/console/nothing.js", None, 404, None),
+        case(Method::POST, "/", None, 405, None),
         case(Method::DELETE, "/v1/containers", None, 405, None),
         case(Method::PUT, "/v1/workers/w1/heartbeat", None, 405, None),
         case(Method::PATCH, "/v1/containers/batch", None, 405, None),

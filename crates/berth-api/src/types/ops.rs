@@ -68,3 +68,32 @@ pub struct Health {
     /// `ok` or `ready`.
     pub status: String,
 }
+
+/// Placements per second and their median latency over the last minutes, from the
+/// container records' timestamps (`GET /v1/throughput`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ThroughputView {
+    /// The server's clock when the series was read (ms since the Unix epoch).
+    pub now_ms: u64,
+    /// One entry per second of the window, oldest first; the last is the second that ended
+    /// at `now_ms`.
+    pub seconds: Vec<ThroughputSecond>,
+    /// How many container records were read to build the series.
+    pub records_read: u64,
+    /// True when the read stopped at its limit: placements of records not read are
+    /// missing and the series undercounts (the embedded store gives the newest records by
+    /// submission, Redis a random sample).
+    pub truncated: bool,
+}
+
+/// One second of [`ThroughputView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ThroughputSecond {
+    /// The start of the second (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// How many containers were placed in it (by their `scheduled_at_ms`).
+    pub placed: u64,
+    /// The median time from submit to placement of those of them placed the first time,
+    /// in ms (`null` when there were none).
+    pub p50_latency_ms: Option<u64>,
+}
