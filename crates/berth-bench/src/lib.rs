@@ -13,7 +13,8 @@
 //!   memory, Redis memory.
 //! - `api`: through the HTTP API: 100 concurrent single submits, and batch submits.
 //! - `start`: container starts on real local workers, runc and the process runtime side by
-//!   side: submit to RUNNING and to EXITED, and the runtime's create and start alone.
+//!   side: submit to RUNNING and to EXITED, and the runtime's create and start alone; then
+//!   the warm-start share of a stream of 50 images on 20 workers, image locality on and off.
 //! - `gpu-sharing`: an arrival-only fill of a GPU fleet shaped by Alibaba's 2023 GPU trace,
 //!   spread, pack and the fragmentation-aware policy side by side (the planner alone).
 //!
@@ -31,7 +32,7 @@
 //! - [`load`]: the scale driver behind [`sustained`] and [`c1m`]; [`tenants`]: its
 //!   requests spread over tenants, and their quotas.
 //! - [`api`]: the run through the HTTP API.
-//! - [`start`]: the container start run.
+//! - [`start`]: the container start run; [`locality`]: its warm-start share.
 //! - [`gpu_sharing`]: the GPU-sharing fill.
 //! - [`report`]: the results, as the JSON writes them.
 //! - [`percentile`]: nearest-rank percentiles.
@@ -50,6 +51,7 @@ pub mod fleet;
 pub mod format;
 pub mod gpu_sharing;
 pub mod load;
+pub mod locality;
 pub mod percentile;
 pub mod progress;
 pub mod published;
@@ -95,7 +97,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Sustained => sustained::run(&choice, &settings, &mut report).await,
         Scenario::C1m => c1m::run(&choice, &settings, &mut report).await,
         Scenario::Api => api::run(&choice, &settings, &mut report).await,
-        Scenario::Start => start::run(&choice, &settings, &mut report).await,
+        Scenario::Start => match start::run(&choice, &settings, &mut report).await {
+            Ok(()) => locality::run(&mut report),
+            Err(error) => Err(error),
+        },
         Scenario::GpuSharing => unreachable!("run without a store above"),
     };
     let shutdown = choice.shutdown().await;

@@ -47,6 +47,9 @@ pub struct BenchReport {
     /// The gpu-sharing scenario's results, if it ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gpu_sharing: Vec<GpuSharingResult>,
+    /// The start scenario's warm-start share, if it ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locality: Vec<LocalityResult>,
     /// The verdicts on the targets.
     pub targets: Vec<Verdict>,
     /// Remarks on the run (store fallback, reduced repetitions, ...).
@@ -79,10 +82,44 @@ impl BenchReport {
             api: Vec::new(),
             start: Vec::new(),
             gpu_sharing: Vec::new(),
+            locality: Vec::new(),
             targets: Vec::new(),
             notes: Vec::new(),
         }
     }
+}
+
+/// The warm-start share over a stream of containers of many images (in the JSON under
+/// `locality`; see [`crate::locality`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LocalityResult {
+    /// Workers in the fleet.
+    pub workers: usize,
+    /// Distinct images in the stream.
+    pub images: usize,
+    /// Containers in the stream.
+    pub containers: usize,
+    /// Images each worker keeps.
+    pub cache_images: usize,
+    /// The stream's seed.
+    pub seed: u64,
+    /// With image locality off: the share chance gives.
+    pub off: LocalityRun,
+    /// With image locality on.
+    pub on: LocalityRun,
+}
+
+/// One pass of the stream.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LocalityRun {
+    /// Containers placed.
+    pub placed: usize,
+    /// Placed on a worker that held the image.
+    pub warm: usize,
+    /// `warm / placed`.
+    pub warm_share: f64,
+    /// Containers no worker had room for when they came (dropped).
+    pub refused: usize,
 }
 
 #[cfg(test)]

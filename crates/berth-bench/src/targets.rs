@@ -140,6 +140,7 @@ pub fn judge(report: &BenchReport) -> Vec<Verdict> {
     }
     out.extend(crate::start::verdicts(report));
     out.extend(crate::gpu_sharing::verdicts(report));
+    out.extend(crate::locality::verdicts(report));
     out
 }
 
