@@ -228,6 +228,7 @@ pub fn verdicts(report: &BenchReport) -> Vec<Verdict> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
