@@ -91,7 +91,7 @@ pub trait Fleet: Send + Sync {
 
     /// [`Fleet::heartbeat`], and in the same fenced step replaces the images the worker
     /// reports holding ([`berth_core::Worker::images`]; placement prefers a worker holding a
-    /// request's image). Refused with [`crate::StoreError::Invalid`] (nothing written) when
+    /// request's image). Refused with [`crate::StoreError::InvalidArgument`] (nothing written) when
     /// the list breaks [`crate::check_images`]. The version is not bumped.
     async fn heartbeat_with_images(
         &self,

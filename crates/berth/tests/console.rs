@@ -13,32 +13,15 @@
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
+mod common;
+
+use common::{BERTH, Proc, eventually, free_port};
+
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-
-/// A child process killed (SIGKILL) and reaped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `berth server` on the embedded store whose workers are lost after 2 s of silence,
 /// and the berth processes that call it (all sharing one config directory and its admin
@@ -113,18 +96,6 @@ impl Fleet {
     fn workers(&self) -> Vec<Value> {
         let out = self.berth(&["workers", "--json"]);
         serde_json::from_slice(&out.stdout).unwrap_or_default()
-    }
-}
-
-/// Polls `probe` until it is true, for at most 60 s (bounds a hang; times nothing).
-fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !probe() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

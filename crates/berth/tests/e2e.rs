@@ -12,30 +12,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{BERTH, Proc, eventually, free_port};
+
 use berth_localredis::{LocalRedis, Security};
-use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-
-/// A child process killed (SIGKILL) and reaped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::time::Duration;
 
 /// The config directory every berth process of this test shares (`BERTH_CONFIG_DIR`),
 /// holding the admin token the servers accept and the clients call with. nextest runs each
@@ -100,18 +83,6 @@ fn json(server: &str, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Polls `probe` until it is true, for at most 60 s (bounds a hang; times nothing).
-fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !probe() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn workers_up(server: &str, n: usize) {

@@ -7,12 +7,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
+mod common;
+
+use common::{BERTH, eventually_within, free_port};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// How long the test waits for each step at most (bounds a hang; times nothing).
+const PATIENCE: Duration = Duration::from_secs(90);
 
 /// The server, and every worker the script started (by the pid files it left), killed
 /// when dropped, whether the test passed or not.
@@ -49,14 +53,6 @@ fn still_our_worker(pid: &str, dir: &Path) -> bool {
         let cmdline = String::from_utf8_lossy(&cmdline);
         cmdline.contains("worker") && cmdline.contains(&*dir.to_string_lossy())
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The fake provisioner: `add` starts `count` workers of the pool (ids `auto-N`), each
@@ -105,18 +101,6 @@ fn berth(config_dir: &Path, server: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Polls `probe` until it is true, for at most 90 s (bounds a hang; times nothing).
-fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !probe() {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn workers(config_dir: &Path, server: &str) -> Vec<serde_json::Value> {
     let out = berth(config_dir, server, &["workers", "--json"]);
     assert!(
@@ -163,7 +147,7 @@ fn a_pool_of_no_workers_grows_for_work_and_shrinks_when_idle() {
             .spawn()
             .unwrap(),
     );
-    eventually("the server to answer", || {
+    eventually_within("the server to answer", PATIENCE, || {
         berth(&config_dir, &server, &["workers", "--json"])
             .status
             .success()
@@ -191,7 +175,7 @@ fn a_pool_of_no_workers_grows_for_work_and_shrinks_when_idle() {
         .count();
     assert_eq!(started, 1, "one worker for one small request");
 
-    eventually("the idle worker removed and gone", || {
+    eventually_within("the idle worker removed and gone", PATIENCE, || {
         let removed = std::fs::read_to_string(spawned.join("removed")).unwrap_or_default();
         removed.trim() == "auto-0" && workers(&config_dir, &server).is_empty()
     });
