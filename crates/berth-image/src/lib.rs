@@ -77,23 +77,31 @@
 //! - `error`: [`ImageError`].
 //! - `testing` (feature `testing`): writing layouts and archives for tests.
 
+mod auth;
 mod busybox;
+mod cache;
 mod config;
 mod confined;
 mod error;
 mod layout;
+pub mod metrics;
 mod reference;
+mod registry;
+mod slots;
 mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod unpack;
 mod user;
 
+pub use auth::default_auth_file;
 pub use busybox::DEFAULT_BUSYBOX;
+pub use cache::HeldImage;
 pub use config::ImageConfig;
 pub use error::ImageError;
 pub use layout::MAX_METADATA_BYTES;
-pub use store::{ImageStore, PreparedImage};
+pub use registry::RegistryOptions;
+pub use store::{DEFAULT_CACHE_LIMIT, ImageStore, PreparedImage};
 pub use unpack::{MAX_ENTRIES, MAX_IMAGE_BYTES};
 pub use user::resolve_user;
 #[cfg(test)]

@@ -4,22 +4,30 @@
 //! - `images/<id>/rootfs` and `images/<id>/config.json` (`:` in the id becomes `-`): a
 //!   prepared image. The directory appears only by a rename of a finished one, so one that
 //!   exists is complete.
+//! - `registry/`: an OCI layout holding the blobs pulled from registries
+//!   (`blobs/sha256/<hex>`), shared by every pulled image.
 //! - `tmp/<pid>-<random>`: work in progress (an image being unpacked, an archive being
-//!   extracted). Removed when done or failed; those of dead processes at the next `open`.
+//!   extracted, a blob being fetched, an image being removed). Removed when done or
+//!   failed; those of dead processes at the next `open`.
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::UNIX_EPOCH;
 
+use crate::cache::{Cache, HeldImage};
 use crate::config::ImageConfig;
 use crate::error::{ImageError, IoContext};
 use crate::reference::{self, Source};
+use crate::registry::{self, BlobDir, RegistryOptions};
+use crate::slots::{Slots, lock};
 use crate::unpack::{self, LayerOptions};
-use crate::{busybox, layout};
+use crate::{busybox, layout, metrics};
+
+/// The default size limit of the store (20 GiB): see [`ImageStore::with_cache_limit`].
+pub const DEFAULT_CACHE_LIMIT: u64 = 20 << 30;
 
 /// A prepared image: its rootfs on disk and its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +63,19 @@ pub struct ImageStore {
     sources: Slots<String>,
     /// How many images this store built (rather than found on disk).
     unpacked: AtomicU64,
+    /// How registries are reached.
+    registry: RegistryOptions,
+    /// The blobs pulled from registries.
+    blobs: BlobDir,
+    /// Read-held while a registry image is pulled and unpacked, write-held while unused
+    /// blobs are removed, so that a blob is never removed between its check and its use.
+    blob_use: RwLock<()>,
+    /// Sizes, uses and references of the images prepared by this process. Its lock is
+    /// never held while an image slot's is taken, except by the collector, which only
+    /// tries them.
+    cache: Mutex<Cache>,
+    /// The size above which the least recently used images not in use are evicted.
+    limit: u64,
 }
 
 impl ImageStore {
@@ -62,18 +83,23 @@ impl ImageStore {
     /// removes the work directories that dead processes left there.
     pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore, ImageError> {
         let root = root.into();
-        for dir in ["images", "tmp"] {
+        for dir in ["images", "tmp", "registry"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).context(|| format!("creating {}", path.display()))?;
         }
         remove_stale_work(&root.join("tmp"));
         let mut store = ImageStore {
-            root,
+            root: root.clone(),
             busybox: PathBuf::from(busybox::DEFAULT_BUSYBOX),
             preserve_owners: false,
             images: Slots::default(),
             sources: Slots::default(),
             unpacked: AtomicU64::new(0),
+            registry: RegistryOptions::default(),
+            blobs: BlobDir::open(root.join("registry"))?,
+            blob_use: RwLock::new(()),
+            cache: Mutex::new(Cache::default()),
+            limit: DEFAULT_CACHE_LIMIT,
         };
         // What we create is owned by our effective uid: root may keep the layers' owners.
         store.preserve_owners = store
@@ -90,9 +116,131 @@ impl ImageStore {
         self
     }
 
-    /// The image for `image` (`None`: berth's default rootfs), unpacked on first use and
-    /// shared after. See the [crate docs](crate) for the references accepted.
+    /// Reaches registries with these options (credentials, plain-HTTP registries).
+    pub fn with_registry(mut self, options: RegistryOptions) -> ImageStore {
+        self.registry = options;
+        self
+    }
+
+    /// Keeps the images and blobs this process prepared under `bytes`
+    /// ([`DEFAULT_CACHE_LIMIT`] if not set): after each `prepare`, the least recently used
+    /// images not in use are removed until the total fits.
+    pub fn with_cache_limit(mut self, bytes: u64) -> ImageStore {
+        self.limit = bytes;
+        self
+    }
+
+    /// The image for `image` (`None`: berth's default rootfs), pulled or unpacked on
+    /// first use and shared after. See the [crate docs](crate) for the references
+    /// accepted. The returned `Arc` is the lease: while a clone of it lives (hold it for
+    /// the container's life), garbage collection keeps the image.
     pub fn prepare(&self, image: Option<&str>) -> Result<Arc<PreparedImage>, ImageError> {
+        let prepared = self.prepare_uncounted(image)?;
+        self.note_use(&prepared, image)?;
+        self.collect_garbage();
+        Ok(prepared)
+    }
+
+    /// At most `max` images this store holds, most recently used first, each with the
+    /// reference as the request spelled it (an image named two ways is listed twice).
+    /// The default rootfs is not listed.
+    pub fn held(&self, max: usize) -> Vec<HeldImage> {
+        lock(&self.cache).held(max)
+    }
+
+    /// The bytes the images and blobs prepared by this process take on disk.
+    pub fn cached_bytes(&self) -> u64 {
+        lock(&self.cache).total_bytes()
+    }
+
+    /// Removes the least recently used images not in use (no clone of their
+    /// [`PreparedImage`] alive outside the store) until the cache fits its limit, then the
+    /// blobs no image uses. Runs after every `prepare`; call it after releasing images to
+    /// reclaim space sooner. Failures are logged, not returned.
+    pub fn collect_garbage(&self) {
+        let mut cache = lock(&self.cache);
+        for id in cache.victims(self.limit, |id| self.in_use(id)) {
+            if self.evict(&id) {
+                cache.remove(&id);
+            }
+        }
+        let Ok(_exclusive) = self.blob_use.try_write() else {
+            return; // A pull is in progress: its blobs stay; the next run removes them.
+        };
+        for digest in cache.unused_blobs() {
+            let path = self.blobs.path(&digest);
+            match fs::remove_file(&path) {
+                Ok(()) => cache.remove_blob(&digest),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => cache.remove_blob(&digest),
+                Err(e) => tracing::warn!(%digest, error = %e, "cannot remove an unused blob"),
+            }
+        }
+    }
+
+    /// Whether image `id` is leased (or being prepared right now).
+    fn in_use(&self, id: &str) -> bool {
+        let Some(slot) = self.images.get(id) else {
+            return false;
+        };
+        let Ok(prepared) = slot.try_lock() else {
+            return true;
+        };
+        prepared
+            .as_ref()
+            .is_some_and(|image| Arc::strong_count(image) > 1)
+    }
+
+    /// Removes image `id` from memory and disk unless it got leased meanwhile; whether it
+    /// is gone. The directory is renamed away first, so no half image stays in place.
+    fn evict(&self, id: &str) -> bool {
+        let Some(slot) = self.images.get(id) else {
+            return true;
+        };
+        let Ok(mut prepared) = slot.try_lock() else {
+            return false;
+        };
+        if prepared
+            .as_ref()
+            .is_some_and(|image| Arc::strong_count(image) > 1)
+        {
+            return false;
+        }
+        let gone = self.work_dir().and_then(|work| {
+            let dir = self.image_dir(id);
+            let trash = work.path().join("image");
+            fs::rename(&dir, &trash).context(|| format!("removing {}", dir.display()))
+        });
+        match gone {
+            Ok(()) => {
+                *prepared = None;
+                metrics::evicted();
+                tracing::info!(image = %id, "image evicted from the cache");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(image = %id, error = %e, "cannot evict an image");
+                false
+            }
+        }
+    }
+
+    /// Records a use of `prepared` (measuring it on first sight) by `reference`.
+    fn note_use(
+        &self,
+        prepared: &PreparedImage,
+        reference: Option<&str>,
+    ) -> Result<(), ImageError> {
+        if !lock(&self.cache).knows(&prepared.id) {
+            let dir = self.image_dir(&prepared.id);
+            let bytes = dir_size(&dir).context(|| format!("measuring {}", dir.display()))?;
+            lock(&self.cache).record(&prepared.id, bytes, Vec::new());
+        }
+        lock(&self.cache).touch(&prepared.id, reference);
+        Ok(())
+    }
+
+    /// [`ImageStore::prepare`] without the bookkeeping.
+    fn prepare_uncounted(&self, image: Option<&str>) -> Result<Arc<PreparedImage>, ImageError> {
         let Some(image) = image else {
             return self.prepare_default();
         };
@@ -105,7 +253,56 @@ impl ImageStore {
                 })
             }
             Source::Archive { file, tag } => self.prepare_archive(&file, tag.as_deref()),
+            Source::Registry(reference) => self.prepare_registry(&reference),
         }
+    }
+
+    /// A registry image: found by what its reference was last resolved to in this
+    /// process, or pulled (blobs already here are not fetched again) and unpacked. The
+    /// reference's slot is held throughout, so concurrent calls pull once.
+    fn prepare_registry(
+        &self,
+        reference: &oci_client::Reference,
+    ) -> Result<Arc<PreparedImage>, ImageError> {
+        let slot = self
+            .sources
+            .slot(format!("registry\0{}", reference.whole()));
+        let mut known = lock(&slot);
+        if let Some(id) = known.as_ref()
+            && let Some(image) = self.lookup(id)?
+        {
+            return Ok(image);
+        }
+        let _blobs_kept = self
+            .blob_use
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tmp = self.work_dir()?;
+        let started = std::time::Instant::now();
+        let pulled = registry::pull(reference, &self.registry, &self.blobs, tmp.path())?;
+        let id = known.insert(pulled.manifest.digest().to_string()).clone();
+        tracing::info!(image = %reference, %id, seconds = started.elapsed().as_secs_f64(), "image pulled");
+        let options = self.layer_options();
+        let image = self.prepare_id(&id, |rootfs| {
+            layout::unpack_image(&self.blobs.layout, &pulled.manifest, rootfs, options)
+        })?;
+        self.record_blobs(&image, &pulled.blobs)?;
+        Ok(image)
+    }
+
+    /// Records a pulled image with the blobs it was pulled from, for the cache's size.
+    fn record_blobs(&self, image: &PreparedImage, blobs: &[String]) -> Result<(), ImageError> {
+        let dir = self.image_dir(&image.id);
+        let bytes = dir_size(&dir).context(|| format!("measuring {}", dir.display()))?;
+        let sized = blobs
+            .iter()
+            .map(|digest| {
+                let size = fs::metadata(self.blobs.path(digest)).map_or(0, |m| m.len());
+                (digest.clone(), size)
+            })
+            .collect();
+        lock(&self.cache).record(&image.id, bytes, sized);
+        Ok(())
     }
 
     /// How many images this store has unpacked or built itself, not counting those it
@@ -168,10 +365,14 @@ impl ImageStore {
         let slot = self.images.slot(id.to_owned());
         let mut prepared = lock(&slot);
         if let Some(image) = prepared.as_ref() {
+            metrics::hit();
             return Ok(image.clone());
         }
         let image = match self.load(id)? {
-            Some(image) => image,
+            Some(image) => {
+                metrics::hit();
+                image
+            }
             None => self.build(id, build)?,
         };
         Ok(prepared.insert(Arc::new(image)).clone())
@@ -182,6 +383,7 @@ impl ImageStore {
         let slot = self.images.slot(id.to_owned());
         let mut prepared = lock(&slot);
         if let Some(image) = prepared.as_ref() {
+            metrics::hit();
             return Ok(Some(image.clone()));
         }
         Ok(self
@@ -313,25 +515,17 @@ fn fingerprint(file: &Path, tag: Option<&str>) -> std::io::Result<String> {
     ))
 }
 
-/// A map of lazily filled slots, each behind its own lock.
-#[derive(Debug)]
-struct Slots<V>(Mutex<HashMap<String, Arc<Mutex<Option<V>>>>>);
-
-impl<V> Default for Slots<V> {
-    fn default() -> Self {
-        Slots(Mutex::new(HashMap::new()))
+/// The bytes of the regular files under `dir` (symlinks not followed).
+fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.path().symlink_metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
-}
-
-impl<V> Slots<V> {
-    /// The slot for `key`, created empty on first use.
-    fn slot(&self, key: String) -> Arc<Mutex<Option<V>>> {
-        lock(&self.0).entry(key).or_default().clone()
-    }
-}
-
-/// Locks a mutex; a panic of another holder leaves nothing half done here (slots are
-/// filled in one assignment), so poisoning is ignored.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    Ok(total)
 }

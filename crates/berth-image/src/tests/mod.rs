@@ -3,6 +3,7 @@
 mod default_rootfs;
 mod escapes;
 mod layouts;
+mod registry;
 
 use std::path::Path;
 
