@@ -2,6 +2,7 @@
 
 mod default_rootfs;
 mod escapes;
+mod gc;
 mod layouts;
 mod registry;
 
