@@ -141,6 +141,17 @@ impl ImageStore {
         Ok(prepared)
     }
 
+    /// A lease on the prepared image `id` (a [`PreparedImage::id`]) if it is on disk, for a
+    /// container that outlived the process that prepared its image (adopted after a
+    /// restart): while the returned `Arc` lives, garbage collection keeps the image.
+    pub fn lease(&self, id: &str) -> Result<Option<Arc<PreparedImage>>, ImageError> {
+        let Some(image) = self.lookup(id)? else {
+            return Ok(None);
+        };
+        self.note_use(&image, None)?;
+        Ok(Some(image))
+    }
+
     /// At most `max` images this store holds, most recently used first, each with the
     /// reference as the request spelled it (an image named two ways is listed twice).
     /// The default rootfs is not listed.

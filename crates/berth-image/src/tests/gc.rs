@@ -11,8 +11,13 @@ use crate::testing;
 fn big_image(dir: &Path, name: &str) -> (String, String) {
     let layout = dir.join(name);
     let content = name.repeat(100_000 / name.len());
-    let id = testing::write_layout(&layout, &[("data", content.as_bytes(), 0o644)], &app_config(), None)
-        .unwrap();
+    let id = testing::write_layout(
+        &layout,
+        &[("data", content.as_bytes(), 0o644)],
+        &app_config(),
+        None,
+    )
+    .unwrap();
     (format!("oci:{}", layout.display()), id)
 }
 
@@ -50,5 +55,8 @@ fn over_its_limit_the_store_evicts_the_least_recently_used_image_not_in_use() {
     let mut expected = vec![dir_name(&y_id), dir_name(&z_id)];
     expected.sort();
     assert_eq!(names(&root.join("images")), expected);
-    assert!(names(&root.join("tmp")).is_empty(), "evicted images are removed");
+    assert!(
+        names(&root.join("tmp")).is_empty(),
+        "evicted images are removed"
+    );
 }

@@ -7,8 +7,10 @@ use super::follow;
 use crate::logs::SharedLog;
 use crate::runtime::{ContainerHandle, Exit};
 use async_trait::async_trait;
+use berth_image::PreparedImage;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::Child;
 use tokio::task::JoinHandle;
@@ -62,6 +64,9 @@ pub struct RuncHandle {
     pub(super) killed: bool,
     /// How it ended, once cleaned up.
     pub(super) exit: Option<Exit>,
+    /// The lease on the container's image: while it is held, the image store's garbage
+    /// collection keeps the image. Released when the container is deleted.
+    pub(super) image: Option<Arc<PreparedImage>>,
 }
 
 impl RuncHandle {
@@ -77,6 +82,7 @@ impl RuncHandle {
         limit: Duration,
         log: SharedLog,
         max_line_bytes: usize,
+        image: Option<Arc<PreparedImage>>,
     ) -> RuncHandle {
         let follow_done = CancellationToken::new();
         let follower = follow::spawn(
@@ -98,6 +104,7 @@ impl RuncHandle {
             follow_done,
             timed_out: false,
             killed: false,
+            image,
             exit: None,
         }
     }
@@ -159,6 +166,7 @@ impl RuncHandle {
             tracing::warn!(id = %self.id, error = %err, "cannot delete a container");
         }
         self.bundle.remove().await;
+        self.image = None;
         let exit = self.exit_of(code, oom_kills);
         self.exit = Some(exit.clone());
         exit
