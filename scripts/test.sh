@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite: installs what the tests need (redis-server
-# and redis-cli, runc and a static busybox for containers, cargo-nextest) if
+# and redis-cli, runc and a static busybox for containers, docker-registry and
+# skopeo for image pulls, cargo-nextest) if
 # missing, then runs every test with nextest, then a bounded API fuzz
 # (scripts/fuzz-api.sh: schemathesis, pip-installed at a pinned version, against
 # `berth server` on the embedded store and on Redis), then the doc tests (nextest
@@ -73,6 +74,18 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 if ! command -v promtool >/dev/null 2>&1; then
     log "promtool is still not on PATH; install the Debian package prometheus and retry"
+    exit 1
+fi
+
+# Images: pulls are tested against Debian's distribution registry on loopback, with
+# images pushed by skopeo.
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; then
+    log "docker-registry or skopeo missing: installing the Debian packages docker-registry and skopeo"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry skopeo
+fi
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; then
+    log "docker-registry or skopeo is still not on PATH; install both Debian packages and retry"
     exit 1
 fi
 
