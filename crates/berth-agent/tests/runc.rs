@@ -426,9 +426,11 @@ async fn start_errors_say_what_is_wrong() {
         "{err}"
     );
     let mut registry = spec("w-err", &["true"], 100, 64);
-    registry.payload.image = Some("python:3.11".into());
+    // Nothing listens on port 1: the pull fails at once, without the network.
+    registry.payload.image = Some("127.0.0.1:1/python:3.11".into());
     let err = rt.start(registry).await.err().unwrap();
     assert!(matches!(err, StartError::Image(_)), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1/python:3.11"), "{err}");
     let err = rt
         .start(spec("w-err", &["true"], 100, 0))
         .await
