@@ -50,7 +50,7 @@ impl LocalRegistry {
     }
 
     /// Pushes the image tagged `tag` in the OCI layout `layout` to `<addr>/<target>`
-    /// (`repo:tag`) with skopeo, with basic credentials if given.
+    /// (`repo:tag`) with skopeo, as it is, with basic credentials if given.
     pub fn push(
         &self,
         layout: &Path,
@@ -58,12 +58,26 @@ impl LocalRegistry {
         target: &str,
         creds: Option<&str>,
     ) -> io::Result<()> {
-        let mut skopeo = Command::new("skopeo");
-        skopeo.args(["copy", "--quiet", "--dest-tls-verify=false"]);
-        if let Some(creds) = creds {
-            skopeo.arg(format!("--dest-creds={creds}"));
-        }
-        let output = skopeo
+        let creds = creds.map(|creds| format!("--dest-creds={creds}"));
+        self.skopeo_copy(layout, tag, target, creds.as_slice())
+    }
+
+    /// Like [`LocalRegistry::push`] without credentials, converted to Docker's image
+    /// manifest (schema 2) and media types, as Docker Hub serves most images.
+    pub fn push_docker_format(&self, layout: &Path, tag: &str, target: &str) -> io::Result<()> {
+        self.skopeo_copy(layout, tag, target, &["--format=v2s2".to_owned()])
+    }
+
+    fn skopeo_copy(
+        &self,
+        layout: &Path,
+        tag: &str,
+        target: &str,
+        extra: &[String],
+    ) -> io::Result<()> {
+        let output = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .args(extra)
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{}/{target}", self.addr))
             .output()

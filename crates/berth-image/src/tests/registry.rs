@@ -65,6 +65,24 @@ fn a_pulled_image_has_its_layers_with_whiteouts_applied() {
 }
 
 #[test]
+fn a_docker_schema2_image_pulls_too() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let oci_digest = two_layer_layout(&work.path().join("layout"));
+    registry
+        .push_docker_format(&work.path().join("layout"), "v1", "docker:v1")
+        .unwrap();
+    let store = store_at(&work.path().join("store"));
+    let image = store
+        .prepare(Some(&format!("{}/docker:v1", registry.addr)))
+        .unwrap();
+    assert_ne!(image.id, oci_digest, "converted, so another manifest");
+    assert_eq!(image.config, app_config());
+    assert_eq!(std::fs::read(image.rootfs.join("d/new")).unwrap(), b"new");
+    assert!(!image.rootfs.join("a/gone").exists());
+}
+
+#[test]
 fn an_unknown_tag_or_registry_is_a_pull_failure_a_bad_reference_is_not() {
     let registry = LocalRegistry::start(None).unwrap();
     let work = tempfile::tempdir().unwrap();
