@@ -98,6 +98,7 @@
 //! - `reference`: parsing image references.
 //! - `registry`: pulling into the blob directory, verified; [`RegistryOptions`].
 //! - `auth`: credentials from a docker `config.json`.
+//! - `capped`: a writer that stops a blob at its announced size.
 //! - `metrics`: the counters' names.
 //! - `layout`: reading an OCI layout: manifest selection, blob verification, layers.
 //! - `unpack`: tar streams to disk: layers with whiteouts, layout archives; the limits.
@@ -112,6 +113,7 @@
 mod auth;
 mod busybox;
 mod cache;
+mod capped;
 mod config;
 mod confined;
 mod error;

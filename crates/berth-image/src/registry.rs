@@ -18,6 +18,7 @@ use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth;
+use crate::capped::Capped;
 use crate::error::{ImageError, IoContext};
 use crate::layout::{self, MAX_METADATA_BYTES, hex};
 use crate::metrics;
@@ -278,7 +279,7 @@ async fn fetch_blob(
         ..OciDescriptor::default()
     };
     client
-        .pull_blob(reference, &wanted, file)
+        .pull_blob(reference, &wanted, Capped::new(file, descriptor.size()))
         .await
         .map_err(|e| oci_error(reference, auth, e))?;
     layout::verify_file(work.path(), descriptor)?;

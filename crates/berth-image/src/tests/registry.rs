@@ -253,3 +253,27 @@ fn twenty_concurrent_prepares_of_one_image_fetch_each_blob_once() {
     assert_eq!(registry.gets("blobs").unwrap() - blobs_before, 3);
     assert_eq!(store.unpacked_count(), 1);
 }
+
+#[test]
+fn a_blob_longer_than_its_descriptor_is_cut_off() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let digest =
+        testing::write_layout(&layout, &[("f", b"x", 0o644)], &app_config(), Some("v1")).unwrap();
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap(),
+    )
+    .unwrap();
+    let blob = registry.blob_file(manifest.layers()[0].digest().as_ref());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
+    std::fs::write(&blob, bytes).unwrap();
+    let store = store_at(&work.path().join("store"));
+    let error = store
+        .prepare(Some(&format!("{}/app:v1", registry.addr)))
+        .unwrap_err();
+    assert!(error.is_pull_failure(), "{error}");
+    assert!(error.to_string().contains("more bytes than"), "{error}");
+}
