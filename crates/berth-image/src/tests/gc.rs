@@ -60,3 +60,20 @@ fn over_its_limit_the_store_evicts_the_least_recently_used_image_not_in_use() {
         "evicted images are removed"
     );
 }
+
+#[test]
+fn a_lease_taken_after_a_restart_keeps_the_image() {
+    let work = tempfile::tempdir().unwrap();
+    let (x, x_id) = big_image(work.path(), "xx");
+    let (y, _) = big_image(work.path(), "yy");
+    let root = work.path().join("store");
+    drop(ImageStore::open(&root).unwrap().prepare(Some(&x)).unwrap());
+    // A restarted agent: the image is on disk, its container adopted.
+    let store = ImageStore::open(&root).unwrap().with_cache_limit(0);
+    let leased = store.lease(&x_id).unwrap().expect("on disk");
+    assert!(store.lease("sha256:0000").unwrap().is_none());
+    drop(store.prepare(Some(&y)).unwrap());
+    store.collect_garbage();
+    assert_eq!(names(&root.join("images")), vec![dir_name(&x_id)]);
+    assert!(leased.rootfs.join("data").is_file());
+}

@@ -7,7 +7,7 @@ use super::follow;
 use crate::logs::SharedLog;
 use crate::runtime::{ContainerHandle, Exit};
 use async_trait::async_trait;
-use berth_image::PreparedImage;
+use berth_image::{ImageStore, PreparedImage};
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub struct Context {
     pub cgroups: CgroupVersion,
     /// How long the container has to stop after SIGTERM.
     pub stop_grace: Duration,
+    /// The worker's image store, to collect garbage when a container releases its image.
+    pub images: Arc<ImageStore>,
 }
 
 /// One container under runc.
@@ -166,10 +168,21 @@ impl RuncHandle {
             tracing::warn!(id = %self.id, error = %err, "cannot delete a container");
         }
         self.bundle.remove().await;
-        self.image = None;
+        self.release_image().await;
         let exit = self.exit_of(code, oom_kills);
         self.exit = Some(exit.clone());
         exit
+    }
+
+    /// Drops the lease on the image; with no container of it left, the image may go now
+    /// rather than at the next start's collection.
+    async fn release_image(&mut self) {
+        if self.image.take().is_some() {
+            let images = self.context.images.clone();
+            if let Err(err) = tokio::task::spawn_blocking(move || images.collect_garbage()).await {
+                tracing::warn!(error = %err, "collecting image garbage panicked");
+            }
+        }
     }
 
     fn exit_of(&self, code: Option<i32>, oom_kills: u64) -> Exit {

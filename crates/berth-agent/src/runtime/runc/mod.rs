@@ -166,7 +166,6 @@ pub enum RuncSetupError {
 pub struct RuncRuntime {
     config: RuncConfig,
     context: Context,
-    images: Arc<ImageStore>,
 }
 
 impl std::fmt::Debug for RuncRuntime {
@@ -205,9 +204,9 @@ impl RuncRuntime {
                 runc,
                 cgroups,
                 stop_grace: config.stop_grace,
+                images: Arc::new(images),
             },
             config,
-            images: Arc::new(images),
         })
     }
 
@@ -228,7 +227,7 @@ impl RuncRuntime {
 
     /// The worker's image store (e.g. for [`ImageStore::held`] in heartbeats).
     pub fn images(&self) -> &Arc<ImageStore> {
-        &self.images
+        &self.context.images
     }
 
     fn bundle(&self, id: &str) -> Bundle {
@@ -236,7 +235,7 @@ impl RuncRuntime {
     }
 
     async fn prepare_image(&self, image: Option<&str>) -> Result<Arc<PreparedImage>, StartError> {
-        let images = self.images.clone();
+        let images = self.context.images.clone();
         let image = image.map(str::to_owned);
         tokio::task::spawn_blocking(move || images.prepare(image.as_deref()))
             .await
@@ -247,7 +246,7 @@ impl RuncRuntime {
     /// A lease on an adopted container's image, if it is still there. Failures are
     /// logged: the container runs on either way.
     async fn lease_image(&self, id: Option<&str>) -> Option<Arc<PreparedImage>> {
-        let images = self.images.clone();
+        let images = self.context.images.clone();
         let id = id?.to_owned();
         match tokio::task::spawn_blocking(move || images.lease(&id)).await {
             Ok(Ok(image)) => image,
