@@ -77,6 +77,17 @@ if ! command -v promtool >/dev/null 2>&1; then
     exit 1
 fi
 
+# Building: registry pulls use TLS through the system's OpenSSL (native-tls).
+if ! pkg-config --exists openssl 2>/dev/null; then
+    log "OpenSSL's headers missing: installing the Debian packages libssl-dev and pkg-config"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl-dev pkg-config
+fi
+if ! pkg-config --exists openssl 2>/dev/null; then
+    log "OpenSSL's headers are still missing; install libssl-dev and pkg-config and retry"
+    exit 1
+fi
+
 # Images: pulls are tested against Debian's distribution registry on loopback, with
 # images pushed by skopeo.
 if ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; then

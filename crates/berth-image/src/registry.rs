@@ -143,9 +143,6 @@ pub(crate) fn pull(
 fn client_for(reference: &Reference, options: &RegistryOptions) -> Client {
     let registry = reference.resolve_registry();
     let plain = is_loopback(registry) || options.insecure.iter().any(|r| r == registry);
-    // reqwest's rustls needs a process-wide provider; ring is the workspace's. Installing
-    // it twice fails harmlessly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::new(ClientConfig {
         protocol: if plain {
             ClientProtocol::Http
