@@ -90,8 +90,8 @@
 //!
 //! # Layout
 //!
-//! - `store`: [`ImageStore`], [`PreparedImage`]; the on-disk layout of the store,
-//!   leases and eviction.
+//! - `store`: [`ImageStore`], [`PreparedImage`]; the on-disk layout of the store;
+//!   `store::gc`, leases, the bookkeeping of uses and eviction.
 //! - `cache`: the bookkeeping of sizes, uses and references, and the LRU choice;
 //!   [`HeldImage`].
 //! - `slots`: per-key locks that make concurrent calls do the work once.
