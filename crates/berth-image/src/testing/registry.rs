@@ -68,6 +68,12 @@ impl LocalRegistry {
         self.skopeo_copy(layout, tag, target, &["--format=v2s2".to_owned()])
     }
 
+    /// Like [`LocalRegistry::push`] without credentials, for an image index: every
+    /// image it lists is pushed.
+    pub fn push_all(&self, layout: &Path, tag: &str, target: &str) -> io::Result<()> {
+        self.skopeo_copy(layout, tag, target, &["--all".to_owned()])
+    }
+
     fn skopeo_copy(
         &self,
         layout: &Path,

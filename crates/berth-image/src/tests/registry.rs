@@ -277,3 +277,65 @@ fn a_blob_longer_than_its_descriptor_is_cut_off() {
     assert!(error.is_pull_failure(), "{error}");
     assert!(error.to_string().contains("more bytes than"), "{error}");
 }
+
+/// Wraps the manifest tagged `v1` of `layout` in an image index listing it for linux on
+/// this machine's architecture (and a second image for another one), tagged `multi`.
+fn wrap_in_index(layout: &Path, manifest_digest: &str, other_digest: &str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let blob = |digest: &str| {
+        std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap()
+    };
+    let entry = |digest: &str, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": blob(digest).len(),
+            "platform": { "os": "linux", "architecture": arch },
+        })
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(other_digest, "s390x"), entry(manifest_digest, arch)],
+    }))
+    .unwrap();
+    let hex = crate::layout::hex(&<sha2::Sha256 as sha2::Digest>::digest(&index));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &index).unwrap();
+    let outer = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": index.len(),
+            "annotations": { "org.opencontainers.image.ref.name": "multi" },
+        }],
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&outer).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn from_a_multi_platform_index_this_platform_s_image_is_pulled() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let other =
+        testing::write_layout(&layout, &[("other", b"", 0o644)], &app_config(), None).unwrap();
+    let ours = two_layer_layout(&layout);
+    wrap_in_index(&layout, &ours, &other);
+    registry.push_all(&layout, "multi", "multi:v1").unwrap();
+    let store = store_at(&work.path().join("store"));
+    let image = store
+        .prepare(Some(&format!("{}/multi:v1", registry.addr)))
+        .unwrap();
+    assert_eq!(image.id, ours);
+    assert!(image.rootfs.join("d/new").is_file());
+    assert!(!image.rootfs.join("other").exists());
+}
