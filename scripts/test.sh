@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite: installs what the tests need (redis-server
 # and redis-cli, runc and a static busybox for containers, promtool, chromium and
-# chromedriver for the console's browser tests, cargo-nextest) if
+# chromedriver for the console's browser tests, docker-registry and skopeo for image
+# pulls, OpenSSL's headers for building, cargo-nextest) if
 # missing, then runs every test with nextest, then a bounded API fuzz
 # (scripts/fuzz-api.sh: schemathesis, pip-installed at a pinned version, against
 # `berth server` on the embedded store and on Redis), then the doc tests (nextest
@@ -91,6 +92,29 @@ for prog in chromium chromedriver; do
     fi
 done
 log "using $(command -v chromium): $(chromium --version 2>/dev/null | head -n1)"
+
+# Building: registry pulls use TLS through the system's OpenSSL (native-tls).
+if ! pkg-config --exists openssl 2>/dev/null; then
+    log "OpenSSL's headers missing: installing the Debian packages libssl-dev and pkg-config"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl-dev pkg-config
+fi
+if ! pkg-config --exists openssl 2>/dev/null; then
+    log "OpenSSL's headers are still missing; install libssl-dev and pkg-config and retry"
+    exit 1
+fi
+
+# Images: pulls are tested against Debian's distribution registry on loopback, with
+# images pushed by skopeo.
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; then
+    log "docker-registry or skopeo missing: installing the Debian packages docker-registry and skopeo"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry skopeo
+fi
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; then
+    log "docker-registry or skopeo is still not on PATH; install both Debian packages and retry"
+    exit 1
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest missing: installing it with cargo install cargo-nextest --locked"

@@ -6,6 +6,7 @@ use crate::retry::RetryPolicy;
 use crate::runtime::runc::BindMount;
 use crate::runtime::{ProcessRuntimeConfig, RuncConfig};
 use berth_core::{GpuDevice, GpuType, PoolName, Resources, WorkerId};
+use berth_image::RegistryOptions;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -288,6 +289,12 @@ pub struct AgentConfig {
     pub pids_limit: i64,
     /// Host paths bound into every container under runc (default none).
     pub mounts: Vec<BindMount>,
+    /// The most bytes the image cache keeps of images not in use (default 20 GiB).
+    pub image_cache_limit: u64,
+    /// How registries are reached: a docker `config.json` with credentials (default
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` if present) and the
+    /// registries reached over plain HTTP besides loopback ones (default none).
+    pub registry: RegistryOptions,
     /// The join token the worker registers with the first time (default none: a server
     /// that needs one refuses the registration). The registration answers with the
     /// worker's own credential, kept in [`AgentConfig::credential_file`].
@@ -338,6 +345,8 @@ impl AgentConfig {
             host_network: runc.host_network,
             pids_limit: runc.pids_limit,
             mounts: runc.mounts,
+            image_cache_limit: runc.image_cache_limit,
+            registry: runc.registry,
             join_token: None,
         }
     }
@@ -370,6 +379,8 @@ impl AgentConfig {
         config.pids_limit = self.pids_limit;
         config.host_network = self.host_network;
         config.mounts = self.mounts.clone();
+        config.image_cache_limit = self.image_cache_limit;
+        config.registry = self.registry.clone();
         config
     }
 

@@ -362,6 +362,59 @@ async fn an_image_from_an_oci_layout_runs_as_its_user() {
     assert_eq!(logs, vec!["0"], "root only when the image asks for it");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_image_runs_and_its_lease_keeps_it_until_the_container_ends() {
+    let dir = TempDir::new().unwrap();
+    let registry = berth_image::testing::registry::LocalRegistry::start(None)
+        .expect("docker-registry must be installed (apt-get install docker-registry skopeo)");
+    let layout = dir.path().join("layout");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    berth_image::testing::write_layout(
+        &layout,
+        &[
+            ("bin/busybox", &busybox, 0o755),
+            ("hello.txt", b"hello from the registry\n", 0o644),
+        ],
+        &ImageConfig {
+            env: vec!["PATH=/bin".into()],
+            ..ImageConfig::default()
+        },
+        Some("v1"),
+    )
+    .unwrap();
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let mut config = config(&dir, "w-pull");
+    // Nothing is kept that no container uses: only the lease keeps an image.
+    config.image_cache_limit = 0;
+    let rt = RuncRuntime::new(config).await.unwrap();
+    let reference = format!("{}/app:v1", registry.addr);
+    let command = [
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "sleep 1; busybox cat /hello.txt",
+    ];
+    let mut pulled = spec("w-pull", &command, 100, 64);
+    pulled.payload.image = Some(reference.clone());
+    let mut handle = rt.start(pulled).await.unwrap();
+    // Another container's prepare collects garbage while the first runs.
+    let (exit, _) = run(&rt, spec("w-pull", &["true"], 100, 64)).await;
+    assert_eq!(exit, Exit::Exited { code: 0 });
+    let held = rt.images().held(10);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].reference, reference);
+    assert_eq!(
+        rt.held_images(),
+        vec![reference.clone()],
+        "what heartbeats report"
+    );
+    assert_eq!(handle.wait().await, Exit::Exited { code: 0 });
+    assert_eq!(handle.logs(), vec!["hello from the registry"]);
+    // Ended, the container released its image, and the release collected it.
+    assert!(rt.images().held(10).is_empty());
+    assert_eq!(leftovers(&dir, "w-pull"), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn start_errors_say_what_is_wrong() {
     let dir = TempDir::new().unwrap();
@@ -376,9 +429,21 @@ async fn start_errors_say_what_is_wrong() {
         "{err}"
     );
     let mut registry = spec("w-err", &["true"], 100, 64);
-    registry.payload.image = Some("python:3.11".into());
+    // Nothing listens on port 1: the pull fails at once, without the network.
+    registry.payload.image = Some("127.0.0.1:1/python:3.11".into());
     let err = rt.start(registry).await.err().unwrap();
-    assert!(matches!(err, StartError::Image(_)), "{err}");
+    // A registry that cannot be reached is a pull failure (the agent tries again), said as
+    // `image_pull: ...` with the reference.
+    assert!(matches!(err, StartError::ImagePull(_)), "{err}");
+    assert!(err.to_string().starts_with("image_pull: "), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1/python:3.11"), "{err}");
+    let mut bad = spec("w-err", &["true"], 100, 64);
+    bad.payload.image = Some("Not A Reference".into());
+    let err = rt.start(bad).await.err().unwrap();
+    assert!(
+        matches!(err, StartError::Image(_)),
+        "not a pull failure: {err}"
+    );
     let err = rt
         .start(spec("w-err", &["true"], 100, 0))
         .await

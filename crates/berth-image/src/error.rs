@@ -4,22 +4,36 @@ use std::io;
 use std::path::PathBuf;
 
 /// The image reference forms berth understands, for error messages.
-pub(crate) const SUPPORTED_FORMS: &str = "`oci:<layout dir>[:<tag>]`, \
+pub(crate) const SUPPORTED_FORMS: &str = "a registry reference \
+     (`[registry/]repo[:tag][@sha256:<hex>]`), `oci:<layout dir>[:<tag>]`, \
      `oci-archive:<layout tar>[:<tag>]`, or an absolute path to an OCI layout directory \
      or archive";
 
 /// Why an image could not be prepared, or a user not resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// The reference names a registry image (`python:3.11`, `docker.io/...`) or has no
-    /// form berth knows.
-    #[error(
-        "image reference `{reference}` is not supported: registries are not supported yet \
-         (berth does not pull images); use {SUPPORTED_FORMS}"
-    )]
+    /// The reference has no form berth knows (e.g. `oci:` without a path).
+    #[error("image reference `{reference}` is not supported: use {SUPPORTED_FORMS}")]
     Unsupported {
         /// The reference as given.
         reference: String,
+    },
+    /// A registry reference that does not parse (upper case, bad digest, ...).
+    #[error("invalid image reference `{reference}`: {reason}; use {SUPPORTED_FORMS}")]
+    InvalidReference {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Fetching from a registry failed: network, authentication, an unknown repository or
+    /// tag, a malformed manifest, an unreadable credentials file.
+    #[error("pulling {reference}: {reason}")]
+    Pull {
+        /// The reference, with the registry's defaults filled in.
+        reference: String,
+        /// What failed (never a credential).
+        reason: String,
     },
     /// A file system operation failed.
     #[error("{context}: {source}")]
@@ -134,6 +148,16 @@ pub enum ImageError {
 }
 
 impl ImageError {
+    /// Whether this is a failure to fetch the image from its registry (network, auth, not
+    /// found, a digest mismatch), as opposed to a bad reference or a local problem. The
+    /// agent reports these as `image_pull: <error>`.
+    pub fn is_pull_failure(&self) -> bool {
+        matches!(
+            self,
+            ImageError::Pull { .. } | ImageError::DigestMismatch { .. }
+        )
+    }
+
     /// An [`ImageError::Io`] with its context.
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> ImageError {
         ImageError::Io {

@@ -124,6 +124,14 @@ fn unpack_layer(
     applied
 }
 
+/// Checks the file at `path` against a descriptor's digest and size.
+pub(crate) fn verify_file(path: &Path, descriptor: &Descriptor) -> Result<(), ImageError> {
+    let file = File::open(path).context(|| format!("opening {}", path.display()))?;
+    let mut hashing = HashingReader::new(BufReader::new(file));
+    io::copy(&mut hashing, &mut io::sink()).context(|| format!("hashing {}", path.display()))?;
+    hashing.verify(descriptor)
+}
+
 /// Reads a small JSON blob, checks it against its descriptor and parses it.
 fn read_json_blob<T, E: std::fmt::Display>(
     layout: &Path,

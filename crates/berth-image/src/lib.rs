@@ -1,9 +1,10 @@
 //! Read-only root filesystems for berth's containers.
 //!
 //! The worker agent asks an [`ImageStore`] for a container's image with
-//! [`ImageStore::prepare`] and gets a [`PreparedImage`]: a rootfs directory, unpacked once
-//! and shared by every container of that image, and its [`ImageConfig`] (user, env,
-//! working directory, entrypoint, command). The runtime mounts the rootfs read-only;
+//! [`ImageStore::prepare`] and gets a [`PreparedImage`]: a rootfs directory, pulled or
+//! unpacked once and shared by every container of that image, and its [`ImageConfig`]
+//! (user, env, working directory, entrypoint, command). The `Arc` it returns is a lease:
+//! garbage collection keeps an image while a clone of it lives outside the store. The runtime mounts the rootfs read-only;
 //! [`resolve_user`] turns the image's user into a uid and gid from the image's own
 //! `/etc/passwd` and `/etc/group`. Everything here blocks on the file system: call it
 //! from `spawn_blocking`.
@@ -24,8 +25,17 @@
 //! - A bare absolute path (`/images/app`, `/images/app.tar:v2`): a directory is a layout,
 //!   a file an archive.
 //!
-//! Anything else, such as `python:3.11` or `docker.io/library/busybox`, is
-//! [`ImageError::Unsupported`]: pulling from registries is not supported yet.
+//! - Anything else is a registry reference, pulled over the OCI distribution API
+//!   (`oci-client`): `registry/repo:tag`, `repo@sha256:<hex>`, with Docker's defaults
+//!   (`busybox:1.36` is `docker.io/library/busybox:1.36`; no tag is `latest`). Plain HTTP
+//!   only for loopback registries and those listed in [`RegistryOptions::insecure`];
+//!   credentials (basic; the client does the bearer token exchange) from a docker
+//!   `config.json` ([`RegistryOptions::auth_file`], default [`default_auth_file`]). An
+//!   index picks the `linux/<this arch>` manifest. A reference is resolved once per
+//!   process: later calls use the image it named (tags are not re-checked). Failures to
+//!   fetch are [`ImageError::Pull`] or [`ImageError::DigestMismatch`]
+//!   ([`ImageError::is_pull_failure`]); a reference that does not parse is
+//!   [`ImageError::InvalidReference`].
 //!
 //! An image's id is its manifest digest. Layers may be `application/vnd.oci.image.layer
 //! .v1.tar` or `...tar+gzip` (Docker's gzip layer type is taken as the latter); others are
@@ -45,13 +55,28 @@
 //! # On disk
 //!
 //! Under the store's root, `images/<id>/rootfs` and `images/<id>/config.json` (a `:` in
-//! the id becomes `-`), and `tmp/` for work in progress. An image is unpacked into a work
+//! the id becomes `-`), `registry/blobs/sha256/<hex>` for the blobs pulled from
+//! registries (content-addressed: a layer two images share is fetched once; a blob is
+//! renamed into place only once verified), and `tmp/` for work in progress. An image is unpacked into a work
 //! directory and renamed into place when complete, so a crash of the process never leaves
 //! a half image that looks complete (files are not fsynced: a power loss right after an
 //! unpack may). Work left by dead processes is removed by the next [`ImageStore::open`].
-//! Concurrent `prepare` calls for one image unpack it once; a second store on the same
-//! root (another process, or a restart) uses what is on disk. Nothing is ever removed
-//! from `images/` (no garbage collection yet).
+//! Concurrent `prepare` calls for one image unpack it once, and for one registry
+//! reference pull it once (a blob is fetched once even across references); a second
+//! store on the same root (another process, or a restart) uses what is on disk.
+//!
+//! # Garbage collection
+//!
+//! After every `prepare`, while the images and blobs this process prepared take more than
+//! the limit ([`ImageStore::with_cache_limit`], default [`DEFAULT_CACHE_LIMIT`]), the
+//! least recently used image that no one holds a lease on is removed, then the blobs no
+//! remaining image uses. Images left on disk by an earlier process are not counted until
+//! they are prepared (or [leased](ImageStore::lease)) again: one may back a container
+//! that outlived its agent.
+//!
+//! Each image's rootfs is its layers applied in order into one directory (whiteouts
+//! applied), not an overlay of shared per-layer directories: layers are shared as
+//! downloaded blobs, not as unpacked trees.
 //!
 //! The rootfs is shared by every container of the image: the runtime must mount it
 //! read-only and put each container's writes elsewhere.
@@ -65,9 +90,16 @@
 //!
 //! # Layout
 //!
-//! - `store`: [`ImageStore`], [`PreparedImage`]; the on-disk layout of the store, the
-//!   per-image slots that make concurrent calls unpack once.
+//! - `store`: [`ImageStore`], [`PreparedImage`]; the on-disk layout of the store;
+//!   `store::gc`, leases, the bookkeeping of uses and eviction.
+//! - `cache`: the bookkeeping of sizes, uses and references, and the LRU choice;
+//!   [`HeldImage`].
+//! - `slots`: per-key locks that make concurrent calls do the work once.
 //! - `reference`: parsing image references.
+//! - `registry`: pulling into the blob directory, verified; [`RegistryOptions`].
+//! - `auth`: credentials from a docker `config.json`.
+//! - `capped`: a writer that stops a blob at its announced size.
+//! - `metrics`: the counters' names.
 //! - `layout`: reading an OCI layout: manifest selection, blob verification, layers.
 //! - `unpack`: tar streams to disk: layers with whiteouts, layout archives; the limits.
 //! - `confined`: resolving paths inside a root the way the container sees them.
@@ -75,25 +107,35 @@
 //! - `config`: [`ImageConfig`].
 //! - `user`: [`resolve_user`].
 //! - `error`: [`ImageError`].
-//! - `testing` (feature `testing`): writing layouts and archives for tests.
+//! - `testing` (feature `testing`): writing layouts and archives for tests, and a local
+//!   registry (`testing::registry`).
 
+mod auth;
 mod busybox;
+mod cache;
+mod capped;
 mod config;
 mod confined;
 mod error;
 mod layout;
+pub mod metrics;
 mod reference;
+mod registry;
+mod slots;
 mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod unpack;
 mod user;
 
+pub use auth::default_auth_file;
 pub use busybox::DEFAULT_BUSYBOX;
+pub use cache::HeldImage;
 pub use config::ImageConfig;
 pub use error::ImageError;
 pub use layout::MAX_METADATA_BYTES;
-pub use store::{ImageStore, PreparedImage};
+pub use registry::RegistryOptions;
+pub use store::{DEFAULT_CACHE_LIMIT, ImageStore, PreparedImage};
 pub use unpack::{MAX_ENTRIES, MAX_IMAGE_BYTES};
 pub use user::resolve_user;
 #[cfg(test)]

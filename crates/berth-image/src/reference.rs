@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{ImageError, IoContext};
+use crate::registry;
 
 /// Where an image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,11 +12,13 @@ pub(crate) enum Source {
     Layout { dir: PathBuf, tag: Option<String> },
     /// A tar of an OCI image layout.
     Archive { file: PathBuf, tag: Option<String> },
+    /// An image in a registry.
+    Registry(oci_client::Reference),
 }
 
 /// Parses `oci:<dir>[:<tag>]`, `oci-archive:<file>[:<tag>]` or an absolute path (a
 /// directory is a layout, a file an archive, either with an optional `:<tag>`). Anything
-/// else, registry references included, is [`ImageError::Unsupported`].
+/// else is a registry reference.
 pub(crate) fn parse(reference: &str) -> Result<Source, ImageError> {
     let unsupported = || ImageError::Unsupported {
         reference: reference.to_owned(),
@@ -29,7 +32,7 @@ pub(crate) fn parse(reference: &str) -> Result<Source, ImageError> {
         return Ok(Source::Archive { file, tag });
     }
     if !reference.starts_with('/') {
-        return Err(unsupported());
+        return registry::parse(reference).map(Source::Registry);
     }
     let (path, tag) = split_tag(reference).ok_or_else(unsupported)?;
     let meta = std::fs::metadata(&path)
@@ -102,22 +105,19 @@ mod tests {
     }
 
     #[test]
-    fn registry_references_are_unsupported_and_say_what_is() {
-        for reference in [
-            "python:3.11",
-            "docker.io/library/busybox",
-            "busybox",
-            "oci:",
-        ] {
-            let error = parse(reference).unwrap_err();
-            assert!(matches!(error, ImageError::Unsupported { .. }), "{error}");
-            let message = error.to_string();
-            assert!(
-                message.contains("registries are not supported yet"),
-                "{message}"
-            );
-            assert!(message.contains("oci-archive:"), "{message}");
-        }
+    fn other_references_are_registry_ones() {
+        let Source::Registry(r) = parse("python:3.11").unwrap() else {
+            panic!("not a registry reference");
+        };
+        assert_eq!(r.whole(), "docker.io/library/python:3.11");
+        let error = parse("Not/A/Valid:Ref!").unwrap_err();
+        assert!(
+            matches!(error, ImageError::InvalidReference { .. }),
+            "{error}"
+        );
+        let error = parse("oci:").unwrap_err();
+        assert!(matches!(error, ImageError::Unsupported { .. }), "{error}");
+        assert!(error.to_string().contains("oci-archive:"), "{error}");
     }
 
     #[test]

@@ -4,22 +4,32 @@
 //! - `images/<id>/rootfs` and `images/<id>/config.json` (`:` in the id becomes `-`): a
 //!   prepared image. The directory appears only by a rename of a finished one, so one that
 //!   exists is complete.
+//! - `registry/`: an OCI layout holding the blobs pulled from registries
+//!   (`blobs/sha256/<hex>`), shared by every pulled image.
 //! - `tmp/<pid>-<random>`: work in progress (an image being unpacked, an archive being
-//!   extracted). Removed when done or failed; those of dead processes at the next `open`.
+//!   extracted, a blob being fetched, an image being removed). Removed when done or
+//!   failed; those of dead processes at the next `open`.
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::UNIX_EPOCH;
 
+use crate::cache::Cache;
 use crate::config::ImageConfig;
 use crate::error::{ImageError, IoContext};
 use crate::reference::{self, Source};
+use crate::registry::{self, BlobDir, RegistryOptions};
+use crate::slots::{Slots, lock};
 use crate::unpack::{self, LayerOptions};
-use crate::{busybox, layout};
+use crate::{busybox, layout, metrics};
+
+mod gc;
+
+/// The default size limit of the store (20 GiB): see [`ImageStore::with_cache_limit`].
+pub const DEFAULT_CACHE_LIMIT: u64 = 20 << 30;
 
 /// A prepared image: its rootfs on disk and its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +65,19 @@ pub struct ImageStore {
     sources: Slots<String>,
     /// How many images this store built (rather than found on disk).
     unpacked: AtomicU64,
+    /// How registries are reached.
+    registry: RegistryOptions,
+    /// The blobs pulled from registries.
+    blobs: BlobDir,
+    /// Read-held while a registry image is pulled and unpacked, write-held while unused
+    /// blobs are removed, so that a blob is never removed between its check and its use.
+    blob_use: RwLock<()>,
+    /// Sizes, uses and references of the images prepared by this process. Its lock is
+    /// never held while an image slot's is taken, except by the collector, which only
+    /// tries them.
+    cache: Mutex<Cache>,
+    /// The size above which the least recently used images not in use are evicted.
+    limit: u64,
 }
 
 impl ImageStore {
@@ -62,18 +85,23 @@ impl ImageStore {
     /// removes the work directories that dead processes left there.
     pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore, ImageError> {
         let root = root.into();
-        for dir in ["images", "tmp"] {
+        for dir in ["images", "tmp", "registry"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).context(|| format!("creating {}", path.display()))?;
         }
         remove_stale_work(&root.join("tmp"));
         let mut store = ImageStore {
-            root,
+            root: root.clone(),
             busybox: PathBuf::from(busybox::DEFAULT_BUSYBOX),
             preserve_owners: false,
             images: Slots::default(),
             sources: Slots::default(),
             unpacked: AtomicU64::new(0),
+            registry: RegistryOptions::default(),
+            blobs: BlobDir::open(root.join("registry"))?,
+            blob_use: RwLock::new(()),
+            cache: Mutex::new(Cache::default()),
+            limit: DEFAULT_CACHE_LIMIT,
         };
         // What we create is owned by our effective uid: root may keep the layers' owners.
         store.preserve_owners = store
@@ -90,9 +118,33 @@ impl ImageStore {
         self
     }
 
-    /// The image for `image` (`None`: berth's default rootfs), unpacked on first use and
-    /// shared after. See the [crate docs](crate) for the references accepted.
+    /// Reaches registries with these options (credentials, plain-HTTP registries).
+    pub fn with_registry(mut self, options: RegistryOptions) -> ImageStore {
+        self.registry = options;
+        self
+    }
+
+    /// Keeps the images and blobs this process prepared under `bytes`
+    /// ([`DEFAULT_CACHE_LIMIT`] if not set): after each `prepare`, the least recently used
+    /// images not in use are removed until the total fits.
+    pub fn with_cache_limit(mut self, bytes: u64) -> ImageStore {
+        self.limit = bytes;
+        self
+    }
+
+    /// The image for `image` (`None`: berth's default rootfs), pulled or unpacked on
+    /// first use and shared after. See the [crate docs](crate) for the references
+    /// accepted. The returned `Arc` is the lease: while a clone of it lives (hold it for
+    /// the container's life), garbage collection keeps the image.
     pub fn prepare(&self, image: Option<&str>) -> Result<Arc<PreparedImage>, ImageError> {
+        let prepared = self.prepare_uncounted(image)?;
+        self.note_use(&prepared, image)?;
+        self.collect_garbage();
+        Ok(prepared)
+    }
+
+    /// [`ImageStore::prepare`] without the bookkeeping.
+    fn prepare_uncounted(&self, image: Option<&str>) -> Result<Arc<PreparedImage>, ImageError> {
         let Some(image) = image else {
             return self.prepare_default();
         };
@@ -105,7 +157,41 @@ impl ImageStore {
                 })
             }
             Source::Archive { file, tag } => self.prepare_archive(&file, tag.as_deref()),
+            Source::Registry(reference) => self.prepare_registry(&reference),
         }
+    }
+
+    /// A registry image: found by what its reference was last resolved to in this
+    /// process, or pulled (blobs already here are not fetched again) and unpacked. The
+    /// reference's slot is held throughout, so concurrent calls pull once.
+    fn prepare_registry(
+        &self,
+        reference: &oci_client::Reference,
+    ) -> Result<Arc<PreparedImage>, ImageError> {
+        let slot = self
+            .sources
+            .slot(format!("registry\0{}", reference.whole()));
+        let mut known = lock(&slot);
+        if let Some(id) = known.as_ref()
+            && let Some(image) = self.lookup(id)?
+        {
+            return Ok(image);
+        }
+        let _blobs_kept = self
+            .blob_use
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tmp = self.work_dir()?;
+        let started = std::time::Instant::now();
+        let pulled = registry::pull(reference, &self.registry, &self.blobs, tmp.path())?;
+        let id = known.insert(pulled.manifest.digest().to_string()).clone();
+        tracing::info!(image = %reference, %id, seconds = started.elapsed().as_secs_f64(), "image pulled");
+        let options = self.layer_options();
+        let image = self.prepare_id(&id, |rootfs| {
+            layout::unpack_image(&self.blobs.layout, &pulled.manifest, rootfs, options)
+        })?;
+        self.record_blobs(&image, &pulled.blobs)?;
+        Ok(image)
     }
 
     /// How many images this store has unpacked or built itself, not counting those it
@@ -168,10 +254,14 @@ impl ImageStore {
         let slot = self.images.slot(id.to_owned());
         let mut prepared = lock(&slot);
         if let Some(image) = prepared.as_ref() {
+            metrics::hit();
             return Ok(image.clone());
         }
         let image = match self.load(id)? {
-            Some(image) => image,
+            Some(image) => {
+                metrics::hit();
+                image
+            }
             None => self.build(id, build)?,
         };
         Ok(prepared.insert(Arc::new(image)).clone())
@@ -182,6 +272,7 @@ impl ImageStore {
         let slot = self.images.slot(id.to_owned());
         let mut prepared = lock(&slot);
         if let Some(image) = prepared.as_ref() {
+            metrics::hit();
             return Ok(Some(image.clone()));
         }
         Ok(self
@@ -311,27 +402,4 @@ fn fingerprint(file: &Path, tag: Option<&str>) -> std::io::Result<String> {
         meta.ino(),
         mtime.as_nanos()
     ))
-}
-
-/// A map of lazily filled slots, each behind its own lock.
-#[derive(Debug)]
-struct Slots<V>(Mutex<HashMap<String, Arc<Mutex<Option<V>>>>>);
-
-impl<V> Default for Slots<V> {
-    fn default() -> Self {
-        Slots(Mutex::new(HashMap::new()))
-    }
-}
-
-impl<V> Slots<V> {
-    /// The slot for `key`, created empty on first use.
-    fn slot(&self, key: String) -> Arc<Mutex<Option<V>>> {
-        lock(&self.0).entry(key).or_default().clone()
-    }
-}
-
-/// Locks a mutex; a panic of another holder leaves nothing half done here (slots are
-/// filled in one assignment), so poisoning is ignored.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

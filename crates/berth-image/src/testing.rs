@@ -5,7 +5,10 @@
 //! with [`layer`] from [`LayerEntry`]s, which may be anything a tar can hold, hostile
 //! paths included; [`write_archive`] and [`archive_layout`] make `oci-archive:` files.
 //! Writing into a directory that already holds a layout adds the manifest to its
-//! `index.json`, so one layout can hold several tagged images.
+//! `index.json`, so one layout can hold several tagged images. [`registry`] runs a
+//! registry on loopback to push them to.
+
+pub mod registry;
 
 use std::fs;
 use std::io::{self, Write};

@@ -232,17 +232,15 @@ fn open_removes_work_left_by_dead_processes() {
 }
 
 #[test]
-fn registry_references_are_refused_with_the_supported_forms() {
+fn a_reference_of_no_known_form_is_refused_with_the_supported_forms() {
     let dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(dir.path()).unwrap();
-    let error = store.prepare(Some("python:3.11")).unwrap_err();
+    let error = store.prepare(Some("oci:")).unwrap_err();
     assert!(matches!(error, ImageError::Unsupported { .. }));
+    assert!(!error.is_pull_failure());
     let message = error.to_string();
-    assert!(
-        message.contains("registries are not supported yet"),
-        "{message}"
-    );
     assert!(message.contains("oci:<layout dir>[:<tag>]"), "{message}");
+    assert!(message.contains("registry reference"), "{message}");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 mod default_rootfs;
 mod escapes;
+mod gc;
 mod layouts;
+mod registry;
 
 use std::path::Path;
 

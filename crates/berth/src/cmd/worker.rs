@@ -58,6 +58,18 @@ pub struct WorkerArgs {
     /// HOST:CONTAINER:ro (repeatable); requests cannot choose mounts.
     #[arg(long = "mount", value_name = "HOST:CONTAINER[:ro]")]
     pub mounts: Vec<berth_agent::runtime::runc::BindMount>,
+    /// The most the image cache keeps of images no container uses, e.g. 20Gi or 500M;
+    /// beyond it the least recently used go.
+    #[arg(long, default_value = "20Gi", value_name = "SIZE")]
+    pub image_cache_limit: String,
+    /// A docker config.json with registry credentials (`auths`). Default:
+    /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json, if present.
+    #[arg(long, env = "BERTH_REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<PathBuf>,
+    /// A registry (HOST[:PORT], as in image references) pulled from over plain HTTP
+    /// (repeatable). Loopback registries always are; any other is HTTPS.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
     /// The join token to register with (from `berth token create --kind join`). Prefer the
     /// environment variable or --join-token-file: a flag shows in `ps`. Default: the admin
     /// token in the user's config directory, if any (a worker on the server's machine).
@@ -92,6 +104,13 @@ pub fn config(args: &WorkerArgs, server: &str) -> anyhow::Result<AgentConfig> {
     config.runtime = args.runtime;
     config.host_network = args.host_network;
     config.mounts = args.mounts.clone();
+    config.image_cache_limit = parse_memory(&args.image_cache_limit)
+        .context("--image-cache-limit")?
+        .saturating_mul(1 << 20);
+    if let Some(file) = &args.registry_auth_file {
+        config.registry.auth_file = Some(file.clone());
+    }
+    config.registry.insecure = args.insecure_registries.clone();
     config.join_token = join_token(args)?;
     Ok(config)
 }

@@ -33,6 +33,10 @@ pub struct Meta {
     pub cgroup: String,
     /// The shim process that waits for runc and writes `exit`.
     pub shim_pid: Option<u32>,
+    /// Its image's id, leased again when a restarted agent adopts the container (absent
+    /// in bundles written before images were garbage collected).
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// The paths of one bundle.
@@ -146,6 +150,7 @@ mod tests {
             timeout_ms: 3_600_000,
             cgroup: "/berth/w-1/0000000000000007".into(),
             shim_pid: Some(42),
+            image: Some("sha256:0123".into()),
         };
         bundle.write_meta(&meta).unwrap();
         assert_eq!(bundle.read_meta().unwrap(), meta);

@@ -7,8 +7,10 @@ use super::follow;
 use crate::logs::SharedLog;
 use crate::runtime::{ContainerHandle, Exit};
 use async_trait::async_trait;
+use berth_image::{ImageStore, PreparedImage};
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::Child;
 use tokio::task::JoinHandle;
@@ -38,6 +40,8 @@ pub struct Context {
     pub cgroups: CgroupVersion,
     /// How long the container has to stop after SIGTERM.
     pub stop_grace: Duration,
+    /// The worker's image store, to collect garbage when a container releases its image.
+    pub images: Arc<ImageStore>,
 }
 
 /// One container under runc.
@@ -62,6 +66,9 @@ pub struct RuncHandle {
     pub(super) killed: bool,
     /// How it ended, once cleaned up.
     pub(super) exit: Option<Exit>,
+    /// The lease on the container's image: while it is held, the image store's garbage
+    /// collection keeps the image. Released when the container is deleted.
+    pub(super) image: Option<Arc<PreparedImage>>,
 }
 
 impl RuncHandle {
@@ -77,6 +84,7 @@ impl RuncHandle {
         limit: Duration,
         log: SharedLog,
         max_line_bytes: usize,
+        image: Option<Arc<PreparedImage>>,
     ) -> RuncHandle {
         let follow_done = CancellationToken::new();
         let follower = follow::spawn(
@@ -98,6 +106,7 @@ impl RuncHandle {
             follow_done,
             timed_out: false,
             killed: false,
+            image,
             exit: None,
         }
     }
@@ -159,9 +168,21 @@ impl RuncHandle {
             tracing::warn!(id = %self.id, error = %err, "cannot delete a container");
         }
         self.bundle.remove().await;
+        self.release_image().await;
         let exit = self.exit_of(code, oom_kills);
         self.exit = Some(exit.clone());
         exit
+    }
+
+    /// Drops the lease on the image; with no container of it left, the image may go now
+    /// rather than at the next start's collection.
+    async fn release_image(&mut self) {
+        if self.image.take().is_some() {
+            let images = self.context.images.clone();
+            if let Err(err) = tokio::task::spawn_blocking(move || images.collect_garbage()).await {
+                tracing::warn!(error = %err, "collecting image garbage panicked");
+            }
+        }
     }
 
     fn exit_of(&self, code: Option<i32>, oom_kills: u64) -> Exit {

@@ -38,7 +38,7 @@ use crate::runtime::{
 };
 use async_trait::async_trait;
 use berth_core::GpuDevice;
-use berth_image::{ImageStore, PreparedImage};
+use berth_image::{ImageStore, PreparedImage, RegistryOptions};
 use bundle::{Bundle, Meta};
 use cli::Runc;
 use handle::{Context, RuncHandle, Waiter};
@@ -73,6 +73,13 @@ pub struct RuncConfig {
     pub dir: PathBuf,
     /// Where images are unpacked (shared by the worker's containers).
     pub images: PathBuf,
+    /// The most bytes the image cache keeps of images not in use (default
+    /// [`berth_image::DEFAULT_CACHE_LIMIT`], 20 GiB).
+    pub image_cache_limit: u64,
+    /// How registries are reached: credentials file (default `$DOCKER_CONFIG/config.json`
+    /// or `~/.docker/config.json` if present), plain-HTTP registries (default none besides
+    /// loopback ones).
+    pub registry: RegistryOptions,
     /// The parent of every container's cgroup, e.g. `/berth/<worker>`.
     pub cgroup_parent: String,
     /// The timeout of a container whose request does not set one.
@@ -108,6 +115,11 @@ impl RuncConfig {
         RuncConfig {
             runc: PathBuf::from("runc"),
             images: dir.join("images"),
+            image_cache_limit: berth_image::DEFAULT_CACHE_LIMIT,
+            registry: RegistryOptions {
+                auth_file: berth_image::default_auth_file(),
+                insecure: Vec::new(),
+            },
             dir,
             cgroup_parent: format!("/berth/{}", path_safe(worker)),
             default_timeout: Duration::from_secs(3600),
@@ -154,7 +166,6 @@ pub enum RuncSetupError {
 pub struct RuncRuntime {
     config: RuncConfig,
     context: Context,
-    images: Arc<ImageStore>,
 }
 
 impl std::fmt::Debug for RuncRuntime {
@@ -182,7 +193,9 @@ impl RuncRuntime {
             })?;
         }
         let images = ImageStore::open(&config.images)
-            .map_err(|err| RuncSetupError::Images(err.to_string()))?;
+            .map_err(|err| RuncSetupError::Images(err.to_string()))?
+            .with_registry(config.registry.clone())
+            .with_cache_limit(config.image_cache_limit);
         let cgroups = CgroupVersion::detect();
         tracing::info!(%version, %cgroups, state = %runc.root().display(),
             host_network = config.host_network, "runc runtime ready");
@@ -191,9 +204,9 @@ impl RuncRuntime {
                 runc,
                 cgroups,
                 stop_grace: config.stop_grace,
+                images: Arc::new(images),
             },
             config,
-            images: Arc::new(images),
         })
     }
 
@@ -212,17 +225,46 @@ impl RuncRuntime {
         &self.config
     }
 
+    /// The worker's image store (e.g. for [`ImageStore::held`] in heartbeats).
+    pub fn images(&self) -> &Arc<ImageStore> {
+        &self.context.images
+    }
+
     fn bundle(&self, id: &str) -> Bundle {
         Bundle::at(self.config.dir.join("bundles").join(id))
     }
 
     async fn prepare_image(&self, image: Option<&str>) -> Result<Arc<PreparedImage>, StartError> {
-        let images = self.images.clone();
+        let images = self.context.images.clone();
         let image = image.map(str::to_owned);
         tokio::task::spawn_blocking(move || images.prepare(image.as_deref()))
             .await
             .map_err(|err| StartError::Image(format!("preparing the image panicked: {err}")))?
-            .map_err(|err| StartError::Image(err.to_string()))
+            .map_err(|err| {
+                if err.is_pull_failure() {
+                    StartError::ImagePull(err.to_string())
+                } else {
+                    StartError::Image(err.to_string())
+                }
+            })
+    }
+
+    /// A lease on an adopted container's image, if it is still there. Failures are
+    /// logged: the container runs on either way.
+    async fn lease_image(&self, id: Option<&str>) -> Option<Arc<PreparedImage>> {
+        let images = self.context.images.clone();
+        let id = id?.to_owned();
+        match tokio::task::spawn_blocking(move || images.lease(&id)).await {
+            Ok(Ok(image)) => image,
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "cannot lease an adopted container's image");
+                None
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "leasing an adopted container's image panicked");
+                None
+            }
+        }
     }
 
     /// Writes the bundle and starts the shim; the shim's child handle.
@@ -286,6 +328,7 @@ impl RuncRuntime {
         bundle: Bundle,
         meta: &Meta,
         waiter: Waiter,
+        image: Option<Arc<PreparedImage>>,
     ) -> Box<dyn ContainerHandle> {
         let log: SharedLog = Arc::new(Mutex::new(LogRing::new(self.config.log_lines)));
         let deadline = meta.deadline_unix_ms.map(instant_of);
@@ -299,6 +342,7 @@ impl RuncRuntime {
             Duration::from_millis(meta.timeout_ms),
             log,
             self.config.max_line_bytes,
+            image,
         ))
     }
 
@@ -516,6 +560,19 @@ impl ContainerRuntime for RuncRuntime {
         berth_core::RuntimeName::RUNC
     }
 
+    /// The images the store holds, as requests named them; a reference the server would
+    /// refuse in a report (too long, with whitespace) is left out rather than losing the
+    /// whole list.
+    fn held_images(&self) -> Vec<String> {
+        self.context
+            .images
+            .held(berth_core::MAX_WORKER_IMAGES)
+            .into_iter()
+            .map(|held| held.reference)
+            .filter(|reference| berth_core::plausible_image(reference))
+            .collect()
+    }
+
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
         let limit = timeout_for(&spec, self.config.default_timeout)?;
         let resources = spec.resources;
@@ -570,6 +627,7 @@ impl ContainerRuntime for RuncRuntime {
             timeout_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
             cgroup,
             shim_pid: None,
+            image: Some(image.id.clone()),
         };
         let write = || -> Result<(), String> {
             std::fs::create_dir_all(bundle.dir()).map_err(|e| e.to_string())?;
@@ -606,7 +664,7 @@ impl ContainerRuntime for RuncRuntime {
         metrics::histogram!(crate::metrics::RUNC_START_SECONDS)
             .record(started.elapsed().as_secs_f64());
         tracing::debug!(container = %spec.container, %id, ?limit, "runc container started");
-        Ok(self.handle(id, bundle, &meta, Waiter::Shim(shim)))
+        Ok(self.handle(id, bundle, &meta, Waiter::Shim(shim), Some(image)))
     }
 
     /// Every bundle with valid metadata is a leftover; a bundle without, or a runc
@@ -655,7 +713,8 @@ impl ContainerRuntime for RuncRuntime {
         let bundle = self.bundle(&id);
         let meta = bundle.read_meta().map_err(StartError::Runtime)?;
         tracing::info!(container = %meta.container, %id, "adopting a container left running");
-        Ok(self.handle(id, bundle, &meta, Waiter::Adopted(meta.shim_pid)))
+        let image = self.lease_image(meta.image.as_deref()).await;
+        Ok(self.handle(id, bundle, &meta, Waiter::Adopted(meta.shim_pid), image))
     }
 
     async fn discard(&self, leftover: &Leftover) {

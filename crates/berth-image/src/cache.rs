@@ -1,0 +1,190 @@
+//! The cache's bookkeeping, with no I/O: the images this process prepared, their sizes,
+//! their last use and the references that named them, the registry blobs they use; and
+//! which images to evict, least recently used first, to get under a size limit.
+
+use std::collections::{HashMap, HashSet};
+
+/// An image the store holds, as [`crate::ImageStore::held`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldImage {
+    /// The reference as a request spelled it (`busybox:1.36`, `oci:/images/app:v1`).
+    pub reference: String,
+    /// The image id: its manifest digest (`sha256:<hex>`).
+    pub digest: String,
+}
+
+/// What the store knows of its images. Guarded by the store's mutex.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    /// A logical clock: each use takes the next value.
+    tick: u64,
+    /// By image id.
+    images: HashMap<String, Entry>,
+    /// The size of every registry blob on disk that this process knows of, by digest.
+    blobs: HashMap<String, u64>,
+}
+
+/// One image.
+#[derive(Debug, Default)]
+struct Entry {
+    /// The size of its directory (rootfs and config), not counting blobs.
+    bytes: u64,
+    /// The registry blobs it was pulled from.
+    blobs: Vec<String>,
+    /// When it was last prepared.
+    last_used: u64,
+    /// The references that named it, with when each was last used.
+    references: HashMap<String, u64>,
+}
+
+impl Cache {
+    /// Whether image `id` is known (its size was measured).
+    pub(crate) fn knows(&self, id: &str) -> bool {
+        self.images.contains_key(id)
+    }
+
+    /// Records image `id`, `bytes` on disk, pulled from `blobs` (digest and size).
+    pub(crate) fn record(&mut self, id: &str, bytes: u64, blobs: Vec<(String, u64)>) {
+        let entry = self.images.entry(id.to_owned()).or_default();
+        entry.bytes = bytes;
+        entry.blobs = blobs.iter().map(|(digest, _)| digest.clone()).collect();
+        self.blobs.extend(blobs);
+    }
+
+    /// Notes a use of image `id`, by `reference` if there was one.
+    pub(crate) fn touch(&mut self, id: &str, reference: Option<&str>) {
+        self.tick += 1;
+        let entry = self.images.entry(id.to_owned()).or_default();
+        entry.last_used = self.tick;
+        if let Some(reference) = reference {
+            entry.references.insert(reference.to_owned(), self.tick);
+        }
+    }
+
+    /// The bytes the known images and blobs take.
+    pub(crate) fn total_bytes(&self) -> u64 {
+        self.images.values().map(|e| e.bytes).sum::<u64>() + self.blobs.values().sum::<u64>()
+    }
+
+    /// Images to evict, least recently used first, until the total is at most `limit`;
+    /// images for which `in_use` is true are skipped. Evicting one frees its own bytes and
+    /// the blobs no other image uses.
+    pub(crate) fn victims(&self, limit: u64, in_use: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut total = self.total_bytes();
+        let mut order: Vec<(&String, &Entry)> = self.images.iter().collect();
+        order.sort_by_key(|(_, entry)| entry.last_used);
+        let mut chosen: HashSet<&str> = HashSet::new();
+        for (id, entry) in order {
+            if total <= limit {
+                break;
+            }
+            if in_use(id) {
+                continue;
+            }
+            chosen.insert(id);
+            total = total.saturating_sub(entry.bytes + self.freed_blobs(entry, &chosen));
+        }
+        chosen.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The bytes of `entry`'s blobs that no image outside `gone` uses.
+    fn freed_blobs(&self, entry: &Entry, gone: &HashSet<&str>) -> u64 {
+        entry
+            .blobs
+            .iter()
+            .filter(|digest| !self.blob_used_outside(digest, gone))
+            .filter_map(|digest| self.blobs.get(digest))
+            .sum()
+    }
+
+    fn blob_used_outside(&self, digest: &str, gone: &HashSet<&str>) -> bool {
+        self.images
+            .iter()
+            .any(|(id, e)| !gone.contains(id.as_str()) && e.blobs.iter().any(|b| b == digest))
+    }
+
+    /// Forgets image `id`.
+    pub(crate) fn remove(&mut self, id: &str) {
+        self.images.remove(id);
+    }
+
+    /// The blobs no image uses any more.
+    pub(crate) fn unused_blobs(&self) -> Vec<String> {
+        let none = HashSet::new();
+        self.blobs
+            .keys()
+            .filter(|digest| !self.blob_used_outside(digest, &none))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets a blob (removed from disk).
+    pub(crate) fn remove_blob(&mut self, digest: &str) {
+        self.blobs.remove(digest);
+    }
+
+    /// At most `max` (reference, image) pairs, most recently used first.
+    pub(crate) fn held(&self, max: usize) -> Vec<HeldImage> {
+        let mut all: Vec<(u64, HeldImage)> = self
+            .images
+            .iter()
+            .flat_map(|(id, entry)| {
+                entry.references.iter().map(|(reference, used)| {
+                    let held = HeldImage {
+                        reference: reference.clone(),
+                        digest: id.clone(),
+                    };
+                    (*used, held)
+                })
+            })
+            .collect();
+        all.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
+        all.into_iter().take(max).map(|(_, held)| held).collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    fn cache() -> Cache {
+        let mut cache = Cache::default();
+        for (id, reference) in [("a", "img:a"), ("b", "img:b"), ("c", "img:c")] {
+            let blobs = vec![("shared".to_owned(), 10), (format!("own-{id}"), 5)];
+            cache.record(id, 100, blobs);
+            cache.touch(id, Some(reference));
+        }
+        cache
+    }
+
+    #[test]
+    fn evicts_least_recently_used_first_skipping_those_in_use() {
+        let mut cache = cache();
+        assert_eq!(cache.total_bytes(), 300 + 10 + 15);
+        cache.touch("a", None);
+        // b is the oldest; it is in use, so c goes, then a would be next.
+        assert_eq!(cache.victims(250, |id| id == "b"), vec!["c".to_owned()]);
+        assert!(cache.victims(1000, |_| false).is_empty());
+        let mut all = cache.victims(0, |_| false);
+        all.sort();
+        assert_eq!(all, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_shared_blob_outlives_one_of_its_images() {
+        let mut cache = cache();
+        cache.remove("a");
+        assert_eq!(cache.unused_blobs(), vec!["own-a".to_owned()]);
+    }
+
+    #[test]
+    fn held_lists_references_most_recent_first() {
+        let mut cache = cache();
+        cache.touch("a", Some("other:a"));
+        let held = cache.held(2);
+        assert_eq!(held[0].reference, "other:a");
+        assert_eq!(held[1].reference, "img:c");
+        assert_eq!(held.len(), 2);
+    }
+}

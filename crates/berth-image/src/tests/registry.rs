@@ -1,0 +1,341 @@
+//! Pulls from a real registry on loopback (Debian's `docker-registry`), with images pushed
+//! by skopeo from layouts written here.
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+
+use base64::Engine as _;
+
+use super::app_config;
+use crate::testing::registry::LocalRegistry;
+use crate::testing::{self, LayerEntry, layer};
+use crate::{ImageError, ImageStore, RegistryOptions};
+
+/// Writes a two-layer image whose upper layer deletes `/a/gone` and hides `/d`'s lower
+/// content; returns its layout directory and the layer digests are checked by the pull.
+fn two_layer_layout(dir: &Path) -> String {
+    let lower = layer(&[
+        LayerEntry::File("a/keep", b"kept", 0o644),
+        LayerEntry::File("a/gone", b"deleted above", 0o644),
+        LayerEntry::File("d/old", b"hidden above", 0o644),
+    ])
+    .unwrap();
+    let upper = layer(&[
+        LayerEntry::File("a/.wh.gone", b"", 0o644),
+        LayerEntry::Dir("d", 0o755),
+        LayerEntry::File("d/.wh..wh..opq", b"", 0o644),
+        LayerEntry::File("d/new", b"new", 0o644),
+    ])
+    .unwrap();
+    testing::write_layout_layers(dir, &[lower, upper], &app_config(), Some("v1")).unwrap()
+}
+
+fn store_at(dir: &Path) -> ImageStore {
+    ImageStore::open(dir).unwrap()
+}
+
+#[test]
+fn a_pulled_image_has_its_layers_with_whiteouts_applied() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let digest = two_layer_layout(&work.path().join("layout"));
+    registry
+        .push(&work.path().join("layout"), "v1", "app:v1", None)
+        .unwrap();
+    let store = store_at(&work.path().join("store"));
+    let reference = format!("{}/app:v1", registry.addr);
+    let image = store.prepare(Some(&reference)).unwrap();
+    assert_eq!(image.id, digest, "skopeo keeps OCI manifests as they are");
+    assert_eq!(image.config, app_config());
+    let root = &image.rootfs;
+    assert_eq!(std::fs::read(root.join("a/keep")).unwrap(), b"kept");
+    assert!(!root.join("a/gone").exists());
+    assert!(!root.join("d/old").exists());
+    assert_eq!(std::fs::read(root.join("d/new")).unwrap(), b"new");
+    let held = store.held(10);
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (held[0].reference.as_str(), held[0].digest.as_str()),
+        (reference.as_str(), digest.as_str())
+    );
+    // Pinned by digest, the same image; no second unpack.
+    let pinned = format!("{}/app@{digest}", registry.addr);
+    assert_eq!(store.prepare(Some(&pinned)).unwrap().id, digest);
+    assert_eq!(store.unpacked_count(), 1);
+}
+
+#[test]
+fn a_docker_schema2_image_pulls_too() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let oci_digest = two_layer_layout(&work.path().join("layout"));
+    registry
+        .push_docker_format(&work.path().join("layout"), "v1", "docker:v1")
+        .unwrap();
+    let store = store_at(&work.path().join("store"));
+    let image = store
+        .prepare(Some(&format!("{}/docker:v1", registry.addr)))
+        .unwrap();
+    assert_ne!(image.id, oci_digest, "converted, so another manifest");
+    assert_eq!(image.config, app_config());
+    assert_eq!(std::fs::read(image.rootfs.join("d/new")).unwrap(), b"new");
+    assert!(!image.rootfs.join("a/gone").exists());
+}
+
+#[test]
+fn an_unknown_tag_or_registry_is_a_pull_failure_a_bad_reference_is_not() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let store = store_at(work.path());
+    let error = store
+        .prepare(Some(&format!("{}/nothing:here", registry.addr)))
+        .unwrap_err();
+    assert!(error.is_pull_failure(), "{error}");
+    let error = store.prepare(Some("127.0.0.1:1/app:v1")).unwrap_err();
+    assert!(error.is_pull_failure(), "{error}");
+    let error = store.prepare(Some("Bad/Reference!")).unwrap_err();
+    assert!(
+        matches!(error, ImageError::InvalidReference { .. }),
+        "{error}"
+    );
+    assert!(!error.is_pull_failure());
+}
+
+/// A docker `config.json` giving `user:password` for `registry`.
+fn auth_file(dir: &Path, registry: &str, user_password: &str) -> std::path::PathBuf {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(user_password);
+    let file = dir.join("config.json");
+    let json = format!(r#"{{"auths": {{"{registry}": {{"auth": "{encoded}"}}}}}}"#);
+    std::fs::write(&file, json).unwrap();
+    file
+}
+
+#[test]
+fn basic_auth_pulls_and_a_wrong_password_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let htpasswd = work.path().join("htpasswd");
+    let hash = bcrypt::hash("right-pw", 4).unwrap();
+    std::fs::write(&htpasswd, format!("ann:{hash}\n")).unwrap();
+    let registry = LocalRegistry::start(Some(&htpasswd)).unwrap();
+    let layout = work.path().join("layout");
+    let digest = two_layer_layout(&layout);
+    registry
+        .push(&layout, "v1", "private:v1", Some("ann:right-pw"))
+        .unwrap();
+    let reference = format!("{}/private:v1", registry.addr);
+
+    let anonymous = store_at(&work.path().join("anonymous"));
+    let error = anonymous.prepare(Some(&reference)).unwrap_err();
+    assert!(error.is_pull_failure(), "{error}");
+    assert!(error.to_string().contains("anonymously"), "{error}");
+
+    let creds = work.path().join("wrong");
+    std::fs::create_dir(&creds).unwrap();
+    let options = RegistryOptions {
+        auth_file: Some(auth_file(&creds, &registry.addr, "ann:wrong-pw")),
+        insecure: Vec::new(),
+    };
+    let wrong = store_at(&work.path().join("wrong-store")).with_registry(options);
+    let error = wrong.prepare(Some(&reference)).unwrap_err();
+    let message = error.to_string();
+    assert!(error.is_pull_failure(), "{message}");
+    assert!(message.contains("Not authorized"), "{message}");
+    assert!(message.contains("as `ann`"), "{message}");
+    assert!(!message.contains("wrong-pw"), "{message}");
+
+    let options = RegistryOptions {
+        auth_file: Some(auth_file(work.path(), &registry.addr, "ann:right-pw")),
+        insecure: Vec::new(),
+    };
+    let store = store_at(&work.path().join("store")).with_registry(options);
+    assert_eq!(store.prepare(Some(&reference)).unwrap().id, digest);
+}
+
+#[test]
+fn a_tampered_blob_is_refused_and_leaves_nothing() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    testing::write_layout(
+        &layout,
+        &[("bin/app", b"original", 0o755)],
+        &app_config(),
+        Some("v1"),
+    )
+    .unwrap();
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let manifest = crate::layout::select_manifest(&layout, Some("v1")).unwrap();
+    let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(manifest.digest().digest())).unwrap(),
+    )
+    .unwrap();
+    let blob = registry.blob_file(manifest.layers()[0].digest().as_ref());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff; // Same size, other content.
+    std::fs::write(&blob, bytes).unwrap();
+
+    let store_dir = work.path().join("store");
+    let store = store_at(&store_dir);
+    let error = store
+        .prepare(Some(&format!("{}/app:v1", registry.addr)))
+        .unwrap_err();
+    assert!(
+        matches!(error, ImageError::DigestMismatch { .. }),
+        "{error}"
+    );
+    assert!(error.is_pull_failure());
+    assert!(super::names(&store_dir.join("images")).is_empty());
+    assert!(
+        super::names(&store_dir.join("registry/blobs/sha256")).len() <= 2,
+        "the bad layer is not kept"
+    );
+    let layer_hex = manifest.layers()[0].digest().digest().to_owned();
+    assert!(!super::names(&store_dir.join("registry/blobs/sha256")).contains(&layer_hex));
+}
+
+#[test]
+fn a_manifest_that_does_not_match_its_pinned_digest_is_refused() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let digest = testing::write_layout(
+        &layout,
+        &[("bin/app", b"x", 0o755)],
+        &app_config(),
+        Some("v1"),
+    )
+    .unwrap();
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let stored = registry.blob_file(&digest);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes.push(b' '); // Still a valid manifest, no longer the one pinned.
+    std::fs::write(&stored, bytes).unwrap();
+    let store = store_at(work.path().join("store").as_path());
+    let error = store
+        .prepare(Some(&format!("{}/app@{digest}", registry.addr)))
+        .unwrap_err();
+    assert!(
+        matches!(error, ImageError::DigestMismatch { .. }),
+        "{error}"
+    );
+    assert!(error.is_pull_failure());
+}
+
+#[test]
+fn twenty_concurrent_prepares_of_one_image_fetch_each_blob_once() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let digest = two_layer_layout(&layout);
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let blobs_before = registry.gets("blobs").unwrap();
+    let manifests_before = registry.gets("manifests").unwrap();
+    let store = Arc::new(store_at(&work.path().join("store")));
+    let barrier = Arc::new(Barrier::new(20));
+    let reference = format!("{}/app:v1", registry.addr);
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, barrier, reference) = (store.clone(), barrier.clone(), reference.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store
+                    .prepare(Some(&reference))
+                    .map(|image| image.id.clone())
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap().unwrap(), digest);
+    }
+    // The manifest, the config and two layers, once each.
+    assert_eq!(registry.gets("manifests").unwrap() - manifests_before, 1);
+    assert_eq!(registry.gets("blobs").unwrap() - blobs_before, 3);
+    assert_eq!(store.unpacked_count(), 1);
+}
+
+#[test]
+fn a_blob_longer_than_its_descriptor_is_cut_off() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let digest =
+        testing::write_layout(&layout, &[("f", b"x", 0o644)], &app_config(), Some("v1")).unwrap();
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap(),
+    )
+    .unwrap();
+    let blob = registry.blob_file(manifest.layers()[0].digest().as_ref());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
+    std::fs::write(&blob, bytes).unwrap();
+    let store = store_at(&work.path().join("store"));
+    let error = store
+        .prepare(Some(&format!("{}/app:v1", registry.addr)))
+        .unwrap_err();
+    assert!(error.is_pull_failure(), "{error}");
+    assert!(error.to_string().contains("more bytes than"), "{error}");
+}
+
+/// Wraps the manifest tagged `v1` of `layout` in an image index listing it for linux on
+/// this machine's architecture (and a second image for another one), tagged `multi`.
+fn wrap_in_index(layout: &Path, manifest_digest: &str, other_digest: &str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let blob = |digest: &str| {
+        std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap()
+    };
+    let entry = |digest: &str, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": blob(digest).len(),
+            "platform": { "os": "linux", "architecture": arch },
+        })
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(other_digest, "s390x"), entry(manifest_digest, arch)],
+    }))
+    .unwrap();
+    let hex = crate::layout::hex(&<sha2::Sha256 as sha2::Digest>::digest(&index));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &index).unwrap();
+    let outer = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": index.len(),
+            "annotations": { "org.opencontainers.image.ref.name": "multi" },
+        }],
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&outer).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn from_a_multi_platform_index_this_platform_s_image_is_pulled() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let other =
+        testing::write_layout(&layout, &[("other", b"", 0o644)], &app_config(), None).unwrap();
+    let ours = two_layer_layout(&layout);
+    wrap_in_index(&layout, &ours, &other);
+    registry.push_all(&layout, "multi", "multi:v1").unwrap();
+    let store = store_at(&work.path().join("store"));
+    let image = store
+        .prepare(Some(&format!("{}/multi:v1", registry.addr)))
+        .unwrap();
+    assert_eq!(image.id, ours);
+    assert!(image.rootfs.join("d/new").is_file());
+    assert!(!image.rootfs.join("other").exists());
+}
