@@ -163,6 +163,9 @@ impl Protocol {
                 self.store
                     .heartbeat_with_images(id, Some(epoch), now, images)
                     .await?;
+                // This replica plans with them at once (one worker read); the others see
+                // them with their cache's next whole read. The agent reports only changes.
+                self.engine.capacity_changed(id);
             }
             None => self.store.heartbeat(id, Some(epoch), self.now_ms()).await?,
         }

@@ -1122,3 +1122,120 @@ fn a_client_command_whose_reader_has_gone_ends_quietly() {
         assert!(stderr.is_empty(), "berth {args:?} said: {stderr}");
     }
 }
+
+/// Images from a registry, end to end: a real registry on loopback, a server and two runc
+/// workers. A container of a registry image runs; its worker reports the image; the next
+/// containers of that image go to that worker (warm), not to the other one (equal, and
+/// emptier); a container whose registry cannot be reached ends FAILED with an
+/// `image_pull:` reason after its bounded tries.
+#[test]
+fn registry_images_run_and_placement_prefers_the_worker_that_holds_them() {
+    let registry = berth_image::testing::registry::LocalRegistry::start(None)
+        .expect("docker-registry must be installed (the test script installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    berth_image::testing::write_layout(
+        &layout,
+        &[
+            ("bin/busybox", &busybox, 0o755),
+            ("hello.txt", b"hello from the registry\n", 0o644),
+        ],
+        &berth_image::ImageConfig {
+            env: vec!["PATH=/bin".into()],
+            ..berth_image::ImageConfig::default()
+        },
+        Some("v1"),
+    )
+    .unwrap();
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let image = format!("{}/app:v1", registry.addr);
+
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let _server = spawn(&["server", "--listen", &format!("127.0.0.1:{port}")]);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _a = spawn(&worker_args(&server, "wa", dir_a.path()));
+    let _b = spawn(&worker_args(&server, "wb", dir_b.path()));
+    workers_up(&server, 2);
+
+    let run = |id: &str, image: &str| {
+        let args = [
+            "run",
+            "--wait",
+            "--id",
+            id,
+            "--cpu",
+            "100m",
+            "--memory",
+            "64Mi",
+            "--image",
+            image,
+            "--",
+            "busybox",
+            "cat",
+            "/hello.txt",
+        ];
+        berth(&server, &args)
+    };
+    let first = run("img-0", &image);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(stdout.trim(), "hello from the registry");
+    let warm = view_of(&server, "img-0")["worker"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the worker to report the image", || {
+        json(&server, &["workers", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["id"] == warm.as_str() && w["images"][0] == image.as_str())
+    });
+    for i in 1..=4 {
+        let id = format!("img-{i}");
+        assert!(run(&id, &image).status.success());
+        assert_eq!(
+            view_of(&server, &id)["worker"],
+            warm.as_str(),
+            "{id} went cold"
+        );
+    }
+
+    let gone = berth(
+        &server,
+        &[
+            "run",
+            "--wait",
+            "--id",
+            "img-gone",
+            "--cpu",
+            "100m",
+            "--memory",
+            "64Mi",
+            "--image",
+            "127.0.0.1:1/nothing:v1",
+            "--",
+            "true",
+        ],
+    );
+    assert!(!gone.status.success());
+    let failed = view_of(&server, "img-gone");
+    assert_eq!(failed["state"], "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("image_pull: ") && reason.contains("tried 3 times"),
+        "{reason}"
+    );
+    check_clean(&server);
+    for dir in [&dir_a, &dir_b] {
+        eventually("no runc container left", || {
+            runc_containers(dir.path()).is_empty()
+        });
+    }
+}

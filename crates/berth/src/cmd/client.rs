@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// Run only in this pool.
     #[arg(long)]
     pub pool: Option<String>,
+    /// The image to run the command in: a registry reference (`python:3.12`,
+    /// `registry.example.com/app@sha256:...`) or an OCI layout on the worker (`oci:/path:tag`).
+    /// Without it, berth's default root filesystem (busybox).
+    #[arg(long)]
+    pub image: Option<String>,
     /// Higher runs first; a request that finds no room may preempt running preemptible
     /// containers of lower priority.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
@@ -116,6 +121,7 @@ pub fn spec(args: &RunArgs) -> anyhow::Result<ContainerSpec> {
     );
     spec.id = args.id.clone();
     spec.pool = args.pool.clone();
+    spec.image = args.image.clone();
     spec.priority = args.priority;
     spec.preemptible = args.preemptible;
     spec.timeout_secs = args.timeout;
