@@ -13,8 +13,9 @@
 //!   memory, Redis memory.
 //! - `api`: through the HTTP API: 100 concurrent single submits, and batch submits.
 //! - `start`: container starts on real local workers, runc and the process runtime side by
-//!   side: submit to RUNNING and to EXITED, and the runtime's create and start alone; then
-//!   the warm-start share of a stream of 50 images on 20 workers, image locality on and off.
+//!   side: submit to RUNNING and to EXITED, and the runtime's create and start alone; cold
+//!   (pull) and warm (cached) starts of a registry image; then the warm-start share of a
+//!   stream of 50 images on 20 workers, image locality on and off.
 //! - `gpu-sharing`: an arrival-only fill of a GPU fleet shaped by Alibaba's 2023 GPU trace,
 //!   spread, pack and the fragmentation-aware policy side by side (the planner alone).
 //!
@@ -32,7 +33,8 @@
 //! - [`load`]: the scale driver behind [`sustained`] and [`c1m`]; [`tenants`]: its
 //!   requests spread over tenants, and their quotas.
 //! - [`api`]: the run through the HTTP API.
-//! - [`start`]: the container start run; [`locality`]: its warm-start share.
+//! - [`start`]: the container start run; [`image_start`]: its cold and warm image starts;
+//!   [`locality`]: its warm-start share.
 //! - [`gpu_sharing`]: the GPU-sharing fill.
 //! - [`report`]: the results, as the JSON writes them.
 //! - [`percentile`]: nearest-rank percentiles.
@@ -50,6 +52,7 @@ pub mod demo;
 pub mod fleet;
 pub mod format;
 pub mod gpu_sharing;
+pub mod image_start;
 pub mod load;
 pub mod locality;
 pub mod percentile;
@@ -97,16 +100,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Sustained => sustained::run(&choice, &settings, &mut report).await,
         Scenario::C1m => c1m::run(&choice, &settings, &mut report).await,
         Scenario::Api => api::run(&choice, &settings, &mut report).await,
-        Scenario::Start => match start::run(&choice, &settings, &mut report).await {
-            Ok(()) => locality::run(&mut report),
-            Err(error) => Err(error),
-        },
+        Scenario::Start => start_scenario(&choice, &settings, &mut report).await,
         Scenario::GpuSharing => unreachable!("run without a store above"),
     };
     let shutdown = choice.shutdown().await;
     outcome?;
     shutdown?;
     finish(&args, report)
+}
+
+/// The start scenario: container starts end to end and in the runtimes, cold and warm
+/// image starts, and the warm-start share of placement.
+async fn start_scenario(
+    choice: &store_choice::StoreChoice,
+    settings: &Settings,
+    report: &mut report::BenchReport,
+) -> anyhow::Result<()> {
+    start::run(choice, settings, report).await?;
+    let root = tempfile::tempdir().context("a directory for the image starts")?;
+    image_start::run(root.path(), report).await?;
+    locality::run(report)
 }
 
 /// The gpu-sharing scenario: the planner alone, so no store is chosen or started.

@@ -47,6 +47,9 @@ pub struct BenchReport {
     /// The gpu-sharing scenario's results, if it ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gpu_sharing: Vec<GpuSharingResult>,
+    /// The start scenario's cold and warm image starts, if they ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_starts: Vec<ImageStartResult>,
     /// The start scenario's warm-start share, if it ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub locality: Vec<LocalityResult>,
@@ -82,11 +85,26 @@ impl BenchReport {
             api: Vec::new(),
             start: Vec::new(),
             gpu_sharing: Vec::new(),
+            image_starts: Vec::new(),
             locality: Vec::new(),
             targets: Vec::new(),
             notes: Vec::new(),
         }
     }
+}
+
+/// Starts of a container of a registry image through runc, cold and warm (in the JSON
+/// under `image_starts`; see [`crate::image_start`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageStartResult {
+    /// The image's data besides busybox, in MiB.
+    pub image_mib: usize,
+    /// Samples of each.
+    pub samples: usize,
+    /// The start call with an empty image cache (pull, verify, unpack, start).
+    pub cold_start_ms: Spread,
+    /// The start call with the image cached.
+    pub warm_start_ms: Spread,
 }
 
 /// The warm-start share over a stream of containers of many images (in the JSON under
