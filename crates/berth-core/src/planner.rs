@@ -133,7 +133,7 @@ struct Planner<'a> {
     unplaced: Vec<Unplaced>,
     /// The workers holding each image, when image locality is on.
     warm: HashMap<&'a str, Vec<usize>>,
-    /// The bucket of each worker.
+    /// The bucket of each worker; empty when no worker is warm.
     bucket_of: Vec<usize>,
 }
 
@@ -164,20 +164,25 @@ impl<'a> Planner<'a> {
             })
             .collect();
         let buckets = index::build(&snapshot.workers);
-        let mut bucket_of = vec![0; snapshot.workers.len()];
-        for (position, bucket) in buckets.iter().enumerate() {
-            for &worker in &bucket.workers {
-                bucket_of[worker] = position;
+        let warm = if options.image_locality {
+            warm_workers(&snapshot.workers)
+        } else {
+            HashMap::new()
+        };
+        // Only read for warm workers: a fleet that holds no image pays nothing for it.
+        let mut bucket_of = Vec::new();
+        if !warm.is_empty() {
+            bucket_of = vec![0; snapshot.workers.len()];
+            for (position, bucket) in buckets.iter().enumerate() {
+                for &worker in &bucket.workers {
+                    bucket_of[worker] = position;
+                }
             }
         }
         Planner {
             snapshot,
             options,
-            warm: if options.image_locality {
-                warm_workers(&snapshot.workers)
-            } else {
-                HashMap::new()
-            },
+            warm,
             bucket_of,
             buckets,
             free,
