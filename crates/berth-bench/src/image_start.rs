@@ -3,7 +3,7 @@
 //! when it holds it already (warm).
 //!
 //! A distribution registry (Debian's `docker-registry`) runs on loopback with one image
-//! pushed by skopeo: busybox and [`PAYLOAD_MIB`] MiB of incompressible data in one layer.
+//! pushed by skopeo: busybox and 8 MiB of incompressible data in one layer.
 //! Each cold sample is a fresh runtime with an empty image cache starting one container
 //! of it (the start call: pull, verify, unpack, bundle, `runc run`); the warm samples are
 //! further containers on the last of those runtimes. Loopback hides the network: a real
