@@ -66,7 +66,7 @@ pub struct WorkerArgs {
     /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json, if present.
     #[arg(long, env = "BERTH_REGISTRY_AUTH_FILE")]
     pub registry_auth_file: Option<PathBuf>,
-    /// A registry (HOST[:PORT], as in image references) pulled from over plain HTTP
+    /// A registry (`HOST[:PORT]`, as in image references) pulled from over plain HTTP
     /// (repeatable). Loopback registries always are; any other is HTTPS.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
