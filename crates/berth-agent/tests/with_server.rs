@@ -96,6 +96,19 @@ async fn wait_for_worker(client: &Client) {
     }
 }
 
+/// Waits until `path` exists; panics after [`PATIENCE`].
+async fn wait_for_file(path: &std::path::Path) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !path.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_for(client: &Client, id: &ContainerId, state: &str) -> ContainerView {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -231,6 +244,8 @@ async fn a_crashed_agent_registers_again_as_itself_with_its_kept_credential() {
     ));
     wait_for_worker(&client).await;
     let kept = dir.path().join("work").join("credential.w-1");
+    // The server lists the worker before the agent has its answer and keeps the credential.
+    wait_for_file(&kept).await;
     let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the credential is its owner's only");
     let credential = Token::parse(&std::fs::read_to_string(&kept).unwrap()).unwrap();
