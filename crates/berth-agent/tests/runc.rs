@@ -367,27 +367,18 @@ async fn a_registry_image_runs_and_its_lease_keeps_it_until_the_container_ends()
     let dir = TempDir::new().unwrap();
     let registry = berth_image::testing::registry::LocalRegistry::start(None)
         .expect("docker-registry must be installed (apt-get install docker-registry skopeo)");
-    let layout = dir.path().join("layout");
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    berth_image::testing::write_layout(
-        &layout,
-        &[
-            ("bin/busybox", &busybox, 0o755),
-            ("hello.txt", b"hello from the registry\n", 0o644),
-        ],
-        &ImageConfig {
-            env: vec!["PATH=/bin".into()],
-            ..ImageConfig::default()
-        },
-        Some("v1"),
-    )
-    .unwrap();
-    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let hello: &[u8] = b"hello from the registry\n";
+    let reference = registry
+        .push_busybox_image(
+            &dir.path().join("layout"),
+            &[("hello.txt", hello, 0o644)],
+            "app:v1",
+        )
+        .unwrap();
     let mut config = config(&dir, "w-pull");
     // Nothing is kept that no container uses: only the lease keeps an image.
     config.image_cache_limit = 0;
     let rt = RuncRuntime::new(config).await.unwrap();
-    let reference = format!("{}/app:v1", registry.addr);
     let command = [
         "/bin/busybox",
         "sh",

@@ -12,22 +12,18 @@
 //! installs both for the tests).
 
 use crate::report::{BenchReport, ImageStartResult, Spread};
-use anyhow::{Context, ensure};
-use berth_agent::{ContainerRuntime, Exit, RuncConfig, RuncRuntime};
-use berth_core::{AttemptId, ContainerId, Payload, Resources, WorkerId};
-use berth_image::ImageConfig;
+use anyhow::Context;
+use berth_agent::{RuncConfig, RuncRuntime};
+use berth_core::WorkerId;
 use berth_image::testing::registry::LocalRegistry;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use rand::{RngCore, SeedableRng, rngs::StdRng};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// Cold samples (each a fresh runtime) and warm samples.
 const SAMPLES: usize = 8;
 /// The image's data besides busybox, in MiB.
 const PAYLOAD_MIB: usize = 8;
-/// The most a sample container may run.
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// Measures cold and warm starts under `root`, or notes why it could not.
 pub async fn run(root: &Path, report: &mut BenchReport) -> anyhow::Result<()> {
@@ -66,28 +62,15 @@ pub async fn run(root: &Path, report: &mut BenchReport) -> anyhow::Result<()> {
 
 /// Writes the image's layout and pushes it; returns its reference.
 fn push_image(registry: &LocalRegistry, root: &Path) -> anyhow::Result<String> {
-    let layout = root.join("image-layout");
-    let busybox = std::fs::read("/bin/busybox").context("reading /bin/busybox")?;
     let mut payload = vec![0u8; PAYLOAD_MIB << 20];
     StdRng::seed_from_u64(7).fill_bytes(&mut payload);
-    let config = ImageConfig {
-        env: vec!["PATH=/bin".into()],
-        ..ImageConfig::default()
-    };
-    berth_image::testing::write_layout(
-        &layout,
-        &[
-            ("bin/busybox", &busybox, 0o755),
-            ("data/payload", &payload, 0o644),
-        ],
-        &config,
-        Some("v1"),
-    )
-    .context("writing the image layout")?;
     registry
-        .push(&layout, "v1", "bench:v1", None)
-        .context("pushing the image with skopeo")?;
-    Ok(format!("{}/bench:v1", registry.addr))
+        .push_busybox_image(
+            &root.join("image-layout"),
+            &[("data/payload", &payload, 0o644)],
+            "bench:v1",
+        )
+        .context("writing the image and pushing it with skopeo")
 }
 
 /// A runc runtime with an empty image cache of its own.
@@ -102,30 +85,11 @@ async fn runtime(root: &Path, sample: usize) -> anyhow::Result<RuncRuntime> {
 /// Starts one container of `reference` running `busybox true`; returns the start call's
 /// ms.
 async fn start_once(runtime: &RuncRuntime, reference: &str, n: usize) -> anyhow::Result<f64> {
-    let spec = berth_agent::ContainerSpec {
-        container: ContainerId::new(format!("image-start-{n}"))?,
-        attempt: AttemptId::from_bits(u64::try_from(n)? | (u64::from(std::process::id()) << 32)),
-        worker: WorkerId::new("bench-image")?,
-        resources: Resources::new(250, 64, 0),
-        payload: Payload {
-            image: Some(reference.to_owned()),
-            // The image holds busybox alone, without a link per applet.
-            command: vec!["busybox".to_owned(), "true".to_owned()],
-            ..Payload::default()
-        },
-        devices: Vec::new(),
-        timeout: Some(LIMIT),
-    };
-    let began = Instant::now();
-    let mut handle = runtime.start(spec).await?;
-    let started_ms = began.elapsed().as_secs_f64() * 1e3;
-    let exit = handle.wait().await;
-    ensure!(
-        exit == Exit::Exited { code: 0 },
-        "`true` in {reference} ended {exit:?}: {:?}",
-        handle.logs()
-    );
-    Ok(started_ms)
+    let worker = WorkerId::new("bench-image")?;
+    // The image holds busybox alone, without a link per applet.
+    let command = ["busybox", "true"];
+    let alone = crate::start::start_and_wait(runtime, &worker, n, Some(reference), &command);
+    Ok(alone.await?.started_ms)
 }
 
 fn print_table(result: &ImageStartResult) {

@@ -100,9 +100,11 @@ struct EndToEnd {
 }
 
 /// One container's latencies through the runtime alone, in ms.
-struct Alone {
-    started_ms: f64,
-    exited_ms: f64,
+pub(crate) struct Alone {
+    /// The start call, in ms.
+    pub(crate) started_ms: f64,
+    /// From the start call to the end, in ms.
+    pub(crate) exited_ms: f64,
 }
 
 /// The end-to-end run of one runtime: server, agents, warm-up, measured containers.
@@ -309,16 +311,22 @@ async fn runtime_alone(
         }
     };
     let next = AtomicUsize::new(1);
-    let one = || start_and_wait(&*runtime, &worker, next.fetch_add(1, Ordering::Relaxed));
+    let one = || {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        start_and_wait(&*runtime, &worker, n, None, &["true"])
+    };
     one().await?;
     closed_loop(containers, in_flight, |_| one()).await
 }
 
-/// Starts one container running `true` through `runtime` and waits for its end.
-async fn start_and_wait(
+/// Starts one container running `command` in `image` (`None`: the default rootfs) through
+/// `runtime` and waits for its end, which must be exit code 0.
+pub(crate) async fn start_and_wait(
     runtime: &dyn ContainerRuntime,
     worker: &WorkerId,
     n: usize,
+    image: Option<&str>,
+    command: &[&str],
 ) -> anyhow::Result<Alone> {
     let attempt = AttemptId::from_bits(u64::try_from(n)? | (u64::from(std::process::id()) << 32));
     let spec = berth_agent::ContainerSpec {
@@ -327,8 +335,8 @@ async fn start_and_wait(
         worker: worker.clone(),
         resources: Resources::new(REQUEST.cpu_millicores, REQUEST.memory_mib, 0),
         payload: Payload {
-            image: None,
-            command: vec!["true".to_owned()],
+            image: image.map(str::to_owned),
+            command: command.iter().map(|c| (*c).to_owned()).collect(),
             env: BTreeMap::new(),
             secret_env: Default::default(),
         },
@@ -342,7 +350,7 @@ async fn start_and_wait(
     let exited_ms = began.elapsed().as_secs_f64() * 1e3;
     ensure!(
         exit == Exit::Exited { code: 0 },
-        "`true` through the {} runtime ended {exit:?}: {:?}",
+        "{command:?} through the {} runtime ended {exit:?}: {:?}",
         runtime.name(),
         handle.logs()
     );

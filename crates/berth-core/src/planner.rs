@@ -401,9 +401,10 @@ impl<'a> Planner<'a> {
             .filter(|&worker| buckets.contains(&self.bucket_of[worker]))
     }
 
-    /// True when image locality is on and the worker holds the request's image.
+    /// True when image locality is on and the worker holds the request's image. (`warm`
+    /// is empty with locality off or when no worker holds an image: one check then.)
     fn is_warm(&self, worker: usize, request: &ContainerRequest) -> bool {
-        self.options.image_locality
+        !self.warm.is_empty()
             && request
                 .payload
                 .image

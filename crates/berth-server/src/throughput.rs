@@ -152,20 +152,10 @@ mod tests {
             max_retries: retries,
         };
         ContainerRecord {
-            request,
             state: ContainerState::Running,
-            worker: None,
-            attempt: None,
             scheduled_at_ms: placed,
-            started_at_ms: None,
-            finished_at_ms: None,
-            exit_code: None,
-            reason: None,
-            deferrals: 0,
-            cancel_requested: false,
-            revoked_attempts: Vec::new(),
             retries,
-            preempted_at_ms: None,
+            ..berth_core::lifecycle::pending(request)
         }
     }
 

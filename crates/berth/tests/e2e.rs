@@ -1133,23 +1133,14 @@ fn registry_images_run_and_placement_prefers_the_worker_that_holds_them() {
     let registry = berth_image::testing::registry::LocalRegistry::start(None)
         .expect("docker-registry must be installed (the test script installs it)");
     let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    berth_image::testing::write_layout(
-        &layout,
-        &[
-            ("bin/busybox", &busybox, 0o755),
-            ("hello.txt", b"hello from the registry\n", 0o644),
-        ],
-        &berth_image::ImageConfig {
-            env: vec!["PATH=/bin".into()],
-            ..berth_image::ImageConfig::default()
-        },
-        Some("v1"),
-    )
-    .unwrap();
-    registry.push(&layout, "v1", "app:v1", None).unwrap();
-    let image = format!("{}/app:v1", registry.addr);
+    let hello: &[u8] = b"hello from the registry\n";
+    let image = registry
+        .push_busybox_image(
+            &dir.path().join("layout"),
+            &[("hello.txt", hello, 0o644)],
+            "app:v1",
+        )
+        .unwrap();
 
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");

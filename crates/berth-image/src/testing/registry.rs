@@ -74,6 +74,27 @@ impl LocalRegistry {
         self.skopeo_copy(layout, tag, target, &["--all".to_owned()])
     }
 
+    /// Writes a one-layer image of the host's `/bin/busybox` (at `bin/busybox`, with
+    /// `PATH=/bin`) and `files` into a layout at `layout`, pushes it as `target`
+    /// (`repo:tag`), and returns its reference (`<addr>/<target>`).
+    pub fn push_busybox_image(
+        &self,
+        layout: &Path,
+        files: &[(&str, &[u8], u32)],
+        target: &str,
+    ) -> io::Result<String> {
+        let busybox = fs::read("/bin/busybox")?;
+        let mut all = vec![("bin/busybox", busybox.as_slice(), 0o755)];
+        all.extend_from_slice(files);
+        let config = crate::ImageConfig {
+            env: vec!["PATH=/bin".into()],
+            ..crate::ImageConfig::default()
+        };
+        super::write_layout(layout, &all, &config, Some("v1"))?;
+        self.push(layout, "v1", target, None)?;
+        Ok(format!("{}/{target}", self.addr))
+    }
+
     fn skopeo_copy(
         &self,
         layout: &Path,
