@@ -1,6 +1,7 @@
 //! The cache's bookkeeping, with no I/O: the images this process prepared, their sizes,
-//! their last use and the references that named them, the registry blobs they use; and
-//! which images to evict, least recently used first, to get under a size limit.
+//! their last use and the references that named them, the shared parts they use (registry
+//! blobs, unpacked layers), each counted once however many images share it; and which
+//! images to evict, least recently used first, to get under a size limit.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,6 +14,16 @@ pub struct HeldImage {
     pub digest: String,
 }
 
+/// Something on disk that images share and that is counted once: a registry blob, or a
+/// layer unpacked into its own directory (layer mode), by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Part {
+    /// `registry/blobs/sha256/<hex>`.
+    Blob(String),
+    /// `layers/<digest>/`.
+    Layer(String),
+}
+
 /// What the store knows of its images. Guarded by the store's mutex.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
@@ -20,17 +31,18 @@ pub(crate) struct Cache {
     tick: u64,
     /// By image id.
     images: HashMap<String, Entry>,
-    /// The size of every registry blob on disk that this process knows of, by digest.
-    blobs: HashMap<String, u64>,
+    /// The size of every shared part on disk that this process knows of.
+    parts: HashMap<Part, u64>,
 }
 
 /// One image.
 #[derive(Debug, Default)]
 struct Entry {
-    /// The size of its directory (rootfs and config), not counting blobs.
+    /// The size of its directory (rootfs and config; a mounted rootfs counts nothing), not
+    /// counting shared parts.
     bytes: u64,
-    /// The registry blobs it was pulled from.
-    blobs: Vec<String>,
+    /// The registry blobs it was pulled from and the layers its rootfs is mounted from.
+    parts: Vec<Part>,
     /// When it was last prepared.
     last_used: u64,
     /// The references that named it, with when each was last used.
@@ -43,12 +55,17 @@ impl Cache {
         self.images.contains_key(id)
     }
 
-    /// Records image `id`, `bytes` on disk, pulled from `blobs` (digest and size).
-    pub(crate) fn record(&mut self, id: &str, bytes: u64, blobs: Vec<(String, u64)>) {
+    /// Records image `id`, `bytes` on disk, using `parts` (with their sizes).
+    pub(crate) fn record(&mut self, id: &str, bytes: u64, parts: Vec<(Part, u64)>) {
         let entry = self.images.entry(id.to_owned()).or_default();
         entry.bytes = bytes;
-        entry.blobs = blobs.iter().map(|(digest, _)| digest.clone()).collect();
-        self.blobs.extend(blobs);
+        entry.parts = parts.iter().map(|(part, _)| part.clone()).collect();
+        self.parts.extend(parts);
+    }
+
+    /// The size of `part` if it is known: a shared layer is measured once.
+    pub(crate) fn part_size(&self, part: &Part) -> Option<u64> {
+        self.parts.get(part).copied()
     }
 
     /// Notes a use of image `id`, by `reference` if there was one.
@@ -61,14 +78,14 @@ impl Cache {
         }
     }
 
-    /// The bytes the known images and blobs take.
+    /// The bytes the known images and their parts take, each part once.
     pub(crate) fn total_bytes(&self) -> u64 {
-        self.images.values().map(|e| e.bytes).sum::<u64>() + self.blobs.values().sum::<u64>()
+        self.images.values().map(|e| e.bytes).sum::<u64>() + self.parts.values().sum::<u64>()
     }
 
     /// Images to evict, least recently used first, until the total is at most `limit`;
     /// images for which `in_use` is true are skipped. Evicting one frees its own bytes and
-    /// the blobs no other image uses.
+    /// the parts no other image uses.
     pub(crate) fn victims(&self, limit: u64, in_use: impl Fn(&str) -> bool) -> Vec<String> {
         let mut total = self.total_bytes();
         let mut order: Vec<(&String, &Entry)> = self.images.iter().collect();
@@ -82,25 +99,25 @@ impl Cache {
                 continue;
             }
             chosen.insert(id);
-            total = total.saturating_sub(entry.bytes + self.freed_blobs(entry, &chosen));
+            total = total.saturating_sub(entry.bytes + self.freed_parts(entry, &chosen));
         }
         chosen.into_iter().map(str::to_owned).collect()
     }
 
-    /// The bytes of `entry`'s blobs that no image outside `gone` uses.
-    fn freed_blobs(&self, entry: &Entry, gone: &HashSet<&str>) -> u64 {
+    /// The bytes of `entry`'s parts that no image outside `gone` uses.
+    fn freed_parts(&self, entry: &Entry, gone: &HashSet<&str>) -> u64 {
         entry
-            .blobs
+            .parts
             .iter()
-            .filter(|digest| !self.blob_used_outside(digest, gone))
-            .filter_map(|digest| self.blobs.get(digest))
+            .filter(|part| !self.part_used_outside(part, gone))
+            .filter_map(|part| self.parts.get(part))
             .sum()
     }
 
-    fn blob_used_outside(&self, digest: &str, gone: &HashSet<&str>) -> bool {
+    fn part_used_outside(&self, part: &Part, gone: &HashSet<&str>) -> bool {
         self.images
             .iter()
-            .any(|(id, e)| !gone.contains(id.as_str()) && e.blobs.iter().any(|b| b == digest))
+            .any(|(id, e)| !gone.contains(id.as_str()) && e.parts.contains(part))
     }
 
     /// Forgets image `id`.
@@ -108,19 +125,20 @@ impl Cache {
         self.images.remove(id);
     }
 
-    /// The blobs no image uses any more.
-    pub(crate) fn unused_blobs(&self) -> Vec<String> {
+    /// The parts no known image uses any more.
+    pub(crate) fn unused_parts(&self) -> Vec<Part> {
         let none = HashSet::new();
-        self.blobs
+        self.parts
             .keys()
-            .filter(|digest| !self.blob_used_outside(digest, &none))
+            .filter(|part| !self.part_used_outside(part, &none))
             .cloned()
             .collect()
     }
 
-    /// Forgets a blob (removed from disk).
-    pub(crate) fn remove_blob(&mut self, digest: &str) {
-        self.blobs.remove(digest);
+    /// Forgets a part (removed from disk, or kept for an image this process does not
+    /// count).
+    pub(crate) fn remove_part(&mut self, part: &Part) {
+        self.parts.remove(part);
     }
 
     /// At most `max` (reference, image) pairs, most recently used first.
@@ -151,7 +169,10 @@ mod tests {
     fn cache() -> Cache {
         let mut cache = Cache::default();
         for (id, reference) in [("a", "img:a"), ("b", "img:b"), ("c", "img:c")] {
-            let blobs = vec![("shared".to_owned(), 10), (format!("own-{id}"), 5)];
+            let blobs = vec![
+                (Part::Blob("shared".to_owned()), 10),
+                (Part::Layer(format!("own-{id}")), 5),
+            ];
             cache.record(id, 100, blobs);
             cache.touch(id, Some(reference));
         }
@@ -175,7 +196,7 @@ mod tests {
     fn a_shared_blob_outlives_one_of_its_images() {
         let mut cache = cache();
         cache.remove("a");
-        assert_eq!(cache.unused_blobs(), vec!["own-a".to_owned()]);
+        assert_eq!(cache.unused_parts(), vec![Part::Layer("own-a".to_owned())]);
     }
 
     #[test]

@@ -75,21 +75,32 @@ pub(crate) fn unpack_image(
     rootfs: &Path,
     options: LayerOptions,
 ) -> Result<ImageConfig, ImageError> {
+    let (manifest, config) = read_image(layout, manifest)?;
+    let mut budget = Budget::image();
+    for layer in manifest.layers() {
+        unpack_layer(layout, layer, rootfs, options, &mut budget)?;
+    }
+    Ok(config)
+}
+
+/// Reads the manifest `manifest` names and the image configuration it names, both
+/// verified against their descriptors.
+pub(crate) fn read_image(
+    layout: &Path,
+    manifest: &Descriptor,
+) -> Result<(ImageManifest, ImageConfig), ImageError> {
     let manifest: ImageManifest =
         read_json_blob(layout, manifest, |b| ImageManifest::from_reader(b))?;
     let config = read_json_blob(layout, manifest.config(), |b| {
         ImageConfiguration::from_reader(b)
     })?;
-    let mut budget = Budget::image();
-    for layer in manifest.layers() {
-        unpack_layer(layout, layer, rootfs, options, &mut budget)?;
-    }
-    Ok(ImageConfig::from_oci(&config))
+    Ok((manifest, ImageConfig::from_oci(&config)))
 }
 
-/// Applies one layer blob, hashing it as it streams; a mismatch fails the whole image
-/// (whose half-written rootfs the caller throws away).
-fn unpack_layer(
+/// Applies one layer blob onto `rootfs` (or, with [`LayerOptions::overlay`], unpacks it
+/// into its own directory), hashing it as it streams; a mismatch fails the whole image
+/// (whose half-written directory the caller throws away).
+pub(crate) fn unpack_layer(
     layout: &Path,
     layer: &Descriptor,
     rootfs: &Path,
@@ -147,7 +158,7 @@ fn read_json_blob<T, E: std::fmt::Display>(
 }
 
 /// Where a descriptor's blob lives; only sha256 digests are supported.
-fn blob_path(layout: &Path, descriptor: &Descriptor) -> Result<PathBuf, ImageError> {
+pub(crate) fn blob_path(layout: &Path, descriptor: &Descriptor) -> Result<PathBuf, ImageError> {
     let digest = descriptor.digest();
     if *digest.algorithm() != DigestAlgorithm::Sha256 {
         return Err(invalid(

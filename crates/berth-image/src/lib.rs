@@ -119,6 +119,7 @@ mod confined;
 mod error;
 mod layout;
 pub mod metrics;
+mod overlay;
 mod reference;
 mod registry;
 mod slots;

@@ -1,6 +1,7 @@
-//! Tar streams to disk: a layer applied onto a rootfs (whiteouts included), and an OCI
-//! layout archive extracted into a directory. Both refuse to write outside their root and
-//! stop at the [limits](crate#limits).
+//! Tar streams to disk: a layer applied onto a rootfs (whiteouts included) or unpacked
+//! into a directory of its own (whiteouts kept as overlayfs whiteouts), and an OCI layout
+//! archive extracted into a directory. All refuse to write outside their root and stop at
+//! the [limits](crate#limits).
 
 use std::collections::HashSet;
 use std::fs;
@@ -54,10 +55,19 @@ pub(crate) struct LayerOptions {
     /// Set files' owners from the tar headers (needs root; otherwise the unpacking user
     /// owns everything).
     pub(crate) preserve_owners: bool,
+    /// The layer is unpacked alone into its own directory, an overlayfs lower layer:
+    /// whiteouts become overlayfs whiteouts there (`.wh.<name>` a 0:0 character device
+    /// `<name>`, `.wh..wh..opq` the `trusted.overlay.opaque` xattr on its directory)
+    /// instead of deleting what lower layers wrote, which are not there to delete.
+    pub(crate) overlay: bool,
 }
 
+/// The xattr that makes a directory of an overlayfs layer hide the lower layers' one.
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
 /// Applies one layer (an uncompressed tar stream) onto `rootfs`: its whiteouts delete
-/// from the lower layers, its entries replace theirs. `source_name` names the layer in
+/// from the lower layers, its entries replace theirs; or, with [`LayerOptions::overlay`],
+/// its whiteouts are written as overlayfs whiteouts. `source_name` names the layer in
 /// errors.
 pub(crate) fn apply_layer(
     rootfs: &Path,
@@ -80,7 +90,7 @@ pub(crate) fn apply_layer(
         }
         let mut entry = entry.map_err(read_error)?;
         budget.take(entry.size(), source_name)?;
-        if let Some(dst) = apply_entry(rootfs, &mut entry, source_name, &written)? {
+        if let Some(dst) = apply_entry(rootfs, &mut entry, source_name, &written, options)? {
             written.insert(dst);
         }
     }
@@ -93,6 +103,7 @@ fn apply_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     source_name: &str,
     written: &HashSet<PathBuf>,
+    options: LayerOptions,
 ) -> Result<Option<PathBuf>, ImageError> {
     let raw = entry
         .path()
@@ -111,14 +122,24 @@ fn apply_entry<R: Read>(
     fs::create_dir_all(&parent).context(|| format!("creating {}", parent.display()))?;
     let name = name.to_string_lossy();
     if name == OPAQUE_WHITEOUT {
-        clear_lower(&parent, written)?;
+        if options.overlay {
+            // The layer's own entries in the directory stay visible; only lower ones hide.
+            xattr::set(&parent, OPAQUE_XATTR, b"y")
+                .context(|| format!("marking {} opaque", parent.display()))?;
+        } else {
+            clear_lower(&parent, written)?;
+        }
         return Ok(None);
     }
     if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-        if matches!(hidden, "" | "." | "..") {
+        if matches!(hidden, "" | "." | "..") || hidden.contains('/') {
             return Err(escape(format!("a whiteout of `{hidden}`")));
         }
-        remove_any(&parent.join(hidden))?;
+        let hidden = parent.join(hidden);
+        remove_any(&hidden)?;
+        if options.overlay {
+            overlay_whiteout(&hidden)?;
+        }
         return Ok(None);
     }
     let kind = entry.header().entry_type();
@@ -198,6 +219,16 @@ fn replace_existing(dst: &Path, is_dir: bool) -> Result<(), ImageError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ImageError::io(format!("reading {}", dst.display()), e)),
     }
+}
+
+/// Makes `path` an overlayfs whiteout: a character device 0:0, which hides the lower
+/// layers' `path` in the merged view. Layers' own device nodes are skipped, so a layer can
+/// make one only through a `.wh.` entry.
+fn overlay_whiteout(path: &Path) -> Result<(), ImageError> {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    mknod(path, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
+        .map_err(io::Error::from)
+        .context(|| format!("making the whiteout {}", path.display()))
 }
 
 /// Removes whatever is at `path` (a directory with its contents; a symlink itself, never

@@ -1,15 +1,17 @@
 //! Leases, bookkeeping and eviction: the part of [`ImageStore`] that keeps the cache
-//! under its limit without removing an image in use.
+//! under its limit without removing an image in use, nor a layer or blob one uses.
 
+use std::collections::HashSet;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{ImageStore, PreparedImage};
-use crate::cache::HeldImage;
+use crate::cache::{HeldImage, Part};
 use crate::error::{ImageError, IoContext};
-use crate::metrics;
 use crate::slots::lock;
+use crate::{metrics, overlay};
 
 impl ImageStore {
     /// A lease on the prepared image `id` (a [`PreparedImage::id`]) if it is on disk, for a
@@ -36,9 +38,10 @@ impl ImageStore {
     }
 
     /// Removes the least recently used images not in use (no clone of their
-    /// [`PreparedImage`] alive outside the store) until the cache fits its limit, then the
-    /// blobs no image uses. Runs after every `prepare`; call it after releasing images to
-    /// reclaim space sooner. Failures are logged, not returned.
+    /// [`PreparedImage`] alive outside the store) until the cache fits its limit (in layer
+    /// mode unmounting their rootfs first), then the blobs and layers no image uses.
+    /// Runs after every `prepare`; call it after releasing images to reclaim space sooner.
+    /// Failures are logged, not returned.
     pub fn collect_garbage(&self) {
         let mut cache = lock(&self.cache);
         for id in cache.victims(self.limit, |id| self.in_use(id)) {
@@ -46,16 +49,92 @@ impl ImageStore {
                 cache.remove(&id);
             }
         }
-        let Ok(_exclusive) = self.blob_use.try_write() else {
-            return; // A pull is in progress: its blobs stay; the next run removes them.
-        };
-        for digest in cache.unused_blobs() {
-            let path = self.blobs.path(&digest);
-            match fs::remove_file(&path) {
-                Ok(()) => cache.remove_blob(&digest),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => cache.remove_blob(&digest),
-                Err(e) => tracing::warn!(%digest, error = %e, "cannot remove an unused blob"),
+        let unused = cache.unused_parts();
+        // A pull in progress keeps the blobs (a build the layers): the next run removes them.
+        if let Ok(_exclusive) = self.blob_use.try_write() {
+            for part in unused.iter().filter(|p| matches!(p, Part::Blob(_))) {
+                let Part::Blob(digest) = part else { continue };
+                let path = self.blobs.path(digest);
+                match fs::remove_file(&path) {
+                    Ok(()) => cache.remove_part(part),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => cache.remove_part(part),
+                    Err(e) => tracing::warn!(%digest, error = %e, "cannot remove an unused blob"),
+                }
             }
+        }
+        let layers: Vec<&String> = unused
+            .iter()
+            .filter_map(|p| match p {
+                Part::Layer(digest) => Some(digest),
+                Part::Blob(_) => None,
+            })
+            .collect();
+        if layers.is_empty() {
+            return;
+        }
+        let Ok(_exclusive) = self.layer_use.try_write() else {
+            return;
+        };
+        // Every image on disk keeps its layers, counted here or not (one left by an earlier
+        // process may back a container that outlived it).
+        let listed = self.layers_on_disk();
+        for digest in layers {
+            let part = Part::Layer(digest.clone());
+            if listed.contains(digest) {
+                cache.remove_part(&part); // Stays, for an image this process does not count.
+                continue;
+            }
+            match self.remove_layer(digest) {
+                Ok(()) => cache.remove_part(&part),
+                Err(e) => tracing::warn!(%digest, error = %e, "cannot remove an unused layer"),
+            }
+        }
+    }
+
+    /// The layers listed by the images on disk. An image whose list cannot be read keeps
+    /// every layer: nothing is removed then.
+    fn layers_on_disk(&self) -> HashSet<String> {
+        let images = self.root.join("images");
+        let mut listed = HashSet::new();
+        let Ok(entries) = fs::read_dir(&images) else {
+            return self.all_layers();
+        };
+        for entry in entries.flatten() {
+            match self.image_layers(&entry.path()) {
+                Ok(layers) => listed.extend(layers.unwrap_or_default()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "keeping every layer");
+                    return self.all_layers();
+                }
+            }
+        }
+        listed
+    }
+
+    /// The digests of every layer directory on disk.
+    fn all_layers(&self) -> HashSet<String> {
+        fs::read_dir(self.root.join("layers"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str().map(|n| n.replacen('-', ":", 1)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Removes layer `digest`'s directory: renamed away first, so no half layer stays in
+    /// place looking complete.
+    fn remove_layer(&self, digest: &str) -> Result<(), ImageError> {
+        let dir = self.layer_dir(digest);
+        let work = self.work_dir()?;
+        match fs::rename(&dir, work.path().join("layer")) {
+            Ok(()) => {
+                tracing::info!(layer = %digest, "unused layer removed");
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ImageError::io(format!("removing {}", dir.display()), e)),
         }
     }
 
@@ -87,11 +166,14 @@ impl ImageStore {
         {
             return false;
         }
-        let gone = self.work_dir().and_then(|work| {
-            let dir = self.image_dir(id);
-            let trash = work.path().join("image");
-            fs::rename(&dir, &trash).context(|| format!("removing {}", dir.display()))
-        });
+        let gone = self
+            .unmount_rootfs(id)
+            .and_then(|()| self.work_dir())
+            .and_then(|work| {
+                let dir = self.image_dir(id);
+                let trash = work.path().join("image");
+                fs::rename(&dir, &trash).context(|| format!("removing {}", dir.display()))
+            });
         match gone {
             Ok(()) => {
                 *prepared = None;
@@ -106,22 +188,34 @@ impl ImageStore {
         }
     }
 
+    /// Unmounts image `id`'s rootfs if it is mounted (every mount stacked there: two
+    /// stores on one root may each have mounted it). Not detached: a rootfs something
+    /// still uses fails to unmount, and the image stays.
+    fn unmount_rootfs(&self, id: &str) -> Result<(), ImageError> {
+        let dir = self.image_dir(id);
+        let rootfs = dir.join("rootfs");
+        while overlay::is_mounted(&rootfs, &dir)
+            .context(|| format!("reading {}", rootfs.display()))?
+        {
+            overlay::unmount(&rootfs, false)
+                .context(|| format!("unmounting {}", rootfs.display()))?;
+        }
+        lock(&self.mounted).remove(&rootfs);
+        Ok(())
+    }
+
     /// Records a pulled image with the blobs it was pulled from, for the cache's size.
     pub(super) fn record_blobs(
         &self,
         image: &PreparedImage,
         blobs: &[String],
     ) -> Result<(), ImageError> {
-        let dir = self.image_dir(&image.id);
-        let bytes = dir_size(&dir).context(|| format!("measuring {}", dir.display()))?;
-        let sized = blobs
-            .iter()
-            .map(|digest| {
-                let size = fs::metadata(self.blobs.path(digest)).map_or(0, |m| m.len());
-                (digest.clone(), size)
-            })
-            .collect();
-        lock(&self.cache).record(&image.id, bytes, sized);
+        let (bytes, mut parts) = self.measure(&image.id)?;
+        parts.extend(blobs.iter().map(|digest| {
+            let size = fs::metadata(self.blobs.path(digest)).map_or(0, |m| m.len());
+            (Part::Blob(digest.clone()), size)
+        }));
+        lock(&self.cache).record(&image.id, bytes, parts);
         Ok(())
     }
 
@@ -132,23 +226,52 @@ impl ImageStore {
         reference: Option<&str>,
     ) -> Result<(), ImageError> {
         if !lock(&self.cache).knows(&prepared.id) {
-            let dir = self.image_dir(&prepared.id);
-            let bytes = dir_size(&dir).context(|| format!("measuring {}", dir.display()))?;
-            lock(&self.cache).record(&prepared.id, bytes, Vec::new());
+            let (bytes, parts) = self.measure(&prepared.id)?;
+            lock(&self.cache).record(&prepared.id, bytes, parts);
         }
         lock(&self.cache).touch(&prepared.id, reference);
         Ok(())
     }
+
+    /// The bytes of image `id`'s own directory (not its mounted rootfs), and its layers
+    /// with their sizes (a layer already known is not measured again).
+    fn measure(&self, id: &str) -> Result<(u64, Vec<(Part, u64)>), ImageError> {
+        let dir = self.image_dir(id);
+        let bytes = dir_size(&dir).context(|| format!("measuring {}", dir.display()))?;
+        let mut parts = Vec::new();
+        for digest in self.image_layers(&dir)?.unwrap_or_default() {
+            let layer = self.layer_dir(&digest);
+            let part = Part::Layer(digest);
+            let known = lock(&self.cache).part_size(&part);
+            let size = match known {
+                Some(size) => size,
+                None => dir_size(&layer).context(|| format!("measuring {}", layer.display()))?,
+            };
+            parts.push((part, size));
+        }
+        Ok((bytes, parts))
+    }
 }
 
-/// The bytes of the regular files under `dir` (symlinks not followed).
+/// The bytes of the regular files under `dir` (symlinks not followed), not descending
+/// into mount points (a mounted rootfs is its layers, counted once as such).
 fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let dev = fs::symlink_metadata(dir)?.dev();
+    dir_size_on(dir, dev)
+}
+
+/// [`dir_size`] of what is on device `dev` under `dir`.
+fn dir_size_on(dir: &Path, dev: u64) -> std::io::Result<u64> {
     let mut total = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.path().symlink_metadata()?;
         total += if meta.is_dir() {
-            dir_size(&entry.path())?
+            if meta.dev() == dev {
+                dir_size_on(&entry.path(), dev)?
+            } else {
+                0
+            }
         } else {
             meta.len()
         };

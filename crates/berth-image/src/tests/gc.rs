@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use super::{app_config, names};
-use crate::ImageStore;
 use crate::testing;
 
 /// Writes layout `name` holding one 100,000-byte file; returns its reference and id.
@@ -25,15 +24,14 @@ fn dir_name(id: &str) -> String {
     id.replace(':', "-")
 }
 
-#[test]
-fn over_its_limit_the_store_evicts_the_least_recently_used_image_not_in_use() {
+fn over_its_limit_the_store_evicts_the_least_recently_used_image_not_in_use(layered: bool) {
     let work = tempfile::tempdir().unwrap();
     let (x, x_id) = big_image(work.path(), "xx");
     let (y, y_id) = big_image(work.path(), "yy");
     let (z, z_id) = big_image(work.path(), "zz");
     let root = work.path().join("store");
     // Room for two images, not three.
-    let store = ImageStore::open(&root).unwrap().with_cache_limit(250_000);
+    let store = super::open_store(layered, &root).with_cache_limit(250_000);
 
     let leased = store.prepare(Some(&x)).unwrap();
     drop(store.prepare(Some(&y)).unwrap());
@@ -61,15 +59,14 @@ fn over_its_limit_the_store_evicts_the_least_recently_used_image_not_in_use() {
     );
 }
 
-#[test]
-fn a_lease_taken_after_a_restart_keeps_the_image() {
+fn a_lease_taken_after_a_restart_keeps_the_image(layered: bool) {
     let work = tempfile::tempdir().unwrap();
     let (x, x_id) = big_image(work.path(), "xx");
     let (y, _) = big_image(work.path(), "yy");
     let root = work.path().join("store");
-    drop(ImageStore::open(&root).unwrap().prepare(Some(&x)).unwrap());
+    drop(super::open_store(layered, &root).prepare(Some(&x)).unwrap());
     // A restarted agent: the image is on disk, its container adopted.
-    let store = ImageStore::open(&root).unwrap().with_cache_limit(0);
+    let store = super::open_store(layered, &root).with_cache_limit(0);
     let leased = store.lease(&x_id).unwrap().expect("on disk");
     assert!(store.lease("sha256:0000").unwrap().is_none());
     drop(store.prepare(Some(&y)).unwrap());
@@ -77,3 +74,8 @@ fn a_lease_taken_after_a_restart_keeps_the_image() {
     assert_eq!(names(&root.join("images")), vec![dir_name(&x_id)]);
     assert!(leased.rootfs.join("data").is_file());
 }
+
+super::in_both_modes!(
+    over_its_limit_the_store_evicts_the_least_recently_used_image_not_in_use,
+    a_lease_taken_after_a_restart_keeps_the_image,
+);

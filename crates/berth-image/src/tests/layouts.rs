@@ -7,8 +7,7 @@ use super::{app_config, names};
 use crate::testing::{self, LayerEntry, layer};
 use crate::{ImageConfig, ImageError, ImageStore};
 
-#[test]
-fn a_tagged_layout_is_unpacked_with_its_config() {
+fn a_tagged_layout_is_unpacked_with_its_config(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let files: &[(&str, &[u8], u32)] = &[
@@ -16,7 +15,7 @@ fn a_tagged_layout_is_unpacked_with_its_config() {
         ("etc/conf", b"x=1", 0o600),
     ];
     let digest = testing::write_layout(&layout, files, &app_config(), Some("v1")).unwrap();
-    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let store = super::open_store(layered, dir.path().join("store"));
 
     let image = store
         .prepare(Some(&format!("oci:{}:v1", layout.display())))
@@ -43,14 +42,13 @@ fn a_tagged_layout_is_unpacked_with_its_config() {
     assert_eq!(store.unpacked_count(), 1);
 }
 
-#[test]
-fn a_layout_with_two_tags_needs_one_named() {
+fn a_layout_with_two_tags_needs_one_named(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let config = ImageConfig::default();
     let v1 = testing::write_layout(&layout, &[("v", b"1", 0o644)], &config, Some("v1")).unwrap();
     let v2 = testing::write_layout(&layout, &[("v", b"2", 0o644)], &config, Some("v2")).unwrap();
-    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let store = super::open_store(layered, dir.path().join("store"));
     let reference = |tag: &str| format!("oci:{}{tag}", layout.display());
 
     let image = store.prepare(Some(&reference(":v2"))).unwrap();
@@ -74,8 +72,7 @@ fn a_layout_with_two_tags_needs_one_named() {
     assert!(missing.to_string().contains("v1"), "{missing}");
 }
 
-#[test]
-fn an_archive_is_extracted_and_unpacked_once() {
+fn an_archive_is_extracted_and_unpacked_once(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("image.tar");
     let digest = testing::write_archive(
@@ -85,7 +82,7 @@ fn an_archive_is_extracted_and_unpacked_once() {
         Some("latest"),
     )
     .unwrap();
-    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let store = super::open_store(layered, dir.path().join("store"));
 
     let image = store
         .prepare(Some(&format!("oci-archive:{}:latest", archive.display())))
@@ -101,8 +98,7 @@ fn an_archive_is_extracted_and_unpacked_once() {
     assert!(names(&dir.path().join("store/tmp")).is_empty());
 }
 
-#[test]
-fn a_blob_that_does_not_match_its_digest_is_refused_and_leaves_nothing() {
+fn a_blob_that_does_not_match_its_digest_is_refused_and_leaves_nothing(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     testing::write_layout(
@@ -124,7 +120,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused_and_leaves_nothing() {
         layer(&[LayerEntry::File("a", b"evil", 0o644)]).unwrap(),
     )
     .unwrap();
-    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let store = super::open_store(layered, dir.path().join("store"));
 
     let error = store
         .prepare(Some(&format!("oci:{}", layout.display())))
@@ -138,8 +134,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused_and_leaves_nothing() {
     assert!(names(&dir.path().join("store/tmp")).is_empty());
 }
 
-#[test]
-fn whiteouts_delete_and_opaque_directories_hide_the_lower_layers() {
+fn whiteouts_delete_and_opaque_directories_hide_the_lower_layers(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let lower = layer(&[
@@ -163,7 +158,7 @@ fn whiteouts_delete_and_opaque_directories_hide_the_lower_layers() {
     ])
     .unwrap();
     testing::write_layout_layers(&layout, &[lower, upper], &ImageConfig::default(), None).unwrap();
-    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let store = super::open_store(layered, dir.path().join("store"));
 
     let rootfs = store
         .prepare(Some(&format!("oci:{}", layout.display())))
@@ -176,34 +171,32 @@ fn whiteouts_delete_and_opaque_directories_hide_the_lower_layers() {
     assert_eq!(std::fs::read(rootfs.join("replaced")).unwrap(), b"new");
 }
 
-#[test]
-fn prepare_twice_unpacks_once_and_a_second_store_reuses_the_disk() {
+fn prepare_twice_unpacks_once_and_a_second_store_reuses_the_disk(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     testing::write_layout(&layout, &[("f", b"1", 0o644)], &app_config(), None).unwrap();
     let reference = format!("oci:{}", layout.display());
-    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let store = super::open_store(layered, dir.path().join("store"));
 
     let first = store.prepare(Some(&reference)).unwrap();
     let second = store.prepare(Some(&reference)).unwrap();
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(store.unpacked_count(), 1);
 
-    let reopened = ImageStore::open(dir.path().join("store")).unwrap();
+    let reopened = super::open_store(layered, dir.path().join("store"));
     let third = reopened.prepare(Some(&reference)).unwrap();
     assert_eq!(*third, *first);
     assert_eq!(reopened.unpacked_count(), 0);
 }
 
-#[test]
-fn eight_threads_preparing_one_image_unpack_it_once() {
+fn eight_threads_preparing_one_image_unpack_it_once(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let archive = dir.path().join("image.tar");
     let files: &[(&str, &[u8], u32)] = &[("f", b"1", 0o644), ("g", b"2", 0o644)];
     testing::write_layout(&layout, files, &app_config(), None).unwrap();
     testing::write_archive(&archive, &[("h", b"3", 0o644)], &app_config(), None).unwrap();
-    let store = Arc::new(ImageStore::open(dir.path().join("store")).unwrap());
+    let store = Arc::new(super::open_store(layered, dir.path().join("store")));
 
     for reference in [
         format!("oci:{}", layout.display()),
@@ -243,8 +236,7 @@ fn a_reference_of_no_known_form_is_refused_with_the_supported_forms() {
     assert!(message.contains("registry reference"), "{message}");
 }
 
-#[test]
-fn a_corrupt_layer_is_reported_as_a_digest_mismatch() {
+fn a_corrupt_layer_is_reported_as_a_digest_mismatch(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     testing::write_layout(
@@ -261,7 +253,7 @@ fn a_corrupt_layer_is_reported_as_a_digest_mismatch() {
             std::fs::write(&path, b"\x1f\x8bnot gzip at all").unwrap();
         }
     }
-    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let store = super::open_store(layered, dir.path().join("store"));
     let error = store
         .prepare(Some(&format!("oci:{}", layout.display())))
         .unwrap_err();
@@ -271,8 +263,7 @@ fn a_corrupt_layer_is_reported_as_a_digest_mismatch() {
     );
 }
 
-#[test]
-fn a_zstd_layer_is_refused_naming_the_supported_types() {
+fn a_zstd_layer_is_refused_naming_the_supported_types(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     testing::write_layout(
@@ -283,7 +274,7 @@ fn a_zstd_layer_is_refused_naming_the_supported_types() {
     )
     .unwrap();
     retype_layers(&layout, "application/vnd.oci.image.layer.v1.tar+zstd");
-    let store = ImageStore::open(dir.path().join("store")).unwrap();
+    let store = super::open_store(layered, dir.path().join("store"));
     let error = store
         .prepare(Some(&format!("oci:{}", layout.display())))
         .unwrap_err();
@@ -344,14 +335,13 @@ fn retype_layers(layout: &std::path::Path, media_type: &str) {
     std::fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
-#[test]
-fn two_stores_on_one_root_racing_end_with_one_image() {
+fn two_stores_on_one_root_racing_end_with_one_image(layered: bool) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     testing::write_layout(&layout, &[("f", b"1", 0o644)], &app_config(), None).unwrap();
     let reference = format!("oci:{}", layout.display());
     let stores: Vec<Arc<ImageStore>> = (0..2)
-        .map(|_| Arc::new(ImageStore::open(dir.path().join("store")).unwrap()))
+        .map(|_| Arc::new(super::open_store(layered, dir.path().join("store"))))
         .collect();
 
     let threads: Vec<_> = (0..8)
@@ -377,3 +367,16 @@ fn the_store_and_its_answers_can_cross_threads() {
     check::<crate::PreparedImage>();
     check::<ImageError>();
 }
+
+super::in_both_modes!(
+    a_tagged_layout_is_unpacked_with_its_config,
+    a_layout_with_two_tags_needs_one_named,
+    an_archive_is_extracted_and_unpacked_once,
+    a_blob_that_does_not_match_its_digest_is_refused_and_leaves_nothing,
+    whiteouts_delete_and_opaque_directories_hide_the_lower_layers,
+    prepare_twice_unpacks_once_and_a_second_store_reuses_the_disk,
+    eight_threads_preparing_one_image_unpack_it_once,
+    a_corrupt_layer_is_reported_as_a_digest_mismatch,
+    a_zstd_layer_is_refused_naming_the_supported_types,
+    two_stores_on_one_root_racing_end_with_one_image,
+);

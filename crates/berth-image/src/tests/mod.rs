@@ -3,12 +3,13 @@
 mod default_rootfs;
 mod escapes;
 mod gc;
+mod layers;
 mod layouts;
 mod registry;
 
 use std::path::Path;
 
-use crate::ImageConfig;
+use crate::{ImageConfig, ImageStore};
 
 /// A config with every field set, to see it come through.
 fn app_config() -> ImageConfig {
@@ -33,3 +34,39 @@ fn names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A store under `root`, in layer mode or flattening.
+fn open_store(layered: bool, root: impl Into<std::path::PathBuf>) -> ImageStore {
+    ImageStore::open(root).unwrap().with_layer_sharing(layered)
+}
+
+/// Whether layer mode can be tested: it needs root (then overlayfs must work, or the
+/// layered tests fail); as another user they are skipped, saying so.
+fn can_test_layers() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("skipped: layer mode needs root (overlay mounts)");
+    }
+    root
+}
+
+/// For each test function `name(layered: bool)`, the tests `name::flattened` and
+/// `name::layered`: the same checks in both modes of the store.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn flattened() {
+                super::$name(false)
+            }
+
+            #[test]
+            fn layered() {
+                if crate::tests::can_test_layers() {
+                    super::$name(true)
+                }
+            }
+        }
+    )*};
+}
+use in_both_modes;

@@ -34,15 +34,18 @@ fn store_at(dir: &Path) -> ImageStore {
     ImageStore::open(dir).unwrap()
 }
 
-#[test]
-fn a_pulled_image_has_its_layers_with_whiteouts_applied() {
+fn store_in(layered: bool, dir: &Path) -> ImageStore {
+    super::open_store(layered, dir)
+}
+
+fn a_pulled_image_has_its_layers_with_whiteouts_applied(layered: bool) {
     let registry = LocalRegistry::start(None).unwrap();
     let work = tempfile::tempdir().unwrap();
     let digest = two_layer_layout(&work.path().join("layout"));
     registry
         .push(&work.path().join("layout"), "v1", "app:v1", None)
         .unwrap();
-    let store = store_at(&work.path().join("store"));
+    let store = store_in(layered, &work.path().join("store"));
     let reference = format!("{}/app:v1", registry.addr);
     let image = store.prepare(Some(&reference)).unwrap();
     assert_eq!(image.id, digest, "skopeo keeps OCI manifests as they are");
@@ -64,15 +67,14 @@ fn a_pulled_image_has_its_layers_with_whiteouts_applied() {
     assert_eq!(store.unpacked_count(), 1);
 }
 
-#[test]
-fn a_docker_schema2_image_pulls_too() {
+fn a_docker_schema2_image_pulls_too(layered: bool) {
     let registry = LocalRegistry::start(None).unwrap();
     let work = tempfile::tempdir().unwrap();
     let oci_digest = two_layer_layout(&work.path().join("layout"));
     registry
         .push_docker_format(&work.path().join("layout"), "v1", "docker:v1")
         .unwrap();
-    let store = store_at(&work.path().join("store"));
+    let store = store_in(layered, &work.path().join("store"));
     let image = store
         .prepare(Some(&format!("{}/docker:v1", registry.addr)))
         .unwrap();
@@ -151,8 +153,7 @@ fn basic_auth_pulls_and_a_wrong_password_is_refused() {
     assert_eq!(store.prepare(Some(&reference)).unwrap().id, digest);
 }
 
-#[test]
-fn a_tampered_blob_is_refused_and_leaves_nothing() {
+fn a_tampered_blob_is_refused_and_leaves_nothing(layered: bool) {
     let registry = LocalRegistry::start(None).unwrap();
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
@@ -176,7 +177,7 @@ fn a_tampered_blob_is_refused_and_leaves_nothing() {
     std::fs::write(&blob, bytes).unwrap();
 
     let store_dir = work.path().join("store");
-    let store = store_at(&store_dir);
+    let store = store_in(layered, &store_dir);
     let error = store
         .prepare(Some(&format!("{}/app:v1", registry.addr)))
         .unwrap_err();
@@ -192,6 +193,11 @@ fn a_tampered_blob_is_refused_and_leaves_nothing() {
     );
     let layer_hex = manifest.layers()[0].digest().digest().to_owned();
     assert!(!super::names(&store_dir.join("registry/blobs/sha256")).contains(&layer_hex));
+    assert_eq!(
+        super::names(&store_dir.join("layers")),
+        ["empty"],
+        "no layer is unpacked from it"
+    );
 }
 
 #[test]
@@ -222,8 +228,7 @@ fn a_manifest_that_does_not_match_its_pinned_digest_is_refused() {
     assert!(error.is_pull_failure());
 }
 
-#[test]
-fn twenty_concurrent_prepares_of_one_image_fetch_each_blob_once() {
+fn twenty_concurrent_prepares_of_one_image_fetch_each_blob_once(layered: bool) {
     let registry = LocalRegistry::start(None).unwrap();
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
@@ -231,7 +236,7 @@ fn twenty_concurrent_prepares_of_one_image_fetch_each_blob_once() {
     registry.push(&layout, "v1", "app:v1", None).unwrap();
     let blobs_before = registry.gets("blobs").unwrap();
     let manifests_before = registry.gets("manifests").unwrap();
-    let store = Arc::new(store_at(&work.path().join("store")));
+    let store = Arc::new(store_in(layered, &work.path().join("store")));
     let barrier = Arc::new(Barrier::new(20));
     let reference = format!("{}/app:v1", registry.addr);
     let threads: Vec<_> = (0..20)
@@ -339,3 +344,10 @@ fn from_a_multi_platform_index_this_platform_s_image_is_pulled() {
     assert!(image.rootfs.join("d/new").is_file());
     assert!(!image.rootfs.join("other").exists());
 }
+
+super::in_both_modes!(
+    a_pulled_image_has_its_layers_with_whiteouts_applied,
+    a_docker_schema2_image_pulls_too,
+    twenty_concurrent_prepares_of_one_image_fetch_each_blob_once,
+    a_tampered_blob_is_refused_and_leaves_nothing,
+);
