@@ -39,44 +39,81 @@
 //!
 //! An image's id is its manifest digest. Layers may be `application/vnd.oci.image.layer
 //! .v1.tar` or `...tar+gzip` (Docker's gzip layer type is taken as the latter); others are
-//! refused. Every blob is checked against its digest and size. Whiteouts are applied
+//! refused. Every blob is checked against its digest and size. Whiteouts are honoured
 //! (`.wh.<name>` deletes a lower layer's `<name>`, `.wh..wh..opq` empties its directory of
-//! what the lower layers put there). Device nodes and FIFOs are skipped: the runtime
-//! provides `/dev`. File owners are kept when the store runs as root.
+//! what the lower layers put there): applied when flattening, kept as overlayfs whiteouts
+//! in [layer mode](#layer-mode). Device nodes and FIFOs are skipped: the runtime provides
+//! `/dev`. File owners are kept when the store runs as root; tar xattrs are not unpacked
+//! (so a layer cannot set `trusted.overlay.*` attributes itself).
 //!
 //! # Safety of unpacking
 //!
-//! Nothing is written outside the rootfs: an entry with a `..` component or an absolute
-//! path is refused, and parent directories are resolved as the container would see them
-//! (an absolute symlink target is taken inside the rootfs); a symlink that climbs above
-//! the rootfs is refused ([`ImageError::PathEscape`]). A layout archive may hold only
+//! Nothing is written outside the rootfs (in layer mode, outside the layer's own
+//! directory): an entry with a `..` component or an absolute path is refused, and parent
+//! directories are resolved as the container would see them (an absolute symlink target
+//! is taken inside the rootfs); a symlink that climbs above the rootfs is refused
+//! ([`ImageError::PathEscape`]). A layout archive may hold only
 //! directories and regular files.
 //!
 //! # On disk
 //!
 //! Under the store's root, `images/<id>/rootfs` and `images/<id>/config.json` (a `:` in
-//! the id becomes `-`), `registry/blobs/sha256/<hex>` for the blobs pulled from
+//! the id becomes `-`; in layer mode also `images/<id>/layers.json`, the image's layer
+//! digests bottom first, and `rootfs` is a mount point), `layers/<digest>/` for the
+//! layers unpacked in layer mode (`:` becomes `-`; content-addressed by the verified blob
+//! digest, renamed into place when complete; `layers/empty` is an empty lowest layer for
+//! one-layer images), `registry/blobs/sha256/<hex>` for the blobs pulled from
 //! registries (content-addressed: a layer two images share is fetched once; a blob is
 //! renamed into place only once verified), and `tmp/` for work in progress. An image is unpacked into a work
 //! directory and renamed into place when complete, so a crash of the process never leaves
 //! a half image that looks complete (files are not fsynced: a power loss right after an
 //! unpack may). Work left by dead processes is removed by the next [`ImageStore::open`].
 //! Concurrent `prepare` calls for one image unpack it once, and for one registry
-//! reference pull it once (a blob is fetched once even across references); a second
-//! store on the same root (another process, or a restart) uses what is on disk.
+//! reference pull it once (a blob is fetched once even across references; a layer is
+//! unpacked once even across images); a second store on the same root (another process,
+//! or a restart) uses what is on disk, mounting an image's layers again if they are not.
+//!
+//! # Layer mode
+//!
+//! When the store can mount overlayfs (`open` tries a read-only overlay in `tmp/`: it
+//! needs root), or when told to with [`ImageStore::with_layer_sharing`], registry images
+//! and OCI layouts and archives are stored as layers: each layer is unpacked once, alone,
+//! into `layers/<digest>/` (`.wh.<name>` becomes a character device 0:0 `<name>`,
+//! `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory, as Docker's
+//! overlay2 driver does), and an image's rootfs is a read-only overlay mount of its
+//! layers, `lowerdir=<top>:...:<bottom>`, made private (`MS_PRIVATE`) so that nothing
+//! mounted or unmounted under it propagates to or from other mount namespaces. Images
+//! sharing a layer share its files on disk and in the page cache. Otherwise (not root, no
+//! overlayfs), and always for the default rootfs, each image's layers are applied in
+//! order into one directory of its own, whiteouts applied, and layers are shared only as
+//! downloaded blobs.
+//!
+//! In layer mode a rootfs is mounted by the store that loads its image (`prepare`,
+//! [`ImageStore::lease`]); dropping the store detaches the mounts it made, so mounts
+//! never outlive it and a store's directory can be removed after it (a container's
+//! runtime holds its own mount of its root, which keeps the overlay alive). Work
+//! directories a dead process left in `tmp/` are unmounted before being removed, never
+//! removed through a mount. Unlike flattening, a layer is unpacked without its lower
+//! layers: an entry under a symlink a lower layer made, or a hard link to a lower layer's
+//! file, is not resolved through them (real layers, made from a file system's changes,
+//! have neither); a directory a layer implies without an entry of its own gets mode
+//! 0755.
 //!
 //! # Garbage collection
 //!
-//! After every `prepare`, while the images and blobs this process prepared take more than
-//! the limit ([`ImageStore::with_cache_limit`], default [`DEFAULT_CACHE_LIMIT`]), the
-//! least recently used image that no one holds a lease on is removed, then the blobs no
-//! remaining image uses. Images left on disk by an earlier process are not counted until
-//! they are prepared (or [leased](ImageStore::lease)) again: one may back a container
-//! that outlived its agent.
-//!
-//! Each image's rootfs is its layers applied in order into one directory (whiteouts
-//! applied), not an overlay of shared per-layer directories: layers are shared as
-//! downloaded blobs, not as unpacked trees.
+//! After every `prepare`, while the images, blobs and layers this process prepared take
+//! more than the limit ([`ImageStore::with_cache_limit`], default
+//! [`DEFAULT_CACHE_LIMIT`]), the least recently used image that no one holds a lease on
+//! is removed (in layer mode its rootfs unmounted first: a busy one stays), then the
+//! blobs and layers no remaining image uses. A layer or blob shared by several images is
+//! counted once; an image's own bytes are its directory without its mounted rootfs.
+//! Images left on disk by an earlier process are not counted until they are prepared (or
+//! [leased](ImageStore::lease)) again: one may back a container that outlived its agent.
+//! For the same reason a layer any image directory on disk lists is never removed, and
+//! neither blobs nor layers are removed while a pull or build is in progress in the
+//! process (the next collection does it). Stores in two processes on one root are not
+//! coordinated: one may remove a layer the other is about to mount, which then fails
+//! that `prepare`.
 //!
 //! The rootfs is shared by every container of the image: the runtime must mount it
 //! read-only and put each container's writes elsewhere.
@@ -90,8 +127,9 @@
 //!
 //! # Layout
 //!
-//! - `store`: [`ImageStore`], [`PreparedImage`]; the on-disk layout of the store;
-//!   `store::gc`, leases, the bookkeeping of uses and eviction.
+//! - `store`: [`ImageStore`], [`PreparedImage`]; the on-disk layout of the store, layer
+//!   mode; `store::gc`, leases, the bookkeeping of uses and eviction, layer removal.
+//! - `overlay`: overlay mounts of layers, the probe, mounts left under a directory.
 //! - `cache`: the bookkeeping of sizes, uses and references, and the LRU choice;
 //!   [`HeldImage`].
 //! - `slots`: per-key locks that make concurrent calls do the work once.
@@ -101,7 +139,8 @@
 //! - `capped`: a writer that stops a blob at its announced size.
 //! - `metrics`: the counters' names.
 //! - `layout`: reading an OCI layout: manifest selection, blob verification, layers.
-//! - `unpack`: tar streams to disk: layers with whiteouts, layout archives; the limits.
+//! - `unpack`: tar streams to disk: layers with whiteouts (applied, or as overlayfs
+//!   whiteouts), layout archives; the limits.
 //! - `confined`: resolving paths inside a root the way the container sees them.
 //! - `busybox`: the default rootfs and the static-ELF check.
 //! - `config`: [`ImageConfig`].

@@ -63,7 +63,9 @@ pub struct PreparedImage {
     /// default rootfs.
     pub id: String,
     /// The unpacked root filesystem. Shared by every container of the image: the runtime
-    /// must mount it read-only and give containers their writes elsewhere.
+    /// must mount it read-only and give containers their writes elsewhere. In
+    /// [layer mode](crate#layer-mode) it is a read-only overlay mount of the image's
+    /// layers, there while the store that prepared or leased it lives.
     pub rootfs: PathBuf,
     /// How the image says to run it.
     pub config: ImageConfig,
@@ -73,7 +75,7 @@ pub struct PreparedImage {
 /// it. `Send + Sync`: share it in an `Arc`. Its calls block on the file system; call them
 /// from `spawn_blocking` in async code.
 ///
-/// In layer mode (see the [module docs](self)) the store mounts images' rootfs; dropping
+/// In [layer mode](crate#layer-mode) the store mounts images' rootfs; dropping
 /// it unmounts them with `MNT_DETACH`. That is safe for containers still running: each
 /// mount is private, so its unmounting does not travel into other mount namespaces, and a
 /// runtime's own mount of a rootfs (its container's root) keeps the overlay alive until

@@ -202,7 +202,13 @@ fn eviction_unmounts_the_image_and_removes_the_layers_no_image_uses() {
     let layout = dir.path().join("layout");
     let [base, own_a, own_b] = sharing_layout(&layout, 100_000);
     let own_c = layer(&[LayerEntry::File("big-c", &[b'c'; 100_000], 0o644)]).unwrap();
-    testing::write_layout_layers(&layout, &[own_c.clone()], &app_config(), Some("c")).unwrap();
+    testing::write_layout_layers(
+        &layout,
+        std::slice::from_ref(&own_c),
+        &app_config(),
+        Some("c"),
+    )
+    .unwrap();
     let root = dir.path().join("store");
     // Room for three 100 kB layers and the images' own few bytes, not four.
     let store = open_store(true, &root).with_cache_limit(350_000);
