@@ -359,3 +359,27 @@ fn flattening_stores_no_layers_and_mounts_nothing() {
     assert_eq!(store.unpacked_layers(), 0);
     assert!(mount_at(&a.rootfs).is_none());
 }
+
+#[test]
+fn a_rootfs_under_a_shared_mount_is_private() {
+    use nix::mount::{MsFlags, mount};
+    if !can_test_layers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    sharing_layout(&layout, 10);
+    // The store's directory is a shared mount, as `/` is on systemd hosts.
+    let root = dir.path().join("store");
+    std::fs::create_dir(&root).unwrap();
+    let none = None::<&str>;
+    mount(Some(&root), &root, none, MsFlags::MS_BIND, none).unwrap();
+    mount(none, &root, none, MsFlags::MS_SHARED, none).unwrap();
+    assert!(mount_at(&root).unwrap().propagation.contains("shared:"));
+
+    let store = open_store(true, &root);
+    let image = store.prepare(Some(&reference(&layout, "a"))).unwrap();
+    assert_overlay(&image.rootfs);
+    drop((image, store));
+    overlay::unmount(&root, true).unwrap();
+}
