@@ -104,7 +104,8 @@ pub struct ImageStore {
     /// One slot per layer digest, held while the layer is looked for or unpacked, so
     /// concurrent prepares of images sharing a layer unpack it once.
     layers: Slots<()>,
-    /// How many layers this store unpacked (rather than found on disk).
+    /// How many layers this store unpacked (rather than found on disk; counted even if
+    /// another store on the root renamed the same layer in first).
     unpacked_layers: AtomicU64,
     /// Read-held while an image is built (its layers unpacked or found, until its
     /// directory listing them is in place), write-held while unused layers are removed,
@@ -359,11 +360,9 @@ impl ImageStore {
         fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
             .context(|| format!("setting the mode of {}", tree.display()))?;
         layout::unpack_layer(layout, layer, &tree, self.layer_options(true), budget)?;
+        self.unpacked_layers.fetch_add(1, Ordering::Relaxed);
         match fs::rename(&tree, &dir) {
-            Ok(()) => {
-                self.unpacked_layers.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             // Another store on this root finished it first.
             Err(e) if dir.is_dir() => {
                 drop(e);

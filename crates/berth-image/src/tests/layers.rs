@@ -314,6 +314,32 @@ fn a_restarted_store_mounts_again_without_unpacking() {
 }
 
 #[test]
+fn a_layer_an_image_left_on_disk_uses_is_not_removed() {
+    if !can_test_layers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let [base, own_a, _] = sharing_layout(&layout, 10);
+    let root = dir.path().join("store");
+    let a_id = {
+        let earlier = open_store(true, &root);
+        let a = earlier.prepare(Some(&reference(&layout, "a"))).unwrap();
+        a.id.clone()
+    };
+    // A restarted store that has not seen a (its container not adopted yet).
+    let store = open_store(true, &root).with_cache_limit(0);
+    drop(store.prepare(Some(&reference(&layout, "b"))).unwrap());
+    store.collect_garbage();
+
+    let mut expected = vec![layer_name(&base), layer_name(&own_a)];
+    expected.sort();
+    assert_eq!(layer_dirs(&root), expected, "b's own layer went, a's stay");
+    let a = store.lease(&a_id).unwrap().expect("on disk");
+    assert_eq!(std::fs::read(a.rootfs.join("etc/os")).unwrap(), b"base os");
+}
+
+#[test]
 fn open_unmounts_and_removes_mounts_a_dead_process_left_in_tmp() {
     if !can_test_layers() {
         return;
