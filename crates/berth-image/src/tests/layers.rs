@@ -400,6 +400,14 @@ fn a_rootfs_under_a_shared_mount_is_private() {
     std::fs::create_dir(&root).unwrap();
     let none = None::<&str>;
     mount(Some(&root), &root, none, MsFlags::MS_BIND, none).unwrap();
+    // Unmounted even if an assertion fails, so the temporary directory can go.
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = overlay::unmount(self.0, true);
+        }
+    }
+    let _bound = Unmount(&root);
     mount(none, &root, none, MsFlags::MS_SHARED, none).unwrap();
     assert!(mount_at(&root).unwrap().propagation.contains("shared:"));
 
@@ -407,5 +415,4 @@ fn a_rootfs_under_a_shared_mount_is_private() {
     let image = store.prepare(Some(&reference(&layout, "a"))).unwrap();
     assert_overlay(&image.rootfs);
     drop((image, store));
-    overlay::unmount(&root, true).unwrap();
 }
