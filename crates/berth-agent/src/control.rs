@@ -77,6 +77,8 @@ pub struct HeartbeatReply {
 /// The state a worker reports for a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportedState {
+    /// Its image is being fetched; it starts next (reported before the pull).
+    Pulling,
     /// It is about to start (reported before starting it), or runs on (reported again to
     /// send new output lines).
     Running,
@@ -95,7 +97,7 @@ pub enum ReportedState {
 impl ReportedState {
     /// True for the states that end the container (and release its capacity).
     pub fn is_final(&self) -> bool {
-        !matches!(self, ReportedState::Running)
+        !matches!(self, ReportedState::Pulling | ReportedState::Running)
     }
 }
 

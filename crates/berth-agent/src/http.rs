@@ -121,6 +121,7 @@ fn wire_reason(reason: &str) -> String {
 
 fn wire_report(report: &StatusReport) -> api::StatusReport {
     let (state, exit_code, reason) = match &report.state {
+        ReportedState::Pulling => (api::ReportedState::Pulling, None, None),
         ReportedState::Running => (api::ReportedState::Running, None, None),
         ReportedState::Exited { exit_code } => (api::ReportedState::Exited, Some(*exit_code), None),
         ReportedState::Failed { reason } => {

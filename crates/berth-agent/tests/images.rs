@@ -1,5 +1,6 @@
 //! The agent and images: it reports the images its runtime holds in its heartbeats (only
-//! when they change, and again after a new registration), and a container whose image
+//! when they change, and again after a new registration); a container whose image is not
+//! held is reported PULLING while the image comes, then RUNNING; a container whose image
 //! cannot be pulled is tried again a bounded number of times, then reported FAILED with
 //! an `image_pull:` reason.
 
@@ -18,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tempfile::TempDir;
 
-/// The process runtime with a pretend image cache: it holds `held`, and fails the start
-/// of a container of an image in `failing` with a pull error that many times.
+/// The process runtime with a pretend image cache: it holds `held`, and fails the pull of
+/// an image in `failing` with a pull error that many times; an image pulled is held.
 struct Registry {
     inner: ProcessRuntime,
     held: Mutex<Vec<String>>,
@@ -34,21 +35,28 @@ impl ContainerRuntime for Registry {
     }
 
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
-        if let Some(image) = spec.payload.image.clone() {
-            *self.tries.lock().entry(image.clone()).or_default() += 1;
-            if let Some(left) = self
-                .failing
-                .lock()
-                .get_mut(&image)
-                .filter(|left| **left > 0)
-            {
-                *left -= 1;
-                return Err(StartError::ImagePull(format!(
-                    "{image}: connection refused"
-                )));
-            }
+        if let Some(image) = spec.payload.image.as_deref()
+            && !self.has_image(image)
+        {
+            self.pull(image).await?;
         }
         self.inner.start(spec).await
+    }
+
+    fn has_image(&self, image: &str) -> bool {
+        self.held.lock().iter().any(|held| held == image)
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), StartError> {
+        *self.tries.lock().entry(image.to_owned()).or_default() += 1;
+        if let Some(left) = self.failing.lock().get_mut(image).filter(|left| **left > 0) {
+            *left -= 1;
+            return Err(StartError::ImagePull(format!(
+                "{image}: connection refused"
+            )));
+        }
+        self.held.lock().insert(0, image.to_owned());
+        Ok(())
     }
 
     fn held_images(&self) -> Vec<String> {
@@ -119,5 +127,47 @@ async fn an_image_that_cannot_be_pulled_is_tried_again_then_fails_with_its_reaso
     let tries = runtime.tries.lock().clone();
     assert_eq!(tries["flaky:1"], 3);
     assert_eq!(tries["gone:1"], PULL_ATTEMPTS, "bounded, never forever");
+    server.with(|s| {
+        assert!(s.events.contains(&"pulling c-gone".to_owned()));
+        assert!(!s.events.contains(&"running c-gone".to_owned()));
+    });
+    agent.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_is_reported_pulling_then_running_and_a_warm_one_running_at_once() {
+    let dir = TempDir::new().unwrap();
+    let runtime = registry(&dir, &["warm:1"], &[]);
+    let server = Arc::new(FakeServer::new());
+    let agent = start(&server, runtime.clone());
+    wait_until(&server, "registration", |s| !s.workers.is_empty()).await;
+    server.assign_image("w-1", "c-cold", "cold:1", &["true"]);
+    wait_until(&server, "the cold one ended", |s| {
+        s.records.values().all(|r| r.state.is_terminal())
+    })
+    .await;
+    server.assign_image("w-1", "c-warm", "warm:1", &["true"]);
+    wait_until(&server, "the warm one ended", |s| {
+        s.records.values().all(|r| r.state.is_terminal())
+    })
+    .await;
+    let events = server.with(|s| s.events.clone());
+    let at = |event: &str| events.iter().position(|e| e == event);
+    let (pulling, running) = (at("pulling c-cold"), at("running c-cold"));
+    assert!(
+        pulling.is_some() && running.is_some() && pulling < running,
+        "{events:?}"
+    );
+    assert_eq!(at("pulling c-warm"), None, "{events:?}");
+    assert!(at("running c-warm").is_some(), "{events:?}");
+    assert_eq!(
+        server.record("c-cold").unwrap().state,
+        ContainerState::Exited
+    );
+    assert_eq!(
+        runtime.tries.lock()["cold:1"],
+        1,
+        "pulled once, before the start"
+    );
     agent.stop().await.unwrap();
 }

@@ -61,7 +61,8 @@ pub struct SubmitResponse {
     /// The container's id (generated when the spec had none).
     #[schema(value_type = String)]
     pub id: ContainerId,
-    /// `pending`, `scheduled`, `running`, `exited`, `failed` or `lost`.
+    /// `pending`, `scheduled`, `pulling` (its worker fetches its image), `running`,
+    /// `exited`, `failed`, `lost` or `preempted`.
     #[schema(value_type = String, example = "pending")]
     pub state: ContainerState,
     /// True when the id was known already and nothing was written.
@@ -93,7 +94,8 @@ pub struct ContainerView {
     pub id: ContainerId,
     /// Who asked.
     pub tenant: String,
-    /// `pending`, `scheduled`, `running`, `exited`, `failed` or `lost`.
+    /// `pending`, `scheduled`, `pulling` (its worker fetches its image), `running`,
+    /// `exited`, `failed`, `lost` or `preempted`.
     #[schema(value_type = String, example = "running")]
     pub state: ContainerState,
     /// The worker it is (or was) placed on.
@@ -219,8 +221,8 @@ pub struct LogsView {
     /// How many lines after the position asked from (0 without `after`) are no longer
     /// kept: `first` - `after` when the server dropped them before they were read.
     pub dropped: u64,
-    /// Its state when the lines were read: `pending`, `scheduled`, `running`, `exited`,
-    /// `failed` or `lost`.
+    /// Its state when the lines were read: `pending`, `scheduled`, `pulling`, `running`,
+    /// `exited`, `failed`, `lost` or `preempted`.
     #[schema(value_type = String, example = "running")]
     pub state: ContainerState,
     /// It has ended (its state is final): it prints no more lines after these, so a

@@ -100,7 +100,11 @@ pub async fn drain(gateway: &Gateway, patience: Duration) -> bool {
     loop {
         let busy = count_in(
             gateway,
-            &[ContainerState::Scheduled, ContainerState::Running],
+            &[
+                ContainerState::Scheduled,
+                ContainerState::Pulling,
+                ContainerState::Running,
+            ],
         )
         .await;
         let waiting = count_in(gateway, &[ContainerState::Pending]).await;
@@ -173,6 +177,7 @@ fn facts(view: &ContainerView) -> RecordFacts {
             || matches!(
                 view.state,
                 ContainerState::Scheduled
+                    | ContainerState::Pulling
                     | ContainerState::Running
                     | ContainerState::Exited
                     | ContainerState::Lost

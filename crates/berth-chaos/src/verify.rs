@@ -194,7 +194,7 @@ fn judge_record(id: &str, facts: Option<&RecordFacts>, verdict: &mut Verdict) {
         ContainerState::Failed | ContainerState::Lost | ContainerState::Preempted if has_reason => {
         }
         ContainerState::Pending if has_reason || facts.deferrals > 0 => {}
-        ContainerState::Scheduled | ContainerState::Running => {
+        state if state.is_placed() => {
             verdict
                 .stuck
                 .push(finding(format!("still {} after the drain", facts.state)));

@@ -388,7 +388,7 @@ fn check_record(
 ) {
     let id = &record.request.id;
     match record.state {
-        ContainerState::Scheduled | ContainerState::Running => {
+        state if state.is_placed() => {
             let holder = holders.iter().find(|(w, e)| {
                 Some(&w.worker.id) == record.worker.as_ref()
                     && Some(&e.attempt) == record.attempt.as_ref()

@@ -18,7 +18,16 @@ pub enum Transition {
         /// The attempt that reserved it.
         attempt: AttemptId,
     },
-    /// Scheduled -> Running, by the worker and attempt it is scheduled with.
+    /// Scheduled -> Pulling, by the worker and attempt it is scheduled with: the worker
+    /// holds it and is fetching its image. Repeating it, or reporting it once the record
+    /// runs, is a no-op.
+    Pulling {
+        /// The worker fetching the image.
+        worker: WorkerId,
+        /// The attempt it was scheduled with.
+        attempt: AttemptId,
+    },
+    /// Scheduled or Pulling -> Running, by the worker and attempt it is scheduled with.
     Running {
         /// The worker that started it.
         worker: WorkerId,
@@ -39,7 +48,7 @@ pub enum Transition {
         /// Why.
         reason: String,
     },
-    /// Scheduled or Running -> Lost.
+    /// Scheduled, Pulling or Running -> Lost.
     Lost {
         /// Why.
         reason: String,
@@ -70,6 +79,7 @@ pub fn apply(
             record.scheduled_at_ms = Some(now_ms);
             record.reason = None;
         }
+        Transition::Pulling { .. } => record.state = next,
         Transition::Running { .. } => {
             record.state = next;
             record.started_at_ms = Some(now_ms);
@@ -91,6 +101,8 @@ pub fn apply(
 pub enum TransitionKind {
     /// [`Transition::Scheduled`].
     Scheduled,
+    /// [`Transition::Pulling`].
+    Pulling,
     /// [`Transition::Running`].
     Running,
     /// [`Transition::Exited`].
@@ -103,8 +115,9 @@ pub enum TransitionKind {
 
 impl TransitionKind {
     /// Every kind, in the table's column order.
-    pub const ALL: [TransitionKind; 5] = [
+    pub const ALL: [TransitionKind; 6] = [
         TransitionKind::Scheduled,
+        TransitionKind::Pulling,
         TransitionKind::Running,
         TransitionKind::Exited,
         TransitionKind::Failed,
@@ -115,6 +128,7 @@ impl TransitionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TransitionKind::Scheduled => "scheduled",
+            TransitionKind::Pulling => "pulling",
             TransitionKind::Running => "running",
             TransitionKind::Exited => "exited",
             TransitionKind::Failed => "failed",
@@ -128,6 +142,7 @@ impl Transition {
     pub fn kind(&self) -> TransitionKind {
         match self {
             Transition::Scheduled { .. } => TransitionKind::Scheduled,
+            Transition::Pulling { .. } => TransitionKind::Pulling,
             Transition::Running { .. } => TransitionKind::Running,
             Transition::Exited { .. } => TransitionKind::Exited,
             Transition::Failed { .. } => TransitionKind::Failed,
@@ -137,9 +152,10 @@ impl Transition {
 }
 
 /// Every container state, in the table's row order.
-pub const STATES: [ContainerState; 7] = [
+pub const STATES: [ContainerState; 8] = [
     ContainerState::Pending,
     ContainerState::Scheduled,
+    ContainerState::Pulling,
     ContainerState::Running,
     ContainerState::Exited,
     ContainerState::Failed,
@@ -211,6 +227,7 @@ impl Facts {
     pub fn of(record: &ContainerRecord, transition: &Transition) -> Facts {
         let by = match transition {
             Transition::Scheduled { worker, attempt }
+            | Transition::Pulling { worker, attempt }
             | Transition::Running { worker, attempt }
             | Transition::Exited {
                 worker, attempt, ..
@@ -237,6 +254,8 @@ pub enum Refusal {
     NotHolder,
     /// Starting a record that is not scheduled.
     CannotStart,
+    /// Pulling for a record that is not scheduled.
+    CannotPull,
     /// Exiting a record that is not running.
     CannotExit,
     /// Failing a record that already ended.
@@ -247,11 +266,12 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::Revoked,
         Refusal::HeldByAnother,
         Refusal::NotHolder,
         Refusal::CannotStart,
+        Refusal::CannotPull,
         Refusal::CannotExit,
         Refusal::Ended,
         Refusal::CannotBeLost,
@@ -264,6 +284,7 @@ impl Refusal {
             Refusal::HeldByAnother => "held_by_another",
             Refusal::NotHolder => "not_holder",
             Refusal::CannotStart => "cannot_start",
+            Refusal::CannotPull => "cannot_pull",
             Refusal::CannotExit => "cannot_exit",
             Refusal::Ended => "ended",
             Refusal::CannotBeLost => "cannot_be_lost",
@@ -278,10 +299,11 @@ impl Refusal {
             Refusal::HeldByAnother => "it is {state} by another worker or attempt",
             Refusal::NotHolder => "worker {worker} attempt {attempt} does not hold it",
             Refusal::CannotStart => "only a scheduled container can start, it is {state}",
+            Refusal::CannotPull => "only a scheduled container can pull its image, it is {state}",
             Refusal::CannotExit => "only a running container can exit, it is {state}",
             Refusal::Ended => "it already ended as {state}",
             Refusal::CannotBeLost => {
-                "only a scheduled or running container can be lost, it is {state}"
+                "only a scheduled, pulling or running container can be lost, it is {state}"
             }
         }
     }
@@ -290,6 +312,7 @@ impl Refusal {
     pub fn why(self, state: ContainerState, transition: &Transition) -> String {
         let (worker, attempt) = match transition {
             Transition::Scheduled { worker, attempt }
+            | Transition::Pulling { worker, attempt }
             | Transition::Running { worker, attempt }
             | Transition::Exited {
                 worker, attempt, ..
@@ -383,7 +406,7 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
                 Always => Allowed(S::Scheduled),
             ],
         ),
-        (S::Scheduled | S::Running, K::Scheduled) => (
+        (S::Scheduled | S::Pulling | S::Running, K::Scheduled) => (
             "a placed record is scheduled again only by its holder, as a no-op",
             arms![
                 Holder => Idempotent,
@@ -394,8 +417,20 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
             "an ended record is never scheduled",
             arms![Always => Refused(R::HeldByAnother)],
         ),
-        (S::Scheduled, K::Running) => (
-            "the holder starts a scheduled record",
+        (S::Scheduled, K::Pulling) => (
+            "the holder says it fetches a scheduled record's image",
+            arms![NotHolder => Refused(R::NotHolder), Always => Allowed(S::Pulling)],
+        ),
+        (S::Pulling | S::Running, K::Pulling) => (
+            "the holder saying so again, or once it runs, is a no-op",
+            arms![NotHolder => Refused(R::NotHolder), Always => Idempotent],
+        ),
+        (S::Pending | S::Exited | S::Failed | S::Lost | S::Preempted, K::Pulling) => (
+            "only a scheduled record pulls; anyone but the holder is told so first",
+            arms![NotHolder => Refused(R::NotHolder), Always => Refused(R::CannotPull)],
+        ),
+        (S::Scheduled | S::Pulling, K::Running) => (
+            "the holder starts a scheduled or pulling record",
             arms![NotHolder => Refused(R::NotHolder), Always => Allowed(S::Running)],
         ),
         (S::Running, K::Running) => (
@@ -418,11 +453,14 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
                 Always => Refused(R::CannotExit),
             ],
         ),
-        (S::Pending | S::Scheduled | S::Failed | S::Lost | S::Preempted, K::Exited) => (
+        (
+            S::Pending | S::Scheduled | S::Pulling | S::Failed | S::Lost | S::Preempted,
+            K::Exited,
+        ) => (
             "only a running record exits; anyone but the holder is told so first",
             arms![NotHolder => Refused(R::NotHolder), Always => Refused(R::CannotExit)],
         ),
-        (S::Pending | S::Scheduled | S::Running, K::Failed) => (
+        (S::Pending | S::Scheduled | S::Pulling | S::Running, K::Failed) => (
             "any record that has not ended can fail",
             arms![Always => Allowed(S::Failed)],
         ),
@@ -431,7 +469,7 @@ pub fn cell(from: ContainerState, kind: TransitionKind) -> Cell {
             "a record that ended otherwise does not fail",
             arms![Always => Refused(R::Ended)],
         ),
-        (S::Scheduled | S::Running, K::Lost) => (
+        (S::Scheduled | S::Pulling | S::Running, K::Lost) => (
             "a placed record is lost with its worker",
             arms![Always => Allowed(S::Lost)],
         ),
@@ -475,7 +513,7 @@ pub fn pending(request: crate::ContainerRequest) -> ContainerRecord {
 }
 
 /// Gives back a container held by `worker` and `attempt` whose worker died: a scheduled
-/// one goes back to pending (a new attempt will place it), a running one ends lost or, with
+/// or pulling one (it never started) goes back to pending (a new attempt will place it), a running one ends lost or, with
 /// retries left, goes back to pending too ([`end_or_retry`]). On a pending record the
 /// attempt is revoked, so its settlement, if it comes later, cannot schedule the record on
 /// the released reservation. `None` when the record is not held by them (nothing to do but
@@ -551,7 +589,7 @@ fn give_back(
         return None;
     }
     match record.state {
-        ContainerState::Scheduled => {
+        ContainerState::Scheduled | ContainerState::Pulling => {
             // Revoked, so a settlement of that attempt repeated late (a retried settle)
             // cannot schedule it again on the reservation being released.
             revoke(record, attempt);
@@ -639,8 +677,8 @@ fn revoke(record: &mut ContainerRecord, attempt: &AttemptId) {
     }
 }
 
-/// Applies a cancellation: a pending container fails with reason `cancelled`; a scheduled
-/// or running one is flagged for its worker; an ended one is left alone.
+/// Applies a cancellation: a pending container fails with reason `cancelled`; a scheduled,
+/// pulling or running one is flagged for its worker; an ended one is left alone.
 pub fn cancel(record: &mut ContainerRecord, now_ms: u64) {
     match record.state {
         ContainerState::Pending => {
@@ -648,7 +686,7 @@ pub fn cancel(record: &mut ContainerRecord, now_ms: u64) {
             record.reason = Some("cancelled".to_owned());
             record.finished_at_ms = Some(now_ms);
         }
-        ContainerState::Scheduled | ContainerState::Running => record.cancel_requested = true,
+        state if state.is_placed() => record.cancel_requested = true,
         _ => {}
     }
 }
@@ -844,6 +882,59 @@ mod tests {
         );
         assert_eq!(record.state, ContainerState::Pending);
         assert_eq!((record.retries, record.preempted_at_ms), (0, None));
+    }
+
+    #[test]
+    fn a_pulling_container_is_given_back_like_a_scheduled_one_and_can_be_cancelled() {
+        let mut record = running(2);
+        record.state = ContainerState::Pulling;
+        record.started_at_ms = None;
+        cancel(&mut record, 45);
+        assert!(
+            record.cancel_requested,
+            "its worker is told to stop the pull"
+        );
+        assert_eq!(record.state, ContainerState::Pulling);
+        record.cancel_requested = false;
+        assert_eq!(reclaim_held(&mut record), Some(ReclaimOutcome::Requeued));
+        assert_eq!(record.state, ContainerState::Pending);
+        assert_eq!(record.retries, 0, "it never started: no retry is counted");
+        let late = Transition::Running {
+            worker: WorkerId::new("w1").unwrap(),
+            attempt: AttemptId("a1".into()),
+        };
+        assert!(
+            apply(&mut record, &late, 46).is_err(),
+            "the old attempt is revoked"
+        );
+    }
+
+    #[test]
+    fn pulling_comes_between_scheduled_and_running() {
+        let mut record = running(0);
+        record.state = ContainerState::Scheduled;
+        record.started_at_ms = None;
+        let (worker, attempt) = (WorkerId::new("w1").unwrap(), AttemptId("a1".into()));
+        let pulling = Transition::Pulling {
+            worker: worker.clone(),
+            attempt: attempt.clone(),
+        };
+        apply(&mut record, &pulling, 50).unwrap();
+        assert_eq!(
+            (record.state, record.started_at_ms),
+            (ContainerState::Pulling, None)
+        );
+        apply(&mut record, &Transition::Running { worker, attempt }, 60).unwrap();
+        assert_eq!(
+            (record.state, record.started_at_ms),
+            (ContainerState::Running, Some(60))
+        );
+        apply(&mut record, &pulling, 70).unwrap();
+        assert_eq!(
+            record.state,
+            ContainerState::Running,
+            "a late report is a no-op"
+        );
     }
 
     #[test]

@@ -32,9 +32,10 @@ impl fmt::Display for AttemptId {
 }
 
 /// Where a container is in its life. States only move forward:
-/// `Pending -> Scheduled -> Running -> Exited | Failed | Lost | Preempted`; `Pending` and
-/// `Scheduled` may also go straight to `Failed` or `Lost`. Only the reaper and preemption
-/// move back: a scheduled container of a dead worker, and a running one with retries left
+/// `Pending -> Scheduled [-> Pulling] -> Running -> Exited | Failed | Lost | Preempted`;
+/// `Pending`, `Scheduled` and `Pulling` may also go straight to `Failed`, the last two to
+/// `Lost`. Only the reaper and preemption move back: a scheduled or pulling container of a
+/// dead worker, and a running one with retries left
 /// ([`crate::lifecycle::end_or_retry`]), become `Pending` again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +44,8 @@ pub enum ContainerState {
     Pending,
     /// Reserved on a worker, not started yet.
     Scheduled,
+    /// Its worker holds it and is fetching its image (a cold start); it runs next.
+    Pulling,
     /// Started by its worker.
     Running,
     /// Ended with an exit code.
@@ -62,6 +65,7 @@ impl ContainerState {
         match self {
             ContainerState::Pending => "pending",
             ContainerState::Scheduled => "scheduled",
+            ContainerState::Pulling => "pulling",
             ContainerState::Running => "running",
             ContainerState::Exited => "exited",
             ContainerState::Failed => "failed",
@@ -75,6 +79,7 @@ impl ContainerState {
         Some(match s {
             "pending" => ContainerState::Pending,
             "scheduled" => ContainerState::Scheduled,
+            "pulling" => ContainerState::Pulling,
             "running" => ContainerState::Running,
             "exited" => ContainerState::Exited,
             "failed" => ContainerState::Failed,
@@ -82,6 +87,20 @@ impl ContainerState {
             "preempted" => ContainerState::Preempted,
             _ => return None,
         })
+    }
+
+    /// True for the states of a container held on a worker: scheduled, pulling or running.
+    pub fn is_placed(self) -> bool {
+        matches!(
+            self,
+            ContainerState::Scheduled | ContainerState::Pulling | ContainerState::Running
+        )
+    }
+
+    /// True for a container placed on a worker that has not started its process yet:
+    /// scheduled or pulling. Giving one back requeues it without counting a retry.
+    pub fn is_unstarted(self) -> bool {
+        matches!(self, ContainerState::Scheduled | ContainerState::Pulling)
     }
 
     /// True for states a container never leaves.

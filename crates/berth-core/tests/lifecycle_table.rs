@@ -48,6 +48,10 @@ fn transitions() -> Vec<Transition> {
             worker: worker.clone(),
             attempt: attempt.clone(),
         });
+        out.push(Transition::Pulling {
+            worker: worker.clone(),
+            attempt: attempt.clone(),
+        });
         out.push(Transition::Running {
             worker: worker.clone(),
             attempt: attempt.clone(),
@@ -105,7 +109,8 @@ fn every_transition_kind_is_covered() {
     }
 }
 
-/// `apply` as it was written before the table (commit c2c5d13), kept as the oracle.
+/// `apply` as it was written before the table (commit c2c5d13), kept as the oracle, with
+/// the pulling state added since written the same way.
 mod old {
     use berth_core::{AttemptId, ContainerRecord, ContainerState, Transition, WorkerId};
 
@@ -128,13 +133,13 @@ mod old {
                     record.reason = None;
                     Ok(())
                 }
-                S::Scheduled | S::Running if holds(record, worker, attempt) => Ok(()),
+                S::Scheduled | S::Pulling | S::Running if holds(record, worker, attempt) => Ok(()),
                 _ => Err(format!(
                     "it is {} by another worker or attempt",
                     record.state
                 )),
             },
-            Transition::Running { worker, attempt } => {
+            Transition::Pulling { worker, attempt } => {
                 if !holds(record, worker, attempt) {
                     return Err(format!(
                         "worker {worker} attempt {attempt} does not hold it"
@@ -142,6 +147,23 @@ mod old {
                 }
                 match record.state {
                     S::Scheduled => {
+                        record.state = S::Pulling;
+                        Ok(())
+                    }
+                    S::Pulling | S::Running => Ok(()),
+                    other => Err(format!(
+                        "only a scheduled container can pull its image, it is {other}"
+                    )),
+                }
+            }
+            Transition::Running { worker, attempt } => {
+                if !holds(record, worker, attempt) {
+                    return Err(format!(
+                        "worker {worker} attempt {attempt} does not hold it"
+                    ));
+                }
+                match record.state {
+                    S::Scheduled | S::Pulling => {
                         record.state = S::Running;
                         record.started_at_ms = Some(now_ms);
                         Ok(())
@@ -180,9 +202,9 @@ mod old {
             },
             Transition::Lost { reason } => match record.state {
                 S::Lost => Ok(()),
-                S::Scheduled | S::Running => finish(record, S::Lost, reason, now_ms),
+                S::Scheduled | S::Pulling | S::Running => finish(record, S::Lost, reason, now_ms),
                 other => Err(format!(
-                    "only a scheduled or running container can be lost, it is {other}"
+                    "only a scheduled, pulling or running container can be lost, it is {other}"
                 )),
             },
         }

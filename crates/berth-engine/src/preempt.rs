@@ -267,9 +267,9 @@ fn could_run(worker: &Worker, request: &berth_core::ContainerRequest) -> bool {
         && request.resources.fits_in(&worker.total)
 }
 
-/// The running containers of `workers`: their ownership entries, with the priority and
-/// preemptibility their records give (a record not running under that worker and attempt
-/// is not a candidate). Workers in `seen` are not read again; those read are added to it.
+/// The running (or pulling) containers of `workers`: their ownership entries, with the
+/// priority and preemptibility their records give (a record not running or pulling under
+/// that worker and attempt is not a candidate). Workers in `seen` are not read again; those read are added to it.
 async fn running_on(
     store: &dyn Store,
     workers: &[Worker],
@@ -296,7 +296,13 @@ async fn running_on_worker(store: &dyn Store, worker: &Worker) -> Result<Vec<Run
         };
         let holds = record.worker.as_ref() == Some(&worker.id)
             && record.attempt.as_ref() == Some(&entry.attempt);
-        if record.state != ContainerState::Running || !holds {
+        // A pulling container is a victim too: it holds its capacity while the image
+        // comes, and stopping it costs no work done.
+        let started_or_pulling = matches!(
+            record.state,
+            ContainerState::Running | ContainerState::Pulling
+        );
+        if !started_or_pulling || !holds {
             continue;
         }
         running.push(Running {

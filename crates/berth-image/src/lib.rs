@@ -174,6 +174,7 @@ pub use cache::HeldImage;
 pub use config::ImageConfig;
 pub use error::ImageError;
 pub use layout::MAX_METADATA_BYTES;
+pub use overlay::{mount_container_rootfs, unmount_container_rootfs};
 pub use registry::RegistryOptions;
 pub use store::{DEFAULT_CACHE_LIMIT, ImageStore, PreparedImage};
 pub use unpack::{MAX_ENTRIES, MAX_IMAGE_BYTES};

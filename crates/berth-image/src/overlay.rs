@@ -21,6 +21,46 @@ const MAX_OPTIONS: usize = 4000;
 /// Mounts `lowers` (top layer first, at least two: this kernel refuses one lower without
 /// an upper) read-only on `target`, and makes the mount private.
 pub(crate) fn mount_lowers(lowers: &[PathBuf], target: &Path) -> io::Result<()> {
+    mount_overlay(lowers, None, target)
+}
+
+/// Gives one container its own root file system on `target`: an overlay of an image's
+/// `layers` (a [`crate::PreparedImage::layers`], top first) with the container's own
+/// `upper` and `work` directories (empty, on one file system, not shared), made private.
+/// The layers stay read-only and shared; what the runtime creates in the rootfs (mount
+/// points) goes to `upper`. Undo it with [`unmount_container_rootfs`] before removing
+/// `upper`.
+pub fn mount_container_rootfs(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> io::Result<()> {
+    mount_overlay(layers, Some((upper, work)), target)
+}
+
+/// Unmounts a rootfs [`mount_container_rootfs`] made (detached: a process still in it
+/// keeps its view); one that is not mounted is left alone. Whether nothing is mounted on
+/// `target` any more.
+pub fn unmount_container_rootfs(target: &Path) -> bool {
+    let Some(parent) = target.parent() else {
+        return true;
+    };
+    match is_mounted(target, parent) {
+        Ok(false) => true,
+        Ok(true) => unmount(target, true).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Mounts an overlay of `lowers` (top first) on `target`: read-only without an upper
+/// directory, writable into `upper` (with its `work` directory) otherwise; then makes the
+/// mount private.
+fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+) -> io::Result<()> {
     let plain = lowers
         .iter()
         .map(|p| p.to_str().filter(|s| !s.contains([':', ',', '\\'])))
@@ -42,11 +82,31 @@ pub(crate) fn mount_lowers(lowers: &[PathBuf], target: &Path) -> io::Result<()> 
             format!("lowerdir={}", fds.join(":"))
         }
     };
+    let (options, flags) = match upper {
+        None => (options, MsFlags::MS_RDONLY),
+        Some((upper, work)) => {
+            let (upper, work) = (upper.to_str(), work.to_str());
+            let (Some(upper), Some(work)) = (upper, work) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an overlay's upper and work directories must be UTF-8 paths",
+                ));
+            };
+            if [upper, work].iter().any(|p| p.contains([':', ','])) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an overlay's upper and work directories may not hold ':' or ','",
+                ));
+            }
+            let options = format!("{options},upperdir={upper},workdir={work}");
+            (options, MsFlags::empty())
+        }
+    };
     mount(
         Some("overlay"),
         target,
         Some("overlay"),
-        MsFlags::MS_RDONLY,
+        flags,
         Some(options.as_str()),
     )?;
     drop(open);

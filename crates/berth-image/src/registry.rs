@@ -139,6 +139,9 @@ pub(crate) fn pull(
     })
 }
 
+/// How long a read from a registry may wait for its next bytes.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A client for the reference's registry: plain HTTP for loopback and insecure ones.
 fn client_for(reference: &Reference, options: &RegistryOptions) -> Client {
     let registry = reference.resolve_registry();
@@ -150,6 +153,9 @@ fn client_for(reference: &Reference, options: &RegistryOptions) -> Client {
             ClientProtocol::Https
         },
         connect_timeout: Some(std::time::Duration::from_secs(30)),
+        // A registry that stops sending fails the pull (which is retried a bounded number
+        // of times) rather than holding the container's booking for ever.
+        read_timeout: Some(READ_TIMEOUT),
         ..ClientConfig::default()
     })
 }

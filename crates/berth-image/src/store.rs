@@ -67,6 +67,12 @@ pub struct PreparedImage {
     /// [layer mode](crate#layer-mode) it is a read-only overlay mount of the image's
     /// layers, there while the store that prepared or leased it lives.
     pub rootfs: PathBuf,
+    /// In layer mode, the image's layer directories, top layer first (with an empty one
+    /// below a single layer): a runtime gives each container its own overlay of them with
+    /// [`crate::mount_container_rootfs`], whose upper directory takes the mount points the
+    /// runtime creates (the shared rootfs is read-only). Empty for a flattened image,
+    /// whose `rootfs` is a plain directory.
+    pub layers: Vec<PathBuf>,
     /// How the image says to run it.
     pub config: ImageConfig,
 }
@@ -475,32 +481,34 @@ impl ImageStore {
         };
         let config = serde_json::from_slice(&bytes)
             .map_err(|e| ImageError::io(format!("parsing {}", config_path.display()), e.into()))?;
-        self.ensure_mounted(&dir)?;
+        let layers = self.ensure_mounted(&dir)?;
         Ok(Some(PreparedImage {
             id: id.to_owned(),
             rootfs: dir.join("rootfs"),
             config,
+            layers,
         }))
     }
 
     /// Mounts the layers `dir/layers.json` lists on `dir/rootfs` unless it is mounted; an
-    /// image without `layers.json` is a flattened one, nothing to mount.
-    fn ensure_mounted(&self, dir: &Path) -> Result<(), ImageError> {
+    /// image without `layers.json` is a flattened one, nothing to mount. The layer
+    /// directories, top first (none for a flattened image).
+    fn ensure_mounted(&self, dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
         let Some(layers) = self.image_layers(dir)? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let rootfs = dir.join("rootfs");
-        if overlay::is_mounted(&rootfs, dir).context(|| format!("reading {}", rootfs.display()))? {
-            return Ok(());
-        }
         let mut lowers: Vec<PathBuf> = layers.iter().rev().map(|d| self.layer_dir(d)).collect();
         while lowers.len() < 2 {
             lowers.push(self.root.join("layers/empty"));
         }
+        let rootfs = dir.join("rootfs");
+        if overlay::is_mounted(&rootfs, dir).context(|| format!("reading {}", rootfs.display()))? {
+            return Ok(lowers);
+        }
         overlay::mount_lowers(&lowers, &rootfs)
             .context(|| format!("mounting the layers of {} on its rootfs", dir.display()))?;
         lock(&self.mounted).insert(rootfs);
-        Ok(())
+        Ok(lowers)
     }
 
     /// The layer digests (bottom first) of the image in `dir`; `None` for a flattened one.

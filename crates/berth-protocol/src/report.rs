@@ -1,7 +1,9 @@
-//! A worker's report on a container it holds: `running`, `exited` or `failed`.
+//! A worker's report on a container it holds: `pulling`, `running`, `exited` or `failed`.
 //!
 //! A report is fenced first (the worker must be registered under the epoch it presents).
-//! Starting moves the record to running, from scheduled, or from pending when the worker
+//! Pulling (the worker fetches the image before it starts the container) moves the record
+//! to pulling from scheduled; starting moves it to running, from scheduled or pulling. Both
+//! also move it from pending when the worker
 //! holds a reservation its scheduler replica died before settling (the record is adopted:
 //! the attempt legitimately holds the capacity). Exit and failure append the logs (before the
 //! record moves, so whoever sees it ended can read every line; a repeated final report
@@ -27,6 +29,8 @@ const WAKE_HORIZON_MS: u64 = 24 * 60 * 60 * 1000;
 /// What a worker says happened, as named on the wire (see [`Reported::parse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportKind {
+    /// It is fetching the image.
+    Pulling,
     /// It started.
     Running,
     /// It ended with an exit code.
@@ -38,6 +42,8 @@ pub enum ReportKind {
 /// What a worker says happened, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reported {
+    /// It is fetching the image.
+    Pulling,
     /// It started.
     Running,
     /// It ended with `exit_code`.
@@ -79,6 +85,7 @@ impl Reported {
                 "exit_code",
                 "an exit code goes only with state exited",
             )),
+            (ReportKind::Pulling, None) => Ok(Reported::Pulling),
             (ReportKind::Running, None) => Ok(Reported::Running),
             (ReportKind::Failed, None) => Ok(Reported::Failed { reason }),
         }
@@ -110,6 +117,11 @@ impl Protocol {
         self.fence(&report.worker, report.epoch).await?;
         let record = self.record(id).await?;
         let record = match &report.reported {
+            Reported::Pulling => {
+                let record = self.pull(id, record, report).await?;
+                self.append_logs(id, report).await?;
+                record
+            }
             Reported::Running => {
                 let record = self.run(id, record, report).await?;
                 self.append_logs(id, report).await?;
@@ -118,7 +130,11 @@ impl Protocol {
             Reported::Exited { exit_code } => self.exit(id, record, report, *exit_code).await?,
             Reported::Failed { reason } => self.fail(id, &record, report, reason).await?,
         };
-        if report.reported != Reported::Running && record.state.is_terminal() {
+        let is_final = matches!(
+            report.reported,
+            Reported::Exited { .. } | Reported::Failed { .. }
+        );
+        if is_final && record.state.is_terminal() {
             self.release_ended(id, report).await?;
         }
         Ok(record)
@@ -134,6 +150,42 @@ impl Protocol {
             self.store.append_logs(id, &report.logs, keep).await?;
         }
         Ok(())
+    }
+
+    /// Moves the container to pulling (adopting a pending one, as a start would); refused
+    /// unless it is then pulling or running under this worker and attempt.
+    async fn pull(
+        &self,
+        id: &ContainerId,
+        record: ContainerRecord,
+        report: &Report,
+    ) -> Result<ContainerRecord, ProtocolError> {
+        let (worker, attempt) = (&report.worker, &report.attempt);
+        let mut record = record;
+        if record.state == ContainerState::Pending {
+            record = self.adopt(id, &record, worker, attempt).await?;
+        }
+        if record.state == ContainerState::Scheduled {
+            let pulling = Transition::Pulling {
+                worker: worker.clone(),
+                attempt: attempt.clone(),
+            };
+            record = self.store.transition(id, &pulling).await?;
+        }
+        if !matches!(
+            record.state,
+            ContainerState::Pulling | ContainerState::Running
+        ) {
+            return Err(ProtocolError::CannotRun {
+                container: id.clone(),
+                state: record.state,
+                reason: record.reason,
+            });
+        }
+        if !holds(&record, worker, attempt) {
+            return Err(not_holder(&record, worker, attempt));
+        }
+        Ok(record)
     }
 
     /// Starts the container; refused unless it is then running under this worker and
@@ -205,8 +257,8 @@ impl Protocol {
         Ok(self.store.transition(id, &failed).await?)
     }
 
-    /// Moves a container held by `worker` and `attempt` to running (from scheduled, or from
-    /// pending when the worker holds the reservation: adoption; the store refuses a worker
+    /// Moves a container held by `worker` and `attempt` to running (from scheduled or
+    /// pulling, or from pending when the worker holds the reservation: adoption; the store refuses a worker
     /// or attempt that does not hold it). A running or ended record is returned as it is,
     /// for the caller to judge.
     async fn start(
@@ -220,7 +272,7 @@ impl Protocol {
         if record.state == ContainerState::Pending {
             record = self.adopt(id, &record, worker, attempt).await?;
         }
-        if record.state == ContainerState::Scheduled {
+        if record.state.is_unstarted() {
             let running = Transition::Running {
                 worker: worker.clone(),
                 attempt: attempt.clone(),

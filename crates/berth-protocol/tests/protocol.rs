@@ -191,6 +191,45 @@ async fn a_report_starts_exits_and_releases_once() {
 }
 
 #[tokio::test]
+async fn a_pull_is_reported_between_scheduled_and_running_by_the_holder_only() {
+    let (rig, w1) = Rig::one_scheduled().await;
+    let stranger = report(&w1, "a9", 1, Reported::Pulling);
+    let refused = rig.protocol.report(&cid("c1"), &stranger).await;
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("does not hold it")),
+        "another attempt is refused"
+    );
+    let record = rig.store.container(&cid("c1")).await.unwrap().unwrap();
+    assert_eq!(record.state, ContainerState::Scheduled);
+    let pulling = report(&w1, "a1", 1, Reported::Pulling);
+    for _ in 0..2 {
+        let record = rig.protocol.report(&cid("c1"), &pulling).await.unwrap();
+        assert_eq!(record.state, ContainerState::Pulling, "again: a no-op");
+        assert_eq!(record.started_at_ms, None);
+    }
+    assert_eq!(rig.free_cpu(&w1).await, 3000, "still booked while it pulls");
+    let running = report(&w1, "a1", 1, Reported::Running);
+    let record = rig.protocol.report(&cid("c1"), &running).await.unwrap();
+    assert_eq!(record.state, ContainerState::Running);
+    assert!(record.started_at_ms.is_some());
+    let late = rig.protocol.report(&cid("c1"), &pulling).await.unwrap();
+    assert_eq!(
+        late.state,
+        ContainerState::Running,
+        "a late pull report changes nothing"
+    );
+    let exited = report(&w1, "a1", 1, Reported::Exited { exit_code: 0 });
+    rig.protocol.report(&cid("c1"), &exited).await.unwrap();
+    let ended = rig.protocol.report(&cid("c1"), &pulling).await;
+    assert!(
+        matches!(ended, Err(ProtocolError::CannotRun { .. })),
+        "{ended:?}"
+    );
+    assert_eq!(rig.free_cpu(&w1).await, 4000);
+    rig.assert_clean().await;
+}
+
+#[tokio::test]
 async fn a_failure_ends_and_releases() {
     let (rig, w1) = Rig::one_scheduled().await;
     let failed = report(&w1, "a1", 1, Reported::Failed { reason: None });

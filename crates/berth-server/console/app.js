@@ -219,7 +219,7 @@ const filters = { state: "", tenant: "", worker: "" };
 const containersView = {
   mount() {
     const body = h("div");
-    const states = ["", "pending", "scheduled", "running", "exited", "failed", "lost", "preempted"];
+    const states = ["", "pending", "scheduled", "pulling", "running", "exited", "failed", "lost", "preempted"];
     const select = h("select", { id: "filter-state", onchange: () => { filters.state = select.value; } },
       states.map((st) => h("option", { value: st }, st || "any state")));
     select.value = filters.state;

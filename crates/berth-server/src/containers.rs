@@ -272,7 +272,7 @@ async fn read(
 #[utoipa::path(
     get, path = "/v1/containers", tag = "containers",
     params(
-        ("state" = Option<String>, Query, description = "pending, scheduled, running, exited, failed, lost or preempted"),
+        ("state" = Option<String>, Query, description = "pending, scheduled, pulling, running, exited, failed, lost or preempted"),
         ("limit" = Option<u64>, Query, description = "At most this many (default 100, at most 1000)"),
     ),
     responses(
@@ -292,7 +292,7 @@ pub async fn list(
             HttpError::invalid(
                 "state",
                 format!(
-                    "unknown state {raw:?}; expected pending, scheduled, running, exited, failed, lost or preempted"
+                    "unknown state {raw:?}; expected pending, scheduled, pulling, running, exited, failed, lost or preempted"
                 ),
             )
         })?),
@@ -412,6 +412,7 @@ pub async fn report(
     caller.acts_for(&report.worker)?;
     check_attempt("attempt", &report.attempt)?;
     let kind = match report.state {
+        ReportedState::Pulling => ReportKind::Pulling,
         ReportedState::Running => ReportKind::Running,
         ReportedState::Exited => ReportKind::Exited,
         ReportedState::Failed => ReportKind::Failed,

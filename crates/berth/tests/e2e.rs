@@ -1123,11 +1123,81 @@ fn a_client_command_whose_reader_has_gone_ends_quietly() {
     }
 }
 
+/// Unmounts, when dropped, whatever is mounted under its directories: the image mounts of
+/// workers that were killed rather than stopped.
+struct UnmountUnder(Vec<std::path::PathBuf>);
+
+impl Drop for UnmountUnder {
+    fn drop(&mut self) {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dirs: Vec<std::path::PathBuf> = self
+            .0
+            .iter()
+            .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+            .collect();
+        let mut points: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|point| {
+                dirs.iter()
+                    .any(|d| std::path::Path::new(point).starts_with(d))
+            })
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = Command::new("umount").args(["-l", point]).status();
+        }
+    }
+}
+
+/// A registry on loopback that accepts connections and never answers them; dropping it
+/// closes them all, so the pulls waiting on it fail at once.
+struct StalledRegistry {
+    address: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StalledRegistry {
+    fn start() -> StalledRegistry {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let acceptor = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        StalledRegistry {
+            address,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for StalledRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
 /// Images from a registry, end to end: a real registry on loopback, a server and two runc
 /// workers. A container of a registry image runs; its worker reports the image; the next
 /// containers of that image go to that worker (warm), not to the other one (equal, and
 /// emptier); a container whose registry cannot be reached ends FAILED with an
-/// `image_pull:` reason after its bounded tries.
+/// `image_pull:` reason after its bounded tries; one whose registry does not answer is
+/// shown pulling by `berth ps` until it is cancelled.
 #[test]
 fn registry_images_run_and_placement_prefers_the_worker_that_holds_them() {
     let registry = berth_image::testing::registry::LocalRegistry::start(None)
@@ -1146,6 +1216,9 @@ fn registry_images_run_and_placement_prefers_the_worker_that_holds_them() {
     let server = format!("http://127.0.0.1:{port}");
     let _server = spawn(&["server", "--listen", &format!("127.0.0.1:{port}")]);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Dropped after the workers (killed, so their image stores cannot unmount) and before
+    // their directories.
+    let _unmounts = UnmountUnder(vec![dir_a.path().to_owned(), dir_b.path().to_owned()]);
     let _a = spawn(&worker_args(&server, "wa", dir_a.path()));
     let _b = spawn(&worker_args(&server, "wb", dir_b.path()));
     workers_up(&server, 2);
@@ -1223,6 +1296,41 @@ fn registry_images_run_and_placement_prefers_the_worker_that_holds_them() {
         reason.starts_with("image_pull: ") && reason.contains("tried 3 times"),
         "{reason}"
     );
+
+    // A registry that accepts connections and never answers: the container is PULLING
+    // (`berth ps` says so) until it is cancelled and the registry goes away.
+    let stalled = StalledRegistry::start();
+    let slow_image = format!("{}/slow:v1", stalled.address);
+    let submitted = berth(
+        &server,
+        &[
+            "run",
+            "--id",
+            "img-slow",
+            "--cpu",
+            "100m",
+            "--memory",
+            "64Mi",
+            "--image",
+            &slow_image,
+            "--",
+            "true",
+        ],
+    );
+    assert!(submitted.status.success());
+    eventually("berth ps to show the pull", || {
+        let out = berth(&server, &["ps", "--state", "pulling"]);
+        String::from_utf8_lossy(&out.stdout).contains("img-slow")
+    });
+    let listed = String::from_utf8_lossy(&berth(&server, &["ps"]).stdout).into_owned();
+    let line = listed.lines().find(|l| l.contains("img-slow")).unwrap();
+    assert!(line.contains("pulling"), "{listed}");
+    assert!(berth(&server, &["cancel", "img-slow"]).status.success());
+    drop(stalled);
+    eventually("the cancelled pull to end", || {
+        view_of(&server, "img-slow")["state"] == "failed"
+    });
+    assert_eq!(view_of(&server, "img-slow")["reason"], "cancelled");
     check_clean(&server);
     for dir in [&dir_a, &dir_b] {
         eventually("no runc container left", || {

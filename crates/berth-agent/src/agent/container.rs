@@ -1,5 +1,6 @@
-//! One delivery's life on the agent: report RUNNING, start, acknowledge, supervise (sending
-//! new output lines now and then), report the end.
+//! One delivery's life on the agent: report RUNNING (or PULLING, fetch the image, then
+//! RUNNING), start, acknowledge, supervise (sending new output lines now and then), report
+//! the end.
 
 use super::Inner;
 use crate::control::{ControlError, Delivery, ReportedState, StatusReport};
@@ -147,8 +148,29 @@ impl Inner {
         if !delivery.preempts.is_empty() {
             self.stop_preempted(&delivery).await;
         }
-        if !self.claim(&delivery).await {
+        // A cold start says so first: the image may take a while, and `berth ps` shows it.
+        let cold_image =
+            (delivery.payload.image.as_deref()).filter(|image| !self.runtime.has_image(image));
+        let first = match cold_image {
+            Some(_) => ReportedState::Pulling,
+            None => ReportedState::Running,
+        };
+        if !self.claim(&delivery, first).await {
             return;
+        }
+        if let Some(image) = cold_image {
+            let pulled = self.pull(&delivery, image, &stop).await;
+            if let Some(reason) = stop.reason() {
+                tracing::info!(container = %delivery.container, %reason, "stopped while its image was pulled");
+                return self.fail_unstarted(&delivery, reason.to_string()).await;
+            }
+            if let Err(err) = pulled {
+                tracing::warn!(container = %delivery.container, error = %err, "the image could not be pulled");
+                return self.fail_unstarted(&delivery, err.to_string()).await;
+            }
+            if !self.claim(&delivery, ReportedState::Running).await {
+                return;
+            }
         }
         if let Some(reason) = stop.reason() {
             tracing::info!(container = %delivery.container, %reason, "stopped before it started");
@@ -167,18 +189,45 @@ impl Inner {
         }
     }
 
-    /// Starts the container, trying again (after [`PULL_BACKOFF`], doubling) while its image
-    /// cannot be pulled, at most [`PULL_ATTEMPTS`] times in all, and not once it is asked
-    /// to stop. The last failure says how many tries it took.
+    /// Fetches the delivery's image ahead of its start, with the retries of
+    /// [`Inner::retrying_pulls`].
+    async fn pull(
+        &self,
+        delivery: &Delivery,
+        image: &str,
+        stop: &StopSignal,
+    ) -> Result<(), StartError> {
+        self.retrying_pulls(delivery, stop, || self.runtime.pull(image))
+            .await
+    }
+
+    /// Starts the container, with the retries of [`Inner::retrying_pulls`] (its image may
+    /// have gone since it was found ready, or the runtime may pull as it starts).
     async fn start(
         &self,
         delivery: &Delivery,
         stop: &StopSignal,
     ) -> Result<Box<dyn ContainerHandle>, StartError> {
+        self.retrying_pulls(delivery, stop, || self.runtime.start(self.spec(delivery)))
+            .await
+    }
+
+    /// Runs `step`, trying again (after [`PULL_BACKOFF`], doubling) while the image cannot
+    /// be pulled, at most [`PULL_ATTEMPTS`] times in all, and not once the container is
+    /// asked to stop. The last failure says how many tries it took.
+    async fn retrying_pulls<T, F>(
+        &self,
+        delivery: &Delivery,
+        stop: &StopSignal,
+        mut step: impl FnMut() -> F,
+    ) -> Result<T, StartError>
+    where
+        F: std::future::Future<Output = Result<T, StartError>>,
+    {
         let mut pause = PULL_BACKOFF;
         let mut attempt = 1;
         loop {
-            match self.runtime.start(self.spec(delivery)).await {
+            match step().await {
                 Err(StartError::ImagePull(why)) if attempt >= PULL_ATTEMPTS => {
                     return Err(StartError::ImagePull(format!(
                         "{why} (tried {attempt} times)"
@@ -330,14 +379,15 @@ impl Inner {
         })
     }
 
-    /// Reports RUNNING before starting; true if the container is ours to run. A stale
-    /// delivery's reservation is released and the delivery acknowledged; a delivery whose
-    /// report could not go through before shutdown is left to the server (not acked).
-    async fn claim(&self, delivery: &Delivery) -> bool {
+    /// Reports `state` (RUNNING, or PULLING) before starting (or pulling); true if the
+    /// container is ours to run. A stale delivery's reservation is released and the
+    /// delivery acknowledged; a delivery whose report could not go through before shutdown
+    /// is left to the server (not acked).
+    async fn claim(&self, delivery: &Delivery, state: ReportedState) -> bool {
         let container = &delivery.container;
         let target = Target::of(delivery);
-        let running = self.report(&target, ReportedState::Running, Vec::new(), &self.shutdown);
-        match running.await {
+        let reported = self.report(&target, state.clone(), Vec::new(), &self.shutdown);
+        match reported.await {
             Reported::Done => return true,
             Reported::Stale(err) => {
                 crate::metrics::stale();
@@ -346,10 +396,10 @@ impl Inner {
                 self.release(&target).await;
             }
             Reported::Refused(err) => {
-                tracing::error!(%container, error = %err, "the server refused the RUNNING report; not run");
+                tracing::error!(%container, error = %err, ?state, "the server refused the report; not run");
             }
             Reported::Stopped => {
-                tracing::info!(%container, "shutting down before the container was reported running; left to the server");
+                tracing::info!(%container, ?state, "shutting down before the container was reported; left to the server");
                 return false;
             }
         }

@@ -202,6 +202,20 @@ pub trait ContainerRuntime: Send + Sync {
     /// Kills and removes a leftover the worker does not own any more.
     async fn discard(&self, _leftover: &Leftover) {}
 
+    /// Whether `image` (as a request names it) is ready here, so that a start fetches
+    /// nothing: the agent then reports the container RUNNING at once rather than PULLING
+    /// first. A runtime without images has every image it can run.
+    fn has_image(&self, _image: &str) -> bool {
+        true
+    }
+
+    /// Fetches and unpacks `image` ahead of a start, which then finds it ready. Failures
+    /// are those of [`ContainerRuntime::start`] (a pull that fails is
+    /// [`StartError::ImagePull`]). A runtime without images has nothing to do.
+    async fn pull(&self, _image: &str) -> Result<(), StartError> {
+        Ok(())
+    }
+
     /// The images it holds ready, as requests name them, most recently used first, at
     /// most [`berth_core::MAX_WORKER_IMAGES`]: the agent reports them in its heartbeats so
     /// that placement prefers this worker for them. A runtime without images holds none.

@@ -358,13 +358,18 @@ impl FakeServer {
             };
             let held = record.worker == report.worker && record.attempt == report.attempt;
             let (allowed, event) = match &report.state {
-                ReportedState::Running => (
+                ReportedState::Pulling => (
                     matches!(
                         record.state,
-                        ContainerState::Scheduled | ContainerState::Running
+                        ContainerState::Scheduled
+                            | ContainerState::Pulling
+                            | ContainerState::Running
                     ),
-                    format!("running {container}"),
+                    format!("pulling {container}"),
                 ),
+                ReportedState::Running => {
+                    (record.state.is_placed(), format!("running {container}"))
+                }
                 ReportedState::Exited { exit_code } => (
                     record.state == ContainerState::Running,
                     format!("exited {container} {exit_code}"),
@@ -382,6 +387,8 @@ impl FakeServer {
                 )));
             }
             match &report.state {
+                ReportedState::Pulling if record.state == ContainerState::Running => {}
+                ReportedState::Pulling => record.state = ContainerState::Pulling,
                 ReportedState::Running => record.state = ContainerState::Running,
                 ReportedState::Exited { exit_code } => {
                     record.state = ContainerState::Exited;

@@ -159,6 +159,9 @@ pub struct ReleaseResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportedState {
+    /// It is fetching the container's image before it starts it (a cold start). Optional:
+    /// a worker that holds the image reports `running` straight away.
+    Pulling,
     /// It started.
     Running,
     /// It ended with an exit code.

@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{app_config, can_test_layers, names, open_store};
+use super::{app_config, names, open_store, require_root};
 use crate::testing::{self, LayerEntry, layer};
 use crate::{ImageStore, overlay};
 
@@ -85,9 +85,7 @@ fn reference(layout: &Path, tag: &str) -> String {
 
 #[test]
 fn images_sharing_a_base_layer_unpack_it_once_and_mount_their_layers() {
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let [base, own_a, own_b] = sharing_layout(&layout, 10);
@@ -130,9 +128,7 @@ fn images_sharing_a_base_layer_unpack_it_once_and_mount_their_layers() {
 
 #[test]
 fn concurrent_prepares_of_images_sharing_a_layer_unpack_it_once() {
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     sharing_layout(&layout, 100_000);
@@ -154,9 +150,7 @@ fn concurrent_prepares_of_images_sharing_a_layer_unpack_it_once() {
 
 #[test]
 fn whiteouts_are_overlayfs_whiteouts_in_the_layer() {
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let lower = layer(&[
@@ -195,9 +189,7 @@ fn whiteouts_are_overlayfs_whiteouts_in_the_layer() {
 
 #[test]
 fn eviction_unmounts_the_image_and_removes_the_layers_no_image_uses() {
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let [base, own_a, own_b] = sharing_layout(&layout, 100_000);
@@ -252,9 +244,7 @@ fn eviction_unmounts_the_image_and_removes_the_layers_no_image_uses() {
 
 #[test]
 fn a_leased_image_is_not_unmounted_and_its_layers_stay() {
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     sharing_layout(&layout, 100_000);
@@ -279,9 +269,7 @@ fn a_leased_image_is_not_unmounted_and_its_layers_stay() {
 
 #[test]
 fn a_restarted_store_mounts_again_without_unpacking() {
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     sharing_layout(&layout, 10);
@@ -315,9 +303,7 @@ fn a_restarted_store_mounts_again_without_unpacking() {
 
 #[test]
 fn a_layer_an_image_left_on_disk_uses_is_not_removed() {
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let [base, own_a, _] = sharing_layout(&layout, 10);
@@ -341,9 +327,7 @@ fn a_layer_an_image_left_on_disk_uses_is_not_removed() {
 
 #[test]
 fn open_unmounts_and_removes_mounts_a_dead_process_left_in_tmp() {
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let lowers: Vec<PathBuf> = ["upper", "lower"]
         .iter()
@@ -389,9 +373,7 @@ fn flattening_stores_no_layers_and_mounts_nothing() {
 #[test]
 fn a_rootfs_under_a_shared_mount_is_private() {
     use nix::mount::{MsFlags, mount};
-    if !can_test_layers() {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     sharing_layout(&layout, 10);

@@ -40,14 +40,13 @@ fn open_store(layered: bool, root: impl Into<std::path::PathBuf>) -> ImageStore 
     ImageStore::open(root).unwrap().with_layer_sharing(layered)
 }
 
-/// Whether layer mode can be tested: it needs root (then overlayfs must work, or the
-/// layered tests fail); as another user they are skipped, saying so.
-fn can_test_layers() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: layer mode needs root (overlay mounts)");
-    }
-    root
+/// Layer mode needs root (overlay mounts): the layered tests fail, saying so, rather than
+/// pass without testing anything when the suite is not run as root (scripts/test.sh is).
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "layer mode needs root (overlay mounts): run the tests as root, as scripts/test.sh does"
+    );
 }
 
 /// For each test function `name(layered: bool)`, the tests `name::flattened` and
@@ -62,9 +61,8 @@ macro_rules! in_both_modes {
 
             #[test]
             fn layered() {
-                if crate::tests::can_test_layers() {
-                    super::$name(true)
-                }
+                crate::tests::require_root();
+                super::$name(true)
             }
         }
     )*};

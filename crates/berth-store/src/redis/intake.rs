@@ -423,6 +423,9 @@ fn transition_args(transition: &Transition) -> Vec<String> {
         Transition::Scheduled { worker, attempt } => {
             ("scheduled", Some(worker), Some(attempt), None, "")
         }
+        Transition::Pulling { worker, attempt } => {
+            ("pulling", Some(worker), Some(attempt), None, "")
+        }
         Transition::Running { worker, attempt } => {
             ("running", Some(worker), Some(attempt), None, "")
         }

@@ -78,6 +78,7 @@ macro_rules! contract_tests {
             listing_and_logs,
             cancellation_fails_pending_and_flags_placed,
             a_dead_workers_containers_are_reclaimed_once,
+            a_pulling_container_is_cancelled_and_given_back_like_a_scheduled_one,
             a_lost_container_is_retried_until_its_retries_are_used,
             another_attempt_is_not_a_retry,
             a_reservation_given_back_before_its_settlement_never_schedules,
@@ -1558,6 +1559,49 @@ pub async fn cancellation_fails_pending_and_flags_placed(connect: impl Connect) 
         matches!(unknown, Err(StoreError::UnknownContainer(_))),
         "{unknown:?}"
     );
+}
+
+pub async fn a_pulling_container_is_cancelled_and_given_back_like_a_scheduled_one(
+    connect: impl Connect,
+) {
+    let store = open(&connect, "pulling").await;
+    register(&*store, "w1", 4000, 4096).await;
+    let w1 = wid("w1");
+    for (id, preempt) in [("lost", false), ("preempted", true)] {
+        let attempt = place(&*store, id, "w1").await;
+        let pulling = Transition::Pulling {
+            worker: w1.clone(),
+            attempt: attempt.clone(),
+        };
+        let record = store.transition(&cid(id), &pulling).await.unwrap();
+        assert_eq!(record.state, ContainerState::Pulling);
+        let flagged = store.cancel(&cid(id)).await.unwrap();
+        assert_eq!(
+            (flagged.state, flagged.cancel_requested),
+            (ContainerState::Pulling, true),
+            "its worker is told to stop"
+        );
+        let outcome = if preempt {
+            store.preempted(&w1, &cid(id), &attempt, "room").await
+        } else {
+            store.reclaim(&w1, &cid(id), &attempt, "worker gone").await
+        };
+        assert_eq!(outcome.unwrap(), ReclaimOutcome::Requeued, "{id}");
+        let record = store.container(&cid(id)).await.unwrap().unwrap();
+        assert_eq!(
+            (record.state, record.retries, record.worker),
+            (ContainerState::Pending, 0, None),
+            "{id}: it never started, so no retry is counted"
+        );
+        let late = Transition::Running {
+            worker: w1.clone(),
+            attempt,
+        };
+        assert!(
+            store.transition(&cid(id), &late).await.is_err(),
+            "{id}: the old attempt is revoked"
+        );
+    }
 }
 
 pub async fn a_dead_workers_containers_are_reclaimed_once(connect: impl Connect) {

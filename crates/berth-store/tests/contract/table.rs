@@ -26,6 +26,10 @@ fn variants(kind: TransitionKind) -> Vec<Transition> {
             .map(by)
             .map(|(worker, attempt)| Transition::Scheduled { worker, attempt })
             .to_vec(),
+        TransitionKind::Pulling => WHO
+            .map(by)
+            .map(|(worker, attempt)| Transition::Pulling { worker, attempt })
+            .to_vec(),
         TransitionKind::Running => WHO
             .map(by)
             .map(|(worker, attempt)| Transition::Running { worker, attempt })
@@ -60,6 +64,7 @@ async fn bring(store: &dyn Store, id: &ContainerId, state: ContainerState) -> Co
     let path = match state {
         ContainerState::Pending => vec![],
         ContainerState::Scheduled => vec![TransitionKind::Scheduled],
+        ContainerState::Pulling => vec![TransitionKind::Scheduled, TransitionKind::Pulling],
         ContainerState::Running => vec![TransitionKind::Scheduled, TransitionKind::Running],
         ContainerState::Exited => vec![
             TransitionKind::Scheduled,
@@ -74,6 +79,10 @@ async fn bring(store: &dyn Store, id: &ContainerId, state: ContainerState) -> Co
     for kind in path {
         let step = match kind {
             TransitionKind::Scheduled => Transition::Scheduled {
+                worker: worker.clone(),
+                attempt: attempt.clone(),
+            },
+            TransitionKind::Pulling => Transition::Pulling {
                 worker: worker.clone(),
                 attempt: attempt.clone(),
             },
@@ -134,6 +143,7 @@ fn moved(
             want.scheduled_at_ms = stamped(got.scheduled_at_ms, from, to, "scheduled_at_ms");
             want.reason = None;
         }
+        Transition::Pulling { .. } => {}
         Transition::Running { .. } => {
             want.started_at_ms = stamped(got.started_at_ms, from, to, "started_at_ms");
         }
@@ -215,6 +225,10 @@ pub async fn every_cell_of_the_state_machine_is_kept(connect: impl Connect) {
     let pending = ContainerState::Pending;
     assert_eq!(
         unreached,
-        [(pending, "running", Some(1)), (pending, "exited", Some(1))]
+        [
+            (pending, "pulling", Some(1)),
+            (pending, "running", Some(1)),
+            (pending, "exited", Some(1))
+        ]
     );
 }

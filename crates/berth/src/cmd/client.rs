@@ -314,7 +314,7 @@ pub async fn ps(connection: &Connection, args: PsArgs) -> anyhow::Result<i32> {
         None => None,
         Some(text) => Some(ContainerState::parse(text).with_context(|| {
             format!(
-                "--state {text:?}: expected pending, scheduled, running, exited, failed, lost or preempted"
+                "--state {text:?}: expected pending, scheduled, pulling, running, exited, failed, lost or preempted"
             )
         })?),
     };

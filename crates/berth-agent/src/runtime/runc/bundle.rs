@@ -7,6 +7,9 @@
 //!   berth.json    [`Meta`]: whose container this is, and its deadline
 //!   output.log    stdout and stderr, appended by the container
 //!   work/         the container's writable /work (owned by its user)
+//!   rootfs/       for an image of shared layers: the container's own overlay of them
+//!   upper/        that overlay's upper directory (the mount points runc creates)
+//!   overlay-work/ that overlay's work directory
 //!   pid           written by runc once the container's process runs
 //!   exit          written by the shim with runc's exit status once it ended
 //! ```
@@ -76,6 +79,22 @@ impl Bundle {
         self.dir.join("work")
     }
 
+    /// The container's own root file system (an overlay of its image's layers), when its
+    /// image is made of shared layers.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// Mounts the container's own overlay of `layers` (top first) on [`Bundle::rootfs`],
+    /// creating its directories; the bundle directory must exist.
+    pub fn mount_rootfs(&self, layers: &[PathBuf]) -> io::Result<()> {
+        let (upper, work) = (self.dir.join("upper"), self.dir.join("overlay-work"));
+        for dir in [self.rootfs(), upper.clone(), work.clone()] {
+            std::fs::create_dir(&dir)?;
+        }
+        berth_image::mount_container_rootfs(layers, &upper, &work, &self.rootfs())
+    }
+
     /// runc's pid file.
     pub fn pid(&self) -> PathBuf {
         self.dir.join("pid")
@@ -123,8 +142,14 @@ impl Bundle {
         String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
     }
 
-    /// Removes the whole bundle; one that is already gone is fine.
+    /// Removes the whole bundle (unmounting its rootfs first); one that is already gone is
+    /// fine. A rootfs that cannot be unmounted is left, bundle and all: removing through
+    /// the mount would delete from the container's view instead.
     pub async fn remove(&self) {
+        if !berth_image::unmount_container_rootfs(&self.rootfs()) {
+            tracing::warn!(dir = %self.dir.display(), "cannot unmount a bundle's rootfs; the bundle stays");
+            return;
+        }
         if let Err(err) = tokio::fs::remove_dir_all(&self.dir).await
             && err.kind() != io::ErrorKind::NotFound
         {

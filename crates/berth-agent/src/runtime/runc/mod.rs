@@ -563,6 +563,18 @@ impl ContainerRuntime for RuncRuntime {
     /// The images the store holds, as requests named them; a reference the server would
     /// refuse in a report (too long, with whitespace) is left out rather than losing the
     /// whole list.
+    fn has_image(&self, image: &str) -> bool {
+        self.context
+            .images
+            .held(usize::MAX)
+            .iter()
+            .any(|held| held.reference == image)
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), StartError> {
+        self.prepare_image(Some(image)).await.map(drop)
+    }
+
     fn held_images(&self) -> Vec<String> {
         self.context
             .images
@@ -595,6 +607,14 @@ impl ContainerRuntime for RuncRuntime {
             self.destroy(&id).await;
         }
         let cgroup = format!("{}/{id}", self.config.cgroup_parent);
+        // Shared layers: the container gets its own overlay of them, in which runc may
+        // create its mount points; a flattened image's rootfs is used as it is.
+        let own_rootfs = !image.layers.is_empty();
+        let rootfs = if own_rootfs {
+            bundle.rootfs()
+        } else {
+            image.rootfs.clone()
+        };
         let plan = spec::Plan {
             args,
             env,
@@ -604,7 +624,7 @@ impl ContainerRuntime for RuncRuntime {
                 .clone()
                 .unwrap_or_else(|| "/work".into()),
             user,
-            rootfs: image.rootfs.clone(),
+            rootfs,
             work: bundle.work(),
             hostname: hostname(spec.container.as_str()),
             cgroup: cgroup.clone(),
@@ -631,6 +651,11 @@ impl ContainerRuntime for RuncRuntime {
         };
         let write = || -> Result<(), String> {
             std::fs::create_dir_all(bundle.dir()).map_err(|e| e.to_string())?;
+            if own_rootfs {
+                bundle
+                    .mount_rootfs(&image.layers)
+                    .map_err(|e| format!("mounting the container's rootfs: {e}"))?;
+            }
             oci.save(bundle.config()).map_err(|e| e.to_string())?;
             bundle.write_meta(&meta).map_err(|e| e.to_string())
         };

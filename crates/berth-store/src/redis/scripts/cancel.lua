@@ -4,7 +4,7 @@
 -- ARGV: 1 now (ms since the epoch).
 -- Reply: {'unknown'} | {'ok', record} (the record hash after the call).
 -- Guarantee: atomic. A pending record fails with reason `cancelled` (the engine then drops
---   its intake entry); a scheduled or running one gets `cancel` = 1 for its worker to act
+--   its intake entry); a scheduled, pulling or running one gets `cancel` = 1 for its worker to act
 --   on; an ended one is left as it is. Repeating it changes nothing more.
 
 local key = KEYS[1]
@@ -21,7 +21,7 @@ if err then
 end
 if record.state == 'pending' then
   finish(key, record, 'failed', 'cancelled', now)
-elseif record.state == 'scheduled' or record.state == 'running' then
+elseif record.state == 'scheduled' or record.state == 'pulling' or record.state == 'running' then
   redis.call('HSET', key, 'cancel', '1')
 end
 return { 'ok', redis.call('HGETALL', key) }

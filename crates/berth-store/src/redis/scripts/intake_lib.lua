@@ -1,8 +1,8 @@
 -- berth: helpers for the scripts on the intake's keys (`P:{q}:*`); prepended after lib.lua.
 
 local STATES = {
-  pending = true, scheduled = true, running = true, exited = true, failed = true, lost = true,
-  preempted = true,
+  pending = true, scheduled = true, pulling = true, running = true, exited = true,
+  failed = true, lost = true, preempted = true,
 }
 local TERMINAL = { exited = true, failed = true, lost = true, preempted = true }
 

@@ -9,7 +9,8 @@
 --        by that worker and attempt: nothing changed here).
 -- Guarantee: atomic. A pending record gets the attempt added to `revoked`, so a settlement
 --   of that attempt arriving later is superseded (never scheduled on a released
---   reservation). A scheduled record held by the worker and attempt goes back to pending
+--   reservation). A scheduled or pulling record (it never started) held by the worker and
+--   attempt goes back to pending
 --   (worker, attempt and scheduled time cleared, the reason recorded, the attempt revoked
 --   likewise) and is appended to the intake. A running one whose request allows more retries (`max_retries` in the request
 --   JSON above the record's `retries`) and whose cancellation was not asked for goes back to
@@ -81,7 +82,7 @@ if ending == 'preempted' and record.state == 'running' then
   -- When it was preempted: for a while it may not preempt others (lifecycle::was_preempted).
   redis.call('HSET', key, 'preempted_ms', str(now))
 end
-if record.state == 'scheduled' then
+if record.state == 'scheduled' or record.state == 'pulling' then
   -- Revoked, so a settlement of that attempt repeated late cannot schedule it again.
   revoke(attempt)
   requeue(reason)
