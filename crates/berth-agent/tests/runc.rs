@@ -406,6 +406,110 @@ async fn a_registry_image_runs_and_its_lease_keeps_it_until_the_container_ends()
     assert_eq!(leftovers(&dir, "w-pull"), Vec::<String>::new());
 }
 
+/// The mount points under `dir` (canonical), from this process's mountinfo.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+        .filter(|point| Path::new(point).starts_with(&dir))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_layered_image_each_get_their_own_overlay_and_leave_the_layers_alone() {
+    let dir = TempDir::new().unwrap();
+    let layout = dir.path().join("layout");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    berth_image::testing::write_layout(
+        &layout,
+        &[("bin/busybox", &busybox, 0o755)],
+        &ImageConfig {
+            env: vec!["PATH=/bin".into()],
+            ..ImageConfig::default()
+        },
+        Some("v1"),
+    )
+    .unwrap();
+    let host_data = dir.path().join("data");
+    std::fs::create_dir(&host_data).unwrap();
+    let mut config = config(&dir, "w-ovl");
+    // A mount point the image lacks: runc creates it in each container's own upper layer.
+    config.mounts = vec![
+        format!("{}:/srv/data:ro", host_data.display())
+            .parse()
+            .unwrap(),
+    ];
+    let rt = RuncRuntime::new(config).await.unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let mut job = spec(
+            "w-ovl",
+            &[
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "busybox test -d /srv/data && busybox sleep 1",
+            ],
+            100,
+            64,
+        );
+        job.payload.image = Some(format!("oci:{}:v1", layout.display()));
+        let bundle = dir.path().join("runc/bundles").join(job.attempt.as_str());
+        jobs.push((rt.start(job).await.unwrap(), bundle));
+    }
+    let mounted = mounts_under(dir.path());
+    for (_, bundle) in &jobs {
+        let rootfs = std::fs::canonicalize(bundle.join("rootfs")).unwrap();
+        assert!(
+            mounted.iter().any(|m| Path::new(m) == rootfs),
+            "each container's own rootfs is a mount: {mounted:?}"
+        );
+        assert!(
+            bundle.join("upper/srv/data").is_dir(),
+            "its mount point is its own"
+        );
+    }
+    for (mut handle, _) in jobs {
+        assert_eq!(
+            handle.wait().await,
+            Exit::Exited { code: 0 },
+            "{:?}",
+            handle.logs()
+        );
+    }
+    let layers = dir.path().join("images/layers");
+    for layer in std::fs::read_dir(&layers).unwrap() {
+        let layer = layer.unwrap().path();
+        assert!(
+            !layer.join("srv").exists(),
+            "{} was written",
+            layer.display()
+        );
+    }
+    let images = dir.path().join("images/images");
+    for image in std::fs::read_dir(&images).unwrap() {
+        let rootfs = image.unwrap().path().join("rootfs");
+        assert!(
+            !rootfs.join("srv").exists(),
+            "{} was written",
+            rootfs.display()
+        );
+    }
+    let left: Vec<String> = mounts_under(dir.path())
+        .into_iter()
+        .filter(|m| m.contains("/bundles/"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the containers' rootfs mounts are gone: {left:?}"
+    );
+    // The image stays cached (and mounted) while the runtime's store lives.
+    drop(rt);
+    assert_eq!(leftovers(&dir, "w-ovl"), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn start_errors_say_what_is_wrong() {
     let dir = TempDir::new().unwrap();
