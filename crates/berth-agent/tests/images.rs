@@ -49,6 +49,10 @@ impl ContainerRuntime for Registry {
 
     async fn pull(&self, image: &str) -> Result<(), StartError> {
         *self.tries.lock().entry(image.to_owned()).or_default() += 1;
+        if image.starts_with("hanging") {
+            // A registry that never answers (the agent must not wait for it to stop).
+            std::future::pending::<()>().await;
+        }
         if let Some(left) = self.failing.lock().get_mut(image).filter(|left| **left > 0) {
             *left -= 1;
             return Err(StartError::ImagePull(format!(
@@ -168,6 +172,51 @@ async fn a_cold_start_is_reported_pulling_then_running_and_a_warm_one_running_at
         runtime.tries.lock()["cold:1"],
         1,
         "pulled once, before the start"
+    );
+    agent.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_pull_ends_at_once_and_a_redelivery_meanwhile_is_not_acknowledged() {
+    let dir = TempDir::new().unwrap();
+    let runtime = registry(&dir, &[], &[]);
+    let server = Arc::new(FakeServer::with_redelivery(
+        std::time::Duration::from_millis(200),
+    ));
+    let agent = start(&server, runtime.clone());
+    wait_until(&server, "registration", |s| !s.workers.is_empty()).await;
+    server.assign_image("w-1", "c-hang", "hanging:1", &["true"]);
+    wait_until(&server, "the pull to be reported", |s| {
+        s.events.contains(&"pulling c-hang".to_owned())
+    })
+    .await;
+    // The fake server redelivers unacknowledged deliveries: while the pull hangs, no copy
+    // of the delivery is acknowledged (an agent restarted now would get it again).
+    wait_until(&server, "a redelivery", |s| {
+        s.events.contains(&"redelivered c-hang".to_owned())
+    })
+    .await;
+    server.with(|s| {
+        assert!(
+            !s.events.iter().any(|e| e.starts_with("ack ")),
+            "{:?}",
+            s.events
+        );
+    });
+    server.cancel("c-hang");
+    wait_until(&server, "the cancelled pull to end", |s| {
+        s.records.values().all(|r| r.state.is_terminal())
+    })
+    .await;
+    let record = server.record("c-hang").unwrap();
+    assert_eq!(
+        (record.state, record.reason.as_deref()),
+        (ContainerState::Failed, Some("cancelled"))
+    );
+    assert_eq!(
+        runtime.tries.lock()["hanging:1"],
+        1,
+        "not tried again once stopped"
     );
     agent.stop().await.unwrap();
 }

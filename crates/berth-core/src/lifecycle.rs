@@ -298,7 +298,9 @@ impl Refusal {
             Refusal::Revoked => "attempt {attempt} was revoked: its worker was declared lost",
             Refusal::HeldByAnother => "it is {state} by another worker or attempt",
             Refusal::NotHolder => "worker {worker} attempt {attempt} does not hold it",
-            Refusal::CannotStart => "only a scheduled container can start, it is {state}",
+            Refusal::CannotStart => {
+                "only a scheduled or pulling container can start, it is {state}"
+            }
             Refusal::CannotPull => "only a scheduled container can pull its image, it is {state}",
             Refusal::CannotExit => "only a running container can exit, it is {state}",
             Refusal::Ended => "it already ended as {state}",
@@ -590,6 +592,10 @@ fn give_back(
     }
     match record.state {
         ContainerState::Scheduled | ContainerState::Pulling => {
+            // A preempted pull may not preempt others for a while either (no cascade).
+            if end == ContainerState::Preempted && record.state == ContainerState::Pulling {
+                record.preempted_at_ms = Some(now_ms);
+            }
             // Revoked, so a settlement of that attempt repeated late (a retried settle)
             // cannot schedule it again on the reservation being released.
             revoke(record, attempt);

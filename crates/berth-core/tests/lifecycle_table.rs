@@ -170,7 +170,7 @@ mod old {
                     }
                     S::Running => Ok(()),
                     other => Err(format!(
-                        "only a scheduled container can start, it is {other}"
+                        "only a scheduled or pulling container can start, it is {other}"
                     )),
                 }
             }

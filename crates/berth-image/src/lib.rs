@@ -4,8 +4,10 @@
 //! [`ImageStore::prepare`] and gets a [`PreparedImage`]: a rootfs directory, pulled or
 //! unpacked once and shared by every container of that image, and its [`ImageConfig`]
 //! (user, env, working directory, entrypoint, command). The `Arc` it returns is a lease:
-//! garbage collection keeps an image while a clone of it lives outside the store. The runtime mounts the rootfs read-only;
-//! [`resolve_user`] turns the image's user into a uid and gid from the image's own
+//! garbage collection keeps an image while a clone of it lives outside the store. The
+//! runtime gives each container its own overlay of the image's shared layers
+//! ([`PreparedImage::layers`], [`mount_container_rootfs`]) or, for a flattened image,
+//! mounts the rootfs read-only; [`resolve_user`] turns the image's user into a uid and gid from the image's own
 //! `/etc/passwd` and `/etc/group`. Everything here blocks on the file system: call it
 //! from `spawn_blocking`.
 //!
@@ -88,10 +90,14 @@
 //! order into one directory of its own, whiteouts applied, and layers are shared only as
 //! downloaded blobs.
 //!
-//! In layer mode a rootfs is mounted by the store that loads its image (`prepare`,
-//! [`ImageStore::lease`]); dropping the store detaches the mounts it made, so mounts
-//! never outlive it and a store's directory can be removed after it (a container's
-//! runtime holds its own mount of its root, which keeps the overlay alive). Work
+//! In layer mode an image's rootfs (which the runtime reads for the user and the program
+//! check) is mounted by the store that loads its image (`prepare`,
+//! [`ImageStore::lease`]); dropping the store detaches the mounts it made. Containers do
+//! not run on it: each has its own overlay of the layer directories
+//! ([`mount_container_rootfs`]), made and removed by the runtime, which uses
+//! `layers/<digest>` directly for as long as the container lives. What keeps those
+//! layers is the container's lease on its image, never a mount; the store's directory
+//! must not be removed while containers of its images run. Work
 //! directories a dead process left in `tmp/` are unmounted before being removed, never
 //! removed through a mount. Unlike flattening, a layer is unpacked without its lower
 //! layers: an entry under a symlink a lower layer made, or a hard link to a lower layer's
@@ -104,7 +110,7 @@
 //! After every `prepare`, while the images, blobs and layers this process prepared take
 //! more than the limit ([`ImageStore::with_cache_limit`], default
 //! [`DEFAULT_CACHE_LIMIT`]), the least recently used image that no one holds a lease on
-//! is removed (in layer mode its rootfs unmounted first: a busy one stays), then the
+//! is removed (in layer mode its rootfs unmounted first), then the
 //! blobs and layers no remaining image uses. A layer or blob shared by several images is
 //! counted once; an image's own bytes are its directory without its mounted rootfs.
 //! Images left on disk by an earlier process are not counted until they are prepared (or
@@ -115,8 +121,9 @@
 //! coordinated: one may remove a layer the other is about to mount, which then fails
 //! that `prepare`.
 //!
-//! The rootfs is shared by every container of the image: the runtime must mount it
-//! read-only and put each container's writes elsewhere.
+//! The rootfs and the layers are shared by every container of the image: the runtime
+//! must keep them read-only (an overlay with the container's own upper directory, or a
+//! read-only mount) and put each container's writes elsewhere.
 //!
 //! # Limits
 //!

@@ -61,6 +61,10 @@ fn mount_overlay(
     upper: Option<(&Path, &Path)>,
     target: &Path,
 ) -> io::Result<()> {
+    // Room for `,upperdir=...,workdir=...`, appended below.
+    let extra = upper.map_or(0, |(upper, work)| {
+        upper.as_os_str().len() + work.as_os_str().len() + ",upperdir=,workdir=".len()
+    });
     let plain = lowers
         .iter()
         .map(|p| p.to_str().filter(|s| !s.contains([':', ',', '\\'])))
@@ -69,7 +73,7 @@ fn mount_overlay(
     // Open directories keep the `/proc/self/fd` names valid until the mount is made.
     let mut open = Vec::new();
     let options = match plain {
-        Some(options) if options.len() <= MAX_OPTIONS => options,
+        Some(options) if options.len() + extra <= MAX_OPTIONS => options,
         // Too long, or a path overlayfs would split: name them by descriptor.
         _ => {
             for lower in lowers {

@@ -82,11 +82,10 @@ pub struct PreparedImage {
 /// from `spawn_blocking` in async code.
 ///
 /// In [layer mode](crate#layer-mode) the store mounts images' rootfs; dropping
-/// it unmounts them with `MNT_DETACH`. That is safe for containers still running: each
-/// mount is private, so its unmounting does not travel into other mount namespaces, and a
-/// runtime's own mount of a rootfs (its container's root) keeps the overlay alive until
-/// the container is gone. A rootfs a container was started from is found unmounted by the
-/// next store and mounted again when the container is [leased](ImageStore::lease).
+/// it unmounts them with `MNT_DETACH`. That is safe for containers still running: they
+/// run on their own overlays of the layer directories ([`crate::mount_container_rootfs`]),
+/// not on these mounts. An image's rootfs is found unmounted by the next store and
+/// mounted again when it is prepared or [leased](ImageStore::lease).
 #[derive(Debug)]
 pub struct ImageStore {
     /// The store's directory (see the [module docs](self) for its layout).

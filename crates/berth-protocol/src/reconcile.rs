@@ -7,7 +7,7 @@
 //! - A reservation the worker holds for a container it does not run, whose record has
 //!   ended or is held by another worker or attempt, is dead: it is released
 //!   (conditionally on its attempt, so a newer reservation is never touched). A record still
-//!   pending, scheduled or running on this worker and attempt is left alone: its delivery
+//!   pending, scheduled, pulling or running on this worker and attempt is left alone: its delivery
 //!   or its report may be in flight.
 //! - An ownership entry without any record is left alone and reported (logged, and counted
 //!   as `berth_reconciled_total{action="orphan"}`; the invariant check names the worker,

@@ -211,7 +211,8 @@ pub trait Bookings: Send + Sync {
     async fn owners(&self, container: &ContainerId) -> Result<Vec<(WorkerId, AttemptId)>>;
 
     /// Gives back one container of a dead worker, once: if the record is held by `worker`
-    /// and `attempt`, a scheduled container goes back to pending and the intake, and so does
+    /// and `attempt`, a scheduled or pulling container goes back to pending and the intake
+    /// (no retry counted: it never started), and so does
     /// a running one while its request allows more retries
     /// ([`berth_core::lifecycle::end_or_retry`]); otherwise a running one becomes lost
     /// (reason `reason`). Each gives its tenant's charge back in the same atomic step. On a
@@ -344,7 +345,7 @@ pub trait Records: Send + Sync {
     async fn logs(&self, container: &ContainerId, after: u64) -> Result<LogSlice>;
 
     /// Asks for a container to stop. A pending one fails at once with reason `cancelled`; a
-    /// scheduled or running one is flagged (`cancel_requested`), and its worker stops it and
+    /// scheduled, pulling or running one is flagged (`cancel_requested`), and its worker stops it and
     /// reports; an ended one is left as it is. Returns the record. Idempotent.
     async fn cancel(&self, container: &ContainerId) -> Result<ContainerRecord>;
 
@@ -361,7 +362,7 @@ pub trait Inspection: Send + Sync {
     /// - for every worker, free + the resources of the containers it owns == total, and
     ///   free <= total;
     /// - every container is owned by at most one worker;
-    /// - every scheduled or running container is owned by its recorded worker under its
+    /// - every scheduled, pulling or running container is owned by its recorded worker under its
     ///   recorded attempt, and that worker is alive (registered, and its last heartbeat no
     ///   older than `options.dead_after_ms`; its status does not matter);
     /// - no terminal container is still owned;

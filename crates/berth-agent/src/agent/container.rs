@@ -140,8 +140,11 @@ impl Inner {
     pub(super) async fn run_delivery(self: Arc<Self>, delivery: Delivery) {
         let stop = Arc::new(StopSignal::default());
         let Some(_entry) = self.enter(&delivery, &stop) else {
-            tracing::debug!(container = %delivery.container, "delivered again while it runs here");
-            return self.ack(&delivery).await;
+            // Not acknowledged here: the copy that is here acknowledges it once the container
+            // started (or failed). Until then the delivery must stay, so that an agent
+            // restarted mid-pull gets it again rather than leave the record pulling.
+            tracing::debug!(container = %delivery.container, "delivered again while it is here");
+            return;
         };
         // The containers it replaces stop first, before it is even reported RUNNING: their
         // capacity is already its own in the store, whatever comes of this delivery.
@@ -190,15 +193,24 @@ impl Inner {
     }
 
     /// Fetches the delivery's image ahead of its start, with the retries of
-    /// [`Inner::retrying_pulls`].
+    /// [`Inner::retrying_pulls`]. A stop (cancellation, preemption, shutdown) ends it at
+    /// once: the pull itself goes on in the background (the image is cached for later),
+    /// but the container's booking is given back now.
     async fn pull(
         &self,
         delivery: &Delivery,
         image: &str,
         stop: &StopSignal,
     ) -> Result<(), StartError> {
-        self.retrying_pulls(delivery, stop, || self.runtime.pull(image))
-            .await
+        self.retrying_pulls(delivery, stop, || async {
+            tokio::select! {
+                pulled = self.runtime.pull(image) => pulled,
+                () = stop.token.cancelled() => {
+                    Err(StartError::ImagePull("stopped while pulling".into()))
+                }
+            }
+        })
+        .await
     }
 
     /// Starts the container, with the retries of [`Inner::retrying_pulls`] (its image may
@@ -228,6 +240,9 @@ impl Inner {
         let mut attempt = 1;
         loop {
             match step().await {
+                Err(StartError::ImagePull(why)) if stop.reason().is_some() => {
+                    return Err(StartError::ImagePull(why));
+                }
                 Err(StartError::ImagePull(why)) if attempt >= PULL_ATTEMPTS => {
                     return Err(StartError::ImagePull(format!(
                         "{why} (tried {attempt} times)"
@@ -237,9 +252,9 @@ impl Inner {
                     crate::metrics::pull_retried();
                     tracing::warn!(container = %delivery.container, attempt, error = %why,
                         "the image could not be pulled; trying again in {pause:?}");
-                    tokio::time::sleep(pause).await;
-                    if stop.reason().is_some() {
-                        return Err(StartError::ImagePull(why));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.token.cancelled() => return Err(StartError::ImagePull(why)),
                     }
                     pause *= 2;
                     attempt += 1;

@@ -78,6 +78,14 @@ impl FakeServer {
         }
     }
 
+    /// A server that delivers unacknowledged deliveries again after `after`.
+    pub fn with_redelivery(after: Duration) -> FakeServer {
+        FakeServer {
+            redeliver_after: after,
+            ..FakeServer::new()
+        }
+    }
+
     /// Reads or changes the state.
     pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.state.lock())
@@ -284,6 +292,7 @@ impl FakeServer {
             for (delivery, at) in s.unacked.values_mut() {
                 if out.len() < max && now.duration_since(*at) >= redeliver_after {
                     *at = now;
+                    s.events.push(format!("redelivered {}", delivery.container));
                     out.push(delivery.clone());
                 }
             }

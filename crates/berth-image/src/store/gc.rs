@@ -182,6 +182,9 @@ impl ImageStore {
                 true
             }
             Err(e) => {
+                // Its rootfs may be unmounted by now: forget it here, so the next prepare
+                // loads it again (mounting it) instead of handing out an empty rootfs.
+                *prepared = None;
                 tracing::warn!(image = %id, error = %e, "cannot evict an image");
                 false
             }

@@ -1593,6 +1593,11 @@ pub async fn a_pulling_container_is_cancelled_and_given_back_like_a_scheduled_on
             (ContainerState::Pending, 0, None),
             "{id}: it never started, so no retry is counted"
         );
+        assert_eq!(
+            record.preempted_at_ms.is_some(),
+            preempt,
+            "{id}: a preempted pull may not preempt others at once"
+        );
         let late = Transition::Running {
             worker: w1.clone(),
             attempt,

@@ -285,10 +285,7 @@ async fn wait_for_end(client: &Client, id: &ContainerId) -> anyhow::Result<Conta
     let mut pause = Duration::from_millis(20);
     loop {
         let view = client.container(id).await?;
-        if matches!(
-            view.state,
-            ContainerState::Exited | ContainerState::Failed | ContainerState::Lost
-        ) {
+        if view.state.is_terminal() {
             return Ok(view);
         }
         tokio::time::sleep(pause).await;

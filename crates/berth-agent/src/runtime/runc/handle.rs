@@ -282,6 +282,12 @@ impl Drop for RuncHandle {
             follower.abort();
         }
         self.context.runc.destroy_blocking(&self.id);
+        // Never remove through the container's own rootfs mount: that would delete from
+        // its view (as whiteouts in its upper layer) rather than the bundle's files.
+        if !berth_image::unmount_container_rootfs(&self.bundle.rootfs()) {
+            tracing::warn!(dir = %self.bundle.dir().display(), "cannot unmount a bundle's rootfs; the bundle stays");
+            return;
+        }
         if let Err(err) = std::fs::remove_dir_all(self.bundle.dir())
             && err.kind() != std::io::ErrorKind::NotFound
         {

@@ -78,7 +78,7 @@ end
 if not holds(record, worker, attempt) then
   return 'released'
 end
-if ending == 'preempted' and record.state == 'running' then
+if ending == 'preempted' and (record.state == 'running' or record.state == 'pulling') then
   -- When it was preempted: for a while it may not preempt others (lifecycle::was_preempted).
   redis.call('HSET', key, 'preempted_ms', str(now))
 end
