@@ -902,9 +902,20 @@ mod tests {
         );
         assert_eq!(record.state, ContainerState::Pulling);
         record.cancel_requested = false;
+        let mut preempted = record.clone();
         assert_eq!(reclaim_held(&mut record), Some(ReclaimOutcome::Requeued));
         assert_eq!(record.state, ContainerState::Pending);
         assert_eq!(record.retries, 0, "it never started: no retry is counted");
+        assert_eq!(record.preempted_at_ms, None, "lost, not preempted");
+        assert_eq!(
+            preempt_held(&mut preempted, 47),
+            Some(ReclaimOutcome::Requeued)
+        );
+        assert_eq!(
+            (preempted.state, preempted.preempted_at_ms),
+            (ContainerState::Pending, Some(47)),
+            "a preempted pull may not preempt others at once"
+        );
         let late = Transition::Running {
             worker: WorkerId::new("w1").unwrap(),
             attempt: AttemptId("a1".into()),
@@ -941,6 +952,53 @@ mod tests {
             ContainerState::Running,
             "a late report is a no-op"
         );
+    }
+
+    #[test]
+    fn cancelling_fails_a_pending_container_flags_a_placed_one_and_leaves_an_ended_one() {
+        let mut pending = running(0);
+        pending.state = ContainerState::Pending;
+        cancel(&mut pending, 9);
+        assert_eq!(
+            (
+                pending.state,
+                pending.reason.as_deref(),
+                pending.finished_at_ms
+            ),
+            (ContainerState::Failed, Some("cancelled"), Some(9))
+        );
+        assert!(!pending.cancel_requested);
+        for state in [ContainerState::Exited, ContainerState::Lost] {
+            let mut ended = running(0);
+            ended.state = state;
+            let before = ended.clone();
+            cancel(&mut ended, 9);
+            assert_eq!(ended, before, "{state} is left alone");
+        }
+    }
+
+    /// The names the Redis scripts read: distinct, non-empty, snake case.
+    fn assert_script_names(names: &[&str]) {
+        let distinct: std::collections::BTreeSet<&&str> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        for name in names {
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_names_what_the_scripts_read_distinctly() {
+        let kinds = TransitionKind::ALL.map(TransitionKind::as_str);
+        assert_script_names(&kinds);
+        for kind in kinds {
+            // A forward move is named after the state it leads to.
+            assert!(ContainerState::parse(kind).is_some(), "{kind}");
+        }
+        assert_script_names(&Guard::ALL.map(Guard::as_str));
+        assert_script_names(&Refusal::ALL.map(Refusal::as_str));
     }
 
     #[test]

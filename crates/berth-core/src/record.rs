@@ -179,3 +179,41 @@ pub enum ReclaimOutcome {
     /// was released.
     Released,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::STATES;
+
+    #[test]
+    fn every_state_reads_back_as_it_is_stored() {
+        for state in STATES {
+            assert_eq!(ContainerState::parse(state.as_str()), Some(state));
+            assert_eq!(state.to_string(), state.as_str());
+        }
+        assert_eq!(ContainerState::parse("paused"), None);
+    }
+
+    #[test]
+    fn placed_unstarted_and_terminal_states_are_these() {
+        let of = |test: fn(ContainerState) -> bool| -> Vec<ContainerState> {
+            STATES.into_iter().filter(|s| test(*s)).collect()
+        };
+        use ContainerState as S;
+        assert_eq!(
+            of(ContainerState::is_placed),
+            [S::Scheduled, S::Pulling, S::Running]
+        );
+        assert_eq!(of(ContainerState::is_unstarted), [S::Scheduled, S::Pulling]);
+        assert_eq!(
+            of(ContainerState::is_terminal),
+            [S::Exited, S::Failed, S::Lost, S::Preempted]
+        );
+    }
+
+    #[test]
+    fn an_attempt_id_reads_as_its_text() {
+        assert_eq!(AttemptId("a1".into()).as_str(), "a1");
+        assert_eq!(AttemptId("a1".into()).to_string(), "a1");
+    }
+}
