@@ -10,6 +10,7 @@ use berth_core::{
     AttemptId, ContainerId, DeviceShare, GpuDevice, GpuType, Payload, Resources, WorkerId,
 };
 use berth_image::ImageConfig;
+use berth_image::testing::mount_points_under;
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -406,17 +407,6 @@ async fn a_registry_image_runs_and_its_lease_keeps_it_until_the_container_ends()
     assert_eq!(leftovers(&dir, "w-pull"), Vec::<String>::new());
 }
 
-/// The mount points under `dir` (canonical), from this process's mountinfo.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = std::fs::canonicalize(dir).unwrap();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
-        .filter(|point| Path::new(point).starts_with(&dir))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_of_a_layered_image_each_get_their_own_overlay_and_leave_the_layers_alone() {
     let dir = TempDir::new().unwrap();
@@ -459,11 +449,11 @@ async fn containers_of_a_layered_image_each_get_their_own_overlay_and_leave_the_
         let bundle = dir.path().join("runc/bundles").join(job.attempt.as_str());
         jobs.push((rt.start(job).await.unwrap(), bundle));
     }
-    let mounted = mounts_under(dir.path());
+    let mounted = mount_points_under(dir.path());
     for (_, bundle) in &jobs {
         let rootfs = std::fs::canonicalize(bundle.join("rootfs")).unwrap();
         assert!(
-            mounted.iter().any(|m| Path::new(m) == rootfs),
+            mounted.contains(&rootfs),
             "each container's own rootfs is a mount: {mounted:?}"
         );
         assert!(
@@ -497,10 +487,8 @@ async fn containers_of_a_layered_image_each_get_their_own_overlay_and_leave_the_
             rootfs.display()
         );
     }
-    let left: Vec<String> = mounts_under(dir.path())
-        .into_iter()
-        .filter(|m| m.contains("/bundles/"))
-        .collect();
+    let bundles = std::fs::canonicalize(dir.path().join("runc/bundles")).unwrap();
+    let left = mount_points_under(&bundles);
     assert!(
         left.is_empty(),
         "the containers' rootfs mounts are gone: {left:?}"

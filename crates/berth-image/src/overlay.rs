@@ -170,15 +170,21 @@ pub(crate) fn probe(work: &Path) -> bool {
 /// Unmounts every mount at or under `dir` (deepest first, detached: what a dead process
 /// left). Whether none is left.
 pub(crate) fn unmount_under(dir: &Path) -> bool {
-    let Ok(mounts) = mount_points() else {
+    let Ok(mut under) = mount_points_under(dir) else {
         return false;
     };
-    // mountinfo names mount points by their canonical paths.
-    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
-    let dir = dir.as_path();
-    let mut under: Vec<PathBuf> = mounts.into_iter().filter(|m| m.starts_with(dir)).collect();
     under.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
     under.iter().all(|m| unmount(m, true).is_ok())
+}
+
+/// The mount points at or under `dir`, in mountinfo's order.
+pub(crate) fn mount_points_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    // mountinfo names mount points by their canonical paths.
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    Ok(mount_points()?
+        .into_iter()
+        .filter(|m| m.starts_with(&dir))
+        .collect())
 }
 
 /// The mount points of this process's mount namespace, from `/proc/self/mountinfo`.

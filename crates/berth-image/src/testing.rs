@@ -221,3 +221,16 @@ fn set_raw_path(header: &mut tar::Header, path: &str) -> io::Result<()> {
     name[..path.len()].copy_from_slice(path.as_bytes());
     Ok(())
 }
+
+/// The mount points at or under `dir` (canonical paths), from this process's
+/// `/proc/self/mountinfo`: for tests that check what a runtime or a store left mounted.
+pub fn mount_points_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    crate::overlay::mount_points_under(dir).unwrap_or_default()
+}
+
+/// Unmounts (detached, deepest first) whatever is mounted at or under `dir`: for tests
+/// whose workers were killed rather than stopped, before their directories are removed.
+/// Whether nothing is left.
+pub fn unmount_under(dir: &Path) -> bool {
+    crate::overlay::unmount_under(dir)
+}

@@ -172,20 +172,8 @@ impl Protocol {
             };
             record = self.store.transition(id, &pulling).await?;
         }
-        if !matches!(
-            record.state,
-            ContainerState::Pulling | ContainerState::Running
-        ) {
-            return Err(ProtocolError::CannotRun {
-                container: id.clone(),
-                state: record.state,
-                reason: record.reason,
-            });
-        }
-        if !holds(&record, worker, attempt) {
-            return Err(not_holder(&record, worker, attempt));
-        }
-        Ok(record)
+        let pulling_or_running = [ContainerState::Pulling, ContainerState::Running];
+        held_in(id, record, &pulling_or_running, report)
     }
 
     /// Starts the container; refused unless it is then running under this worker and
@@ -199,17 +187,7 @@ impl Protocol {
         let record = self
             .start(id, record, &report.worker, &report.attempt)
             .await?;
-        if record.state != ContainerState::Running {
-            return Err(ProtocolError::CannotRun {
-                container: id.clone(),
-                state: record.state,
-                reason: record.reason,
-            });
-        }
-        if !holds(&record, &report.worker, &report.attempt) {
-            return Err(not_holder(&record, &report.worker, &report.attempt));
-        }
-        Ok(record)
+        held_in(id, record, &[ContainerState::Running], report)
     }
 
     /// Starts the container if it is not yet running, then moves it to exited.
@@ -357,6 +335,27 @@ impl Protocol {
             .await?
             .ok_or_else(|| ProtocolError::UnknownContainer(id.clone()))
     }
+}
+
+/// The record after a move, if it is in one of `states` under the report's worker and
+/// attempt; otherwise it cannot run (any more), or another holds it.
+fn held_in(
+    id: &ContainerId,
+    record: ContainerRecord,
+    states: &[ContainerState],
+    report: &Report,
+) -> Result<ContainerRecord, ProtocolError> {
+    if !states.contains(&record.state) {
+        return Err(ProtocolError::CannotRun {
+            container: id.clone(),
+            state: record.state,
+            reason: record.reason,
+        });
+    }
+    if !holds(&record, &report.worker, &report.attempt) {
+        return Err(not_holder(&record, &report.worker, &report.attempt));
+    }
+    Ok(record)
 }
 
 /// True when the record names `worker` and `attempt`.

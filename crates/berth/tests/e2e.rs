@@ -1129,23 +1129,8 @@ struct UnmountUnder(Vec<std::path::PathBuf>);
 
 impl Drop for UnmountUnder {
     fn drop(&mut self) {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let dirs: Vec<std::path::PathBuf> = self
-            .0
-            .iter()
-            .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
-            .collect();
-        let mut points: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
-            .filter(|point| {
-                dirs.iter()
-                    .any(|d| std::path::Path::new(point).starts_with(d))
-            })
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for point in points {
-            let _ = Command::new("umount").args(["-l", point]).status();
+        for dir in &self.0 {
+            berth_image::testing::unmount_under(dir);
         }
     }
 }

@@ -367,15 +367,9 @@ impl FakeServer {
             };
             let held = record.worker == report.worker && record.attempt == report.attempt;
             let (allowed, event) = match &report.state {
-                ReportedState::Pulling => (
-                    matches!(
-                        record.state,
-                        ContainerState::Scheduled
-                            | ContainerState::Pulling
-                            | ContainerState::Running
-                    ),
-                    format!("pulling {container}"),
-                ),
+                ReportedState::Pulling => {
+                    (record.state.is_placed(), format!("pulling {container}"))
+                }
                 ReportedState::Running => {
                     (record.state.is_placed(), format!("running {container}"))
                 }
