@@ -3,8 +3,10 @@
 //! workers to the pools that need them. The intent to provision is recorded in the store
 //! first (one replica per pool per TTL), so two replicas never provision twice for the same
 //! demand; the workers a controller says it started are recorded too, and count toward the
-//! demand until they register or their registration timeout passes, so a burst read again
-//! before the new workers are up does not provision twice either. Pools with an idle
+//! demand until they have been registered for a settling time (the backlog's longest wait,
+//! so that every waiting request has been tried on them) or their registration timeout
+//! passes, so a burst read again before the new workers are up, or before the backlog has
+//! moved onto them, does not provision twice either. Pools with an idle
 //! timeout shrink too (`scale_down`, measured by [`IdleTracker`]).
 
 mod scale_down;
@@ -77,6 +79,10 @@ pub(crate) struct Round<'a> {
     pub ttl: Duration,
     /// How long a started worker counts as pending before it is presumed lost.
     pub registration_timeout: Duration,
+    /// How long a started worker still counts toward the demand once it has registered:
+    /// the longest a backlog entry waits before it is tried again, so that the backlog
+    /// (the demand) has been tried on the new worker before it is read without it.
+    pub settling: Duration,
     /// How often rounds run: the scale-down intent's TTL, so one replica acts per round.
     pub every: Duration,
     /// Now, in ms since the epoch.
@@ -103,7 +109,7 @@ pub(crate) async fn run_once(
             continue;
         }
         // Every round, so that workers registered after the demand was met are forgotten.
-        let pending = pending_workers(store, &pool.attributes.pool, &fleet, round.now_ms).await?;
+        let pending = coming_workers(store, &pool.attributes.pool, &fleet, round).await?;
         let wanted = demand
             .iter()
             .find(|entry| entry.pool.as_ref() == Some(&pool.attributes.pool));
@@ -124,11 +130,12 @@ async fn grow(
     controller: &dyn PoolController,
     pool: &Pool,
     entry: &PoolDemand,
-    (fleet, pending): (&[Worker], usize),
+    (fleet, pending): (&[Worker], HashSet<WorkerId>),
 ) -> berth_store::Result<()> {
     let name = &pool.attributes.pool;
     let needed = workers_needed(&entry.resources, &pool.worker_size);
-    let coming = u32::try_from(pending + empty_workers(fleet, name)).unwrap_or(u32::MAX);
+    let coming = pending.len() + empty_workers(fleet, name, &pending);
+    let coming = u32::try_from(coming).unwrap_or(u32::MAX);
     let count = needed.saturating_sub(coming);
     if count == 0 {
         return Ok(());
@@ -140,7 +147,7 @@ async fn grow(
     if !store.claim_provisioning(name, &intent, round.ttl).await? {
         return Ok(());
     }
-    tracing::info!(pool = %name, count, pending, "provisioning workers");
+    tracing::info!(pool = %name, count, coming, "provisioning workers");
     let started = match controller.add_workers(pool, entry, count).await {
         Ok(started) => started,
         Err(error) => {
@@ -162,7 +169,7 @@ async fn record_started(
     started: &[WorkerId],
     round: &Round<'_>,
 ) -> berth_store::Result<()> {
-    let timeout = u64::try_from(round.registration_timeout.as_millis()).unwrap_or(u64::MAX);
+    let timeout = millis(round.registration_timeout);
     let pending: Vec<PendingWorker> = started
         .iter()
         .map(|worker| PendingWorker {
@@ -174,37 +181,54 @@ async fn record_started(
     store.record_provisioned(pool, &pending).await
 }
 
-/// How many recorded workers of `pool` are still on their way. Those registered since, or
-/// past their registration timeout (logged), are forgotten.
-async fn pending_workers(
+/// The recorded workers of `pool` that still count toward its demand: those on their way,
+/// and those registered less than the round's settling time ago (their expiry is brought
+/// forward to that the first time they are seen registered). The others, registered and
+/// settled or past their registration timeout (logged), are forgotten.
+async fn coming_workers(
     store: &dyn Store,
     pool: &PoolName,
     fleet: &[Worker],
-    now_ms: u64,
-) -> berth_store::Result<usize> {
+    round: &Round<'_>,
+) -> berth_store::Result<HashSet<WorkerId>> {
     let registered: HashSet<&WorkerId> = fleet.iter().map(|w| &w.id).collect();
-    let (mut gone, mut pending) = (Vec::new(), 0);
+    let settled_ms = round.now_ms.saturating_add(millis(round.settling));
+    let (mut gone, mut settling, mut coming) = (Vec::new(), Vec::new(), HashSet::new());
     for entry in store.provisioned(pool).await? {
-        if registered.contains(&entry.worker) {
+        let up = registered.contains(&entry.worker);
+        if entry.expires_ms <= round.now_ms {
+            if !up {
+                tracing::warn!(%pool, worker = %entry.worker, started_ms = entry.started_ms,
+                    "a provisioned worker never registered; it no longer counts toward the demand");
+            }
             gone.push(entry.worker);
-        } else if entry.expires_ms <= now_ms {
-            tracing::warn!(%pool, worker = %entry.worker, started_ms = entry.started_ms,
-                "a provisioned worker never registered; it no longer counts toward the demand");
-            gone.push(entry.worker);
-        } else {
-            pending += 1;
+            continue;
         }
+        if up && entry.expires_ms > settled_ms {
+            settling.push(PendingWorker {
+                expires_ms: settled_ms,
+                ..entry.clone()
+            });
+        }
+        coming.insert(entry.worker);
     }
+    store.record_provisioned(pool, &settling).await?;
     store.forget_provisioned(pool, &gone).await?;
-    Ok(pending)
+    Ok(coming)
 }
 
-/// The available workers of `pool` that own nothing: their capacity is about to take the
-/// waiting demand (a just registered worker, before the backlog's next promotion).
-fn empty_workers(fleet: &[Worker], pool: &PoolName) -> usize {
+/// `duration` in ms, saturating.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The available workers of `pool` that own nothing, other than the `counted` ones: their
+/// capacity is about to take the waiting demand (a worker registered by hand, or one
+/// freed, before the backlog's next promotion).
+fn empty_workers(fleet: &[Worker], pool: &PoolName, counted: &HashSet<WorkerId>) -> usize {
     fleet
         .iter()
-        .filter(|w| w.pool.pool == *pool && is_empty(w))
+        .filter(|w| w.pool.pool == *pool && is_empty(w) && !counted.contains(&w.id))
         .count()
 }
 

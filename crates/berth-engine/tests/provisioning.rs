@@ -150,6 +150,25 @@ impl Slow {
             idle,
         })
     }
+
+    /// The counts it was asked for, call by call (a copy: an assertion on it must not
+    /// hold the lock the engine's calls take).
+    fn adds(&self) -> Vec<u32> {
+        self.adds.lock().unwrap().clone()
+    }
+
+    /// Waits until it has been called `calls` times.
+    async fn wait_for_adds(&self, calls: usize) {
+        eventually("the controller called", WAIT, || async move {
+            let adds = self.adds();
+            if adds.len() >= calls {
+                Ok(())
+            } else {
+                Err(format!("{adds:?}"))
+            }
+        })
+        .await;
+    }
 }
 
 #[async_trait]
@@ -224,9 +243,10 @@ async fn a_burst_is_provisioned_for_once(backend: &Backend) {
     let batch = requests("b", 8, 1000, 0, now);
     let ids = ids_of(&batch);
     engines[0].submit_many(batch).await.unwrap();
+    slow.wait_for_adds(1).await;
     // Many provisioning rounds and intent TTLs pass while the workers are on their way.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(*slow.adds.lock().unwrap(), vec![2], "provisioned once");
+    assert_eq!(slow.adds(), vec![2], "provisioned once");
     let store = stores[0].clone();
     let started = store.provisioned(&cpu_pool().pool).await.unwrap();
     assert_eq!(started.len(), 2, "{started:?}");
@@ -249,7 +269,7 @@ async fn a_burst_is_provisioned_for_once(backend: &Backend) {
         }
     })
     .await;
-    assert_eq!(*slow.adds.lock().unwrap(), vec![2], "still once");
+    assert_eq!(slow.adds(), vec![2], "still once");
     eventually("the registered workers forgotten as pending", WAIT, || {
         let store = store.clone();
         async move {
@@ -275,6 +295,133 @@ async fn memory_a_burst_is_provisioned_for_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_burst_is_provisioned_for_once() {
     a_burst_is_provisioned_for_once(&Backend::redis()).await;
+}
+
+/// One engine with the slow controller; the backlog's waits are `backoff`, and a request
+/// that finds no room is planned again on a fresh read of the fleet before it waits (so a
+/// worker registered by the test is seen by the next request).
+fn slow_engine(store: &Arc<dyn Store>, slow: &Arc<Slow>, backoff: Duration) -> Engine {
+    let controller: Arc<dyn PoolController> = slow.clone();
+    let config = EngineConfig {
+        backoff_base: backoff,
+        backoff_cap: backoff,
+        recheck_before_defer: Duration::ZERO,
+        ..eager("r0")
+    };
+    Engine::start_with_controller(
+        store.clone(),
+        config,
+        vec![cpu_pool_config()],
+        Some(controller),
+    )
+}
+
+/// Requests that are due again at once spend nearly all their time in the backlog's
+/// promotion, claim and deferral; the demand (the backlog) must be read before a promotion
+/// takes them out of it, or it is seen only by chance.
+async fn requests_due_at_once_are_still_demand(backend: &Backend) {
+    let store = backend.store("due", StoreConfig::default()).await;
+    let slow = Slow::new(None);
+    let engine = slow_engine(&store, &slow, Duration::from_millis(1));
+    let now = engine.now_ms();
+    engine
+        .submit_many(requests("d", 4, 1000, 0, now))
+        .await
+        .unwrap();
+    slow.wait_for_adds(1).await;
+    assert_eq!(
+        slow.adds()[0],
+        1,
+        "four one-core requests: one 4-core worker"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_requests_due_at_once_are_still_demand() {
+    requests_due_at_once_are_still_demand(&Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_requests_due_at_once_are_still_demand() {
+    requests_due_at_once_are_still_demand(&Backend::redis()).await;
+}
+
+/// A started worker that registers and takes other work before the backlog is tried on it
+/// still counts toward the demand until the backlog's longest wait has passed: the
+/// backlog read in the meantime is the demand the worker was started for.
+async fn a_registered_worker_counts_until_the_backlog_is_tried_on_it(backend: &Backend) {
+    let store = backend.store("settling", StoreConfig::default()).await;
+    let slow = Slow::new(None);
+    // The backlog waits 2 s: long enough for many provisioning rounds in between.
+    let engine = slow_engine(&store, &slow, Duration::from_secs(2));
+    let now = engine.now_ms();
+    let batch = requests("b", 7, 1000, 0, now);
+    let mut ids = ids_of(&batch);
+    engine.submit_many(batch).await.unwrap();
+    slow.wait_for_adds(1).await;
+    assert_eq!(
+        slow.adds(),
+        vec![2],
+        "seven one-core requests: two 4-core workers"
+    );
+    let started = store.provisioned(&cpu_pool().pool).await.unwrap();
+    assert_eq!(started.len(), 2, "{started:?}");
+    let pool = cpu_pool_config();
+    store
+        .register_worker(&register(&pool, &started[0].worker))
+        .await
+        .unwrap();
+    // New work of a higher priority (a later one of the same would wait behind the eight)
+    // lands on the first worker at once; the seven wait in the backlog.
+    let extra = requests("x", 1, 1000, 5, engine.now_ms());
+    let extra_id = ids_of(&extra);
+    engine.submit_many(extra).await.unwrap();
+    let store_ref = &store;
+    let extra_ref = &extra_id;
+    eventually("the new request placed", WAIT, || async move {
+        let tally = tally(&**store_ref, extra_ref).await;
+        if tally.scheduled == 1 {
+            Ok(())
+        } else {
+            Err(tally.brief())
+        }
+    })
+    .await;
+    // Several provisioning rounds see the first worker busy and the backlog unchanged.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(slow.adds(), vec![2], "the registered worker still counts");
+    store
+        .register_worker(&register(&pool, &started[1].worker))
+        .await
+        .unwrap();
+    ids.extend(extra_id);
+    let ids_ref = &ids;
+    eventually(
+        "every request placed on the started workers",
+        WAIT,
+        || async move {
+            let tally = tally(&**store_ref, ids_ref).await;
+            if tally.scheduled == 8 {
+                Ok(())
+            } else {
+                Err(tally.brief())
+            }
+        },
+    )
+    .await;
+    assert_eq!(slow.adds(), vec![2], "still once");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_registered_worker_counts_until_the_backlog_is_tried_on_it() {
+    a_registered_worker_counts_until_the_backlog_is_tried_on_it(&Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_registered_worker_counts_until_the_backlog_is_tried_on_it() {
+    a_registered_worker_counts_until_the_backlog_is_tried_on_it(&Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,15 +178,17 @@ async fn housekeep_then_claim(
     next_batch(shared, carry).await
 }
 
-/// Promotes due backlog entries and reads the unmet demand, each when it is due.
+/// Reads the unmet demand and promotes due backlog entries, each when it is due. The demand
+/// is read first: it is the backlog, and a promotion empties it of every entry due, which
+/// the demand would miss until they are deferred again.
 async fn housekeep(shared: &Shared, timers: &mut Timers) {
-    if timers.promoted.elapsed() >= shared.config.promote_every {
-        promote(shared).await;
-        timers.promoted = tokio::time::Instant::now();
-    }
     if timers.provisioned.elapsed() >= shared.config.provision_every {
         provision(shared).await;
         timers.provisioned = tokio::time::Instant::now();
+    }
+    if timers.promoted.elapsed() >= shared.config.promote_every {
+        promote(shared).await;
+        timers.promoted = tokio::time::Instant::now();
     }
 }
 
@@ -242,6 +244,7 @@ async fn provision(shared: &Shared) {
         replica: &config.replica,
         ttl: config.provision_ttl,
         registration_timeout: config.registration_timeout,
+        settling: config.backoff_cap.saturating_add(config.promote_every),
         every: config.provision_every,
         now_ms: shared.clock.now_ms(),
     };
