@@ -125,6 +125,10 @@ pub struct BenchArgs {
     /// runtime (default 200).
     #[arg(long)]
     containers: Option<usize>,
+    /// gpu-sharing: the seeds of the fleet and the pod stream, comma-separated; each runs
+    /// its own fill and verdict (default 2023).
+    #[arg(long, value_delimiter = ',', value_name = "SEED")]
+    stream_seeds: Vec<u64>,
     /// Scale runs: engine replicas, comma-separated (default: 1,2,3,4 for sustained; 2 for
     /// c1m, the fastest on a 2-core machine, where one replica leaves Redis idle while it
     /// plans).
@@ -176,6 +180,8 @@ pub struct Settings {
     pub gpu_devices: u32,
     /// Seed: requests per repetition; start: containers per runtime.
     pub containers: usize,
+    /// gpu-sharing: the seeds of the fleet and the stream.
+    pub stream_seeds: Vec<u64>,
     /// Scale: replica counts.
     pub replicas: Vec<usize>,
     /// Scale: workers.
@@ -226,6 +232,7 @@ impl BenchArgs {
                 self.gpu_devices
             );
         }
+        let stream_seeds = self.stream_seeds(scenario)?;
         Ok(Settings {
             scenario,
             rtts,
@@ -239,6 +246,7 @@ impl BenchArgs {
             } else {
                 100
             }),
+            stream_seeds,
             replicas,
             workers,
             requests,
@@ -246,6 +254,20 @@ impl BenchArgs {
             tenants,
             quotas: self.quotas.variants(),
         })
+    }
+
+    /// `--stream-seeds` checked (gpu-sharing only; default: the scenario's own seed).
+    fn stream_seeds(&self, scenario: Scenario) -> anyhow::Result<Vec<u64>> {
+        if scenario != Scenario::GpuSharing {
+            if !self.stream_seeds.is_empty() {
+                bail!("--stream-seeds applies to the gpu-sharing scenario only");
+            }
+            return Ok(Vec::new());
+        }
+        if self.stream_seeds.is_empty() {
+            return Ok(vec![crate::gpu_sharing::SEED]);
+        }
+        Ok(dedup(self.stream_seeds.clone()))
     }
 
     /// `--tenants` checked (default 1); it and `--quotas` apply to the scale runs only.
@@ -409,6 +431,23 @@ mod tests {
         let err = settings(&["--scenario", "seed", "--tenants", "5"]).unwrap_err();
         assert!(err.to_string().contains("scale") || err.to_string().contains("sustained"));
         assert!(settings(&["--scenario", "api", "--quotas", "on"]).is_err());
+    }
+
+    #[test]
+    fn stream_seeds_are_for_gpu_sharing_and_default_to_its_own() {
+        let s = settings(&["--scenario", "gpu-sharing"]).unwrap();
+        assert_eq!(s.stream_seeds, [crate::gpu_sharing::SEED]);
+        let s = settings(&["--scenario", "gpu-sharing", "--stream-seeds", "1,2,1"]).unwrap();
+        assert_eq!(s.stream_seeds, [1, 2]);
+        assert!(
+            settings(&["--scenario", "seed"])
+                .unwrap()
+                .stream_seeds
+                .is_empty()
+        );
+        let err = settings(&["--scenario", "seed", "--stream-seeds", "1"]).unwrap_err();
+        assert!(err.to_string().contains("gpu-sharing"), "{err}");
+        assert!(settings(&["--scenario", "gpu-sharing", "--stream-seeds", "x"]).is_err());
     }
 
     #[test]

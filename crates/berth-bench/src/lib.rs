@@ -137,7 +137,9 @@ fn run_without_store(args: &BenchArgs, settings: &Settings) -> anyhow::Result<()
         description: "none (the planner alone)".to_owned(),
     };
     let mut report = report::BenchReport::new(store, machine);
-    gpu_sharing::run(settings.workers, settings.requests, &mut report)?;
+    for &seed in &settings.stream_seeds {
+        gpu_sharing::run(settings.workers, settings.requests, seed, &mut report)?;
+    }
     finish(args, report)
 }
 

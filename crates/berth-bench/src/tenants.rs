@@ -195,6 +195,7 @@ mod tests {
             fleets: Vec::new(),
             gpu_devices: 0,
             containers: 1,
+            stream_seeds: Vec::new(),
             replicas: vec![1],
             workers: 1_000,
             requests: 100_000,
