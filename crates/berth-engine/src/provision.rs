@@ -134,8 +134,10 @@ async fn grow(
 ) -> berth_store::Result<()> {
     let name = &pool.attributes.pool;
     let needed = workers_needed(&entry.resources, &pool.worker_size);
-    let coming = pending.len() + empty_workers(fleet, name, &pending);
-    let coming = u32::try_from(coming).unwrap_or(u32::MAX);
+    // A worker both recorded and empty is one worker: the union counts it once.
+    let mut coming = pending;
+    coming.extend(empty_workers(fleet, name).map(|w| w.id.clone()));
+    let coming = u32::try_from(coming.len()).unwrap_or(u32::MAX);
     let count = needed.saturating_sub(coming);
     if count == 0 {
         return Ok(());
@@ -222,14 +224,13 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The available workers of `pool` that own nothing, other than the `counted` ones: their
-/// capacity is about to take the waiting demand (a worker registered by hand, or one
-/// freed, before the backlog's next promotion).
-fn empty_workers(fleet: &[Worker], pool: &PoolName, counted: &HashSet<WorkerId>) -> usize {
+/// The available workers of `pool` that own nothing: their capacity is about to take the
+/// waiting demand (a worker registered by hand, or one freed, before the backlog's next
+/// promotion).
+fn empty_workers<'a>(fleet: &'a [Worker], pool: &'a PoolName) -> impl Iterator<Item = &'a Worker> {
     fleet
         .iter()
-        .filter(|w| w.pool.pool == *pool && is_empty(w) && !counted.contains(&w.id))
-        .count()
+        .filter(move |w| w.pool.pool == *pool && is_empty(w))
 }
 
 /// Available and owning nothing (all of its capacity free).

@@ -98,19 +98,7 @@ async fn two_replicas_provision_once(backend: &Backend) {
     let ids = ids_of(&batch);
     engines[0].submit_many(batch).await.unwrap();
     let store = stores[0].clone();
-    let ids_ref = &ids;
-    eventually("every request placed on provisioned workers", WAIT, || {
-        let store = store.clone();
-        async move {
-            let tally = tally(&*store, ids_ref).await;
-            if tally.scheduled == 12 {
-                Ok(())
-            } else {
-                Err(tally.brief())
-            }
-        }
-    })
-    .await;
+    all_scheduled(&*store, &ids).await;
     let calls = autoscaler.calls.lock().unwrap().clone();
     assert_eq!(
         calls,
@@ -197,6 +185,19 @@ impl PoolController for Slow {
     }
 }
 
+/// Waits until every one of `ids` is scheduled.
+async fn all_scheduled(store: &dyn Store, ids: &[ContainerId]) {
+    eventually("every request placed", WAIT, || async move {
+        let tally = tally(store, ids).await;
+        if tally.scheduled == ids.len() {
+            Ok(())
+        } else {
+            Err(tally.brief())
+        }
+    })
+    .await;
+}
+
 /// An engine config that provisions every 50 ms with an intent that lasts only 100 ms, so
 /// only the pending workers hold off a second provisioning.
 fn eager(replica: &str) -> EngineConfig {
@@ -256,19 +257,7 @@ async fn a_burst_is_provisioned_for_once(backend: &Backend) {
             .await
             .unwrap();
     }
-    let ids_ref = &ids;
-    eventually("every request placed on the started workers", WAIT, || {
-        let store = store.clone();
-        async move {
-            let tally = tally(&*store, ids_ref).await;
-            if tally.scheduled == 8 {
-                Ok(())
-            } else {
-                Err(tally.brief())
-            }
-        }
-    })
-    .await;
+    all_scheduled(&*store, &ids).await;
     assert_eq!(slow.adds(), vec![2], "still once");
     eventually("the registered workers forgotten as pending", WAIT, || {
         let store = store.clone();
@@ -297,11 +286,14 @@ async fn redis_a_burst_is_provisioned_for_once() {
     a_burst_is_provisioned_for_once(&Backend::redis()).await;
 }
 
-/// One engine with the slow controller; the backlog's waits are `backoff`, and a request
-/// that finds no room is planned again on a fresh read of the fleet before it waits (so a
+/// One engine with `controller`; the backlog's waits are `backoff`, and a request that
+/// finds no room is planned again on a fresh read of the fleet before it waits (so a
 /// worker registered by the test is seen by the next request).
-fn slow_engine(store: &Arc<dyn Store>, slow: &Arc<Slow>, backoff: Duration) -> Engine {
-    let controller: Arc<dyn PoolController> = slow.clone();
+fn engine_with(
+    store: &Arc<dyn Store>,
+    controller: Arc<dyn PoolController>,
+    backoff: Duration,
+) -> Engine {
     let config = EngineConfig {
         backoff_base: backoff,
         backoff_cap: backoff,
@@ -322,7 +314,7 @@ fn slow_engine(store: &Arc<dyn Store>, slow: &Arc<Slow>, backoff: Duration) -> E
 async fn requests_due_at_once_are_still_demand(backend: &Backend) {
     let store = backend.store("due", StoreConfig::default()).await;
     let slow = Slow::new(None);
-    let engine = slow_engine(&store, &slow, Duration::from_millis(1));
+    let engine = engine_with(&store, slow.clone(), Duration::from_millis(1));
     let now = engine.now_ms();
     engine
         .submit_many(requests("d", 4, 1000, 0, now))
@@ -347,6 +339,48 @@ async fn redis_requests_due_at_once_are_still_demand() {
     requests_due_at_once_are_still_demand(&Backend::redis()).await;
 }
 
+/// Workers a controller registers itself (naming none as started) are empty until the
+/// backlog is tried on them again; an empty worker of the pool counts toward the demand,
+/// so the provisioning intent's expiry meanwhile does not provision again.
+async fn empty_workers_count_toward_the_demand(backend: &Backend) {
+    let store = backend.store("empty", StoreConfig::default()).await;
+    let autoscaler = Arc::new(Autoscaler {
+        store: store.clone(),
+        calls: Mutex::new(Vec::new()),
+    });
+    let calls = || autoscaler.calls.lock().unwrap().clone();
+    let engine = engine_with(&store, autoscaler.clone(), Duration::from_secs(2));
+    let now = engine.now_ms();
+    let batch = requests("e", 8, 1000, 0, now);
+    let ids = ids_of(&batch);
+    engine.submit_many(batch).await.unwrap();
+    eventually("the controller called", WAIT, || async {
+        if calls().is_empty() {
+            Err("no call".to_owned())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    // Many intent expiries (100 ms) pass before the backlog is tried again (2 s).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let once = vec![(cpu_pool().pool, 2)];
+    assert_eq!(calls(), once, "the registered empty workers count");
+    all_scheduled(&*store, &ids).await;
+    assert_eq!(calls(), once, "still once");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_empty_workers_count_toward_the_demand() {
+    empty_workers_count_toward_the_demand(&Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_empty_workers_count_toward_the_demand() {
+    empty_workers_count_toward_the_demand(&Backend::redis()).await;
+}
+
 /// A started worker that registers and takes other work before the backlog is tried on it
 /// still counts toward the demand until the backlog's longest wait has passed: the
 /// backlog read in the meantime is the demand the worker was started for.
@@ -354,7 +388,7 @@ async fn a_registered_worker_counts_until_the_backlog_is_tried_on_it(backend: &B
     let store = backend.store("settling", StoreConfig::default()).await;
     let slow = Slow::new(None);
     // The backlog waits 2 s: long enough for many provisioning rounds in between.
-    let engine = slow_engine(&store, &slow, Duration::from_secs(2));
+    let engine = engine_with(&store, slow.clone(), Duration::from_secs(2));
     let now = engine.now_ms();
     let batch = requests("b", 7, 1000, 0, now);
     let mut ids = ids_of(&batch);
@@ -377,17 +411,7 @@ async fn a_registered_worker_counts_until_the_backlog_is_tried_on_it(backend: &B
     let extra = requests("x", 1, 1000, 5, engine.now_ms());
     let extra_id = ids_of(&extra);
     engine.submit_many(extra).await.unwrap();
-    let store_ref = &store;
-    let extra_ref = &extra_id;
-    eventually("the new request placed", WAIT, || async move {
-        let tally = tally(&**store_ref, extra_ref).await;
-        if tally.scheduled == 1 {
-            Ok(())
-        } else {
-            Err(tally.brief())
-        }
-    })
-    .await;
+    all_scheduled(&*store, &extra_id).await;
     // Several provisioning rounds see the first worker busy and the backlog unchanged.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(slow.adds(), vec![2], "the registered worker still counts");
@@ -396,20 +420,7 @@ async fn a_registered_worker_counts_until_the_backlog_is_tried_on_it(backend: &B
         .await
         .unwrap();
     ids.extend(extra_id);
-    let ids_ref = &ids;
-    eventually(
-        "every request placed on the started workers",
-        WAIT,
-        || async move {
-            let tally = tally(&**store_ref, ids_ref).await;
-            if tally.scheduled == 8 {
-                Ok(())
-            } else {
-                Err(tally.brief())
-            }
-        },
-    )
-    .await;
+    all_scheduled(&*store, &ids).await;
     assert_eq!(slow.adds(), vec![2], "still once");
     engine.shutdown().await;
 }
