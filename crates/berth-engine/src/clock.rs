@@ -21,9 +21,13 @@ impl Clock {
 
     /// The current time in ms since the epoch.
     pub fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.base_ms.saturating_add(elapsed)
+        self.base_ms.saturating_add(millis(self.base.elapsed()))
     }
+}
+
+/// `duration` in whole ms, saturating at `u64::MAX`.
+pub(crate) fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Default for Clock {

@@ -11,6 +11,7 @@
 
 mod scale_down;
 
+use crate::clock::millis;
 use async_trait::async_trait;
 use berth_core::{Pool, PoolName, Resources, Worker, WorkerId, WorkerStatus};
 use berth_store::{PendingWorker, PoolDemand, Store};
@@ -109,33 +110,33 @@ pub(crate) async fn run_once(
             continue;
         }
         // Every round, so that workers registered after the demand was met are forgotten.
-        let pending = coming_workers(store, &pool.attributes.pool, &fleet, round).await?;
+        let coming = coming_workers(store, &pool.attributes.pool, &fleet, round).await?;
         let wanted = demand
             .iter()
             .find(|entry| entry.pool.as_ref() == Some(&pool.attributes.pool));
         match wanted {
-            Some(entry) => grow(store, round, controller, pool, entry, (&fleet, pending)).await?,
+            Some(entry) => grow(store, round, controller, pool, entry, (&fleet, coming)).await?,
             None => scale_down::shrink(store, round, controller, pool, &fleet, idle).await?,
         }
     }
     Ok(())
 }
 
-/// Asks the controller for the workers `entry` needs beyond the `pending` ones on their
-/// way and those of `fleet` already up and empty (about to take it), if this replica wins
-/// the intent.
+/// Asks the controller for the workers `entry` needs beyond the `recorded` ones (on their
+/// way, or registered and settling) and those of `fleet` already up and empty (about to
+/// take it), if this replica wins the intent.
 async fn grow(
     store: &dyn Store,
     round: &Round<'_>,
     controller: &dyn PoolController,
     pool: &Pool,
     entry: &PoolDemand,
-    (fleet, pending): (&[Worker], HashSet<WorkerId>),
+    (fleet, recorded): (&[Worker], HashSet<WorkerId>),
 ) -> berth_store::Result<()> {
     let name = &pool.attributes.pool;
     let needed = workers_needed(&entry.resources, &pool.worker_size);
     // A worker both recorded and empty is one worker: the union counts it once.
-    let mut coming = pending;
+    let mut coming = recorded;
     coming.extend(empty_workers(fleet, name).map(|w| w.id.clone()));
     let coming = u32::try_from(coming.len()).unwrap_or(u32::MAX);
     let count = needed.saturating_sub(coming);
@@ -217,11 +218,6 @@ async fn coming_workers(
     store.record_provisioned(pool, &settling).await?;
     store.forget_provisioned(pool, &gone).await?;
     Ok(coming)
-}
-
-/// `duration` in ms, saturating.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The available workers of `pool` that own nothing: their capacity is about to take the

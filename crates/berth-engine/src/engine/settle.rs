@@ -150,7 +150,7 @@ fn defer(
     let waited = waited(claim, now);
     let config = &shared.config;
     let delay = waited.clamp(config.backoff_base, cap.max(config.backoff_base));
-    let backoff_ms = now.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+    let backoff_ms = now.saturating_add(crate::clock::millis(delay));
     let next_step = next_step_due_ms(&claim.request, &shared.pools, now);
     let not_before_ms = next_step.map_or(backoff_ms, |due| due.min(backoff_ms));
     settle.push(

@@ -61,7 +61,7 @@ pub(super) async fn shrink(
     let Some(timeout) = controller.idle_timeout(&pool.attributes.pool) else {
         return Ok(());
     };
-    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let timeout_ms = crate::clock::millis(timeout);
     let cutoff = round.now_ms.saturating_sub(timeout_ms);
     let candidates = idle.idle_before(fleet, &pool.attributes.pool, cutoff);
     if candidates.is_empty() || !claim_scale_down(store, round, &pool.attributes.pool).await? {
