@@ -42,10 +42,23 @@ impl ImageStore {
     /// mode unmounting their rootfs first), then the blobs and layers no image uses.
     /// Runs after every `prepare`; call it after releasing images to reclaim space sooner.
     /// Failures are logged, not returned.
+    ///
+    /// The cache's lock is held only while images and layers are unmounted and renamed
+    /// into the trash: their files are deleted after it is released, so that
+    /// [`ImageStore::held`] (asked for by every heartbeat) never waits for a large
+    /// eviction's deletes.
     pub fn collect_garbage(&self) {
+        let mut trash = Vec::new();
+        self.collect_into(&mut trash);
+        drop(trash); // Deletes the evicted files, the lock released.
+    }
+
+    /// [`ImageStore::collect_garbage`] up to the deletes: what it evicts is moved into
+    /// work directories added to `trash`.
+    fn collect_into(&self, trash: &mut Vec<tempfile::TempDir>) {
         let mut cache = lock(&self.cache);
         for id in cache.victims(self.limit, |id| self.in_use(id)) {
-            if self.evict(&id) {
+            if self.evict(&id, trash) {
                 cache.remove(&id);
             }
         }
@@ -77,59 +90,55 @@ impl ImageStore {
         };
         // Every image on disk keeps its layers, counted here or not (one left by an earlier
         // process may back a container that outlived it).
-        let listed = self.layers_on_disk();
+        let Some(listed) = self.layers_on_disk() else {
+            return;
+        };
         for digest in layers {
             let part = Part::Layer(digest.clone());
             if listed.contains(digest) {
                 cache.remove_part(&part); // Stays, for an image this process does not count.
                 continue;
             }
-            match self.remove_layer(digest) {
+            match self.remove_layer(digest, trash) {
                 Ok(()) => cache.remove_part(&part),
                 Err(e) => tracing::warn!(%digest, error = %e, "cannot remove an unused layer"),
             }
         }
     }
 
-    /// The layers listed by the images on disk. An image whose list cannot be read keeps
-    /// every layer: nothing is removed then.
-    fn layers_on_disk(&self) -> HashSet<String> {
+    /// The layers listed by the images on disk; `None` (remove no layer) if any image's
+    /// list, or the listing of the images, cannot be read: a layer is removed only when
+    /// every image is known not to use it.
+    fn layers_on_disk(&self) -> Option<HashSet<String>> {
         let images = self.root.join("images");
-        let mut listed = HashSet::new();
-        let Ok(entries) = fs::read_dir(&images) else {
-            return self.all_layers();
+        let keep_all = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, images = %images.display(), "keeping every layer");
         };
-        for entry in entries.flatten() {
-            match self.image_layers(&entry.path()) {
-                Ok(layers) => listed.extend(layers.unwrap_or_default()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "keeping every layer");
-                    return self.all_layers();
-                }
-            }
+        let entries = fs::read_dir(&images).map_err(|e| keep_all(&e)).ok()?;
+        let mut listed = HashSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| keep_all(&e)).ok()?;
+            let layers = self
+                .image_layers(&entry.path())
+                .map_err(|e| keep_all(&e))
+                .ok()?;
+            listed.extend(layers.unwrap_or_default());
         }
-        listed
+        Some(listed)
     }
 
-    /// The digests of every layer directory on disk.
-    fn all_layers(&self) -> HashSet<String> {
-        fs::read_dir(self.root.join("layers"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str().map(|n| n.replacen('-', ":", 1)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Removes layer `digest`'s directory: renamed away first, so no half layer stays in
-    /// place looking complete.
-    fn remove_layer(&self, digest: &str) -> Result<(), ImageError> {
+    /// Removes layer `digest`'s directory: renamed into a work directory added to `trash`
+    /// (deleted when that is dropped), so no half layer stays in place looking complete.
+    fn remove_layer(
+        &self,
+        digest: &str,
+        trash: &mut Vec<tempfile::TempDir>,
+    ) -> Result<(), ImageError> {
         let dir = self.layer_dir(digest);
         let work = self.work_dir()?;
         match fs::rename(&dir, work.path().join("layer")) {
             Ok(()) => {
+                trash.push(work);
                 tracing::info!(layer = %digest, "unused layer removed");
                 Ok(())
             }
@@ -152,8 +161,9 @@ impl ImageStore {
     }
 
     /// Removes image `id` from memory and disk unless it got leased meanwhile; whether it
-    /// is gone. The directory is renamed away first, so no half image stays in place.
-    fn evict(&self, id: &str) -> bool {
+    /// is gone. The directory is renamed into a work directory added to `trash` (deleted
+    /// when that is dropped), so no half image stays in place.
+    fn evict(&self, id: &str, trash: &mut Vec<tempfile::TempDir>) -> bool {
         let Some(slot) = self.images.get(id) else {
             return true;
         };
@@ -171,8 +181,10 @@ impl ImageStore {
             .and_then(|()| self.work_dir())
             .and_then(|work| {
                 let dir = self.image_dir(id);
-                let trash = work.path().join("image");
-                fs::rename(&dir, &trash).context(|| format!("removing {}", dir.display()))
+                fs::rename(&dir, work.path().join("image"))
+                    .context(|| format!("removing {}", dir.display()))?;
+                trash.push(work);
+                Ok(())
             });
         match gone {
             Ok(()) => {

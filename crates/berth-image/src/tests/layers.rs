@@ -326,6 +326,31 @@ fn a_layer_an_image_left_on_disk_uses_is_not_removed() {
 }
 
 #[test]
+fn no_layer_is_removed_while_an_image_on_disk_cannot_be_read() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    sharing_layout(&layout, 10);
+    let root = dir.path().join("store");
+    let a_dir = {
+        let earlier = open_store(true, &root);
+        let a = earlier.prepare(Some(&reference(&layout, "a"))).unwrap();
+        a.rootfs.parent().unwrap().to_owned()
+    };
+    // An image left on disk whose layer list is unreadable: it may use any layer.
+    std::fs::write(a_dir.join("layers.json"), b"{not json").unwrap();
+    let store = open_store(true, &root).with_cache_limit(0);
+    drop(store.prepare(Some(&reference(&layout, "b"))).unwrap());
+    store.collect_garbage();
+    assert_eq!(layer_dirs(&root).len(), 3, "every layer stays");
+
+    // Readable again, the layers only b used go.
+    std::fs::write(a_dir.join("layers.json"), b"[]").unwrap();
+    store.collect_garbage();
+    assert!(layer_dirs(&root).len() < 3, "{:?}", layer_dirs(&root));
+}
+
+#[test]
 fn open_unmounts_and_removes_mounts_a_dead_process_left_in_tmp() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
