@@ -45,7 +45,7 @@ pub use http::HttpControl;
 pub use logs::LogRing;
 pub use retry::RetryPolicy;
 pub use runtime::{
-    ContainerHandle, ContainerRuntime, ContainerSpec, Exit, Leftover, ProcessRuntime,
+    ContainerHandle, ContainerRuntime, ContainerSpec, Exit, ImageLease, Leftover, ProcessRuntime,
     ProcessRuntimeConfig, RuncConfig, RuncRuntime, StartError,
 };
 

@@ -2,7 +2,7 @@
 //! when they change, and again after a new registration); a container whose image is not
 //! held is reported PULLING while the image comes, then RUNNING; a container whose image
 //! cannot be pulled is tried again a bounded number of times, then reported FAILED with
-//! an `image_pull:` reason.
+//! an `image_pull:` reason. A pulled image stays leased until the container has started.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
@@ -10,7 +10,7 @@ mod common;
 
 use async_trait::async_trait;
 use berth_agent::runtime::{ContainerHandle, ContainerSpec, StartError};
-use berth_agent::{ContainerRuntime, PULL_ATTEMPTS, ProcessRuntime};
+use berth_agent::{ContainerRuntime, ImageLease, PULL_ATTEMPTS, ProcessRuntime};
 use berth_core::{ContainerState, RuntimeName};
 use common::fake::FakeServer;
 use common::{MemoryControl, RunningAgent, test_config, wait_until};
@@ -20,10 +20,11 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 /// The process runtime with a pretend image cache: it holds `held`, and fails the pull of
-/// an image in `failing` with a pull error that many times; an image pulled is held.
+/// an image in `failing` with a pull error that many times; an image pulled is held until
+/// its pull's lease is dropped (a cache with no room for images not in use).
 struct Registry {
     inner: ProcessRuntime,
-    held: Mutex<Vec<String>>,
+    held: Arc<Mutex<Vec<String>>>,
     failing: Mutex<HashMap<String, u32>>,
     tries: Mutex<HashMap<String, u32>>,
 }
@@ -47,7 +48,7 @@ impl ContainerRuntime for Registry {
         self.held.lock().iter().any(|held| held == image)
     }
 
-    async fn pull(&self, image: &str) -> Result<(), StartError> {
+    async fn pull(&self, image: &str) -> Result<ImageLease, StartError> {
         *self.tries.lock().entry(image.to_owned()).or_default() += 1;
         if image.starts_with("hanging") {
             // A registry that never answers (the agent must not wait for it to stop).
@@ -60,11 +61,26 @@ impl ContainerRuntime for Registry {
             )));
         }
         self.held.lock().insert(0, image.to_owned());
-        Ok(())
+        Ok(ImageLease::holding(Evicted {
+            image: image.to_owned(),
+            held: self.held.clone(),
+        }))
     }
 
     fn held_images(&self) -> Vec<String> {
         self.held.lock().clone()
+    }
+}
+
+/// A pulled image's lease: dropping it evicts the image.
+struct Evicted {
+    image: String,
+    held: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Evicted {
+    fn drop(&mut self) {
+        self.held.lock().retain(|held| *held != self.image);
     }
 }
 
@@ -79,7 +95,7 @@ fn registry(dir: &TempDir, held: &[&str], failing: &[(&str, u32)]) -> Arc<Regist
     let config = test_config("http://unused.invalid", dir);
     Arc::new(Registry {
         inner: ProcessRuntime::new(config.process_runtime()),
-        held: Mutex::new(held.iter().map(|i| (*i).to_owned()).collect()),
+        held: Arc::new(Mutex::new(held.iter().map(|i| (*i).to_owned()).collect())),
         failing: Mutex::new(failing.iter().map(|(i, n)| ((*i).to_owned(), *n)).collect()),
         tries: Mutex::new(HashMap::new()),
     })
@@ -171,7 +187,7 @@ async fn a_cold_start_is_reported_pulling_then_running_and_a_warm_one_running_at
     assert_eq!(
         runtime.tries.lock()["cold:1"],
         1,
-        "pulled once, before the start"
+        "pulled once, before the start, and kept for it"
     );
     agent.stop().await.unwrap();
 }

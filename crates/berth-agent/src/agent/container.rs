@@ -5,7 +5,7 @@
 use super::Inner;
 use crate::control::{ControlError, Delivery, ReportedState, StatusReport};
 use crate::retry::GaveUp;
-use crate::runtime::{ContainerHandle, ContainerSpec, Exit, StartError};
+use crate::runtime::{ContainerHandle, ContainerSpec, Exit, ImageLease, StartError};
 use berth_core::AttemptId;
 use berth_core::ContainerId;
 use parking_lot::Mutex;
@@ -161,15 +161,20 @@ impl Inner {
         if !self.claim(&delivery, first).await {
             return;
         }
+        // Kept until the start has returned, so the image cannot be evicted before.
+        let mut pulled_image: Option<ImageLease> = None;
         if let Some(image) = cold_image {
             let pulled = self.pull(&delivery, image, &stop).await;
             if let Some(reason) = stop.reason() {
                 tracing::info!(container = %delivery.container, %reason, "stopped while its image was pulled");
                 return self.fail_unstarted(&delivery, reason.to_string()).await;
             }
-            if let Err(err) = pulled {
-                tracing::warn!(container = %delivery.container, error = %err, "the image could not be pulled");
-                return self.fail_unstarted(&delivery, err.to_string()).await;
+            match pulled {
+                Ok(lease) => pulled_image = Some(lease),
+                Err(err) => {
+                    tracing::warn!(container = %delivery.container, error = %err, "the image could not be pulled");
+                    return self.fail_unstarted(&delivery, err.to_string()).await;
+                }
             }
             if !self.claim(&delivery, ReportedState::Running).await {
                 return;
@@ -179,7 +184,9 @@ impl Inner {
             tracing::info!(container = %delivery.container, %reason, "stopped before it started");
             return self.fail_unstarted(&delivery, reason.to_string()).await;
         }
-        match self.start(&delivery, &stop).await {
+        let started = self.start(&delivery, &stop).await;
+        drop(pulled_image); // The started container holds its own lease.
+        match started {
             Ok(handle) => {
                 let target = Target::of(&delivery);
                 let run = self.run_started(&target, handle, &stop);
@@ -201,7 +208,7 @@ impl Inner {
         delivery: &Delivery,
         image: &str,
         stop: &StopSignal,
-    ) -> Result<(), StartError> {
+    ) -> Result<ImageLease, StartError> {
         self.retrying_pulls(delivery, stop, || async {
             tokio::select! {
                 pulled = self.runtime.pull(image) => pulled,

@@ -209,11 +209,12 @@ pub trait ContainerRuntime: Send + Sync {
         true
     }
 
-    /// Fetches and unpacks `image` ahead of a start, which then finds it ready. Failures
-    /// are those of [`ContainerRuntime::start`] (a pull that fails is
-    /// [`StartError::ImagePull`]). A runtime without images has nothing to do.
-    async fn pull(&self, _image: &str) -> Result<(), StartError> {
-        Ok(())
+    /// Fetches and unpacks `image` ahead of a start, which then finds it ready while the
+    /// returned lease lives (hold it until the start has returned). Failures are those of
+    /// [`ContainerRuntime::start`] (a pull that fails is [`StartError::ImagePull`]). A
+    /// runtime without images has nothing to do.
+    async fn pull(&self, _image: &str) -> Result<ImageLease, StartError> {
+        Ok(ImageLease::none())
     }
 
     /// The images it holds ready, as requests name them, most recently used first, at
@@ -221,6 +222,34 @@ pub trait ContainerRuntime: Send + Sync {
     /// that placement prefers this worker for them. A runtime without images holds none.
     fn held_images(&self) -> Vec<String> {
         Vec::new()
+    }
+}
+
+/// A runtime's hold on an image it pulled ahead of a start: while the lease lives, the
+/// runtime's cache keeps the image, so that the start finds it rather than pull it again
+/// (another container's pull in between may otherwise evict it). Opaque to the agent,
+/// which keeps it until the start has returned.
+pub struct ImageLease(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl ImageLease {
+    /// A lease that holds nothing: for a runtime whose images are never evicted.
+    pub fn none() -> ImageLease {
+        ImageLease(None)
+    }
+
+    /// A lease that keeps `hold` (what keeps the image in the runtime's cache) alive.
+    pub fn holding(hold: impl std::any::Any + Send + Sync) -> ImageLease {
+        ImageLease(Some(Box::new(hold)))
+    }
+}
+
+impl fmt::Debug for ImageLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ImageLease(held)"
+        } else {
+            "ImageLease(none)"
+        })
     }
 }
 

@@ -34,7 +34,7 @@ use crate::logs::{LogRing, SharedLog};
 use crate::runtime::gpus::AssignedGpus;
 use crate::runtime::{
     ContainerHandle, ContainerRuntime, ContainerSpec, ENV_ATTEMPT_ID, ENV_CONTAINER_ID,
-    ENV_WORKER_ID, Leftover, StartError, timeout_for,
+    ENV_WORKER_ID, ImageLease, Leftover, StartError, timeout_for,
 };
 use async_trait::async_trait;
 use berth_core::GpuDevice;
@@ -560,9 +560,6 @@ impl ContainerRuntime for RuncRuntime {
         berth_core::RuntimeName::RUNC
     }
 
-    /// The images the store holds, as requests named them; a reference the server would
-    /// refuse in a report (too long, with whitespace) is left out rather than losing the
-    /// whole list.
     fn has_image(&self, image: &str) -> bool {
         self.context
             .images
@@ -571,10 +568,16 @@ impl ContainerRuntime for RuncRuntime {
             .any(|held| held.reference == image)
     }
 
-    async fn pull(&self, image: &str) -> Result<(), StartError> {
-        self.prepare_image(Some(image)).await.map(drop)
+    /// The lease holds the prepared image, which garbage collection keeps while it lives.
+    async fn pull(&self, image: &str) -> Result<ImageLease, StartError> {
+        self.prepare_image(Some(image))
+            .await
+            .map(ImageLease::holding)
     }
 
+    /// The images the store holds, as requests named them; a reference the server would
+    /// refuse in a report (too long, with whitespace) is left out rather than losing the
+    /// whole list.
     fn held_images(&self) -> Vec<String> {
         self.context
             .images
