@@ -14,6 +14,7 @@ mod container;
 
 pub use container::PULL_ATTEMPTS;
 mod gpu_health;
+mod work_lock;
 
 use crate::config::{AgentConfig, ResolvedCapacity};
 use crate::control::{Control, ControlError, Delivery, Lease, Registration};
@@ -96,8 +97,8 @@ impl Agent {
     }
 
     /// Runs until `shutdown` fires, then drains and deregisters. Fails only if the work
-    /// directory cannot be created or the server refuses the registration; an unavailable
-    /// server is waited for.
+    /// directory cannot be created or another agent runs there, or the server refuses the
+    /// registration; an unavailable server is waited for.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
         let work_dir = &self.config.work_dir;
         tokio::fs::create_dir_all(work_dir)
@@ -106,6 +107,8 @@ impl Agent {
                 path: work_dir.display().to_string(),
                 source,
             })?;
+        // Held until the agent has deregistered (dropped with this future if it is aborted).
+        let _work_dir_lock = work_lock::WorkDirLock::take(work_dir)?;
         let inner = Arc::new(Inner {
             worker: self.config.worker_id.clone(),
             config: self.config,

@@ -34,6 +34,17 @@ pub enum AgentError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another agent runs in the work directory (each worker needs its own).
+    #[error(
+        "the work directory {path} is in use by another agent ({}); give each worker its own --work-dir, or stop the other one first",
+        holder.map_or_else(|| "pid unknown".to_owned(), |pid| format!("pid {pid}"))
+    )]
+    WorkDirInUse {
+        /// The directory.
+        path: String,
+        /// The pid of the agent holding it, if it could be read.
+        holder: Option<u32>,
+    },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client for {url}: {message}")]
     Client {

@@ -496,3 +496,38 @@ scenarios!(Http:
     a_resurrected_worker_keeps_only_what_it_still_owns,
     a_container_the_worker_does_not_own_is_stopped,
 );
+
+/// A second agent started in the work directory of a running one is refused, naming the
+/// first, before it registers or touches a container; once the first has stopped, the
+/// directory takes an agent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_in_a_work_directory_in_use_is_refused() {
+    let server = Arc::new(FakeServer::new());
+    let control = || -> Arc<dyn Control> { Arc::new(MemoryControl(server.clone())) };
+    let dir = TempDir::new().unwrap();
+    let first = RunningAgent::start(
+        control(),
+        test_config("http://unused.invalid", &dir),
+        TempDir::new().unwrap(),
+    );
+    wait_until(&server, "registration", |s| !s.workers.is_empty()).await;
+
+    let mut config = test_config("http://unused.invalid", &dir);
+    config.worker_id = wid("w-2");
+    let second = RunningAgent::start(control(), config.clone(), TempDir::new().unwrap());
+    let refused = second.finished().await.unwrap_err().to_string();
+    let holder = format!("pid {}", std::process::id());
+    assert!(
+        refused.contains("is in use by another agent") && refused.contains(&holder),
+        "{refused}"
+    );
+    server.with(|s| assert!(!s.workers.contains_key(&wid("w-2")), "never registered"));
+
+    first.stop().await.unwrap();
+    let third = RunningAgent::start(control(), config, TempDir::new().unwrap());
+    wait_until(&server, "w-2 registered", |s| {
+        s.workers.contains_key(&wid("w-2"))
+    })
+    .await;
+    third.stop().await.unwrap();
+}
