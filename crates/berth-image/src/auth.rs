@@ -1,5 +1,7 @@
-//! Registry credentials from a docker `config.json`: `auths.<host>.auth` (base64 of
-//! `user:password`) or `auths.<host>.username` and `.password`. The file is read at each
+//! Registry credentials from a docker `config.json`: `auths.<host>.registrytoken` (a
+//! bearer token, sent as it is), else `auths.<host>.auth` (base64 of `user:password`) or
+//! `auths.<host>.username` and `.password` (basic credentials, which the client also
+//! trades for a bearer token where the registry asks for one). The file is read at each
 //! pull, so a changed file takes effect without a restart; credentials are never logged.
 
 use std::collections::HashMap;
@@ -22,6 +24,8 @@ struct AuthEntry {
     auth: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    registrytoken: Option<String>,
+    identitytoken: Option<String>,
 }
 
 /// The default credentials file: `$DOCKER_CONFIG/config.json`, else
@@ -52,14 +56,21 @@ pub(crate) fn credentials(file: Option<&Path>, registry: &str) -> Result<Registr
     match entry {
         None => Ok(RegistryAuth::Anonymous),
         Some(entry) => entry
-            .basic()
+            .auth()
             .map_err(|reason| format!("{}: the entry for {registry}: {reason}", file.display())),
     }
 }
 
 impl AuthEntry {
-    /// Basic credentials from `auth`, else from `username` and `password`.
-    fn basic(&self) -> Result<RegistryAuth, &'static str> {
+    /// A bearer token from `registrytoken`, else basic credentials from `auth`, else from
+    /// `username` and `password`.
+    fn auth(&self) -> Result<RegistryAuth, &'static str> {
+        if let Some(token) = &self.registrytoken {
+            return match token.trim() {
+                "" => Err("`registrytoken` is empty"),
+                token => Ok(RegistryAuth::Bearer(token.to_owned())),
+            };
+        }
         if let Some(auth) = &self.auth {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
@@ -70,9 +81,14 @@ impl AuthEntry {
                 .ok_or("`auth` is not `user:password`")?;
             return Ok(RegistryAuth::Basic(user.to_owned(), password.to_owned()));
         }
-        match (&self.username, &self.password) {
-            (Some(user), Some(password)) => Ok(RegistryAuth::Basic(user.clone(), password.clone())),
-            _ => Err("neither `auth` nor `username` and `password`"),
+        match (&self.username, &self.password, &self.identitytoken) {
+            (Some(user), Some(password), _) => {
+                Ok(RegistryAuth::Basic(user.clone(), password.clone()))
+            }
+            (_, _, Some(_)) => Err(
+                "an `identitytoken` (an OAuth refresh token) is not supported; give a `registrytoken`, `auth`, or `username` and `password`",
+            ),
+            _ => Err("neither `registrytoken`, `auth`, nor `username` and `password`"),
         }
     }
 }
@@ -125,6 +141,28 @@ mod tests {
         assert_eq!(basic(got), ("bob".into(), "pw".into()));
         let got = credentials(Some(&file), "ghcr.io").unwrap();
         assert!(matches!(got, RegistryAuth::Anonymous));
+    }
+
+    #[test]
+    fn a_registry_token_is_a_bearer_token_and_an_identity_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        let json = r#"{"auths": {
+            "r.io": {"registrytoken": " tok-1 ", "auth": "YTpi"},
+            "id.io": {"identitytoken": "refresh-secret"},
+            "empty.io": {"registrytoken": ""}
+        }}"#;
+        std::fs::write(&file, json).unwrap();
+        let got = credentials(Some(&file), "r.io").unwrap();
+        assert!(
+            matches!(&got, RegistryAuth::Bearer(token) if token == "tok-1"),
+            "the token before `auth`: {got:?}"
+        );
+        let error = credentials(Some(&file), "id.io").unwrap_err();
+        assert!(error.contains("identitytoken"), "{error}");
+        assert!(!error.contains("refresh-secret"), "{error}");
+        let error = credentials(Some(&file), "empty.io").unwrap_err();
+        assert!(error.contains("`registrytoken` is empty"), "{error}");
     }
 
     #[test]

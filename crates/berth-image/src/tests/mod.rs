@@ -6,6 +6,7 @@ mod gc;
 mod layers;
 mod layouts;
 mod registry;
+mod token_front;
 
 use std::path::Path;
 

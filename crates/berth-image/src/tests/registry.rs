@@ -7,6 +7,7 @@ use std::sync::{Arc, Barrier};
 use base64::Engine as _;
 
 use super::app_config;
+use super::token_front::{TOKEN, TokenFront};
 use crate::testing::registry::LocalRegistry;
 use crate::testing::{self, LayerEntry, layer};
 use crate::{ImageError, ImageStore, RegistryOptions};
@@ -151,6 +152,94 @@ fn basic_auth_pulls_and_a_wrong_password_is_refused() {
     };
     let store = store_at(&work.path().join("store")).with_registry(options);
     assert_eq!(store.prepare(Some(&reference)).unwrap().id, digest);
+}
+
+#[test]
+fn a_registry_asking_for_bearer_tokens_gives_one_for_the_basic_credentials() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let digest = two_layer_layout(&layout);
+    registry.push(&layout, "v1", "team/app:v1", None).unwrap();
+    let front = TokenFront::start(&registry.addr, "ann:right-pw");
+    let reference = format!("{}/team/app:v1", front.addr);
+
+    let anonymous = store_at(&work.path().join("anonymous"));
+    let error = anonymous.prepare(Some(&reference)).unwrap_err();
+    assert!(error.is_pull_failure(), "{error}");
+    assert!(error.to_string().contains("anonymously"), "{error}");
+
+    let creds = work.path().join("wrong");
+    std::fs::create_dir(&creds).unwrap();
+    let options = RegistryOptions {
+        auth_file: Some(auth_file(&creds, &front.addr, "ann:wrong-pw")),
+        insecure: Vec::new(),
+    };
+    let wrong = store_at(&work.path().join("wrong-store")).with_registry(options);
+    let error = wrong.prepare(Some(&reference)).unwrap_err();
+    let message = error.to_string();
+    assert!(error.is_pull_failure(), "{message}");
+    assert!(message.contains("as `ann`"), "{message}");
+    assert!(!message.contains("wrong-pw"), "{message}");
+    assert!(
+        front.granted.lock().unwrap().is_empty(),
+        "no token for them"
+    );
+
+    let options = RegistryOptions {
+        auth_file: Some(auth_file(work.path(), &front.addr, "ann:right-pw")),
+        insecure: Vec::new(),
+    };
+    let store = store_at(&work.path().join("store")).with_registry(options);
+    let image = store.prepare(Some(&reference)).unwrap();
+    assert_eq!(image.id, digest);
+    assert_eq!(std::fs::read(image.rootfs.join("d/new")).unwrap(), b"new");
+    let granted = front.granted.lock().unwrap().clone();
+    assert!(
+        !granted.is_empty() && granted.iter().all(|s| s == "repository:team/app:pull"),
+        "a pull-only token for the repository: {granted:?}"
+    );
+}
+
+#[test]
+fn a_registry_token_in_the_auth_file_is_sent_as_the_bearer_token() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let digest = two_layer_layout(&layout);
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let front = TokenFront::start(&registry.addr, "ann:right-pw");
+    let reference = format!("{}/app:v1", front.addr);
+    let with_token = |token: &str, dir: &str| {
+        let file = work.path().join(format!("{dir}.json"));
+        let json = format!(
+            r#"{{"auths": {{"{}": {{"registrytoken": "{token}"}}}}}}"#,
+            front.addr
+        );
+        std::fs::write(&file, json).unwrap();
+        let options = RegistryOptions {
+            auth_file: Some(file),
+            insecure: Vec::new(),
+        };
+        store_at(&work.path().join(dir)).with_registry(options)
+    };
+
+    let error = with_token("stale-token", "stale")
+        .prepare(Some(&reference))
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(error.is_pull_failure(), "{message}");
+    assert!(message.contains("with a bearer token"), "{message}");
+    assert!(!message.contains("stale-token"), "{message}");
+
+    let image = with_token(TOKEN, "store")
+        .prepare(Some(&reference))
+        .unwrap();
+    assert_eq!(image.id, digest);
+    assert!(
+        front.granted.lock().unwrap().is_empty(),
+        "sent as it is, not traded"
+    );
 }
 
 fn a_tampered_blob_is_refused_and_leaves_nothing(layered: bool) {
