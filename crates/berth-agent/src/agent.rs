@@ -82,6 +82,7 @@ impl Agent {
             gpu_type: capacity.gpu_type,
             devices: capacity.gpus,
             runtime: runtime.name(),
+            images: Vec::new(), // Read from the runtime at each registration.
         };
         Ok(Agent {
             config,
@@ -187,14 +188,17 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Registers, retrying while the server is unavailable, and takes the new epoch; `None`
-    /// if shut down first.
+    /// Registers with the images the runtime holds, retrying while the server is
+    /// unavailable, and takes the new epoch; `None` if shut down first.
     async fn register(&self) -> Result<Option<Lease>, AgentError> {
-        let registration = self.registration.lock().clone();
+        let mut registration = self.registration.lock().clone();
+        registration.images = self.runtime.held_images();
         let call = || self.control.register(&registration);
         match retry("register", self.config.retry, &self.shutdown, call).await {
             Ok(lease) => {
                 self.epoch.store(lease.epoch, Ordering::SeqCst);
+                // Heartbeats report the images again only once they differ from these.
+                *self.reported_images.lock() = Some((lease.epoch, registration.images.clone()));
                 let r = &registration;
                 tracing::info!(worker = %r.worker, epoch = lease.epoch, pool = %r.pool,
                     total = %r.total, gpu_type = ?r.gpu_type, owned = lease.owned.len(),

@@ -26,6 +26,10 @@ pub struct Registration {
     pub devices: Vec<GpuDevice>,
     /// The container runtime it runs containers with ([`crate::ContainerRuntime::name`]).
     pub runtime: RuntimeName,
+    /// The images its runtime holds already ([`crate::ContainerRuntime::held_images`]), so
+    /// that placement prefers it for them from its first plan (a restarted worker keeps its
+    /// cache); heartbeats report later changes.
+    pub images: Vec<String>,
 }
 
 /// What a registration grants: the epoch the worker's calls carry from now on, and the

@@ -184,6 +184,7 @@ impl Control for HttpControl {
             gpu_type: ty.to_string(),
         });
         body.runtime = Some(registration.runtime.to_string());
+        body.images = Some(registration.images.clone()).filter(|images| !images.is_empty());
         let registered = match self.register_once(&body).await {
             Err(error) if error.status() == Some(401) && self.join_token.is_some() => {
                 tracing::warn!(%error, "the kept worker credential is refused; joining again");

@@ -1,5 +1,5 @@
-//! The agent and images: it reports the images its runtime holds in its heartbeats (only
-//! when they change, and again after a new registration); a container whose image is not
+//! The agent and images: it registers with the images its runtime holds and reports them
+//! in its heartbeats when they change; a container whose image is not
 //! held is reported PULLING while the image comes, then RUNNING; a container whose image
 //! cannot be pulled is tried again a bounded number of times, then reported FAILED with
 //! an `image_pull:` reason. A pulled image stays leased until the container has started.
@@ -102,22 +102,28 @@ fn registry(dir: &TempDir, held: &[&str], failing: &[(&str, u32)]) -> Arc<Regist
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn held_images_are_reported_when_they_change() {
+async fn held_images_are_registered_then_reported_when_they_change() {
     let dir = TempDir::new().unwrap();
     let runtime = registry(&dir, &["app:v1"], &[]);
     let server = Arc::new(FakeServer::new());
     let agent = start(&server, runtime.clone());
-    wait_until(&server, "the first report", |s| !s.image_reports.is_empty()).await;
+    wait_until(&server, "registration", |s| !s.workers.is_empty()).await;
+    let registered = server.with(|s| s.workers.values().next().unwrap().images.clone());
+    assert_eq!(
+        registered,
+        ["app:v1"],
+        "a restarted worker's cache counts at once"
+    );
     // Several heartbeats (every 200 ms) without a change carry no images.
     let beats = server.with(|s| s.heartbeats);
     wait_until(&server, "three more heartbeats", |s| {
         s.heartbeats >= beats + 3
     })
     .await;
-    server.with(|s| assert_eq!(s.image_reports, vec![vec!["app:v1".to_owned()]]));
+    server.with(|s| assert!(s.image_reports.is_empty(), "{:?}", s.image_reports));
     *runtime.held.lock() = vec!["tools:2".to_owned(), "app:v1".to_owned()];
-    wait_until(&server, "the changed list", |s| s.image_reports.len() == 2).await;
-    server.with(|s| assert_eq!(s.image_reports[1], vec!["tools:2", "app:v1"]));
+    wait_until(&server, "the changed list", |s| s.image_reports.len() == 1).await;
+    server.with(|s| assert_eq!(s.image_reports[0], vec!["tools:2", "app:v1"]));
     agent.stop().await.unwrap();
 }
 

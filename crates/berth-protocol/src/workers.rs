@@ -58,11 +58,16 @@ pub struct Beat {
 
 impl Protocol {
     /// Registers a worker, or updates a registered one; a drained or disabled worker keeps
-    /// its status. Starts a new epoch and counts as a heartbeat.
+    /// its status. Starts a new epoch and counts as a heartbeat, which records `images`, the
+    /// images the worker holds already (refused as invalid, nothing written, when
+    /// [`berth_core::check_images`] refuses them).
     pub async fn register(
         &self,
         registration: WorkerRegistration,
+        images: &[String],
     ) -> Result<Registered, ProtocolError> {
+        berth_core::check_images(images)
+            .map_err(|error| ProtocolError::invalid("images", error.to_string()))?;
         let mut registration = registration;
         if let Some(existing) = self.store.worker(&registration.id).await?
             && matches!(
@@ -72,9 +77,18 @@ impl Protocol {
         {
             registration.status = existing.status;
         }
-        let worker = self.store.register_worker(&registration).await?;
+        let mut worker = self.store.register_worker(&registration).await?;
         let at_ms = self.now_ms();
-        self.store.heartbeat(&worker.id, None, at_ms).await?;
+        if images.is_empty() {
+            self.store.heartbeat(&worker.id, None, at_ms).await?;
+        } else {
+            // Under the new epoch: a registration after this one keeps its own images.
+            let epoch = Some(worker.epoch);
+            self.store
+                .heartbeat_with_images(&worker.id, epoch, at_ms, images)
+                .await?;
+            worker.images = images.to_vec();
+        }
         let owned = self.store.owned(&worker.id).await?;
         self.engine.fleet().invalidate();
         tracing::info!(worker = %worker.id, epoch = worker.epoch, pool = %worker.pool.pool,

@@ -64,7 +64,11 @@ impl Rig {
     }
 
     async fn register(&self, id: &str, cpu: u64) -> WorkerId {
-        let registered = self.protocol.register(registration(id, cpu)).await.unwrap();
+        let registered = self
+            .protocol
+            .register(registration(id, cpu), &[])
+            .await
+            .unwrap();
         registered.worker.id
     }
 
@@ -292,7 +296,7 @@ async fn a_stale_epoch_is_refused_and_changes_nothing() {
     let (rig, w1) = Rig::one_scheduled().await;
     let again = rig
         .protocol
-        .register(registration("w1", 4000))
+        .register(registration("w1", 4000), &[])
         .await
         .unwrap();
     assert_eq!(again.worker.epoch, 2);
@@ -467,7 +471,7 @@ async fn the_reaper_retries_a_running_container_and_its_old_worker_is_fenced_off
     // reports under the old attempt (re-sent under its new epoch) change nothing.
     let back = rig
         .protocol
-        .register(registration("w1", 4000))
+        .register(registration("w1", 4000), &[])
         .await
         .unwrap();
     assert!(back.owned.is_empty(), "{:?}", back.owned);

@@ -69,7 +69,8 @@ pub async fn register(
     let registration = register.resolve(&state.pools)?;
     may_register(&state, &caller, &registration.id).await?;
     let id = registration.id.clone();
-    let registered = state.protocol.register(registration).await?;
+    let images = register.images.as_deref().unwrap_or_default();
+    let registered = state.protocol.register(registration, images).await?;
     let credential = match caller.role {
         Role::Worker { .. } => None,
         _ => Some(

@@ -5,10 +5,10 @@
 mod common;
 
 use berth_api::{
-    ContainerSpec, ErrorCode, FallbackSpec, GpuSpec, GpuTypes, HeartbeatRequest, ReleaseRequest,
-    ReportedState, StatusReport,
+    ContainerSpec, ErrorCode, FallbackSpec, GpuSpec, GpuTypes, HeartbeatRequest, RegisterWorker,
+    ReleaseRequest, ReportedState, StatusReport,
 };
-use berth_core::{ContainerId, RuntimeName, WorkerStatus};
+use berth_core::{ContainerId, PoolName, RuntimeName, WorkerId, WorkerStatus};
 use berth_server::reap_once;
 use berth_store::{AttemptId, ContainerState};
 use common::Server;
@@ -1505,6 +1505,37 @@ async fn a_tenants_quota_holds_its_containers_back() {
     };
     let refused = client.put_tenant("acme", &bad).await.unwrap_err();
     assert_eq!(refused.status(), Some(400), "{refused}");
+}
+
+/// A registration may carry the images the worker holds already: the answer and the
+/// worker's view show them; one without them starts with none; a bad list is a 400
+/// naming the field, and nothing is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_reports_the_images_a_worker_holds() {
+    let server = Server::start().await;
+    let client = &server.client;
+    let pool = PoolName::new("cpu").unwrap();
+    let w1 = WorkerId::new("w1").unwrap();
+    let mut body = RegisterWorker::new(w1.clone(), &pool, 4000, 8192);
+    let held = vec!["app:v1".to_owned(), "tools:2".to_owned()];
+    body.images = Some(held.clone());
+    let registered = client.register(&body).await.unwrap();
+    assert_eq!(registered.worker.images, held);
+    assert_eq!(client.worker(&w1).await.unwrap().worker.images, held);
+
+    body.images = None;
+    let again = client.register(&body).await.unwrap();
+    assert!(again.worker.images.is_empty(), "a new lease, a new list");
+    assert!(client.worker(&w1).await.unwrap().worker.images.is_empty());
+
+    let w2 = WorkerId::new("w2").unwrap();
+    let mut bad = RegisterWorker::new(w2.clone(), &pool, 4000, 8192);
+    bad.images = Some(vec!["has space".to_owned()]);
+    let refused = client.register(&bad).await.unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+    assert!(refused.to_string().contains("images"), "{refused}");
+    assert_eq!(client.worker(&w2).await.unwrap_err().status(), Some(404));
+    server.stop().await;
 }
 
 /// A heartbeat may carry the images the worker holds: the worker's view shows them, a

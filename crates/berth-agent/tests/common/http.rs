@@ -119,6 +119,7 @@ async fn register(
         total,
         gpu_type: gpu_type.clone(),
         runtime: runtime.clone(),
+        images: body.images.clone().unwrap_or_default(),
     };
     let lease = server.register(&registration)?;
     let worker = api::WorkerView {

@@ -22,7 +22,7 @@ pub struct HeartbeatRequest {
     /// The images it holds unpacked, as requests name them, most recently used first (at
     /// most 64, each 1 to 512 bytes without whitespace): placement prefers a worker holding
     /// a request's image. Absent: unchanged since its last report (a new registration
-    /// starts with none).
+    /// starts with those it lists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_items = 64)]
     pub images: Option<Vec<String>>,

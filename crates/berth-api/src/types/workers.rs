@@ -296,6 +296,12 @@ pub struct RegisterWorker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "runc")]
     pub runtime: Option<String>,
+    /// The images it holds unpacked already (a restarted worker keeps its cache), as
+    /// heartbeats report them: as requests name them, most recently used first, at most
+    /// 64, each 1 to 512 bytes without whitespace. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 64)]
+    pub images: Option<Vec<String>>,
 }
 
 impl RegisterWorker {
@@ -314,6 +320,7 @@ impl RegisterWorker {
             memory_mib,
             gpu: None,
             runtime: None,
+            images: None,
         }
     }
 
