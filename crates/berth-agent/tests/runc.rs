@@ -395,11 +395,15 @@ async fn a_registry_image_runs_and_its_lease_keeps_it_until_the_container_ends()
     let held = rt.images().held(10);
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0].reference, reference);
+    let pinned = held[0].pinned().unwrap();
+    let repository = reference.strip_suffix(":v1").unwrap();
+    assert_eq!(pinned, format!("{repository}@{}", held[0].digest));
     assert_eq!(
         rt.held_images(),
-        vec![reference.clone()],
+        vec![reference.clone(), pinned.clone()],
         "what heartbeats report"
     );
+    assert!(rt.has_image(&pinned), "a request pinning it finds it here");
     assert_eq!(handle.wait().await, Exit::Exited { code: 0 });
     assert_eq!(handle.logs(), vec!["hello from the registry"]);
     // Ended, the container released its image, and the release collected it.

@@ -14,6 +14,31 @@ pub struct HeldImage {
     pub digest: String,
 }
 
+impl HeldImage {
+    /// The reference pinned to the image's digest, spelled as the request spelled its
+    /// repository (`busybox:1.36` held as `sha256:ab...` is `busybox@sha256:ab...`): a
+    /// request naming that finds the image here without asking the registry. `None` for
+    /// an image that is not from a registry (a layout, an archive, a path).
+    pub fn pinned(&self) -> Option<String> {
+        let reference = self.reference.as_str();
+        if reference.starts_with("oci:")
+            || reference.starts_with("oci-archive:")
+            || reference.starts_with('/')
+        {
+            return None;
+        }
+        let repository = match reference.split_once('@') {
+            Some((repository, _)) => repository,
+            // A tag follows the last `:` after the last `/` (a `:` before is a port).
+            None => match reference.rsplit_once(':') {
+                Some((repository, tag)) if !tag.contains('/') => repository,
+                _ => reference,
+            },
+        };
+        Some(format!("{repository}@{}", self.digest))
+    }
+}
+
 /// Something on disk that images share and that is counted once: a registry blob, or a
 /// layer unpacked into its own directory (layer mode), by digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -197,6 +222,34 @@ mod tests {
         let mut cache = cache();
         cache.remove("a");
         assert_eq!(cache.unused_parts(), vec![Part::Layer("own-a".to_owned())]);
+    }
+
+    #[test]
+    fn a_registry_reference_is_pinned_to_its_digest_as_spelled() {
+        let held = |reference: &str| HeldImage {
+            reference: reference.to_owned(),
+            digest: "sha256:ab".to_owned(),
+        };
+        let pinned = |reference: &str| held(reference).pinned();
+        assert_eq!(pinned("busybox:1.36").as_deref(), Some("busybox@sha256:ab"));
+        assert_eq!(pinned("busybox").as_deref(), Some("busybox@sha256:ab"));
+        assert_eq!(
+            pinned("127.0.0.1:5000/team/app:v1").as_deref(),
+            Some("127.0.0.1:5000/team/app@sha256:ab"),
+            "the port stays"
+        );
+        assert_eq!(
+            pinned("127.0.0.1:5000/app").as_deref(),
+            Some("127.0.0.1:5000/app@sha256:ab")
+        );
+        assert_eq!(
+            pinned("ghcr.io/o/app:v2@sha256:cd").as_deref(),
+            Some("ghcr.io/o/app:v2@sha256:ab"),
+            "a tag before the digest is the reference's own business"
+        );
+        for local in ["oci:/images/app:v1", "oci-archive:/x.tar", "/images/app"] {
+            assert_eq!(pinned(local), None, "{local}");
+        }
     }
 
     #[test]

@@ -236,7 +236,8 @@ impl ImageStore {
     }
 
     /// A registry image: found by what its reference was last resolved to in this
-    /// process, or pulled (blobs already here are not fetched again) and unpacked. The
+    /// process, or on disk by the digest it names, or pulled (blobs already here are not
+    /// fetched again) and unpacked. The
     /// reference's slot is held throughout, so concurrent calls pull once.
     fn prepare_registry(
         &self,
@@ -249,6 +250,15 @@ impl ImageStore {
         if let Some(id) = known.as_ref()
             && let Some(image) = self.lookup(id)?
         {
+            return Ok(image);
+        }
+        // A digest names one manifest for good: an image of that id here is the one asked
+        // for, without asking the registry (an index's digest names no image id here).
+        if let Some(digest) = reference.digest()
+            && is_sha256(digest)
+            && let Some(image) = self.lookup(digest)?
+        {
+            *known = Some(digest.to_owned());
             return Ok(image);
         }
         let _blobs_kept = self

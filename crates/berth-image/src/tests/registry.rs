@@ -62,10 +62,19 @@ fn a_pulled_image_has_its_layers_with_whiteouts_applied(layered: bool) {
         (held[0].reference.as_str(), held[0].digest.as_str()),
         (reference.as_str(), digest.as_str())
     );
-    // Pinned by digest, the same image; no second unpack.
+    // Pinned by digest, the same image, found here: no second unpack, and not even the
+    // registry asked (it is gone), in this store or the next one on its root.
     let pinned = format!("{}/app@{digest}", registry.addr);
+    assert_eq!(held[0].pinned().as_deref(), Some(pinned.as_str()));
+    drop(registry);
     assert_eq!(store.prepare(Some(&pinned)).unwrap().id, digest);
     assert_eq!(store.unpacked_count(), 1);
+    drop(store);
+    let restarted = store_in(layered, &work.path().join("store"));
+    assert_eq!(restarted.prepare(Some(&pinned)).unwrap().id, digest);
+    assert_eq!(restarted.unpacked_count(), 0);
+    let error = restarted.prepare(Some(&reference)).unwrap_err();
+    assert!(error.is_pull_failure(), "a tag is asked for: {error}");
 }
 
 fn a_docker_schema2_image_pulls_too(layered: bool) {

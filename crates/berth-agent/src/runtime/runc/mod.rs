@@ -554,6 +554,21 @@ fn make_work_dir(bundle: &Bundle, user: (u32, u32)) -> Result<(), StartError> {
         })
 }
 
+/// What [`RuncRuntime::held_images`] reports of `held` (most recently used first): each
+/// reference and its digest form, once each, at most [`berth_core::MAX_WORKER_IMAGES`].
+fn held_names(held: &[berth_image::HeldImage]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for image in held {
+        for name in std::iter::once(image.reference.clone()).chain(image.pinned()) {
+            if berth_core::plausible_image(&name) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.truncate(berth_core::MAX_WORKER_IMAGES);
+    names
+}
+
 #[async_trait]
 impl ContainerRuntime for RuncRuntime {
     fn name(&self) -> berth_core::RuntimeName {
@@ -565,7 +580,7 @@ impl ContainerRuntime for RuncRuntime {
             .images
             .held(usize::MAX)
             .iter()
-            .any(|held| held.reference == image)
+            .any(|held| held.reference == image || held.pinned().as_deref() == Some(image))
     }
 
     /// The lease holds the prepared image, which garbage collection keeps while it lives.
@@ -575,17 +590,12 @@ impl ContainerRuntime for RuncRuntime {
             .map(ImageLease::holding)
     }
 
-    /// The images the store holds, as requests named them; a reference the server would
-    /// refuse in a report (too long, with whitespace) is left out rather than losing the
-    /// whole list.
+    /// The images the store holds, as requests named them, each followed by its digest
+    /// form ([`berth_image::HeldImage::pinned`]) for a request that pins it; a reference
+    /// the server would refuse in a report (too long, with whitespace) is left out rather
+    /// than losing the whole list.
     fn held_images(&self) -> Vec<String> {
-        self.context
-            .images
-            .held(berth_core::MAX_WORKER_IMAGES)
-            .into_iter()
-            .map(|held| held.reference)
-            .filter(|reference| berth_core::plausible_image(reference))
-            .collect()
+        held_names(&self.context.images.held(berth_core::MAX_WORKER_IMAGES))
     }
 
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
@@ -768,6 +778,38 @@ mod tests {
         assert_eq!(path_safe(".."), "__");
         assert_eq!(hostname("job:42.a"), "job-42-a");
         assert_eq!(hostname(&"x".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn held_images_are_reported_with_their_digest_forms_bounded() {
+        let held = |reference: &str, digest: &str| berth_image::HeldImage {
+            reference: reference.to_owned(),
+            digest: digest.to_owned(),
+        };
+        let names = held_names(&[
+            held("app:v2", "sha256:b"),
+            held("oci:/images/tools:1", "sha256:c"),
+            held("app@sha256:b", "sha256:b"),
+            held("has space", "sha256:d"),
+            held("app:v1", "sha256:a"),
+        ]);
+        assert_eq!(
+            names,
+            [
+                "app:v2",
+                "app@sha256:b",
+                "oci:/images/tools:1",
+                "app:v1",
+                "app@sha256:a"
+            ],
+            "most recent first, each once, none the server would refuse"
+        );
+        let many: Vec<_> = (0..40)
+            .map(|i| held(&format!("img{i}:t"), &format!("sha256:{i}")))
+            .collect();
+        let names = held_names(&many);
+        assert_eq!(names.len(), berth_core::MAX_WORKER_IMAGES);
+        assert_eq!(names[..2], ["img0:t", "img0@sha256:0"]);
     }
 
     #[test]
