@@ -422,8 +422,17 @@ impl<'a> Planner<'a> {
             // strand its free GPUs, which FGD weighs like any other fragment.
             PlacementPolicy::Fgd => self.least_fragmenting(worker, request, ask)?,
             policy => {
-                let devices = gpu_fit::choose(&self.slots[worker], ask)?;
-                let left = self.after(worker, &request.resources, &devices)?;
+                let (left, devices) = if ask == GpuAsk::None {
+                    // A CPU-only request (most, on the hot path) takes no device: nothing
+                    // to choose, no whole device to break.
+                    (
+                        self.free[worker].checked_sub(request.resources)?,
+                        Vec::new(),
+                    )
+                } else {
+                    let devices = gpu_fit::choose(&self.slots[worker], ask)?;
+                    (self.after(worker, &request.resources, &devices)?, devices)
+                };
                 if !keeps_gpu_reserve(spec, request, &left) {
                     return None;
                 }
