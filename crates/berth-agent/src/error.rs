@@ -26,8 +26,8 @@ pub enum AgentError {
         /// How many devices it listed, all unhealthy.
         unhealthy: usize,
     },
-    /// The work directory could not be created.
-    #[error("cannot create the work directory {path}: {source}")]
+    /// The work directory could not be created or used.
+    #[error("cannot use the work directory {path}: {source}")]
     WorkDir {
         /// The directory.
         path: String,
