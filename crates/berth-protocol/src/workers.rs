@@ -82,12 +82,18 @@ impl Protocol {
         if images.is_empty() {
             self.store.heartbeat(&worker.id, None, at_ms).await?;
         } else {
-            // Under the new epoch: a registration after this one keeps its own images.
+            // Under the new epoch: a registration that came in meanwhile keeps its own
+            // images, and this one still stands (its epoch is simply not the latest).
             let epoch = Some(worker.epoch);
-            self.store
+            match self
+                .store
                 .heartbeat_with_images(&worker.id, epoch, at_ms, images)
-                .await?;
-            worker.images = images.to_vec();
+                .await
+            {
+                Ok(()) => worker.images = images.to_vec(),
+                Err(berth_store::StoreError::StaleEpoch { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
         }
         let owned = self.store.owned(&worker.id).await?;
         self.engine.fleet().invalidate();
