@@ -6,8 +6,8 @@ use std::sync::{Arc, Barrier};
 
 use base64::Engine as _;
 
-use super::app_config;
 use super::token_front::{TOKEN, TokenFront};
+use super::{app_config, names};
 use crate::testing::registry::LocalRegistry;
 use crate::testing::{self, LayerEntry, layer};
 use crate::{ImageError, ImageStore, RegistryOptions};
@@ -248,6 +248,45 @@ fn a_registry_token_in_the_auth_file_is_sent_as_the_bearer_token() {
     assert!(
         front.granted.lock().unwrap().is_empty(),
         "sent as it is, not traded"
+    );
+}
+
+#[test]
+fn an_unused_blob_that_cannot_be_removed_stays_counted_and_one_already_gone_is_forgotten() {
+    let registry = LocalRegistry::start(None).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    two_layer_layout(&layout);
+    registry.push(&layout, "v1", "app:v1", None).unwrap();
+    let root = work.path().join("store");
+    let store = store_in(false, &root).with_cache_limit(0);
+    let image = store
+        .prepare(Some(&format!("{}/app:v1", registry.addr)))
+        .unwrap();
+
+    let blobs = root.join("registry/blobs/sha256");
+    let files = names(&blobs);
+    assert!(files.len() >= 2, "{files:?}");
+    let stuck = blobs.join(&files[0]);
+    let stuck_size = std::fs::metadata(&stuck).unwrap().len();
+    // A directory where the blob was: removing it as a file fails.
+    std::fs::remove_file(&stuck).unwrap();
+    std::fs::create_dir(&stuck).unwrap();
+    std::fs::write(stuck.join("x"), b"x").unwrap();
+    std::fs::remove_file(blobs.join(&files[1])).unwrap();
+
+    drop(image);
+    store.collect_garbage();
+    assert!(store.held(10).is_empty(), "the image was evicted");
+    assert_eq!(
+        store.cached_bytes(),
+        stuck_size,
+        "the blob that stayed is still counted; the one already gone is not"
+    );
+    assert_eq!(
+        names(&blobs),
+        [files[0].clone()],
+        "every other blob removed"
     );
 }
 
