@@ -122,6 +122,38 @@ fn auth_file(dir: &Path, registry: &str, user_password: &str) -> std::path::Path
     file
 }
 
+/// Checks that `reference` (on registry `host`) is refused anonymously and to `ann` with a
+/// wrong password (saying who asked, never the password), and returns a store under `work`
+/// with `ann`'s right credentials for it, and the wrong password's message.
+fn refused_unless_right(work: &Path, host: &str, reference: &str) -> (ImageStore, String) {
+    let anonymous = store_at(&work.join("anonymous"));
+    let error = anonymous.prepare(Some(reference)).unwrap_err();
+    assert!(error.is_pull_failure(), "{error}");
+    assert!(error.to_string().contains("anonymously"), "{error}");
+
+    let creds = work.join("wrong");
+    std::fs::create_dir(&creds).unwrap();
+    let options = RegistryOptions {
+        auth_file: Some(auth_file(&creds, host, "ann:wrong-pw")),
+        insecure: Vec::new(),
+    };
+    let wrong = store_at(&work.join("wrong-store")).with_registry(options);
+    let error = wrong.prepare(Some(reference)).unwrap_err();
+    let message = error.to_string();
+    assert!(error.is_pull_failure(), "{message}");
+    assert!(message.contains("as `ann`"), "{message}");
+    assert!(!message.contains("wrong-pw"), "{message}");
+
+    let options = RegistryOptions {
+        auth_file: Some(auth_file(work, host, "ann:right-pw")),
+        insecure: Vec::new(),
+    };
+    (
+        store_at(&work.join("store")).with_registry(options),
+        message,
+    )
+}
+
 #[test]
 fn basic_auth_pulls_and_a_wrong_password_is_refused() {
     let work = tempfile::tempdir().unwrap();
@@ -135,31 +167,8 @@ fn basic_auth_pulls_and_a_wrong_password_is_refused() {
         .push(&layout, "v1", "private:v1", Some("ann:right-pw"))
         .unwrap();
     let reference = format!("{}/private:v1", registry.addr);
-
-    let anonymous = store_at(&work.path().join("anonymous"));
-    let error = anonymous.prepare(Some(&reference)).unwrap_err();
-    assert!(error.is_pull_failure(), "{error}");
-    assert!(error.to_string().contains("anonymously"), "{error}");
-
-    let creds = work.path().join("wrong");
-    std::fs::create_dir(&creds).unwrap();
-    let options = RegistryOptions {
-        auth_file: Some(auth_file(&creds, &registry.addr, "ann:wrong-pw")),
-        insecure: Vec::new(),
-    };
-    let wrong = store_at(&work.path().join("wrong-store")).with_registry(options);
-    let error = wrong.prepare(Some(&reference)).unwrap_err();
-    let message = error.to_string();
-    assert!(error.is_pull_failure(), "{message}");
-    assert!(message.contains("Not authorized"), "{message}");
-    assert!(message.contains("as `ann`"), "{message}");
-    assert!(!message.contains("wrong-pw"), "{message}");
-
-    let options = RegistryOptions {
-        auth_file: Some(auth_file(work.path(), &registry.addr, "ann:right-pw")),
-        insecure: Vec::new(),
-    };
-    let store = store_at(&work.path().join("store")).with_registry(options);
+    let (store, wrong) = refused_unless_right(work.path(), &registry.addr, &reference);
+    assert!(wrong.contains("Not authorized"), "{wrong}");
     assert_eq!(store.prepare(Some(&reference)).unwrap().id, digest);
 }
 
@@ -172,34 +181,11 @@ fn a_registry_asking_for_bearer_tokens_gives_one_for_the_basic_credentials() {
     registry.push(&layout, "v1", "team/app:v1", None).unwrap();
     let front = TokenFront::start(&registry.addr, "ann:right-pw");
     let reference = format!("{}/team/app:v1", front.addr);
-
-    let anonymous = store_at(&work.path().join("anonymous"));
-    let error = anonymous.prepare(Some(&reference)).unwrap_err();
-    assert!(error.is_pull_failure(), "{error}");
-    assert!(error.to_string().contains("anonymously"), "{error}");
-
-    let creds = work.path().join("wrong");
-    std::fs::create_dir(&creds).unwrap();
-    let options = RegistryOptions {
-        auth_file: Some(auth_file(&creds, &front.addr, "ann:wrong-pw")),
-        insecure: Vec::new(),
-    };
-    let wrong = store_at(&work.path().join("wrong-store")).with_registry(options);
-    let error = wrong.prepare(Some(&reference)).unwrap_err();
-    let message = error.to_string();
-    assert!(error.is_pull_failure(), "{message}");
-    assert!(message.contains("as `ann`"), "{message}");
-    assert!(!message.contains("wrong-pw"), "{message}");
+    let (store, _) = refused_unless_right(work.path(), &front.addr, &reference);
     assert!(
         front.granted.lock().unwrap().is_empty(),
-        "no token for them"
+        "no token for anonymous or wrong credentials"
     );
-
-    let options = RegistryOptions {
-        auth_file: Some(auth_file(work.path(), &front.addr, "ann:right-pw")),
-        insecure: Vec::new(),
-    };
-    let store = store_at(&work.path().join("store")).with_registry(options);
     let image = store.prepare(Some(&reference)).unwrap();
     assert_eq!(image.id, digest);
     assert_eq!(std::fs::read(image.rootfs.join("d/new")).unwrap(), b"new");
