@@ -63,13 +63,20 @@ pub(crate) fn credentials(file: Option<&Path>, registry: &str) -> Result<Registr
 
 impl AuthEntry {
     /// A bearer token from `registrytoken`, else basic credentials from `auth`, else from
-    /// `username` and `password`.
+    /// `username` and `password`. An entry with an `identitytoken` is refused: `docker
+    /// login` writes one with an `auth` whose password is empty, which would only be
+    /// refused by the registry with a less helpful message.
     fn auth(&self) -> Result<RegistryAuth, &'static str> {
         if let Some(token) = &self.registrytoken {
             return match token.trim() {
                 "" => Err("`registrytoken` is empty"),
                 token => Ok(RegistryAuth::Bearer(token.to_owned())),
             };
+        }
+        if self.identitytoken.is_some() {
+            return Err(
+                "an `identitytoken` (an OAuth refresh token) is not supported; give a `registrytoken`, `auth`, or `username` and `password`",
+            );
         }
         if let Some(auth) = &self.auth {
             let decoded = base64::engine::general_purpose::STANDARD
@@ -81,13 +88,8 @@ impl AuthEntry {
                 .ok_or("`auth` is not `user:password`")?;
             return Ok(RegistryAuth::Basic(user.to_owned(), password.to_owned()));
         }
-        match (&self.username, &self.password, &self.identitytoken) {
-            (Some(user), Some(password), _) => {
-                Ok(RegistryAuth::Basic(user.clone(), password.clone()))
-            }
-            (_, _, Some(_)) => Err(
-                "an `identitytoken` (an OAuth refresh token) is not supported; give a `registrytoken`, `auth`, or `username` and `password`",
-            ),
+        match (&self.username, &self.password) {
+            (Some(user), Some(password)) => Ok(RegistryAuth::Basic(user.clone(), password.clone())),
             _ => Err("neither `registrytoken`, `auth`, nor `username` and `password`"),
         }
     }
@@ -149,7 +151,7 @@ mod tests {
         let file = dir.path().join("config.json");
         let json = r#"{"auths": {
             "r.io": {"registrytoken": " tok-1 ", "auth": "YTpi"},
-            "id.io": {"identitytoken": "refresh-secret"},
+            "id.io": {"identitytoken": "refresh-secret", "auth": "dXNlcjo="},
             "empty.io": {"registrytoken": ""}
         }}"#;
         std::fs::write(&file, json).unwrap();

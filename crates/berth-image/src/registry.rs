@@ -81,6 +81,28 @@ impl BlobDir {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         self.layout.join("blobs/sha256").join(hex)
     }
+
+    /// The blobs here that the image whose manifest is `digest` was pulled from: the
+    /// manifest, its config and its layers, those on disk. For an image found on disk
+    /// rather than pulled by this process (after a restart), so that its blobs count
+    /// toward the cache and go with it; empty for an image not pulled from a registry
+    /// (no such manifest here), or a manifest that does not read.
+    pub(crate) fn pulled_from(&self, digest: &str) -> Vec<String> {
+        let Some(manifest) = std::fs::read(self.path(digest))
+            .ok()
+            .and_then(|bytes| ImageManifest::from_reader(&bytes[..]).ok())
+        else {
+            return Vec::new();
+        };
+        std::iter::once(digest.to_owned())
+            .chain(
+                std::iter::once(manifest.config())
+                    .chain(manifest.layers())
+                    .map(|d| d.digest().to_string()),
+            )
+            .filter(|blob| self.path(blob).is_file())
+            .collect()
+    }
 }
 
 /// Parses a registry reference, with Docker's defaults (`busybox:1.36` is

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{ImageStore, PreparedImage};
+use super::{ImageStore, PreparedImage, is_sha256};
 use crate::cache::{HeldImage, Part};
 use crate::error::{ImageError, IoContext};
 use crate::slots::lock;
@@ -43,14 +43,19 @@ impl ImageStore {
     /// Runs after every `prepare`; call it after releasing images to reclaim space sooner.
     /// Failures are logged, not returned.
     ///
-    /// The cache's lock is held only while images and layers are unmounted and renamed
-    /// into the trash: their files are deleted after it is released, so that
-    /// [`ImageStore::held`] (asked for by every heartbeat) never waits for a large
-    /// eviction's deletes.
+    /// Images and layers are unmounted and renamed into the trash under the cache's lock
+    /// (with the unused blobs' unlinks and the reading of every image's layer list), and
+    /// their files deleted after it is released, so that [`ImageStore::held`] (asked for by
+    /// every heartbeat) never waits for a large eviction's deletes.
     pub fn collect_garbage(&self) {
         let mut trash = Vec::new();
         self.collect_into(&mut trash);
-        drop(trash); // Deletes the evicted files, the lock released.
+        for dir in trash {
+            let path = dir.path().to_owned();
+            if let Err(e) = dir.close() {
+                tracing::warn!(trash = %path.display(), error = %e, "cannot delete evicted files");
+            }
+        }
     }
 
     /// [`ImageStore::collect_garbage`] up to the deletes: what it evicts is moved into
@@ -91,6 +96,11 @@ impl ImageStore {
         // Every image on disk keeps its layers, counted here or not (one left by an earlier
         // process may back a container that outlived it).
         let Some(listed) = self.layers_on_disk() else {
+            // Kept for an image that cannot be read, like those this process does not count:
+            // counted, they would hold the cache over its limit and evict everything else.
+            for digest in layers {
+                cache.remove_part(&Part::Layer(digest.clone()));
+            }
             return;
         };
         for digest in layers {
@@ -234,15 +244,20 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Records a use of `prepared` (measuring it on first sight) by `reference`.
+    /// Records a use of `prepared` (measuring it on first sight, with the registry blobs
+    /// it was pulled from when it was found on disk) by `reference`.
     pub(super) fn note_use(
         &self,
         prepared: &PreparedImage,
         reference: Option<&str>,
     ) -> Result<(), ImageError> {
         if !lock(&self.cache).knows(&prepared.id) {
-            let (bytes, parts) = self.measure(&prepared.id)?;
-            lock(&self.cache).record(&prepared.id, bytes, parts);
+            let blobs = if is_sha256(&prepared.id) {
+                self.blobs.pulled_from(&prepared.id)
+            } else {
+                Vec::new()
+            };
+            self.record_blobs(prepared, &blobs)?;
         }
         lock(&self.cache).touch(&prepared.id, reference);
         Ok(())

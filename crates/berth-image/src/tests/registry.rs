@@ -70,11 +70,17 @@ fn a_pulled_image_has_its_layers_with_whiteouts_applied(layered: bool) {
     assert_eq!(store.prepare(Some(&pinned)).unwrap().id, digest);
     assert_eq!(store.unpacked_count(), 1);
     drop(store);
-    let restarted = store_in(layered, &work.path().join("store"));
-    assert_eq!(restarted.prepare(Some(&pinned)).unwrap().id, digest);
-    assert_eq!(restarted.unpacked_count(), 0);
+    let root = work.path().join("store");
+    let restarted = store_in(layered, &root).with_cache_limit(0);
+    let found = restarted.prepare(Some(&pinned)).unwrap();
+    assert_eq!((found.id.as_str(), restarted.unpacked_count()), (digest.as_str(), 0));
     let error = restarted.prepare(Some(&reference)).unwrap_err();
     assert!(error.is_pull_failure(), "a tag is asked for: {error}");
+    // Found on disk, it counts with the blobs it was pulled from, which go with it.
+    assert!(!names(&root.join("registry/blobs/sha256")).is_empty());
+    drop(found);
+    restarted.collect_garbage();
+    assert_eq!(names(&root.join("registry/blobs/sha256")), Vec::<String>::new());
 }
 
 fn a_docker_schema2_image_pulls_too(layered: bool) {
