@@ -108,7 +108,9 @@ impl Agent {
                 path: work_dir.display().to_string(),
                 source,
             })?;
-        // Held until the agent has deregistered (dropped with this future if it is aborted).
+        // Held until the agent has deregistered. Aborting this future (as tests do, to play
+        // a crash) releases it while tasks it spawned may still run: in a real crash the
+        // process and the lock go together.
         let _work_dir_lock = work_lock::WorkDirLock::take(work_dir)?;
         let inner = Arc::new(Inner {
             worker: self.config.worker_id.clone(),

@@ -2,7 +2,8 @@
 //! in its heartbeats when they change; a container whose image is not
 //! held is reported PULLING while the image comes, then RUNNING; a container whose image
 //! cannot be pulled is tried again a bounded number of times, then reported FAILED with
-//! an `image_pull:` reason. A pulled image stays leased until the container has started.
+//! an `image_pull:` reason. An image found held or pulled stays leased until the container
+//! has started.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
@@ -20,13 +21,31 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 /// The process runtime with a pretend image cache: it holds `held`, and fails the pull of
-/// an image in `failing` with a pull error that many times; an image pulled is held until
-/// its pull's lease is dropped (a cache with no room for images not in use).
+/// an image in `failing` with a pull error that many times; an image pulled is held. An
+/// image goes when the last lease on it is dropped (a cache with no room for images not in
+/// use), so a start that finds its image gone pulls it again.
 struct Registry {
     inner: ProcessRuntime,
     held: Arc<Mutex<Vec<String>>>,
+    /// How many leases each image has.
+    leases: Arc<Mutex<HashMap<String, usize>>>,
     failing: Mutex<HashMap<String, u32>>,
     tries: Mutex<HashMap<String, u32>>,
+}
+
+impl Registry {
+    fn holds(&self, image: &str) -> bool {
+        self.held.lock().iter().any(|held| held == image)
+    }
+
+    fn lease(&self, image: &str) -> ImageLease {
+        *self.leases.lock().entry(image.to_owned()).or_default() += 1;
+        ImageLease::holding(Leased {
+            image: image.to_owned(),
+            held: self.held.clone(),
+            leases: self.leases.clone(),
+        })
+    }
 }
 
 #[async_trait]
@@ -37,15 +56,15 @@ impl ContainerRuntime for Registry {
 
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn ContainerHandle>, StartError> {
         if let Some(image) = spec.payload.image.as_deref()
-            && !self.has_image(image)
+            && !self.holds(image)
         {
             self.pull(image).await?;
         }
         self.inner.start(spec).await
     }
 
-    fn has_image(&self, image: &str) -> bool {
-        self.held.lock().iter().any(|held| held == image)
+    async fn lease_held(&self, image: &str) -> Option<ImageLease> {
+        self.holds(image).then(|| self.lease(image))
     }
 
     async fn pull(&self, image: &str) -> Result<ImageLease, StartError> {
@@ -61,10 +80,7 @@ impl ContainerRuntime for Registry {
             )));
         }
         self.held.lock().insert(0, image.to_owned());
-        Ok(ImageLease::holding(Evicted {
-            image: image.to_owned(),
-            held: self.held.clone(),
-        }))
+        Ok(self.lease(image))
     }
 
     fn held_images(&self) -> Vec<String> {
@@ -72,15 +88,21 @@ impl ContainerRuntime for Registry {
     }
 }
 
-/// A pulled image's lease: dropping it evicts the image.
-struct Evicted {
+/// A lease on an image: dropping the last one evicts the image.
+struct Leased {
     image: String,
     held: Arc<Mutex<Vec<String>>>,
+    leases: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-impl Drop for Evicted {
+impl Drop for Leased {
     fn drop(&mut self) {
-        self.held.lock().retain(|held| *held != self.image);
+        let mut leases = self.leases.lock();
+        let left = leases.entry(self.image.clone()).or_default();
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            self.held.lock().retain(|held| *held != self.image);
+        }
     }
 }
 
@@ -96,6 +118,7 @@ fn registry(dir: &TempDir, held: &[&str], failing: &[(&str, u32)]) -> Arc<Regist
     Arc::new(Registry {
         inner: ProcessRuntime::new(config.process_runtime()),
         held: Arc::new(Mutex::new(held.iter().map(|i| (*i).to_owned()).collect())),
+        leases: Arc::new(Mutex::new(HashMap::new())),
         failing: Mutex::new(failing.iter().map(|(i, n)| ((*i).to_owned(), *n)).collect()),
         tries: Mutex::new(HashMap::new()),
     })
@@ -194,6 +217,11 @@ async fn a_cold_start_is_reported_pulling_then_running_and_a_warm_one_running_at
         runtime.tries.lock()["cold:1"],
         1,
         "pulled once, before the start, and kept for it"
+    );
+    assert_eq!(
+        runtime.tries.lock().get("warm:1"),
+        None,
+        "found held, it stayed leased until the start"
     );
     agent.stop().await.unwrap();
 }

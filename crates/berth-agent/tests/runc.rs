@@ -403,7 +403,9 @@ async fn a_registry_image_runs_and_its_lease_keeps_it_until_the_container_ends()
         vec![reference.clone(), pinned.clone()],
         "what heartbeats report"
     );
-    assert!(rt.has_image(&pinned), "a request pinning it finds it here");
+    let lease = rt.lease_held(&pinned).await;
+    assert!(lease.is_some(), "a request pinning it finds it here");
+    drop(lease);
     assert_eq!(handle.wait().await, Exit::Exited { code: 0 });
     assert_eq!(handle.logs(), vec!["hello from the registry"]);
     // Ended, the container released its image, and the release collected it.

@@ -91,7 +91,10 @@ impl Protocol {
                 .await
             {
                 Ok(()) => worker.images = images.to_vec(),
-                Err(berth_store::StoreError::StaleEpoch { .. }) => {}
+                Err(berth_store::StoreError::StaleEpoch { .. }) => {
+                    tracing::debug!(worker = %worker.id, epoch = worker.epoch,
+                        "registered again meanwhile: its images are the newer registration's");
+                }
                 Err(other) => return Err(other.into()),
             }
         }

@@ -152,8 +152,13 @@ impl Inner {
             self.stop_preempted(&delivery).await;
         }
         // A cold start says so first: the image may take a while, and `berth ps` shows it.
-        let cold_image =
-            (delivery.payload.image.as_deref()).filter(|image| !self.runtime.has_image(image));
+        // The image found here, or the one pulled, stays leased until the start has returned,
+        // so that it cannot be evicted before.
+        let mut image_lease = match delivery.payload.image.as_deref() {
+            Some(image) => self.runtime.lease_held(image).await,
+            None => Some(ImageLease::none()),
+        };
+        let cold_image = (delivery.payload.image.as_deref()).filter(|_| image_lease.is_none());
         let first = match cold_image {
             Some(_) => ReportedState::Pulling,
             None => ReportedState::Running,
@@ -161,8 +166,6 @@ impl Inner {
         if !self.claim(&delivery, first).await {
             return;
         }
-        // Kept until the start has returned, so the image cannot be evicted before.
-        let mut pulled_image: Option<ImageLease> = None;
         if let Some(image) = cold_image {
             let pulled = self.pull(&delivery, image, &stop).await;
             if let Some(reason) = stop.reason() {
@@ -170,7 +173,7 @@ impl Inner {
                 return self.fail_unstarted(&delivery, reason.to_string()).await;
             }
             match pulled {
-                Ok(lease) => pulled_image = Some(lease),
+                Ok(lease) => image_lease = Some(lease),
                 Err(err) => {
                     tracing::warn!(container = %delivery.container, error = %err, "the image could not be pulled");
                     return self.fail_unstarted(&delivery, err.to_string()).await;
@@ -185,7 +188,7 @@ impl Inner {
             return self.fail_unstarted(&delivery, reason.to_string()).await;
         }
         let started = self.start(&delivery, &stop).await;
-        drop(pulled_image); // The started container holds its own lease.
+        drop(image_lease); // The started container holds its own lease.
         match started {
             Ok(handle) => {
                 let target = Target::of(&delivery);

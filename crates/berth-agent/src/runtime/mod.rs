@@ -202,11 +202,13 @@ pub trait ContainerRuntime: Send + Sync {
     /// Kills and removes a leftover the worker does not own any more.
     async fn discard(&self, _leftover: &Leftover) {}
 
-    /// Whether `image` (as a request names it) is ready here, so that a start fetches
-    /// nothing: the agent then reports the container RUNNING at once rather than PULLING
-    /// first. A runtime without images has every image it can run.
-    fn has_image(&self, _image: &str) -> bool {
-        true
+    /// A lease on `image` (as a request names it) if it is ready here, so that a start
+    /// fetches nothing: the agent then reports the container RUNNING at once rather than
+    /// PULLING first, and holds the lease until the start has returned, so the image cannot
+    /// be evicted in between. `None`: not here, to be pulled. A runtime without images has
+    /// every image it can run.
+    async fn lease_held(&self, _image: &str) -> Option<ImageLease> {
+        Some(ImageLease::none())
     }
 
     /// Fetches and unpacks `image` ahead of a start, which then finds it ready while the
@@ -218,8 +220,9 @@ pub trait ContainerRuntime: Send + Sync {
     }
 
     /// The images it holds ready, as requests name them, most recently used first, at
-    /// most [`berth_core::MAX_WORKER_IMAGES`]: the agent reports them in its heartbeats so
-    /// that placement prefers this worker for them. A runtime without images holds none.
+    /// most [`berth_core::MAX_WORKER_IMAGES`]: the agent reports them when it registers and
+    /// in its heartbeats, so that placement prefers this worker for them. A runtime without
+    /// images holds none.
     fn held_images(&self) -> Vec<String> {
         Vec::new()
     }

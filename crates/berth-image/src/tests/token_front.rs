@@ -4,6 +4,7 @@
 //! whoever gives the right basic credentials; with the token, requests are passed to the
 //! real registry behind it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -21,6 +22,8 @@ pub(super) struct TokenFront {
     pub(super) addr: String,
     /// The `scope` of every token request that got a token.
     pub(super) granted: Arc<Mutex<Vec<String>>>,
+    /// How many token requests came, granted or not.
+    pub(super) asked: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -39,6 +42,7 @@ struct Front {
     /// `user:password`, the only credentials that get a token.
     credentials: String,
     granted: Arc<Mutex<Vec<String>>>,
+    asked: Arc<AtomicUsize>,
     client: reqwest::Client,
 }
 
@@ -56,11 +60,13 @@ impl TokenFront {
             .unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let granted = Arc::new(Mutex::new(Vec::new()));
+        let asked = Arc::new(AtomicUsize::new(0));
         let front = Front {
             upstream: format!("http://{upstream}"),
             realm: format!("http://{addr}/token"),
             credentials: credentials.to_owned(),
             granted: granted.clone(),
+            asked: asked.clone(),
             client: reqwest::Client::new(),
         };
         let app = axum::Router::new()
@@ -71,6 +77,7 @@ impl TokenFront {
         TokenFront {
             addr,
             granted,
+            asked,
             runtime: Some(runtime),
         }
     }
@@ -82,6 +89,7 @@ async fn token(
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    front.asked.fetch_add(1, Ordering::Relaxed);
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(&front.credentials)

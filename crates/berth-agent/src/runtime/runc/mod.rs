@@ -554,15 +554,16 @@ fn make_work_dir(bundle: &Bundle, user: (u32, u32)) -> Result<(), StartError> {
         })
 }
 
-/// What [`RuncRuntime::held_images`] reports of `held` (most recently used first): each
-/// reference and its digest form, once each, at most [`berth_core::MAX_WORKER_IMAGES`].
+/// What [`RuncRuntime::held_images`] reports of `held` (most recently used first): the
+/// references, then their digest forms in the room left, once each, at most
+/// [`berth_core::MAX_WORKER_IMAGES`] (the references are what most requests name).
 fn held_names(held: &[berth_image::HeldImage]) -> Vec<String> {
+    let references = held.iter().map(|image| image.reference.clone());
+    let pinned = held.iter().filter_map(berth_image::HeldImage::pinned);
     let mut names: Vec<String> = Vec::new();
-    for image in held {
-        for name in std::iter::once(image.reference.clone()).chain(image.pinned()) {
-            if berth_core::plausible_image(&name) && !names.contains(&name) {
-                names.push(name);
-            }
+    for name in references.chain(pinned) {
+        if berth_core::plausible_image(&name) && !names.contains(&name) {
+            names.push(name);
         }
     }
     names.truncate(berth_core::MAX_WORKER_IMAGES);
@@ -575,12 +576,27 @@ impl ContainerRuntime for RuncRuntime {
         berth_core::RuntimeName::RUNC
     }
 
-    fn has_image(&self, image: &str) -> bool {
-        self.context
-            .images
-            .held(usize::MAX)
-            .iter()
-            .any(|held| held.reference == image || held.pinned().as_deref() == Some(image))
+    /// Found by the reference or its digest form; the lease is the store's own (a failure
+    /// to take it is logged, and the image pulled instead).
+    async fn lease_held(&self, image: &str) -> Option<ImageLease> {
+        let images = self.context.images.clone();
+        let image = image.to_owned();
+        let leased = tokio::task::spawn_blocking(move || {
+            let digest = images
+                .held(usize::MAX)
+                .into_iter()
+                .find(|held| held.reference == image || held.pinned().as_deref() == Some(&*image))?
+                .digest;
+            images
+                .lease(&digest)
+                .inspect_err(|err| tracing::warn!(error = %err, "cannot lease a held image"))
+                .ok()
+                .flatten()
+        })
+        .await
+        .ok()
+        .flatten()?;
+        Some(ImageLease::holding(leased))
     }
 
     /// The lease holds the prepared image, which garbage collection keeps while it lives.
@@ -797,19 +813,25 @@ mod tests {
             names,
             [
                 "app:v2",
-                "app@sha256:b",
                 "oci:/images/tools:1",
+                "app@sha256:b",
                 "app:v1",
                 "app@sha256:a"
             ],
-            "most recent first, each once, none the server would refuse"
+            "references most recent first, then digest forms, each once, none the server \
+             would refuse"
         );
         let many: Vec<_> = (0..40)
             .map(|i| held(&format!("img{i}:t"), &format!("sha256:{i}")))
             .collect();
         let names = held_names(&many);
         assert_eq!(names.len(), berth_core::MAX_WORKER_IMAGES);
-        assert_eq!(names[..2], ["img0:t", "img0@sha256:0"]);
+        assert_eq!(names[..2], ["img0:t", "img1:t"]);
+        assert_eq!(
+            names[39..41],
+            ["img39:t", "img0@sha256:0"],
+            "every tag, then digests"
+        );
     }
 
     #[test]
