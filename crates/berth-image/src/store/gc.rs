@@ -138,7 +138,8 @@ impl ImageStore {
     }
 
     /// Removes layer `digest`'s directory: renamed into a work directory added to `trash`
-    /// (deleted when that is dropped), so no half layer stays in place looking complete.
+    /// (deleted once the cache's lock is released), so no half layer stays in place looking
+    /// complete.
     fn remove_layer(
         &self,
         digest: &str,
@@ -172,7 +173,7 @@ impl ImageStore {
 
     /// Removes image `id` from memory and disk unless it got leased meanwhile; whether it
     /// is gone. The directory is renamed into a work directory added to `trash` (deleted
-    /// when that is dropped), so no half image stays in place.
+    /// once the cache's lock is released), so no half image stays in place.
     fn evict(&self, id: &str, trash: &mut Vec<tempfile::TempDir>) -> bool {
         let Some(slot) = self.images.get(id) else {
             return true;

@@ -249,19 +249,20 @@ impl RuncRuntime {
             })
     }
 
-    /// A lease on an adopted container's image, if it is still there. Failures are
-    /// logged: the container runs on either way.
+    /// A lease on the prepared image `id` (an adopted container's, or one found held), if
+    /// it is still there. Failures are logged: an adopted container runs on either way,
+    /// and an image not leased is pulled.
     async fn lease_image(&self, id: Option<&str>) -> Option<Arc<PreparedImage>> {
         let images = self.context.images.clone();
         let id = id?.to_owned();
         match tokio::task::spawn_blocking(move || images.lease(&id)).await {
             Ok(Ok(image)) => image,
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, "cannot lease an adopted container's image");
+                tracing::warn!(error = %err, "cannot lease a prepared image");
                 None
             }
             Err(err) => {
-                tracing::warn!(error = %err, "leasing an adopted container's image panicked");
+                tracing::warn!(error = %err, "leasing a prepared image panicked");
                 None
             }
         }
@@ -576,26 +577,12 @@ impl ContainerRuntime for RuncRuntime {
         berth_core::RuntimeName::RUNC
     }
 
-    /// Found by the reference or its digest form; the lease is the store's own (a failure
-    /// to take it is logged, and the image pulled instead).
+    /// Found by the reference or its digest form; the lease is the store's own.
     async fn lease_held(&self, image: &str) -> Option<ImageLease> {
-        let images = self.context.images.clone();
-        let image = image.to_owned();
-        let leased = tokio::task::spawn_blocking(move || {
-            let digest = images
-                .held(usize::MAX)
-                .into_iter()
-                .find(|held| held.reference == image || held.pinned().as_deref() == Some(&*image))?
-                .digest;
-            images
-                .lease(&digest)
-                .inspect_err(|err| tracing::warn!(error = %err, "cannot lease a held image"))
-                .ok()
-                .flatten()
-        })
-        .await
-        .ok()
-        .flatten()?;
+        let digest = (self.context.images.held(usize::MAX).into_iter())
+            .find(|held| held.reference == image || held.pinned().as_deref() == Some(image))?
+            .digest;
+        let leased = self.lease_image(Some(&digest)).await?;
         Some(ImageLease::holding(leased))
     }
 
@@ -606,10 +593,10 @@ impl ContainerRuntime for RuncRuntime {
             .map(ImageLease::holding)
     }
 
-    /// The images the store holds, as requests named them, each followed by its digest
-    /// form ([`berth_image::HeldImage::pinned`]) for a request that pins it; a reference
-    /// the server would refuse in a report (too long, with whitespace) is left out rather
-    /// than losing the whole list.
+    /// The images the store holds, as requests named them, then their digest forms
+    /// ([`berth_image::HeldImage::pinned`]) for requests that pin them (see `held_names`);
+    /// a name the server would refuse in a report (too long, with whitespace) is left out
+    /// rather than losing the whole list.
     fn held_images(&self) -> Vec<String> {
         held_names(&self.context.images.held(berth_core::MAX_WORKER_IMAGES))
     }
