@@ -259,7 +259,7 @@ fn pod(rng: &mut StdRng, index: usize) -> anyhow::Result<ContainerRequest> {
 
 /// The stream's shape mix, as the demand the fragmentation-aware policy weighs against.
 fn demand(pods: &[ContainerRequest]) -> Vec<DemandShape> {
-    berth_core::gpu_fit::demand_of(pods.iter().map(|p| (&p.resources, p.gpu_ask())))
+    berth_core::gpu_fit::demand_of(pods.iter().map(|p| (&p.resources, p.gpu_ask(), &p.gpu)))
 }
 
 /// The GPUs of the fleet not allocated, in milli-GPUs (healthy devices' free shares).

@@ -12,8 +12,8 @@
 //! github.com/hkust-adsl/kubernetes-scheduler-simulator, `NodeGpuShareFragAmount`), how
 //! much of a worker's free GPU capacity the expected GPU demand could not use: for each
 //! shape of that demand, weighted by how common it is, the free milli-GPUs it cannot use
-//! on this worker. A shape that does not fit the worker's free CPU or memory, or cannot
-//! get its GPUs, can use none of them (all are a fragment to it); otherwise a fraction
+//! on this worker. A shape that does not accept the worker's GPU type, does not fit its
+//! free CPU or memory, or cannot get its GPUs, can use none of them (all are a fragment to it); otherwise a fraction
 //! cannot use devices with less free than it asks, and whole GPUs cannot use partly booked
 //! devices. The fragmentation-aware policy places every request, CPU-only ones included,
 //! where this measure grows least (FGD's "gradient descent"), trying each distinct device
@@ -26,7 +26,7 @@
 //! compared exactly, where the simulator scores a sigmoid of it rounded to an integer and
 //! breaks ties at random; ties here go to the fuller worker (pack).
 
-use crate::{DeviceShare, GPU_MILLI, Resources};
+use crate::{DeviceShare, GPU_MILLI, GpuPreference, GpuType, Resources};
 
 /// What a request asks of GPU devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,21 +161,35 @@ pub fn whole_free(slots: &[DeviceSlot]) -> u32 {
 }
 
 /// One shape of the expected GPU demand and how common it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DemandShape {
     /// Its CPU and memory (its GPU count is in `gpus`).
     pub resources: Resources,
     /// Its GPUs.
     pub gpus: GpuAsk,
+    /// The GPU types it accepts: to a shape that does not accept a worker's type, all of
+    /// that worker's free GPUs are a fragment.
+    pub types: GpuPreference,
     /// Its weight: how many requests of this shape the demand holds.
     pub weight: u64,
 }
 
 /// The free milli-GPUs of `slots` that `shape` could not use on a worker with `free` CPU
-/// and memory (see the module documentation).
-fn unusable(slots: &[DeviceSlot], free: &Resources, shape: &DemandShape) -> u64 {
+/// and memory and GPUs of `gpu_type` (see the module documentation).
+fn unusable(
+    slots: &[DeviceSlot],
+    free: &Resources,
+    gpu_type: Option<&GpuType>,
+    shape: &DemandShape,
+) -> u64 {
     let total: u64 = slots.iter().map(|slot| u64::from(slot.free)).sum();
-    let fits = shape.resources.cpu_millicores <= free.cpu_millicores
+    let accepted = match (&shape.types, gpu_type) {
+        (GpuPreference::Any, _) => true,
+        (types, Some(ty)) => types.rank(ty).is_some(),
+        (GpuPreference::Types(_), None) => false,
+    };
+    let fits = accepted
+        && shape.resources.cpu_millicores <= free.cpu_millicores
         && shape.resources.memory_mib <= free.memory_mib
         && choose(slots, shape.gpus).is_some();
     if !fits {
@@ -193,33 +207,41 @@ fn unusable(slots: &[DeviceSlot], free: &Resources, shape: &DemandShape) -> u64 
         .sum()
 }
 
-/// The worker's fragmentation for `demand`: the weighted sum over its shapes of the free
-/// milli-GPUs each could not use (comparable between workers for one demand; divide by the
-/// total weight for the expectation).
-pub fn fragmentation(slots: &[DeviceSlot], free: &Resources, demand: &[DemandShape]) -> u128 {
+/// The fragmentation of a worker with GPUs of `gpu_type` for `demand`: the weighted sum
+/// over its shapes of the free milli-GPUs each could not use (comparable between workers
+/// for one demand; divide by the total weight for the expectation).
+pub fn fragmentation(
+    slots: &[DeviceSlot],
+    free: &Resources,
+    gpu_type: Option<&GpuType>,
+    demand: &[DemandShape],
+) -> u128 {
     demand
         .iter()
-        .map(|shape| u128::from(shape.weight) * u128::from(unusable(slots, free, shape)))
+        .map(|shape| u128::from(shape.weight) * u128::from(unusable(slots, free, gpu_type, shape)))
         .sum()
 }
 
-/// The demand that `asks` make, one shape per distinct (resources, GPUs), weighted by
-/// count; requests without GPUs are left out (they use no GPU).
-pub fn demand_of<'a>(asks: impl IntoIterator<Item = (&'a Resources, GpuAsk)>) -> Vec<DemandShape> {
+/// The demand that `asks` (resources, GPUs, accepted GPU types) make, one shape per
+/// distinct ask, weighted by count; requests without GPUs are left out (they use no GPU).
+pub fn demand_of<'a>(
+    asks: impl IntoIterator<Item = (&'a Resources, GpuAsk, &'a GpuPreference)>,
+) -> Vec<DemandShape> {
     let mut shapes: Vec<DemandShape> = Vec::new();
-    for (resources, gpus) in asks {
+    for (resources, gpus, types) in asks {
         if gpus == GpuAsk::None {
             continue;
         }
         let resources = Resources::new(resources.cpu_millicores, resources.memory_mib, 0);
         match shapes
             .iter_mut()
-            .find(|s| s.resources == resources && s.gpus == gpus)
+            .find(|s| s.resources == resources && s.gpus == gpus && s.types == *types)
         {
             Some(shape) => shape.weight += 1,
             None => shapes.push(DemandShape {
                 resources,
                 gpus,
+                types: types.clone(),
                 weight: 1,
             }),
         }
@@ -302,6 +324,7 @@ mod tests {
         DemandShape {
             resources: Resources::new(1000, 1024, 0),
             gpus,
+            types: GpuPreference::Any,
             weight,
         }
     }
@@ -312,31 +335,61 @@ mod tests {
         let s = slots(&[1000, 600, 200]);
         // Half a GPU can use devices 0 and 1, not the 200 left on device 2.
         assert_eq!(
-            fragmentation(&s, &free, &[shape(GpuAsk::Fraction(500), 1)]),
+            fragmentation(&s, &free, None, &[shape(GpuAsk::Fraction(500), 1)]),
             200
         );
         // A whole GPU can use only device 0.
-        assert_eq!(fragmentation(&s, &free, &[shape(GpuAsk::Whole(1), 1)]), 800);
+        assert_eq!(
+            fragmentation(&s, &free, None, &[shape(GpuAsk::Whole(1), 1)]),
+            800
+        );
         // Two whole GPUs cannot run here at all: every free milli-GPU is lost to them.
         assert_eq!(
-            fragmentation(&s, &free, &[shape(GpuAsk::Whole(2), 1)]),
+            fragmentation(&s, &free, None, &[shape(GpuAsk::Whole(2), 1)]),
             1800
         );
         // Weights multiply, shapes add.
         let demand = [shape(GpuAsk::Fraction(500), 3), shape(GpuAsk::Whole(1), 2)];
-        assert_eq!(fragmentation(&s, &free, &demand), 3 * 200 + 2 * 800);
+        assert_eq!(fragmentation(&s, &free, None, &demand), 3 * 200 + 2 * 800);
         // Without the CPU a shape needs, it can use nothing.
         let tight = Resources::new(500, 16_384, 0);
         assert_eq!(
-            fragmentation(&s, &tight, &[shape(GpuAsk::Fraction(100), 1)]),
+            fragmentation(&s, &tight, None, &[shape(GpuAsk::Fraction(100), 1)]),
             1800
         );
         // Nor without the memory (the paper's simulator checks CPU alone; memory strands
         // GPUs the same way).
         let short = Resources::new(8000, 512, 0);
         assert_eq!(
-            fragmentation(&s, &short, &[shape(GpuAsk::Fraction(100), 1)]),
+            fragmentation(&s, &short, None, &[shape(GpuAsk::Fraction(100), 1)]),
             1800
+        );
+    }
+
+    #[test]
+    fn a_shape_that_does_not_accept_the_workers_gpu_type_can_use_none_of_its_gpus() {
+        let free = Resources::new(8000, 16_384, 0);
+        let s = slots(&[1000, 600]);
+        let t4_only = DemandShape {
+            types: GpuPreference::Types(vec![GpuType::A10G, GpuType::T4]),
+            ..shape(GpuAsk::Whole(1), 2)
+        };
+        let demand = [t4_only];
+        assert_eq!(
+            fragmentation(&s, &free, Some(&GpuType::T4), &demand),
+            2 * 600
+        );
+        assert_eq!(
+            fragmentation(&s, &free, Some(&GpuType::H100), &demand),
+            2 * 1600
+        );
+        // A worker of no stated type serves only shapes that take any type.
+        assert_eq!(fragmentation(&s, &free, None, &demand), 2 * 1600);
+        let any = [shape(GpuAsk::Whole(1), 2)];
+        assert_eq!(fragmentation(&s, &free, None, &any), 2 * 600);
+        assert_eq!(
+            fragmentation(&s, &free, Some(&GpuType::H100), &any),
+            2 * 600
         );
     }
 
@@ -344,14 +397,18 @@ mod tests {
     fn demand_groups_equal_shapes_and_skips_cpu_only_requests() {
         let a = Resources::new(1000, 1024, 1);
         let b = Resources::new(2000, 1024, 0);
+        let any = GpuPreference::Any;
+        let t4 = GpuPreference::Types(vec![GpuType::T4]);
         let demand = demand_of([
-            (&a, GpuAsk::Whole(1)),
-            (&a, GpuAsk::Whole(1)),
-            (&b, GpuAsk::Fraction(250)),
-            (&b, GpuAsk::None),
+            (&a, GpuAsk::Whole(1), &any),
+            (&a, GpuAsk::Whole(1), &any),
+            (&b, GpuAsk::Fraction(250), &any),
+            (&b, GpuAsk::None, &any),
+            (&a, GpuAsk::Whole(1), &t4),
         ]);
-        assert_eq!(demand.len(), 2);
+        assert_eq!(demand.len(), 3, "{demand:?}");
         assert_eq!(demand[0].weight, 2);
+        assert_eq!((demand[2].types.clone(), demand[2].weight), (t4, 1));
         assert_eq!(demand[0].resources.gpu_count, 0);
         assert_eq!(demand[1].gpus, GpuAsk::Fraction(250));
         assert_eq!(GpuAsk::Whole(2).milli(), 2000);

@@ -66,7 +66,7 @@ fn batch_demand(requests: &[ContainerRequest]) -> Vec<DemandShape> {
         requests
             .iter()
             .filter(|r| r.validate().is_ok())
-            .map(|r| (&r.resources, r.gpu_ask())),
+            .map(|r| (&r.resources, r.gpu_ask(), &r.gpu)),
     )
 }
 
@@ -460,7 +460,8 @@ impl<'a> Planner<'a> {
         ask: GpuAsk,
     ) -> Option<(u64, Vec<DeviceShare>)> {
         let slots = &self.slots[worker];
-        let before = gpu_fit::fragmentation(slots, &self.free[worker], self.demand);
+        let gpu_type = self.snapshot.workers[worker].gpu_type.as_ref();
+        let before = gpu_fit::fragmentation(slots, &self.free[worker], gpu_type, self.demand);
         let mut best: Option<(i128, Vec<DeviceShare>)> = None;
         for devices in gpu_fit::alternatives(slots, ask) {
             let Some(left) = self.after(worker, &request.resources, &devices) else {
@@ -470,7 +471,7 @@ impl<'a> Planner<'a> {
             if !gpu_fit::take(&mut next, &devices) {
                 continue;
             }
-            let after = gpu_fit::fragmentation(&next, &left, self.demand);
+            let after = gpu_fit::fragmentation(&next, &left, gpu_type, self.demand);
             let growth = i128::try_from(after).ok()? - i128::try_from(before).ok()?;
             if best.as_ref().is_none_or(|(least, _)| growth < *least) {
                 best = Some((growth, devices));
@@ -633,6 +634,7 @@ mod tests {
         vec![DemandShape {
             resources: Resources::new(16_000, 1024, 0),
             gpus: GpuAsk::Whole(1),
+            types: GpuPreference::Any,
             weight: 1,
         }]
     }
@@ -658,6 +660,33 @@ mod tests {
                 &demand(),
             );
             assert_eq!(plan.workers.len(), 1);
+            plan.workers[0].worker.as_str().to_owned()
+        };
+        assert_eq!(place(PlacementPolicy::Fgd), "w1");
+        assert_eq!(place(PlacementPolicy::Pack), "w0");
+    }
+
+    /// Under fgd, a GPU request that takes any type goes to the worker whose type the demand
+    /// does not ask for, keeping the asked-for type's devices for the requests that need
+    /// them; pack, blind to the demand, takes the fuller worker.
+    #[test]
+    fn fgd_keeps_the_gpu_type_the_demand_asks_for() {
+        let place = |policy| {
+            let mut h100 = gpu_worker("w0", policy, 90, 0);
+            h100.gpu_type = Some(GpuType::H100);
+            let a10g = gpu_worker("w1", policy, 96, 0);
+            let snapshot = Snapshot {
+                workers: vec![h100, a10g],
+                pools: Vec::new(),
+            };
+            let mut request = cpu_only(8);
+            request.resources.gpu_count = 1;
+            let demand = [DemandShape {
+                types: GpuPreference::Types(vec![GpuType::H100]),
+                ..demand()[0].clone()
+            }];
+            let plan = plan_for_demand(&snapshot, &[request], PlanOptions::default(), &demand);
+            assert_eq!(plan.workers.len(), 1, "{plan:?}");
             plan.workers[0].worker.as_str().to_owned()
         };
         assert_eq!(place(PlacementPolicy::Fgd), "w1");

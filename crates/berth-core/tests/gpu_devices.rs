@@ -259,6 +259,7 @@ proptest! {
             .map(|(gpus, cores, weight)| DemandShape {
                 resources: Resources::new(cores * 500, cores * 1024, 0),
                 gpus,
+                types: GpuPreference::Any,
                 weight,
             })
             .collect();
@@ -317,11 +318,13 @@ fn fgd_puts_a_fraction_where_it_wastes_least() {
         DemandShape {
             resources: Resources::new(500, 1024, 0),
             gpus: GpuAsk::Fraction(500),
+            types: GpuPreference::Any,
             weight: 1,
         },
         DemandShape {
             resources: Resources::new(500, 1024, 0),
             gpus: GpuAsk::Whole(1),
+            types: GpuPreference::Any,
             weight: 1,
         },
     ];
@@ -414,11 +417,13 @@ fn fgd_ranks_by_the_growth_of_fragmentation_not_its_level() {
         DemandShape {
             resources: Resources::new(500, 1024, 0),
             gpus: GpuAsk::Fraction(500),
+            types: GpuPreference::Any,
             weight: 1,
         },
         DemandShape {
             resources: Resources::new(500, 1024, 0),
             gpus: GpuAsk::Whole(1),
+            types: GpuPreference::Any,
             weight: 1,
         },
     ];
