@@ -92,6 +92,18 @@ pub fn choose(slots: &[DeviceSlot], ask: GpuAsk) -> Option<Vec<DeviceShare>> {
     }
 }
 
+/// Whether `slots` could give `ask`: [`choose`] would find devices (without building them,
+/// since the fragmentation measure asks this for every demand shape of every placement
+/// it weighs).
+fn holds(slots: &[DeviceSlot], ask: GpuAsk) -> bool {
+    match ask {
+        GpuAsk::None => true,
+        GpuAsk::Whole(n) => usize::try_from(n)
+            .is_ok_and(|n| slots.iter().filter(|slot| slot.is_whole()).take(n).count() == n),
+        GpuAsk::Fraction(milli) => slots.iter().any(|slot| slot.free >= milli),
+    }
+}
+
 /// Every way `slots` could give `ask` that differs in what it leaves: for a fraction, one
 /// choice per distinct free amount (the lowest index among equals), the fullest device
 /// first, as [`choose`] prefers it (so that a tie between them keeps whole devices whole);
@@ -191,7 +203,7 @@ fn unusable(
     let fits = accepted
         && shape.resources.cpu_millicores <= free.cpu_millicores
         && shape.resources.memory_mib <= free.memory_mib
-        && choose(slots, shape.gpus).is_some();
+        && holds(slots, shape.gpus);
     if !fits {
         return total;
     }
@@ -285,6 +297,39 @@ mod tests {
             choose(&slots(&[400, 400]), GpuAsk::Fraction(100)),
             share(0, 100)
         );
+    }
+
+    #[test]
+    fn holds_agrees_with_choose() {
+        let asks = [
+            GpuAsk::None,
+            GpuAsk::Whole(0),
+            GpuAsk::Whole(1),
+            GpuAsk::Whole(2),
+            GpuAsk::Whole(3),
+            GpuAsk::Fraction(1),
+            GpuAsk::Fraction(500),
+            GpuAsk::Fraction(999),
+        ];
+        let frees: [&[u32]; 7] = [
+            &[],
+            &[0],
+            &[1000],
+            &[999, 1000],
+            &[500, 0],
+            &[1000, 1000],
+            &[1000, 499, 1000],
+        ];
+        for free in frees {
+            for ask in asks {
+                let s = slots(free);
+                assert_eq!(
+                    holds(&s, ask),
+                    choose(&s, ask).is_some(),
+                    "{free:?} {ask:?}"
+                );
+            }
+        }
     }
 
     #[test]
