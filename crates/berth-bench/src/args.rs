@@ -129,6 +129,11 @@ pub struct BenchArgs {
     /// its own fill and verdict (default 2023).
     #[arg(long, value_delimiter = ',', value_name = "SEED")]
     stream_seeds: Vec<u64>,
+    /// gpu-sharing: a third of the GPU pods accept only some GPU types, as in the trace's
+    /// `openb_pod_list_gpuspec33.csv` (default: every pod takes any type, as in its default
+    /// list); adds a row for fgd weighing a demand that ignores the types.
+    #[arg(long)]
+    typed_pods: bool,
     /// Scale runs: engine replicas, comma-separated (default: 1,2,3,4 for sustained; 2 for
     /// c1m, the fastest on a 2-core machine, where one replica leaves Redis idle while it
     /// plans).
@@ -182,6 +187,8 @@ pub struct Settings {
     pub containers: usize,
     /// gpu-sharing: the seeds of the fleet and the stream.
     pub stream_seeds: Vec<u64>,
+    /// gpu-sharing: pods accept only the GPU types the trace's gpuspec33 list gives them.
+    pub typed_pods: bool,
     /// Scale: replica counts.
     pub replicas: Vec<usize>,
     /// Scale: workers.
@@ -233,6 +240,9 @@ impl BenchArgs {
             );
         }
         let stream_seeds = self.stream_seeds(scenario)?;
+        if self.typed_pods && scenario != Scenario::GpuSharing {
+            bail!("--typed-pods applies to the gpu-sharing scenario only");
+        }
         Ok(Settings {
             scenario,
             rtts,
@@ -247,6 +257,7 @@ impl BenchArgs {
                 100
             }),
             stream_seeds,
+            typed_pods: self.typed_pods,
             replicas,
             workers,
             requests,
@@ -448,6 +459,15 @@ mod tests {
         let err = settings(&["--scenario", "seed", "--stream-seeds", "1"]).unwrap_err();
         assert!(err.to_string().contains("gpu-sharing"), "{err}");
         assert!(settings(&["--scenario", "gpu-sharing", "--stream-seeds", "x"]).is_err());
+    }
+
+    #[test]
+    fn typed_pods_are_for_gpu_sharing() {
+        assert!(!settings(&["--scenario", "gpu-sharing"]).unwrap().typed_pods);
+        let s = settings(&["--scenario", "gpu-sharing", "--typed-pods"]).unwrap();
+        assert!(s.typed_pods);
+        let err = settings(&["--scenario", "seed", "--typed-pods"]).unwrap_err();
+        assert!(err.to_string().contains("--typed-pods applies"), "{err}");
     }
 
     #[test]

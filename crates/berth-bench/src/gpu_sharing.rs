@@ -32,8 +32,15 @@
 //!   to 19 cores, multi-GPU pods of 8 to 15 cores a GPU, and fractions mostly small in
 //!   cores; a third of the fractions ask 0.81 of a GPU (1,078 pods), leaving 0.19 of their
 //!   device that only the 1.3% of pods asking 0.16 or less fit.
-//! - GPU types are the trace's models, but every pod accepts any (as the two thirds of the
-//!   trace's GPU pods that state no type do).
+//! - GPU types are the trace's models. In the default list every pod accepts any type.
+//!   With `--typed-pods`, the GPU pods accept the types of the trace's
+//!   `openb_pod_list_gpuspec33.csv`: the default list with a `gpu_spec` on 2,388 of its
+//!   7,064 GPU pods (33.8%), read whole. A pod's types are drawn, by the counts of its
+//!   class, from that class's specs ([`FRACTION_TYPES`], [`ONE_GPU_TYPES`],
+//!   [`MULTI_GPU_TYPES`]; within a class the commonest shapes split alike), from a
+//!   generator of their own, so a typed stream has the same pods as the untyped one of its
+//!   seed. Its table adds fgd weighing a demand blind to the types, to show what knowing
+//!   them is worth.
 //!
 //! The fragmentation-aware policy weighs placements against the stream's own shape mix
 //! (the demand a pool would learn from its history), as the paper's FGD weighs them
@@ -134,6 +141,47 @@ const FRACTIONS: [(u64, u64, u32, u32); 30] = [
     (6_000, 8_192, 460, 9),
     (4_000, 22_888, 110, 9),
     (4_000, 15_258, 110, 8),
+];
+
+/// The GPU types fraction pods accept in the trace's gpuspec33 list ('|'-separated; empty:
+/// any type) and how many pods state each.
+const FRACTION_TYPES: [(&str, u32); 4] = [
+    ("", 2_194),
+    ("T4", 593),
+    ("P100", 278),
+    ("G2|P100|T4|V100M16|V100M32", 13),
+];
+
+/// The GPU types one-GPU pods accept in the gpuspec33 list (a spec that names V100M32
+/// twice is counted with the same types named once).
+const ONE_GPU_TYPES: [(&str, u32); 16] = [
+    ("", 2_435),
+    ("T4", 698),
+    ("G2", 321),
+    ("V100M16|V100M32", 156),
+    ("P100|V100M16|V100M32", 102),
+    ("G3", 80),
+    ("P100|T4|V100M16|V100M32", 33),
+    ("G2|P100|T4|V100M16|V100M32", 26),
+    ("A10|G2|T4|V100M16|V100M32", 24),
+    ("V100M32", 18),
+    ("A10|T4", 6),
+    ("P100|V100M16", 4),
+    ("A10|G2|P100|T4|V100M16|V100M32", 3),
+    ("V100M16", 3),
+    ("P100", 1),
+    ("T4|V100M16|V100M32", 1),
+];
+
+/// The GPU types multi-GPU pods accept in the gpuspec33 list.
+const MULTI_GPU_TYPES: [(&str, u32); 7] = [
+    ("", 47),
+    ("G2", 10),
+    ("V100M16|V100M32", 7),
+    ("G3", 6),
+    ("T4|V100M16|V100M32", 2),
+    ("V100M32", 2),
+    ("P100|V100M16|V100M32", 1),
 ];
 
 /// One-GPU pod shapes: CPU millicores, memory MiB; weight.
@@ -257,9 +305,42 @@ fn pod(rng: &mut StdRng, index: usize) -> anyhow::Result<ContainerRequest> {
     })
 }
 
+/// The seed of the generator that draws the typed stream's GPU types, mixed with the
+/// stream's seed.
+const TYPES_SEED: u64 = 0x6770_7573_7065_6333;
+
+/// Gives each GPU pod of `pods` the GPU types it accepts, drawn by its class's counts in
+/// the trace's gpuspec33 list from a generator of their own (so the pods stay those of the
+/// untyped stream).
+fn assign_types(pods: &mut [ContainerRequest], seed: u64) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed ^ TYPES_SEED);
+    for pod in pods.iter_mut().filter(|pod| pod.wants_gpus()) {
+        let specs: &[(&str, u32)] = if pod.gpu_fraction_milli.is_some() {
+            &FRACTION_TYPES
+        } else if pod.resources.gpu_count == 1 {
+            &ONE_GPU_TYPES
+        } else {
+            &MULTI_GPU_TYPES
+        };
+        let &(spec, _) = pick(&mut rng, specs, |s| s.1);
+        pod.gpu = if spec.is_empty() {
+            GpuPreference::Any
+        } else {
+            GpuPreference::Types(spec.split('|').map(str::parse).collect::<Result<_, _>>()?)
+        };
+    }
+    Ok(())
+}
+
 /// The stream's shape mix, as the demand the fragmentation-aware policy weighs against.
 fn demand(pods: &[ContainerRequest]) -> Vec<DemandShape> {
     berth_core::gpu_fit::demand_of(pods.iter().map(|p| (&p.resources, p.gpu_ask(), &p.gpu)))
+}
+
+/// The stream's shape mix as if every pod took any GPU type.
+fn demand_of_any_type(pods: &[ContainerRequest]) -> Vec<DemandShape> {
+    let any = GpuPreference::Any;
+    berth_core::gpu_fit::demand_of(pods.iter().map(|p| (&p.resources, p.gpu_ask(), &any)))
 }
 
 /// The GPUs of the fleet not allocated, in milli-GPUs (healthy devices' free shares).
@@ -356,16 +437,35 @@ fn fill(
     }
 }
 
-/// Runs the scenario on `nodes` nodes with a stream of `pods` pods (about 20 per node
-/// saturates the fleet), fleet and stream drawn from `seed`, and prints its table.
-pub fn run(nodes: usize, pods: usize, seed: u64, report: &mut BenchReport) -> anyhow::Result<()> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let fleet = fleet(&mut rng, nodes)?;
-    let pods = (0..pods)
+/// One run of the scenario: the fleet's nodes and the stream's pods (about 20 per node
+/// saturates the fleet), both drawn from `seed`, and whether the pods state GPU types.
+#[derive(Debug, Clone, Copy)]
+pub struct Stream {
+    /// Nodes in the fleet.
+    pub nodes: usize,
+    /// Pods in the stream.
+    pub pods: usize,
+    /// The seed of the fleet and the stream.
+    pub seed: u64,
+    /// Whether a third of the GPU pods accept only some types (`--typed-pods`).
+    pub typed: bool,
+}
+
+/// The name of the row of fgd weighing a demand blind to GPU types (typed streams only).
+const FGD_TYPE_BLIND: &str = "fgd, type-blind demand";
+
+/// Runs the scenario on `stream` and prints its table.
+pub fn run(stream: Stream, report: &mut BenchReport) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(stream.seed);
+    let fleet = fleet(&mut rng, stream.nodes)?;
+    let mut pods = (0..stream.pods)
         .map(|i| pod(&mut rng, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if stream.typed {
+        assign_types(&mut pods, stream.seed)?;
+    }
     let demand = demand(&pods);
-    let policies = [
+    let mut policies: Vec<(String, Fill)> = [
         PlacementPolicy::Spread,
         PlacementPolicy::Pack,
         PlacementPolicy::Fgd,
@@ -378,11 +478,19 @@ pub fn run(nodes: usize, pods: usize, seed: u64, report: &mut BenchReport) -> an
         )
     })
     .collect();
+    if stream.typed {
+        let blind: Vec<DemandShape> = demand_of_any_type(&pods);
+        policies.push((
+            FGD_TYPE_BLIND.to_owned(),
+            fill(&fleet, &pods, &blind, PlacementPolicy::Fgd),
+        ));
+    }
     let result = GpuSharingResult {
         nodes: fleet.len(),
         gpus: total_gpus(&fleet) / u64::from(GPU_MILLI),
         pods: pods.len(),
-        seed,
+        seed: stream.seed,
+        typed: stream.typed,
         policies,
     };
     print_table(&result);
@@ -391,8 +499,13 @@ pub fn run(nodes: usize, pods: usize, seed: u64, report: &mut BenchReport) -> an
 }
 
 fn print_table(result: &GpuSharingResult) {
+    let typed = if result.typed {
+        ", a third of its GPU pods naming GPU types"
+    } else {
+        ""
+    };
     println!(
-        "arrival-only fill: {} nodes, {} GPUs, a stream of {} pods (seed {}), planned one at a time",
+        "arrival-only fill: {} nodes, {} GPUs, a stream of {} pods (seed {}{typed}), planned one at a time",
         result.nodes, result.gpus, result.pods, result.seed
     );
     let mut table = Table::new();
@@ -428,26 +541,57 @@ fn print_table(result: &GpuSharingResult) {
         ]);
     }
     println!("{table}");
+    if result.typed {
+        print_typed_shares(result);
+    }
 }
 
-/// The verdict on the fragmentation target, if the scenario ran.
+/// The state of `result`'s fill under `policy` when the arrived GPU asks reach the fleet's.
+fn at_capacity<'a>(result: &'a GpuSharingResult, policy: &str) -> Option<&'a PolicyFill> {
+    result
+        .policies
+        .iter()
+        .find(|(p, _)| p == policy)
+        .map(|(_, fill)| &fill.at_capacity)
+}
+
+/// The unallocated GPUs `of` leaves as a share of those `to` leaves (1 when `to` leaves
+/// none).
+fn share_of(of: &PolicyFill, to: &PolicyFill) -> f64 {
+    if to.unallocated_gpus > 0.0 {
+        of.unallocated_gpus / to.unallocated_gpus
+    } else {
+        1.0
+    }
+}
+
+/// A typed stream's comparison: what fgd leaves at capacity as a share of pack's, knowing
+/// the demand's GPU types and blind to them.
+fn print_typed_shares(result: &GpuSharingResult) {
+    let (Some(pack), Some(fgd), Some(blind)) = (
+        at_capacity(result, "pack"),
+        at_capacity(result, "fgd"),
+        at_capacity(result, FGD_TYPE_BLIND),
+    ) else {
+        return;
+    };
+    println!(
+        "GPU asks = fleet: fgd leaves {:.0}% of the GPUs pack leaves unallocated; weighing a type-blind demand, {:.0}%",
+        share_of(fgd, pack) * 100.0,
+        share_of(blind, pack) * 100.0
+    );
+}
+
+/// The verdict on the fragmentation target, for each stream of the default list (the one
+/// the target is set on; a typed stream prints its comparison with its table).
 pub fn verdicts(report: &BenchReport) -> Vec<crate::report::Verdict> {
     report
         .gpu_sharing
         .iter()
+        .filter(|r| !r.typed)
         .filter_map(|r| {
-            let end = |name: &str| {
-                r.policies
-                    .iter()
-                    .find(|(p, _)| p == name)
-                    .map(|(_, fill)| &fill.at_capacity)
-            };
-            let (pack, fgd) = (end("pack")?, end("fgd")?);
-            let share = if pack.unallocated_gpus > 0.0 {
-                fgd.unallocated_gpus / pack.unallocated_gpus
-            } else {
-                1.0
-            };
+            let (pack, fgd) = (at_capacity(r, "pack")?, at_capacity(r, "fgd")?);
+            let share = share_of(fgd, pack);
             let met = share <= TARGET_SHARE_OF_PACK && fgd.placed >= pack.placed;
             Some(crate::report::Verdict {
                 target: format!("gpu-sharing (seed {}): fgd leaves at most half the unallocated GPUs pack leaves, placing no fewer pods (when the arrived GPU asks reach the fleet's GPUs)", r.seed),
@@ -468,4 +612,71 @@ pub fn verdicts(report: &BenchReport) -> Vec<crate::report::Verdict> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    fn total(specs: &[(&str, u32)]) -> u32 {
+        specs.iter().map(|s| s.1).sum()
+    }
+
+    /// The type tables hold every GPU pod of their class in the gpuspec33 list, and about a
+    /// third of them name types, as there (2,388 of 7,064).
+    #[test]
+    fn the_type_tables_hold_each_class_of_the_trace() {
+        assert_eq!(total(&FRACTION_TYPES), 3_078);
+        assert_eq!(total(&ONE_GPU_TYPES), 3_911);
+        assert_eq!(total(&MULTI_GPU_TYPES), 75);
+        let any: u32 = [&FRACTION_TYPES[..], &ONE_GPU_TYPES, &MULTI_GPU_TYPES]
+            .iter()
+            .map(|specs| {
+                specs
+                    .iter()
+                    .filter(|s| s.0.is_empty())
+                    .map(|s| s.1)
+                    .sum::<u32>()
+            })
+            .sum();
+        assert_eq!(7_064 - any, 2_388);
+    }
+
+    /// Typing a stream changes only the GPU pods' accepted types: the pods are those of the
+    /// untyped stream, CPU-only pods take any type, and about a third of the GPU pods name
+    /// types (all of them the trace's models).
+    #[test]
+    fn typing_keeps_the_pods_and_names_types_for_a_third() {
+        let stream = |typed| {
+            let mut rng = StdRng::seed_from_u64(5);
+            let mut pods: Vec<ContainerRequest> =
+                (0..3000).map(|i| pod(&mut rng, i).unwrap()).collect();
+            if typed {
+                assign_types(&mut pods, 5).unwrap();
+            }
+            pods
+        };
+        let (plain, typed) = (stream(false), stream(true));
+        let gpu_pods = plain.iter().filter(|p| p.wants_gpus()).count();
+        let mut named = 0;
+        for (a, b) in plain.iter().zip(&typed) {
+            assert_eq!(
+                (&a.id, a.resources, a.gpu_ask()),
+                (&b.id, b.resources, b.gpu_ask())
+            );
+            assert_eq!(a.gpu, GpuPreference::Any);
+            if let GpuPreference::Types(types) = &b.gpu {
+                assert!(b.wants_gpus(), "{b:?}");
+                named += 1;
+                let models = ["G2", "G3", "T4", "P100", "V100M16", "V100M32", "A10"];
+                assert!(
+                    types.iter().all(|t| models.contains(&t.name())),
+                    "{types:?}"
+                );
+            }
+        }
+        let share = f64::from(named) / gpu_pods as f64;
+        assert!((0.30..0.38).contains(&share), "{named} of {gpu_pods}");
+    }
 }

@@ -138,7 +138,13 @@ fn run_without_store(args: &BenchArgs, settings: &Settings) -> anyhow::Result<()
     };
     let mut report = report::BenchReport::new(store, machine);
     for &seed in &settings.stream_seeds {
-        gpu_sharing::run(settings.workers, settings.requests, seed, &mut report)?;
+        let stream = gpu_sharing::Stream {
+            nodes: settings.workers,
+            pods: settings.requests,
+            seed,
+            typed: settings.typed_pods,
+        };
+        gpu_sharing::run(stream, &mut report)?;
     }
     finish(args, report)
 }

@@ -435,6 +435,8 @@ pub struct GpuSharingResult {
     pub pods: usize,
     /// The seed of the fleet and the stream.
     pub seed: u64,
+    /// Whether a third of the GPU pods accept only some GPU types (`--typed-pods`).
+    pub typed: bool,
     /// Per policy: its name and its fill.
     pub policies: Vec<(String, Fill)>,
 }

@@ -196,6 +196,7 @@ mod tests {
             gpu_devices: 0,
             containers: 1,
             stream_seeds: Vec::new(),
+            typed_pods: false,
             replicas: vec![1],
             workers: 1_000,
             requests: 100_000,

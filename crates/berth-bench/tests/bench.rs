@@ -206,37 +206,50 @@ fn the_start_scenario_runs_both_runtimes_and_writes_every_figure() {
     assert!(["met", "partly", "missed"].contains(&verdict["verdict"].as_str().unwrap()));
 }
 
+/// Runs the gpu-sharing scenario with `args`; its output and its JSON report.
+fn gpu_sharing(args: &[&str]) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gpu.json");
+    let output = berth()
+        .args(["bench", "--scenario", "gpu-sharing"])
+        .args(args)
+        .arg("--json")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    (stdout, json)
+}
+
+/// The policies a gpu-sharing run's report lists, in order.
+fn policy_names(run: &serde_json::Value) -> Vec<&str> {
+    run["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect()
+}
+
 /// The gpu-sharing fill, small (40 nodes, 800 pods): every policy runs, the figures are in
 /// the JSON and consistent, and the target has a verdict. Which policy wins is judged by
 /// the bench, not here.
 #[test]
 fn the_gpu_sharing_scenario_fills_under_every_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gpu.json");
-    let output = berth()
-        .args([
-            "bench",
-            "--scenario",
-            "gpu-sharing",
-            "--workers",
-            "40",
-            "--requests",
-            "800",
-            "--stream-seeds",
-            "7,8",
-            "--json",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (_, json) = gpu_sharing(&[
+        "--workers",
+        "40",
+        "--requests",
+        "800",
+        "--stream-seeds",
+        "7,8",
+    ]);
     let runs = json["gpu_sharing"].as_array().unwrap();
     let seeds: Vec<u64> = runs.iter().map(|r| r["seed"].as_u64().unwrap()).collect();
     assert_eq!(seeds, [7, 8], "one fill per seed, in order");
@@ -247,12 +260,7 @@ fn the_gpu_sharing_scenario_fills_under_every_policy() {
     let run = &runs[0];
     assert_eq!(run["nodes"], 40);
     assert_eq!(run["pods"], 800);
-    let policies: Vec<&str> = run["policies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[0].as_str().unwrap())
-        .collect();
+    let policies = policy_names(run);
     assert_eq!(policies, ["spread", "pack", "fgd"]);
     for policy in run["policies"].as_array().unwrap() {
         let fill = &policy[1];
@@ -276,4 +284,26 @@ fn the_gpu_sharing_scenario_fills_under_every_policy() {
     for verdict in verdicts {
         assert!(["met", "missed"].contains(&verdict["verdict"].as_str().unwrap()));
     }
+}
+
+/// A typed gpu-sharing fill: its result says so, it adds fgd weighing a type-blind demand,
+/// and it gets no verdict (the target is set on the default list).
+#[test]
+fn a_typed_gpu_sharing_fill_adds_the_type_blind_fgd_and_no_verdict() {
+    let (stdout, json) = gpu_sharing(&["--workers", "20", "--requests", "400", "--typed-pods"]);
+    assert!(stdout.contains("a type-blind demand"), "{stdout}");
+    let run = &json["gpu_sharing"][0];
+    assert_eq!(run["typed"], true);
+    let policies = policy_names(run);
+    assert_eq!(
+        policies,
+        ["spread", "pack", "fgd", "fgd, type-blind demand"]
+    );
+    let verdicts = json["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["target"].as_str().unwrap().starts_with("gpu-sharing"))
+        .count();
+    assert_eq!(verdicts, 0);
 }
