@@ -237,6 +237,16 @@ fn policy_names(run: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// The gpu-sharing verdicts of a report.
+fn gpu_sharing_verdicts(json: &serde_json::Value) -> Vec<&serde_json::Value> {
+    json["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["target"].as_str().unwrap().starts_with("gpu-sharing"))
+        .collect()
+}
+
 /// The gpu-sharing fill, small (40 nodes, 800 pods): every policy runs, the figures are in
 /// the JSON and consistent, and the target has a verdict. Which policy wins is judged by
 /// the bench, not here.
@@ -273,12 +283,7 @@ fn the_gpu_sharing_scenario_fills_under_every_policy() {
         assert!(placed("first_refusal") <= placed("end"), "{fill}");
         assert!(placed("end") <= 800);
     }
-    let verdicts: Vec<&serde_json::Value> = json["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| v["target"].as_str().unwrap().starts_with("gpu-sharing"))
-        .collect();
+    let verdicts = gpu_sharing_verdicts(&json);
     assert_eq!(verdicts.len(), 2, "a verdict per seed");
     assert!(verdicts[0]["target"].as_str().unwrap().contains("seed 7"));
     for verdict in verdicts {
@@ -287,9 +292,9 @@ fn the_gpu_sharing_scenario_fills_under_every_policy() {
 }
 
 /// A typed gpu-sharing fill: its result says so, it adds fgd weighing a type-blind demand,
-/// and it gets no verdict (the target is set on the default list).
+/// and its verdict names the typed stream.
 #[test]
-fn a_typed_gpu_sharing_fill_adds_the_type_blind_fgd_and_no_verdict() {
+fn a_typed_gpu_sharing_fill_adds_the_type_blind_fgd_and_its_own_verdict() {
     let (stdout, json) = gpu_sharing(&["--workers", "20", "--requests", "400", "--typed-pods"]);
     assert!(stdout.contains("a type-blind demand"), "{stdout}");
     let run = &json["gpu_sharing"][0];
@@ -299,11 +304,8 @@ fn a_typed_gpu_sharing_fill_adds_the_type_blind_fgd_and_no_verdict() {
         policies,
         ["spread", "pack", "fgd", "fgd, type-blind demand"]
     );
-    let verdicts = json["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| v["target"].as_str().unwrap().starts_with("gpu-sharing"))
-        .count();
-    assert_eq!(verdicts, 0);
+    let verdicts = gpu_sharing_verdicts(&json);
+    assert_eq!(verdicts.len(), 1);
+    let target = verdicts[0]["target"].as_str().unwrap();
+    assert!(target.contains("typed pods"), "{target}");
 }

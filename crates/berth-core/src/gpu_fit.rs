@@ -13,20 +13,35 @@
 //! much of a worker's free GPU capacity the expected GPU demand could not use: for each
 //! shape of that demand, weighted by how common it is, the free milli-GPUs it cannot use
 //! on this worker. A shape that does not accept the worker's GPU type, does not fit its
-//! free CPU or memory, or cannot get its GPUs, can use none of them (all are a fragment to it); otherwise a fraction
-//! cannot use devices with less free than it asks, and whole GPUs cannot use partly booked
-//! devices. The fragmentation-aware policy places every request, CPU-only ones included,
+//! free CPU or memory, or cannot get its GPUs, can use none of them (all are a fragment
+//! to it); otherwise a fraction cannot use devices with less free than it asks, and whole
+//! GPUs cannot use partly booked devices. The fragmentation-aware policy places every request, CPU-only ones included,
 //! where this measure grows least (FGD's "gradient descent"), trying each distinct device
 //! a fraction could take.
+//!
+//! Shapes that accept only some GPU types are weighed by how scarce those types are
+//! ([`weighed_by_scarcity`]): a shape's count is multiplied by the pool's GPUs over the
+//! GPUs of the types it accepts. The paper weighs shapes by popularity alone. With types,
+//! that makes the rarest type the cheapest home for a request that takes any: nearly every
+//! typed shape rejects it, so all its free GPUs count as their fragments, and any placement
+//! there shrinks them. Its few devices then go to requests that could run anywhere, and
+//! the requests that need them are refused (BENCHMARKS.md, GPU sharing, typed pods).
+//! Weighed by scarcity, a shape that can use a tenth of the pool counts ten times for each
+//! GPU it could use. Where every shape takes any type, all weights are multiplied alike
+//! and every decision stays the paper's.
 //!
 //! Where this differs from the paper's simulator, on purpose: memory counts like CPU (the
 //! simulator checks CPU alone, though its filter also needs memory); CPU-only shapes are
 //! left out of the demand (to them every free milli-GPU is a fragment, which adds the same
 //! amount to every placement of one request and so decides nothing); the growth is
 //! compared exactly, where the simulator scores a sigmoid of it rounded to an integer and
-//! breaks ties at random; ties here go to the fuller worker (pack).
+//! breaks ties at random; ties here go to the fuller worker (pack). A shape's types are
+//! those the request asks for now: a fallback step that later widens them (and a pool
+//! selector) is not seen, so the measure may count a fallback type's GPUs as a fragment to
+//! requests that could still take them.
 
 use crate::{DeviceShare, GPU_MILLI, GpuPreference, GpuType, Resources};
+use std::collections::BTreeMap;
 
 /// What a request asks of GPU devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,26 +194,28 @@ pub struct DemandShape {
     pub resources: Resources,
     /// Its GPUs.
     pub gpus: GpuAsk,
-    /// The GPU types it accepts: to a shape that does not accept a worker's type, all of
-    /// that worker's free GPUs are a fragment.
+    /// The GPU types it accepts (their order does not matter here): to a shape that does
+    /// not accept a worker's type, all of that worker's free GPUs are a fragment.
     pub types: GpuPreference,
     /// Its weight: how many requests of this shape the demand holds.
     pub weight: u64,
 }
 
-/// The free milli-GPUs of `slots` that `shape` could not use on a worker with `free` CPU
-/// and memory and GPUs of `gpu_type` (see the module documentation).
+/// The free milli-GPUs of `slots` (`total` of them) that `shape` could not use on a
+/// worker with `free` CPU and memory and GPUs of `gpu_type` (see the module
+/// documentation).
 fn unusable(
     slots: &[DeviceSlot],
+    total: u64,
     free: &Resources,
     gpu_type: Option<&GpuType>,
     shape: &DemandShape,
 ) -> u64 {
-    let total: u64 = slots.iter().map(|slot| u64::from(slot.free)).sum();
+    // A worker of no type takes no GPU request (the rules refuse them all there).
     let accepted = match (&shape.types, gpu_type) {
-        (GpuPreference::Any, _) => true,
-        (types, Some(ty)) => types.rank(ty).is_some(),
-        (GpuPreference::Types(_), None) => false,
+        (_, None) => false,
+        (GpuPreference::Any, Some(_)) => true,
+        (GpuPreference::Types(types), Some(ty)) => types.contains(ty),
     };
     let fits = accepted
         && shape.resources.cpu_millicores <= free.cpu_millicores
@@ -228,10 +245,53 @@ pub fn fragmentation(
     gpu_type: Option<&GpuType>,
     demand: &[DemandShape],
 ) -> u128 {
+    let total: u64 = slots.iter().map(|slot| u64::from(slot.free)).sum();
     demand
         .iter()
-        .map(|shape| u128::from(shape.weight) * u128::from(unusable(slots, free, gpu_type, shape)))
+        .map(|shape| {
+            let lost = unusable(slots, total, free, gpu_type, shape);
+            u128::from(shape.weight) * u128::from(lost)
+        })
         .sum()
+}
+
+/// The most a shape's weight is multiplied by for the scarcity of the GPU types it accepts:
+/// it keeps the weighed growth of a placement well inside the range the planner scores
+/// (a type with less than 1/256 of the pool's GPUs weighs as if it had that share).
+pub const MAX_SCARCITY: u64 = 256;
+
+/// `demand` with each shape's weight multiplied by the scarcity of the GPUs it accepts:
+/// all the GPUs of `gpus_by_type` (the pool's, by type) over those of the types it
+/// accepts, at most [`MAX_SCARCITY`] (see the module documentation). A shape no GPU of
+/// the pool accepts weighs nothing: it fits nowhere, so it could only add the same amount
+/// to every placement of a request. The product is taken before the division, so a shape
+/// that takes any type keeps exactly its weight.
+pub fn weighed_by_scarcity(
+    demand: &[DemandShape],
+    gpus_by_type: &BTreeMap<GpuType, u64>,
+) -> Vec<DemandShape> {
+    let all: u64 = gpus_by_type.values().sum();
+    demand
+        .iter()
+        .map(|shape| {
+            let accepted: u64 = gpus_by_type
+                .iter()
+                .filter(|(ty, _)| shape.types.rank(ty).is_some())
+                .map(|(_, gpus)| gpus)
+                .sum();
+            let weight = if accepted == 0 {
+                0
+            } else {
+                let scaled = u128::from(shape.weight) * u128::from(all) / u128::from(accepted);
+                let most = u128::from(shape.weight) * u128::from(MAX_SCARCITY);
+                u64::try_from(scaled.min(most)).unwrap_or(u64::MAX)
+            };
+            DemandShape {
+                weight,
+                ..shape.clone()
+            }
+        })
+        .collect()
 }
 
 /// The demand that `asks` (resources, GPUs, accepted GPU types) make, one shape per
@@ -244,16 +304,26 @@ pub fn demand_of<'a>(
         if gpus == GpuAsk::None {
             continue;
         }
+        // Lists naming the same types, in any order, are one shape here.
+        let types = match types {
+            GpuPreference::Any => GpuPreference::Any,
+            GpuPreference::Types(list) => {
+                let mut list = list.clone();
+                list.sort();
+                list.dedup();
+                GpuPreference::Types(list)
+            }
+        };
         let resources = Resources::new(resources.cpu_millicores, resources.memory_mib, 0);
         match shapes
             .iter_mut()
-            .find(|s| s.resources == resources && s.gpus == gpus && s.types == *types)
+            .find(|s| s.resources == resources && s.gpus == gpus && s.types == types)
         {
             Some(shape) => shape.weight += 1,
             None => shapes.push(DemandShape {
                 resources,
                 gpus,
-                types: types.clone(),
+                types,
                 weight: 1,
             }),
         }
@@ -377,36 +447,37 @@ mod tests {
     #[test]
     fn fragmentation_counts_what_each_shape_cannot_use() {
         let free = Resources::new(8000, 16_384, 0);
+        let a10g = Some(&GpuType::A10G);
         let s = slots(&[1000, 600, 200]);
         // Half a GPU can use devices 0 and 1, not the 200 left on device 2.
         assert_eq!(
-            fragmentation(&s, &free, None, &[shape(GpuAsk::Fraction(500), 1)]),
+            fragmentation(&s, &free, a10g, &[shape(GpuAsk::Fraction(500), 1)]),
             200
         );
         // A whole GPU can use only device 0.
         assert_eq!(
-            fragmentation(&s, &free, None, &[shape(GpuAsk::Whole(1), 1)]),
+            fragmentation(&s, &free, a10g, &[shape(GpuAsk::Whole(1), 1)]),
             800
         );
         // Two whole GPUs cannot run here at all: every free milli-GPU is lost to them.
         assert_eq!(
-            fragmentation(&s, &free, None, &[shape(GpuAsk::Whole(2), 1)]),
+            fragmentation(&s, &free, a10g, &[shape(GpuAsk::Whole(2), 1)]),
             1800
         );
         // Weights multiply, shapes add.
         let demand = [shape(GpuAsk::Fraction(500), 3), shape(GpuAsk::Whole(1), 2)];
-        assert_eq!(fragmentation(&s, &free, None, &demand), 3 * 200 + 2 * 800);
+        assert_eq!(fragmentation(&s, &free, a10g, &demand), 3 * 200 + 2 * 800);
         // Without the CPU a shape needs, it can use nothing.
         let tight = Resources::new(500, 16_384, 0);
         assert_eq!(
-            fragmentation(&s, &tight, None, &[shape(GpuAsk::Fraction(100), 1)]),
+            fragmentation(&s, &tight, a10g, &[shape(GpuAsk::Fraction(100), 1)]),
             1800
         );
         // Nor without the memory (the paper's simulator checks CPU alone; memory strands
         // GPUs the same way).
         let short = Resources::new(8000, 512, 0);
         assert_eq!(
-            fragmentation(&s, &short, None, &[shape(GpuAsk::Fraction(100), 1)]),
+            fragmentation(&s, &short, a10g, &[shape(GpuAsk::Fraction(100), 1)]),
             1800
         );
     }
@@ -415,11 +486,11 @@ mod tests {
     fn a_shape_that_does_not_accept_the_workers_gpu_type_can_use_none_of_its_gpus() {
         let free = Resources::new(8000, 16_384, 0);
         let s = slots(&[1000, 600]);
-        let t4_only = DemandShape {
+        let a10g_or_t4 = DemandShape {
             types: GpuPreference::Types(vec![GpuType::A10G, GpuType::T4]),
             ..shape(GpuAsk::Whole(1), 2)
         };
-        let demand = [t4_only];
+        let demand = [a10g_or_t4];
         assert_eq!(
             fragmentation(&s, &free, Some(&GpuType::T4), &demand),
             2 * 600
@@ -428,14 +499,48 @@ mod tests {
             fragmentation(&s, &free, Some(&GpuType::H100), &demand),
             2 * 1600
         );
-        // A worker of no stated type serves only shapes that take any type.
+        // A worker of no stated type serves no shape (the rules send it no GPU request).
         assert_eq!(fragmentation(&s, &free, None, &demand), 2 * 1600);
         let any = [shape(GpuAsk::Whole(1), 2)];
-        assert_eq!(fragmentation(&s, &free, None, &any), 2 * 600);
+        assert_eq!(fragmentation(&s, &free, None, &any), 2 * 1600);
         assert_eq!(
             fragmentation(&s, &free, Some(&GpuType::H100), &any),
             2 * 600
         );
+    }
+
+    #[test]
+    fn scarcity_multiplies_a_shapes_weight_by_the_pools_gpus_over_those_it_accepts() {
+        let typed = |types: Vec<GpuType>, weight| DemandShape {
+            types: GpuPreference::Types(types),
+            ..shape(GpuAsk::Whole(1), weight)
+        };
+        let h100 = GpuType::Other("H100X".to_owned());
+        let pool = BTreeMap::from([(GpuType::T4, 30), (GpuType::A10G, 10), (h100.clone(), 0)]);
+        let demand = [
+            shape(GpuAsk::Whole(1), 7),
+            typed(vec![GpuType::A10G], 3),
+            typed(vec![GpuType::T4, GpuType::A10G], 3),
+            typed(vec![GpuType::T4], 2),
+            typed(vec![h100], 5),
+        ];
+        let weights: Vec<u64> = weighed_by_scarcity(&demand, &pool)
+            .iter()
+            .map(|s| s.weight)
+            .collect();
+        // Any type: as given. A10G is a quarter of the pool, T4 three quarters (2 * 40 / 30
+        // rounds down); no GPU of the pool is an H100X.
+        assert_eq!(weights, [7, 12, 3, 2, 0]);
+        // A type with less than 1/256 of the pool weighs as if it had that share.
+        let rare = BTreeMap::from([(GpuType::T4, 10_000), (GpuType::A10G, 1)]);
+        let capped = weighed_by_scarcity(&[typed(vec![GpuType::A10G], 2)], &rare);
+        assert_eq!(capped[0].weight, 2 * MAX_SCARCITY);
+        let just = BTreeMap::from([(GpuType::T4, 255), (GpuType::A10G, 1)]);
+        let exact = weighed_by_scarcity(&[typed(vec![GpuType::A10G], 2)], &just);
+        assert_eq!(exact[0].weight, 2 * 256);
+        let under = BTreeMap::from([(GpuType::T4, 254), (GpuType::A10G, 1)]);
+        let scaled = weighed_by_scarcity(&[typed(vec![GpuType::A10G], 2)], &under);
+        assert_eq!(scaled[0].weight, 2 * 255);
     }
 
     #[test]
@@ -450,8 +555,21 @@ mod tests {
             (&b, GpuAsk::Fraction(250), &any),
             (&b, GpuAsk::None, &any),
             (&a, GpuAsk::Whole(1), &t4),
+            (
+                &b,
+                GpuAsk::Whole(1),
+                &GpuPreference::Types(vec![GpuType::T4, GpuType::A10G]),
+            ),
+            (
+                &b,
+                GpuAsk::Whole(1),
+                &GpuPreference::Types(vec![GpuType::A10G, GpuType::T4, GpuType::A10G]),
+            ),
         ]);
-        assert_eq!(demand.len(), 3, "{demand:?}");
+        assert_eq!(demand.len(), 4, "{demand:?}");
+        // The same types in another order, or named twice, are the same shape.
+        let listed = GpuPreference::Types(vec![GpuType::T4, GpuType::A10G]);
+        assert_eq!((demand[3].types.clone(), demand[3].weight), (listed, 2));
         assert_eq!(demand[0].weight, 2);
         assert_eq!((demand[2].types.clone(), demand[2].weight), (t4, 1));
         assert_eq!(demand[0].resources.gpu_count, 0);

@@ -12,9 +12,10 @@ use crate::rules::{Candidate, Stage, check_through, gpu_reserve, needed};
 use crate::scoring::{
     GroupScore, WARM_BONUS, affinity_with_seed, fit_score, request_seed, room, start_offset,
 };
-use crate::{ContainerRequest, DeviceShare, PlacementPolicy, Resources};
+use crate::{ContainerRequest, DeviceShare, GpuPreference, GpuType, PlacementPolicy, Resources};
+use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Plans a batch with the default options. See [`plan_with`].
 pub fn plan(snapshot: &Snapshot, requests: &[ContainerRequest]) -> Plan {
@@ -90,6 +91,25 @@ fn plan_in_order(
     plan
 }
 
+/// `demand` as the fragmentation-aware policy weighs it: each shape by the scarcity of the
+/// GPU types it accepts among the GPUs of the workers that policy places on
+/// ([`gpu_fit::weighed_by_scarcity`]). Borrowed as given, at no cost, when no shape names
+/// types or no worker uses the policy.
+fn weighed_demand<'a>(snapshot: &Snapshot, demand: &'a [DemandShape]) -> Cow<'a, [DemandShape]> {
+    let typed = demand.iter().any(|shape| shape.types != GpuPreference::Any);
+    let fgd = |worker: &&crate::Worker| worker.pool.policy == PlacementPolicy::Fgd;
+    if !typed || !snapshot.workers.iter().any(|worker| fgd(&worker)) {
+        return Cow::Borrowed(demand);
+    }
+    let mut gpus_by_type: BTreeMap<GpuType, u64> = BTreeMap::new();
+    for worker in snapshot.workers.iter().filter(fgd) {
+        if let Some(ty) = &worker.gpu_type {
+            *gpus_by_type.entry(ty.clone()).or_insert(0) += u64::from(worker.total.gpu_count);
+        }
+    }
+    Cow::Owned(gpu_fit::weighed_by_scarcity(demand, &gpus_by_type))
+}
+
 /// The workers holding each image that some worker holds.
 fn warm_workers(workers: &[crate::Worker]) -> HashMap<&str, Vec<usize>> {
     let mut warm: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -126,8 +146,9 @@ struct Planner<'a> {
     free: Vec<Resources>,
     /// Free milli-GPUs of each worker's bookable devices after the placements made so far.
     slots: Vec<Vec<DeviceSlot>>,
-    /// The GPU demand the fragmentation-aware policy weighs placements against.
-    demand: &'a [DemandShape],
+    /// The GPU demand the fragmentation-aware policy weighs placements against, weighed by
+    /// scarcity ([`weighed_demand`]).
+    demand: Cow<'a, [DemandShape]>,
     /// Placements made so far, by worker index.
     placements: Vec<Vec<Placement>>,
     unplaced: Vec<Unplaced>,
@@ -187,7 +208,7 @@ impl<'a> Planner<'a> {
             buckets,
             free,
             slots,
-            demand,
+            demand: weighed_demand(snapshot, demand),
             placements: vec![Vec::new(); snapshot.workers.len()],
             unplaced: Vec::new(),
         }
@@ -461,7 +482,7 @@ impl<'a> Planner<'a> {
     ) -> Option<(u64, Vec<DeviceShare>)> {
         let slots = &self.slots[worker];
         let gpu_type = self.snapshot.workers[worker].gpu_type.as_ref();
-        let before = gpu_fit::fragmentation(slots, &self.free[worker], gpu_type, self.demand);
+        let before = gpu_fit::fragmentation(slots, &self.free[worker], gpu_type, &self.demand);
         let mut best: Option<(i128, Vec<DeviceShare>)> = None;
         for devices in gpu_fit::alternatives(slots, ask) {
             let Some(left) = self.after(worker, &request.resources, &devices) else {
@@ -471,7 +492,7 @@ impl<'a> Planner<'a> {
             if !gpu_fit::take(&mut next, &devices) {
                 continue;
             }
-            let after = gpu_fit::fragmentation(&next, &left, gpu_type, self.demand);
+            let after = gpu_fit::fragmentation(&next, &left, gpu_type, &self.demand);
             let growth = i128::try_from(after).ok()? - i128::try_from(before).ok()?;
             if best.as_ref().is_none_or(|(least, _)| growth < *least) {
                 best = Some((growth, devices));
@@ -691,6 +712,34 @@ mod tests {
         };
         assert_eq!(place(PlacementPolicy::Fgd), "w1");
         assert_eq!(place(PlacementPolicy::Pack), "w0");
+    }
+
+    /// A request that takes any type goes to the common type, not to the rare one that a
+    /// typed shape needs: weighed by popularity alone (the paper), the rare G3 worker would
+    /// win, since more weight rejects it (A10G-only, 3) than rejects A10G (G3-only, 2);
+    /// weighed by scarcity, G3-only counts 2 * 32 / 8 = 8 and A10G-only 3 * 32 / 24 = 4.
+    #[test]
+    fn fgd_keeps_a_rare_type_for_the_requests_that_need_it() {
+        let g3 = GpuType::Other("G3".to_owned());
+        let mut workers: Vec<Worker> = (0..4)
+            .map(|i| gpu_worker(&format!("w{i}"), PlacementPolicy::Fgd, 96, 0))
+            .collect();
+        workers[0].gpu_type = Some(g3.clone());
+        let snapshot = Snapshot {
+            workers,
+            pools: Vec::new(),
+        };
+        let typed = |ty: GpuType, weight| DemandShape {
+            types: GpuPreference::Types(vec![ty]),
+            weight,
+            ..demand()[0].clone()
+        };
+        let demand = [typed(g3, 2), typed(GpuType::A10G, 3)];
+        let mut request = cpu_only(8);
+        request.resources.gpu_count = 1;
+        let plan = plan_for_demand(&snapshot, &[request], PlanOptions::default(), &demand);
+        assert_eq!(plan.workers.len(), 1, "{plan:?}");
+        assert_ne!(plan.workers[0].worker.as_str(), "w0", "{plan:?}");
     }
 
     /// Scored by fragmentation, a CPU-only request still leaves a GPU worker's reserve for
