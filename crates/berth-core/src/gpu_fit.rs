@@ -20,14 +20,15 @@
 //! a fraction could take.
 //!
 //! Shapes that accept only some GPU types are weighed by how scarce those types are
-//! ([`weighed_by_scarcity`]): a shape's count is multiplied by the pool's GPUs over the
-//! GPUs of the types it accepts. The paper weighs shapes by popularity alone. With types,
-//! that makes the rarest type the cheapest home for a request that takes any: nearly every
+//! ([`weighed_by_scarcity`]): a shape's count is multiplied by the GPUs of the workers the
+//! policy places on over the GPUs of the types it accepts (rounded to the nearest, at most
+//! [`MAX_SCARCITY`] times). The paper weighs shapes by popularity alone. With types, that
+//! makes the rarest type the cheapest home for a request that takes any: nearly every
 //! typed shape rejects it, so all its free GPUs count as their fragments, and any placement
 //! there shrinks them. Its few devices then go to requests that could run anywhere, and
 //! the requests that need them are refused (BENCHMARKS.md, GPU sharing, typed pods).
-//! Weighed by scarcity, a shape that can use a tenth of the pool counts ten times for each
-//! GPU it could use. Where every shape takes any type, all weights are multiplied alike
+//! Weighed by scarcity, a shape that can use a tenth of those GPUs counts ten times for
+//! each free GPU it cannot use. Where no shape names a type, the demand is used as given,
 //! and every decision stays the paper's.
 //!
 //! Where this differs from the paper's simulator, on purpose: memory counts like CPU (the
@@ -255,17 +256,19 @@ pub fn fragmentation(
         .sum()
 }
 
-/// The most a shape's weight is multiplied by for the scarcity of the GPU types it accepts:
-/// it keeps the weighed growth of a placement well inside the range the planner scores
-/// (a type with less than 1/256 of the pool's GPUs weighs as if it had that share).
+/// The most a shape's weight is multiplied by for the scarcity of the GPU types it accepts
+/// (a type with less than 1/256 of the GPUs weighs as if it had that share). It bounds the
+/// weighed growth of a placement: the planner scores growth up to 2^40 weighed milli-GPUs,
+/// which on 8-GPU workers takes over half a million GPU requests at this cap (beyond it,
+/// placements that grow fragmentation more tie, and pack decides among them).
 pub const MAX_SCARCITY: u64 = 256;
 
 /// `demand` with each shape's weight multiplied by the scarcity of the GPUs it accepts:
-/// all the GPUs of `gpus_by_type` (the pool's, by type) over those of the types it
-/// accepts, at most [`MAX_SCARCITY`] (see the module documentation). A shape no GPU of
-/// the pool accepts weighs nothing: it fits nowhere, so it could only add the same amount
-/// to every placement of a request. The product is taken before the division, so a shape
-/// that takes any type keeps exactly its weight.
+/// all the GPUs of `gpus_by_type` (the placeable GPUs, by type) over those of the types it
+/// accepts, rounded to the nearest, at most [`MAX_SCARCITY`] (see the module
+/// documentation). A shape that accepts none of them weighs nothing: it fits nowhere, so
+/// it could only add the same amount to every placement of a request. The product is
+/// taken before the division, so a shape that takes any type keeps exactly its weight.
 pub fn weighed_by_scarcity(
     demand: &[DemandShape],
     gpus_by_type: &BTreeMap<GpuType, u64>,
@@ -282,7 +285,11 @@ pub fn weighed_by_scarcity(
             let weight = if accepted == 0 {
                 0
             } else {
-                let scaled = u128::from(shape.weight) * u128::from(all) / u128::from(accepted);
+                // Rounded to the nearest: batch demands weigh 1 to 3, where rounding down
+                // would drop the scarcity of a type with half the pool's GPUs.
+                let scaled = (u128::from(shape.weight) * u128::from(all)
+                    + u128::from(accepted) / 2)
+                    / u128::from(accepted);
                 let most = u128::from(shape.weight) * u128::from(MAX_SCARCITY);
                 u64::try_from(scaled.min(most)).unwrap_or(u64::MAX)
             };
@@ -529,8 +536,14 @@ mod tests {
             .map(|s| s.weight)
             .collect();
         // Any type: as given. A10G is a quarter of the pool, T4 three quarters (2 * 40 / 30
-        // rounds down); no GPU of the pool is an H100X.
-        assert_eq!(weights, [7, 12, 3, 2, 0]);
+        // rounds to 3); no GPU of the pool is an H100X.
+        assert_eq!(weights, [7, 12, 3, 3, 0]);
+        let half = BTreeMap::from([(GpuType::T4, 3), (GpuType::A10G, 2)]);
+        let rounded = weighed_by_scarcity(&[typed(vec![GpuType::T4], 1)], &half);
+        assert_eq!(rounded[0].weight, 2, "5 / 3 rounds up");
+        let down = BTreeMap::from([(GpuType::T4, 4), (GpuType::A10G, 1)]);
+        let rounded = weighed_by_scarcity(&[typed(vec![GpuType::T4], 1)], &down);
+        assert_eq!(rounded[0].weight, 1, "5 / 4 rounds down");
         // A type with less than 1/256 of the pool weighs as if it had that share.
         let rare = BTreeMap::from([(GpuType::T4, 10_000), (GpuType::A10G, 1)]);
         let capped = weighed_by_scarcity(&[typed(vec![GpuType::A10G], 2)], &rare);

@@ -92,9 +92,10 @@ fn plan_in_order(
 }
 
 /// `demand` as the fragmentation-aware policy weighs it: each shape by the scarcity of the
-/// GPU types it accepts among the GPUs of the workers that policy places on
-/// ([`gpu_fit::weighed_by_scarcity`]). Borrowed as given, at no cost, when no shape names
-/// types or no worker uses the policy.
+/// GPU types it accepts among the healthy devices of the workers that policy places on and
+/// that take work ([`gpu_fit::weighed_by_scarcity`]; a lost or draining worker's devices
+/// are no supply). Borrowed as given, at no cost, when no shape names types or no worker
+/// uses the policy.
 fn weighed_demand<'a>(snapshot: &Snapshot, demand: &'a [DemandShape]) -> Cow<'a, [DemandShape]> {
     let typed = demand.iter().any(|shape| shape.types != GpuPreference::Any);
     let fgd = |worker: &&crate::Worker| worker.pool.policy == PlacementPolicy::Fgd;
@@ -103,8 +104,9 @@ fn weighed_demand<'a>(snapshot: &Snapshot, demand: &'a [DemandShape]) -> Cow<'a,
     }
     let mut gpus_by_type: BTreeMap<GpuType, u64> = BTreeMap::new();
     for worker in snapshot.workers.iter().filter(fgd) {
-        if let Some(ty) = &worker.gpu_type {
-            *gpus_by_type.entry(ty.clone()).or_insert(0) += u64::from(worker.total.gpu_count);
+        if let (Some(ty), true) = (&worker.gpu_type, worker.status.accepts_work()) {
+            let healthy = u64::try_from(worker.device_slots().len()).unwrap_or(u64::MAX);
+            *gpus_by_type.entry(ty.clone()).or_insert(0) += healthy;
         }
     }
     Cow::Owned(gpu_fit::weighed_by_scarcity(demand, &gpus_by_type))
@@ -721,10 +723,30 @@ mod tests {
     #[test]
     fn fgd_keeps_a_rare_type_for_the_requests_that_need_it() {
         let g3 = GpuType::Other("G3".to_owned());
-        let mut workers: Vec<Worker> = (0..4)
+        let mut workers: Vec<Worker> = (0..12)
             .map(|i| gpu_worker(&format!("w{i}"), PlacementPolicy::Fgd, 96, 0))
             .collect();
         workers[0].gpu_type = Some(g3.clone());
+        // Devices that are no supply, with no room: two draining G3 workers, two whose G3
+        // devices are all unhealthy, three G3 workers and one A10G worker of another
+        // policy. Counted (any one kind), they would make G3 as common as A10G, or rarer
+        // only among the other policy's workers, and the request would go to w0.
+        for worker in workers.iter_mut().skip(4) {
+            worker.gpu_type = Some(g3.clone());
+            worker.free = Resources::new(0, 0, 0);
+        }
+        for worker in &mut workers[4..6] {
+            worker.status = WorkerStatus::Draining;
+        }
+        for worker in &mut workers[6..8] {
+            for device in &mut worker.gpus {
+                device.device.healthy = false;
+            }
+        }
+        for worker in &mut workers[8..12] {
+            worker.pool.policy = PlacementPolicy::Pack;
+        }
+        workers[11].gpu_type = Some(GpuType::A10G);
         let snapshot = Snapshot {
             workers,
             pools: Vec::new(),
