@@ -332,15 +332,14 @@ fn assign_types(pods: &mut [ContainerRequest], seed: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The stream's shape mix, as the demand the fragmentation-aware policy weighs against.
-fn demand(pods: &[ContainerRequest]) -> Vec<DemandShape> {
-    berth_core::gpu_fit::demand_of(pods.iter().map(|p| (&p.resources, p.gpu_ask(), &p.gpu)))
-}
-
-/// The stream's shape mix as if every pod took any GPU type.
-fn demand_of_any_type(pods: &[ContainerRequest]) -> Vec<DemandShape> {
+/// The stream's shape mix, as the demand the fragmentation-aware policy weighs against;
+/// with `types` false, as if every pod took any GPU type.
+fn demand_of(pods: &[ContainerRequest], types: bool) -> Vec<DemandShape> {
     let any = GpuPreference::Any;
-    berth_core::gpu_fit::demand_of(pods.iter().map(|p| (&p.resources, p.gpu_ask(), &any)))
+    berth_core::gpu_fit::demand_of(
+        pods.iter()
+            .map(|p| (&p.resources, p.gpu_ask(), if types { &p.gpu } else { &any })),
+    )
 }
 
 /// The GPUs of the fleet not allocated, in milli-GPUs (healthy devices' free shares).
@@ -464,7 +463,7 @@ pub fn run(stream: Stream, report: &mut BenchReport) -> anyhow::Result<()> {
     if stream.typed {
         assign_types(&mut pods, stream.seed)?;
     }
-    let demand = demand(&pods);
+    let demand = demand_of(&pods, true);
     let mut policies: Vec<(String, Fill)> = [
         PlacementPolicy::Spread,
         PlacementPolicy::Pack,
@@ -479,7 +478,7 @@ pub fn run(stream: Stream, report: &mut BenchReport) -> anyhow::Result<()> {
     })
     .collect();
     if stream.typed {
-        let blind: Vec<DemandShape> = demand_of_any_type(&pods);
+        let blind = demand_of(&pods, false);
         policies.push((
             FGD_TYPE_BLIND.to_owned(),
             fill(&fleet, &pods, &blind, PlacementPolicy::Fgd),

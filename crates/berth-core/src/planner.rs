@@ -98,12 +98,13 @@ fn plan_in_order(
 /// uses the policy.
 fn weighed_demand<'a>(snapshot: &Snapshot, demand: &'a [DemandShape]) -> Cow<'a, [DemandShape]> {
     let typed = demand.iter().any(|shape| shape.types != GpuPreference::Any);
-    let fgd = |worker: &&crate::Worker| worker.pool.policy == PlacementPolicy::Fgd;
-    if !typed || !snapshot.workers.iter().any(|worker| fgd(&worker)) {
+    let fgd_workers =
+        || (snapshot.workers.iter()).filter(|worker| worker.pool.policy == PlacementPolicy::Fgd);
+    if !typed || fgd_workers().next().is_none() {
         return Cow::Borrowed(demand);
     }
     let mut gpus_by_type: BTreeMap<GpuType, u64> = BTreeMap::new();
-    for worker in snapshot.workers.iter().filter(fgd) {
+    for worker in fgd_workers() {
         if let (Some(ty), true) = (&worker.gpu_type, worker.status.accepts_work()) {
             let healthy = u64::try_from(worker.device_slots().len()).unwrap_or(u64::MAX);
             *gpus_by_type.entry(ty.clone()).or_insert(0) += healthy;
@@ -635,6 +636,13 @@ mod tests {
         registration.with_devices().unwrap().into_worker(free, 1, 1)
     }
 
+    /// A request for one whole GPU of any type and `cores` cores.
+    fn one_gpu(cores: u64) -> ContainerRequest {
+        let mut request = cpu_only(cores);
+        request.resources.gpu_count = 1;
+        request
+    }
+
     fn cpu_only(cores: u64) -> ContainerRequest {
         ContainerRequest {
             id: crate::ContainerId::new("cpu-0").unwrap(),
@@ -702,8 +710,7 @@ mod tests {
                 workers: vec![h100, a10g],
                 pools: Vec::new(),
             };
-            let mut request = cpu_only(8);
-            request.resources.gpu_count = 1;
+            let request = one_gpu(8);
             let demand = [DemandShape {
                 types: GpuPreference::Types(vec![GpuType::H100]),
                 ..demand()[0].clone()
@@ -757,8 +764,7 @@ mod tests {
             ..demand()[0].clone()
         };
         let demand = [typed(g3, 2), typed(GpuType::A10G, 3)];
-        let mut request = cpu_only(8);
-        request.resources.gpu_count = 1;
+        let request = one_gpu(8);
         let plan = plan_for_demand(&snapshot, &[request], PlanOptions::default(), &demand);
         assert_eq!(plan.workers.len(), 1, "{plan:?}");
         assert_ne!(plan.workers[0].worker.as_str(), "w0", "{plan:?}");

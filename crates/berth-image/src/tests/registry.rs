@@ -243,8 +243,9 @@ fn a_registry_token_in_the_auth_file_is_sent_as_the_bearer_token() {
         .prepare(Some(&reference))
         .unwrap();
     assert_eq!(image.id, digest);
-    assert!(
-        front.asked.load(std::sync::atomic::Ordering::Relaxed) == 0,
+    assert_eq!(
+        front.asked.load(std::sync::atomic::Ordering::Relaxed),
+        0,
         "sent as it is, not traded"
     );
 }
